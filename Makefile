@@ -1,0 +1,75 @@
+# pgtq: `make demo` shows the queue working, `make test` runs every test.
+# Both set up what they need: system packages (scripts/ensure-system-deps.sh),
+# the virtualenv, and a local PostgreSQL cluster (scripts/pgcluster.py).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PGTQ := $(VENV)/bin/pgtq
+PG_CONFIG ?= $(shell command -v /usr/lib/postgresql/15/bin/pg_config || command -v pg_config)
+EXT_VERSION := $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" pgtq.control)
+EXT_DIR = $(shell $(PG_CONFIG) --sharedir)/extension
+DEMO_DIR := .pgtq-demo
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+.PHONY: system-deps
+system-deps: ## install PostgreSQL, pgTAP and pg_prove if missing (apt, as root)
+	@bash scripts/ensure-system-deps.sh
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## create the virtualenv with pgtq and its test tools
+
+.PHONY: install-extension
+install-extension: system-deps ## copy pgtq.control and sql/ into the server's extension folder
+	@if [ -w "$(EXT_DIR)" ]; then \
+		install -m 644 pgtq.control sql/pgtq--*.sql "$(EXT_DIR)/"; \
+		echo "pgtq extension $(EXT_VERSION) installed into $(EXT_DIR)"; \
+	else \
+		echo "pgtq: $(EXT_DIR) is not writable; run: sudo make install-extension" >&2; \
+	fi
+
+.PHONY: test
+test: system-deps venv install-extension ## run every test (pgTAP and pytest) on a throwaway cluster
+	$(PY) scripts/pgcluster.py run -- $(MAKE) --no-print-directory test-sql test-py
+
+.PHONY: test-sql
+test-sql: ## pgTAP suite with pg_prove (needs PGTQ_TEST_DSN; `make test` sets it)
+	@$(PY) tests/sql/run.py
+
+.PHONY: test-py
+test-py: ## pytest suite (needs PGTQ_TEST_DSN; `make test` sets it)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: venv ## ruff
+	$(VENV)/bin/ruff check pgtq tests migrations examples scripts bench
+	$(VENV)/bin/ruff format --check pgtq tests migrations examples scripts bench
+
+.PHONY: demo
+demo: system-deps venv ## run the example app on a local cluster (or on $PGTQ_DSN)
+	@if [ -n "$$PGTQ_DSN" ]; then dsn="$$PGTQ_DSN"; \
+	else dsn="$$($(PY) scripts/pgcluster.py start $(DEMO_DIR))" || exit 1; \
+	     dsn="$${dsn/dbname=postgres/dbname=pgtq_demo}"; \
+	     $(PY) scripts/createdb.py "$$dsn"; fi; \
+	PGTQ_DSN="$$dsn" $(PY) examples/demo.py
+
+.PHONY: demo-stop
+demo-stop: ## stop the demo's local cluster
+	@$(PY) scripts/pgcluster.py stop $(DEMO_DIR)
+
+.PHONY: clean
+clean: demo-stop ## remove the virtualenv and the demo cluster
+	rm -rf $(VENV) $(DEMO_DIR)

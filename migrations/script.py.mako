@@ -1,0 +1,20 @@
+"""${message}
+
+Revision ID: ${up_revision}
+Revises: ${down_revision | comma,n}
+"""
+
+from pgtq._migration import apply_sql_file
+
+revision = ${repr(up_revision)}
+down_revision = ${repr(down_revision)}
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    apply_sql_file("pgtq--A--B.sql")
+
+
+def downgrade() -> None:
+    raise NotImplementedError("pgtq schema downgrades are not supported")

@@ -1,0 +1,99 @@
+"""Every SQL statement the package sends, in one place.
+
+Each one calls a public ``pgtq`` function or reads a public view, with named
+arguments and explicit casts (so a Python int too large for the parameter
+fails with a clear range error instead of a missing-function error). No
+other module names a table or builds SQL.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+VERSION: Final = "SELECT pgtq.version()"
+
+SCHEMA_EXISTS: Final = (
+    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p"
+    " JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
+    " WHERE n.nspname = 'pgtq' AND p.proname = 'version')"
+)
+
+PUSH: Final = (
+    "SELECT pgtq.push("
+    "queue => %(queue)s::text, task => %(task)s::text,"
+    " args => %(args)s::jsonb, kwargs => %(kwargs)s::jsonb,"
+    " run_at => %(run_at)s::timestamptz, priority => %(priority)s::integer,"
+    " max_attempts => %(max_attempts)s::integer)"
+)
+
+PUSH_DELAYED: Final = (
+    "SELECT pgtq.push("
+    "queue => %(queue)s::text, task => %(task)s::text,"
+    " args => %(args)s::jsonb, kwargs => %(kwargs)s::jsonb,"
+    " run_at => now() + %(delay)s::interval, priority => %(priority)s::integer,"
+    " max_attempts => %(max_attempts)s::integer)"
+)
+
+POP: Final = (
+    "SELECT id, queue, task, args, kwargs, priority, attempt, max_attempts,"
+    " lease, lease_expires_at"
+    " FROM pgtq.pop(queue => %(queue)s::text, worker => %(worker)s::text,"
+    " n => %(n)s::integer, lease => %(lease)s::interval)"
+)
+
+COMPLETE: Final = (
+    "SELECT pgtq.complete(id => %(id)s::bigint, lease => %(lease)s::uuid,"
+    " result => %(result)s::jsonb)"
+)
+
+FAIL: Final = (
+    "SELECT pgtq.fail(id => %(id)s::bigint, lease => %(lease)s::uuid,"
+    " error => %(error)s::text, retry_in => %(retry_in)s::interval)"
+)
+
+HEARTBEAT: Final = (
+    "SELECT pgtq.heartbeat(id => %(id)s::bigint, lease => %(lease)s::uuid,"
+    " extend_by => %(extend_by)s::interval)"
+)
+
+RELEASE: Final = "SELECT pgtq.release(id => %(id)s::bigint, lease => %(lease)s::uuid)"
+
+TICK: Final = "SELECT pgtq.tick(queue => %(queue)s::text)"
+
+CANCEL: Final = "SELECT pgtq.cancel(id => %(id)s::bigint)"
+
+RETRY: Final = "SELECT pgtq.retry(id => %(id)s::bigint)"
+
+PRUNE: Final = (
+    "SELECT pgtq.prune(older_than => %(older_than)s::interval,"
+    " include_failed => %(include_failed)s::boolean)"
+)
+
+REGISTER_WORKER: Final = (
+    "SELECT pgtq.register_worker(worker => %(worker)s::text, host => %(host)s::text,"
+    " pid => %(pid)s::integer, queues => %(queues)s::text[])"
+)
+
+UNREGISTER_WORKER: Final = "SELECT pgtq.unregister_worker(worker => %(worker)s::text)"
+
+QUEUE_STATS: Final = (
+    "SELECT queue, state::text, jobs, oldest_age FROM pgtq.queue_stats"
+    " WHERE %(queue)s::text IS NULL OR queue = %(queue)s::text"
+    " ORDER BY queue, array_position(enum_range(NULL::pgtq.job_state), state)"
+)
+
+JOB: Final = (
+    "SELECT id, queue, task, args, kwargs, state::text, priority, attempt,"
+    " max_attempts, run_at, created_at, started_at, finished_at, worker,"
+    " last_error, result"
+    " FROM pgtq.jobs WHERE id = %(id)s::bigint"
+)
+
+EXTENSION_INSTALLED: Final = (
+    "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pgtq'"
+)
+
+UPDATE_EXTENSION: Final = "ALTER EXTENSION pgtq UPDATE"
+
+# pgtq._announce() notifies this channel with the queue name as payload.
+LISTEN: Final = "LISTEN pgtq"

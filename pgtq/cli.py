@@ -1,0 +1,175 @@
+"""The ``pgtq`` command line: worker, scheduler, migrate, stats, version."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from pgtq import __version__
+from pgtq._schema import schema_version
+from pgtq.errors import PgTqError
+from pgtq.queue import PgTq
+
+logger = logging.getLogger("pgtq")
+
+
+class UsageError(Exception):
+    """A problem with what the user typed or pointed at."""
+
+
+def _dsn_or_env(dsn: str | None) -> str:
+    dsn = dsn or os.environ.get("PGTQ_DSN")
+    if not dsn:
+        raise UsageError("no database given: pass a DSN or set PGTQ_DSN")
+    return dsn
+
+
+def load_queue(target: str) -> PgTq:
+    """Import ``MODULE:OBJECT`` and return the PgTq it names."""
+    module_name, _, attribute = target.partition(":")
+    if not module_name or not attribute:
+        raise UsageError(f"expected MODULE:QUEUE_OBJECT (e.g. myapp.tasks:q), got {target!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # any import-time failure is the user's to see, briefly
+        raise UsageError(f"cannot import module {module_name!r}: {type(error).__name__}: {error}") from error
+    try:
+        queue = getattr(module, attribute)
+    except AttributeError as error:
+        raise UsageError(f"module {module_name!r} has no attribute {attribute!r}") from error
+    if not isinstance(queue, PgTq):
+        raise UsageError(f"{target} is a {type(queue).__name__}, not a pgtq.PgTq")
+    return queue
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from pgtq.worker import main_loop
+
+    queue = load_queue(args.target)
+    if args.dsn:
+        queue.dsn = args.dsn
+    main_loop(
+        queue,
+        poll_interval=args.poll_interval,
+        tick_interval=args.tick_interval,
+        lease=args.lease,
+        batch_size=args.batch_size,
+    )
+    return 0
+
+
+def _cmd_scheduler(args: argparse.Namespace) -> int:
+    import signal
+
+    from pgtq.scheduler import Scheduler
+
+    queue = None if args.queue in ("*", "all") else args.queue
+    scheduler = Scheduler(_dsn_or_env(args.dsn), queue, interval=args.interval)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        logger.info("received %s: stopping", signal.Signals(signum).name)
+        scheduler.stop()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    scheduler.run()
+    return 0
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from pgtq.migrate import upgrade
+
+    result = upgrade(_dsn_or_env(args.dsn))
+    if result.before == result.after:
+        print(f"pgtq schema is up to date at {result.after} ({result.route} route)")
+    else:
+        print(f"pgtq schema {result.before or 'not installed'} -> {result.after} ({result.route} route)")
+    return 0
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    with PgTq(args.queue or "*", _dsn_or_env(args.dsn)) as queue:
+        stats = queue.stats(all_queues=args.queue is None)
+    if not stats:
+        print("no jobs")
+        return 0
+    print(f"{'queue':<24} {'state':<10} {'jobs':>10}  oldest")
+    for row in stats:
+        print(f"{row.queue:<24} {row.state:<10} {row.jobs:>10}  {row.oldest_age}")
+    return 0
+
+
+def _cmd_version(_args: argparse.Namespace) -> int:
+    print(f"pgtq {__version__} (SQL schema {schema_version()})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pgtq",
+        description="pgtq: a PostgreSQL task queue whose rules live in SQL.",
+        epilog="The database defaults to the PGTQ_DSN environment variable.",
+    )
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default INFO"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    worker = commands.add_parser("worker", help="run a worker for a queue object")
+    worker.add_argument("target", metavar="MODULE:QUEUE_OBJECT", help="e.g. myapp.tasks:q")
+    worker.add_argument("--dsn", help="override the queue object's DSN")
+    worker.add_argument("--poll-interval", type=float, default=1.0, help="seconds between fallback polls")
+    worker.add_argument("--tick-interval", type=float, default=1.0, help="seconds between pgtq.tick calls")
+    worker.add_argument("--lease", type=float, default=300.0, help="lease length in seconds")
+    worker.add_argument("--batch-size", type=int, default=1, help="jobs claimed per pop")
+    worker.set_defaults(run=_cmd_worker)
+
+    scheduler = commands.add_parser("scheduler", help="call pgtq.tick in a loop")
+    scheduler.add_argument("queue", metavar="QUEUE", help="queue to tick, or '*' for all queues")
+    scheduler.add_argument("dsn", metavar="DSN", nargs="?", help="database (default $PGTQ_DSN)")
+    scheduler.add_argument("--interval", type=float, default=1.0, help="seconds between ticks")
+    scheduler.set_defaults(run=_cmd_scheduler)
+
+    for name in ("migrate", "install"):
+        migrate = commands.add_parser(name, help="install or upgrade the pgtq schema (idempotent)")
+        migrate.add_argument("dsn", metavar="DSN", nargs="?", help="database (default $PGTQ_DSN)")
+        migrate.set_defaults(run=_cmd_migrate)
+
+    stats = commands.add_parser("stats", help="job counts per queue and state")
+    stats.add_argument("dsn", metavar="DSN", nargs="?", help="database (default $PGTQ_DSN)")
+    stats.add_argument("--queue", help="only this queue")
+    stats.set_defaults(run=_cmd_stats)
+
+    version = commands.add_parser("version", help="print the package and schema versions")
+    version.set_defaults(run=_cmd_version)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pgtq`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.run(args))
+    except UsageError as error:
+        print(f"pgtq: error: {error}", file=sys.stderr)
+        return 2
+    except PgTqError as error:
+        print(f"pgtq: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""pgtq's exceptions, and the one place where database errors become them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg import errors as pg_errors
+
+__all__ = [
+    "PgTqError",
+    "InvalidJobError",
+    "PayloadTooLargeError",
+    "ConnectionFailedError",
+    "SchemaMissingError",
+    "SchemaVersionError",
+    "UnknownTaskError",
+    "database_errors",
+]
+
+
+class PgTqError(Exception):
+    """Base class of every error pgtq raises on purpose."""
+
+
+class InvalidJobError(PgTqError, ValueError):
+    """The database refused a job or call because an argument is invalid
+    (SQLSTATE PT001-PT004); nothing was written."""
+
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+class PayloadTooLargeError(InvalidJobError):
+    """The job's arguments exceed the configured payload limit (PT005)."""
+
+
+class ConnectionFailedError(PgTqError):
+    """The database could not be reached, or the connection was lost."""
+
+
+class SchemaMissingError(PgTqError):
+    """The database has no pgtq schema: run ``pgtq migrate``."""
+
+
+class SchemaVersionError(PgTqError):
+    """The installed pgtq schema is newer than this package understands."""
+
+
+class UnknownTaskError(PgTqError, LookupError):
+    """A job names a task that has no handler in this process."""
+
+
+_INVALID_INPUT_STATES = {"PT001", "PT002", "PT003", "PT004"}
+
+
+def translate(error: psycopg.Error) -> PgTqError | None:
+    """The pgtq exception for a database error, or None to let it pass."""
+    state = error.sqlstate or ""
+    message = error.diag.message_primary or str(error)
+    if state == "PT005":
+        return PayloadTooLargeError(message, state)
+    if state in _INVALID_INPUT_STATES:
+        return InvalidJobError(message, state)
+    if isinstance(error, pg_errors.UndefinedFunction | pg_errors.InvalidSchemaName | pg_errors.UndefinedTable):
+        if "pgtq" in message:
+            return SchemaMissingError(
+                f"the pgtq schema is missing or incomplete in this database ({message}); "
+                "install it with `pgtq migrate DSN`"
+            )
+    if isinstance(error, psycopg.OperationalError):
+        return ConnectionFailedError(f"database connection failed: {message.strip()}")
+    return None
+
+
+@contextmanager
+def database_errors() -> Iterator[None]:
+    """Re-raise psycopg errors as pgtq errors where pgtq knows their meaning."""
+    try:
+        yield
+    except psycopg.Error as error:
+        translated = translate(error)
+        if translated is None:
+            raise
+        raise translated from error

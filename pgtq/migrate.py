@@ -1,0 +1,68 @@
+"""Install or upgrade the pgtq schema in a database.
+
+Two routes install the very same SQL files of ``sql/``:
+
+* the extension route: ``CREATE EXTENSION pgtq`` (files installed into the
+  server with ``make install-extension``), upgraded by ``ALTER EXTENSION``;
+* the alembic route (``migrations/``), for managed servers where extensions
+  cannot be added: ``pgtq migrate DSN`` or :func:`upgrade`.
+
+``upgrade`` picks the route the database already uses, and is idempotent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+
+from pgtq import _sql
+from pgtq._schema import migrations_dir, schema_version
+from pgtq.errors import ConnectionFailedError, database_errors
+
+
+@dataclass(frozen=True)
+class MigrationResult:
+    """What ``upgrade`` did: the route, and the version before and after."""
+
+    route: str
+    before: str | None
+    after: str
+
+
+def _installed_version(conn: psycopg.Connection[object]) -> str | None:
+    with database_errors():
+        if not conn.execute(_sql.SCHEMA_EXISTS).fetchone()[0]:  # type: ignore[index]
+            return None
+        row = conn.execute(_sql.VERSION).fetchone()
+    return None if row is None else str(row[0])
+
+
+def upgrade(dsn: str) -> MigrationResult:
+    """Bring the database at ``dsn`` to the newest pgtq schema version."""
+    try:
+        conn = psycopg.connect(dsn, autocommit=True)
+    except psycopg.OperationalError as error:
+        raise ConnectionFailedError(f"cannot connect to the database: {str(error).strip()}") from error
+    with conn:
+        before = _installed_version(conn)
+        with database_errors():
+            extension = conn.execute(_sql.EXTENSION_INSTALLED).fetchone()
+        if extension is not None:
+            with database_errors():
+                conn.execute(_sql.UPDATE_EXTENSION)
+            return MigrationResult("extension", before, str(_installed_version(conn)))
+    _alembic_upgrade(dsn)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        after = _installed_version(conn)
+    return MigrationResult("alembic", before, after or schema_version())
+
+
+def _alembic_upgrade(dsn: str, revision: str = "head") -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    config.attributes["dsn"] = dsn
+    command.upgrade(config, revision)

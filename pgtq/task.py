@@ -1,0 +1,61 @@
+"""The records pgtq hands back: claimed tasks, job details, queue stats."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+
+@dataclass(frozen=True)
+class Task:
+    """A job claimed by ``pop``: run it, then complete or fail it with its lease."""
+
+    id: int
+    queue: str
+    name: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    priority: int = 0
+    attempt: int = 1
+    max_attempts: int = 25
+    lease: UUID | None = None
+    lease_expires_at: datetime | None = None
+
+    @property
+    def is_last_attempt(self) -> bool:
+        """Whether a failure now makes the job ``failed`` for good."""
+        return self.attempt >= self.max_attempts
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """A job as the ``pgtq.jobs`` view shows it."""
+
+    id: int
+    queue: str
+    task: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    state: str
+    priority: int
+    attempt: int
+    max_attempts: int
+    run_at: datetime
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    worker: str | None
+    last_error: str | None
+    result: Any
+
+
+@dataclass(frozen=True)
+class QueueStat:
+    """One row of ``pgtq.queue_stats``: jobs of a queue in one state."""
+
+    queue: str
+    state: str
+    jobs: int
+    oldest_age: timedelta

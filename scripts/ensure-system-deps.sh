@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Make sure the system packages pgtq's tests and demo need are present:
+# a PostgreSQL server (initdb, pg_ctl, postgres), pgTAP and pg_prove.
+# As root, missing packages are installed with apt-get. Otherwise the exact
+# command to run is printed and the script fails, installing nothing.
+set -euo pipefail
+
+PG_MAJOR="${PGTQ_PG_MAJOR:-15}"
+PG_BIN="/usr/lib/postgresql/${PG_MAJOR}/bin"
+PG_SHARE="/usr/share/postgresql/${PG_MAJOR}"
+
+missing=()
+[[ -x "${PG_BIN}/initdb" && -x "${PG_BIN}/pg_ctl" && -x "${PG_BIN}/postgres" ]] \
+    || missing+=("postgresql-${PG_MAJOR}")
+command -v psql >/dev/null 2>&1 || missing+=("postgresql-client-${PG_MAJOR}")
+[[ -f "${PG_SHARE}/extension/pgtap.control" ]] || missing+=("postgresql-${PG_MAJOR}-pgtap")
+command -v pg_prove >/dev/null 2>&1 || missing+=("libtap-parser-sourcehandler-pgtap-perl")
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+    exit 0
+fi
+
+if [[ "$(id -u)" -ne 0 ]]; then
+    echo "pgtq: missing system packages: ${missing[*]}" >&2
+    echo "pgtq: install them with:" >&2
+    echo "    sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+fi
+
+echo "pgtq: installing system packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,298 @@
+#!/usr/bin/env python3
+"""Start and stop local PostgreSQL clusters for pgtq's tests and demo.
+
+Standard library only, so it runs before the virtualenv exists.
+
+    pgcluster.py run -- CMD...     throwaway cluster: start, run CMD with
+                                   PGTQ_TEST_DSN set, stop (also on failure)
+    pgcluster.py start DIR         start (or reuse) a kept cluster in DIR,
+                                   print its DSN
+    pgcluster.py stop DIR          stop the cluster in DIR by its pid
+    pgcluster.py dsn DIR           print the DSN of the cluster in DIR
+
+PostgreSQL refuses to run as root: as root, initdb and the server run as
+the ``postgres`` user, who must be able to reach the data folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PG_MAJOR = os.environ.get("PGTQ_PG_MAJOR", "15")
+PG_BIN = Path(os.environ.get("PGTQ_PG_BIN", f"/usr/lib/postgresql/{PG_MAJOR}/bin"))
+SERVER_USER = "postgres"
+
+# Settings for a throwaway test cluster: speed over durability.
+TEST_SETTINGS = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "max_connections": "200",
+    "shared_buffers": "128MB",
+    "log_min_messages": "warning",
+}
+# Settings for the kept demo cluster: ordinary and durable.
+KEPT_SETTINGS = {"max_connections": "100", "log_min_messages": "warning"}
+
+
+def log(message: str) -> None:
+    print(f"pgcluster: {message}", file=sys.stderr, flush=True)
+
+
+def running_as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def as_server_user(argv: list[str]) -> list[str]:
+    """Prefix a command so it runs as the user owning the cluster."""
+    if running_as_root():
+        return ["runuser", "-u", SERVER_USER, "--", *argv]
+    return argv
+
+
+def server_user_can_reach(path: Path) -> bool:
+    """Whether the server user may enter ``path`` (always true when not root)."""
+    if not running_as_root():
+        return True
+    result = subprocess.run(
+        as_server_user(["test", "-x", str(path)]), capture_output=True, check=False
+    )
+    return result.returncode == 0
+
+
+def give_to_server_user(path: Path) -> None:
+    if running_as_root():
+        entry = pwd.getpwnam(SERVER_USER)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A cluster's data folder; its socket lives in the same folder."""
+
+    datadir: Path
+
+    @property
+    def port_file(self) -> Path:
+        return self.datadir / "pgtq-port"
+
+    @property
+    def port(self) -> int:
+        return int(self.port_file.read_text().strip())
+
+    @property
+    def dsn(self) -> str:
+        return f"host={self.datadir} port={self.port} user={SERVER_USER} dbname=postgres"
+
+    def pid(self) -> int | None:
+        """The postmaster's pid, or None when no server runs."""
+        pid_file = self.datadir / "postmaster.pid"
+        try:
+            pid = int(pid_file.read_text().splitlines()[0])
+        except (FileNotFoundError, IndexError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid
+        return pid
+
+    def initialise(self, settings: dict[str, str]) -> None:
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.datadir, 0o700)
+        give_to_server_user(self.datadir)
+        subprocess.run(
+            as_server_user(
+                [
+                    str(PG_BIN / "initdb"),
+                    "--pgdata",
+                    str(self.datadir),
+                    "--username",
+                    SERVER_USER,
+                    "--auth",
+                    "trust",
+                    "--encoding",
+                    "UTF8",
+                    "--no-instructions",
+                ]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        port = free_port()
+        lines = [f"{key} = '{value}'" for key, value in settings.items()]
+        lines += [
+            f"port = {port}",
+            "listen_addresses = '127.0.0.1'",
+            f"unix_socket_directories = '{self.datadir}'",
+        ]
+        config = self.datadir / "postgresql.auto.conf"
+        with config.open("a") as handle:
+            handle.write("\n".join(lines) + "\n")
+        self.port_file.write_text(f"{port}\n")
+        give_to_server_user(self.port_file)
+
+    def start(self) -> None:
+        if self.pid() is not None:
+            return
+        subprocess.run(
+            as_server_user(
+                [
+                    str(PG_BIN / "pg_ctl"),
+                    "--pgdata",
+                    str(self.datadir),
+                    "--log",
+                    str(self.datadir / "server.log"),
+                    "--wait",
+                    "--timeout",
+                    "60",
+                    "start",
+                ]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the server by its pid: fast shutdown, then immediate, then kill."""
+        pid = self.pid()
+        if pid is None:
+            return
+        for sig, grace in ((signal.SIGINT, timeout), (signal.SIGQUIT, 10.0), (signal.SIGKILL, 10.0)):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                return
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline:
+                if not process_alive(pid):
+                    return
+                time.sleep(0.05)
+            log(f"server pid {pid} still running after {sig.name}")
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie child of ours counts as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def kept_cluster_dir(requested: Path) -> Path:
+    """Where a kept cluster for ``requested`` lives: there, or under /tmp
+    when the server user cannot reach that folder (a private home)."""
+    parent = requested.resolve().parent
+    if server_user_can_reach(parent):
+        return requested.resolve()
+    digest = hashlib.sha1(str(requested.resolve()).encode()).hexdigest()[:10]
+    fallback = Path(tempfile.gettempdir()) / f"pgtq-cluster-{digest}"
+    log(f"{parent} is not reachable by user {SERVER_USER}; keeping the cluster in {fallback}")
+    return fallback
+
+
+def start_kept(requested: Path) -> Cluster:
+    cluster = Cluster(kept_cluster_dir(requested) / "data")
+    if not (cluster.datadir / "PG_VERSION").exists():
+        cluster.datadir.parent.mkdir(parents=True, exist_ok=True)
+        give_to_server_user(cluster.datadir.parent)
+        log(f"creating a PostgreSQL cluster in {cluster.datadir}")
+        cluster.initialise(KEPT_SETTINGS)
+    cluster.start()
+    return cluster
+
+
+def run_throwaway(command: list[str]) -> int:
+    """Run ``command`` against a fresh cluster that is always stopped after."""
+    if os.environ.get("PGTQ_TEST_DSN"):
+        log("PGTQ_TEST_DSN is set: using that server, starting none")
+        return subprocess.run(command, check=False).returncode
+    root = Path(tempfile.mkdtemp(prefix="pgtq-test-"))
+    give_to_server_user(root)
+    cluster = Cluster(root / "data")
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        cluster.initialise(TEST_SETTINGS)
+        cluster.start()
+        log(f"throwaway cluster up: pid {cluster.pid()}, {cluster.dsn}")
+        env = dict(os.environ)
+        env["PGTQ_TEST_DSN"] = cluster.dsn
+        env["PGTQ_TEST_PGDATA"] = str(cluster.datadir)
+        env["PGHOST"] = str(cluster.datadir)
+        env["PGPORT"] = str(cluster.port)
+        env["PGUSER"] = SERVER_USER
+        return subprocess.run(command, env=env, check=False).returncode
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        pid = cluster.pid()
+        cluster.stop()
+        log(f"throwaway cluster stopped (pid {pid})")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main(argv: list[str]) -> int:
+    if not argv:
+        print(__doc__, file=sys.stderr)
+        return 2
+    verb, rest = argv[0], argv[1:]
+    if verb == "run":
+        if rest[:1] == ["--"]:
+            rest = rest[1:]
+        if not rest:
+            log("run needs a command after --")
+            return 2
+        return run_throwaway(rest)
+    if verb in ("start", "stop", "dsn") and len(rest) == 1:
+        requested = Path(rest[0])
+        if verb == "start":
+            print(start_kept(requested).dsn)
+            return 0
+        cluster = Cluster(kept_cluster_dir(requested) / "data")
+        if verb == "stop":
+            cluster.stop()
+            return 0
+        if cluster.pid() is None:
+            log(f"no cluster runs in {cluster.datadir}")
+            return 1
+        print(cluster.dsn)
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

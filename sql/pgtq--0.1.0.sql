@@ -1,0 +1,723 @@
+-- pgtq 0.1.0: a task queue whose rules live in PostgreSQL.
+--
+-- This one file is the install script of version 0.1.0. It runs unchanged
+-- as the script of `CREATE EXTENSION pgtq` and from the alembic revision in
+-- migrations/ (for servers where extensions cannot be added). Never edit it
+-- once released: later versions add sql/pgtq--0.1.0--X.Y.Z.sql.
+--
+-- Conventions:
+--   * Public functions are verbs (push, pop, complete, ...); helpers start
+--     with an underscore. Tables are private; readers use the views.
+--   * Queue and task names are data: no function builds SQL from them.
+--   * Time-dependent functions take the current time as their last
+--     parameter `as_of` (default now()), so tests pass literal times.
+--   * Errors carry SQLSTATEs of class PT (see README "Errors").
+
+CREATE SCHEMA IF NOT EXISTS pgtq;
+COMMENT ON SCHEMA pgtq IS 'pgtq: a PostgreSQL task queue. Public API: functions and views; tables are private.';
+
+-- ---------------------------------------------------------------------------
+-- Types
+-- ---------------------------------------------------------------------------
+
+CREATE TYPE pgtq.job_state AS ENUM (
+    'scheduled',  -- pushed with a future run_at, or waiting for a retry
+    'ready',      -- due: pushed due now, or promoted by tick, or released
+    'running',    -- claimed by pop; holds a lease until it expires
+    'done',       -- completed by the lease holder
+    'failed',     -- its last allowed attempt failed (kept for inspection)
+    'cancelled'   -- cancelled by an operator before it ran
+);
+COMMENT ON TYPE pgtq.job_state IS
+    'Life cycle of a job: scheduled -> ready -> running -> done | failed, '
+    'with running -> scheduled|ready on a retry and scheduled|ready -> cancelled.';
+
+-- What pop() hands a worker: the job, its attempt number and its lease.
+CREATE TYPE pgtq.claimed_job AS (
+    id                bigint,
+    queue             text,
+    task              text,
+    args              jsonb,
+    kwargs            jsonb,
+    priority          integer,
+    attempt           integer,
+    max_attempts      integer,
+    lease             uuid,
+    lease_expires_at  timestamptz
+);
+COMMENT ON TYPE pgtq.claimed_job IS 'A job claimed by pop(): complete, fail, heartbeat or release it with its lease.';
+
+-- ---------------------------------------------------------------------------
+-- Tables (private: use the functions and views)
+-- ---------------------------------------------------------------------------
+
+-- Queue-wide settings, one row. Only the owner and admins change them.
+CREATE TABLE pgtq._settings (
+    singleton          boolean PRIMARY KEY DEFAULT true,
+    max_payload_bytes  integer NOT NULL DEFAULT 1048576,
+    worker_timeout     interval NOT NULL DEFAULT '1 minute',
+    CONSTRAINT settings_singleton_ck CHECK (singleton),
+    CONSTRAINT settings_max_payload_ck CHECK (max_payload_bytes > 0),
+    CONSTRAINT settings_worker_timeout_ck CHECK (worker_timeout > interval '0')
+);
+INSERT INTO pgtq._settings DEFAULT VALUES;
+
+CREATE SEQUENCE pgtq._job_id_seq AS bigint;
+
+-- One row per job, for its whole life. Index design for the hot path:
+-- finished jobs (done/failed/cancelled) are in none of the partial indexes
+-- that push, pop and tick use, so those stay small however many finished
+-- rows the table holds; pruning deletes finished rows by finished_at.
+-- fillfactor leaves room on each page so state changes can stay on the page.
+CREATE TABLE pgtq._job (
+    id                bigint NOT NULL DEFAULT nextval('pgtq._job_id_seq'),
+    queue             text NOT NULL,
+    task              text NOT NULL,
+    args              jsonb NOT NULL DEFAULT '[]',
+    kwargs            jsonb NOT NULL DEFAULT '{}',
+    state             pgtq.job_state NOT NULL,
+    priority          integer NOT NULL DEFAULT 0,
+    attempt           integer NOT NULL DEFAULT 0,
+    max_attempts      integer NOT NULL DEFAULT 25,
+    run_at            timestamptz NOT NULL,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    started_at        timestamptz,
+    finished_at       timestamptz,
+    lease             uuid,
+    lease_expires_at  timestamptz,
+    worker            text,
+    last_error        text,
+    result            jsonb,
+    CONSTRAINT job_pkey PRIMARY KEY (id),
+    CONSTRAINT job_args_array_ck CHECK (jsonb_typeof(args) = 'array'),
+    CONSTRAINT job_kwargs_object_ck CHECK (jsonb_typeof(kwargs) = 'object'),
+    CONSTRAINT job_attempts_ck CHECK (attempt >= 0 AND max_attempts >= 1 AND attempt <= max_attempts),
+    CONSTRAINT job_running_has_lease_ck CHECK (
+        (state = 'running') = (lease IS NOT NULL AND lease_expires_at IS NOT NULL)),
+    CONSTRAINT job_running_started_ck CHECK (state <> 'running' OR started_at IS NOT NULL),
+    CONSTRAINT job_finished_at_ck CHECK (
+        (state IN ('done', 'failed', 'cancelled')) = (finished_at IS NOT NULL))
+) WITH (fillfactor = 85);
+ALTER SEQUENCE pgtq._job_id_seq OWNED BY pgtq._job.id;
+
+-- Hot queue table: vacuum early so dead versions from state changes are
+-- reclaimed before they pile up (defaults wait for 20% of the table).
+ALTER TABLE pgtq._job SET (
+    autovacuum_vacuum_scale_factor = 0.01,
+    autovacuum_vacuum_insert_scale_factor = 0.02,
+    autovacuum_analyze_scale_factor = 0.02,
+    autovacuum_vacuum_cost_delay = 0
+);
+
+-- pop: the next ready job of a queue, highest priority first, then push order.
+CREATE INDEX job_ready_idx ON pgtq._job (queue, priority DESC, id)
+    WHERE state = 'ready';
+-- tick: scheduled jobs that have come due.
+CREATE INDEX job_scheduled_idx ON pgtq._job (run_at)
+    WHERE state = 'scheduled';
+-- tick: running jobs whose lease ran out.
+CREATE INDEX job_running_idx ON pgtq._job (lease_expires_at)
+    WHERE state = 'running';
+-- prune: finished jobs by age.
+CREATE INDEX job_finished_idx ON pgtq._job (finished_at)
+    WHERE state IN ('done', 'failed', 'cancelled');
+
+-- Live workers, registered by themselves and kept fresh while they run.
+-- No foreign key from jobs: pruning jobs must never touch this table.
+CREATE TABLE pgtq._worker (
+    id            text NOT NULL,
+    host          text NOT NULL,
+    pid           integer NOT NULL,
+    queues        text[] NOT NULL,
+    started_at    timestamptz NOT NULL,
+    last_seen_at  timestamptz NOT NULL,
+    CONSTRAINT worker_pkey PRIMARY KEY (id)
+);
+
+-- pg_dump leaves out the rows of extension tables unless they are marked:
+-- mark them, so a dump keeps queued jobs. Only possible (and only needed)
+-- inside CREATE EXTENSION; the alembic route owns plain tables.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pgtq') THEN
+        PERFORM pg_catalog.pg_extension_config_dump('pgtq._job', '');
+        PERFORM pg_catalog.pg_extension_config_dump('pgtq._job_id_seq', '');
+        PERFORM pg_catalog.pg_extension_config_dump('pgtq._settings', '');
+    END IF;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Views (the read side)
+-- ---------------------------------------------------------------------------
+
+-- Every job with its history; the lease token is left out on purpose
+-- (whoever holds it may complete the job).
+CREATE VIEW pgtq.jobs AS
+SELECT j.id, j.queue, j.task, j.args, j.kwargs, j.state, j.priority,
+       j.attempt, j.max_attempts, j.run_at, j.created_at, j.started_at,
+       j.finished_at, j.lease_expires_at, j.worker, j.last_error, j.result
+FROM pgtq._job AS j;
+COMMENT ON VIEW pgtq.jobs IS 'All jobs and their history (without lease tokens).';
+
+-- Workers that registered and were seen lately.
+CREATE VIEW pgtq.workers AS
+SELECT w.id, w.host, w.pid, w.queues, w.started_at, w.last_seen_at
+FROM pgtq._worker AS w;
+COMMENT ON VIEW pgtq.workers IS 'Live workers: who runs where, since when, last seen when.';
+
+-- Per queue and state: how many jobs, and how old the oldest one is.
+CREATE VIEW pgtq.queue_stats AS
+SELECT j.queue,
+       j.state,
+       count(*)::bigint AS jobs,
+       min(j.created_at) AS oldest_created_at,
+       now() - min(j.created_at) AS oldest_age
+FROM pgtq._job AS j
+GROUP BY j.queue, j.state;
+COMMENT ON VIEW pgtq.queue_stats IS 'Per queue and state: job count and the age of the oldest job.';
+
+-- ---------------------------------------------------------------------------
+-- Helpers
+-- ---------------------------------------------------------------------------
+
+-- Guarantees: returns the name unchanged when it is a usable queue or task
+-- name (1 to 200 characters, no control characters), and raises PT003
+-- naming the parameter and the value otherwise. Names are never spliced
+-- into SQL, so quotes, semicolons and any printable unicode are fine.
+CREATE FUNCTION pgtq._checked_name(kind text, name text)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+BEGIN
+    IF name IS NULL THEN
+        RAISE EXCEPTION 'pgtq: % name must not be NULL', kind
+            USING ERRCODE = 'PT003';
+    END IF;
+    IF length(name) = 0 OR length(name) > 200 THEN
+        RAISE EXCEPTION 'pgtq: % name must be 1 to 200 characters, got % characters', kind, length(name)
+            USING ERRCODE = 'PT003';
+    END IF;
+    IF name ~ '[[:cntrl:]]' THEN
+        RAISE EXCEPTION 'pgtq: % name % contains a control character', kind, quote_literal(name)
+            USING ERRCODE = 'PT003';
+    END IF;
+    RETURN name;
+END
+$$;
+
+-- Guarantees: the state a job goes to after a failed attempt, by one rule
+-- shared by fail() and the lease rescue in tick(): attempts remain ->
+-- scheduled (or ready when the retry is already due); none left -> failed.
+CREATE FUNCTION pgtq._state_after_failure(attempt integer, max_attempts integer,
+                                          retry_at timestamptz, as_of timestamptz)
+RETURNS pgtq.job_state
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE
+        WHEN attempt >= max_attempts THEN 'failed'::pgtq.job_state
+        WHEN retry_at <= as_of THEN 'ready'::pgtq.job_state
+        ELSE 'scheduled'::pgtq.job_state
+    END
+$$;
+
+-- Guarantees: tells idle workers of `queue` that a job became ready. The
+-- notification is sent only if the calling transaction commits, and
+-- PostgreSQL folds identical notifications of one transaction into one, so
+-- a bulk push announces each queue once. The channel is fixed and the queue
+-- name travels as the payload: nothing is spliced into an identifier.
+CREATE FUNCTION pgtq._announce(queue text)
+RETURNS void
+LANGUAGE sql
+AS $$
+    SELECT pg_catalog.pg_notify('pgtq', queue)
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Public API
+-- ---------------------------------------------------------------------------
+
+-- Guarantees: the version of the installed SQL API.
+CREATE FUNCTION pgtq.version()
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT '0.1.0'::text $$;
+
+-- Guarantees: the delay before retrying after failed attempt number
+-- `attempt` (1 = the first attempt): exponential, with jitter, capped.
+--   delay = least(cap, base * 2^(attempt - 1)) * (0.8 + 0.2 * random())
+-- so it always lies in [0.8 * d, d] with d = least(cap, base * 2^(attempt-1)),
+-- and never exceeds `cap`. With the defaults: about 2 s, 4 s, 8 s, ... and at
+-- most one hour from attempt 12 on. Attempts below 1 count as 1.
+CREATE FUNCTION pgtq.backoff(attempt integer,
+                             base interval DEFAULT '2 seconds',
+                             cap interval DEFAULT '1 hour')
+RETURNS interval
+LANGUAGE sql VOLATILE PARALLEL SAFE
+AS $$
+    SELECT least(cap,
+                 base * power(2, least(greatest(coalesce(attempt, 1), 1) - 1, 40)))
+           * (0.8 + 0.2 * random())
+$$;
+
+-- Guarantees: inserts one job and returns its id, as part of the caller's
+-- transaction (the job exists if and only if that transaction commits).
+-- A job due at `as_of` is ready at once, one with a later run_at is
+-- scheduled. Every argument is checked first; on bad input it raises an
+-- error naming the problem (SQLSTATE class PT) and writes nothing.
+CREATE FUNCTION pgtq.push(queue text,
+                          task text,
+                          args jsonb DEFAULT '[]',
+                          kwargs jsonb DEFAULT '{}',
+                          run_at timestamptz DEFAULT NULL,
+                          priority integer DEFAULT 0,
+                          max_attempts integer DEFAULT 25,
+                          as_of timestamptz DEFAULT now())
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    payload_limit integer;
+    payload_size  integer;
+    due           timestamptz;
+    new_state     pgtq.job_state;
+    new_id        bigint;
+BEGIN
+    PERFORM pgtq._checked_name('queue', push.queue);
+    PERFORM pgtq._checked_name('task', push.task);
+    IF push.args IS NULL OR jsonb_typeof(push.args) <> 'array' THEN
+        RAISE EXCEPTION 'pgtq: args must be a JSON array, got %',
+                coalesce(jsonb_typeof(push.args), 'NULL')
+            USING ERRCODE = 'PT001';
+    END IF;
+    IF push.kwargs IS NULL OR jsonb_typeof(push.kwargs) <> 'object' THEN
+        RAISE EXCEPTION 'pgtq: kwargs must be a JSON object, got %',
+                coalesce(jsonb_typeof(push.kwargs), 'NULL')
+            USING ERRCODE = 'PT002';
+    END IF;
+    IF push.priority IS NULL THEN
+        RAISE EXCEPTION 'pgtq: priority must not be NULL' USING ERRCODE = 'PT004';
+    END IF;
+    IF push.max_attempts IS NULL OR push.max_attempts < 1 OR push.max_attempts > 1000 THEN
+        RAISE EXCEPTION 'pgtq: max_attempts must be between 1 and 1000, got %',
+                coalesce(push.max_attempts::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF push.as_of IS NULL OR NOT isfinite(push.as_of) THEN
+        RAISE EXCEPTION 'pgtq: as_of must be a finite time, got %', coalesce(push.as_of::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF push.run_at IS NOT NULL AND NOT isfinite(push.run_at) THEN
+        RAISE EXCEPTION 'pgtq: run_at must be a finite time, got %', push.run_at
+            USING ERRCODE = 'PT004';
+    END IF;
+
+    SELECT s.max_payload_bytes INTO payload_limit FROM pgtq._settings AS s;
+    payload_size := pg_column_size(push.args) + pg_column_size(push.kwargs);
+    IF payload_size > payload_limit THEN
+        RAISE EXCEPTION 'pgtq: payload of task % is % bytes, over the limit of % bytes',
+                quote_literal(push.task), payload_size, payload_limit
+            USING ERRCODE = 'PT005';
+    END IF;
+
+    due := coalesce(push.run_at, push.as_of);
+    new_state := CASE WHEN due <= push.as_of THEN 'ready' ELSE 'scheduled' END;
+
+    INSERT INTO pgtq._job AS j (queue, task, args, kwargs, state, priority,
+                                max_attempts, run_at, created_at)
+    VALUES (push.queue, push.task, push.args, push.kwargs, new_state,
+            push.priority, push.max_attempts, due, push.as_of)
+    RETURNING j.id INTO new_id;
+
+    IF new_state = 'ready' THEN
+        PERFORM pgtq._announce(push.queue);
+    END IF;
+    RETURN new_id;
+END
+$$;
+
+-- Guarantees: claims up to `n` ready jobs of `queue` (highest priority
+-- first, then push order) and returns them. Each claimed job becomes
+-- running, its attempt count goes up by one, and it gets a fresh lease
+-- token that expires `lease` after `as_of`. Rows are locked with
+-- FOR UPDATE SKIP LOCKED in a MATERIALIZED step, so concurrent pops never
+-- get the same job, never wait on each other and never claim more than n.
+-- The batch size is planned as a constant (force_custom_plan), because a
+-- generic plan for `LIMIT $n` is much slower.
+CREATE FUNCTION pgtq.pop(queue text,
+                         worker text DEFAULT NULL,
+                         n integer DEFAULT 1,
+                         lease interval DEFAULT '5 minutes',
+                         as_of timestamptz DEFAULT now())
+RETURNS SETOF pgtq.claimed_job
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgtq, pg_temp
+SET plan_cache_mode = force_custom_plan
+AS $$
+BEGIN
+    PERFORM pgtq._checked_name('queue', pop.queue);
+    IF pop.n IS NULL OR pop.n < 1 OR pop.n > 10000 THEN
+        RAISE EXCEPTION 'pgtq: n must be between 1 and 10000, got %', coalesce(pop.n::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF pop.lease IS NULL OR pop.lease <= interval '0' THEN
+        RAISE EXCEPTION 'pgtq: lease must be a positive interval, got %', coalesce(pop.lease::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+
+    RETURN QUERY
+    WITH claimable AS MATERIALIZED (
+        SELECT c.id
+        FROM pgtq._job AS c
+        WHERE c.queue = pop.queue AND c.state = 'ready'
+        ORDER BY c.priority DESC, c.id
+        LIMIT pop.n
+        FOR UPDATE SKIP LOCKED
+    ), claimed AS (
+        UPDATE pgtq._job AS j
+        SET state = 'running',
+            attempt = j.attempt + 1,
+            lease = gen_random_uuid(),
+            lease_expires_at = pop.as_of + pop.lease,
+            started_at = pop.as_of,
+            worker = pop.worker
+        FROM claimable
+        WHERE j.id = claimable.id
+        RETURNING j.id, j.queue, j.task, j.args, j.kwargs, j.priority,
+                  j.attempt, j.max_attempts, j.lease, j.lease_expires_at
+    )
+    SELECT claimed.* FROM claimed ORDER BY claimed.priority DESC, claimed.id;
+END
+$$;
+
+-- Guarantees: marks the job done and stores `result`, if and only if `lease`
+-- is the job's current lease and the job is running; returns whether it did.
+-- A stale lease (the job was rescued and handed on) changes nothing. Calling
+-- it twice completes once: the second call finds no lease and returns false.
+CREATE FUNCTION pgtq.complete(id bigint,
+                              lease uuid,
+                              result jsonb DEFAULT NULL,
+                              as_of timestamptz DEFAULT now())
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+BEGIN
+    UPDATE pgtq._job AS j
+    SET state = 'done',
+        finished_at = complete.as_of,
+        result = complete.result,
+        lease = NULL,
+        lease_expires_at = NULL
+    WHERE j.id = complete.id
+      AND j.lease = complete.lease
+      AND j.state = 'running';
+    RETURN FOUND;
+END
+$$;
+
+-- Guarantees: records `error` for the failed attempt of a running job whose
+-- current lease is `lease`. If attempts remain, the job is retried at
+-- as_of + retry_in (or as_of + backoff(attempt) without retry_in): it becomes
+-- scheduled, or ready when that time has already come. With no attempt left
+-- it becomes failed and is kept. Returns the new state, or NULL (changing
+-- nothing) when the lease is stale or the job is not running.
+CREATE FUNCTION pgtq.fail(id bigint,
+                          lease uuid,
+                          error text,
+                          retry_in interval DEFAULT NULL,
+                          as_of timestamptz DEFAULT now())
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    failed_job  pgtq._job%ROWTYPE;
+    retry_at    timestamptz;
+    new_state   pgtq.job_state;
+BEGIN
+    IF fail.retry_in IS NOT NULL AND fail.retry_in < interval '0' THEN
+        RAISE EXCEPTION 'pgtq: retry_in must not be negative, got %', fail.retry_in
+            USING ERRCODE = 'PT004';
+    END IF;
+
+    SELECT j.* INTO failed_job
+    FROM pgtq._job AS j
+    WHERE j.id = fail.id AND j.lease = fail.lease AND j.state = 'running'
+    FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+
+    retry_at := fail.as_of + coalesce(fail.retry_in, pgtq.backoff(failed_job.attempt));
+    new_state := pgtq._state_after_failure(failed_job.attempt, failed_job.max_attempts,
+                                           retry_at, fail.as_of);
+    UPDATE pgtq._job AS j
+    SET state = new_state,
+        run_at = CASE WHEN new_state = 'failed' THEN j.run_at ELSE retry_at END,
+        finished_at = CASE WHEN new_state = 'failed' THEN fail.as_of END,
+        last_error = coalesce(fail.error, 'no error message given'),
+        lease = NULL,
+        lease_expires_at = NULL
+    WHERE j.id = failed_job.id;
+
+    IF new_state = 'ready' THEN
+        PERFORM pgtq._announce(failed_job.queue);
+    END IF;
+    RETURN new_state::text;
+END
+$$;
+
+-- Guarantees: extends the lease of a running job to as_of + extend_by, if
+-- `lease` is still its current lease; returns whether it did. A worker
+-- calls it while a long handler runs so tick never rescues a live job.
+CREATE FUNCTION pgtq.heartbeat(id bigint,
+                               lease uuid,
+                               extend_by interval DEFAULT '5 minutes',
+                               as_of timestamptz DEFAULT now())
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+BEGIN
+    IF heartbeat.extend_by IS NULL OR heartbeat.extend_by <= interval '0' THEN
+        RAISE EXCEPTION 'pgtq: extend_by must be a positive interval, got %',
+                coalesce(heartbeat.extend_by::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+    UPDATE pgtq._job AS j
+    SET lease_expires_at = greatest(j.lease_expires_at, heartbeat.as_of + heartbeat.extend_by)
+    WHERE j.id = heartbeat.id
+      AND j.lease = heartbeat.lease
+      AND j.state = 'running';
+    RETURN FOUND;
+END
+$$;
+
+-- Guarantees: hands a running job back without counting the attempt (a
+-- worker shutting down gracefully): it becomes ready at once with its
+-- attempt count restored, if `lease` is its current lease. Returns whether
+-- it did.
+CREATE FUNCTION pgtq.release(id bigint, lease uuid)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    released_queue text;
+BEGIN
+    UPDATE pgtq._job AS j
+    SET state = 'ready',
+        attempt = j.attempt - 1,
+        lease = NULL,
+        lease_expires_at = NULL,
+        started_at = NULL,
+        worker = NULL
+    WHERE j.id = release.id
+      AND j.lease = release.lease
+      AND j.state = 'running'
+    RETURNING j.queue INTO released_queue;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM pgtq._announce(released_queue);
+    RETURN true;
+END
+$$;
+
+-- Guarantees: moves every due job of `queue` (all queues when NULL):
+--   1. scheduled jobs with run_at <= as_of become ready;
+--   2. running jobs whose lease expired before as_of (their worker died)
+--      go through the same retry rule as fail(), with an error saying the
+--      lease expired.
+-- Returns how many jobs it moved. Rows are taken with FOR UPDATE SKIP
+-- LOCKED and their state is rechecked, so any number of sessions may tick
+-- at once (schedulers, workers, pg_cron): no job is moved twice.
+CREATE FUNCTION pgtq.tick(queue text DEFAULT NULL,
+                          as_of timestamptz DEFAULT now())
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    promoted  integer;
+    announced integer;
+    rescued   integer;
+    worker_timeout interval;
+BEGIN
+    WITH due AS MATERIALIZED (
+        SELECT d.id
+        FROM pgtq._job AS d
+        WHERE d.state = 'scheduled'
+          AND d.run_at <= tick.as_of
+          AND (tick.queue IS NULL OR d.queue = tick.queue)
+        FOR UPDATE SKIP LOCKED
+    ), moved AS (
+        UPDATE pgtq._job AS j
+        SET state = 'ready'
+        FROM due
+        WHERE j.id = due.id
+        RETURNING j.queue
+    ), announced AS (
+        SELECT pgtq._announce(q.queue) FROM (SELECT DISTINCT moved.queue FROM moved) AS q
+    )
+    SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM announced)
+    INTO promoted, announced;
+
+    WITH expired AS MATERIALIZED (
+        SELECT e.id, e.attempt, e.max_attempts,
+               tick.as_of + pgtq.backoff(e.attempt) AS retry_at
+        FROM pgtq._job AS e
+        WHERE e.state = 'running'
+          AND e.lease_expires_at < tick.as_of
+          AND (tick.queue IS NULL OR e.queue = tick.queue)
+        FOR UPDATE SKIP LOCKED
+    ), moved AS (
+        UPDATE pgtq._job AS j
+        SET state = pgtq._state_after_failure(expired.attempt, expired.max_attempts,
+                                              expired.retry_at, tick.as_of),
+            run_at = CASE WHEN expired.attempt >= expired.max_attempts THEN j.run_at
+                          ELSE expired.retry_at END,
+            finished_at = CASE WHEN expired.attempt >= expired.max_attempts THEN tick.as_of END,
+            last_error = format('lease expired at %s (worker %s stopped without completing the job)',
+                                j.lease_expires_at, coalesce(j.worker, 'unknown')),
+            lease = NULL,
+            lease_expires_at = NULL
+        FROM expired
+        WHERE j.id = expired.id
+        RETURNING j.id
+    )
+    SELECT count(*) INTO rescued FROM moved;
+
+    -- Forget workers that stopped without saying goodbye.
+    SELECT s.worker_timeout INTO worker_timeout FROM pgtq._settings AS s;
+    DELETE FROM pgtq._worker AS w WHERE w.last_seen_at < tick.as_of - worker_timeout;
+
+    RETURN promoted + rescued;
+END
+$$;
+
+-- Guarantees: cancels a job that has not started (scheduled or ready) and
+-- returns true; returns false, changing nothing, for any other state or an
+-- unknown id. A running job is not interrupted.
+CREATE FUNCTION pgtq.cancel(id bigint, as_of timestamptz DEFAULT now())
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+BEGIN
+    UPDATE pgtq._job AS j
+    SET state = 'cancelled',
+        finished_at = cancel.as_of
+    WHERE j.id = cancel.id
+      AND j.state IN ('scheduled', 'ready');
+    RETURN FOUND;
+END
+$$;
+
+-- Guarantees: gives a failed or cancelled job a fresh start: ready at once,
+-- attempt count reset to 0, error and result kept for the record until the
+-- next attempt. Returns true if it did, false for any other state.
+CREATE FUNCTION pgtq.retry(id bigint, as_of timestamptz DEFAULT now())
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    retried_queue text;
+BEGIN
+    UPDATE pgtq._job AS j
+    SET state = 'ready',
+        attempt = 0,
+        run_at = retry.as_of,
+        started_at = NULL,
+        finished_at = NULL,
+        worker = NULL
+    WHERE j.id = retry.id
+      AND j.state IN ('failed', 'cancelled')
+    RETURNING j.queue INTO retried_queue;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM pgtq._announce(retried_queue);
+    RETURN true;
+END
+$$;
+
+-- Guarantees: deletes done and cancelled jobs (and failed ones when
+-- include_failed) that finished before as_of - older_than, at most
+-- `batch` rows per call so a large backlog is pruned in short
+-- transactions. Returns how many rows it deleted. Live jobs are never
+-- touched.
+CREATE FUNCTION pgtq.prune(older_than interval,
+                           include_failed boolean DEFAULT false,
+                           batch integer DEFAULT 10000,
+                           as_of timestamptz DEFAULT now())
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    deleted integer;
+BEGIN
+    IF prune.older_than IS NULL OR prune.older_than < interval '0' THEN
+        RAISE EXCEPTION 'pgtq: older_than must be a non-negative interval, got %',
+                coalesce(prune.older_than::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+    WITH old AS MATERIALIZED (
+        SELECT o.id
+        FROM pgtq._job AS o
+        WHERE o.state IN ('done', 'failed', 'cancelled')
+          AND o.finished_at < prune.as_of - prune.older_than
+          AND (o.state <> 'failed' OR prune.include_failed)
+        ORDER BY o.finished_at
+        LIMIT prune.batch
+        FOR UPDATE SKIP LOCKED
+    ), gone AS (
+        DELETE FROM pgtq._job AS j USING old WHERE j.id = old.id RETURNING j.id
+    )
+    SELECT count(*) INTO deleted FROM gone;
+    RETURN deleted;
+END
+$$;
+
+-- Guarantees: records a worker as alive (inserting or refreshing its row)
+-- with the queues it serves. Idempotent: calling it again only moves
+-- last_seen_at forward. tick() forgets workers not seen for
+-- _settings.worker_timeout.
+CREATE FUNCTION pgtq.register_worker(worker text,
+                                     host text,
+                                     pid integer,
+                                     queues text[],
+                                     as_of timestamptz DEFAULT now())
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+BEGIN
+    PERFORM pgtq._checked_name('worker', register_worker.worker);
+    INSERT INTO pgtq._worker AS w (id, host, pid, queues, started_at, last_seen_at)
+    VALUES (register_worker.worker, coalesce(register_worker.host, ''),
+            coalesce(register_worker.pid, 0), coalesce(register_worker.queues, '{}'),
+            register_worker.as_of, register_worker.as_of)
+    ON CONFLICT ON CONSTRAINT worker_pkey DO UPDATE
+    SET last_seen_at = greatest(w.last_seen_at, excluded.last_seen_at),
+        queues = excluded.queues;
+END
+$$;
+
+-- Guarantees: removes a worker's registration (a clean shutdown). Returns
+-- whether it was registered.
+CREATE FUNCTION pgtq.unregister_worker(worker text)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+BEGIN
+    DELETE FROM pgtq._worker AS w WHERE w.id = unregister_worker.worker;
+    RETURN FOUND;
+END
+$$;

@@ -1,0 +1,48 @@
+-- The public SQL surface: every function with its exact signature, the
+-- job states, the views. A change here is a change of the public API.
+BEGIN;
+SELECT plan(22);
+
+SELECT has_schema('pgtq');
+SELECT has_function('pgtq', 'version', ARRAY[]::text[]);
+SELECT is(pgtq.version(), '0.1.0', 'version() is 0.1.0');
+SELECT has_function('pgtq', 'push',
+    ARRAY['text', 'text', 'jsonb', 'jsonb', 'timestamp with time zone', 'integer', 'integer',
+          'timestamp with time zone']);
+SELECT has_function('pgtq', 'pop',
+    ARRAY['text', 'text', 'integer', 'interval', 'timestamp with time zone']);
+SELECT has_function('pgtq', 'complete',
+    ARRAY['bigint', 'uuid', 'jsonb', 'timestamp with time zone']);
+SELECT has_function('pgtq', 'fail',
+    ARRAY['bigint', 'uuid', 'text', 'interval', 'timestamp with time zone']);
+SELECT has_function('pgtq', 'backoff', ARRAY['integer', 'interval', 'interval']);
+SELECT has_function('pgtq', 'tick', ARRAY['text', 'timestamp with time zone']);
+SELECT has_function('pgtq', 'heartbeat',
+    ARRAY['bigint', 'uuid', 'interval', 'timestamp with time zone']);
+SELECT has_function('pgtq', 'release', ARRAY['bigint', 'uuid']);
+SELECT has_function('pgtq', 'cancel', ARRAY['bigint', 'timestamp with time zone']);
+SELECT has_function('pgtq', 'retry', ARRAY['bigint', 'timestamp with time zone']);
+SELECT has_function('pgtq', 'prune',
+    ARRAY['interval', 'boolean', 'integer', 'timestamp with time zone']);
+SELECT has_function('pgtq', 'register_worker',
+    ARRAY['text', 'text', 'integer', 'text[]', 'timestamp with time zone']);
+SELECT has_function('pgtq', 'unregister_worker', ARRAY['text']);
+
+SELECT enum_has_labels('pgtq', 'job_state',
+    ARRAY['scheduled', 'ready', 'running', 'done', 'failed', 'cancelled']);
+SELECT has_view('pgtq', 'jobs', 'view pgtq.jobs');
+SELECT has_view('pgtq', 'queue_stats', 'view pgtq.queue_stats');
+SELECT has_view('pgtq', 'workers', 'view pgtq.workers');
+SELECT hasnt_column('pgtq', 'jobs', 'lease', 'pgtq.jobs does not show lease tokens');
+
+-- The pop result carries what a worker needs.
+SELECT is(
+    (SELECT array_agg(attname::text ORDER BY attnum)
+     FROM pg_attribute
+     WHERE attrelid = 'pgtq.claimed_job'::regclass AND attnum > 0),
+    ARRAY['id', 'queue', 'task', 'args', 'kwargs', 'priority', 'attempt', 'max_attempts',
+          'lease', 'lease_expires_at'],
+    'pop() returns id, queue, task, args, kwargs, priority, attempt, max_attempts, lease, lease_expires_at');
+
+SELECT * FROM finish();
+ROLLBACK;
