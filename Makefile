@@ -54,9 +54,9 @@ test-py: ## pytest suite (needs PGTQ_TEST_DSN; `make test` sets it)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: lint
-lint: venv ## ruff
-	$(VENV)/bin/ruff check pgtq tests migrations examples scripts bench
-	$(VENV)/bin/ruff format --check pgtq tests migrations examples scripts bench
+lint: venv ## ruff (also run by the test suite)
+	$(VENV)/bin/ruff check pgtq tests migrations examples scripts $(wildcard bench)
+	$(VENV)/bin/ruff format --check pgtq tests migrations examples scripts $(wildcard bench)
 
 .PHONY: demo
 demo: system-deps venv ## run the example app on a local cluster (or on $PGTQ_DSN)

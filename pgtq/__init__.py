@@ -21,6 +21,7 @@ from pgtq.errors import (
 from pgtq.handler import Handler, PushOptions
 from pgtq.queue import PgTq
 from pgtq.task import JobInfo, QueueStat, Task
+from pgtq.worker import current_task
 
 try:
     __version__ = _metadata.version("pgtq")
@@ -42,4 +43,5 @@ __all__ = [
     "Task",
     "UnknownTaskError",
     "__version__",
+    "current_task",
 ]

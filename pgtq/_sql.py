@@ -42,8 +42,7 @@ POP: Final = (
 )
 
 COMPLETE: Final = (
-    "SELECT pgtq.complete(id => %(id)s::bigint, lease => %(lease)s::uuid,"
-    " result => %(result)s::jsonb)"
+    "SELECT pgtq.complete(id => %(id)s::bigint, lease => %(lease)s::uuid, result => %(result)s::jsonb)"
 )
 
 FAIL: Final = (
@@ -65,8 +64,7 @@ CANCEL: Final = "SELECT pgtq.cancel(id => %(id)s::bigint)"
 RETRY: Final = "SELECT pgtq.retry(id => %(id)s::bigint)"
 
 PRUNE: Final = (
-    "SELECT pgtq.prune(older_than => %(older_than)s::interval,"
-    " include_failed => %(include_failed)s::boolean)"
+    "SELECT pgtq.prune(older_than => %(older_than)s::interval, include_failed => %(include_failed)s::boolean)"
 )
 
 REGISTER_WORKER: Final = (
@@ -89,9 +87,7 @@ JOB: Final = (
     " FROM pgtq.jobs WHERE id = %(id)s::bigint"
 )
 
-EXTENSION_INSTALLED: Final = (
-    "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pgtq'"
-)
+EXTENSION_INSTALLED: Final = "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pgtq'"
 
 UPDATE_EXTENSION: Final = "ALTER EXTENSION pgtq UPDATE"
 

@@ -9,10 +9,10 @@ import psycopg
 from psycopg import errors as pg_errors
 
 __all__ = [
-    "PgTqError",
+    "ConnectionFailedError",
     "InvalidJobError",
     "PayloadTooLargeError",
-    "ConnectionFailedError",
+    "PgTqError",
     "SchemaMissingError",
     "SchemaVersionError",
     "UnknownTaskError",
@@ -64,12 +64,12 @@ def translate(error: psycopg.Error) -> PgTqError | None:
         return PayloadTooLargeError(message, state)
     if state in _INVALID_INPUT_STATES:
         return InvalidJobError(message, state)
-    if isinstance(error, pg_errors.UndefinedFunction | pg_errors.InvalidSchemaName | pg_errors.UndefinedTable):
-        if "pgtq" in message:
-            return SchemaMissingError(
-                f"the pgtq schema is missing or incomplete in this database ({message}); "
-                "install it with `pgtq migrate DSN`"
-            )
+    missing_object = pg_errors.UndefinedFunction | pg_errors.InvalidSchemaName | pg_errors.UndefinedTable
+    if isinstance(error, missing_object) and "pgtq" in message:
+        return SchemaMissingError(
+            f"the pgtq schema is missing or incomplete in this database ({message}); "
+            "install it with `pgtq migrate DSN`"
+        )
     if isinstance(error, psycopg.OperationalError):
         return ConnectionFailedError(f"database connection failed: {message.strip()}")
     return None

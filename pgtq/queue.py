@@ -135,9 +135,7 @@ class PgTq:
                 self._conn = self.connect()
             return self._conn
 
-    def _call(
-        self, sql: str, params: Mapping[str, Any], conn: psycopg.Connection[Any] | None = None
-    ) -> Any:
+    def _call(self, sql: str, params: Mapping[str, Any], conn: psycopg.Connection[Any] | None = None) -> Any:
         """Run one SQL call and return its single value."""
         with database_errors():
             row = (conn or self._connection()).execute(sql, params).fetchone()
@@ -315,9 +313,7 @@ class PgTq:
         """The installed schema version; raises when it is missing or not
         the version this package was written for."""
         if not self._call(_sql.SCHEMA_EXISTS, {}, conn):
-            raise SchemaMissingError(
-                "this database has no pgtq schema; install it with `pgtq migrate DSN`"
-            )
+            raise SchemaMissingError("this database has no pgtq schema; install it with `pgtq migrate DSN`")
         installed = str(self._call(_sql.VERSION, {}, conn))
         known = schema_version()
         if parse_version(installed) > parse_version(known):

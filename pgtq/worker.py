@@ -10,6 +10,7 @@ retries and dead workers' jobs move on even when no scheduler runs.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 import os
@@ -28,11 +29,19 @@ from typing import Any
 import psycopg
 
 from pgtq import _sql
-from pgtq.errors import ConnectionFailedError, PgTqError, database_errors
+from pgtq.errors import ConnectionFailedError, database_errors
 from pgtq.queue import PgTq
 from pgtq.task import Task
 
 logger = logging.getLogger("pgtq.worker")
+
+_current_task: contextvars.ContextVar[Task | None] = contextvars.ContextVar("pgtq_current_task", default=None)
+
+
+def current_task() -> Task | None:
+    """The task whose handler is running in this context (its id, attempt,
+    ...), or None outside a worker's handler call."""
+    return _current_task.get()
 
 
 @dataclass(frozen=True)
@@ -192,14 +201,16 @@ class Worker:
         started = time.monotonic()
         handler = self.queue.handlers.get(task.name)
         if handler is None:
+            known = ", ".join(sorted(self.queue.handlers)) or "none"
             outcome = self.queue.fail(
                 task,
                 f"UnknownTaskError: no handler for task {task.name!r} in this worker "
-                f"(queue {self.queue.queue!r}; known tasks: {', '.join(sorted(self.queue.handlers)) or 'none'})",
+                f"(queue {self.queue.queue!r}; known tasks: {known})",
                 conn=self._conn,
             )
             self._log_outcome(task, started, f"unknown task -> {outcome}")
             return
+        token = _current_task.set(task)
         try:
             result = handler.func(*task.args, **task.kwargs)
             if inspect.isawaitable(result):
@@ -208,6 +219,8 @@ class Worker:
             outcome = self.queue.fail(task, describe_exception(error), conn=self._conn)
             self._log_outcome(task, started, f"{type(error).__name__} -> {outcome or 'lease lost'}")
             return
+        finally:
+            _current_task.reset(token)
         completed = self.queue.complete(task, result, conn=self._conn)
         self._log_outcome(task, started, "done" if completed else "done, but lease lost")
 
@@ -273,4 +286,4 @@ def main_loop(
         worker.run()
 
 
-__all__ = ["Worker", "WorkerSettings", "main_loop", "stop_on_signals", "PgTqError"]
+__all__ = ["Worker", "WorkerSettings", "current_task", "main_loop", "stop_on_signals"]

@@ -65,9 +65,7 @@ def server_user_can_reach(path: Path) -> bool:
     """Whether the server user may enter ``path`` (always true when not root)."""
     if not running_as_root():
         return True
-    result = subprocess.run(
-        as_server_user(["test", "-x", str(path)]), capture_output=True, check=False
-    )
+    result = subprocess.run(as_server_user(["test", "-x", str(path)]), capture_output=True, check=False)
     return result.returncode == 0
 
 

@@ -53,8 +53,10 @@ def main() -> int:
             recreate(admin, "pgtq_tap_extension")
             routes.append(("extension", "pgtq_tap_extension"))
         else:
-            print("# pgtq extension files are not installed (make install-extension): "
-                  "extension route skipped", flush=True)
+            print(
+                "# pgtq extension files are not installed (make install-extension): extension route skipped",
+                flush=True,
+            )
         recreate(admin, "pgtq_tap_alembic")
         routes.append(("alembic", "pgtq_tap_alembic"))
     status = 0

@@ -1,0 +1,167 @@
+"""Fixtures: a real PostgreSQL server (started by `make test`), a template
+database with the pgtq schema installed once per session through the
+alembic route, and a fresh database cloned from it for each test."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+import pgtq
+from pgtq.migrate import upgrade
+
+REPO = Path(__file__).resolve().parents[2]
+APPS = Path(__file__).resolve().parent / "apps"
+TEMPLATE = "pgtq_test_template"
+_database_numbers = itertools.count()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not os.environ.get("PGTQ_TEST_DSN"):
+        pytest.exit("PGTQ_TEST_DSN is not set: run the tests with `make test`", returncode=2)
+
+
+@pytest.fixture(scope="session")
+def server_dsn() -> str:
+    """DSN of the test server's maintenance database."""
+    return os.environ["PGTQ_TEST_DSN"]
+
+
+def _recreate(admin: psycopg.Connection[Any], name: str, template: str | None = None) -> None:
+    admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    if template is None:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    else:
+        admin.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
+                sql.Identifier(name), sql.Identifier(template)
+            )
+        )
+
+
+@pytest.fixture(scope="session")
+def template_dsn(server_dsn: str) -> str:
+    """A database with the pgtq schema, installed once through alembic."""
+    with psycopg.connect(server_dsn, autocommit=True) as admin:
+        _recreate(admin, TEMPLATE)
+    dsn = make_conninfo(server_dsn, dbname=TEMPLATE)
+    upgrade(dsn)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE public.side_effects ("
+            " token text NOT NULL, kind text NOT NULL DEFAULT 'ran',"
+            " pid integer NOT NULL DEFAULT pg_backend_pid(),"
+            " at timestamptz NOT NULL DEFAULT clock_timestamp())"
+        )
+    return dsn
+
+
+@pytest.fixture
+def empty_dsn(server_dsn: str) -> Iterator[str]:
+    """A fresh database without the pgtq schema."""
+    name = f"pgtq_test_empty_{os.getpid()}_{next(_database_numbers)}"
+    with psycopg.connect(server_dsn, autocommit=True) as admin:
+        _recreate(admin, name)
+    yield make_conninfo(server_dsn, dbname=name)
+    with psycopg.connect(server_dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def dsn(server_dsn: str, template_dsn: str) -> Iterator[str]:
+    """A fresh database with the pgtq schema, for this test only."""
+    name = f"pgtq_test_{os.getpid()}_{next(_database_numbers)}"
+    with psycopg.connect(server_dsn, autocommit=True) as admin:
+        _recreate(admin, name, template=TEMPLATE)
+    yield make_conninfo(server_dsn, dbname=name)
+    with psycopg.connect(server_dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def q(dsn: str) -> Iterator[pgtq.PgTq]:
+    """A PgTq for queue ``test_queue`` in this test's database."""
+    queue = pgtq.PgTq("test_queue", dsn)
+    yield queue
+    queue.close()
+
+
+@pytest.fixture
+def db(dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection to this test's database, for checks."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        yield conn
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns a truthy value or ``timeout``
+    seconds pass (then fail the test)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout} s: {predicate}")
+        time.sleep(interval)
+
+
+def scalar(conn: psycopg.Connection[Any], query: str, params: Any = None) -> Any:
+    row = conn.execute(query, params).fetchone()
+    return None if row is None else row[0]
+
+
+class Processes:
+    """Starts pgtq subprocesses (workers, schedulers) and always reaps them."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.started: list[subprocess.Popen[str]] = []
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PGTQ_DSN"] = self.dsn
+        env["PYTHONPATH"] = os.pathsep.join([str(APPS), str(REPO)])
+        return env
+
+    def pgtq(self, *args: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pgtq.cli", *args],
+            env=self.env(),
+            cwd=APPS,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.started.append(process)
+        return process
+
+    def worker(self, target: str = "app:q", *args: str) -> subprocess.Popen[str]:
+        return self.pgtq("--log-level", "DEBUG", "worker", target, "--poll-interval", "0.5", *args)
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=30)
+            if process.stdout is not None:
+                process.stdout.close()
+
+
+@pytest.fixture
+def processes(dsn: str) -> Iterator[Processes]:
+    """Run pgtq subprocesses against this test's database."""
+    running = Processes(dsn)
+    yield running
+    running.stop_all()
