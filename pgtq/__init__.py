@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from importlib import metadata as _metadata
 
+from pgtq._execution import current_task
 from pgtq.errors import (
     ConnectionFailedError,
     InvalidJobError,
@@ -21,7 +22,6 @@ from pgtq.errors import (
 from pgtq.handler import Handler, PushOptions
 from pgtq.queue import PgTq
 from pgtq.task import JobInfo, QueueStat, Task
-from pgtq.worker import current_task
 
 try:
     __version__ = _metadata.version("pgtq")

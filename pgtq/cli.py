@@ -51,17 +51,27 @@ def load_queue(target: str) -> PgTq:
 def _cmd_worker(args: argparse.Namespace) -> int:
     from pgtq.worker import main_loop
 
-    queue = load_queue(args.target)
+    queues = [load_queue(target) for target in args.targets]
     if args.dsn:
-        queue.dsn = args.dsn
-    main_loop(
-        queue,
-        poll_interval=args.poll_interval,
-        tick_interval=args.tick_interval,
-        lease=args.lease,
-        batch_size=args.batch_size,
-    )
-    return 0
+        for queue in queues:
+            queue.dsn = args.dsn
+    elif len({queue.dsn for queue in queues}) > 1:
+        raise UsageError("the queues of one worker must share a database (or pass --dsn)")
+    try:
+        return main_loop(
+            queues,
+            concurrency=args.concurrency,
+            pool=args.pool,
+            batch_size=args.batch_size,
+            lease=args.lease,
+            heartbeat_interval=args.heartbeat_interval,
+            poll_interval=args.poll_interval,
+            tick_interval=args.tick_interval,
+            shutdown_timeout=args.shutdown_timeout,
+            target=",".join(args.targets),
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from error
 
 
 def _cmd_scheduler(args: argparse.Namespace) -> int:
@@ -121,13 +131,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    worker = commands.add_parser("worker", help="run a worker for a queue object")
-    worker.add_argument("target", metavar="MODULE:QUEUE_OBJECT", help="e.g. myapp.tasks:q")
-    worker.add_argument("--dsn", help="override the queue object's DSN")
-    worker.add_argument("--poll-interval", type=float, default=1.0, help="seconds between fallback polls")
+    worker = commands.add_parser(
+        "worker",
+        help="run a worker for one or more queue objects",
+        description="Run handlers for the queues named MODULE:QUEUE_OBJECT until SIGINT/SIGTERM. "
+        "The first signal stops gracefully (running jobs get --shutdown-timeout seconds, the "
+        "rest are handed back); a second one stops at once.",
+    )
+    worker.add_argument("targets", nargs="+", metavar="MODULE:QUEUE_OBJECT", help="e.g. myapp.tasks:q")
+    worker.add_argument("--dsn", help="override the queue objects' DSN")
+    worker.add_argument("--concurrency", "-c", type=int, default=1, help="jobs run at once (default 1)")
+    worker.add_argument(
+        "--pool",
+        choices=["thread", "process"],
+        default="thread",
+        help="threads for I/O-bound handlers (default), processes for CPU-bound ones",
+    )
+    worker.add_argument("--batch-size", type=int, help="jobs claimed per pop (default: --concurrency)")
+    worker.add_argument("--lease", type=float, default=30.0, help="lease length in seconds (default 30)")
+    worker.add_argument("--heartbeat-interval", type=float, help="seconds between lease renewals (lease/3)")
+    worker.add_argument("--poll-interval", type=float, default=2.0, help="fallback poll, seconds (default 2)")
     worker.add_argument("--tick-interval", type=float, default=1.0, help="seconds between pgtq.tick calls")
-    worker.add_argument("--lease", type=float, default=300.0, help="lease length in seconds")
-    worker.add_argument("--batch-size", type=int, default=1, help="jobs claimed per pop")
+    worker.add_argument(
+        "--shutdown-timeout", type=float, default=30.0, help="grace period for running jobs (default 30)"
+    )
     worker.set_defaults(run=_cmd_worker)
 
     scheduler = commands.add_parser("scheduler", help="call pgtq.tick in a loop")

@@ -70,7 +70,7 @@ def translate(error: psycopg.Error) -> PgTqError | None:
             f"the pgtq schema is missing or incomplete in this database ({message}); "
             "install it with `pgtq migrate DSN`"
         )
-    if isinstance(error, psycopg.OperationalError):
+    if isinstance(error, psycopg.OperationalError | psycopg.InterfaceError):
         return ConnectionFailedError(f"database connection failed: {message.strip()}")
     return None
 

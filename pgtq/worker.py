@@ -1,64 +1,102 @@
 """The worker: a loop over SQL calls that runs handlers.
 
-It pops jobs, runs their handlers and completes or fails them; ``pgtq.fail``
-decides what a failure means (retry when, or give up). Idle workers wait on
-``LISTEN pgtq`` and poll every ``poll_interval`` seconds as a fallback, and
-they call ``pgtq.tick`` every ``tick_interval`` seconds so scheduled jobs,
-retries and dead workers' jobs move on even when no scheduler runs.
+One dispatcher thread owns the worker's database connection. It claims
+jobs with ``pgtq.pop`` (in batches when several slots are free), hands them
+to a pool (threads, or child processes), writes each outcome with
+``pgtq.complete`` / ``pgtq.fail`` (batched in one round trip), extends the
+leases of running jobs with ``pgtq.heartbeat``, and calls ``pgtq.tick``
+now and then so scheduled jobs, retries and dead workers' jobs move on even
+when no scheduler runs. What a failure means (retry when, or give up) is
+decided by ``pgtq.fail`` in the database, never here.
+
+Idle, it waits for a notification from the listener thread (a push wakes it
+at once) or for its poll interval. It survives database restarts: it
+reconnects with capped backoff, keeps the outcomes it could not write and
+writes them after reconnecting (a stale lease makes that safe). On SIGTERM
+or SIGINT it stops claiming, lets running jobs finish within the grace
+period, hands back the rest with ``pgtq.release`` and exits 0; a second
+signal stops it at once, and the leases protect the jobs it held.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import inspect
 import logging
 import os
+import queue as queue_module
 import signal
 import socket
 import threading
 import time
-import traceback
 import uuid
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 
 from pgtq import _sql
-from pgtq.errors import ConnectionFailedError, database_errors
+from pgtq._execution import Outcome, current_task, timeout_outcome
+from pgtq._listener import ANY_QUEUE, Listener
+from pgtq._pools import Pool, ProcessPool, ThreadPool
+from pgtq.errors import ConnectionFailedError, PgTqError, database_errors
+from pgtq.handler import Handler
 from pgtq.queue import PgTq
 from pgtq.task import Task
 
 logger = logging.getLogger("pgtq.worker")
 
-_current_task: contextvars.ContextVar[Task | None] = contextvars.ContextVar("pgtq_current_task", default=None)
-
-
-def current_task() -> Task | None:
-    """The task whose handler is running in this context (its id, attempt,
-    ...), or None outside a worker's handler call."""
-    return _current_task.get()
+PoolKind = Literal["thread", "process"]
 
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    """How a worker runs. Times are in seconds."""
+    """How a worker runs. Times are in seconds.
 
-    poll_interval: float = 1.0
+    ``concurrency``: jobs run at once. ``batch_size``: jobs claimed per pop
+    and held at most (default: ``concurrency``; larger values prefetch).
+    ``lease``: how long a claimed job is reserved without a heartbeat;
+    ``heartbeat_interval`` (default lease / 3) renews it while the job runs.
+    ``poll_interval``: the fallback poll when no notification arrives.
+    ``shutdown_timeout``: the grace period for running jobs on SIGTERM.
+    """
+
+    concurrency: int = 1
+    pool: PoolKind = "thread"
+    batch_size: int | None = None
+    lease: float = 30.0
+    heartbeat_interval: float | None = None
+    poll_interval: float = 2.0
     tick_interval: float = 1.0
-    lease: float = 300.0
-    batch_size: int = 1
+    shutdown_timeout: float = 30.0
+    reconnect_max_delay: float = 30.0
 
     def __post_init__(self) -> None:
-        for name in ("poll_interval", "tick_interval", "lease"):
+        for name in ("lease", "poll_interval", "tick_interval", "reconnect_max_delay"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
-        if self.batch_size < 1:
+        if self.shutdown_timeout < 0:
+            raise ValueError(f"shutdown_timeout must not be negative, got {self.shutdown_timeout!r}")
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {self.concurrency!r}")
+        if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size!r}")
+        if self.heartbeat_interval is not None and not 0 < self.heartbeat_interval < self.lease:
+            raise ValueError("heartbeat_interval must be positive and shorter than the lease")
+        if self.pool not in ("thread", "process"):
+            raise ValueError(f"pool must be 'thread' or 'process', got {self.pool!r}")
+
+    @property
+    def jobs_in_hand(self) -> int:
+        """How many claimed jobs (running or waiting for a slot) it holds at most."""
+        return max(self.concurrency, self.batch_size or self.concurrency)
+
+    @property
+    def heartbeat_every(self) -> float:
+        return self.heartbeat_interval or self.lease / 3
 
 
 def new_worker_id() -> str:
@@ -66,190 +104,441 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def describe_exception(error: BaseException) -> str:
-    """What a failed job records: type, message and traceback."""
-    lines = traceback.format_exception(type(error), error, error.__traceback__)
-    return f"{type(error).__name__}: {error}\n{''.join(lines)}"
+@dataclass
+class _Running:
+    task: Task
+    handler: Handler[Any, Any]
+    started: float
+    deadline: float | None
+
+
+@dataclass(frozen=True)
+class _Wake:
+    queue: str
+
+
+@dataclass(frozen=True)
+class _Finished:
+    outcome: Outcome
+
+
+@dataclass(frozen=True)
+class _StopRequest:
+    force: bool
+
+
+@dataclass
+class _Timers:
+    next_tick: float = 0.0
+    next_heartbeat: float = 0.0
+    next_poll: float = 0.0
+    next_reconnect: float = 0.0
+    reconnect_delay: float = 0.5
+    queues_to_pop: set[str] = field(default_factory=set)
 
 
 class Worker:
-    """Serves one queue until ``stop()`` is called or a stop signal arrives."""
+    """Serves one or more queues until stopped (``stop()`` or a signal)."""
 
-    def __init__(self, queue: PgTq, settings: WorkerSettings | None = None) -> None:
-        self.queue = queue
+    def __init__(
+        self,
+        queues: PgTq | Sequence[PgTq],
+        settings: WorkerSettings | None = None,
+        *,
+        target: str | None = None,
+    ) -> None:
+        served = [queues] if isinstance(queues, PgTq) else list(queues)
+        if not served:
+            raise ValueError("a worker needs at least one queue")
+        names = [q.queue for q in served]
+        if len(set(names)) != len(names):
+            raise ValueError(f"each queue may be served once, got {names}")
+        self.queues = {q.queue: q for q in served}
         self.settings = settings or WorkerSettings()
+        if self.settings.pool == "process" and target is None:
+            raise ValueError("the process pool needs target='MODULE:QUEUE_OBJECT' so children can import it")
+        self.target = target
         self.worker_id = new_worker_id()
-        self._stopping = threading.Event()
+        self.dsn = served[0].dsn
+        self._primary = served[0]
+        self._events: queue_module.SimpleQueue[_Wake | _Finished | _StopRequest] = queue_module.SimpleQueue()
         self._conn: psycopg.Connection[Any] | None = None
-        self._listen_conn: psycopg.Connection[Any] | None = None
-        self._last_tick = 0.0
+        self._buffer: deque[Task] = deque()
+        self._running: dict[int, _Running] = {}
+        self._pending: list[Outcome] = []
+        self._timers = _Timers(queues_to_pop=set(self.queues))
+        self._stopping = False
+        self._forced = False
+        self._shutdown_deadline = 0.0
+        self._pool: Pool | None = None
+        self._listener: Listener | None = None
+        self._round_robin = deque(self.queues)
 
-    # -- life cycle --------------------------------------------------------
+    # -- control -----------------------------------------------------------
 
-    def stop(self) -> None:
-        """Ask the worker to stop after the job it is running."""
-        self._stopping.set()
+    def stop(self, force: bool = False) -> None:
+        """Ask the worker to stop: gracefully, or at once with ``force``.
+        Safe to call from any thread or a signal handler."""
+        self._events.put(_StopRequest(force))
 
     @property
     def stopping(self) -> bool:
-        return self._stopping.is_set()
+        return self._stopping
 
-    def run(self) -> None:
-        """Serve jobs until stopped. Raises on a missing or wrong schema."""
+    def run(self) -> int:
+        """Serve jobs until stopped. Returns 0 after a graceful stop, 1 after
+        a forced one. Raises when the database cannot be reached at start or
+        its schema is missing or of another version."""
         self._connect()
+        self._register()
+        self._pool = self._make_pool()
+        self._pool.start()
+        self._listener = Listener(self.dsn, self.queues, lambda name: self._events.put(_Wake(name)))
+        self._listener.start()
         logger.info(
-            "worker %s serving queue %r (handlers: %s)",
+            "worker %s serving %s with %d %s slot(s) (handlers: %s)",
             self.worker_id,
-            self.queue.queue,
-            ", ".join(sorted(self.queue.handlers)) or "none",
+            ", ".join(repr(name) for name in self.queues),
+            self.settings.concurrency,
+            self.settings.pool,
+            ", ".join(sorted(f"{q}.{h}" for q, pgtq in self.queues.items() for h in pgtq.handlers)) or "none",
         )
         try:
-            while not self.stopping:
-                try:
-                    self._serve_once()
-                except ConnectionFailedError as error:
-                    logger.warning("database connection lost (%s); reconnecting", error)
-                    self._reconnect()
+            self._loop()
         finally:
-            self._disconnect()
-            logger.info("worker %s stopped", self.worker_id)
+            self._shut_down()
+        return 1 if self._forced else 0
 
-    def _serve_once(self) -> None:
-        self._tick_if_due()
-        tasks = self.queue.pop_many(
-            self.settings.batch_size,
-            worker=self.worker_id,
-            lease=self.settings.lease,
-            conn=self._conn,
-        )
-        if not tasks:
-            self._wait_for_work()
+    def _make_pool(self) -> Pool:
+        report = self._on_finished
+        if self.settings.pool == "process":
+            assert self.target is not None
+            return ProcessPool(self.settings.concurrency, report, self.target)
+        return ThreadPool(self.settings.concurrency, report)
+
+    def _on_finished(self, outcome: Outcome) -> None:
+        self._events.put(_Finished(outcome))
+
+    # -- the loop ----------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            now = time.monotonic()
+            self._enforce_timeouts(now)
+            if self._conn is not None or self._try_reconnect(now):
+                self._talk_to_database(now)
+            if self._forced:
+                return
+            if self._stopping and self._finished_stopping(now):
+                return
+            self._wait(self._next_wakeup(now) - now)
+
+    def _talk_to_database(self, now: float) -> None:
+        try:
+            self._flush_outcomes()
+            if self._stopping:
+                self._release(list(self._buffer))
+                self._buffer.clear()
+                return
+            if now >= self._timers.next_tick:
+                self._tick()
+                self._timers.next_tick = now + self.settings.tick_interval
+            if now >= self._timers.next_heartbeat:
+                self._heartbeat()
+                self._timers.next_heartbeat = now + self.settings.heartbeat_every
+            self._fill_slots(now)
+            self._flush_outcomes()
+        except ConnectionFailedError as error:
+            self._lost_database(error)
+
+    def _wait(self, timeout: float) -> None:
+        try:
+            event = self._events.get(timeout=max(0.0, timeout))
+        except queue_module.Empty:
             return
-        for task in tasks:
-            self._execute(task)
+        self._handle(event)
+        while True:  # take every event already there, so outcomes are written together
+            try:
+                self._handle(self._events.get_nowait())
+            except queue_module.Empty:
+                return
 
-    # -- connections -------------------------------------------------------
+    def _handle(self, event: _Wake | _Finished | _StopRequest) -> None:
+        if isinstance(event, _Wake):
+            self._timers.queues_to_pop.update(self.queues if event.queue == ANY_QUEUE else [event.queue])
+        elif isinstance(event, _Finished):
+            running = self._running.pop(event.outcome.task.id, None)
+            if running is not None:
+                self._pending.append(event.outcome)
+        elif event.force or self._stopping:
+            logger.warning("stopping at once; the leases protect the jobs still held")
+            self._forced = True
+        else:
+            logger.info(
+                "stopping: no new jobs; %d running job(s) get %.0f s to finish",
+                len(self._running),
+                self.settings.shutdown_timeout,
+            )
+            self._stopping = True
+            self._shutdown_deadline = time.monotonic() + self.settings.shutdown_timeout
+
+    def _next_wakeup(self, now: float) -> float:
+        if self._forced:
+            return now
+        candidates = [now + self.settings.poll_interval]
+        if self._conn is None:
+            candidates.append(self._timers.next_reconnect)
+        elif not self._stopping:
+            candidates += [self._timers.next_tick, self._timers.next_heartbeat, self._timers.next_poll]
+            if self._buffer and len(self._running) < self.settings.concurrency:
+                candidates.append(now)
+        if self._pending and self._conn is not None:
+            candidates.append(now)
+        if self._stopping:
+            candidates.append(self._shutdown_deadline)
+        candidates += [r.deadline for r in self._running.values() if r.deadline is not None]
+        return max(now, min(candidates))
+
+    # -- claiming and running ----------------------------------------------
+
+    def _fill_slots(self, now: float) -> None:
+        if now >= self._timers.next_poll:
+            self._timers.queues_to_pop.update(self.queues)
+            self._timers.next_poll = now + self.settings.poll_interval
+        room = self.settings.jobs_in_hand - len(self._running) - len(self._buffer)
+        if not self._buffer and room > 0:
+            self._claim(room)
+        while self._buffer and len(self._running) < self.settings.concurrency:
+            self._start(self._buffer.popleft(), time.monotonic())
+
+    def _claim(self, room: int) -> None:
+        """Pop from the queues that may have work, round robin, until there
+        is no room or no queue has more."""
+        for _ in range(len(self._round_robin)):
+            name = self._round_robin[0]
+            self._round_robin.rotate(-1)
+            if room <= 0:
+                return
+            if name not in self._timers.queues_to_pop:
+                continue
+            tasks = self.queues[name].pop_many(
+                room, worker=self.worker_id, lease=self.settings.lease, conn=self._conn
+            )
+            if len(tasks) < room:
+                self._timers.queues_to_pop.discard(name)  # drained: wait for a wake-up
+            self._buffer.extend(tasks)
+            room -= len(tasks)
+
+    def _start(self, task: Task, now: float) -> None:
+        handler = self.queues[task.queue].handlers.get(task.name)
+        if handler is None:
+            known = ", ".join(sorted(self.queues[task.queue].handlers)) or "none"
+            self._pending.append(
+                Outcome(
+                    task,
+                    "error",
+                    0.0,
+                    error=f"UnknownTaskError: no handler for task {task.name!r} in this worker "
+                    f"(queue {task.queue!r}; known tasks: {known})",
+                    summary="unknown task",
+                )
+            )
+            return
+        # An async handler cancels itself at its timeout; the deadline here is
+        # the backstop. A synchronous one is abandoned at the deadline.
+        grace = 1.0 if inspect.iscoroutinefunction(handler.func) else 0.0
+        deadline = None if handler.timeout is None else now + handler.timeout + grace
+        self._running[task.id] = _Running(task, handler, now, deadline)
+        assert self._pool is not None
+        self._pool.submit(task, handler)
+
+    def _enforce_timeouts(self, now: float) -> None:
+        late = [r for r in self._running.values() if r.deadline is not None and now >= r.deadline]
+        for running in late:
+            del self._running[running.task.id]
+            assert self._pool is not None and running.handler.timeout is not None
+            self._pool.abandon(running.task)
+            elapsed = now - running.started
+            self._pending.append(timeout_outcome(running.task, running.handler.timeout, elapsed))
+
+    # -- writing to the database -------------------------------------------
+
+    def _flush_outcomes(self) -> None:
+        """Write every pending outcome in one round trip (pipeline mode)."""
+        if not self._pending or self._conn is None:
+            return
+        outcomes = list(self._pending)
+        with database_errors():
+            with self._conn.pipeline():
+                cursors = [self._conn.execute(*_outcome_call(outcome)) for outcome in outcomes]
+            replies = [cursor.fetchone() for cursor in cursors]
+        self._pending.clear()
+        for outcome, reply in zip(outcomes, replies, strict=True):
+            _log_outcome(outcome, None if reply is None else reply[0])
+
+    def _heartbeat(self) -> None:
+        held = [r.task for r in self._running.values()] + list(self._buffer)
+        assert self._conn is not None
+        with database_errors():
+            with self._conn.pipeline():
+                self._conn.execute(_sql.REGISTER_WORKER, self._registration())
+                cursors = [
+                    self._conn.execute(
+                        _sql.HEARTBEAT,
+                        {"id": t.id, "lease": t.lease, "extend_by": timedelta(seconds=self.settings.lease)},
+                    )
+                    for t in held
+                ]
+            alive = [bool(cursor.fetchone()[0]) for cursor in cursors]  # type: ignore[index]
+        for task, kept in zip(held, alive, strict=True):
+            if not kept:
+                logger.warning("lost the lease of job %d (%s): it was handed on", task.id, task.name)
+
+    def _tick(self) -> None:
+        for pgtq in self.queues.values():
+            moved = pgtq.tick(conn=self._conn)
+            if moved:
+                logger.debug("tick moved %d job(s) of queue %r", moved, pgtq.queue)
+                self._timers.queues_to_pop.add(pgtq.queue)
+
+    def _release(self, tasks: list[Task]) -> None:
+        if not tasks or self._conn is None:
+            return
+        with database_errors(), self._conn.pipeline():
+            for task in tasks:
+                self._conn.execute(_sql.RELEASE, {"id": task.id, "lease": task.lease})
+        for task in tasks:
+            logger.info("task %s id=%d handed back (released, attempt not counted)", task.name, task.id)
+
+    # -- connection --------------------------------------------------------
+
+    def _registration(self) -> dict[str, Any]:
+        return {
+            "worker": self.worker_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "queues": list(self.queues),
+        }
 
     def _connect(self) -> None:
-        self._conn = self.queue.connect()
-        self.queue.check_schema(self._conn)
-        with database_errors():
-            self._conn.execute(
-                _sql.REGISTER_WORKER,
-                {
-                    "worker": self.worker_id,
-                    "host": socket.gethostname(),
-                    "pid": os.getpid(),
-                    "queues": [self.queue.queue],
-                },
-            )
-        self._listen_conn = self.queue.connect()
-        with database_errors():
-            self._listen_conn.execute(_sql.LISTEN)
-
-    def _reconnect(self) -> None:
-        self._disconnect(quiet=True)
-        delay = 0.5
-        while not self.stopping:
-            try:
-                self._connect()
-                logger.info("reconnected to the database")
-                return
-            except ConnectionFailedError as error:
-                logger.warning("still cannot reach the database (%s); retrying in %.1f s", error, delay)
-                self._stopping.wait(delay)
-                delay = min(delay * 2, 30.0)
-
-    def _disconnect(self, quiet: bool = False) -> None:
-        if self._conn is not None and not self._conn.broken and not quiet:
-            try:
-                self._conn.execute(_sql.UNREGISTER_WORKER, {"worker": self.worker_id})
-            except psycopg.Error:
-                logger.debug("could not unregister worker %s", self.worker_id)
-        for conn in (self._conn, self._listen_conn):
-            if conn is not None:
-                conn.close()
-        self._conn = self._listen_conn = None
-
-    # -- waiting and ticking -----------------------------------------------
-
-    def _tick_if_due(self) -> None:
-        now = time.monotonic()
-        if now - self._last_tick >= self.settings.tick_interval:
-            self._last_tick = now
-            moved = self.queue.tick(conn=self._conn)
-            if moved:
-                logger.debug("tick moved %d jobs", moved)
-
-    def _wait_for_work(self) -> None:
-        """Block until a job of our queue is announced, the poll interval or
-        the next tick comes, or the worker is asked to stop."""
-        deadline = time.monotonic() + min(self.settings.poll_interval, self.settings.tick_interval)
-        assert self._listen_conn is not None
-        with database_errors():
-            while not self.stopping:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return
-                for notify in self._listen_conn.notifies(timeout=min(remaining, 0.25), stop_after=1):
-                    if notify.payload == self.queue.queue:
-                        return
-
-    # -- running one job ---------------------------------------------------
-
-    def _execute(self, task: Task) -> None:
-        started = time.monotonic()
-        handler = self.queue.handlers.get(task.name)
-        if handler is None:
-            known = ", ".join(sorted(self.queue.handlers)) or "none"
-            outcome = self.queue.fail(
-                task,
-                f"UnknownTaskError: no handler for task {task.name!r} in this worker "
-                f"(queue {self.queue.queue!r}; known tasks: {known})",
-                conn=self._conn,
-            )
-            self._log_outcome(task, started, f"unknown task -> {outcome}")
-            return
-        token = _current_task.set(task)
+        conn = self._primary.connect()
         try:
-            result = handler.func(*task.args, **task.kwargs)
-            if inspect.isawaitable(result):
-                result = asyncio.run(_await(result))
-        except Exception as error:  # a handler's failure fails its job, not the worker
-            outcome = self.queue.fail(task, describe_exception(error), conn=self._conn)
-            self._log_outcome(task, started, f"{type(error).__name__} -> {outcome or 'lease lost'}")
-            return
-        finally:
-            _current_task.reset(token)
-        completed = self.queue.complete(task, result, conn=self._conn)
-        self._log_outcome(task, started, "done" if completed else "done, but lease lost")
+            for pgtq in self.queues.values():
+                pgtq.check_schema(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
 
-    def _log_outcome(self, task: Task, started: float, outcome: str) -> None:
-        logger.info(
-            "task %s id=%d attempt=%d/%d %.3fs %s",
-            task.name,
-            task.id,
-            task.attempt,
-            task.max_attempts,
-            time.monotonic() - started,
-            outcome,
-        )
+    def _register(self) -> None:
+        assert self._conn is not None
+        with database_errors():
+            self._conn.execute(_sql.REGISTER_WORKER, self._registration())
+
+    def _lost_database(self, error: PgTqError) -> None:
+        logger.warning("database connection lost (%s); reconnecting", error)
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
+        self._timers.next_reconnect = time.monotonic() + self._timers.reconnect_delay
+
+    def _try_reconnect(self, now: float) -> bool:
+        if now < self._timers.next_reconnect:
+            return False
+        try:
+            self._connect()
+            self._register()
+        except ConnectionFailedError as error:
+            delay = self._timers.reconnect_delay = min(
+                self._timers.reconnect_delay * 2, self.settings.reconnect_max_delay
+            )
+            self._timers.next_reconnect = now + delay
+            logger.warning("database still unreachable (%s); next try in %.1f s", error, delay)
+            return False
+        logger.info("reconnected; writing %d pending outcome(s)", len(self._pending))
+        self._timers.reconnect_delay = 0.5
+        self._timers.queues_to_pop.update(self.queues)
+        return True
+
+    # -- stopping ----------------------------------------------------------
+
+    def _finished_stopping(self, now: float) -> bool:
+        if self._running and now < self._shutdown_deadline:
+            return False
+        if self._running:
+            late = [r.task for r in self._running.values()]
+            logger.warning("grace period over: handing back %d unfinished job(s)", len(late))
+            for task in late:
+                assert self._pool is not None
+                self._pool.abandon(task)
+            self._running.clear()
+            try:
+                self._release(late)
+            except ConnectionFailedError as error:
+                logger.warning("could not hand back the jobs (%s); their leases will expire", error)
+        if self._pending and self._conn is not None:
+            return False  # write them first
+        return not self._buffer or self._conn is None
+
+    def _shut_down(self) -> None:
+        if self._listener is not None:
+            self._listener.stop()
+        if self._pool is not None:
+            self._pool.close()
+        if self._conn is not None and not self._forced:
+            try:
+                with database_errors():
+                    self._flush_outcomes()
+                    self._release(list(self._buffer))
+                    self._conn.execute(_sql.UNREGISTER_WORKER, {"worker": self.worker_id})
+            except PgTqError as error:
+                logger.warning("could not unregister cleanly: %s", error)
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        logger.info("worker %s stopped", self.worker_id)
 
 
-async def _await(awaitable: Any) -> Any:
-    return await awaitable
+def _outcome_call(outcome: Outcome) -> tuple[str, dict[str, Any]]:
+    task = outcome.task
+    if outcome.kind == "done":
+        return _sql.COMPLETE, {"id": task.id, "lease": task.lease, "result": outcome.result_json}
+    return _sql.FAIL, {"id": task.id, "lease": task.lease, "error": outcome.error, "retry_in": None}
+
+
+def _log_outcome(outcome: Outcome, reply: Any) -> None:
+    task = outcome.task
+    if outcome.kind == "done":
+        ending = "done" if reply else "done, but the lease was lost (the job was handed on)"
+    else:
+        ending = f"{outcome.summary} -> {reply}" if reply is not None else f"{outcome.summary}, lease lost"
+    level = logging.INFO if outcome.kind == "done" else logging.WARNING
+    logger.log(
+        level,
+        "task %s id=%d attempt=%d/%d %.3fs %s",
+        task.name,
+        task.id,
+        task.attempt,
+        task.max_attempts,
+        outcome.duration,
+        ending,
+    )
 
 
 @contextmanager
 def stop_on_signals(worker: Worker) -> Iterator[None]:
-    """Stop ``worker`` on SIGINT or SIGTERM while inside the block."""
+    """While inside the block, the first SIGINT/SIGTERM stops ``worker``
+    gracefully and a second one stops it at once."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    received = 0
 
     def on_signal(signum: int, _frame: object) -> None:
-        logger.info("received %s: stopping after the running job", signal.Signals(signum).name)
-        worker.stop()
+        nonlocal received
+        received += 1
+        logger.info("received %s", signal.Signals(signum).name)
+        worker.stop(force=received > 1)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -260,30 +549,39 @@ def stop_on_signals(worker: Worker) -> Iterator[None]:
 
 
 def main_loop(
-    q: PgTq,
+    q: PgTq | Sequence[PgTq],
     *,
-    poll_interval: float = 1.0,
+    concurrency: int = 1,
+    pool: PoolKind = "thread",
+    batch_size: int | None = None,
+    lease: float | timedelta = 30.0,
+    heartbeat_interval: float | None = None,
+    poll_interval: float = 2.0,
     tick_interval: float = 1.0,
-    lease: float | timedelta = 300.0,
-    batch_size: int = 1,
-) -> None:
-    """Run a worker for ``q`` in this thread until SIGINT or SIGTERM.
+    shutdown_timeout: float = 30.0,
+    target: str | None = None,
+) -> int:
+    """Run a worker for ``q`` (one queue or several) in this thread until
+    SIGINT or SIGTERM; returns the exit code (0 after a graceful stop).
 
-    Pops jobs, runs their handlers, and completes or fails them; retries and
-    backoff are decided by ``pgtq.fail`` in the database.
+    ``concurrency`` jobs run at once in threads (``pool="thread"``, for
+    I/O-bound handlers) or in child processes (``pool="process"``, for
+    CPU-bound ones; needs ``target="MODULE:QUEUE_OBJECT"``). See
+    :class:`WorkerSettings` for the other settings.
     """
-    lease_seconds = lease.total_seconds() if isinstance(lease, timedelta) else float(lease)
-    worker = Worker(
-        q,
-        WorkerSettings(
-            poll_interval=poll_interval,
-            tick_interval=tick_interval,
-            lease=lease_seconds,
-            batch_size=batch_size,
-        ),
+    settings = WorkerSettings(
+        concurrency=concurrency,
+        pool=pool,
+        batch_size=batch_size,
+        lease=lease.total_seconds() if isinstance(lease, timedelta) else float(lease),
+        heartbeat_interval=heartbeat_interval,
+        poll_interval=poll_interval,
+        tick_interval=tick_interval,
+        shutdown_timeout=shutdown_timeout,
     )
+    worker = Worker(q, settings, target=target)
     with stop_on_signals(worker):
-        worker.run()
+        return worker.run()
 
 
 __all__ = ["Worker", "WorkerSettings", "current_task", "main_loop", "stop_on_signals"]

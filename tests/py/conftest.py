@@ -122,12 +122,38 @@ def scalar(conn: psycopg.Connection[Any], query: str, params: Any = None) -> Any
     return None if row is None else row[0]
 
 
-class Processes:
-    """Starts pgtq subprocesses (workers, schedulers) and always reaps them."""
+PG_BIN = Path(os.environ.get("PGTQ_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
-    def __init__(self, dsn: str) -> None:
+
+def pg_ctl(action: str, *args: str) -> None:
+    """Run pg_ctl on the throwaway test server (skip when tests use an
+    outside server given by PGTQ_TEST_DSN alone)."""
+    datadir = os.environ.get("PGTQ_TEST_PGDATA")
+    if not datadir:
+        pytest.skip("needs the throwaway server of `make test` (PGTQ_TEST_PGDATA)")
+    command = [str(PG_BIN / "pg_ctl"), "--pgdata", datadir, "--wait", "--timeout", "60", *args, action]
+    if action in ("start", "restart"):
+        command[1:1] = ["--log", str(Path(datadir) / "server.log")]
+    if os.geteuid() == 0:
+        command = ["runuser", "-u", "postgres", "--", *command]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Processes:
+    """Starts pgtq subprocesses (workers, schedulers) and always reaps them.
+    Their output goes to files (a pipe could fill up and block them)."""
+
+    def __init__(self, dsn: str, log_dir: Path) -> None:
         self.dsn = dsn
+        self.log_dir = log_dir
         self.started: list[subprocess.Popen[str]] = []
+        self.logs: dict[int, Path] = {}
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -136,32 +162,40 @@ class Processes:
         return env
 
     def pgtq(self, *args: str) -> subprocess.Popen[str]:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "pgtq.cli", *args],
-            env=self.env(),
-            cwd=APPS,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        log = self.log_dir / f"process-{len(self.started)}.log"
+        with log.open("w") as output:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "pgtq.cli", *args],
+                env=self.env(),
+                cwd=APPS,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
         self.started.append(process)
+        self.logs[process.pid] = log
         return process
 
     def worker(self, target: str = "app:q", *args: str) -> subprocess.Popen[str]:
-        return self.pgtq("--log-level", "DEBUG", "worker", target, "--poll-interval", "0.5", *args)
+        """``pgtq worker`` for ``target`` (several: comma-separated) with a
+        short poll interval unless ``args`` set one."""
+        defaults = [] if "--poll-interval" in args else ["--poll-interval", "0.5"]
+        return self.pgtq("--log-level", "DEBUG", "worker", *target.split(","), *defaults, *args)
+
+    def output(self, process: subprocess.Popen[str]) -> str:
+        """Everything a process printed so far."""
+        return self.logs[process.pid].read_text()
 
     def stop_all(self) -> None:
         for process in self.started:
             if process.poll() is None:
                 process.kill()
             process.wait(timeout=30)
-            if process.stdout is not None:
-                process.stdout.close()
 
 
 @pytest.fixture
-def processes(dsn: str) -> Iterator[Processes]:
+def processes(dsn: str, tmp_path: Path) -> Iterator[Processes]:
     """Run pgtq subprocesses against this test's database."""
-    running = Processes(dsn)
+    running = Processes(dsn, tmp_path)
     yield running
     running.stop_all()

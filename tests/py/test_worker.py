@@ -47,7 +47,7 @@ def test_worker_runs_jobs_end_to_end(q: pgtq.PgTq, db: psycopg.Connection[Any], 
 
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=30) == 0
-    output = worker.stdout.read() if worker.stdout else ""
+    output = processes.output(worker)
     assert "task note id=" in output and "done" in output
 
 

@@ -69,3 +69,64 @@ def slow(token: str, seconds: float) -> str:
     time.sleep(seconds)
     record(token)
     return token
+
+
+@q.handler()
+def stamp(token: str) -> str:
+    """Record the database clock when the handler starts."""
+    record(token, "started")
+    return token
+
+
+@q.handler(timeout=0.5)
+def too_slow(token: str) -> str:
+    record(token, "started")
+    time.sleep(5)
+    record(token)
+    return token
+
+
+@q.handler(timeout=0.5)
+async def too_slow_async(token: str) -> str:
+    import asyncio
+
+    record(token, "started")
+    await asyncio.sleep(5)
+    record(token)
+    return token
+
+
+@q.handler()
+async def async_sleep(token: str, seconds: float) -> str:
+    import asyncio
+
+    task = pgtq.current_task()
+    record(token, "started")
+    await asyncio.sleep(seconds)
+    record(token)
+    return f"{token} attempt {task.attempt if task else '?'}"
+
+
+@q.handler()
+def poison_exit(token: str) -> None:
+    """Kills its own process."""
+    record(token, "attempt")
+    os._exit(3)
+
+
+@q.handler()
+def poison_segfault(token: str) -> None:
+    """Crashes its process the way a broken C extension would."""
+    import ctypes
+
+    record(token, "attempt")
+    ctypes.string_at(0)
+
+
+other = pgtq.PgTq("other_queue", os.environ["PGTQ_DSN"])
+
+
+@other.handler(name="note")
+def other_note(token: str) -> str:
+    record(token, "other")
+    return token

@@ -1,0 +1,37 @@
+"""The main function of a process-pool child: run the tasks it is sent."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing.connection
+import signal
+
+from pgtq._execution import run_task
+from pgtq.task import Task
+
+
+def child_main(target: str, pipe: multiprocessing.connection.Connection) -> None:
+    """Import ``target`` (MODULE:QUEUE_OBJECT) and run each task sent on
+    ``pipe`` until it sends None. Stop signals are the parent's to handle:
+    it finishes or hands back the jobs, then stops its children."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from pgtq.cli import load_queue
+
+    queues = {queue.queue: queue for queue in (load_queue(part) for part in target.split(","))}
+    log = logging.getLogger("pgtq.worker.child")
+    while True:
+        try:
+            task = pipe.recv()
+        except EOFError:
+            return
+        if task is None:
+            return
+        assert isinstance(task, Task)
+        handler = queues[task.queue].handlers[task.name]
+        outcome = run_task(task, handler.func, handler.timeout)
+        try:
+            pipe.send((outcome.kind, outcome.result_json, outcome.error, outcome.summary))
+        except OSError:
+            log.warning("parent went away; child exits")
+            return

@@ -1,0 +1,141 @@
+"""Running one handler call and describing how it ended.
+
+Shared by the thread slots and the child processes of the worker, so a
+job ends the same way whichever pool ran it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import inspect
+import threading
+import time
+import traceback
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pgtq._json import encode_result
+from pgtq.task import Task
+
+OutcomeKind = Literal["done", "error"]
+
+_current_task: contextvars.ContextVar[Task | None] = contextvars.ContextVar("pgtq_current_task", default=None)
+
+
+def current_task() -> Task | None:
+    """The task whose handler is running in this context (its id, attempt,
+    ...), or None outside a worker's handler call."""
+    return _current_task.get()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one run of a job ended: ``done`` with a JSON result, or ``error``
+    with the text ``pgtq.fail`` records."""
+
+    task: Task
+    kind: OutcomeKind
+    duration: float
+    result_json: str | None = None
+    error: str | None = None
+    summary: str = ""
+
+
+def describe_exception(error: BaseException) -> str:
+    """What a failed job records: type, message and traceback."""
+    lines = traceback.format_exception(type(error), error, error.__traceback__)
+    return f"{type(error).__name__}: {error}\n{''.join(lines)}"
+
+
+class AsyncRunner:
+    """One event loop in a daemon thread, shared by every ``async def``
+    handler of a process, so many coroutines run at once."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="pgtq-async", daemon=True).start()
+                self._loop = loop
+            return self._loop
+
+    def run(
+        self, coroutine: Coroutine[Any, Any, Any], context: contextvars.Context, timeout: float | None
+    ) -> Any:
+        """Run ``coroutine`` on the shared loop and wait for its result; past
+        ``timeout`` seconds it is cancelled and TimeoutError raised."""
+        loop = self._ensure_loop()
+        future = asyncio.run_coroutine_threadsafe(_in_context(coroutine, context), loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise HandlerTimeout(timeout) from None
+
+
+async def _in_context(coroutine: Coroutine[Any, Any, Any], context: contextvars.Context) -> Any:
+    # The task copies the caller's context, so current_task() works inside.
+    return await asyncio.get_running_loop().create_task(coroutine, context=context)
+
+
+_ASYNC = AsyncRunner()
+
+
+class HandlerTimeout(Exception):
+    """A handler ran past its ``timeout``."""
+
+    def __init__(self, timeout: float | None) -> None:
+        super().__init__(f"handler exceeded its timeout of {timeout:g} s")
+        self.timeout = timeout
+
+
+def timeout_outcome(task: Task, timeout: float, duration: float) -> Outcome:
+    """The outcome of a run stopped at its timeout (retried by the usual rule)."""
+    return Outcome(
+        task,
+        "error",
+        duration,
+        error=f"TimeoutError: task {task.name!r} exceeded its timeout of {timeout:g} s",
+        summary="timeout",
+    )
+
+
+def run_task(task: Task, func: Callable[..., Any], timeout: float | None = None) -> Outcome:
+    """Call ``func`` with the task's arguments and report how it ended.
+
+    An exception becomes an ``error`` outcome; it never escapes. ``async``
+    handlers run on a shared event loop and are cancelled at ``timeout``;
+    a synchronous handler cannot be interrupted here (the worker abandons
+    it at its deadline instead).
+    """
+    started = time.monotonic()
+    token = _current_task.set(task)
+    try:
+        result = func(*task.args, **task.kwargs)
+        if inspect.isawaitable(result):
+            result = _ASYNC.run(_await(result), contextvars.copy_context(), timeout)
+        result_json = encode_result(result)
+    except HandlerTimeout:
+        return timeout_outcome(task, timeout or 0.0, time.monotonic() - started)
+    except Exception as error:  # a handler's failure fails its job, not the worker
+        return Outcome(
+            task,
+            "error",
+            time.monotonic() - started,
+            error=describe_exception(error),
+            summary=type(error).__name__,
+        )
+    finally:
+        _current_task.reset(token)
+    return Outcome(task, "done", time.monotonic() - started, result_json=result_json, summary="done")
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable

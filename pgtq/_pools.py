@@ -1,0 +1,259 @@
+"""Execution pools: where a worker's handlers run.
+
+* ``ThreadPool`` (default): N threads in the worker process. Right for
+  I/O-bound handlers (HTTP calls, database work, e-mail): the GIL is released
+  while they wait, and jobs start with no process hop.
+* ``ProcessPool``: N child processes, each importing the application module.
+  Right for CPU-bound handlers, and it contains crashes: a child that dies
+  (``os._exit``, a segfault in a C extension) fails only its job, and is
+  replaced at once.
+
+Both report every finished run through the ``report`` callback they are given
+and never decide what a failure means: that is ``pgtq.fail``'s job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing
+import multiprocessing.connection
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pgtq._execution import Outcome, run_task
+from pgtq.handler import Handler
+from pgtq.task import Task
+
+Report = Callable[[Outcome], None]
+
+
+class Pool(Protocol):
+    """What the worker needs from a pool."""
+
+    capacity: int
+
+    def start(self) -> None: ...
+
+    def submit(self, task: Task, handler: Handler[Any, Any]) -> None: ...
+
+    def abandon(self, task: Task) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _Abandoned(BaseException):
+    """Raised asynchronously in a thread whose handler ran past its deadline."""
+
+
+@dataclass
+class _Slot:
+    thread: threading.Thread | None = None
+    retired: bool = False
+    task_id: int | None = None
+
+
+class ThreadPool:
+    """Runs handlers in ``capacity`` daemon threads.
+
+    A handler abandoned at its timeout cannot be killed: its thread is
+    retired (its outcome is ignored), an exception is raised in it on a
+    best-effort basis (it lands when the thread next runs Python code), and a
+    fresh thread takes its place, so the pool keeps its full capacity.
+    """
+
+    def __init__(self, capacity: int, report: Report) -> None:
+        self.capacity = capacity
+        self._report = report
+        self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._slots: list[_Slot] = []
+        self._abandoned: set[int] = set()
+        self._closed = False
+
+    def start(self) -> None:
+        for _ in range(self.capacity):
+            self._add_slot()
+
+    def _add_slot(self) -> None:
+        slot = _Slot()
+        slot.thread = threading.Thread(target=self._serve, args=(slot,), name="pgtq-slot", daemon=True)
+        with self._lock:
+            self._slots.append(slot)
+        slot.thread.start()
+
+    def _serve(self, slot: _Slot) -> None:
+        try:
+            while not slot.retired:
+                item = self._work.get()
+                if item is None:
+                    return
+                task, handler = item
+                with self._lock:
+                    slot.task_id = task.id
+                outcome = run_task(task, handler.func, handler.timeout)
+                with self._lock:
+                    slot.task_id = None
+                    ignored = task.id in self._abandoned
+                    self._abandoned.discard(task.id)
+                if not ignored:
+                    self._report(outcome)
+        except _Abandoned:
+            return
+
+    def submit(self, task: Task, handler: Handler[Any, Any]) -> None:
+        self._work.put((task, handler))
+
+    def abandon(self, task: Task) -> None:
+        with self._lock:
+            slot = next((s for s in self._slots if s.task_id == task.id and not s.retired), None)
+            if slot is None:
+                return
+            self._abandoned.add(task.id)
+            slot.retired = True
+            self._slots.remove(slot)
+        if slot.thread is not None and slot.thread.ident is not None:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(slot.thread.ident), ctypes.py_object(_Abandoned)
+            )
+        if not self._closed:
+            self._add_slot()
+
+    def close(self) -> None:
+        self._closed = True
+        for _ in range(len(self._slots)):
+            self._work.put(None)
+
+
+class ProcessPool:
+    """Runs handlers in ``capacity`` child processes (one job each at a time).
+
+    Each child imports ``target`` (``MODULE:QUEUE_OBJECT``) itself. A child
+    that dies while running a job fails that job with an error saying so and
+    is replaced at once; a handler past its timeout has its child killed.
+    """
+
+    def __init__(self, capacity: int, report: Report, target: str) -> None:
+        self.capacity = capacity
+        self._report = report
+        self._target = target
+        self._context = multiprocessing.get_context("spawn")
+        self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._children: dict[int, Any] = {}  # task id -> process running it
+        self._abandoned: set[int] = set()
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+
+    def start(self) -> None:
+        for number in range(self.capacity):
+            thread = threading.Thread(target=self._serve, name=f"pgtq-child-{number}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _spawn(self) -> tuple[Any, multiprocessing.connection.Connection]:
+        from pgtq._child import child_main
+
+        parent_end, child_end = self._context.Pipe()
+        process = self._context.Process(target=child_main, args=(self._target, child_end), daemon=True)
+        process.start()
+        child_end.close()
+        return process, parent_end
+
+    def _serve(self) -> None:
+        process, pipe = self._spawn()
+        try:
+            while True:
+                item = self._work.get()
+                if item is None:
+                    return
+                task, _handler = item
+                if not process.is_alive():
+                    process, pipe = self._replace(process, pipe)
+                with self._lock:
+                    self._children[task.id] = process
+                started = time.monotonic()
+                outcome = _run_in_child(task, process, pipe, started)
+                with self._lock:
+                    self._children.pop(task.id, None)
+                    ignored = task.id in self._abandoned
+                    self._abandoned.discard(task.id)
+                if outcome is None:  # the child died: report it, replace it at once
+                    crash = _crash_outcome(task, process.exitcode, started)
+                    process, pipe = self._replace(process, pipe)
+                    if not ignored:
+                        self._report(crash)
+                elif not ignored:
+                    self._report(outcome)
+        finally:
+            _stop_child(process, pipe)
+
+    def _replace(self, process: Any, pipe: multiprocessing.connection.Connection) -> tuple[Any, Any]:
+        _stop_child(process, pipe)
+        return self._spawn()
+
+    def submit(self, task: Task, handler: Handler[Any, Any]) -> None:
+        self._work.put((task, handler))
+
+    def abandon(self, task: Task) -> None:
+        with self._lock:
+            process = self._children.get(task.id)
+            if process is None:
+                return
+            self._abandoned.add(task.id)
+        process.kill()
+
+    def close(self) -> None:
+        self._closed = True
+        for _ in self._threads:
+            self._work.put(None)
+        with self._lock:
+            running = list(self._children.values())
+        for process in running:
+            process.kill()
+
+
+def _run_in_child(
+    task: Task, process: Any, pipe: multiprocessing.connection.Connection, started: float
+) -> Outcome | None:
+    """Send a task to a child and wait for its outcome; None if it died."""
+    try:
+        pipe.send(task)
+        ready = multiprocessing.connection.wait([pipe, process.sentinel])
+        if pipe in ready:
+            kind, result_json, error, summary = pipe.recv()
+            return Outcome(task, kind, time.monotonic() - started, result_json, error, summary)
+    except (EOFError, OSError):
+        pass
+    process.join(timeout=5)
+    return None
+
+
+def _stop_child(process: Any, pipe: multiprocessing.connection.Connection) -> None:
+    with contextlib.suppress(OSError):
+        pipe.send(None)
+    process.join(timeout=2)
+    if process.is_alive():
+        process.kill()
+        process.join(timeout=5)
+    pipe.close()
+
+
+def _crash_outcome(task: Task, process_exit_code: int | None, started: float) -> Outcome:
+    code = process_exit_code
+    if code is not None and code < 0:
+        how = f"was killed by signal {signal.Signals(-code).name}"
+    else:
+        how = f"exited with code {code}"
+    return Outcome(
+        task,
+        "error",
+        time.monotonic() - started,
+        error=f"WorkerProcessDied: the child process running task {task.name!r} {how}",
+        summary="child died",
+    )
