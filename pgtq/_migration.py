@@ -2,22 +2,52 @@
 
 from __future__ import annotations
 
+import logging
+
+import psycopg
 from alembic import op
 
 from pgtq._schema import sql_file
+
+logger = logging.getLogger("pgtq")
+
+# What CREATE EXTENSION runs the script with (the control file's schema):
+# only trusted schemas, so no object in `public` or another schema a user
+# can write is picked up while the install resolves names.
+INSTALL_SEARCH_PATH = "pg_catalog, pg_temp"
+
+
+def _log_pgtq_notice(diagnostic: psycopg.errors.Diagnostic) -> None:
+    """Show the script's own notices (such as the one saying roles could
+    not be created) to whoever runs the migration."""
+    message = diagnostic.message_primary or ""
+    if message.startswith("pgtq:"):
+        hint = f" ({diagnostic.message_hint})" if diagnostic.message_hint else ""
+        logger.warning("%s%s", message, hint)
 
 
 def apply_sql_file(name: str) -> None:
     """Run ``sql/<name>`` in the migration's transaction.
 
     The script goes to psycopg unchanged (no parameters, so no placeholder
-    parsing), which is what ``CREATE EXTENSION`` runs too.
+    parsing), which is what ``CREATE EXTENSION`` runs too, and with the same
+    trusted search_path; the caller's search_path is restored afterwards.
     """
     dbapi_connection = op.get_bind().connection.dbapi_connection
     assert dbapi_connection is not None
-    dbapi_connection.execute(sql_file(name).read_text())  # type: ignore[attr-defined]
+    conn: psycopg.Connection[object] = dbapi_connection  # type: ignore[assignment]
+    saved = conn.execute("SELECT pg_catalog.current_setting('search_path')").fetchone()
+    assert saved is not None
+    conn.add_notice_handler(_log_pgtq_notice)
+    try:
+        conn.execute("SELECT pg_catalog.set_config('search_path', %s, true)", [INSTALL_SEARCH_PATH])
+        conn.execute(sql_file(name).read_text())
+        conn.execute("SELECT pg_catalog.set_config('search_path', %s, true)", [saved[0]])
+    finally:
+        conn.remove_notice_handler(_log_pgtq_notice)
 
 
 def drop_schema() -> None:
-    """Remove everything pgtq installed (jobs included)."""
+    """Remove everything pgtq installed (jobs included). The roles stay:
+    they are cluster-wide and other databases may use them."""
     op.execute("DROP SCHEMA IF EXISTS pgtq CASCADE")

@@ -12,6 +12,13 @@
 --   * Time-dependent functions take the current time as their last
 --     parameter `as_of` (default now()), so tests pass literal times.
 --   * Errors carry SQLSTATEs of class PT (see README "Errors").
+--   * Least privilege (see SECURITY.md): nothing in schema pgtq is granted
+--     to PUBLIC. The roles pgtq_producer, pgtq_worker and pgtq_admin get
+--     EXECUTE on the functions of their job (pgtq.install_roles, at the
+--     end). Functions that write the private tables are SECURITY DEFINER;
+--     every function pins `search_path = pg_catalog, pgtq, pg_temp`, so no
+--     object of a schema a caller can write (public, pg_temp) is ever
+--     found in place of a built-in, and pgtq objects are schema-qualified.
 
 CREATE SCHEMA IF NOT EXISTS pgtq;
 COMMENT ON SCHEMA pgtq IS 'pgtq: a PostgreSQL task queue. Public API: functions and views; tables are private.';
@@ -177,14 +184,23 @@ FROM pgtq._job AS j
 GROUP BY j.queue, j.state;
 COMMENT ON VIEW pgtq.queue_stats IS 'Per queue and state: job count and the age of the oldest job.';
 
+-- The queue-wide settings; pgtq.configure changes them.
+CREATE VIEW pgtq.settings AS
+SELECT s.max_payload_bytes, s.worker_timeout
+FROM pgtq._settings AS s;
+COMMENT ON VIEW pgtq.settings IS 'Queue-wide settings: payload limit of push, worker timeout of tick.';
+
 -- ---------------------------------------------------------------------------
 -- Helpers
 -- ---------------------------------------------------------------------------
 
--- Guarantees: returns the name unchanged when it is a usable queue or task
--- name (1 to 200 characters, no control characters), and raises PT003
--- naming the parameter and the value otherwise. Names are never spliced
--- into SQL, so quotes, semicolons and any printable unicode are fine.
+-- Guarantees: returns the name unchanged when it is a usable queue, task or
+-- worker name (1 to 200 characters, no control characters), and raises
+-- PT003 naming the parameter and the value otherwise. Control characters
+-- are Unicode's category Cc (U+0001-U+001F, U+007F-U+009F), listed
+-- explicitly so the answer does not depend on the server's locale. Names
+-- are never spliced into SQL, so quotes, semicolons and any other unicode
+-- are fine.
 CREATE FUNCTION pgtq._checked_name(kind text, name text)
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
@@ -199,7 +215,7 @@ BEGIN
         RAISE EXCEPTION 'pgtq: % name must be 1 to 200 characters, got % characters', kind, length(name)
             USING ERRCODE = 'PT003';
     END IF;
-    IF name ~ '[[:cntrl:]]' THEN
+    IF name ~ '[\x01-\x1f\x7f-\x9f]' THEN
         RAISE EXCEPTION 'pgtq: % name % contains a control character', kind, quote_literal(name)
             USING ERRCODE = 'PT003';
     END IF;
@@ -214,6 +230,7 @@ CREATE FUNCTION pgtq._state_after_failure(attempt integer, max_attempts integer,
                                           retry_at timestamptz, as_of timestamptz)
 RETURNS pgtq.job_state
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
     SELECT CASE
         WHEN attempt >= max_attempts THEN 'failed'::pgtq.job_state
@@ -230,6 +247,7 @@ $$;
 CREATE FUNCTION pgtq._announce(queue text)
 RETURNS void
 LANGUAGE sql
+SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
     SELECT pg_catalog.pg_notify('pgtq', queue)
 $$;
@@ -242,6 +260,7 @@ $$;
 CREATE FUNCTION pgtq.version()
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pgtq, pg_temp
 AS $$ SELECT '0.1.0'::text $$;
 
 -- Guarantees: the delay before retrying after failed attempt number
@@ -249,12 +268,14 @@ AS $$ SELECT '0.1.0'::text $$;
 --   delay = least(cap, base * 2^(attempt - 1)) * (0.8 + 0.2 * random())
 -- so it always lies in [0.8 * d, d] with d = least(cap, base * 2^(attempt-1)),
 -- and never exceeds `cap`. With the defaults: about 2 s, 4 s, 8 s, ... and at
--- most one hour from attempt 12 on. Attempts below 1 count as 1.
+-- most one hour from attempt 12 on. Attempts below 1 (or NULL) count as 1;
+-- a NULL base or cap gives NULL. Pure computation: no rights needed.
 CREATE FUNCTION pgtq.backoff(attempt integer,
                              base interval DEFAULT '2 seconds',
                              cap interval DEFAULT '1 hour')
 RETURNS interval
 LANGUAGE sql VOLATILE PARALLEL SAFE
+SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
     SELECT least(cap,
                  base * power(2, least(greatest(coalesce(attempt, 1), 1) - 1, 40)))
@@ -266,6 +287,7 @@ $$;
 -- A job due at `as_of` is ready at once, one with a later run_at is
 -- scheduled. Every argument is checked first; on bad input it raises an
 -- error naming the problem (SQLSTATE class PT) and writes nothing.
+-- SECURITY DEFINER: a producer may insert jobs through it, never directly.
 CREATE FUNCTION pgtq.push(queue text,
                           task text,
                           args jsonb DEFAULT '[]',
@@ -275,7 +297,7 @@ CREATE FUNCTION pgtq.push(queue text,
                           max_attempts integer DEFAULT 25,
                           as_of timestamptz DEFAULT now())
 RETURNS bigint
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
 DECLARE
@@ -345,25 +367,34 @@ $$;
 -- FOR UPDATE SKIP LOCKED in a MATERIALIZED step, so concurrent pops never
 -- get the same job, never wait on each other and never claim more than n.
 -- The batch size is planned as a constant (force_custom_plan), because a
--- generic plan for `LIMIT $n` is much slower.
+-- generic plan for `LIMIT $n` is much slower. Bad arguments raise PT003 or
+-- PT004 and claim nothing.
 CREATE FUNCTION pgtq.pop(queue text,
                          worker text DEFAULT NULL,
                          n integer DEFAULT 1,
                          lease interval DEFAULT '5 minutes',
                          as_of timestamptz DEFAULT now())
 RETURNS SETOF pgtq.claimed_job
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pgtq, pg_temp
 SET plan_cache_mode = force_custom_plan
 AS $$
 BEGIN
     PERFORM pgtq._checked_name('queue', pop.queue);
+    IF pop.worker IS NOT NULL THEN
+        PERFORM pgtq._checked_name('worker', pop.worker);
+    END IF;
     IF pop.n IS NULL OR pop.n < 1 OR pop.n > 10000 THEN
         RAISE EXCEPTION 'pgtq: n must be between 1 and 10000, got %', coalesce(pop.n::text, 'NULL')
             USING ERRCODE = 'PT004';
     END IF;
-    IF pop.lease IS NULL OR pop.lease <= interval '0' THEN
-        RAISE EXCEPTION 'pgtq: lease must be a positive interval, got %', coalesce(pop.lease::text, 'NULL')
+    IF pop.lease IS NULL OR pop.lease <= interval '0' OR pop.lease > interval '100 years' THEN
+        RAISE EXCEPTION 'pgtq: lease must be a positive interval of at most 100 years, got %',
+                coalesce(pop.lease::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF pop.as_of IS NULL OR NOT isfinite(pop.as_of) THEN
+        RAISE EXCEPTION 'pgtq: as_of must be a finite time, got %', coalesce(pop.as_of::text, 'NULL')
             USING ERRCODE = 'PT004';
     END IF;
 
@@ -394,17 +425,28 @@ $$;
 
 -- Guarantees: marks the job done and stores `result`, if and only if `lease`
 -- is the job's current lease and the job is running; returns whether it did.
--- A stale lease (the job was rescued and handed on) changes nothing. Calling
--- it twice completes once: the second call finds no lease and returns false.
+-- A stale lease (the job was rescued and handed on), a forged one or an
+-- unknown id changes nothing. Calling it twice completes once: the second
+-- call finds no lease and returns false. A NULL id, lease or as_of is a
+-- caller's bug and raises PT004.
 CREATE FUNCTION pgtq.complete(id bigint,
                               lease uuid,
                               result jsonb DEFAULT NULL,
                               as_of timestamptz DEFAULT now())
 RETURNS boolean
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
 BEGIN
+    IF complete.id IS NULL OR complete.lease IS NULL THEN
+        RAISE EXCEPTION 'pgtq: complete needs a job id and its lease, got id % and lease %',
+                coalesce(complete.id::text, 'NULL'), coalesce(complete.lease::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF complete.as_of IS NULL OR NOT isfinite(complete.as_of) THEN
+        RAISE EXCEPTION 'pgtq: as_of must be a finite time, got %', coalesce(complete.as_of::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
     UPDATE pgtq._job AS j
     SET state = 'done',
         finished_at = complete.as_of,
@@ -423,14 +465,15 @@ $$;
 -- as_of + retry_in (or as_of + backoff(attempt) without retry_in): it becomes
 -- scheduled, or ready when that time has already come. With no attempt left
 -- it becomes failed and is kept. Returns the new state, or NULL (changing
--- nothing) when the lease is stale or the job is not running.
+-- nothing) when the lease is stale or the job is not running. A NULL id,
+-- lease, error or as_of, or a retry_in outside 0..100 years, raises PT004.
 CREATE FUNCTION pgtq.fail(id bigint,
                           lease uuid,
                           error text,
                           retry_in interval DEFAULT NULL,
                           as_of timestamptz DEFAULT now())
 RETURNS text
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
 DECLARE
@@ -438,8 +481,21 @@ DECLARE
     retry_at    timestamptz;
     new_state   pgtq.job_state;
 BEGIN
-    IF fail.retry_in IS NOT NULL AND fail.retry_in < interval '0' THEN
-        RAISE EXCEPTION 'pgtq: retry_in must not be negative, got %', fail.retry_in
+    IF fail.id IS NULL OR fail.lease IS NULL THEN
+        RAISE EXCEPTION 'pgtq: fail needs a job id and its lease, got id % and lease %',
+                coalesce(fail.id::text, 'NULL'), coalesce(fail.lease::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF fail.error IS NULL THEN
+        RAISE EXCEPTION 'pgtq: error must not be NULL (say why the attempt failed)'
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF fail.retry_in < interval '0' OR fail.retry_in > interval '100 years' THEN
+        RAISE EXCEPTION 'pgtq: retry_in must be between 0 and 100 years, got %', fail.retry_in
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF fail.as_of IS NULL OR NOT isfinite(fail.as_of) THEN
+        RAISE EXCEPTION 'pgtq: as_of must be a finite time, got %', coalesce(fail.as_of::text, 'NULL')
             USING ERRCODE = 'PT004';
     END IF;
 
@@ -458,7 +514,7 @@ BEGIN
     SET state = new_state,
         run_at = CASE WHEN new_state = 'failed' THEN j.run_at ELSE retry_at END,
         finished_at = CASE WHEN new_state = 'failed' THEN fail.as_of END,
-        last_error = coalesce(fail.error, 'no error message given'),
+        last_error = fail.error,
         lease = NULL,
         lease_expires_at = NULL
     WHERE j.id = failed_job.id;
@@ -473,18 +529,30 @@ $$;
 -- Guarantees: extends the lease of a running job to as_of + extend_by, if
 -- `lease` is still its current lease; returns whether it did. A worker
 -- calls it while a long handler runs so tick never rescues a live job.
+-- It never shortens a lease. A NULL id, lease or as_of, or an extend_by
+-- outside (0, 100 years], raises PT004.
 CREATE FUNCTION pgtq.heartbeat(id bigint,
                                lease uuid,
                                extend_by interval DEFAULT '5 minutes',
                                as_of timestamptz DEFAULT now())
 RETURNS boolean
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
 BEGIN
-    IF heartbeat.extend_by IS NULL OR heartbeat.extend_by <= interval '0' THEN
-        RAISE EXCEPTION 'pgtq: extend_by must be a positive interval, got %',
+    IF heartbeat.id IS NULL OR heartbeat.lease IS NULL THEN
+        RAISE EXCEPTION 'pgtq: heartbeat needs a job id and its lease, got id % and lease %',
+                coalesce(heartbeat.id::text, 'NULL'), coalesce(heartbeat.lease::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF heartbeat.extend_by IS NULL OR heartbeat.extend_by <= interval '0'
+       OR heartbeat.extend_by > interval '100 years' THEN
+        RAISE EXCEPTION 'pgtq: extend_by must be a positive interval of at most 100 years, got %',
                 coalesce(heartbeat.extend_by::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF heartbeat.as_of IS NULL OR NOT isfinite(heartbeat.as_of) THEN
+        RAISE EXCEPTION 'pgtq: as_of must be a finite time, got %', coalesce(heartbeat.as_of::text, 'NULL')
             USING ERRCODE = 'PT004';
     END IF;
     UPDATE pgtq._job AS j
@@ -499,15 +567,20 @@ $$;
 -- Guarantees: hands a running job back without counting the attempt (a
 -- worker shutting down gracefully): it becomes ready at once with its
 -- attempt count restored, if `lease` is its current lease. Returns whether
--- it did.
+-- it did. A NULL id or lease raises PT004.
 CREATE FUNCTION pgtq.release(id bigint, lease uuid)
 RETURNS boolean
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
 DECLARE
     released_queue text;
 BEGIN
+    IF release.id IS NULL OR release.lease IS NULL THEN
+        RAISE EXCEPTION 'pgtq: release needs a job id and its lease, got id % and lease %',
+                coalesce(release.id::text, 'NULL'), coalesce(release.lease::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
     UPDATE pgtq._job AS j
     SET state = 'ready',
         attempt = j.attempt - 1,
@@ -534,11 +607,12 @@ $$;
 --      lease expired.
 -- Returns how many jobs it moved. Rows are taken with FOR UPDATE SKIP
 -- LOCKED and their state is rechecked, so any number of sessions may tick
--- at once (schedulers, workers, pg_cron): no job is moved twice.
+-- at once (schedulers, workers, pg_cron): no job is moved twice. A bad
+-- queue name raises PT003, a NULL or infinite as_of PT004.
 CREATE FUNCTION pgtq.tick(queue text DEFAULT NULL,
                           as_of timestamptz DEFAULT now())
 RETURNS integer
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
 DECLARE
@@ -547,6 +621,13 @@ DECLARE
     rescued   integer;
     worker_timeout interval;
 BEGIN
+    IF tick.queue IS NOT NULL THEN
+        PERFORM pgtq._checked_name('queue', tick.queue);
+    END IF;
+    IF tick.as_of IS NULL OR NOT isfinite(tick.as_of) THEN
+        RAISE EXCEPTION 'pgtq: as_of must be a finite time, got %', coalesce(tick.as_of::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
     WITH due AS MATERIALIZED (
         SELECT d.id
         FROM pgtq._job AS d
@@ -601,13 +682,21 @@ $$;
 
 -- Guarantees: cancels a job that has not started (scheduled or ready) and
 -- returns true; returns false, changing nothing, for any other state or an
--- unknown id. A running job is not interrupted.
+-- unknown id. A running job is not interrupted. A NULL id or a NULL or
+-- infinite as_of raises PT004.
 CREATE FUNCTION pgtq.cancel(id bigint, as_of timestamptz DEFAULT now())
 RETURNS boolean
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
 BEGIN
+    IF cancel.id IS NULL THEN
+        RAISE EXCEPTION 'pgtq: id must not be NULL' USING ERRCODE = 'PT004';
+    END IF;
+    IF cancel.as_of IS NULL OR NOT isfinite(cancel.as_of) THEN
+        RAISE EXCEPTION 'pgtq: as_of must be a finite time, got %', coalesce(cancel.as_of::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
     UPDATE pgtq._job AS j
     SET state = 'cancelled',
         finished_at = cancel.as_of
@@ -619,15 +708,23 @@ $$;
 
 -- Guarantees: gives a failed or cancelled job a fresh start: ready at once,
 -- attempt count reset to 0, error and result kept for the record until the
--- next attempt. Returns true if it did, false for any other state.
+-- next attempt. Returns true if it did, false for any other state or an
+-- unknown id. A NULL id or a NULL or infinite as_of raises PT004.
 CREATE FUNCTION pgtq.retry(id bigint, as_of timestamptz DEFAULT now())
 RETURNS boolean
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
 DECLARE
     retried_queue text;
 BEGIN
+    IF retry.id IS NULL THEN
+        RAISE EXCEPTION 'pgtq: id must not be NULL' USING ERRCODE = 'PT004';
+    END IF;
+    IF retry.as_of IS NULL OR NOT isfinite(retry.as_of) THEN
+        RAISE EXCEPTION 'pgtq: as_of must be a finite time, got %', coalesce(retry.as_of::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
     UPDATE pgtq._job AS j
     SET state = 'ready',
         attempt = 0,
@@ -650,21 +747,34 @@ $$;
 -- include_failed) that finished before as_of - older_than, at most
 -- `batch` rows per call so a large backlog is pruned in short
 -- transactions. Returns how many rows it deleted. Live jobs are never
--- touched.
+-- touched. older_than outside 0..100 years, a NULL include_failed, a batch
+-- outside 1..1000000 or a NULL or infinite as_of raise PT004.
 CREATE FUNCTION pgtq.prune(older_than interval,
                            include_failed boolean DEFAULT false,
                            batch integer DEFAULT 10000,
                            as_of timestamptz DEFAULT now())
 RETURNS integer
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
 DECLARE
     deleted integer;
 BEGIN
-    IF prune.older_than IS NULL OR prune.older_than < interval '0' THEN
-        RAISE EXCEPTION 'pgtq: older_than must be a non-negative interval, got %',
+    IF prune.older_than IS NULL OR prune.older_than < interval '0'
+       OR prune.older_than > interval '100 years' THEN
+        RAISE EXCEPTION 'pgtq: older_than must be an interval between 0 and 100 years, got %',
                 coalesce(prune.older_than::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF prune.include_failed IS NULL THEN
+        RAISE EXCEPTION 'pgtq: include_failed must not be NULL' USING ERRCODE = 'PT004';
+    END IF;
+    IF prune.batch IS NULL OR prune.batch < 1 OR prune.batch > 1000000 THEN
+        RAISE EXCEPTION 'pgtq: batch must be between 1 and 1000000, got %', coalesce(prune.batch::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF prune.as_of IS NULL OR NOT isfinite(prune.as_of) THEN
+        RAISE EXCEPTION 'pgtq: as_of must be a finite time, got %', coalesce(prune.as_of::text, 'NULL')
             USING ERRCODE = 'PT004';
     END IF;
     WITH old AS MATERIALIZED (
@@ -684,21 +794,63 @@ BEGIN
 END
 $$;
 
+-- Guarantees: changes the queue-wide settings that are given (a NULL
+-- leaves a setting as it is) in the caller's transaction, and returns all
+-- of them:
+--   max_payload_bytes  the largest args + kwargs (bytes, as stored) that
+--                      push accepts, at least 1 (default 1048576 = 1 MiB);
+--                      jobs already pushed are not touched;
+--   worker_timeout     how long tick keeps a worker that stopped reporting,
+--                      more than 0 and at most 100 years (default 1 minute).
+-- A bad value raises PT004 and changes nothing. Meant for pgtq_admin.
+CREATE FUNCTION pgtq.configure(max_payload_bytes integer DEFAULT NULL,
+                               worker_timeout interval DEFAULT NULL)
+RETURNS pgtq.settings
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    applied pgtq.settings;
+BEGIN
+    IF configure.max_payload_bytes < 1 THEN
+        RAISE EXCEPTION 'pgtq: max_payload_bytes must be at least 1, got %', configure.max_payload_bytes
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF configure.worker_timeout <= interval '0' OR configure.worker_timeout > interval '100 years' THEN
+        RAISE EXCEPTION 'pgtq: worker_timeout must be a positive interval of at most 100 years, got %',
+                configure.worker_timeout
+            USING ERRCODE = 'PT004';
+    END IF;
+    UPDATE pgtq._settings AS s
+    SET max_payload_bytes = coalesce(configure.max_payload_bytes, s.max_payload_bytes),
+        worker_timeout = coalesce(configure.worker_timeout, s.worker_timeout);
+    SELECT v.* INTO applied FROM pgtq.settings AS v;
+    RETURN applied;
+END
+$$;
+
 -- Guarantees: records a worker as alive (inserting or refreshing its row)
 -- with the queues it serves. Idempotent: calling it again only moves
 -- last_seen_at forward. tick() forgets workers not seen for
--- _settings.worker_timeout.
+-- _settings.worker_timeout. A NULL host, pid or queues is stored as '',
+-- 0 or no queues; a bad worker name raises PT003, a NULL or infinite
+-- as_of PT004.
 CREATE FUNCTION pgtq.register_worker(worker text,
                                      host text,
                                      pid integer,
                                      queues text[],
                                      as_of timestamptz DEFAULT now())
 RETURNS void
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
 BEGIN
     PERFORM pgtq._checked_name('worker', register_worker.worker);
+    IF register_worker.as_of IS NULL OR NOT isfinite(register_worker.as_of) THEN
+        RAISE EXCEPTION 'pgtq: as_of must be a finite time, got %',
+                coalesce(register_worker.as_of::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
     INSERT INTO pgtq._worker AS w (id, host, pid, queues, started_at, last_seen_at)
     VALUES (register_worker.worker, coalesce(register_worker.host, ''),
             coalesce(register_worker.pid, 0), coalesce(register_worker.queues, '{}'),
@@ -710,14 +862,120 @@ END
 $$;
 
 -- Guarantees: removes a worker's registration (a clean shutdown). Returns
--- whether it was registered.
+-- whether it was registered. A bad worker name raises PT003.
 CREATE FUNCTION pgtq.unregister_worker(worker text)
 RETURNS boolean
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
 BEGIN
+    PERFORM pgtq._checked_name('worker', unregister_worker.worker);
     DELETE FROM pgtq._worker AS w WHERE w.id = unregister_worker.worker;
     RETURN FOUND;
 END
 $$;
+
+-- ---------------------------------------------------------------------------
+-- Privileges
+-- ---------------------------------------------------------------------------
+
+-- Guarantees: the three roles of pgtq's privilege model exist (created
+-- NOLOGIN when missing) and hold, in this database, at least these rights:
+--   producer  push; version
+--   worker    pop, complete, fail, heartbeat, release, tick,
+--             register_worker, unregister_worker; backoff, version;
+--             reads the views queue_stats and workers
+--   admin     every public function (cancel, retry, prune, configure
+--             too) and every view (jobs and settings too)
+-- and USAGE on schema pgtq. No role may touch a table: every write goes
+-- through a SECURITY DEFINER function that checks its input. Idempotent;
+-- the install script calls it, and the owner of pgtq's objects may call it
+-- again at any time (it runs with the caller's rights, and GRANT needs the
+-- owner). Roles are cluster-wide, so a role created by the install in one
+-- database is reused by the next. A missing role that the caller may not
+-- create (no CREATEROLE, common on managed servers) is not an error: a
+-- NOTICE names what an administrator must run, after which calling this
+-- function again grants its rights. Returns the roles that hold their
+-- rights now. Role names are 1 to 63 bytes (PT003 otherwise).
+CREATE FUNCTION pgtq.install_roles(producer text DEFAULT 'pgtq_producer',
+                                   worker text DEFAULT 'pgtq_worker',
+                                   admin text DEFAULT 'pgtq_admin')
+RETURNS text[]
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    role_name text;
+    missing   text[] := '{}';
+    granted   text[] := '{}';
+    rerun     text;
+BEGIN
+    FOREACH role_name IN ARRAY ARRAY[install_roles.producer, install_roles.worker, install_roles.admin] LOOP
+        IF role_name IS NULL OR octet_length(role_name) NOT BETWEEN 1 AND 63 THEN
+            RAISE EXCEPTION 'pgtq: role name must be 1 to 63 bytes, got %', coalesce(quote_literal(role_name), 'NULL')
+                USING ERRCODE = 'PT003';
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles AS r WHERE r.rolname = role_name) THEN
+            BEGIN
+                EXECUTE format('CREATE ROLE %I NOLOGIN', role_name);
+            EXCEPTION
+                WHEN insufficient_privilege THEN
+                    missing := missing || role_name;
+                WHEN duplicate_object OR unique_violation THEN
+                    NULL;  -- created meanwhile by an install in another database
+            END;
+        END IF;
+    END LOOP;
+
+    IF install_roles.producer <> ALL (missing) THEN
+        EXECUTE format('GRANT USAGE ON SCHEMA pgtq TO %I', install_roles.producer);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION pgtq.push, pgtq.version TO %I', install_roles.producer);
+        granted := granted || install_roles.producer;
+    END IF;
+    IF install_roles.worker <> ALL (missing) THEN
+        EXECUTE format('GRANT USAGE ON SCHEMA pgtq TO %I', install_roles.worker);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION pgtq.pop, pgtq.complete, pgtq.fail, pgtq.heartbeat, '
+                       'pgtq.release, pgtq.tick, pgtq.register_worker, pgtq.unregister_worker, '
+                       'pgtq.backoff, pgtq.version TO %I', install_roles.worker);
+        EXECUTE format('GRANT SELECT ON pgtq.queue_stats, pgtq.workers TO %I', install_roles.worker);
+        granted := granted || install_roles.worker;
+    END IF;
+    IF install_roles.admin <> ALL (missing) THEN
+        EXECUTE format('GRANT USAGE ON SCHEMA pgtq TO %I', install_roles.admin);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION pgtq.push, pgtq.pop, pgtq.complete, pgtq.fail, '
+                       'pgtq.heartbeat, pgtq.release, pgtq.tick, pgtq.cancel, pgtq.retry, pgtq.prune, '
+                       'pgtq.configure, pgtq.register_worker, pgtq.unregister_worker, pgtq.backoff, '
+                       'pgtq.version TO %I', install_roles.admin);
+        EXECUTE format('GRANT SELECT ON pgtq.jobs, pgtq.queue_stats, pgtq.workers, pgtq.settings TO %I',
+                       install_roles.admin);
+        granted := granted || install_roles.admin;
+    END IF;
+
+    IF cardinality(missing) > 0 THEN
+        rerun := CASE
+            WHEN (install_roles.producer, install_roles.worker, install_roles.admin)
+                 = ('pgtq_producer', 'pgtq_worker', 'pgtq_admin')
+            THEN 'SELECT pgtq.install_roles();'
+            ELSE format('SELECT pgtq.install_roles(%L, %L, %L);',
+                        install_roles.producer, install_roles.worker, install_roles.admin)
+        END;
+        RAISE NOTICE 'pgtq: roles % are missing and % may not create roles (no CREATEROLE): pgtq is installed, but until they exist only the owner of schema pgtq can use it',
+                array_to_string(missing, ', '), current_user
+            USING HINT = format('Ask an administrator to run: %s Then, as the owner of schema pgtq, run: %s',
+                                (SELECT string_agg(format('CREATE ROLE %I NOLOGIN;', m), ' ')
+                                 FROM unnest(missing) AS m),
+                                rerun);
+    END IF;
+    RETURN granted;
+END
+$$;
+
+-- Nothing is PUBLIC: functions are EXECUTE-able by PUBLIC unless revoked,
+-- so revoke everything, then grant the roles their rights. Revoking also
+-- covers helpers (_checked_name, ...) and install_roles: only the owner
+-- (and the SECURITY DEFINER functions, which run as the owner) call them.
+REVOKE ALL ON SCHEMA pgtq FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA pgtq FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA pgtq FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgtq FROM PUBLIC;
+SELECT pgtq.install_roles();

@@ -21,11 +21,16 @@ CATALOG_QUERY = """
 SELECT 'function ' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ') -> '
        || pg_get_function_result(p.oid) || ' ' || p.provolatile::text || ' secdef=' || p.prosecdef
        || ' config=' || coalesce(array_to_string(p.proconfig, ','), '') || ' body=' || md5(p.prosrc)
+       || ' acl=' || coalesce(p.proacl::text, 'default')
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'pgtq'
 UNION ALL
 SELECT 'relation ' || c.relname || ' kind=' || c.relkind::text
        || ' options=' || coalesce(array_to_string(c.reloptions, ','), '')
+       || ' acl=' || coalesce(c.relacl::text, 'default')
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'pgtq'
+UNION ALL
+SELECT 'schema ' || n.nspname || ' acl=' || coalesce(n.nspacl::text, 'default')
+FROM pg_namespace n WHERE n.nspname = 'pgtq'
 UNION ALL
 SELECT 'column ' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
        || ' notnull=' || a.attnotnull || ' default=' || coalesce(pg_get_expr(d.adbin, d.adrelid), '')

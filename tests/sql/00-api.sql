@@ -1,7 +1,7 @@
 -- The public SQL surface: every function with its exact signature, the
 -- job states, the views. A change here is a change of the public API.
 BEGIN;
-SELECT plan(22);
+SELECT plan(27);
 
 SELECT has_schema('pgtq');
 SELECT has_function('pgtq', 'version', ARRAY[]::text[]);
@@ -27,12 +27,15 @@ SELECT has_function('pgtq', 'prune',
 SELECT has_function('pgtq', 'register_worker',
     ARRAY['text', 'text', 'integer', 'text[]', 'timestamp with time zone']);
 SELECT has_function('pgtq', 'unregister_worker', ARRAY['text']);
+SELECT has_function('pgtq', 'configure', ARRAY['integer', 'interval']);
+SELECT has_function('pgtq', 'install_roles', ARRAY['text', 'text', 'text']);
 
 SELECT enum_has_labels('pgtq', 'job_state',
     ARRAY['scheduled', 'ready', 'running', 'done', 'failed', 'cancelled']);
 SELECT has_view('pgtq', 'jobs', 'view pgtq.jobs');
 SELECT has_view('pgtq', 'queue_stats', 'view pgtq.queue_stats');
 SELECT has_view('pgtq', 'workers', 'view pgtq.workers');
+SELECT has_view('pgtq', 'settings', 'view pgtq.settings');
 SELECT hasnt_column('pgtq', 'jobs', 'lease', 'pgtq.jobs does not show lease tokens');
 
 -- The pop result carries what a worker needs.
@@ -43,6 +46,21 @@ SELECT is(
     ARRAY['id', 'queue', 'task', 'args', 'kwargs', 'priority', 'attempt', 'max_attempts',
           'lease', 'lease_expires_at'],
     'pop() returns id, queue, task, args, kwargs, priority, attempt, max_attempts, lease, lease_expires_at');
+
+-- Which functions run with the owner's rights: exactly those that write the
+-- private tables. Every function pins a search_path without writable schemas.
+SELECT is(
+    (SELECT array_agg(p.proname::text ORDER BY p.proname)
+     FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace AND p.prosecdef),
+    ARRAY['cancel', 'complete', 'configure', 'fail', 'heartbeat', 'pop', 'prune', 'push',
+          'register_worker', 'release', 'retry', 'tick', 'unregister_worker'],
+    'the SECURITY DEFINER functions are the ones that write the tables');
+SELECT is(
+    (SELECT array_agg(p.proname::text ORDER BY p.proname)
+     FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace
+       AND NOT coalesce('search_path=pg_catalog, pgtq, pg_temp' = ANY (p.proconfig), false)),
+    NULL,
+    'every pgtq function pins search_path = pg_catalog, pgtq, pg_temp');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -32,7 +32,7 @@ SELECT is((SELECT count(*)::int FROM pgtq.pop('lease_q')), 0, 'a running job is 
 SELECT throws_ok($$SELECT * FROM pgtq.pop('q', n => 0)$$, 'PT004',
     'pgtq: n must be between 1 and 10000, got 0', 'n must be positive');
 SELECT throws_ok($$SELECT * FROM pgtq.pop('q', lease => '-1 second')$$, 'PT004',
-    'pgtq: lease must be a positive interval, got -00:00:01', 'lease must be positive');
+    'pgtq: lease must be a positive interval of at most 100 years, got -00:00:01', 'lease must be positive');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -1,0 +1,188 @@
+-- Least privilege: what pgtq_producer, pgtq_worker and pgtq_admin may do,
+-- and what they, and everyone else, may not. Every refusal is checked by
+-- acting as the role (SET ROLE), not only by reading the ACLs.
+BEGIN;
+SELECT plan(59);
+
+-- The roles exist, as group roles.
+SELECT has_role('pgtq_producer');
+SELECT has_role('pgtq_worker');
+SELECT has_role('pgtq_admin');
+SELECT is((SELECT count(*)::int FROM pg_roles
+           WHERE rolname IN ('pgtq_producer', 'pgtq_worker', 'pgtq_admin') AND NOT rolcanlogin), 3,
+    'the pgtq roles cannot log in (grant them to login users)');
+
+-- The rights, as the catalog states them.
+SELECT is(
+    ARRAY(SELECT p.proname::text FROM pg_proc p
+          WHERE p.pronamespace = 'pgtq'::regnamespace AND has_function_privilege('public', p.oid, 'EXECUTE')),
+    '{}'::text[], 'PUBLIC may execute no pgtq function');
+SELECT ok(NOT has_schema_privilege('public', 'pgtq', 'USAGE') AND NOT has_schema_privilege('public', 'pgtq', 'CREATE'),
+    'PUBLIC has no rights on schema pgtq');
+SELECT is(
+    ARRAY(SELECT p.proname::text FROM pg_proc p
+          WHERE p.pronamespace = 'pgtq'::regnamespace AND has_function_privilege('pgtq_producer', p.oid, 'EXECUTE')
+          ORDER BY 1),
+    ARRAY['push', 'version'], 'pgtq_producer may execute push and version only');
+SELECT is(
+    ARRAY(SELECT p.proname::text FROM pg_proc p
+          WHERE p.pronamespace = 'pgtq'::regnamespace AND has_function_privilege('pgtq_worker', p.oid, 'EXECUTE')
+          ORDER BY 1),
+    ARRAY['backoff', 'complete', 'fail', 'heartbeat', 'pop', 'register_worker', 'release', 'tick',
+          'unregister_worker', 'version'],
+    'pgtq_worker may execute the worker''s functions only');
+SELECT is(
+    ARRAY(SELECT p.proname::text FROM pg_proc p
+          WHERE p.pronamespace = 'pgtq'::regnamespace AND has_function_privilege('pgtq_admin', p.oid, 'EXECUTE')
+          ORDER BY 1),
+    ARRAY['backoff', 'cancel', 'complete', 'configure', 'fail', 'heartbeat', 'pop', 'prune', 'push',
+          'register_worker', 'release', 'retry', 'tick', 'unregister_worker', 'version'],
+    'pgtq_admin may execute every public function, and no helper nor install_roles');
+SELECT is(
+    ARRAY(SELECT r.rolname || ':' || c.relname FROM pg_class c
+          CROSS JOIN (VALUES ('pgtq_producer'), ('pgtq_worker'), ('pgtq_admin'), ('public')) AS r (rolname)
+          WHERE c.relnamespace = 'pgtq'::regnamespace AND c.relkind IN ('r', 'S')
+            AND (has_table_privilege(r.rolname, c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')
+                 OR (c.relkind = 'S' AND has_sequence_privilege(r.rolname, c.oid, 'USAGE, SELECT, UPDATE')))),
+    '{}'::text[], 'no role (nor PUBLIC) has any right on a table or sequence');
+SELECT is(
+    ARRAY(SELECT r.rolname || ':' || c.relname FROM pg_class c
+          CROSS JOIN (VALUES ('pgtq_producer'), ('pgtq_worker'), ('pgtq_admin'), ('public')) AS r (rolname)
+          WHERE c.relnamespace = 'pgtq'::regnamespace AND c.relkind = 'v'
+            AND has_table_privilege(r.rolname, c.oid, 'SELECT')
+          ORDER BY 1),
+    ARRAY['pgtq_admin:jobs', 'pgtq_admin:queue_stats', 'pgtq_admin:settings', 'pgtq_admin:workers',
+          'pgtq_worker:queue_stats', 'pgtq_worker:workers'],
+    'views: the admin reads all, the worker reads stats and workers, the producer none');
+SELECT is(
+    ARRAY(SELECT r.rolname || ':' || c.relname FROM pg_class c
+          CROSS JOIN (VALUES ('pgtq_producer'), ('pgtq_worker'), ('pgtq_admin')) AS r (rolname)
+          WHERE c.relnamespace = 'pgtq'::regnamespace AND c.relkind = 'v'
+            AND has_table_privilege(r.rolname, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')),
+    '{}'::text[], 'no role may write through a view');
+SELECT ok(NOT has_schema_privilege('pgtq_admin', 'pgtq', 'CREATE'), 'not even the admin may create objects in pgtq');
+
+-- A login user gets rights by membership.
+CREATE ROLE pgtq_test_app_producer LOGIN IN ROLE pgtq_producer;
+CREATE ROLE pgtq_test_app_worker LOGIN IN ROLE pgtq_worker;
+CREATE ROLE pgtq_test_app_admin LOGIN IN ROLE pgtq_admin;
+CREATE ROLE pgtq_test_nobody LOGIN;
+CREATE TEMP TABLE ids (name text PRIMARY KEY, id bigint);
+CREATE TEMP TABLE claimed AS SELECT * FROM pgtq.pop('q') LIMIT 0;
+GRANT ALL ON ids, claimed TO PUBLIC;
+
+-- The producer: push, nothing else.
+SET ROLE pgtq_test_app_producer;
+SELECT lives_ok($$INSERT INTO ids SELECT 'p1', pgtq.push('q', 'secret', '["top secret"]')$$,
+    'the producer pushes');
+INSERT INTO ids SELECT 'p2', pgtq.push('q', 'second');
+SELECT is(pgtq.version(), '0.1.0', 'the producer may ask the version');
+SELECT throws_ok($$SELECT * FROM pgtq.pop('q')$$, '42501', 'permission denied for function pop',
+    'the producer cannot pop');
+SELECT throws_ok($$SELECT pgtq.complete(1, gen_random_uuid())$$, '42501', 'permission denied for function complete',
+    'the producer cannot complete');
+SELECT throws_ok($$SELECT pgtq.cancel(1)$$, '42501', 'permission denied for function cancel',
+    'the producer cannot cancel');
+SELECT throws_ok($$SELECT args FROM pgtq.jobs$$, '42501', 'permission denied for view jobs',
+    'the producer cannot read other jobs'' args or results');
+SELECT throws_ok($$SELECT * FROM pgtq.queue_stats$$, '42501', 'permission denied for view queue_stats',
+    'the producer cannot read the statistics');
+SELECT throws_ok($$SELECT args FROM pgtq._job$$, '42501', 'permission denied for table _job',
+    'the producer cannot read the job table');
+SELECT throws_ok($$INSERT INTO pgtq._job (queue, task, state, run_at) VALUES ('q', 'x', 'ready', now())$$,
+    '42501', 'permission denied for table _job', 'the producer cannot insert a job past push''s checks');
+SELECT throws_ok($$SELECT nextval('pgtq._job_id_seq')$$, '42501', 'permission denied for sequence _job_id_seq',
+    'the producer cannot use the id sequence');
+SELECT throws_ok($$CREATE FUNCTION pgtq.evil() RETURNS int LANGUAGE sql AS 'SELECT 1'$$, '42501',
+    'permission denied for schema pgtq', 'the producer cannot create objects in pgtq');
+RESET ROLE;
+
+-- The worker: pop, complete, fail, heartbeat, release, tick, register.
+SET ROLE pgtq_test_app_worker;
+SELECT lives_ok($$INSERT INTO claimed SELECT * FROM pgtq.pop('q', 'w1', 2, '1 minute', '2030-01-01 00:00+00')$$,
+    'the worker pops');
+SELECT is((SELECT count(*)::int FROM claimed), 2, 'and gets both jobs');
+SELECT is(pgtq.heartbeat(c.id, c.lease, '2 minutes', '2030-01-01 00:00:30+00'), true, 'the worker heartbeats')
+FROM claimed c JOIN ids USING (id) WHERE ids.name = 'p1';
+SELECT is(pgtq.complete(c.id, c.lease, '{"ok": 1}', '2030-01-01 00:01+00'), true, 'the worker completes')
+FROM claimed c JOIN ids USING (id) WHERE ids.name = 'p1';
+SELECT is(pgtq.release(c.id, c.lease), true, 'the worker releases')
+FROM claimed c JOIN ids USING (id) WHERE ids.name = 'p2';
+DELETE FROM claimed;
+INSERT INTO claimed SELECT * FROM pgtq.pop('q', 'w1', 1, '1 minute', '2030-01-01 00:02+00');
+SELECT is(pgtq.fail(c.id, c.lease, 'boom', '1 minute', '2030-01-01 00:02+00'), 'scheduled', 'the worker fails a job')
+FROM claimed c;
+SELECT is(pgtq.tick('q', '2030-01-01 00:03+00'), 1, 'the worker ticks');
+SELECT lives_ok($$SELECT pgtq.register_worker('w1', 'host', 1, ARRAY['q'])$$, 'the worker registers');
+SELECT is((SELECT count(*)::int FROM pgtq.workers WHERE id = 'w1'), 1, 'and sees itself in pgtq.workers');
+SELECT is((SELECT sum(jobs)::int FROM pgtq.queue_stats WHERE queue = 'q'), 2, 'the worker reads queue_stats');
+SELECT is(pgtq.unregister_worker('w1'), true, 'the worker unregisters');
+SELECT throws_ok($$SELECT pgtq.push('q', 't')$$, '42501', 'permission denied for function push',
+    'the worker cannot push (grant pgtq_producer too if its handlers push)');
+SELECT throws_ok($$SELECT pgtq.retry(1)$$, '42501', 'permission denied for function retry',
+    'the worker cannot retry');
+SELECT throws_ok($$SELECT pgtq.prune('0')$$, '42501', 'permission denied for function prune',
+    'the worker cannot prune');
+SELECT throws_ok($$SELECT result FROM pgtq.jobs$$, '42501', 'permission denied for view jobs',
+    'the worker cannot browse jobs and results');
+SELECT throws_ok($$UPDATE pgtq._job SET state = 'done'$$, '42501', 'permission denied for table _job',
+    'the worker cannot change a job past the lease check');
+SELECT throws_ok($$SELECT pgtq._checked_name('queue', 'q')$$, '42501', 'permission denied for function _checked_name',
+    'the worker cannot call helpers');
+RESET ROLE;
+
+-- The admin: everything through the API, still no table.
+SET ROLE pgtq_test_app_admin;
+SELECT is((SELECT count(*)::int FROM pgtq.jobs WHERE queue = 'q'), 2, 'the admin reads pgtq.jobs');
+SELECT is(pgtq.cancel(ids.id), true, 'the admin cancels') FROM ids WHERE name = 'p2';
+SELECT is(pgtq.retry(ids.id), true, 'the admin retries') FROM ids WHERE name = 'p2';
+SELECT is(pgtq.prune('1 hour', as_of => '2030-01-02 00:00+00'), 1, 'the admin prunes');
+SELECT is((SELECT max_payload_bytes FROM pgtq.configure(max_payload_bytes => 4096)), 4096, 'the admin configures');
+SELECT is((SELECT max_payload_bytes FROM pgtq.settings), 4096, 'and reads the settings');
+SELECT isnt(pgtq.push('q', 'by_admin'), NULL, 'the admin pushes');
+SELECT throws_ok($$DELETE FROM pgtq._job$$, '42501', 'permission denied for table _job',
+    'the admin cannot write the tables either');
+SELECT throws_ok($$UPDATE pgtq._settings SET max_payload_bytes = 0$$, '42501', 'permission denied for table _settings',
+    'the admin changes settings through configure only');
+SELECT throws_ok($$SELECT pgtq.install_roles()$$, '42501', 'permission denied for function install_roles',
+    'only the owner grants rights');
+RESET ROLE;
+
+-- Someone with no pgtq role gets nothing, not even the version.
+SET ROLE pgtq_test_nobody;
+SELECT throws_ok($$SELECT pgtq.version()$$, '42501', 'permission denied for schema pgtq',
+    'a user without a pgtq role cannot use pgtq');
+SELECT throws_ok($$SELECT pgtq.push('q', 't')$$, '42501', 'permission denied for schema pgtq',
+    'nor push');
+RESET ROLE;
+
+-- install_roles is idempotent and can set up roles of other names.
+CREATE TEMP TABLE acl_before AS
+SELECT p.proname, p.proacl::text FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace;
+SELECT is(pgtq.install_roles(), ARRAY['pgtq_producer', 'pgtq_worker', 'pgtq_admin'],
+    'install_roles again grants the same roles');
+SELECT is((SELECT count(*)::int FROM pg_proc p JOIN acl_before b USING (proname)
+           WHERE p.pronamespace = 'pgtq'::regnamespace AND p.proacl::text IS DISTINCT FROM b.proacl),
+    0, 'and changes no right');
+SELECT is(pgtq.install_roles('pgtq_test_p', 'pgtq_test_w', 'pgtq_test_a'),
+    ARRAY['pgtq_test_p', 'pgtq_test_w', 'pgtq_test_a'], 'install_roles creates roles of other names');
+SELECT ok(has_function_privilege('pgtq_test_p', 'pgtq.push(text, text, jsonb, jsonb, timestamptz, integer, integer, timestamptz)', 'EXECUTE')
+      AND NOT has_function_privilege('pgtq_test_p', 'pgtq.cancel(bigint, timestamptz)', 'EXECUTE')
+      AND has_function_privilege('pgtq_test_a', 'pgtq.cancel(bigint, timestamptz)', 'EXECUTE'),
+    'and grants them the rights of their kind');
+
+-- Without CREATEROLE a missing role is a NOTICE, not an error (the pytest
+-- suite checks the notice's text): pgtq is usable by its owner meanwhile.
+CREATE ROLE pgtq_test_owner NOCREATEROLE;
+GRANT USAGE ON SCHEMA pgtq TO pgtq_test_owner;
+GRANT EXECUTE ON FUNCTION pgtq.install_roles TO pgtq_test_owner;
+SET ROLE pgtq_test_owner;
+SET client_min_messages = warning;
+SELECT is(pgtq.install_roles('pgtq_test_missing_p', 'pgtq_test_missing_w', 'pgtq_test_missing_a'), '{}'::text[],
+    'without CREATEROLE, install_roles grants nothing and does not fail');
+RESET ROLE;
+RESET client_min_messages;
+SELECT hasnt_role('pgtq_test_missing_p', 'and creates no role');
+
+SELECT * FROM finish();
+ROLLBACK;
