@@ -53,6 +53,10 @@ test-sql: ## pgTAP suite with pg_prove (needs PGTQ_TEST_DSN; `make test` sets it
 test-py: ## pytest suite (needs PGTQ_TEST_DSN; `make test` sets it)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+.PHONY: chaos
+chaos: system-deps venv ## kill workers and PostgreSQL under load; prove no job is lost
+	$(PY) scripts/pgcluster.py run -- $(PY) tests/chaos/run.py $(CHAOS_ARGS)
+
 .PHONY: lint
 lint: venv ## ruff (also run by the test suite)
 	$(VENV)/bin/ruff check pgtq tests migrations examples scripts $(wildcard bench)

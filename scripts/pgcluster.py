@@ -201,6 +201,15 @@ def process_alive(pid: int) -> bool:
         return False
 
 
+def pg_ctl(datadir: str | Path, action: str, *options: str) -> None:
+    """Run ``pg_ctl ACTION`` on the cluster in ``datadir`` (as the server
+    user), waiting for it to finish; e.g. ``pg_ctl(d, "stop", "--mode", "immediate")``."""
+    command = [str(PG_BIN / "pg_ctl"), "--pgdata", str(datadir), "--wait", "--timeout", "60", *options]
+    if action in ("start", "restart"):
+        command += ["--log", str(Path(datadir) / "server.log")]
+    subprocess.run(as_server_user([*command, action]), check=True, stdout=subprocess.DEVNULL)
+
+
 def kept_cluster_dir(requested: Path) -> Path:
     """Where a kept cluster for ``requested`` lives: there, or under /tmp
     when the server user cannot reach that folder (a private home)."""

@@ -22,6 +22,9 @@ import pgtq
 from pgtq.migrate import upgrade
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "scripts"))
+import pgcluster  # noqa: E402  (scripts/ is not a package)
+
 APPS = Path(__file__).resolve().parent / "apps"
 TEMPLATE = "pgtq_test_template"
 _database_numbers = itertools.count()
@@ -122,21 +125,13 @@ def scalar(conn: psycopg.Connection[Any], query: str, params: Any = None) -> Any
     return None if row is None else row[0]
 
 
-PG_BIN = Path(os.environ.get("PGTQ_PG_BIN", "/usr/lib/postgresql/15/bin"))
-
-
-def pg_ctl(action: str, *args: str) -> None:
+def pg_ctl(action: str, *options: str) -> None:
     """Run pg_ctl on the throwaway test server (skip when tests use an
     outside server given by PGTQ_TEST_DSN alone)."""
     datadir = os.environ.get("PGTQ_TEST_PGDATA")
     if not datadir:
         pytest.skip("needs the throwaway server of `make test` (PGTQ_TEST_PGDATA)")
-    command = [str(PG_BIN / "pg_ctl"), "--pgdata", datadir, "--wait", "--timeout", "60", *args, action]
-    if action in ("start", "restart"):
-        command[1:1] = ["--log", str(Path(datadir) / "server.log")]
-    if os.geteuid() == 0:
-        command = ["runuser", "-u", "postgres", "--", *command]
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    pgcluster.pg_ctl(datadir, action, *options)
 
 
 def cpu_seconds(pid: int) -> float:
