@@ -269,7 +269,7 @@ AS $$ SELECT '0.1.0'::text $$;
 -- so it always lies in [0.8 * d, d] with d = least(cap, base * 2^(attempt-1)),
 -- and never exceeds `cap`. With the defaults: about 2 s, 4 s, 8 s, ... and at
 -- most one hour from attempt 12 on. Attempts below 1 (or NULL) count as 1;
--- a NULL base or cap gives NULL. Pure computation: no rights needed.
+-- a NULL base or cap means its default. Pure computation: no rights needed.
 CREATE FUNCTION pgtq.backoff(attempt integer,
                              base interval DEFAULT '2 seconds',
                              cap interval DEFAULT '1 hour')
@@ -277,8 +277,8 @@ RETURNS interval
 LANGUAGE sql VOLATILE PARALLEL SAFE
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
-    SELECT least(cap,
-                 base * power(2, least(greatest(coalesce(attempt, 1), 1) - 1, 40)))
+    SELECT least(coalesce(cap, interval '1 hour'),
+                 coalesce(base, interval '2 seconds') * power(2, least(greatest(coalesce(attempt, 1), 1) - 1, 40)))
            * (0.8 + 0.2 * random())
 $$;
 

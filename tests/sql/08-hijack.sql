@@ -1,0 +1,172 @@
+-- Search-path hijacking: a user who may create objects in `public` and in
+-- pg_temp plants look-alike functions and operators there, puts `public`
+-- before pg_catalog on their search_path, and calls pgtq. The pgtq
+-- functions must not run any of them, least of all the SECURITY DEFINER
+-- ones, which run with the owner's rights.
+--
+-- Each trap raises 'hijacked: <what>' when called. The calls run as the
+-- attacker and their outcomes (result or SQLSTATE and message) are written
+-- to a temp table; the pgTAP checks run afterwards with the role and path
+-- reset, so pgTAP's own functions never meet the traps.
+BEGIN;
+SELECT plan(16);
+SET LOCAL TIME ZONE 'UTC';
+
+CREATE ROLE pgtq_test_mallory IN ROLE pgtq_producer, pgtq_worker;
+GRANT CREATE ON SCHEMA public TO pgtq_test_mallory;
+CREATE TEMP TABLE outcome (step text PRIMARY KEY, result text);
+CREATE TEMP TABLE claimed AS SELECT * FROM pgtq.pop('q') LIMIT 0;
+GRANT ALL ON outcome, claimed TO pgtq_test_mallory;
+
+SET ROLE pgtq_test_mallory;
+SET search_path = public, pg_catalog;
+
+-- Look-alikes of what the pgtq bodies call, each an exact or better match
+-- for the argument types pgtq passes when `public` comes first.
+CREATE FUNCTION public.jsonb_typeof(jsonb) RETURNS text LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hijacked: jsonb_typeof'; END $$;
+CREATE FUNCTION public.gen_random_uuid() RETURNS uuid LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hijacked: gen_random_uuid'; END $$;
+CREATE FUNCTION public.now() RETURNS timestamptz LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hijacked: now'; END $$;
+CREATE FUNCTION public.length(text) RETURNS integer LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hijacked: length'; END $$;
+CREATE FUNCTION public.isfinite(timestamptz) RETURNS boolean LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hijacked: isfinite'; END $$;
+CREATE FUNCTION public.pg_column_size(jsonb) RETURNS integer LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hijacked: pg_column_size'; END $$;
+CREATE FUNCTION public.format(text, timestamptz, text) RETURNS text LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hijacked: format'; END $$;
+CREATE FUNCTION public.power(integer, integer) RETURNS double precision LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hijacked: power'; END $$;
+CREATE FUNCTION public.random() RETURNS double precision LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hijacked: random'; END $$;
+CREATE FUNCTION public.trap_bigint_eq(bigint, bigint) RETURNS boolean LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hijacked: = (bigint, bigint)'; END $$;
+CREATE OPERATOR public.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = public.trap_bigint_eq);
+CREATE FUNCTION public.trap_tstz_plus(timestamptz, interval) RETURNS timestamptz LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hijacked: + (timestamptz, interval)'; END $$;
+CREATE OPERATOR public.+ (LEFTARG = timestamptz, RIGHTARG = interval, FUNCTION = public.trap_tstz_plus);
+CREATE FUNCTION public.trap_text_match(text, text) RETURNS boolean LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hijacked: ~ (text, text)'; END $$;
+CREATE OPERATOR public.~ (LEFTARG = text, RIGHTARG = text, FUNCTION = public.trap_text_match);
+-- pg_temp: temporary look-alikes of a function and of pgtq's tables.
+CREATE FUNCTION pg_temp.jsonb_typeof(jsonb) RETURNS text LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hijacked: pg_temp.jsonb_typeof'; END $$;
+CREATE TEMP TABLE _settings (singleton boolean, max_payload_bytes integer, worker_timeout interval);
+INSERT INTO _settings VALUES (true, 1, '1 second');
+CREATE TEMP TABLE _job (id bigint);
+
+-- Every call pgtq offers the attacker, each recorded with its outcome.
+DO $$
+DECLARE
+    c record;
+    steps text[] := ARRAY[
+        'push_object|SELECT pgtq.push(''q'', ''t'', ''{"a": 1}'')::text',
+        'push_control|SELECT pgtq.push(''q'', E''a\tb'')::text',
+        'push_ok|SELECT (pgtq.push(''q'', ''t'', ''[1]'') IS NOT NULL)::text',
+        'pop|WITH p AS (INSERT INTO claimed SELECT * FROM pgtq.pop(''q'', ''w'', 1, ''1 minute'','
+            ' ''2030-01-01 00:00+00'') RETURNING id) SELECT count(*)::text FROM p',
+        'backoff|SELECT (pgtq.backoff(3) BETWEEN interval ''6.4 s'' AND interval ''8 s'')::text',
+        'version|SELECT pgtq.version()'
+    ];
+    step text;
+    answer text;
+BEGIN
+    FOREACH step IN ARRAY steps LOOP
+        BEGIN
+            EXECUTE split_part(step, '|', 2) INTO answer;
+        EXCEPTION WHEN OTHERS THEN
+            answer := SQLSTATE || ' ' || SQLERRM;
+        END;
+        INSERT INTO outcome VALUES (split_part(step, '|', 1), answer);
+    END LOOP;
+END
+$$;
+DO $$
+DECLARE
+    answer text;
+BEGIN
+    BEGIN
+        SELECT pgtq.heartbeat(c.id, c.lease, '1 minute', '2030-01-01 00:00:10+00')::text INTO answer FROM claimed c;
+    EXCEPTION WHEN OTHERS THEN answer := SQLSTATE || ' ' || SQLERRM;
+    END;
+    INSERT INTO outcome VALUES ('heartbeat', answer);
+    BEGIN
+        SELECT pgtq.fail(c.id, c.lease, 'boom', '0', '2030-01-01 00:00:20+00') INTO answer FROM claimed c;
+    EXCEPTION WHEN OTHERS THEN answer := SQLSTATE || ' ' || SQLERRM;
+    END;
+    INSERT INTO outcome VALUES ('fail', answer);
+END
+$$;
+DELETE FROM claimed;
+INSERT INTO claimed SELECT * FROM pgtq.pop('q', 'w', 1, '1 minute', '2030-01-01 00:01+00');
+DO $$
+DECLARE
+    answer text;
+BEGIN
+    BEGIN
+        SELECT pgtq.tick('q', '2030-01-01 00:03+00')::text INTO answer;
+    EXCEPTION WHEN OTHERS THEN answer := SQLSTATE || ' ' || SQLERRM;
+    END;
+    INSERT INTO outcome VALUES ('tick_rescue', answer);
+    BEGIN
+        SELECT pgtq.complete(c.id, c.lease)::text INTO answer FROM claimed c;
+    EXCEPTION WHEN OTHERS THEN answer := SQLSTATE || ' ' || SQLERRM;
+    END;
+    INSERT INTO outcome VALUES ('complete_stale', answer);
+END
+$$;
+-- The traps are live: an ordinary unqualified call in this session finds them.
+DO $$
+DECLARE
+    answer text;
+BEGIN
+    BEGIN
+        answer := jsonb_typeof('{}');
+    EXCEPTION WHEN OTHERS THEN answer := SQLERRM;
+    END;
+    INSERT INTO outcome VALUES ('trap_function_live', answer);
+    BEGIN
+        answer := (1::bigint = 1::bigint)::text;
+    EXCEPTION WHEN OTHERS THEN answer := SQLERRM;
+    END;
+    INSERT INTO outcome VALUES ('trap_operator_live', answer);
+    BEGIN
+        answer := power(2, 3)::text;
+    EXCEPTION WHEN OTHERS THEN answer := SQLERRM;
+    END;
+    INSERT INTO outcome VALUES ('trap_overload_live', answer);
+END
+$$;
+RESET search_path;
+RESET ROLE;
+
+SELECT is((SELECT result FROM outcome WHERE step = 'trap_function_live'), 'hijacked: jsonb_typeof',
+    'the planted jsonb_typeof wins for the attacker''s own unqualified calls');
+SELECT is((SELECT result FROM outcome WHERE step = 'trap_operator_live'), 'hijacked: = (bigint, bigint)',
+    'and so does the planted = operator');
+SELECT is((SELECT result FROM outcome WHERE step = 'trap_overload_live'), 'hijacked: power',
+    'and the better-matching power(integer, integer)');
+SELECT is((SELECT result FROM outcome WHERE step = 'push_object'),
+    'PT001 pgtq: args must be a JSON array, got object', 'push checks args with the real jsonb_typeof');
+SELECT is((SELECT result FROM outcome WHERE step = 'push_control'),
+    E'PT003 pgtq: task name ''a\tb'' contains a control character', 'push checks names with the real ~ and length');
+SELECT is((SELECT result FROM outcome WHERE step = 'push_ok'), 'true',
+    'push ignores the temp _settings (payload limit 1 byte) and the planted now()');
+SELECT is((SELECT result FROM outcome WHERE step = 'pop'), '1', 'pop uses the real + and gen_random_uuid');
+SELECT is((SELECT result FROM outcome WHERE step = 'backoff'), 'true', 'backoff uses the real power and random');
+SELECT is((SELECT result FROM outcome WHERE step = 'version'), '0.1.0', 'version answers');
+SELECT is((SELECT result FROM outcome WHERE step = 'heartbeat'), 'true', 'heartbeat uses the real = and +');
+SELECT is((SELECT result FROM outcome WHERE step = 'fail'), 'ready', 'fail uses the real operators');
+SELECT is((SELECT result FROM outcome WHERE step = 'tick_rescue'), '1', 'tick rescues with the real format');
+SELECT matches((SELECT last_error FROM pgtq.jobs WHERE queue = 'q'),
+    '^lease expired at 2030-01-01 00:02:00', 'the rescue message was written by the real format');
+SELECT is((SELECT result FROM outcome WHERE step = 'complete_stale'), 'false', 'complete refuses the stale lease');
+SELECT is((SELECT count(*)::int FROM pgtq.jobs WHERE queue = 'q'), 1,
+    'the refused push wrote nothing; the accepted one wrote one job');
+SELECT is((SELECT count(*)::int FROM outcome WHERE result LIKE '%hijacked%'), 3,
+    'no pgtq call ran a trap (only the three direct calls did)');
+
+SELECT * FROM finish();
+ROLLBACK;
