@@ -364,12 +364,13 @@ class Worker:
     # -- writing to the database -------------------------------------------
 
     def _flush_outcomes(self) -> None:
-        """Write every pending outcome in one round trip (pipeline mode)."""
+        """Write every pending outcome in one round trip (pipeline mode) and
+        one transaction (one WAL flush for the lot)."""
         if not self._pending or self._conn is None:
             return
         outcomes = list(self._pending)
         with database_errors():
-            with self._conn.pipeline():
+            with self._conn.transaction(), self._conn.pipeline():
                 cursors = [self._conn.execute(*_outcome_call(outcome)) for outcome in outcomes]
             replies = [cursor.fetchone() for cursor in cursors]
         self._pending.clear()
@@ -380,7 +381,7 @@ class Worker:
         held = [r.task for r in self._running.values()] + list(self._buffer)
         assert self._conn is not None
         with database_errors():
-            with self._conn.pipeline():
+            with self._conn.transaction(), self._conn.pipeline():
                 self._conn.execute(_sql.REGISTER_WORKER, self._registration())
                 cursors = [
                     self._conn.execute(
@@ -404,7 +405,7 @@ class Worker:
     def _release(self, tasks: list[Task]) -> None:
         if not tasks or self._conn is None:
             return
-        with database_errors(), self._conn.pipeline():
+        with database_errors(), self._conn.transaction(), self._conn.pipeline():
             for task in tasks:
                 self._conn.execute(_sql.RELEASE, {"id": task.id, "lease": task.lease})
         for task in tasks:
