@@ -1,0 +1,62 @@
+"""The README's examples run as written (against this test's database)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from typing import Any
+
+import psycopg
+from conftest import REPO, scalar
+from psycopg.conninfo import conninfo_to_dict
+
+README = (REPO / "README.md").read_text()
+
+
+def code_block(after_heading: str, language: str) -> str:
+    """The first ``language`` code block after a heading of the README."""
+    section = README[README.index(after_heading) :]
+    match = re.search(rf"```{language}\n(.*?)```", section, re.DOTALL)
+    assert match, f"no {language} block after {after_heading!r}"
+    return match.group(1)
+
+
+def test_business_transaction_example_in_psql(dsn: str, db: psycopg.Connection[Any]) -> None:
+    db.execute("CREATE TABLE orders (id int PRIMARY KEY, customer text, total numeric)")
+    params = conninfo_to_dict(dsn)
+    result = subprocess.run(
+        [
+            "psql",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            str(params["host"]),
+            "-p",
+            str(params["port"]),
+            "-U",
+            str(params["user"]),
+            "-d",
+            str(params["dbname"]),
+        ],
+        input=code_block("### Pushing inside a business transaction", "sql"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert scalar(db, "SELECT count(*) FROM orders") == 1
+    job = db.execute("SELECT queue, task, args FROM pgtq.jobs").fetchone()
+    assert job == ("emails", "send_receipt", [1042])
+
+
+def test_python_quick_example(dsn: str, db: psycopg.Connection[Any]) -> None:
+    example = code_block("## The Python API", "python")
+    runnable = example[: example.index("@q.handler(name=")].replace("dbname=q user=postgres", dsn)
+    namespace: dict[str, Any] = {}
+    exec(compile(runnable, "README.md", "exec"), namespace)
+    assert namespace["add_numbers"](2, 3) == 5
+    assert db.execute("SELECT task, args FROM pgtq.jobs WHERE id = %s", [namespace["job_id"]]).fetchone() == (
+        "add_numbers",
+        [2, 3],
+    )
+    namespace["q"].close()
