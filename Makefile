@@ -53,6 +53,10 @@ test-sql: ## pgTAP suite with pg_prove (needs PGTQ_TEST_DSN; `make test` sets it
 test-py: ## pytest suite (needs PGTQ_TEST_DSN; `make test` sets it)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+.PHONY: test-long
+test-long: system-deps venv install-extension ## the model-based test with many more, longer examples (minutes)
+	PGTQ_HYPOTHESIS_PROFILE=long $(PY) scripts/pgcluster.py run -- $(PY) -m pytest tests/py/test_model.py $(PYTEST_ARGS)
+
 .PHONY: chaos
 chaos: system-deps venv ## kill workers and PostgreSQL under load; prove no job is lost
 	$(PY) scripts/pgcluster.py run -- $(PY) tests/chaos/run.py $(CHAOS_ARGS)
