@@ -15,10 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import psycopg
+from sqlalchemy.exc import DBAPIError
 
 from pgtq import _sql
 from pgtq._schema import migrations_dir, schema_version
-from pgtq.errors import ConnectionFailedError, database_errors
+from pgtq.errors import ConnectionFailedError, PgTqError, database_errors
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ def upgrade(dsn: str) -> MigrationResult:
     """Bring the database at ``dsn`` to the newest pgtq schema version."""
     try:
         conn = psycopg.connect(dsn, autocommit=True)
-    except psycopg.OperationalError as error:
+    except (psycopg.OperationalError, psycopg.ProgrammingError) as error:  # unreachable or malformed
         raise ConnectionFailedError(f"cannot connect to the database: {str(error).strip()}") from error
     with conn:
         before = _installed_version(conn)
@@ -52,7 +53,11 @@ def upgrade(dsn: str) -> MigrationResult:
             with database_errors():
                 conn.execute(_sql.UPDATE_EXTENSION)
             return MigrationResult("extension", before, str(_installed_version(conn)))
-    _alembic_upgrade(dsn)
+    try:
+        _alembic_upgrade(dsn)
+    except DBAPIError as error:  # e.g. no right to create the schema: say so, no traceback
+        reason = error.orig.diag.message_primary if isinstance(error.orig, psycopg.Error) else None
+        raise PgTqError(f"cannot install the pgtq schema: {reason or str(error.orig).strip()}") from error
     with psycopg.connect(dsn, autocommit=True) as conn:
         after = _installed_version(conn)
     return MigrationResult("alembic", before, after or schema_version())

@@ -124,7 +124,7 @@ class PgTq:
         with database_errors():
             try:
                 return psycopg.connect(self.dsn, autocommit=True)
-            except psycopg.OperationalError as error:
+            except (psycopg.OperationalError, psycopg.ProgrammingError) as error:  # unreachable or malformed
                 raise ConnectionFailedError(
                     f"cannot connect to the pgtq database: {str(error).strip()}"
                 ) from error
