@@ -12,6 +12,7 @@ __all__ = [
     "ConnectionFailedError",
     "InvalidJobError",
     "PayloadTooLargeError",
+    "PermissionDeniedError",
     "PgTqError",
     "SchemaMissingError",
     "SchemaVersionError",
@@ -49,6 +50,10 @@ class SchemaVersionError(PgTqError):
     """The installed pgtq schema is newer than this package understands."""
 
 
+class PermissionDeniedError(PgTqError, PermissionError):
+    """The database role lacks a right pgtq needs (see SECURITY.md: roles)."""
+
+
 class UnknownTaskError(PgTqError, LookupError):
     """A job names a task that has no handler in this process."""
 
@@ -69,6 +74,10 @@ def translate(error: psycopg.Error) -> PgTqError | None:
         return SchemaMissingError(
             f"the pgtq schema is missing or incomplete in this database ({message}); "
             "install it with `pgtq migrate DSN`"
+        )
+    if isinstance(error, pg_errors.InsufficientPrivilege):
+        return PermissionDeniedError(
+            f"{message} (grant the role pgtq_producer, pgtq_worker or pgtq_admin: see SECURITY.md)"
         )
     if isinstance(error, psycopg.OperationalError | psycopg.InterfaceError):
         return ConnectionFailedError(f"database connection failed: {message.strip()}")
