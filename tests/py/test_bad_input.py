@@ -7,6 +7,7 @@ import) are in test_api.py and test_cli.py."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -181,7 +182,7 @@ def test_cli_with_a_malformed_dsn_says_so_without_traceback(command: tuple[str, 
 
 
 def test_cli_migrate_without_rights_says_so_without_traceback(server_dsn: str, empty_dsn: str) -> None:
-    nobody = "pgtq_test_nobody_cli"
+    nobody = f"pgtq_test_nobody_cli_{os.getpid()}"
     with psycopg.connect(server_dsn, autocommit=True) as admin:
         admin.execute(f"CREATE ROLE {nobody} LOGIN")
     try:
