@@ -61,8 +61,10 @@ def users(server_dsn: str, empty_dsn: str) -> Iterator[Users]:
 
 
 @pytest.fixture
-def owner_install(users: Users, server_dsn: str, empty_dsn: str) -> str:
-    """pgtq installed through alembic by an owner without CREATEROLE; its DSN."""
+def owner_install(users: Users, server_dsn: str, empty_dsn: str, template_dsn: str) -> str:
+    """pgtq installed through alembic by an owner without CREATEROLE; its DSN.
+    The default roles exist already: the template's install (by a superuser)
+    created them, as another database's install would in production."""
     owner = users.create("owner", "NOSUPERUSER NOCREATEROLE NOCREATEDB")
     database = str(conninfo_to_dict(empty_dsn)["dbname"])
     with psycopg.connect(server_dsn, autocommit=True) as admin:
@@ -148,9 +150,9 @@ def test_login_users_holding_the_roles_run_a_queue(owner_install: str, users: Us
     with pgtq.PgTq("mail", users.dsn(producer)) as q:
         assert q.check_schema() == "0.1.0", "a producer may check the schema version"
         job_id = q.push("send", ["ann@example.com"])
-        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for function pop"):
+        with pytest.raises(pgtq.PermissionDeniedError, match="permission denied for function pop"):
             q.pop()
-        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for view jobs"):
+        with pytest.raises(pgtq.PermissionDeniedError, match="permission denied for view jobs"):
             q.job(job_id)
 
     with pgtq.PgTq("mail", users.dsn(worker)) as q:
@@ -158,7 +160,7 @@ def test_login_users_holding_the_roles_run_a_queue(owner_install: str, users: Us
         assert task is not None and task.id == job_id and task.args == ("ann@example.com",)
         assert q.complete(task, {"sent": True}) is True
         assert [(s.state, s.jobs) for s in q.stats()] == [("done", 1)]
-        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for function push"):
+        with pytest.raises(pgtq.PermissionDeniedError, match="permission denied for function push"):
             q.push("send", [])
 
     with pgtq.PgTq("mail", users.dsn(admin)) as q:
