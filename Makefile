@@ -61,6 +61,35 @@ test-long: system-deps venv install-extension ## the model-based test with many 
 chaos: system-deps venv ## kill workers and PostgreSQL under load; prove no job is lost
 	$(PY) scripts/pgcluster.py run -- $(PY) tests/chaos/run.py $(CHAOS_ARGS)
 
+# -- benchmark (bench/README.md): its own virtualenvs, its own throwaway cluster --
+BENCH_VENV := bench/.venv
+BENCH_PEERS_VENV := bench/.venv-peers
+BENCH_ARGS ?=
+
+$(BENCH_VENV)/.installed: pyproject.toml bench/requirements.txt
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e . -r bench/requirements.txt
+	@touch $@
+
+$(BENCH_PEERS_VENV)/.installed: pyproject.toml bench/requirements-peers.txt
+	@test -x $(BENCH_PEERS_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_PEERS_VENV)
+	$(BENCH_PEERS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_PEERS_VENV)/bin/python -m pip install --quiet -e . -r bench/requirements-peers.txt
+	@touch $@
+
+.PHONY: bench
+bench: system-deps $(BENCH_VENV)/.installed ## benchmark pgtq against the SQL ceiling (under 15 min; bench/results/)
+	$(BENCH_VENV)/bin/python -m bench $(BENCH_ARGS)
+
+.PHONY: bench-quick
+bench-quick: system-deps $(BENCH_VENV)/.installed ## the same benchmark with small counts (a minute or two)
+	$(BENCH_VENV)/bin/python -m bench --quick $(BENCH_ARGS)
+
+.PHONY: bench-peers
+bench-peers: system-deps $(BENCH_VENV)/.installed $(BENCH_PEERS_VENV)/.installed ## the benchmark with Procrastinate and PgQueuer in the same run
+	$(BENCH_VENV)/bin/python -m bench --peers all --peers-python $(BENCH_PEERS_VENV)/bin/python $(BENCH_ARGS)
+
 .PHONY: lint
 lint: venv ## ruff (also run by the test suite)
 	$(VENV)/bin/ruff check pgtq tests migrations examples scripts $(wildcard bench)

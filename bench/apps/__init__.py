@@ -1,0 +1,1 @@
+"""Programs the benchmark runs as separate processes (workers, handlers)."""

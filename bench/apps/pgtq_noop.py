@@ -1,0 +1,23 @@
+"""The queue object the real ``pgtq worker`` serves in the benchmark.
+
+    pgtq worker bench.apps.pgtq_noop:q --dsn DSN
+
+Its one task, ``noop(seq)``, records that job ``seq`` started and does
+nothing else. The DSN and queue name come from the environment
+(``PGTQ_DSN``, ``BENCH_QUEUE``); records go to ``BENCH_RECORD_DIR``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pgtq
+from bench.records import record
+
+q = pgtq.PgTq(os.environ.get("BENCH_QUEUE", "bench"), os.environ.get("PGTQ_DSN", ""))
+
+
+@q.handler()
+def noop(seq: int) -> None:
+    """A no-op job: record its start, return nothing."""
+    record(seq, "pgtq")

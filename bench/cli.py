@@ -1,0 +1,165 @@
+"""``python -m bench``: the command line of the benchmark harness."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import procs
+from bench.cluster import REPO, throwaway_cluster
+from bench.config import sizes_for
+from bench.context import Context, log
+from bench.runner import Scenario, run_scenarios
+from bench.setup_db import create_bench_database
+
+SCENARIOS = ("enqueue", "drain", "sql_drain", "wakeup", "peers", "profile", "sustained")
+DEFAULT_PEERS_PYTHON = REPO / "bench" / ".venv-peers" / "bin" / "python"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="pgtq vs a hand-written SQL queue (and the peers) on a throwaway cluster.",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="small counts and a short sustained run (about a minute)"
+    )
+    parser.add_argument(
+        "--peers",
+        default="",
+        help="comma-separated peers to run too: procrastinate,pgqueuer,rq (or 'all'); needs --peers-python",
+    )
+    parser.add_argument(
+        "--peers-python", type=Path, default=DEFAULT_PEERS_PYTHON, help="interpreter of the peers' virtualenv"
+    )
+    parser.add_argument(
+        "--only", default="", help=f"comma-separated scenarios to run (default all: {','.join(SCENARIOS)})"
+    )
+    parser.add_argument(
+        "--sustained-seconds", type=float, help="length of pgtq's sustained run (default 300, quick 24)"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, help="pgtq worker --concurrency for its best settings (skips tuning)"
+    )
+    parser.add_argument(
+        "--async-commit-pass",
+        action="store_true",
+        help="repeat enqueue and drains with synchronous_commit=off",
+    )
+    parser.add_argument(
+        "--no-profile", action="store_true", help="skip EXPLAIN ANALYZE and the worker profile"
+    )
+    parser.add_argument("--output", type=Path, help="results folder (default bench/results)")
+    parser.add_argument("--stem", help="file name stem (default: the date, with -quick for --quick)")
+    return parser
+
+
+def _scenarios(names: list[str]) -> list[tuple[str, Scenario]]:
+    from bench import peers, profile
+    from bench.scenarios import drain, enqueue, sqldrain, sustained, wakeup
+
+    table: dict[str, Scenario] = {
+        "enqueue": enqueue.run,
+        "drain": drain.run,
+        "sql_drain": sqldrain.run,
+        "wakeup": wakeup.run,
+        "peers": peers.run,
+        "profile": profile.run,
+        "sustained": sustained.run,
+    }
+    return [(name, table[name]) for name in names]
+
+
+def _async_pass(ctx: Context) -> dict[str, Any]:
+    from bench.scenarios import drain, enqueue, sqldrain
+
+    ctx.cluster.set_synchronous_commit("off")
+    saved, ctx.results = ctx.results, {}
+    try:
+        run_scenarios(ctx, [("enqueue", enqueue.run), ("drain", drain.run), ("sql_drain", sqldrain.run)])
+        return ctx.results
+    finally:
+        ctx.results = saved
+        ctx.cluster.set_synchronous_commit("on")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    names = [n for n in (args.only.split(",") if args.only else SCENARIOS) if n]
+    unknown = set(names) - set(SCENARIOS)
+    if unknown:
+        print(f"bench: unknown scenario(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    peers = (
+        ("procrastinate", "pgqueuer", "rq")
+        if args.peers == "all"
+        else tuple(p for p in args.peers.split(",") if p)
+    )
+    if not peers and "peers" in names:
+        names.remove("peers")
+    sizes = sizes_for(args.quick, args.sustained_seconds)
+    started = time.monotonic()
+    now = datetime.now(UTC)
+    stem = args.stem or now.strftime("%Y-%m-%d") + ("-quick" if args.quick else "")
+    command = "python -m bench " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
+    )
+    from bench import machine
+
+    results: dict[str, Any] = {
+        "date": now.strftime("%Y-%m-%d %H:%M UTC"),
+        "command": command.strip(),
+        "mode": "quick" if args.quick else "full",
+        "sizes": sizes.__dict__,
+        "machine": machine.describe(args.peers_python if peers else None),
+    }
+    try:
+        with (
+            throwaway_cluster(log) as cluster,
+            tempfile.TemporaryDirectory(prefix="pgtq-bench-scratch-") as scratch,
+        ):
+            dsn = create_bench_database(cluster)
+            results["settings"] = cluster.settings()
+            ctx = Context(
+                cluster=cluster,
+                sizes=sizes,
+                scratch=Path(scratch),
+                dsn=dsn,
+                results=results,
+                peers_python=args.peers_python if peers else None,
+                peers=peers,
+                profile=not args.no_profile,
+            )
+            if args.concurrency:
+                ctx.pgtq_best_concurrency, ctx.tune = args.concurrency, False
+            log(
+                f"machine: {results['machine']['cores']} cores, {results['machine']['memory_gib']} GiB; "
+                f"PostgreSQL {results['settings'].get('server_version')}, "
+                f"synchronous_commit={results['settings'].get('synchronous_commit')}"
+            )
+            try:
+                run_scenarios(ctx, _scenarios(names))
+                if args.async_commit_pass:
+                    results["async_commit_pass"] = _async_pass(ctx)
+            finally:
+                procs.stop_all()
+    except KeyboardInterrupt:
+        log("interrupted: writing what was measured")
+    results["total_seconds"] = round(time.monotonic() - started, 1)
+    from bench.report.markdown import headline_table, targets_table
+    from bench.report.write import RESULTS_DIR, write
+
+    paths = write(results, stem, args.output or RESULTS_DIR)
+    print(headline_table(results))
+    print()
+    print(targets_table(results))
+    print()
+    for kind, path in paths.items():
+        print(f"wrote {kind}: {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
+    return 0

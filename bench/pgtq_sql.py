@@ -1,0 +1,40 @@
+"""The SQL the benchmark sends to pgtq: public functions for the measured
+paths; the private table only to reset between runs and to check results."""
+
+from __future__ import annotations
+
+from typing import Final
+
+PUSH: Final = "SELECT pgtq.push(queue => %s::text, task => %s::text, args => %s::jsonb)"
+
+# pgtq has no bulk function yet: the closest one-round-trip form calls push
+# once per row inside one statement.
+PUSH_UNNEST: Final = (
+    "SELECT count(pgtq.push(queue => %s::text, task => %s::text, args => a)) FROM unnest(%s::jsonb[]) AS a"
+)
+
+PUSH_SERIES: Final = (
+    "SELECT count(pgtq.push(queue => %s::text, task => %s::text, args => jsonb_build_array(s)))"
+    " FROM generate_series(%s::bigint, %s::bigint) AS s"
+)
+
+POP: Final = (
+    "SELECT id, lease FROM pgtq.pop(queue => %s::text, worker => %s::text, n => %s::integer,"
+    " lease => '5 minutes'::interval)"
+)
+
+COMPLETE: Final = "SELECT pgtq.complete(id => %s::bigint, lease => %s::uuid)"
+
+# Completion of a whole batch in one statement through the public function.
+COMPLETE_UNNEST: Final = (
+    "SELECT count(*) FILTER (WHERE pgtq.complete(id => c.id, lease => c.lease))"
+    " FROM unnest(%s::bigint[], %s::uuid[]) AS c(id, lease)"
+)
+
+PRUNE: Final = "SELECT pgtq.prune(older_than => %s::interval)"
+
+RESET: Final = "TRUNCATE pgtq._job"
+
+BACKLOG: Final = "SELECT count(*) FROM pgtq._job WHERE queue = %s AND state IN ('ready', 'running')"
+
+DONE_SEQS: Final = "SELECT (args->>0)::bigint, attempt FROM pgtq._job WHERE queue = %s AND state = 'done'"

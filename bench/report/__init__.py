@@ -1,0 +1,1 @@
+"""Turn a run's results into JSON, markdown and PNG charts."""

@@ -1,0 +1,146 @@
+"""The markdown report: headline table, targets, then every scenario."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.summary import PEERS, headline, targets
+
+
+def _fmt(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if unit == "ms":
+            return f"{value:.2f}"
+        return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+    return str(value)
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.0f}%"
+
+
+def headline_table(results: dict[str, Any]) -> str:
+    """pgtq, the SQL ceiling and the peers side by side."""
+    peers = [p for p in PEERS if p in results.get("peers", {})]
+    head = ["figure", "unit", "pgtq", "SQL ceiling", "pgtq / ceiling", *peers]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in headline(results):
+        cells = [
+            row["metric"],
+            row["unit"],
+            _fmt(row["pgtq"], row["unit"]),
+            _fmt(row["ceiling"], row["unit"]),
+            _ratio(row["ratio"]),
+            *[_fmt(row.get(p), row["unit"]) for p in peers],
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def targets_table(results: dict[str, Any]) -> str:
+    lines = ["| target (issue 5) | measured | met |", "|---|---|---|"]
+    for row in targets(results):
+        met = "n/a" if row["met"] is None else ("yes" if row["met"] else "**no**")
+        lines.append(f"| {row['target']} | {row['measured']} | {met} |")
+    return "\n".join(lines)
+
+
+def _machine(results: dict[str, Any]) -> str:
+    m = results.get("machine", {})
+    s = results.get("settings", {})
+    pk = ", ".join(
+        f"{k} {v}" for k, v in {**m.get("packages", {}), **m.get("peer_packages", {})}.items() if v
+    )
+    return (
+        f"- machine: {m.get('cores')} cores ({m.get('cpu')}), {m.get('memory_gib')} GiB, "
+        f"kernel {m.get('kernel')}, load average at start {m.get('load_average_at_start')}\n"
+        f"- PostgreSQL {s.get('server_version')}: fsync={s.get('fsync')}, "
+        f"synchronous_commit={s.get('synchronous_commit')}, full_page_writes={s.get('full_page_writes')}, "
+        f"wal_sync_method={s.get('wal_sync_method')}, shared_buffers={s.get('shared_buffers')}, "
+        f"autovacuum_naptime={s.get('autovacuum_naptime')}\n"
+        f"- Python {m.get('python')}; {pk}\n"
+        f"- pgtq commit {m.get('git_commit')}{' (with uncommitted changes)' if m.get('git_dirty') else ''}; "
+        f"command: `{results.get('command')}`; mode: {results.get('mode')}; "
+        f"run took {results.get('total_seconds')} s"
+    )
+
+
+def _correctness(results: dict[str, Any]) -> str:
+    bad = []
+    for name, value in results.items():
+        rows = value.get("runs", []) if isinstance(value, dict) else value
+        if not isinstance(rows, list):
+            continue
+        for row in rows:
+            if isinstance(row, dict) and "correct" in row and not row["correct"].get("ok"):
+                bad.append(f"{name}: {row.get('system')} {row.get('kind') or row.get('label') or ''}")
+    for peer, data in results.get("peers", {}).items():
+        for scenario, rows in data.items() if isinstance(data, dict) else []:
+            for row in rows if isinstance(rows, list) else [rows]:
+                if isinstance(row, dict) and "correct" in row and not row["correct"].get("ok"):
+                    bad.append(f"peers: {peer} {scenario}")
+    if not bad:
+        return (
+            "Every job of every scenario was handled exactly once (handler records match the queues' tables)."
+        )
+    return "**Correctness failures:** " + "; ".join(bad)
+
+
+def _sustained(results: dict[str, Any]) -> str:
+    rows = results.get("sustained")
+    if not isinstance(rows, list):
+        return ""
+    lines = [
+        "| system | offered | per interval (jobs/s) | last/first | latency p50 per interval (ms) | "
+        "max table / indexes | max dead | snapshot: before -> during (jobs/s), peak backlog, recovery |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        snap = row.get("snapshot", {})
+        rates = ", ".join(f"{r['jobs_per_s']:,.0f}" for r in row["per_interval"])
+        p50s = ", ".join(_fmt(r["latency"]["p50_ms"], "ms") for r in row["per_interval"])
+        cells = [
+            row["system"],
+            f"{row['offered_jobs_per_s']:,.0f}/s for {row['duration_s']:.0f} s",
+            rates,
+            str(row["last_vs_first"]),
+            p50s,
+            f"{row['max_table_bytes'] // 1024:,} KiB / {row['max_index_bytes'] // 1024:,} KiB",
+            f"{row['max_dead']:,}",
+            f"{_fmt(snap.get('jobs_per_s_before'))} -> {_fmt(snap.get('jobs_per_s_during'))}, "
+            f"{snap.get('peak_backlog')}, {snap.get('recovery_s')} s",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def render(results: dict[str, Any], charts: list[str]) -> str:
+    """The whole markdown report."""
+    parts = [
+        f"# pgtq benchmark, {results.get('date')}",
+        _machine(results),
+        "## Headline\n\n" + headline_table(results),
+        "## Targets\n\n" + targets_table(results),
+        "## Sustained load and held snapshot\n\n" + _sustained(results),
+        "## Correctness\n\n" + _correctness(results),
+    ]
+    drain = results.get("drain")
+    if isinstance(drain, dict) and drain.get("tuning"):
+        tune = ", ".join(f"c={r['concurrency']}: {r['jobs_per_s']:,.0f}/s" for r in drain["tuning"])
+        parts.append(
+            f"pgtq worker `--concurrency` tuning (1 process, batch 100): {tune}; "
+            f"best {drain.get('best_concurrency')}."
+        )
+    if results.get("async_commit_pass"):
+        parts.append(
+            "## Second pass: synchronous_commit = off\n\n" + headline_table(results["async_commit_pass"])
+        )
+    if results.get("profile", {}).get("summary"):
+        parts.append("## Profile\n\n" + results["profile"]["summary"])
+    errors = {k: v["error"] for k, v in results.items() if isinstance(v, dict) and "error" in v}
+    if errors:
+        parts.append("## Scenario errors\n\n" + "\n".join(f"- {k}: {v}" for k, v in errors.items()))
+    parts.append("## Charts\n\n" + "\n".join(f"![{c}]({c})" for c in charts))
+    return "\n\n".join(parts) + "\n"

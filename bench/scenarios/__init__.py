@@ -1,0 +1,1 @@
+"""One module per scenario of issue 5; each returns plain dicts for the report."""

@@ -1,0 +1,247 @@
+"""Scenario 2, drain: pre-enqueue no-op jobs, start real worker processes,
+and measure how fast they empty the queue.
+
+pgtq runs its real ``pgtq worker`` CLI (at its best settings and at its
+defaults, 1 and 2 processes); the hand-written queue runs
+``bench.apps.base_worker`` at batch 1 and 100. Throughput is measured from
+the handlers' own records (first to last handler start), so process start-up
+is not counted; the wall time from launch to an empty queue is reported too.
+Correctness: every pushed job number is recorded exactly once, and the
+queue's table holds every job as done (pgtq: after exactly one attempt).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import baseline, pgtq_sql, procs
+from bench.context import QUEUE, TASK, Context, log
+from bench.records import clear, count_lines, read_records
+from bench.stats import rate, span_rate
+from bench.worker_flags import WorkerFlags, best_args, detect
+
+PRELOAD_CHUNK = 5_000
+
+
+@dataclass
+class WorkerSpec:
+    """How to start one system's worker processes for a run."""
+
+    system: str
+    label: str
+    processes: int
+    argv: list[str]
+    env: dict[str, str]
+    settings: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class QueueOps:
+    """How to fill, watch and audit one system's queue."""
+
+    preload: Callable[[int], None]
+    backlog: Callable[[], int]
+    audit: Callable[[int], dict[str, Any]]
+    warmups: int = 0  # jobs numbered below 0 that the preload adds
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
+
+
+def drain_once(ctx: Context, spec: WorkerSpec, ops: QueueOps, jobs: int) -> dict[str, Any]:
+    """Preload ``jobs``, run the workers until the queue is empty, measure."""
+    records = ctx.records_dir(f"drain-{spec.system}")
+    clear(records)
+    ops.preload(jobs)
+    ctx.checkpoint()
+    env = dict(spec.env, BENCH_RECORD_DIR=str(records))
+    launched = time.time()
+    workers = [
+        procs.start(spec.argv, env, ctx.logs_dir() / f"drain-{spec.system}-{spec.label}-{i}.log", cwd=_repo())
+        for i in range(spec.processes)
+    ]
+    try:
+        finished = wait_for(lambda: count_lines(records) >= jobs + ops.warmups, ctx.sizes.drain_timeout, 0.1)
+        emptied = wait_for(lambda: ops.backlog() == 0, 15.0, 0.05)
+        emptied_at = time.time()
+        time.sleep(0.3)  # a duplicate, if any, would show up now
+    finally:
+        procs.stop_all(workers)
+    seen = read_records(records)
+    measured = {seq: started for seq, started in seen.starts.items() if seq >= 0}  # < 0: warm-up jobs
+    times = sorted(measured.values())
+    audit = ops.audit(jobs)
+    correct = (
+        finished
+        and emptied
+        and seen.duplicates == 0
+        and set(measured) == set(range(jobs))
+        and bool(audit.get("ok"))
+    )
+    result = {
+        "system": spec.system,
+        "label": spec.label,
+        "processes": spec.processes,
+        "settings": spec.settings,
+        "jobs": jobs,
+        "handled": len(measured),
+        "jobs_per_s": span_rate(times),
+        "wall_jobs_per_s": rate(len(times), (emptied_at - launched)) if times else 0.0,
+        "wall_seconds": round(emptied_at - launched, 2),
+        "correct": {
+            "ok": correct,
+            "finished": finished,
+            "queue_empty": emptied,
+            "duplicates": seen.duplicates,
+            "missing": jobs - len(set(measured) & set(range(jobs))),
+            "table": audit,
+        },
+        **spec.extra,
+    }
+    log(
+        f"drain {spec.system}/{spec.label} x{spec.processes} ({spec.settings}): "
+        f"{result['jobs_per_s']:.0f} jobs/s, correct={correct}"
+    )
+    return result
+
+
+def _repo() -> Path:
+    from bench.cluster import REPO
+
+    return REPO
+
+
+# -- pgtq ---------------------------------------------------------------------
+
+
+def pgtq_ops(ctx: Context) -> QueueOps:
+    def preload(jobs: int) -> None:
+        ctx.execute(pgtq_sql.RESET)
+        for start in range(0, jobs, PRELOAD_CHUNK):
+            ctx.execute(pgtq_sql.PUSH_SERIES, (QUEUE, TASK, start, min(start + PRELOAD_CHUNK, jobs) - 1))
+        ctx.execute("VACUUM ANALYZE pgtq._job")
+
+    def backlog() -> int:
+        return int(ctx.execute(pgtq_sql.BACKLOG, [QUEUE])[0][0])
+
+    def audit(jobs: int) -> dict[str, Any]:
+        rows = ctx.execute(pgtq_sql.DONE_SEQS, [QUEUE])
+        seqs = {seq for seq, _ in rows}
+        retried = sum(1 for _, attempt in rows if attempt != 1)
+        return {
+            "ok": seqs == set(range(jobs)) and len(rows) == jobs and retried == 0,
+            "done": len(rows),
+            "retried": retried,
+        }
+
+    return QueueOps(preload, backlog, audit)
+
+
+def pgtq_specs(ctx: Context, flags: WorkerFlags, processes: int) -> list[WorkerSpec]:
+    """The real pgtq worker at its best settings and at its defaults."""
+    target = "bench.apps.pgtq_noop:q"
+    best = best_args(flags, 100, ctx.pgtq_best_concurrency, ctx.pgtq_best_pool)
+    env = ctx.env(BENCH_QUEUE=QUEUE)
+    return [
+        WorkerSpec(
+            "pgtq",
+            "best",
+            processes,
+            [*ctx.pgtq_cli, "--log-level", "WARNING", "worker", target, "--dsn", ctx.dsn, *best],
+            env,
+            " ".join(["--log-level WARNING", *best]),
+        ),
+        WorkerSpec(
+            "pgtq",
+            "defaults",
+            processes,
+            [*ctx.pgtq_cli, "worker", target, "--dsn", ctx.dsn],
+            env,
+            "no flags",
+        ),
+    ]
+
+
+# -- the hand-written queue ---------------------------------------------------------
+
+
+def baseline_ops(ctx: Context) -> QueueOps:
+    def preload(jobs: int) -> None:
+        ctx.execute(baseline.RESET)
+        ctx.execute(
+            "INSERT INTO bench_base.job (queue, task, args)"
+            " SELECT %s, %s, jsonb_build_array(s) FROM generate_series(0, %s - 1) AS s",
+            (QUEUE, TASK, jobs),
+        )
+        ctx.execute("VACUUM ANALYZE bench_base.job")
+
+    def backlog() -> int:
+        return int(ctx.execute(baseline.BACKLOG)[0][0])
+
+    def audit(jobs: int) -> dict[str, Any]:
+        seqs = [row[0] for row in ctx.execute(baseline.DONE_SEQS)]
+        return {"ok": set(seqs) == set(range(jobs)) and len(seqs) == jobs, "done": len(seqs)}
+
+    return QueueOps(preload, backlog, audit)
+
+
+def baseline_spec(ctx: Context, batch: int, processes: int) -> WorkerSpec:
+    argv = [ctx.python, "-m", "bench.apps.base_worker", ctx.dsn, "--batch", str(batch), "--listen"]
+    return WorkerSpec(
+        "baseline", f"batch {batch}", processes, argv, ctx.env(), f"batch {batch}", {"batch": batch}
+    )
+
+
+def tune(ctx: Context, flags: WorkerFlags, candidates: tuple[int, ...]) -> list[dict[str, Any]]:
+    """Find the real worker's best ``--concurrency`` for no-op jobs (1 process,
+    batch 100): short drains at each candidate; the fastest wins."""
+    runs = []
+    for concurrency in candidates:
+        ctx.pgtq_best_concurrency = concurrency
+        spec = pgtq_specs(ctx, flags, 1)[0]
+        spec.label = f"tune c={concurrency}"
+        runs.append(drain_once(ctx, spec, pgtq_ops(ctx), ctx.sizes.tune_jobs) | {"concurrency": concurrency})
+    best = max(runs, key=lambda run: run["jobs_per_s"] if run["correct"]["ok"] else 0.0)
+    ctx.pgtq_best_concurrency = best["concurrency"]
+    log(f"pgtq worker: best --concurrency for no-op jobs here is {ctx.pgtq_best_concurrency}")
+    return runs
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    """Every drain of scenario 2 for pgtq and the hand-written queue."""
+    flags = detect(ctx.pgtq_cli)
+    jobs = ctx.sizes.drain_jobs
+    tuning = (
+        tune(ctx, flags, ctx.sizes.tune_concurrency)
+        if flags.concurrency and ctx.tune and ctx.sizes.tune_concurrency
+        else []
+    )
+    results = []
+    for processes in (1, 2):
+        for spec in pgtq_specs(ctx, flags, processes):
+            results.append(drain_once(ctx, spec, pgtq_ops(ctx), jobs))
+        for batch in (1, 100):
+            results.append(drain_once(ctx, baseline_spec(ctx, batch, processes), baseline_ops(ctx), jobs))
+    ctx.execute(pgtq_sql.RESET)
+    ctx.execute(baseline.RESET)
+    return {
+        "worker_flags": {
+            "concurrency": flags.concurrency,
+            "pool": flags.pool,
+            "pool_choices": flags.pool_choices,
+        },
+        "best_concurrency": ctx.pgtq_best_concurrency if flags.concurrency else None,
+        "tuning": tuning,
+        "runs": results,
+    }

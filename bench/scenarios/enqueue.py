@@ -1,0 +1,145 @@
+"""Scenario 1, enqueue: one job per transaction (1 and 4 clients) and bulk
+(1,000 jobs per call), on pgtq and on the hand-written queue.
+
+pgtq has no bulk function yet; bulk is measured two ways through
+``pgtq.push``: one statement calling it for each element of an array
+(``unnest``), and ``executemany`` (psycopg pipeline mode) in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from bench import baseline, pgtq_sql
+from bench.context import QUEUE, TASK, Context, log
+from bench.scenarios.clients import run_clients
+from bench.stats import rate
+
+SINGLE_KINDS = ("base-insert", "base-insert-notify", "pgtq-sql", "pgtq-python")
+BULK_KINDS = ("base-unnest", "base-copy", "pgtq-unnest", "pgtq-executemany")
+
+
+def enqueue_client(
+    kind: str,
+    dsn: str,
+    first: int,
+    count: int,
+    per_call: int,
+    *,
+    prepare_only: bool = False,
+    prepared: Any = None,
+) -> Any:
+    """One client: push jobs ``first .. first+count-1`` the way ``kind`` says."""
+    if prepare_only:
+        if kind == "pgtq-python":
+            import pgtq
+
+            q = pgtq.PgTq(QUEUE, dsn)
+            q.push(TASK, [-1 - first])  # warm-up job (seq < 0), also opens the connection
+            return q
+        conn = psycopg.connect(dsn, autocommit=True)
+        conn.execute("SELECT 1")
+        return conn
+    if kind == "pgtq-python":
+        for seq in range(first, first + count):
+            prepared.push(TASK, [seq])
+        prepared.close()
+        return count
+    conn: psycopg.Connection[Any] = prepared
+    with conn:
+        if kind in SINGLE_KINDS:
+            _single(conn, kind, first, count)
+        else:
+            _bulk(conn, kind, first, count, per_call)
+    return count
+
+
+def _single(conn: psycopg.Connection[Any], kind: str, first: int, count: int) -> None:
+    cur = conn.cursor()
+    for seq in range(first, first + count):
+        args = Jsonb([seq])
+        if kind == "base-insert":
+            cur.execute(baseline.INSERT, (QUEUE, TASK, args), prepare=True)
+        elif kind == "base-insert-notify":
+            cur.execute(baseline.INSERT_NOTIFY, (QUEUE, TASK, args, QUEUE), prepare=True)
+        else:
+            cur.execute(pgtq_sql.PUSH, (QUEUE, TASK, args), prepare=True)
+
+
+def _bulk(conn: psycopg.Connection[Any], kind: str, first: int, count: int, per_call: int) -> None:
+    cur = conn.cursor()
+    for start in range(first, first + count, per_call):
+        seqs = range(start, min(start + per_call, first + count))
+        if kind == "base-unnest":
+            cur.execute(baseline.INSERT_UNNEST, (QUEUE, TASK, [Jsonb([s]) for s in seqs]))
+        elif kind == "pgtq-unnest":
+            cur.execute(pgtq_sql.PUSH_UNNEST, (QUEUE, TASK, [Jsonb([s]) for s in seqs]))
+        elif kind == "base-copy":
+            with conn.transaction(), cur.copy(baseline.COPY) as copy:
+                for s in seqs:
+                    copy.write_row((QUEUE, TASK, json.dumps([s])))
+        elif kind == "pgtq-executemany":
+            with conn.transaction():
+                cur.executemany(pgtq_sql.PUSH, [(QUEUE, TASK, Jsonb([s])) for s in seqs])
+        else:
+            raise ValueError(kind)
+
+
+def _reset(ctx: Context) -> None:
+    ctx.execute(pgtq_sql.RESET)
+    ctx.execute(baseline.RESET)
+    ctx.execute("VACUUM ANALYZE pgtq._job")
+    ctx.execute("VACUUM ANALYZE bench_base.job")
+    ctx.checkpoint()
+
+
+def _check(ctx: Context, kind: str, expected: int) -> dict[str, Any]:
+    if kind.startswith("base"):
+        rows = ctx.execute(
+            "SELECT count(*), count(DISTINCT args) FROM bench_base.job WHERE (args->>0)::int >= 0"
+        )
+    else:
+        rows = ctx.execute(
+            "SELECT count(*), count(DISTINCT args) FROM pgtq._job WHERE queue = %s AND (args->>0)::int >= 0",
+            [QUEUE],
+        )
+    total, distinct = rows[0]
+    return {"ok": total == expected and distinct == expected, "rows": total, "distinct": distinct}
+
+
+def measure(ctx: Context, kind: str, clients: int, total: int, per_call: int = 1) -> dict[str, Any]:
+    """Push ``total`` jobs with ``clients`` processes; jobs per second."""
+    _reset(ctx)
+    share = total // clients
+    args = [(kind, ctx.dsn, i * share, share, per_call) for i in range(clients)]
+    outcome = run_clients(enqueue_client, args)
+    count = share * clients
+    result = {
+        "system": "baseline" if kind.startswith("base") else "pgtq",
+        "kind": kind,
+        "clients": clients,
+        "per_call": per_call,
+        "jobs": count,
+        "seconds": round(outcome["seconds"], 3),
+        "jobs_per_s": rate(count, outcome["seconds"]),
+        "correct": _check(ctx, kind, count),
+    }
+    log(f"enqueue {kind} x{clients} per_call={per_call}: {result['jobs_per_s']:.0f} jobs/s")
+    return result
+
+
+def run(ctx: Context) -> list[dict[str, Any]]:
+    """Every enqueue variant of scenario 1."""
+    sizes = ctx.sizes
+    results = []
+    for clients in (1, 4):
+        for kind in SINGLE_KINDS:
+            results.append(measure(ctx, kind, clients, sizes.enqueue_single))
+    for kind in BULK_KINDS:
+        results.append(measure(ctx, kind, 1, sizes.enqueue_bulk, sizes.bulk_per_call))
+    _reset(ctx)
+    return results

@@ -1,0 +1,92 @@
+"""Scenario 3, SQL-only drain: the cost of pgtq's SQL API against the
+hand-written claim, with no Python handler in between.
+
+Each client process loops: claim a batch, complete it, until the queue is
+empty. pgtq claims with ``pgtq.pop(n)`` and completes through
+``pgtq.complete`` in three ways: one autocommit call per job ("each"), every
+call of the batch in one pipelined transaction ("pipeline"), or one statement
+over the batch ("unnest"). The hand-written queue claims with a literal
+LIMIT and completes the batch with one UPDATE.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from bench import baseline, pgtq_sql
+from bench.context import QUEUE, Context, log
+from bench.scenarios.clients import run_clients
+from bench.scenarios.drain import baseline_ops, pgtq_ops
+from bench.stats import rate
+
+PROCESSES = 2
+
+
+def drain_client(kind: str, dsn: str, batch: int, *, prepare_only: bool = False, prepared: Any = None) -> Any:
+    """Claim and complete until the queue is empty; return how many."""
+    if prepare_only:
+        conn = psycopg.connect(dsn, autocommit=True)
+        conn.execute("SELECT 1")
+        return conn
+    conn: psycopg.Connection[Any] = prepared
+    done = 0
+    with conn:
+        cur = conn.cursor()
+        if kind == "baseline":
+            claim = baseline.claim_sql(batch)
+            while rows := cur.execute(claim, [QUEUE], prepare=True).fetchall():
+                cur.execute(baseline.COMPLETE_MANY, [[row[0] for row in rows]], prepare=True)
+                done += len(rows)
+            return done
+        while rows := cur.execute(pgtq_sql.POP, (QUEUE, "sql-drain", batch), prepare=True).fetchall():
+            if kind == "pgtq-each":
+                for job_id, lease in rows:
+                    cur.execute(pgtq_sql.COMPLETE, (job_id, lease), prepare=True)
+            elif kind == "pgtq-pipeline":
+                with conn.transaction():
+                    cur.executemany(pgtq_sql.COMPLETE, rows)
+            elif kind == "pgtq-unnest":
+                ids, leases = zip(*rows, strict=True)
+                cur.execute(pgtq_sql.COMPLETE_UNNEST, (list(ids), list(leases)), prepare=True)
+            else:
+                raise ValueError(kind)
+            done += len(rows)
+    return done
+
+
+def measure(ctx: Context, kind: str, batch: int, jobs: int, processes: int = PROCESSES) -> dict[str, Any]:
+    """Drain ``jobs`` pre-enqueued jobs with ``processes`` SQL-only clients."""
+    ops = baseline_ops(ctx) if kind == "baseline" else pgtq_ops(ctx)
+    ops.preload(jobs)
+    ctx.checkpoint()
+    outcome = run_clients(drain_client, [(kind, ctx.dsn, batch)] * processes)
+    handled = sum(outcome["outcomes"])
+    audit = ops.audit(jobs)
+    result = {
+        "system": "baseline" if kind == "baseline" else "pgtq",
+        "kind": kind,
+        "batch": batch,
+        "processes": processes,
+        "jobs": jobs,
+        "seconds": round(outcome["seconds"], 3),
+        "jobs_per_s": rate(handled, outcome["seconds"]),
+        "correct": {"ok": handled == jobs and bool(audit["ok"]), "handled": handled, "table": audit},
+    }
+    log(f"sql drain {kind} batch={batch} x{processes}: {result['jobs_per_s']:.0f} jobs/s")
+    return result
+
+
+def run(ctx: Context) -> list[dict[str, Any]]:
+    """Batch 1 and batch 100, pgtq's completion styles against the ceiling."""
+    sizes = ctx.sizes
+    results = [
+        measure(ctx, "baseline", 1, sizes.sql_drain_jobs_batch1),
+        measure(ctx, "pgtq-each", 1, sizes.sql_drain_jobs_batch1),
+    ]
+    for kind in ("baseline", "pgtq-each", "pgtq-pipeline", "pgtq-unnest"):
+        results.append(measure(ctx, kind, 100, sizes.sql_drain_jobs_batch100))
+    ctx.execute(pgtq_sql.RESET)
+    ctx.execute(baseline.RESET)
+    return results

@@ -1,0 +1,111 @@
+"""Scenario 4, wake-up latency: an idle worker, jobs pushed one at a time
+20 ms apart; the time from enqueue to the handler's start.
+
+The pusher notes the clock just before each push call (``enqueue``) and just
+after it returned (``commit``); the handler records its start. Both clocks
+are this machine's ``time.time()``. "enqueue -> start" includes the push's
+own durable commit; "commit -> start" is the wake-up alone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from bench import baseline, pgtq_sql, procs
+from bench.cluster import REPO
+from bench.context import QUEUE, TASK, Context, log
+from bench.records import clear, count_lines, read_records
+from bench.scenarios.drain import WorkerSpec, baseline_spec, pgtq_specs, wait_for
+from bench.stats import latency_summary_ms
+from bench.worker_flags import detect
+
+WARMUP = 5
+
+Pusher = Callable[[list[int], float], dict[int, tuple[float, float]]]
+
+
+def sql_pusher(dsn: str, statement: str, params: Callable[[int], tuple[Any, ...]]) -> Pusher:
+    """A pusher that runs one autocommit statement per job from here."""
+
+    def push(seqs: list[int], gap: float) -> dict[int, tuple[float, float]]:
+        times: dict[int, tuple[float, float]] = {}
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            cur = conn.cursor()
+            next_at = time.perf_counter()
+            for seq in seqs:
+                delay = next_at - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                before = time.time()
+                cur.execute(statement, params(seq), prepare=True)
+                times[seq] = (before, time.time())
+                next_at += gap
+        return times
+
+    return push
+
+
+def pgtq_pusher(dsn: str) -> Pusher:
+    return sql_pusher(dsn, pgtq_sql.PUSH, lambda seq: (QUEUE, TASK, Jsonb([seq])))
+
+
+def baseline_pusher(dsn: str) -> Pusher:
+    return sql_pusher(dsn, baseline.INSERT_NOTIFY, lambda seq: (QUEUE, TASK, Jsonb([seq]), QUEUE))
+
+
+def wakeup_once(ctx: Context, spec: WorkerSpec, pusher: Pusher, reset: Callable[[], None]) -> dict[str, Any]:
+    """Start one idle worker, push jobs one by one, measure each wake-up."""
+    jobs, gap = ctx.sizes.wakeup_jobs, ctx.sizes.wakeup_gap
+    reset()
+    records = ctx.records_dir(f"wakeup-{spec.system}")
+    clear(records)
+    env = dict(spec.env, BENCH_RECORD_DIR=str(records))
+    worker = procs.start(spec.argv, env, ctx.logs_dir() / f"wakeup-{spec.system}.log", cwd=REPO)
+    try:
+        time.sleep(1.5)  # start-up
+        pusher([-1 - i for i in range(WARMUP)], 0.1)
+        warmed = wait_for(lambda: count_lines(records) >= WARMUP, 30.0)
+        time.sleep(1.0)  # idle: waiting on LISTEN
+        pushed = pusher(list(range(jobs)), gap)
+        finished = wait_for(lambda: set(pushed) <= set(read_records(records).starts), 30.0, 0.1)
+        time.sleep(0.2)
+    finally:
+        procs.stop(worker)
+    seen = read_records(records)
+    from_enqueue = [seen.starts[seq] - pushed[seq][0] for seq in pushed if seq in seen.starts]
+    from_commit = [seen.starts[seq] - pushed[seq][1] for seq in pushed if seq in seen.starts]
+    push_ms = [(after - before) for before, after in pushed.values()]
+    correct = warmed and finished and seen.duplicates == 0 and all(seq in seen.starts for seq in pushed)
+    result = {
+        "system": spec.system,
+        "settings": spec.settings,
+        "jobs": jobs,
+        "gap_ms": gap * 1000,
+        "enqueue_to_start": latency_summary_ms(from_enqueue),
+        "commit_to_start": latency_summary_ms(from_commit),
+        "push_call": latency_summary_ms(push_ms),
+        "correct": {"ok": correct, "handled": len(from_enqueue), "duplicates": seen.duplicates},
+    }
+    enq, com = result["enqueue_to_start"], result["commit_to_start"]
+    log(
+        f"wake-up {spec.system}: enqueue->start p50 {enq['p50_ms']} ms, p99 {enq['p99_ms']} ms; "
+        f"commit->start p50 {com['p50_ms']} ms"
+    )
+    return result
+
+
+def run(ctx: Context) -> list[dict[str, Any]]:
+    """The real pgtq worker and the hand-written worker, both idle on LISTEN."""
+    flags = detect(ctx.pgtq_cli)
+    pgtq_spec = pgtq_specs(ctx, flags, 1)[0]
+    return [
+        wakeup_once(ctx, pgtq_spec, pgtq_pusher(ctx.dsn), lambda: ctx.execute(pgtq_sql.RESET)),
+        wakeup_once(
+            ctx, baseline_spec(ctx, 100, 1), baseline_pusher(ctx.dsn), lambda: ctx.execute(baseline.RESET)
+        ),
+    ]
