@@ -103,6 +103,8 @@ def test_scheduler_promotes_and_two_can_run(
 ) -> None:
     ids = [q.push("note", [f"s{n}"], delay=1) for n in range(20)]
     schedulers = [processes.pgtq("scheduler", "test_queue", "--interval", "0.2") for _ in range(2)]
+    for scheduler in schedulers:  # both running (signal handlers installed) before we signal them
+        wait_until(lambda scheduler=scheduler: "scheduler ticking" in processes.output(scheduler))
     wait_until(lambda: states(db).get("ready") == len(ids), timeout=30)
     assert states(db) == {"ready": len(ids)}
     for scheduler in schedulers:
