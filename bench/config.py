@@ -9,16 +9,17 @@ from dataclasses import dataclass, replace
 class Sizes:
     """Job counts and durations of one run."""
 
-    enqueue_single: int = 6_000
+    enqueue_single: int = 4_000
     enqueue_bulk: int = 50_000
     bulk_per_call: int = 1_000
     drain_jobs: int = 20_000
+    drain_jobs_slow: int = 4_000  # batch-1 and default-settings drains, and Procrastinate
     sql_drain_jobs_batch1: int = 3_000
-    sql_drain_jobs_batch100: int = 40_000
+    sql_drain_jobs_batch100: int = 20_000
     wakeup_jobs: int = 200
     wakeup_gap: float = 0.020
     sustained_seconds: float = 300.0
-    baseline_sustained_seconds: float = 150.0
+    baseline_sustained_seconds: float = 120.0
     snapshot_seconds: float = 60.0
     sustained_load: float = 0.70
     max_offered_rate: float = 10_000.0
@@ -34,6 +35,7 @@ QUICK = Sizes(
     enqueue_single=400,
     enqueue_bulk=5_000,
     drain_jobs=1_000,
+    drain_jobs_slow=500,
     sql_drain_jobs_batch1=300,
     sql_drain_jobs_batch100=5_000,
     wakeup_jobs=60,

@@ -38,3 +38,12 @@ RESET: Final = "TRUNCATE pgtq._job"
 BACKLOG: Final = "SELECT count(*) FROM pgtq._job WHERE queue = %s AND state IN ('ready', 'running')"
 
 DONE_SEQS: Final = "SELECT (args->>0)::bigint, attempt FROM pgtq._job WHERE queue = %s AND state = 'done'"
+
+# Proposed functions (bench/proposals.sql, scratch schema bench_exp).
+PUSH_MANY: Final = (
+    "SELECT count(*) FROM bench_exp.push_many(queue => %s::text, task => %s::text, args => %s::jsonb[])"
+)
+
+COMPLETE_MANY: Final = (
+    "SELECT count(*) FROM bench_exp.complete_many(ids => %s::bigint[], leases => %s::uuid[])"
+)

@@ -153,7 +153,8 @@ def run_peer(ctx: Context, name: str) -> dict[str, Any]:
     peer.call("install")
     enqueue = [peer.enqueue("single", clients, sizes.enqueue_single) for clients in (1, 4)]
     enqueue.append(peer.enqueue("bulk", 1, sizes.enqueue_bulk))
-    drains = [drain_once(ctx, peer.worker_spec(p), peer.ops(), sizes.drain_jobs) for p in (1, 2)]
+    jobs = sizes.drain_jobs_slow if name == "procrastinate" else sizes.drain_jobs  # a few hundred per second
+    drains = [drain_once(ctx, peer.worker_spec(p), peer.ops(), jobs) for p in (1, 2)]
     wakeup = wakeup_once(ctx, peer.worker_spec(1), peer.pusher(), peer.reset)
     peer.reset()
     return {"settings": peer.sql.settings, "enqueue": enqueue, "drain": drains, "wakeup": wakeup}

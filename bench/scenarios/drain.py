@@ -228,11 +228,13 @@ def run(ctx: Context) -> dict[str, Any]:
         else []
     )
     results = []
+    slow = ctx.sizes.drain_jobs_slow
     for processes in (1, 2):
-        for spec in pgtq_specs(ctx, flags, processes):
-            results.append(drain_once(ctx, spec, pgtq_ops(ctx), jobs))
-        for batch in (1, 100):
-            results.append(drain_once(ctx, baseline_spec(ctx, batch, processes), baseline_ops(ctx), jobs))
+        best, defaults = pgtq_specs(ctx, flags, processes)
+        results.append(drain_once(ctx, best, pgtq_ops(ctx), jobs))
+        results.append(drain_once(ctx, defaults, pgtq_ops(ctx), slow))
+        results.append(drain_once(ctx, baseline_spec(ctx, 1, processes), baseline_ops(ctx), slow))
+        results.append(drain_once(ctx, baseline_spec(ctx, 100, processes), baseline_ops(ctx), jobs))
     ctx.execute(pgtq_sql.RESET)
     ctx.execute(baseline.RESET)
     return {

@@ -78,6 +78,8 @@ def _bulk(conn: psycopg.Connection[Any], kind: str, first: int, count: int, per_
             cur.execute(baseline.INSERT_UNNEST, (QUEUE, TASK, [Jsonb([s]) for s in seqs]))
         elif kind == "pgtq-unnest":
             cur.execute(pgtq_sql.PUSH_UNNEST, (QUEUE, TASK, [Jsonb([s]) for s in seqs]))
+        elif kind == "exp-push-many":
+            cur.execute(pgtq_sql.PUSH_MANY, (QUEUE, TASK, [Jsonb([s]) for s in seqs]))
         elif kind == "base-copy":
             with conn.transaction(), cur.copy(baseline.COPY) as copy:
                 for s in seqs:
@@ -119,7 +121,7 @@ def measure(ctx: Context, kind: str, clients: int, total: int, per_call: int = 1
     outcome = run_clients(enqueue_client, args)
     count = share * clients
     result = {
-        "system": "baseline" if kind.startswith("base") else "pgtq",
+        "system": _system(kind),
         "kind": kind,
         "clients": clients,
         "per_call": per_call,
@@ -130,6 +132,10 @@ def measure(ctx: Context, kind: str, clients: int, total: int, per_call: int = 1
     }
     log(f"enqueue {kind} x{clients} per_call={per_call}: {result['jobs_per_s']:.0f} jobs/s")
     return result
+
+
+def _system(kind: str) -> str:
+    return {"base": "baseline", "pgtq": "pgtq", "exp": "pgtq + proposal"}[kind.split("-")[0]]
 
 
 def run(ctx: Context) -> list[dict[str, Any]]:

@@ -50,6 +50,9 @@ def drain_client(kind: str, dsn: str, batch: int, *, prepare_only: bool = False,
             elif kind == "pgtq-unnest":
                 ids, leases = zip(*rows, strict=True)
                 cur.execute(pgtq_sql.COMPLETE_UNNEST, (list(ids), list(leases)), prepare=True)
+            elif kind == "exp-complete-many":
+                ids, leases = zip(*rows, strict=True)
+                cur.execute(pgtq_sql.COMPLETE_MANY, (list(ids), list(leases)), prepare=True)
             else:
                 raise ValueError(kind)
             done += len(rows)
@@ -65,7 +68,7 @@ def measure(ctx: Context, kind: str, batch: int, jobs: int, processes: int = PRO
     handled = sum(outcome["outcomes"])
     audit = ops.audit(jobs)
     result = {
-        "system": "baseline" if kind == "baseline" else "pgtq",
+        "system": {"baseline": "baseline", "exp-complete-many": "pgtq + proposal"}.get(kind, "pgtq"),
         "kind": kind,
         "batch": batch,
         "processes": processes,

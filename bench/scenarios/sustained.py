@@ -170,7 +170,7 @@ def run_system(
     def prune_step() -> None:
         prune() if system.name == "pgtq" else _prune_base(prune_conn, sizes.prune_after_seconds, pruned)
 
-    snapshot_at = duration * 0.4
+    snapshot_at = duration * 0.5
     snapshot_len = min(sizes.snapshot_seconds, duration * 0.3)
     window: dict[str, float] = {}
 
