@@ -45,6 +45,11 @@ COMPLETE: Final = (
     "SELECT pgtq.complete(id => %(id)s::bigint, lease => %(lease)s::uuid, result => %(result)s::jsonb)"
 )
 
+COMPLETE_MANY: Final = (
+    "SELECT pgtq.complete_many(ids => %(ids)s::bigint[], leases => %(leases)s::uuid[],"
+    " results => %(results)s::jsonb[])"
+)
+
 FAIL: Final = (
     "SELECT pgtq.fail(id => %(id)s::bigint, lease => %(lease)s::uuid,"
     " error => %(error)s::text, retry_in => %(retry_in)s::interval)"

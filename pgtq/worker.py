@@ -365,16 +365,24 @@ class Worker:
 
     def _flush_outcomes(self) -> None:
         """Write every pending outcome in one round trip (pipeline mode) and
-        one transaction (one WAL flush for the lot)."""
+        one transaction (one WAL flush for the lot): the successes with one
+        ``pgtq.complete_many``, each failure with ``pgtq.fail``."""
         if not self._pending or self._conn is None:
             return
-        outcomes = list(self._pending)
+        done = [outcome for outcome in self._pending if outcome.kind == "done"]
+        failed = [outcome for outcome in self._pending if outcome.kind != "done"]
         with database_errors():
             with self._conn.transaction(), self._conn.pipeline():
-                cursors = [self._conn.execute(*_outcome_call(outcome)) for outcome in outcomes]
-            replies = [cursor.fetchone() for cursor in cursors]
+                completing = (
+                    self._conn.execute(_sql.COMPLETE_MANY, _complete_many_params(done)) if done else None
+                )
+                failing = [self._conn.execute(*_fail_call(outcome)) for outcome in failed]
+            completed = {row[0] for row in completing.fetchall()} if completing is not None else set()
+            new_states = [cursor.fetchone() for cursor in failing]
         self._pending.clear()
-        for outcome, reply in zip(outcomes, replies, strict=True):
+        for outcome in done:
+            _log_outcome(outcome, outcome.task.id in completed)
+        for outcome, reply in zip(failed, new_states, strict=True):
             _log_outcome(outcome, None if reply is None else reply[0])
 
     def _heartbeat(self) -> None:
@@ -500,10 +508,16 @@ class Worker:
         logger.info("worker %s stopped", self.worker_id)
 
 
-def _outcome_call(outcome: Outcome) -> tuple[str, dict[str, Any]]:
+def _complete_many_params(outcomes: list[Outcome]) -> dict[str, Any]:
+    return {
+        "ids": [outcome.task.id for outcome in outcomes],
+        "leases": [outcome.task.lease for outcome in outcomes],
+        "results": [outcome.result_json for outcome in outcomes],
+    }
+
+
+def _fail_call(outcome: Outcome) -> tuple[str, dict[str, Any]]:
     task = outcome.task
-    if outcome.kind == "done":
-        return _sql.COMPLETE, {"id": task.id, "lease": task.lease, "result": outcome.result_json}
     return _sql.FAIL, {"id": task.id, "lease": task.lease, "error": outcome.error, "retry_in": None}
 
 

@@ -1,7 +1,7 @@
 -- The public SQL surface: every function with its exact signature, the
 -- job states, the views. A change here is a change of the public API.
 BEGIN;
-SELECT plan(27);
+SELECT plan(30);
 
 SELECT has_schema('pgtq');
 SELECT has_function('pgtq', 'version', ARRAY[]::text[]);
@@ -13,6 +13,8 @@ SELECT has_function('pgtq', 'pop',
     ARRAY['text', 'text', 'integer', 'interval', 'timestamp with time zone']);
 SELECT has_function('pgtq', 'complete',
     ARRAY['bigint', 'uuid', 'jsonb', 'timestamp with time zone']);
+SELECT has_function('pgtq', 'complete_many',
+    ARRAY['bigint[]', 'uuid[]', 'jsonb[]', 'timestamp with time zone']);
 SELECT has_function('pgtq', 'fail',
     ARRAY['bigint', 'uuid', 'text', 'interval', 'timestamp with time zone']);
 SELECT has_function('pgtq', 'backoff', ARRAY['integer', 'interval', 'interval']);
@@ -52,15 +54,21 @@ SELECT is(
 SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname)
      FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace AND p.prosecdef),
-    ARRAY['cancel', 'complete', 'configure', 'fail', 'heartbeat', 'pop', 'prune', 'push',
+    ARRAY['cancel', 'complete', 'complete_many', 'configure', 'fail', 'heartbeat', 'pop', 'prune', 'push',
           'register_worker', 'release', 'retry', 'tick', 'unregister_worker'],
     'the SECURITY DEFINER functions are the ones that write the tables');
 SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname)
      FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace
        AND NOT coalesce('search_path=pg_catalog, pgtq, pg_temp' = ANY (p.proconfig), false)),
-    NULL,
-    'every pgtq function pins search_path = pg_catalog, pgtq, pg_temp');
+    ARRAY['_is_plain_name'],
+    'every pgtq function pins search_path = pg_catalog, pgtq, pg_temp, but the inlined expression helper');
+-- That helper is inlined into its pinned callers, names nothing unqualified
+-- and may be run by nobody else.
+SELECT ok((SELECT p.prosrc !~ '(^|[^.a-z_])(length|[!~]~)\s*\(' FROM pg_proc p WHERE p.oid = 'pgtq._is_plain_name'::regproc),
+    '_is_plain_name qualifies the functions it calls');
+SELECT ok(NOT has_function_privilege('public', 'pgtq._is_plain_name(text)', 'EXECUTE'),
+    'PUBLIC may not run _is_plain_name');
 
 SELECT * FROM finish();
 ROLLBACK;

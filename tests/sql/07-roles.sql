@@ -28,15 +28,15 @@ SELECT is(
     ARRAY(SELECT p.proname::text FROM pg_proc p
           WHERE p.pronamespace = 'pgtq'::regnamespace AND has_function_privilege('pgtq_worker', p.oid, 'EXECUTE')
           ORDER BY 1),
-    ARRAY['backoff', 'complete', 'fail', 'heartbeat', 'pop', 'register_worker', 'release', 'tick',
-          'unregister_worker', 'version'],
+    ARRAY['backoff', 'complete', 'complete_many', 'fail', 'heartbeat', 'pop', 'register_worker', 'release',
+          'tick', 'unregister_worker', 'version'],
     'pgtq_worker may execute the worker''s functions only');
 SELECT is(
     ARRAY(SELECT p.proname::text FROM pg_proc p
           WHERE p.pronamespace = 'pgtq'::regnamespace AND has_function_privilege('pgtq_admin', p.oid, 'EXECUTE')
           ORDER BY 1),
-    ARRAY['backoff', 'cancel', 'complete', 'configure', 'fail', 'heartbeat', 'pop', 'prune', 'push',
-          'register_worker', 'release', 'retry', 'tick', 'unregister_worker', 'version'],
+    ARRAY['backoff', 'cancel', 'complete', 'complete_many', 'configure', 'fail', 'heartbeat', 'pop', 'prune',
+          'push', 'register_worker', 'release', 'retry', 'tick', 'unregister_worker', 'version'],
     'pgtq_admin may execute every public function, and no helper nor install_roles');
 SELECT is(
     ARRAY(SELECT r.rolname || ':' || c.relname FROM pg_class c
