@@ -17,6 +17,7 @@ from bench.config import sizes_for
 from bench.context import Context, log
 from bench.runner import Scenario, run_scenarios
 from bench.setup_db import create_bench_database
+from bench.snapshot import freeze
 
 SCENARIOS = ("enqueue", "drain", "sql_drain", "levers", "wakeup", "peers", "profile", "sustained")
 DEFAULT_PEERS_PYTHON = REPO / "bench" / ".venv-peers" / "bin" / "python"
@@ -122,9 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         with (
-            throwaway_cluster(log) as cluster,
             tempfile.TemporaryDirectory(prefix="pgtq-bench-scratch-") as scratch,
+            throwaway_cluster(log) as cluster,
         ):
+            frozen = freeze(Path(scratch) / "code")
+            results["code_under_test"] = frozen
+            log(f"code under test frozen: {frozen['sha256']} (pgtq/, sql/, migrations/ copied to scratch)")
             dsn = create_bench_database(cluster)
             results["settings"] = cluster.settings()
             ctx = Context(
@@ -136,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                 peers_python=args.peers_python if peers else None,
                 peers=peers,
                 profile=not args.no_profile,
+                code_dir=Path(frozen["path"]),
             )
             if args.concurrency:
                 ctx.pgtq_best_concurrency, ctx.tune = args.concurrency, False

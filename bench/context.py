@@ -38,6 +38,7 @@ class Context:
     tune: bool = True
     pgtq_best_pool: str = "thread"
     profile: bool = True
+    code_dir: Path | None = None
     results: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -55,7 +56,8 @@ class Context:
     def env(self, **extra: str) -> dict[str, str]:
         """Environment for children: the repo on the path, the DSN, extras."""
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
+        paths = [str(self.code_dir) if self.code_dir else "", str(REPO), env.get("PYTHONPATH", "")]
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
         env["PGTQ_DSN"] = self.dsn
         env.update(extra)
         return env

@@ -31,6 +31,13 @@ COMPLETE_UNNEST: Final = (
     " FROM unnest(%s::bigint[], %s::uuid[]) AS c(id, lease)"
 )
 
+# pgtq's own batch completion, where the installed schema has it.
+HAS_COMPLETE_MANY: Final = "SELECT to_regproc('pgtq.complete_many') IS NOT NULL"
+
+PGTQ_COMPLETE_MANY: Final = (
+    "SELECT count(*) FROM pgtq.complete_many(ids => %s::bigint[], leases => %s::uuid[]) AS c"
+)
+
 PRUNE: Final = "SELECT pgtq.prune(older_than => %s::interval)"
 
 RESET: Final = "TRUNCATE pgtq._job"

@@ -61,7 +61,8 @@ def _machine(results: dict[str, Any]) -> str:
         f"wal_sync_method={s.get('wal_sync_method')}, shared_buffers={s.get('shared_buffers')}, "
         f"autovacuum_naptime={s.get('autovacuum_naptime')}\n"
         f"- Python {m.get('python')}; {pk}\n"
-        f"- pgtq commit {m.get('git_commit')}{' (with uncommitted changes)' if m.get('git_dirty') else ''}; "
+        f"- pgtq commit {m.get('git_commit')}{' (with uncommitted changes)' if m.get('git_dirty') else ''}, "
+        f"code under test {results.get('code_under_test', {}).get('sha256')}; "
         f"command: `{results.get('command')}`; mode: {results.get('mode')}; "
         f"run took {results.get('total_seconds')} s"
     )
