@@ -2,7 +2,8 @@
 
 A minimal jobs table in its own schema ``bench_base``, claimed with
 ``FOR UPDATE SKIP LOCKED`` in a MATERIALIZED step, with a literal batch size
-(no generic-plan trap), one partial index on ready rows, completion of a
+(no generic-plan trap), one partial index on ready rows in claim order
+(priority, then id, as pgtq), completion of a
 whole batch in one statement, and a NOTIFY only where a scenario needs a
 wake-up. It keeps finished rows (as pgtq does) until pruned. No validation,
 no leases, no retries: the best a PostgreSQL queue can do here.
@@ -21,6 +22,7 @@ CREATE TABLE bench_base.job (
     task         text NOT NULL,
     args         jsonb NOT NULL,
     state        text NOT NULL DEFAULT 'ready',
+    priority     integer NOT NULL DEFAULT 0,
     created_at   timestamptz NOT NULL DEFAULT now(),
     started_at   timestamptz,
     finished_at  timestamptz
@@ -31,7 +33,10 @@ ALTER TABLE bench_base.job SET (
     autovacuum_analyze_scale_factor = 0.02,
     autovacuum_vacuum_cost_delay = 0
 );
-CREATE INDEX job_ready_idx ON bench_base.job (queue, id) WHERE state = 'ready';
+-- The same shape as pgtq's ready index and claim order (priority, then
+-- push order): the only index that gives this order, so the planner cannot
+-- walk the primary key through every finished row instead.
+CREATE INDEX job_ready_idx ON bench_base.job (queue, priority DESC, id) WHERE state = 'ready';
 CREATE INDEX job_finished_idx ON bench_base.job (finished_at) WHERE state = 'done';
 """
 
@@ -62,7 +67,7 @@ def claim_sql(batch: int) -> str:
     return (
         "WITH c AS MATERIALIZED ("
         " SELECT id FROM bench_base.job WHERE queue = %s AND state = 'ready'"
-        f" ORDER BY id LIMIT {int(batch)} FOR UPDATE SKIP LOCKED)"
+        f" ORDER BY priority DESC, id LIMIT {int(batch)} FOR UPDATE SKIP LOCKED)"
         " UPDATE bench_base.job AS j SET state = 'running', started_at = now()"
         " FROM c WHERE j.id = c.id RETURNING j.id, j.task, j.args"
     )
