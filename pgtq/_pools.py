@@ -44,7 +44,41 @@ class Pool(Protocol):
 
     def abandon(self, task: Task) -> None: ...
 
+    def started_at(self, task_id: int) -> float | None: ...
+
+    def unstarted(self) -> int: ...
+
+    def take_unstarted(self) -> list[Task]: ...
+
     def close(self) -> None: ...
+
+
+class _WorkQueue:
+    """Tasks submitted to a pool, taken by whichever slot is free first (so
+    a batch flows through the slots without a round trip to the dispatcher),
+    and the time each one started."""
+
+    def __init__(self) -> None:
+        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.started: dict[int, float] = {}
+
+    def started_at(self, task_id: int) -> float | None:
+        return self.started.get(task_id)
+
+    def unstarted(self) -> int:
+        return self.queue.qsize()
+
+    def take_unstarted(self) -> list[Task]:
+        taken = []
+        while True:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                return taken
+            if item is None:  # a stop marker: leave it for the slots
+                self.queue.put(None)
+                return taken
+            taken.append(item[0])
 
 
 class _Abandoned(BaseException):
@@ -58,7 +92,7 @@ class _Slot:
     task_id: int | None = None
 
 
-class ThreadPool:
+class ThreadPool(_WorkQueue):
     """Runs handlers in ``capacity`` daemon threads.
 
     A handler abandoned at its timeout cannot be killed: its thread is
@@ -68,9 +102,9 @@ class ThreadPool:
     """
 
     def __init__(self, capacity: int, report: Report) -> None:
+        super().__init__()
         self.capacity = capacity
         self._report = report
-        self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._slots: list[_Slot] = []
         self._abandoned: set[int] = set()
@@ -90,15 +124,17 @@ class ThreadPool:
     def _serve(self, slot: _Slot) -> None:
         try:
             while not slot.retired:
-                item = self._work.get()
+                item = self.queue.get()
                 if item is None:
                     return
                 task, handler = item
                 with self._lock:
                     slot.task_id = task.id
+                    self.started[task.id] = time.monotonic()
                 outcome = run_task(task, handler.func, handler.timeout)
                 with self._lock:
                     slot.task_id = None
+                    self.started.pop(task.id, None)
                     ignored = task.id in self._abandoned
                     self._abandoned.discard(task.id)
                 if not ignored:
@@ -107,7 +143,7 @@ class ThreadPool:
             return
 
     def submit(self, task: Task, handler: Handler[Any, Any]) -> None:
-        self._work.put((task, handler))
+        self.queue.put((task, handler))
 
     def abandon(self, task: Task) -> None:
         with self._lock:
@@ -127,10 +163,10 @@ class ThreadPool:
     def close(self) -> None:
         self._closed = True
         for _ in range(len(self._slots)):
-            self._work.put(None)
+            self.queue.put(None)
 
 
-class ProcessPool:
+class ProcessPool(_WorkQueue):
     """Runs handlers in ``capacity`` child processes (one job each at a time).
 
     Each child imports ``target`` (``MODULE:QUEUE_OBJECT``) itself. A child
@@ -139,11 +175,11 @@ class ProcessPool:
     """
 
     def __init__(self, capacity: int, report: Report, target: str) -> None:
+        super().__init__()
         self.capacity = capacity
         self._report = report
         self._target = target
         self._context = multiprocessing.get_context("spawn")
-        self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._children: dict[int, Any] = {}  # task id -> process running it
         self._abandoned: set[int] = set()
@@ -169,18 +205,20 @@ class ProcessPool:
         process, pipe = self._spawn()
         try:
             while True:
-                item = self._work.get()
+                item = self.queue.get()
                 if item is None:
                     return
                 task, _handler = item
                 if not process.is_alive():
                     process, pipe = self._replace(process, pipe)
+                started = time.monotonic()
                 with self._lock:
                     self._children[task.id] = process
-                started = time.monotonic()
+                    self.started[task.id] = started
                 outcome = _run_in_child(task, process, pipe, started)
                 with self._lock:
                     self._children.pop(task.id, None)
+                    self.started.pop(task.id, None)
                     ignored = task.id in self._abandoned
                     self._abandoned.discard(task.id)
                 if outcome is None:  # the child died: report it, replace it at once
@@ -198,7 +236,7 @@ class ProcessPool:
         return self._spawn()
 
     def submit(self, task: Task, handler: Handler[Any, Any]) -> None:
-        self._work.put((task, handler))
+        self.queue.put((task, handler))
 
     def abandon(self, task: Task) -> None:
         with self._lock:
@@ -211,7 +249,7 @@ class ProcessPool:
     def close(self) -> None:
         self._closed = True
         for _ in self._threads:
-            self._work.put(None)
+            self.queue.put(None)
         with self._lock:
             running = list(self._children.values())
         for process in running:

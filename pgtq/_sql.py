@@ -34,6 +34,14 @@ PUSH_DELAYED: Final = (
     " max_attempts => %(max_attempts)s::integer)"
 )
 
+PUSH_MANY: Final = (
+    "SELECT pgtq.push_many("
+    "queue => %(queue)s::text, task => %(task)s::text,"
+    " args => %(args)s::jsonb[], kwargs => %(kwargs)s::jsonb[],"
+    " run_at => coalesce(%(run_at)s::timestamptz, now() + %(delay)s::interval),"
+    " priority => %(priority)s::integer, max_attempts => %(max_attempts)s::integer)"
+)
+
 POP: Final = (
     "SELECT id, queue, task, args, kwargs, priority, attempt, max_attempts,"
     " lease, lease_expires_at"

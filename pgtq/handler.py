@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
@@ -47,6 +47,24 @@ class PushOptions(Generic[P, R]):
             queue=self.queue,
         )
 
+    def push_many(
+        self, args_list: Sequence[Sequence[Any]], kwargs_list: Sequence[Mapping[str, Any]] | None = None
+    ) -> list[int]:
+        """Enqueue one job per element of ``args_list`` (and ``kwargs_list``)
+        with these options, in one call; returns their ids."""
+        handler = self.handler
+        return handler.pgtq.push_many(
+            handler.name,
+            args_list,
+            kwargs_list,
+            run_at=self.run_at,
+            delay=self.delay,
+            priority=handler.priority if self.priority is None else self.priority,
+            max_attempts=handler.max_attempts if self.max_attempts is None else self.max_attempts,
+            conn=self.conn,
+            queue=self.queue,
+        )
+
 
 class Handler(Generic[P, R]):
     """A task handler registered with ``PgTq.handler()``.
@@ -81,6 +99,13 @@ class Handler(Generic[P, R]):
     def push(self, *args: P.args, **kwargs: P.kwargs) -> int:
         """Enqueue a job that calls this handler with these arguments."""
         return PushOptions(self).push(*args, **kwargs)
+
+    def push_many(
+        self, args_list: Sequence[Sequence[Any]], kwargs_list: Sequence[Mapping[str, Any]] | None = None
+    ) -> list[int]:
+        """Enqueue many jobs of this handler in one call (``pgtq.push_many``):
+        one per element of ``args_list``, with ``kwargs_list``'s element."""
+        return PushOptions(self).push_many(args_list, kwargs_list)
 
     def options(
         self,

@@ -39,6 +39,25 @@ def _as_interval(value: timedelta | float | int | None, what: str) -> timedelta 
     return timedelta(seconds=value)
 
 
+def tasks_from_rows(rows: Sequence[Mapping[str, Any]]) -> list[Task]:
+    """Tasks from the rows of ``pgtq.pop`` (fetched as dicts)."""
+    return [
+        Task(
+            id=row["id"],
+            queue=row["queue"],
+            name=row["task"],
+            args=tuple(row["args"]),
+            kwargs=dict(row["kwargs"]),
+            priority=row["priority"],
+            attempt=row["attempt"],
+            max_attempts=row["max_attempts"],
+            lease=row["lease"],
+            lease_expires_at=row["lease_expires_at"],
+        )
+        for row in rows
+    ]
+
+
 class PgTq:
     """A queue named ``queue`` in the database at ``dsn``.
 
@@ -156,6 +175,29 @@ class PgTq:
 
     # -- the SQL API -------------------------------------------------------
 
+    def _push_params(
+        self,
+        task: str,
+        run_at: datetime | None,
+        delay: timedelta | float | None,
+        priority: int,
+        max_attempts: int,
+        queue: str | None,
+    ) -> dict[str, Any]:
+        """The checked options of a push, as SQL parameters."""
+        if run_at is not None and delay is not None:
+            raise ValueError("give run_at or delay, not both")
+        if run_at is not None and (not isinstance(run_at, datetime) or run_at.tzinfo is None):
+            raise ValueError(f"run_at must be a timezone-aware datetime, got {run_at!r}")
+        return {
+            "queue": self.queue if queue is None else queue,
+            "task": task,
+            "run_at": run_at,
+            "delay": _as_interval(delay, "delay"),
+            "priority": priority,
+            "max_attempts": max_attempts,
+        }
+
     def push(
         self,
         task: str,
@@ -177,22 +219,40 @@ class PgTq:
         measured by the database clock) schedule it for later.
         """
         args_json, kwargs_json = encode_arguments(task, args, kwargs or {})
-        if run_at is not None and delay is not None:
-            raise ValueError("give run_at or delay, not both")
-        if run_at is not None and (not isinstance(run_at, datetime) or run_at.tzinfo is None):
-            raise ValueError(f"run_at must be a timezone-aware datetime, got {run_at!r}")
-        params = {
-            "queue": self.queue if queue is None else queue,
-            "task": task,
-            "args": args_json,
-            "kwargs": kwargs_json,
-            "run_at": run_at,
-            "delay": _as_interval(delay, "delay"),
-            "priority": priority,
-            "max_attempts": max_attempts,
-        }
+        params = self._push_params(task, run_at, delay, priority, max_attempts, queue)
+        params["args"], params["kwargs"] = args_json, kwargs_json
         sql = _sql.PUSH if delay is None else _sql.PUSH_DELAYED
         return int(self._call(sql, params, conn))
+
+    def push_many(
+        self,
+        task: str,
+        args_list: Sequence[Sequence[Any]],
+        kwargs_list: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        run_at: datetime | None = None,
+        delay: timedelta | float | None = None,
+        priority: int = 0,
+        max_attempts: int = 25,
+        conn: psycopg.Connection[Any] | None = None,
+        queue: str | None = None,
+    ) -> list[int]:
+        """Enqueue one job of ``task`` per element of ``args_list`` (with the
+        matching element of ``kwargs_list``) in one call (``pgtq.push_many``);
+        returns their ids in order. All are written or none. The options are
+        those of :meth:`push` and apply to every job."""
+        if kwargs_list is not None and len(kwargs_list) != len(args_list):
+            raise ValueError(f"got {len(args_list)} argument lists but {len(kwargs_list)} keyword mappings")
+        encoded = [
+            encode_arguments(task, args, kwargs_list[n] if kwargs_list is not None else {})
+            for n, args in enumerate(args_list)
+        ]
+        params = self._push_params(task, run_at, delay, priority, max_attempts, queue)
+        params["args"] = [args_json for args_json, _ in encoded]
+        params["kwargs"] = None if kwargs_list is None else [kwargs_json for _, kwargs_json in encoded]
+        with database_errors():
+            rows = (conn or self._connection()).execute(_sql.PUSH_MANY, params).fetchall()
+        return [int(row[0]) for row in rows]
 
     def pop(
         self,
@@ -214,25 +274,14 @@ class PgTq:
         conn: psycopg.Connection[Any] | None = None,
     ) -> list[Task]:
         """Claim up to ``n`` ready jobs in one call."""
-        params = {"queue": self.queue, "worker": worker, "n": n, "lease": _as_interval(lease, "lease")}
         with database_errors():
             cursor = (conn or self._connection()).cursor(row_factory=dict_row)
-            rows = cursor.execute(_sql.POP, params).fetchall()
-        return [
-            Task(
-                id=row["id"],
-                queue=row["queue"],
-                name=row["task"],
-                args=tuple(row["args"]),
-                kwargs=dict(row["kwargs"]),
-                priority=row["priority"],
-                attempt=row["attempt"],
-                max_attempts=row["max_attempts"],
-                lease=row["lease"],
-                lease_expires_at=row["lease_expires_at"],
-            )
-            for row in rows
-        ]
+            rows = cursor.execute(_sql.POP, self.pop_params(n, worker, lease)).fetchall()
+        return tasks_from_rows(rows)
+
+    def pop_params(self, n: int, worker: str | None, lease: timedelta | float) -> dict[str, Any]:
+        """The parameters of ``_sql.POP`` for this queue."""
+        return {"queue": self.queue, "worker": worker, "n": n, "lease": _as_interval(lease, "lease")}
 
     def complete(
         self, task: Task, result: Any = None, *, conn: psycopg.Connection[Any] | None = None

@@ -37,6 +37,7 @@ from datetime import timedelta
 from typing import Any, Literal
 
 import psycopg
+from psycopg.rows import dict_row
 
 from pgtq import _sql
 from pgtq._execution import Outcome, current_task, timeout_outcome
@@ -44,7 +45,7 @@ from pgtq._listener import ANY_QUEUE, Listener
 from pgtq._pools import Pool, ProcessPool, ThreadPool
 from pgtq.errors import ConnectionFailedError, PgTqError, database_errors
 from pgtq.handler import Handler
-from pgtq.queue import PgTq
+from pgtq.queue import PgTq, tasks_from_rows
 from pgtq.task import Task
 
 logger = logging.getLogger("pgtq.worker")
@@ -106,10 +107,21 @@ def new_worker_id() -> str:
 
 @dataclass
 class _Running:
+    """A claimed job handed to the pool (running, or queued for a slot)."""
+
     task: Task
     handler: Handler[Any, Any]
-    started: float
-    deadline: float | None
+    grace: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Replies:
+    """Outcomes sent in a pipeline, and the cursors their replies come on."""
+
+    done: list[Outcome]
+    completing: psycopg.Cursor[Any] | None
+    failed: list[Outcome]
+    failing: list[psycopg.Cursor[Any]]
 
 
 @dataclass(frozen=True)
@@ -163,7 +175,6 @@ class Worker:
         self._primary = served[0]
         self._events: queue_module.SimpleQueue[_Wake | _Finished | _StopRequest] = queue_module.SimpleQueue()
         self._conn: psycopg.Connection[Any] | None = None
-        self._buffer: deque[Task] = deque()
         self._running: dict[int, _Running] = {}
         self._pending: list[Outcome] = []
         self._timers = _Timers(queues_to_pop=set(self.queues))
@@ -237,8 +248,7 @@ class Worker:
         try:
             self._flush_outcomes()
             if self._stopping:
-                self._release(list(self._buffer))
-                self._buffer.clear()
+                self._hand_back_unstarted()
                 return
             if now >= self._timers.next_tick:
                 self._tick()
@@ -246,8 +256,8 @@ class Worker:
             if now >= self._timers.next_heartbeat:
                 self._heartbeat()
                 self._timers.next_heartbeat = now + self.settings.heartbeat_every
-            self._fill_slots(now)
-            self._flush_outcomes()
+            self._flush_and_claim(now)
+            self._claim_more()
         except ConnectionFailedError as error:
             self._lost_database(error)
 
@@ -290,46 +300,78 @@ class Worker:
             candidates.append(self._timers.next_reconnect)
         elif not self._stopping:
             candidates += [self._timers.next_tick, self._timers.next_heartbeat, self._timers.next_poll]
-            if self._buffer and len(self._running) < self.settings.concurrency:
-                candidates.append(now)
         if self._pending and self._conn is not None:
             candidates.append(now)
         if self._stopping:
             candidates.append(self._shutdown_deadline)
-        candidates += [r.deadline for r in self._running.values() if r.deadline is not None]
+        for running in self._running.values():
+            deadline = self._deadline(running)
+            if running.handler.timeout is not None:  # not started yet: look again soon
+                candidates.append(deadline if deadline is not None else now + 0.05)
         return max(now, min(candidates))
 
     # -- claiming and running ----------------------------------------------
 
-    def _fill_slots(self, now: float) -> None:
+    def _room_to_claim(self, now: float) -> int:
+        """How many jobs to claim now: none while the pool has enough queued;
+        at once when a slot may be free, or when half the jobs in hand are
+        done (prefetch, with --batch-size above --concurrency)."""
         if now >= self._timers.next_poll:
             self._timers.queues_to_pop.update(self.queues)
             self._timers.next_poll = now + self.settings.poll_interval
-        room = self.settings.jobs_in_hand - len(self._running) - len(self._buffer)
-        if not self._buffer and room > 0:
-            self._claim(room)
-        while self._buffer and len(self._running) < self.settings.concurrency:
-            self._start(self._buffer.popleft(), time.monotonic())
+        assert self._pool is not None
+        room = self.settings.jobs_in_hand - len(self._running)
+        if room > 0 and (self._pool.unstarted() == 0 or room >= self.settings.jobs_in_hand // 2):
+            return room
+        return 0
 
-    def _claim(self, room: int) -> None:
-        """Pop from the queues that may have work, round robin, until there
-        is no room or no queue has more."""
+    def _next_queue_to_pop(self) -> str | None:
         for _ in range(len(self._round_robin)):
             name = self._round_robin[0]
             self._round_robin.rotate(-1)
-            if room <= 0:
+            if name in self._timers.queues_to_pop:
+                return name
+        return None
+
+    def _flush_and_claim(self, now: float) -> None:
+        """One round trip for both directions: write the pending outcomes
+        (one transaction) and claim the next jobs of one queue, pipelined."""
+        room = self._room_to_claim(now)
+        name = self._next_queue_to_pop() if room > 0 else None
+        if name is None:
+            self._flush_outcomes()
+            return
+        assert self._conn is not None
+        with database_errors():
+            with self._conn.pipeline():
+                replies = self._send_outcomes()
+                popping = self._conn.cursor(row_factory=dict_row).execute(
+                    _sql.POP, self.queues[name].pop_params(room, self.worker_id, self.settings.lease)
+                )
+            self._log_replies(replies)
+            tasks = tasks_from_rows(popping.fetchall())
+        self._took(name, room, tasks)
+
+    def _claim_more(self) -> None:
+        """Claim from the other queues that may have work while there is room."""
+        room = self._room_to_claim(time.monotonic())
+        while room > 0:
+            name = self._next_queue_to_pop()
+            if name is None:
                 return
-            if name not in self._timers.queues_to_pop:
-                continue
             tasks = self.queues[name].pop_many(
                 room, worker=self.worker_id, lease=self.settings.lease, conn=self._conn
             )
-            if len(tasks) < room:
-                self._timers.queues_to_pop.discard(name)  # drained: wait for a wake-up
-            self._buffer.extend(tasks)
+            self._took(name, room, tasks)
             room -= len(tasks)
 
-    def _start(self, task: Task, now: float) -> None:
+    def _took(self, name: str, asked: int, tasks: list[Task]) -> None:
+        if len(tasks) < asked:
+            self._timers.queues_to_pop.discard(name)  # drained: wait for a wake-up
+        for task in tasks:
+            self._hand_to_pool(task)
+
+    def _hand_to_pool(self, task: Task) -> None:
         handler = self.queues[task.queue].handlers.get(task.name)
         if handler is None:
             known = ", ".join(sorted(self.queues[task.queue].handlers)) or "none"
@@ -347,46 +389,80 @@ class Worker:
         # An async handler cancels itself at its timeout; the deadline here is
         # the backstop. A synchronous one is abandoned at the deadline.
         grace = 1.0 if inspect.iscoroutinefunction(handler.func) else 0.0
-        deadline = None if handler.timeout is None else now + handler.timeout + grace
-        self._running[task.id] = _Running(task, handler, now, deadline)
+        self._running[task.id] = _Running(task, handler, grace)
         assert self._pool is not None
         self._pool.submit(task, handler)
 
+    def _deadline(self, running: _Running) -> float | None:
+        """When a started job with a timeout must be stopped (None: no
+        timeout, or not started yet)."""
+        if running.handler.timeout is None:
+            return None
+        assert self._pool is not None
+        started = self._pool.started_at(running.task.id)
+        return None if started is None else started + running.handler.timeout + running.grace
+
     def _enforce_timeouts(self, now: float) -> None:
-        late = [r for r in self._running.values() if r.deadline is not None and now >= r.deadline]
-        for running in late:
+        assert self._pool is not None
+        for running in list(self._running.values()):
+            deadline = self._deadline(running)
+            if deadline is None or now < deadline:
+                continue
+            started = self._pool.started_at(running.task.id)
             del self._running[running.task.id]
-            assert self._pool is not None and running.handler.timeout is not None
             self._pool.abandon(running.task)
-            elapsed = now - running.started
+            assert running.handler.timeout is not None
+            elapsed = now - (started if started is not None else now)
             self._pending.append(timeout_outcome(running.task, running.handler.timeout, elapsed))
+
+    def _hand_back_unstarted(self) -> None:
+        """Take back the jobs still queued in the pool and release them."""
+        assert self._pool is not None
+        unstarted = self._pool.take_unstarted()
+        for task in unstarted:
+            self._running.pop(task.id, None)
+        self._release(unstarted)
 
     # -- writing to the database -------------------------------------------
 
     def _flush_outcomes(self) -> None:
-        """Write every pending outcome in one round trip (pipeline mode) and
-        one transaction (one WAL flush for the lot): the successes with one
-        ``pgtq.complete_many``, each failure with ``pgtq.fail``."""
+        """Write every pending outcome in one round trip."""
         if not self._pending or self._conn is None:
             return
+        with database_errors():
+            with self._conn.pipeline():
+                replies = self._send_outcomes()
+            self._log_replies(replies)
+
+    def _send_outcomes(self) -> _Replies | None:
+        """Queue the pending outcomes in the open pipeline, in one
+        transaction (one WAL flush for the lot): the successes with one
+        ``pgtq.complete_many``, each failure with ``pgtq.fail``."""
+        if not self._pending:
+            return None
+        assert self._conn is not None
         done = [outcome for outcome in self._pending if outcome.kind == "done"]
         failed = [outcome for outcome in self._pending if outcome.kind != "done"]
-        with database_errors():
-            with self._conn.transaction(), self._conn.pipeline():
-                completing = (
-                    self._conn.execute(_sql.COMPLETE_MANY, _complete_many_params(done)) if done else None
-                )
-                failing = [self._conn.execute(*_fail_call(outcome)) for outcome in failed]
-            completed = {row[0] for row in completing.fetchall()} if completing is not None else set()
-            new_states = [cursor.fetchone() for cursor in failing]
-        self._pending.clear()
-        for outcome in done:
+        with self._conn.transaction():
+            completing = self._conn.execute(_sql.COMPLETE_MANY, _complete_many_params(done)) if done else None
+            failing = [self._conn.execute(*_fail_call(outcome)) for outcome in failed]
+        return _Replies(done, completing, failed, failing)
+
+    def _log_replies(self, replies: _Replies | None) -> None:
+        """Read the replies of written outcomes, which leave ``_pending``
+        only now: when the round trip fails they stay to be written again."""
+        if replies is None:
+            return
+        del self._pending[: len(replies.done) + len(replies.failed)]
+        completed = {row[0] for row in replies.completing.fetchall()} if replies.completing else set()
+        for outcome in replies.done:
             _log_outcome(outcome, outcome.task.id in completed)
-        for outcome, reply in zip(failed, new_states, strict=True):
+        for outcome, cursor in zip(replies.failed, replies.failing, strict=True):
+            reply = cursor.fetchone()
             _log_outcome(outcome, None if reply is None else reply[0])
 
     def _heartbeat(self) -> None:
-        held = [r.task for r in self._running.values()] + list(self._buffer)
+        held = [r.task for r in self._running.values()]
         assert self._conn is not None
         with database_errors():
             with self._conn.transaction(), self._conn.pipeline():
@@ -485,9 +561,7 @@ class Worker:
                 self._release(late)
             except ConnectionFailedError as error:
                 logger.warning("could not hand back the jobs (%s); their leases will expire", error)
-        if self._pending and self._conn is not None:
-            return False  # write them first
-        return not self._buffer or self._conn is None
+        return not (self._pending and self._conn is not None)  # write them first
 
     def _shut_down(self) -> None:
         if self._listener is not None:
@@ -498,7 +572,6 @@ class Worker:
             try:
                 with database_errors():
                     self._flush_outcomes()
-                    self._release(list(self._buffer))
                     self._conn.execute(_sql.UNREGISTER_WORKER, {"worker": self.worker_id})
             except PgTqError as error:
                 logger.warning("could not unregister cleanly: %s", error)

@@ -239,6 +239,56 @@ BEGIN
 END
 $$;
 
+-- Guarantees: true when the options of a push are all valid (the same rules
+-- as _check_push_options), as an expression PostgreSQL inlines into its
+-- pinned caller: a valid push pays no extra function call. Like
+-- _is_plain_name it has no SET clause, so every name in it is qualified.
+CREATE FUNCTION pgtq._push_options_ok(queue text, task text, priority integer, max_attempts integer,
+                                      run_at timestamptz, as_of timestamptz)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT coalesce(pgtq._is_plain_name(queue) AND pgtq._is_plain_name(task)
+                    AND priority IS NOT NULL
+                    AND max_attempts OPERATOR(pg_catalog.>=) 1
+                    AND max_attempts OPERATOR(pg_catalog.<=) 1000
+                    AND pg_catalog.isfinite(as_of)
+                    AND (run_at IS NULL OR pg_catalog.isfinite(run_at)),
+                    false)
+$$;
+
+-- Guarantees: raises the error (PT003 or PT004) naming the first invalid
+-- option of a push: queue or task name, priority, max_attempts, as_of,
+-- run_at. Returns quietly when all are valid. Shared by push and push_many,
+-- which call it when _push_options_ok says something is wrong.
+CREATE FUNCTION pgtq._check_push_options(queue text, task text, priority integer, max_attempts integer,
+                                         run_at timestamptz, as_of timestamptz)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+BEGIN
+    PERFORM pgtq._checked_name('queue', queue);
+    PERFORM pgtq._checked_name('task', task);
+    IF priority IS NULL THEN
+        RAISE EXCEPTION 'pgtq: priority must not be NULL' USING ERRCODE = 'PT004';
+    END IF;
+    IF max_attempts IS NULL OR max_attempts < 1 OR max_attempts > 1000 THEN
+        RAISE EXCEPTION 'pgtq: max_attempts must be between 1 and 1000, got %',
+                coalesce(max_attempts::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF as_of IS NULL OR NOT isfinite(as_of) THEN
+        RAISE EXCEPTION 'pgtq: as_of must be a finite time, got %', coalesce(as_of::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF run_at IS NOT NULL AND NOT isfinite(run_at) THEN
+        RAISE EXCEPTION 'pgtq: run_at must be a finite time, got %', run_at
+            USING ERRCODE = 'PT004';
+    END IF;
+END
+$$;
+
 -- Guarantees: the state a job goes to after a failed attempt, by one rule
 -- shared by fail() and the lease rescue in tick(): attempts remain ->
 -- scheduled (or ready when the retry is already due); none left -> failed.
@@ -323,8 +373,11 @@ DECLARE
     new_state     pgtq.job_state;
     new_id        bigint;
 BEGIN
-    PERFORM pgtq._checked_name('queue', push.queue);
-    PERFORM pgtq._checked_name('task', push.task);
+    IF NOT pgtq._push_options_ok(push.queue, push.task, push.priority, push.max_attempts,
+                                 push.run_at, push.as_of) THEN
+        PERFORM pgtq._check_push_options(push.queue, push.task, push.priority, push.max_attempts,
+                                         push.run_at, push.as_of);
+    END IF;
     IF push.args IS NULL OR jsonb_typeof(push.args) <> 'array' THEN
         RAISE EXCEPTION 'pgtq: args must be a JSON array, got %',
                 coalesce(jsonb_typeof(push.args), 'NULL')
@@ -334,22 +387,6 @@ BEGIN
         RAISE EXCEPTION 'pgtq: kwargs must be a JSON object, got %',
                 coalesce(jsonb_typeof(push.kwargs), 'NULL')
             USING ERRCODE = 'PT002';
-    END IF;
-    IF push.priority IS NULL THEN
-        RAISE EXCEPTION 'pgtq: priority must not be NULL' USING ERRCODE = 'PT004';
-    END IF;
-    IF push.max_attempts IS NULL OR push.max_attempts < 1 OR push.max_attempts > 1000 THEN
-        RAISE EXCEPTION 'pgtq: max_attempts must be between 1 and 1000, got %',
-                coalesce(push.max_attempts::text, 'NULL')
-            USING ERRCODE = 'PT004';
-    END IF;
-    IF push.as_of IS NULL OR NOT isfinite(push.as_of) THEN
-        RAISE EXCEPTION 'pgtq: as_of must be a finite time, got %', coalesce(push.as_of::text, 'NULL')
-            USING ERRCODE = 'PT004';
-    END IF;
-    IF push.run_at IS NOT NULL AND NOT isfinite(push.run_at) THEN
-        RAISE EXCEPTION 'pgtq: run_at must be a finite time, got %', push.run_at
-            USING ERRCODE = 'PT004';
     END IF;
 
     SELECT s.max_payload_bytes INTO payload_limit FROM pgtq._settings AS s;
@@ -373,6 +410,83 @@ BEGIN
         PERFORM pgtq._announce(push.queue);
     END IF;
     RETURN new_id;
+END
+$$;
+
+-- Guarantees: pushes many jobs of one task in one statement, in the
+-- caller's transaction: one job per element of `args` (with the element of
+-- `kwargs` at the same position; '{}' when kwargs is NULL), all with the
+-- same run_at, priority and max_attempts; returns their ids in the order
+-- given. Everything is checked first, every element too (the error names
+-- the element's position, counting from 1); on bad input it raises the
+-- error push would raise and writes nothing. Ready jobs are announced once.
+CREATE FUNCTION pgtq.push_many(queue text,
+                               task text,
+                               args jsonb[],
+                               kwargs jsonb[] DEFAULT NULL,
+                               run_at timestamptz DEFAULT NULL,
+                               priority integer DEFAULT 0,
+                               max_attempts integer DEFAULT 25,
+                               as_of timestamptz DEFAULT now())
+RETURNS SETOF bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    payload_limit integer;
+    bad           record;
+    due           timestamptz;
+    new_state     pgtq.job_state;
+BEGIN
+    IF NOT pgtq._push_options_ok(push_many.queue, push_many.task, push_many.priority,
+                                 push_many.max_attempts, push_many.run_at, push_many.as_of) THEN
+        PERFORM pgtq._check_push_options(push_many.queue, push_many.task, push_many.priority,
+                                         push_many.max_attempts, push_many.run_at, push_many.as_of);
+    END IF;
+    IF push_many.args IS NULL OR cardinality(push_many.args) > 100000
+       OR (push_many.kwargs IS NOT NULL AND cardinality(push_many.kwargs) <> cardinality(push_many.args)) THEN
+        RAISE EXCEPTION 'pgtq: push_many needs args (and kwargs, if given) of one length of at most 100000, '
+                        'got % args and % kwargs',
+                coalesce(cardinality(push_many.args)::text, 'NULL'),
+                coalesce(cardinality(push_many.kwargs)::text, 'no')
+            USING ERRCODE = 'PT004';
+    END IF;
+
+    SELECT s.max_payload_bytes INTO payload_limit FROM pgtq._settings AS s;
+    SELECT e.position, e.a, e.k, pg_column_size(e.a) + coalesce(pg_column_size(e.k), 0) AS size INTO bad
+    FROM unnest(push_many.args, push_many.kwargs) WITH ORDINALITY AS e (a, k, position)
+    WHERE e.a IS NULL OR jsonb_typeof(e.a) <> 'array'
+       OR (push_many.kwargs IS NOT NULL AND (e.k IS NULL OR jsonb_typeof(e.k) <> 'object'))
+       OR pg_column_size(e.a) + coalesce(pg_column_size(e.k), 0) > payload_limit
+    ORDER BY e.position
+    LIMIT 1;
+    IF FOUND THEN
+        IF bad.a IS NULL OR jsonb_typeof(bad.a) <> 'array' THEN
+            RAISE EXCEPTION 'pgtq: args of job % must be a JSON array, got %',
+                    bad.position, coalesce(jsonb_typeof(bad.a), 'NULL')
+                USING ERRCODE = 'PT001';
+        ELSIF bad.k IS NULL OR jsonb_typeof(bad.k) <> 'object' THEN
+            RAISE EXCEPTION 'pgtq: kwargs of job % must be a JSON object, got %',
+                    bad.position, coalesce(jsonb_typeof(bad.k), 'NULL')
+                USING ERRCODE = 'PT002';
+        END IF;
+        RAISE EXCEPTION 'pgtq: payload of job % of task % is % bytes, over the limit of % bytes',
+                bad.position, quote_literal(push_many.task), bad.size, payload_limit
+            USING ERRCODE = 'PT005';
+    END IF;
+
+    due := coalesce(push_many.run_at, push_many.as_of);
+    new_state := CASE WHEN due <= push_many.as_of THEN 'ready' ELSE 'scheduled' END;
+    RETURN QUERY
+    INSERT INTO pgtq._job AS j (queue, task, args, kwargs, state, priority, max_attempts, run_at, created_at)
+    SELECT push_many.queue, push_many.task, e.a, coalesce(e.k, '{}'), new_state,
+           push_many.priority, push_many.max_attempts, due, push_many.as_of
+    FROM unnest(push_many.args, push_many.kwargs) WITH ORDINALITY AS e (a, k, position)
+    ORDER BY e.position
+    RETURNING j.id;
+    IF new_state = 'ready' AND cardinality(push_many.args) > 0 THEN
+        PERFORM pgtq._announce(push_many.queue);
+    END IF;
 END
 $$;
 
@@ -994,7 +1108,8 @@ BEGIN
 
     IF install_roles.producer <> ALL (missing) THEN
         EXECUTE format('GRANT USAGE ON SCHEMA pgtq TO %I', install_roles.producer);
-        EXECUTE format('GRANT EXECUTE ON FUNCTION pgtq.push, pgtq.version TO %I', install_roles.producer);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION pgtq.push, pgtq.push_many, pgtq.version TO %I',
+                       install_roles.producer);
         granted := granted || install_roles.producer;
     END IF;
     IF install_roles.worker <> ALL (missing) THEN
@@ -1007,7 +1122,7 @@ BEGIN
     END IF;
     IF install_roles.admin <> ALL (missing) THEN
         EXECUTE format('GRANT USAGE ON SCHEMA pgtq TO %I', install_roles.admin);
-        EXECUTE format('GRANT EXECUTE ON FUNCTION pgtq.push, pgtq.pop, pgtq.complete, pgtq.complete_many, pgtq.fail, '
+        EXECUTE format('GRANT EXECUTE ON FUNCTION pgtq.push, pgtq.push_many, pgtq.pop, pgtq.complete, pgtq.complete_many, pgtq.fail, '
                        'pgtq.heartbeat, pgtq.release, pgtq.tick, pgtq.cancel, pgtq.retry, pgtq.prune, '
                        'pgtq.configure, pgtq.register_worker, pgtq.unregister_worker, pgtq.backoff, '
                        'pgtq.version TO %I', install_roles.admin);

@@ -222,3 +222,26 @@ def test_unreachable_database_is_a_clear_error() -> None:
 def test_queue_name_must_be_given() -> None:
     with pytest.raises(ValueError, match="queue name must be a non-empty string"):
         pgtq.PgTq("", "dbname=x")
+
+
+def test_push_many_enqueues_all_or_nothing(q: pgtq.PgTq, dsn: str, db: psycopg.Connection[Any]) -> None:
+    @q.handler(max_attempts=4)
+    def resize(path: str, width: int = 100) -> None: ...
+
+    ids = resize.push_many([("a.png",), ("b.png",)], [{"width": 10}, {}])
+    assert db.execute("SELECT id, args, kwargs, max_attempts FROM pgtq.jobs ORDER BY id").fetchall() == [
+        (ids[0], ["a.png"], {"width": 10}, 4),
+        (ids[1], ["b.png"], {}, 4),
+    ]
+    later = resize.options(delay=60, priority=3).push_many([("c.png",)] * 3)
+    assert len(later) == 3
+    assert scalar(db, "SELECT count(*) FROM pgtq.jobs WHERE state = 'scheduled' AND priority = 3") == 3
+
+    with pytest.raises(TypeError, match="not JSON-serialisable"):
+        resize.push_many([("ok",), (object(),)])
+    with pytest.raises(ValueError, match="2 argument lists but 1 keyword mappings"):
+        resize.push_many([("a",), ("b",)], [{}])
+    with psycopg.connect(dsn) as business:
+        resize.options(conn=business).push_many([("rolled-back",)] * 5)
+        business.rollback()
+    assert scalar(db, "SELECT count(*) FROM pgtq.jobs") == 5, "refused and rolled-back pushes wrote nothing"

@@ -190,5 +190,5 @@ def test_the_extension_route_grants_the_same_rights(empty_dsn: str) -> None:
             "SELECT count(*) FROM pg_init_privs i JOIN pg_proc p ON p.oid = i.objoid"
             " WHERE p.pronamespace = 'pgtq'::regnamespace AND i.privtype = 'e'",
         )
-    assert rights == ["push", "version"]
+    assert rights == ["push", "push_many", "version"]
     assert recorded > 0, "the extension's grants are recorded as its initial privileges (pg_dump)"

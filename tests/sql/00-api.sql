@@ -1,13 +1,16 @@
 -- The public SQL surface: every function with its exact signature, the
 -- job states, the views. A change here is a change of the public API.
 BEGIN;
-SELECT plan(30);
+SELECT plan(31);
 
 SELECT has_schema('pgtq');
 SELECT has_function('pgtq', 'version', ARRAY[]::text[]);
 SELECT is(pgtq.version(), '0.1.0', 'version() is 0.1.0');
 SELECT has_function('pgtq', 'push',
     ARRAY['text', 'text', 'jsonb', 'jsonb', 'timestamp with time zone', 'integer', 'integer',
+          'timestamp with time zone']);
+SELECT has_function('pgtq', 'push_many',
+    ARRAY['text', 'text', 'jsonb[]', 'jsonb[]', 'timestamp with time zone', 'integer', 'integer',
           'timestamp with time zone']);
 SELECT has_function('pgtq', 'pop',
     ARRAY['text', 'text', 'integer', 'interval', 'timestamp with time zone']);
@@ -55,20 +58,24 @@ SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname)
      FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace AND p.prosecdef),
     ARRAY['cancel', 'complete', 'complete_many', 'configure', 'fail', 'heartbeat', 'pop', 'prune', 'push',
-          'register_worker', 'release', 'retry', 'tick', 'unregister_worker'],
+          'push_many', 'register_worker', 'release', 'retry', 'tick', 'unregister_worker'],
     'the SECURITY DEFINER functions are the ones that write the tables');
 SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname)
      FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace
        AND NOT coalesce('search_path=pg_catalog, pgtq, pg_temp' = ANY (p.proconfig), false)),
-    ARRAY['_is_plain_name'],
-    'every pgtq function pins search_path = pg_catalog, pgtq, pg_temp, but the inlined expression helper');
+    ARRAY['_is_plain_name', '_push_options_ok'],
+    'every pgtq function pins search_path = pg_catalog, pgtq, pg_temp, but the inlined expression helpers');
 -- That helper is inlined into its pinned callers, names nothing unqualified
 -- and may be run by nobody else.
-SELECT ok((SELECT p.prosrc !~ '(^|[^.a-z_])(length|[!~]~)\s*\(' FROM pg_proc p WHERE p.oid = 'pgtq._is_plain_name'::regproc),
-    '_is_plain_name qualifies the functions it calls');
-SELECT ok(NOT has_function_privilege('public', 'pgtq._is_plain_name(text)', 'EXECUTE'),
-    'PUBLIC may not run _is_plain_name');
+SELECT ok((SELECT bool_and(p.prosrc !~ '(^|[^.a-z_])(length|isfinite|_is_plain_name)\s*\(|[^)] [<>]=? ')
+           FROM pg_proc p WHERE p.proname IN ('_is_plain_name', '_push_options_ok')
+             AND p.pronamespace = 'pgtq'::regnamespace),
+    'the inlined helpers qualify the functions and operators they use');
+SELECT ok(NOT has_function_privilege('public', 'pgtq._is_plain_name(text)', 'EXECUTE')
+          AND NOT has_function_privilege('public',
+              'pgtq._push_options_ok(text, text, integer, integer, timestamptz, timestamptz)', 'EXECUTE'),
+    'PUBLIC may not run them');
 
 SELECT * FROM finish();
 ROLLBACK;

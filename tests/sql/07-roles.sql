@@ -23,7 +23,7 @@ SELECT is(
     ARRAY(SELECT p.proname::text FROM pg_proc p
           WHERE p.pronamespace = 'pgtq'::regnamespace AND has_function_privilege('pgtq_producer', p.oid, 'EXECUTE')
           ORDER BY 1),
-    ARRAY['push', 'version'], 'pgtq_producer may execute push and version only');
+    ARRAY['push', 'push_many', 'version'], 'pgtq_producer may execute push, push_many and version only');
 SELECT is(
     ARRAY(SELECT p.proname::text FROM pg_proc p
           WHERE p.pronamespace = 'pgtq'::regnamespace AND has_function_privilege('pgtq_worker', p.oid, 'EXECUTE')
@@ -36,7 +36,7 @@ SELECT is(
           WHERE p.pronamespace = 'pgtq'::regnamespace AND has_function_privilege('pgtq_admin', p.oid, 'EXECUTE')
           ORDER BY 1),
     ARRAY['backoff', 'cancel', 'complete', 'complete_many', 'configure', 'fail', 'heartbeat', 'pop', 'prune',
-          'push', 'register_worker', 'release', 'retry', 'tick', 'unregister_worker', 'version'],
+          'push', 'push_many', 'register_worker', 'release', 'retry', 'tick', 'unregister_worker', 'version'],
     'pgtq_admin may execute every public function, and no helper nor install_roles');
 SELECT is(
     ARRAY(SELECT r.rolname || ':' || c.relname FROM pg_class c
