@@ -7,6 +7,7 @@ import shlex
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--sustained-seconds", type=float, help="length of pgtq's sustained run (default 300, quick 24)"
+    )
+    parser.add_argument(
+        "--offered-rate",
+        type=float,
+        help="sustained run: push this many jobs/s to both systems (default: a fraction of each drain rate)",
+    )
+    parser.add_argument(
+        "--sustained-load",
+        type=float,
+        default=0.7,
+        help="sustained run: the fraction of the measured drain rate to offer (default 0.7)",
     )
     parser.add_argument(
         "--concurrency", type=int, help="pgtq worker --concurrency for its best settings (skips tuning)"
@@ -105,7 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not peers and "peers" in names:
         names.remove("peers")
-    sizes = sizes_for(args.quick, args.sustained_seconds)
+    sizes = replace(
+        sizes_for(args.quick, args.sustained_seconds),
+        sustained_load=args.sustained_load,
+        offered_rate=args.offered_rate,
+    )
     started = time.monotonic()
     now = datetime.now(UTC)
     stem = args.stem or now.strftime("%Y-%m-%d") + ("-quick" if args.quick else "")
@@ -161,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.report.markdown import headline_table, targets_table
     from bench.report.write import RESULTS_DIR, write
 
-    paths = write(results, stem, args.output or RESULTS_DIR)
+    paths = write(results, stem, args.output or RESULTS_DIR, latest=not args.only)
     print(headline_table(results))
     print()
     print(targets_table(results))

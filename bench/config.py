@@ -23,6 +23,7 @@ class Sizes:
     snapshot_seconds: float = 60.0
     sustained_load: float = 0.70
     max_offered_rate: float = 10_000.0
+    offered_rate: float | None = None  # a fixed rate for both systems instead of a fraction
     prune_after_seconds: float = 30.0
     drain_timeout: float = 240.0
     tune_jobs: int = 3_000

@@ -13,8 +13,11 @@ from bench.report.markdown import render
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 
 
-def write(results: dict[str, Any], stem: str, folder: Path = RESULTS_DIR) -> dict[str, Path]:
-    """Write every output file; return their paths."""
+def write(
+    results: dict[str, Any], stem: str, folder: Path = RESULTS_DIR, latest: bool = True
+) -> dict[str, Path]:
+    """Write every output file; return their paths. ``latest.md`` only for a
+    run of every scenario."""
     folder.mkdir(parents=True, exist_ok=True)
     json_path = folder / f"{stem}.json"
     json_path.write_text(json.dumps(results, indent=1, default=str) + "\n")
@@ -25,6 +28,8 @@ def write(results: dict[str, Any], stem: str, folder: Path = RESULTS_DIR) -> dic
         charts = []
     md_path = folder / f"{stem}.md"
     md_path.write_text(render(results, charts))
-    latest = folder / ("latest-quick.md" if results.get("mode") == "quick" else "latest.md")
-    shutil.copyfile(md_path, latest)
-    return {"json": json_path, "markdown": md_path, "latest": latest, **{c: folder / c for c in charts}}
+    paths = {"json": json_path, "markdown": md_path, **{c: folder / c for c in charts}}
+    if latest:
+        paths["latest"] = folder / ("latest-quick.md" if results.get("mode") == "quick" else "latest.md")
+        shutil.copyfile(md_path, paths["latest"])
+    return paths

@@ -193,7 +193,7 @@ def run_system(
         time.sleep(duration)
         loops[0].stop()
         pushed = state["next"]
-        drained = wait_for(lambda: count_lines(records) >= pushed, 60.0, 0.2)
+        drained = wait_for(lambda: count_lines(records) >= pushed, 180.0, 0.5)
         holder.join(5)
         for loop in loops[1:]:
             loop.stop()
@@ -349,6 +349,8 @@ def _snapshot_effect(
 def offered_rate(ctx: Context, system: str) -> float:
     """70% (by default) of the drain rate scenario 2 measured for the
     configuration this scenario runs (2 processes, best settings)."""
+    if ctx.sizes.offered_rate:
+        return ctx.sizes.offered_rate
     drains = ctx.results.get("drain", {})
     label = "best" if system == "pgtq" else "batch 100"
     for run in drains.get("runs", []) if isinstance(drains, dict) else []:
