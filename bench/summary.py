@@ -150,6 +150,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
 
     def add(target: str, measured: str, met: bool | None) -> None:
+        if "None" in measured or "n/a" in measured or " 0.0 vs 0.0 " in f" {measured} ":
+            measured, met = "not measured in this run", None
         out.append({"target": target, "measured": measured, "met": met})
 
     pg2 = _value(_find(drain, system="pgtq", label="best", processes=2))

@@ -44,7 +44,8 @@ def _bars(rows: list[dict[str, Any]], title: str, unit: str, path: Path, log_sca
         ax.set_xscale("log")
     ax.set_xlabel(unit)
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    if series:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -92,9 +93,12 @@ def draw(results: dict[str, Any], folder: Path, stem: str) -> list[str]:
     names = []
     throughput = [row for row in rows if row["unit"] == "jobs/s"]
     latency = [row for row in rows if row["unit"] == "ms"]
-    name = f"{stem}-throughput.png"
-    _bars(throughput, "Throughput (higher is better)", "jobs/s (log scale)", folder / name, log_scale=True)
-    names.append(name)
+    if any(row.get(series) for row in throughput for series in SERIES):
+        name = f"{stem}-throughput.png"
+        _bars(
+            throughput, "Throughput (higher is better)", "jobs/s (log scale)", folder / name, log_scale=True
+        )
+        names.append(name)
     if any(row.get("pgtq") for row in latency):
         name = f"{stem}-latency.png"
         _bars(
