@@ -218,7 +218,7 @@ def worker_profile(ctx: Context, jobs: int) -> str:
         return "pyinstrument wrote no report (see profile-worker.log)"
 
 
-def _trim(text: str, lines: int = 70) -> str:
+def _trim(text: str, lines: int = 150) -> str:
     return "\n".join(text.splitlines()[:lines])
 
 
