@@ -174,10 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log("interrupted: writing what was measured")
     results["total_seconds"] = round(time.monotonic() - started, 1)
-    from bench.report.markdown import headline_table, targets_table
+    from bench.report.markdown import headline_table, machine_block, targets_table
     from bench.report.write import RESULTS_DIR, write
 
     paths = write(results, stem, args.output or RESULTS_DIR, latest=not args.only)
+    print(machine_block(results))
+    print()
     print(headline_table(results))
     print()
     print(targets_table(results))

@@ -47,7 +47,8 @@ def targets_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _machine(results: dict[str, Any]) -> str:
+def machine_block(results: dict[str, Any]) -> str:
+    """Machine, PostgreSQL settings, package versions and the command."""
     m = results.get("machine", {})
     s = results.get("settings", {})
     pk = ", ".join(
@@ -121,7 +122,7 @@ def render(results: dict[str, Any], charts: list[str]) -> str:
     """The whole markdown report."""
     parts = [
         f"# pgtq benchmark, {results.get('date')}",
-        _machine(results),
+        machine_block(results),
         "## Headline\n\n" + headline_table(results),
         "## Targets\n\n" + targets_table(results),
         "## Sustained load and held snapshot\n\n" + _sustained(results),
