@@ -124,7 +124,7 @@ def sql_costs(ctx: Context, jobs: int) -> dict[str, Any]:
         time.sleep(0.6)  # function statistics are sent at transaction end, with a short delay
         rows = conn.execute(
             "SELECT funcname, calls, round(total_time::numeric, 1), round(self_time::numeric, 1)"
-            " FROM pg_stat_user_functions WHERE schemaname = 'pgtq' ORDER BY self_time DESC"
+            " FROM pg_stat_user_functions WHERE schemaname = 'pgtq' AND calls > 0 ORDER BY self_time DESC"
         ).fetchall()
         out["functions"] = [
             {
