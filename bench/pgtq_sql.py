@@ -7,8 +7,12 @@ from typing import Final
 
 PUSH: Final = "SELECT pgtq.push(queue => %s::text, task => %s::text, args => %s::jsonb)"
 
-# pgtq has no bulk function yet: the closest one-round-trip form calls push
-# once per row inside one statement.
+# Bulk enqueue through pgtq's own function (one statement per 1,000 jobs).
+PUSH_MANY_PGTQ: Final = (
+    "SELECT count(*) FROM pgtq.push_many(queue => %s::text, task => %s::text, args => %s::jsonb[])"
+)
+
+# The one-round-trip form without push_many: push once per row in one statement.
 PUSH_UNNEST: Final = (
     "SELECT count(pgtq.push(queue => %s::text, task => %s::text, args => a)) FROM unnest(%s::jsonb[]) AS a"
 )

@@ -70,7 +70,8 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
         _value(_find(enq, kind="base-insert", clients=1)),
     )
     bulk_pgtq = max(
-        (_value(_find(enq, kind=k)) or 0.0 for k in ("pgtq-unnest", "pgtq-executemany")), default=None
+        (_value(_find(enq, kind=k)) or 0.0 for k in ("pgtq-push-many", "pgtq-unnest", "pgtq-executemany")),
+        default=None,
     )
     bulk_base = max((_value(_find(enq, kind=k)) or 0.0 for k in ("base-unnest", "base-copy")), default=None)
     add(
@@ -196,7 +197,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         bool(r and r >= 0.8),
     )
     bulk_pgtq = max(
-        (_value(_find(enq, kind=k)) or 0.0 for k in ("pgtq-unnest", "pgtq-executemany")), default=0.0
+        (_value(_find(enq, kind=k)) or 0.0 for k in ("pgtq-push-many", "pgtq-unnest", "pgtq-executemany")),
+        default=0.0,
     )
     bulk_base = max((_value(_find(enq, kind=k)) or 0.0 for k in ("base-unnest", "base-copy")), default=0.0)
     r = ratio(bulk_pgtq, bulk_base)
