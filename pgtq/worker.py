@@ -52,6 +52,11 @@ logger = logging.getLogger("pgtq.worker")
 
 PoolKind = Literal["thread", "process"]
 
+# While other jobs of the batch are still running, outcomes wait up to this
+# long (or until half a batch is in) to be written together in one round
+# trip; the last running job's outcome is written at once.
+FLUSH_DELAY = 0.005
+
 
 @dataclass(frozen=True)
 class WorkerSettings:
@@ -177,6 +182,7 @@ class Worker:
         self._conn: psycopg.Connection[Any] | None = None
         self._running: dict[int, _Running] = {}
         self._pending: list[Outcome] = []
+        self._pending_since = 0.0
         self._timers = _Timers(queues_to_pop=set(self.queues))
         self._stopping = False
         self._forced = False
@@ -279,7 +285,7 @@ class Worker:
         elif isinstance(event, _Finished):
             running = self._running.pop(event.outcome.task.id, None)
             if running is not None:
-                self._pending.append(event.outcome)
+                self._add_outcome(event.outcome)
         elif event.force or self._stopping:
             logger.warning("stopping at once; the leases protect the jobs still held")
             self._forced = True
@@ -301,7 +307,7 @@ class Worker:
         elif not self._stopping:
             candidates += [self._timers.next_tick, self._timers.next_heartbeat, self._timers.next_poll]
         if self._pending and self._conn is not None:
-            candidates.append(now)
+            candidates.append(now if self._flush_due(now) else self._pending_since + FLUSH_DELAY)
         if self._stopping:
             candidates.append(self._shutdown_deadline)
         for running in self._running.values():
@@ -339,7 +345,8 @@ class Worker:
         room = self._room_to_claim(now)
         name = self._next_queue_to_pop() if room > 0 else None
         if name is None:
-            self._flush_outcomes()
+            if self._flush_due(now):
+                self._flush_outcomes()
             return
         assert self._conn is not None
         with database_errors():
@@ -375,7 +382,7 @@ class Worker:
         handler = self.queues[task.queue].handlers.get(task.name)
         if handler is None:
             known = ", ".join(sorted(self.queues[task.queue].handlers)) or "none"
-            self._pending.append(
+            self._add_outcome(
                 Outcome(
                     task,
                     "error",
@@ -413,7 +420,7 @@ class Worker:
             self._pool.abandon(running.task)
             assert running.handler.timeout is not None
             elapsed = now - (started if started is not None else now)
-            self._pending.append(timeout_outcome(running.task, running.handler.timeout, elapsed))
+            self._add_outcome(timeout_outcome(running.task, running.handler.timeout, elapsed))
 
     def _hand_back_unstarted(self) -> None:
         """Take back the jobs still queued in the pool and release them."""
@@ -424,6 +431,22 @@ class Worker:
         self._release(unstarted)
 
     # -- writing to the database -------------------------------------------
+
+    def _add_outcome(self, outcome: Outcome) -> None:
+        if not self._pending:
+            self._pending_since = time.monotonic()
+        self._pending.append(outcome)
+
+    def _flush_due(self, now: float) -> bool:
+        """Whether to write the pending outcomes now rather than wait for
+        more of the batch (see FLUSH_DELAY)."""
+        if not self._pending:
+            return False
+        if self._stopping or not self._running:
+            return True
+        if len(self._pending) >= max(1, self.settings.jobs_in_hand // 2):
+            return True
+        return now - self._pending_since >= FLUSH_DELAY
 
     def _flush_outcomes(self) -> None:
         """Write every pending outcome in one round trip."""
