@@ -34,36 +34,26 @@ class PushOptions(Generic[P, R]):
 
     def push(self, *args: P.args, **kwargs: P.kwargs) -> int:
         """Enqueue one job with these options; returns its id."""
-        handler = self.handler
-        return handler.pgtq.push(
-            handler.name,
-            args,
-            kwargs,
-            run_at=self.run_at,
-            delay=self.delay,
-            priority=handler.priority if self.priority is None else self.priority,
-            max_attempts=handler.max_attempts if self.max_attempts is None else self.max_attempts,
-            conn=self.conn,
-            queue=self.queue,
-        )
+        return self.handler.pgtq.push(self.handler.name, args, kwargs, **self._push_options())
 
     def push_many(
         self, args_list: Sequence[Sequence[Any]], kwargs_list: Sequence[Mapping[str, Any]] | None = None
     ) -> list[int]:
         """Enqueue one job per element of ``args_list`` (and ``kwargs_list``)
         with these options, in one call; returns their ids."""
+        return self.handler.pgtq.push_many(self.handler.name, args_list, kwargs_list, **self._push_options())
+
+    def _push_options(self) -> dict[str, Any]:
+        """These options, with the handler's defaults where none was given."""
         handler = self.handler
-        return handler.pgtq.push_many(
-            handler.name,
-            args_list,
-            kwargs_list,
-            run_at=self.run_at,
-            delay=self.delay,
-            priority=handler.priority if self.priority is None else self.priority,
-            max_attempts=handler.max_attempts if self.max_attempts is None else self.max_attempts,
-            conn=self.conn,
-            queue=self.queue,
-        )
+        return {
+            "run_at": self.run_at,
+            "delay": self.delay,
+            "priority": handler.priority if self.priority is None else self.priority,
+            "max_attempts": handler.max_attempts if self.max_attempts is None else self.max_attempts,
+            "conn": self.conn,
+            "queue": self.queue,
+        }
 
 
 class Handler(Generic[P, R]):

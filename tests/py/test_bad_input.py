@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import subprocess
-import sys
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 import pytest
-from conftest import APPS, Processes, scalar
+from conftest import Processes, run_cli, scalar
 from psycopg.conninfo import make_conninfo
 
 import pgtq
@@ -153,18 +151,6 @@ def test_a_wrong_database_or_user_is_a_connection_error(server_dsn: str) -> None
     with pgtq.PgTq("q", wrong_user) as q, pytest.raises(pgtq.ConnectionFailedError) as caught:
         q.push("t")
     assert 'role "pgtq_no_such_user" does not exist' in str(caught.value)
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pgtq.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=APPS,
-        env=env,
-    )
 
 
 @pytest.mark.parametrize(

@@ -2,22 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-from conftest import APPS, Processes
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pgtq.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=APPS,
-        env=env,
-    )
+from conftest import Processes, run_cli
 
 
 def test_worker_with_a_module_that_fails_to_import(processes: Processes) -> None:
