@@ -5,7 +5,7 @@ SELECT plan(31);
 
 SELECT has_schema('pgtq');
 SELECT has_function('pgtq', 'version', ARRAY[]::text[]);
-SELECT is(pgtq.version(), '0.1.0', 'version() is 0.1.0');
+SELECT is(pgtq.version(), :'pgtq_version', 'version() is the control file''s default_version');
 SELECT has_function('pgtq', 'push',
     ARRAY['text', 'text', 'jsonb', 'jsonb', 'timestamp with time zone', 'integer', 'integer',
           'timestamp with time zone']);

@@ -156,7 +156,7 @@ SELECT is((SELECT result FROM outcome WHERE step = 'push_ok'), 'true',
     'push ignores the temp _settings (payload limit 1 byte) and the planted now()');
 SELECT is((SELECT result FROM outcome WHERE step = 'pop'), '1', 'pop uses the real + and gen_random_uuid');
 SELECT is((SELECT result FROM outcome WHERE step = 'backoff'), 'true', 'backoff uses the real power and random');
-SELECT is((SELECT result FROM outcome WHERE step = 'version'), '0.1.0', 'version answers');
+SELECT is((SELECT result FROM outcome WHERE step = 'version'), :'pgtq_version', 'version answers');
 SELECT is((SELECT result FROM outcome WHERE step = 'heartbeat'), 'true', 'heartbeat uses the real = and +');
 SELECT is((SELECT result FROM outcome WHERE step = 'fail'), 'ready', 'fail uses the real operators');
 SELECT is((SELECT result FROM outcome WHERE step = 'tick_rescue'), '1', 'tick rescues with the real format');
