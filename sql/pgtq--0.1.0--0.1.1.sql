@@ -9,6 +9,8 @@
 --     inline test fails; the messages are unchanged.
 --   * tick() announces the queues it promoted with a plain PERFORM (0.1.0
 --     used a CTE whose count was read only to make it run).
+--   * push_many() without kwargs reports an element over the payload limit
+--     as PT005 (0.1.0 said PT002, "kwargs of job N must be a JSON object").
 
 -- ---------------------------------------------------------------------------
 -- New helpers
@@ -76,6 +78,76 @@ BEGIN
     END IF;
     IF run_at IS NOT NULL AND NOT isfinite(run_at) THEN
         PERFORM pgtq._reject_time('run_at', run_at);
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pgtq.push_many(queue text,
+                               task text,
+                               args jsonb[],
+                               kwargs jsonb[] DEFAULT NULL,
+                               run_at timestamptz DEFAULT NULL,
+                               priority integer DEFAULT 0,
+                               max_attempts integer DEFAULT 25,
+                               as_of timestamptz DEFAULT now())
+RETURNS SETOF bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    payload_limit integer;
+    bad           record;
+    due           timestamptz;
+    new_state     pgtq.job_state;
+BEGIN
+    IF NOT pgtq._push_options_ok(push_many.queue, push_many.task, push_many.priority,
+                                 push_many.max_attempts, push_many.run_at, push_many.as_of) THEN
+        PERFORM pgtq._check_push_options(push_many.queue, push_many.task, push_many.priority,
+                                         push_many.max_attempts, push_many.run_at, push_many.as_of);
+    END IF;
+    IF push_many.args IS NULL OR cardinality(push_many.args) > 100000
+       OR (push_many.kwargs IS NOT NULL AND cardinality(push_many.kwargs) <> cardinality(push_many.args)) THEN
+        RAISE EXCEPTION 'pgtq: push_many needs args (and kwargs, if given) of one length of at most 100000, '
+                        'got % args and % kwargs',
+                coalesce(cardinality(push_many.args)::text, 'NULL'),
+                coalesce(cardinality(push_many.kwargs)::text, 'no')
+            USING ERRCODE = 'PT004';
+    END IF;
+
+    SELECT s.max_payload_bytes INTO payload_limit FROM pgtq._settings AS s;
+    SELECT e.position, e.a, e.k, pg_column_size(e.a) + coalesce(pg_column_size(e.k), 0) AS size INTO bad
+    FROM unnest(push_many.args, push_many.kwargs) WITH ORDINALITY AS e (a, k, position)
+    WHERE e.a IS NULL OR jsonb_typeof(e.a) <> 'array'
+       OR (push_many.kwargs IS NOT NULL AND (e.k IS NULL OR jsonb_typeof(e.k) <> 'object'))
+       OR pg_column_size(e.a) + coalesce(pg_column_size(e.k), 0) > payload_limit
+    ORDER BY e.position
+    LIMIT 1;
+    IF FOUND THEN
+        IF bad.a IS NULL OR jsonb_typeof(bad.a) <> 'array' THEN
+            RAISE EXCEPTION 'pgtq: args of job % must be a JSON array, got %',
+                    bad.position, coalesce(jsonb_typeof(bad.a), 'NULL')
+                USING ERRCODE = 'PT001';
+        ELSIF push_many.kwargs IS NOT NULL AND (bad.k IS NULL OR jsonb_typeof(bad.k) <> 'object') THEN
+            RAISE EXCEPTION 'pgtq: kwargs of job % must be a JSON object, got %',
+                    bad.position, coalesce(jsonb_typeof(bad.k), 'NULL')
+                USING ERRCODE = 'PT002';
+        END IF;
+        RAISE EXCEPTION 'pgtq: payload of job % of task % is % bytes, over the limit of % bytes',
+                bad.position, quote_literal(push_many.task), bad.size, payload_limit
+            USING ERRCODE = 'PT005';
+    END IF;
+
+    due := coalesce(push_many.run_at, push_many.as_of);
+    new_state := CASE WHEN due <= push_many.as_of THEN 'ready' ELSE 'scheduled' END;
+    RETURN QUERY
+    INSERT INTO pgtq._job AS j (queue, task, args, kwargs, state, priority, max_attempts, run_at, created_at)
+    SELECT push_many.queue, push_many.task, e.a, coalesce(e.k, '{}'), new_state,
+           push_many.priority, push_many.max_attempts, due, push_many.as_of
+    FROM unnest(push_many.args, push_many.kwargs) WITH ORDINALITY AS e (a, k, position)
+    ORDER BY e.position
+    RETURNING j.id;
+    IF new_state = 'ready' AND cardinality(push_many.args) > 0 THEN
+        PERFORM pgtq._announce(push_many.queue);
     END IF;
 END
 $$;

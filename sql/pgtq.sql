@@ -497,7 +497,7 @@ BEGIN
             RAISE EXCEPTION 'pgtq: args of job % must be a JSON array, got %',
                     bad.position, coalesce(jsonb_typeof(bad.a), 'NULL')
                 USING ERRCODE = 'PT001';
-        ELSIF bad.k IS NULL OR jsonb_typeof(bad.k) <> 'object' THEN
+        ELSIF push_many.kwargs IS NOT NULL AND (bad.k IS NULL OR jsonb_typeof(bad.k) <> 'object') THEN
             RAISE EXCEPTION 'pgtq: kwargs of job % must be a JSON object, got %',
                     bad.position, coalesce(jsonb_typeof(bad.k), 'NULL')
                 USING ERRCODE = 'PT002';
