@@ -23,7 +23,7 @@ help: ## list the targets
 system-deps: ## install PostgreSQL, pgTAP and pg_prove if missing (apt, as root)
 	@bash scripts/ensure-system-deps.sh
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml pgtq.control
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
@@ -33,28 +33,37 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed ## create the virtualenv with pgtq and its test tools
 
 .PHONY: install-extension
-install-extension: system-deps ## copy pgtq.control and sql/ into the server's extension folder
-	@if [ -w "$(EXT_DIR)" ]; then \
-		install -m 644 pgtq.control sql/pgtq--*.sql "$(EXT_DIR)/"; \
-		echo "pgtq extension $(EXT_VERSION) installed into $(EXT_DIR)"; \
-	else \
-		echo "pgtq: $(EXT_DIR) is not writable; run: sudo make install-extension" >&2; \
-	fi
+install-extension: system-deps ## install the extension files (control, scripts) into the server's extension folder
+	@$(PYTHON) scripts/build_extension.py "$(EXT_DIR)" || { \
+		echo "pgtq: could not install into $(EXT_DIR); as a user who may write it, run: sudo make install-extension" >&2; \
+		exit 1; }
 
 .PHONY: test
-test: system-deps venv install-extension ## run every test (pgTAP and pytest) on a throwaway cluster
-	$(PY) scripts/pgcluster.py run -- $(MAKE) --no-print-directory test-sql test-py
+test: system-deps venv ## run every test (schema drift guard, pgTAP, pytest) on a throwaway cluster
+	$(PY) scripts/pgcluster.py run -- $(MAKE) --no-print-directory verify test-sql test-py
+
+.PHONY: test-unit
+test-unit: venv ## the unit tests alone: no database, a few seconds
+	$(PY) -m pytest tests/py/unit $(PYTEST_ARGS)
 
 .PHONY: test-sql
-test-sql: ## pgTAP suite with pg_prove (needs PGTQ_TEST_DSN; `make test` sets it)
+test-sql: ## pgTAP suite with pg_prove, on every install route (needs PGTQ_TEST_DSN; `make test` sets it)
 	@$(PY) tests/sql/run.py
 
 .PHONY: test-py
 test-py: ## pytest suite (needs PGTQ_TEST_DSN; `make test` sets it)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+.PHONY: verify
+verify: venv ## fail when an install differs from the schema snapshot (sql/catalog.txt) or a released script changed
+	$(PY) scripts/pgcluster.py run -- $(PY) scripts/schema_catalog.py verify
+
+.PHONY: generate
+generate: venv ## rewrite the schema snapshot sql/catalog.txt from a fresh install of sql/pgtq.sql
+	$(PY) scripts/pgcluster.py run -- $(PY) scripts/schema_catalog.py generate
+
 .PHONY: test-long
-test-long: system-deps venv install-extension ## the model-based test with many more, longer examples (minutes)
+test-long: system-deps venv ## the model-based test with many more, longer examples (minutes)
 	PGTQ_HYPOTHESIS_PROFILE=long $(PY) scripts/pgcluster.py run -- $(PY) -m pytest tests/py/test_model.py $(PYTEST_ARGS)
 
 .PHONY: chaos

@@ -4,7 +4,7 @@ Revision ID: ${up_revision}
 Revises: ${down_revision | comma,n}
 """
 
-from pgtq._migration import apply_sql_file
+from pgtq._migration import apply_sql_file, refuse_downgrade
 
 revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}
@@ -17,4 +17,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    raise NotImplementedError("pgtq schema downgrades are not supported")
+    refuse_downgrade("X.Y.Z")

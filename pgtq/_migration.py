@@ -47,6 +47,15 @@ def apply_sql_file(name: str) -> None:
         conn.remove_notice_handler(_log_pgtq_notice)
 
 
+def refuse_downgrade(version: str) -> None:
+    """Downgrades below a released version are not offered: the upgrade
+    scripts change functions in place and keep every job, and going back
+    would need the old definitions. Restore a backup instead."""
+    raise NotImplementedError(
+        f"pgtq does not downgrade its schema from {version}; restore a backup taken before the upgrade"
+    )
+
+
 def drop_schema() -> None:
     """Remove everything pgtq installed (jobs included). The roles stay:
     they are cluster-wide and other databases may use them."""

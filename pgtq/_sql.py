@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Final
 
+import psycopg.sql
+
 VERSION: Final = "SELECT pgtq.version()"
 
 SCHEMA_EXISTS: Final = (
@@ -103,6 +105,8 @@ JOB: Final = (
 EXTENSION_INSTALLED: Final = "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pgtq'"
 
 UPDATE_EXTENSION: Final = "ALTER EXTENSION pgtq UPDATE"
+
+UPDATE_EXTENSION_TO: Final = psycopg.sql.SQL("ALTER EXTENSION pgtq UPDATE TO {version}")
 
 # pgtq._announce() notifies this channel with the queue name as payload.
 LISTEN: Final = "LISTEN pgtq"

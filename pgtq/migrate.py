@@ -15,10 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import psycopg
+import psycopg.sql
 from sqlalchemy.exc import DBAPIError
 
 from pgtq import _sql
-from pgtq._schema import migrations_dir, schema_version
+from pgtq._schema import known_versions, migrations_dir, parse_version, schema_version
 from pgtq.errors import ConnectionFailedError, PgTqError, database_errors
 
 
@@ -39,28 +40,46 @@ def _installed_version(conn: psycopg.Connection[object]) -> str | None:
     return None if row is None else str(row[0])
 
 
-def upgrade(dsn: str) -> MigrationResult:
-    """Bring the database at ``dsn`` to the newest pgtq schema version."""
+def upgrade(dsn: str, version: str | None = None) -> MigrationResult:
+    """Bring the database at ``dsn`` to the newest pgtq schema version, or
+    to ``version`` (a release between the installed one and the newest, for
+    a step-by-step upgrade). Idempotent; never goes back."""
     try:
         conn = psycopg.connect(dsn, autocommit=True)
     except (psycopg.OperationalError, psycopg.ProgrammingError) as error:  # unreachable or malformed
         raise ConnectionFailedError(f"cannot connect to the database: {str(error).strip()}") from error
     with conn:
         before = _installed_version(conn)
+        _check_target(version, before)
         with database_errors():
             extension = conn.execute(_sql.EXTENSION_INSTALLED).fetchone()
         if extension is not None:
             with database_errors():
-                conn.execute(_sql.UPDATE_EXTENSION)
+                if version is None:
+                    conn.execute(_sql.UPDATE_EXTENSION)
+                else:
+                    conn.execute(_sql.UPDATE_EXTENSION_TO.format(version=psycopg.sql.Literal(version)))
             return MigrationResult("extension", before, str(_installed_version(conn)))
     try:
-        _alembic_upgrade(dsn)
+        _alembic_upgrade(dsn, "head" if version is None else "pgtq_" + version.replace(".", "_"))
     except DBAPIError as error:  # e.g. no right to create the schema: say so, no traceback
         reason = error.orig.diag.message_primary if isinstance(error.orig, psycopg.Error) else None
         raise PgTqError(f"cannot install the pgtq schema: {reason or str(error.orig).strip()}") from error
     with psycopg.connect(dsn, autocommit=True) as conn:
         after = _installed_version(conn)
     return MigrationResult("alembic", before, after or schema_version())
+
+
+def _check_target(version: str | None, installed: str | None) -> None:
+    """Refuse a target version this package does not know, or one below the
+    installed version, before anything is run."""
+    if version is None:
+        return
+    known = known_versions()
+    if version not in known:
+        raise PgTqError(f"unknown pgtq schema version {version!r}; this package knows {', '.join(known)}")
+    if installed is not None and parse_version(version) < parse_version(installed):
+        raise PgTqError(f"the database has pgtq schema {installed}; pgtq does not downgrade to {version}")
 
 
 def _alembic_upgrade(dsn: str, revision: str = "head") -> None:

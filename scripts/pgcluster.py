@@ -12,6 +12,13 @@ Standard library only, so it runs before the virtualenv exists.
 
 PostgreSQL refuses to run as root: as root, initdb and the server run as
 the ``postgres`` user, who must be able to reach the data folder.
+
+A throwaway cluster runs from a private install tree (see
+``private_install``): the server's own programs, with an extension folder
+that also holds this checkout's pgtq extension files. So ``CREATE EXTENSION
+pgtq`` is always tested against the SQL of this checkout, without writing
+the system's extension folder (no root needed), and checkouts side by side
+never see each other's files.
 """
 
 from __future__ import annotations
@@ -30,7 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PG_MAJOR = os.environ.get("PGTQ_PG_MAJOR", "15")
-PG_BIN = Path(os.environ.get("PGTQ_PG_BIN", f"/usr/lib/postgresql/{PG_MAJOR}/bin"))
+SYSTEM_PG_BIN = Path(f"/usr/lib/postgresql/{PG_MAJOR}/bin")
+# The programs to run: the system's, or (inside `run`) the private tree's.
+PG_BIN = Path(os.environ.get("PGTQ_PG_BIN", str(SYSTEM_PG_BIN)))
 SERVER_USER = "postgres"
 
 # Settings for a throwaway test cluster: speed over surviving an OS crash.
@@ -86,9 +95,11 @@ def free_port() -> int:
 
 @dataclass(frozen=True)
 class Cluster:
-    """A cluster's data folder; its socket lives in the same folder."""
+    """A cluster's data folder (its socket lives in the same folder), and
+    the folder of the programs that run it."""
 
     datadir: Path
+    bindir: Path = PG_BIN
 
     @property
     def port_file(self) -> Path:
@@ -124,7 +135,7 @@ class Cluster:
         subprocess.run(
             as_server_user(
                 [
-                    str(PG_BIN / "initdb"),
+                    str(self.bindir / "initdb"),
                     "--pgdata",
                     str(self.datadir),
                     "--username",
@@ -158,7 +169,7 @@ class Cluster:
         subprocess.run(
             as_server_user(
                 [
-                    str(PG_BIN / "pg_ctl"),
+                    str(self.bindir / "pg_ctl"),
                     "--pgdata",
                     str(self.datadir),
                     "--log",
@@ -236,6 +247,60 @@ def start_kept(requested: Path) -> Cluster:
     return cluster
 
 
+def _pg_config(*options: str) -> list[Path]:
+    output = subprocess.run(
+        [str(SYSTEM_PG_BIN / "pg_config"), *options], check=True, capture_output=True, text=True
+    ).stdout
+    return [Path(line.strip()) for line in output.splitlines()]
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system: copy (the programs are ~15 MB)
+        shutil.copy2(source, target)
+
+
+def private_install(root: Path) -> Path:
+    """A private install tree under ``root`` that behaves as the system's,
+    but whose extension folder also holds this checkout's pgtq files (built
+    by build_extension.py); returns its bin folder.
+
+    PostgreSQL finds its share and library folders relative to where its
+    programs are (it is relocatable), so the tree mirrors the system layout:
+    the programs are hard links (or copies), the library folder and every
+    share entry are symbolic links, and only ``extension/`` is a real folder.
+    """
+    import build_extension  # scripts/ is on sys.path: this file's own folder
+
+    bindir, sharedir, pkglibdir = _pg_config("--bindir", "--sharedir", "--pkglibdir")
+    prefix = Path(os.path.commonpath([bindir, sharedir, pkglibdir]))
+    tree = root / "pg"
+
+    def mirror(path: Path) -> Path:
+        return tree / path.relative_to(prefix)
+
+    mirror(bindir).mkdir(parents=True)
+    for program in bindir.iterdir():
+        _link_or_copy(program, mirror(bindir) / program.name)
+    if not mirror(pkglibdir).exists():
+        mirror(pkglibdir).parent.mkdir(parents=True, exist_ok=True)
+        mirror(pkglibdir).symlink_to(pkglibdir)
+    extension = mirror(sharedir) / "extension"
+    extension.mkdir(parents=True)
+    for entry in sharedir.iterdir():
+        if entry.name != "extension":
+            (mirror(sharedir) / entry.name).symlink_to(entry)
+    for entry in (sharedir / "extension").iterdir():
+        if not entry.name.startswith("pgtq"):
+            (extension / entry.name).symlink_to(entry)
+    build_extension.write(extension)
+    for folder in [root, *tree.rglob("*")]:
+        if folder.is_dir() and not folder.is_symlink():
+            folder.chmod(0o755)
+    return mirror(bindir)
+
+
 def run_throwaway(command: list[str]) -> int:
     """Run ``command`` against a fresh cluster that is always stopped after."""
     if os.environ.get("PGTQ_TEST_DSN"):
@@ -255,10 +320,12 @@ def run_throwaway(command: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     try:
+        cluster = Cluster(cluster.datadir, private_install(root))
         cluster.initialise(TEST_SETTINGS)
         cluster.start()
         log(f"throwaway cluster up: pid {cluster.pid()}, {cluster.dsn}")
         env = dict(os.environ)
+        env["PGTQ_PG_BIN"] = str(cluster.bindir)  # pg_ctl() of the tests runs the same programs
         env["PGTQ_TEST_DSN"] = cluster.dsn
         env["PGTQ_TEST_PGDATA"] = str(cluster.datadir)
         env["PGHOST"] = str(cluster.datadir)

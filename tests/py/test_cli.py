@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from conftest import Processes, run_cli
 
+from pgtq._schema import schema_version
+
 
 def test_worker_with_a_module_that_fails_to_import(processes: Processes) -> None:
     result = run_cli("worker", "broken_app:q", env=processes.env())
@@ -37,13 +39,14 @@ def test_missing_dsn_is_reported() -> None:
 
 def test_migrate_and_stats(empty_dsn: str) -> None:
     first = run_cli("migrate", empty_dsn)
-    assert first.returncode == 0 and "not installed -> 0.1.0" in first.stdout
+    assert first.returncode == 0 and f"not installed -> {schema_version()}" in first.stdout
     again = run_cli("install", empty_dsn)
-    assert again.returncode == 0 and "up to date at 0.1.0" in again.stdout
+    assert again.returncode == 0 and f"up to date at {schema_version()}" in again.stdout
     stats = run_cli("stats", empty_dsn)
     assert stats.returncode == 0 and stats.stdout.strip() == "no jobs"
 
 
 def test_version() -> None:
     result = run_cli("version")
-    assert result.returncode == 0 and result.stdout.startswith("pgtq 0.1.0 (SQL schema 0.1.0)")
+    version = schema_version()
+    assert result.returncode == 0 and result.stdout.startswith(f"pgtq {version} (SQL schema {version})")

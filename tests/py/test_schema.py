@@ -4,7 +4,9 @@ migrations apply the files of sql/, and the versions agree."""
 from __future__ import annotations
 
 import re
+import sys
 import tomllib
+from importlib import metadata
 from pathlib import Path
 
 import psycopg
@@ -16,76 +18,17 @@ import pgtq
 from pgtq._schema import schema_version
 from pgtq.migrate import upgrade
 
-# Everything in schema pgtq that an install creates, as comparable text.
-CATALOG_QUERY = """
-SELECT 'function ' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ') -> '
-       || pg_get_function_result(p.oid) || ' ' || p.provolatile::text || ' secdef=' || p.prosecdef
-       || ' config=' || coalesce(array_to_string(p.proconfig, ','), '') || ' body=' || md5(p.prosrc)
-       || ' acl=' || coalesce(p.proacl::text, 'default')
-FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'pgtq'
-UNION ALL
-SELECT 'relation ' || c.relname || ' kind=' || c.relkind::text
-       || ' options=' || coalesce(array_to_string(c.reloptions, ','), '')
-       || ' acl=' || coalesce(c.relacl::text, 'default')
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'pgtq'
-UNION ALL
-SELECT 'schema ' || n.nspname || ' acl=' || coalesce(n.nspacl::text, 'default')
-FROM pg_namespace n WHERE n.nspname = 'pgtq'
-UNION ALL
-SELECT 'column ' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
-       || ' notnull=' || a.attnotnull || ' default=' || coalesce(pg_get_expr(d.adbin, d.adrelid), '')
-FROM pg_attribute a
-JOIN pg_class c ON c.oid = a.attrelid
-JOIN pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-WHERE n.nspname = 'pgtq' AND a.attnum > 0 AND NOT a.attisdropped
-UNION ALL
-SELECT 'index ' || pg_get_indexdef(i.indexrelid)
-FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = 'pgtq'
-UNION ALL
-SELECT 'constraint ' || con.conname || ' ' || pg_get_constraintdef(con.oid)
-FROM pg_constraint con JOIN pg_namespace n ON n.oid = con.connamespace WHERE n.nspname = 'pgtq'
-UNION ALL
-SELECT 'view ' || c.relname || ' ' || pg_get_viewdef(c.oid)
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = 'pgtq' AND c.relkind = 'v'
-UNION ALL
-SELECT 'enum ' || t.typname || ' ' || string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)
-FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid JOIN pg_namespace n ON n.oid = t.typnamespace
-WHERE n.nspname = 'pgtq' GROUP BY t.typname
-UNION ALL
-SELECT 'comment ' || c.relname || ' ' || obj_description(c.oid, 'pg_class')
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = 'pgtq' AND obj_description(c.oid, 'pg_class') IS NOT NULL
-ORDER BY 1
-"""
+sys.path.insert(0, str(REPO / "scripts"))
+import itertools
 
+import build_extension
+import schema_catalog
 
-def catalog(dsn: str) -> list[str]:
-    with psycopg.connect(dsn) as conn:
-        return [row[0] for row in conn.execute(CATALOG_QUERY)]
-
-
-def extension_available(dsn: str) -> bool:
-    with psycopg.connect(dsn) as conn:
-        return bool(scalar(conn, "SELECT count(*) FROM pg_available_extensions WHERE name = 'pgtq'"))
-
-
-def test_extension_and_alembic_routes_give_the_same_schema(empty_dsn: str, template_dsn: str) -> None:
-    if not extension_available(empty_dsn):
-        pytest.skip("pgtq extension files are not installed (run `make install-extension` as root)")
-    with psycopg.connect(empty_dsn, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION pgtq")
-    via_extension = catalog(empty_dsn)
-    via_alembic = catalog(template_dsn)
-    assert len(via_extension) > 50, "the catalog query sees the schema"
-    assert via_extension == via_alembic
+BASE = build_extension.base_version()
+CURRENT = build_extension.current_version()
 
 
 def test_extension_marks_job_tables_for_pg_dump(empty_dsn: str) -> None:
-    if not extension_available(empty_dsn):
-        pytest.skip("pgtq extension files are not installed")
     with psycopg.connect(empty_dsn, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION pgtq")
         marked = scalar(
@@ -96,22 +39,43 @@ def test_extension_marks_job_tables_for_pg_dump(empty_dsn: str) -> None:
     assert marked == ["pgtq._job", "pgtq._job_id_seq", "pgtq._settings"]
 
 
+def test_verify_fails_on_a_schema_change_without_a_snapshot_update(
+    server_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make verify` compares every route with sql/catalog.txt: a snapshot
+    that lacks one line of the real schema (as after an unreviewed change)
+    fails it, and the message shows the line."""
+    lines = schema_catalog.SNAPSHOT.read_text().splitlines()
+    dropped = next(line for line in lines if line.startswith("index "))
+    stale = tmp_path / "catalog.txt"
+    stale.write_text("\n".join(line for line in lines if line != dropped) + "\n")
+    monkeypatch.setattr(schema_catalog, "SNAPSHOT", stale)
+    with pytest.raises(schema_catalog.DriftError) as failure:
+        schema_catalog.verify(server_dsn)
+    assert f"+{dropped}" in str(failure.value)
+    assert "make generate" in str(failure.value)
+
+
+def revision_of(version: str) -> str:
+    return "pgtq_" + version.replace(".", "_")
+
+
 def test_migrate_is_idempotent(empty_dsn: str) -> None:
     first = upgrade(empty_dsn)
     second = upgrade(empty_dsn)
-    assert (first.route, first.before, first.after) == ("alembic", None, schema_version())
-    assert (second.before, second.after) == (schema_version(), schema_version())
+    assert (first.route, first.before, first.after) == ("alembic", None, CURRENT)
+    assert (second.before, second.after) == (CURRENT, CURRENT)
     with psycopg.connect(empty_dsn) as conn:
-        assert scalar(conn, "SELECT version_num FROM public.pgtq_alembic_version") == "pgtq_0_1_0"
+        assert scalar(conn, "SELECT version_num FROM public.pgtq_alembic_version") == revision_of(CURRENT)
 
 
 def test_migrate_on_an_extension_install_updates_the_extension(empty_dsn: str) -> None:
-    if not extension_available(empty_dsn):
-        pytest.skip("pgtq extension files are not installed")
     with psycopg.connect(empty_dsn, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION pgtq")
+        conn.execute(f"CREATE EXTENSION pgtq VERSION '{BASE}'")
     result = upgrade(empty_dsn)
-    assert (result.route, result.before, result.after) == ("extension", "0.1.0", "0.1.0")
+    assert (result.route, result.before, result.after) == ("extension", BASE, CURRENT)
+    with psycopg.connect(empty_dsn) as conn:
+        assert scalar(conn, "SELECT extversion FROM pg_extension WHERE extname = 'pgtq'") == CURRENT
 
 
 def test_migrations_apply_the_sql_files_and_copy_no_sql() -> None:
@@ -126,20 +90,39 @@ def test_migrations_apply_the_sql_files_and_copy_no_sql() -> None:
         assert "CREATE " not in text.upper().replace("CREATE EXTENSION", ""), f"{revision.name} holds SQL"
 
 
-def test_versions_agree() -> None:
+def test_alembic_revisions_follow_the_upgrade_chain() -> None:
+    """One revision per script of the chain, in order: the oldest release's
+    install script, then each upgrade script."""
+    chain = build_extension.upgrade_chain()
+    expected = [f"pgtq--{chain[0]}.sql"] + [f"pgtq--{a}--{b}.sql" for a, b in itertools.pairwise(chain)]
+    revisions = sorted((REPO / "migrations" / "versions").glob("*.py"))
+    applied = [re.findall(r'apply_sql_file\("([^"]+)"\)', path.read_text())[0] for path in revisions]
+    assert applied == expected
+    for path, version in zip(revisions, chain, strict=True):
+        text = path.read_text()
+        assert f'revision = "{revision_of(version)}"' in text, path.name
+
+
+def test_the_version_lives_in_the_control_file_alone() -> None:
+    """pyproject reads its version from pgtq.control, the installed package
+    reports that version, and the current script leaves it to the build."""
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
-    control = (REPO / "pgtq.control").read_text()
-    install_scripts = sorted(p.name for p in (REPO / "sql").glob("pgtq--*.sql") if p.name.count("--") == 1)
-    assert f"default_version = '{schema_version()}'" in control
-    assert pyproject["project"]["version"] == schema_version()
-    assert f"pgtq--{schema_version()}.sql" in install_scripts or any(
-        p.name.endswith(f"--{schema_version()}.sql") for p in (REPO / "sql").glob("pgtq--*--*.sql")
+    assert "version" not in pyproject["project"]
+    assert "version" in pyproject["project"]["dynamic"]
+    assert pyproject["tool"]["hatch"]["version"]["path"] == "pgtq.control"
+    assert metadata.version("pgtq") == CURRENT, (
+        "reinstall the package (make venv) after changing pgtq.control"
     )
-    assert pgtq.__version__ == pyproject["project"]["version"]
+    assert pgtq.__version__ == CURRENT
+    assert schema_version() == CURRENT
+    assert not re.search(r"'\d+\.\d+\.\d+'::text", (REPO / "sql" / "pgtq.sql").read_text()), (
+        "sql/pgtq.sql names no version of its own"
+    )
 
 
-def test_sql_version_function_matches_the_control_file(q: pgtq.PgTq) -> None:
-    assert q.check_schema() == schema_version()
+def test_sql_version_function_matches_the_control_file(q: pgtq.PgTq, db: psycopg.Connection[object]) -> None:
+    assert scalar(db, "SELECT pgtq.version()") == CURRENT
+    assert q.check_schema() == CURRENT
 
 
 def test_worker_refuses_a_newer_schema(dsn: str) -> None:

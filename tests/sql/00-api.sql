@@ -1,11 +1,11 @@
 -- The public SQL surface: every function with its exact signature, the
 -- job states, the views. A change here is a change of the public API.
 BEGIN;
-SELECT plan(31);
+SELECT plan(32);
 
 SELECT has_schema('pgtq');
 SELECT has_function('pgtq', 'version', ARRAY[]::text[]);
-SELECT is(pgtq.version(), '0.1.0', 'version() is 0.1.0');
+SELECT is(pgtq.version(), :'pgtq_version', 'version() is the control file''s default_version');
 SELECT has_function('pgtq', 'push',
     ARRAY['text', 'text', 'jsonb', 'jsonb', 'timestamp with time zone', 'integer', 'integer',
           'timestamp with time zone']);
@@ -76,6 +76,14 @@ SELECT ok(NOT has_function_privilege('public', 'pgtq._is_plain_name(text)', 'EXE
           AND NOT has_function_privilege('public',
               'pgtq._push_options_ok(text, text, integer, integer, timestamptz, timestamptz)', 'EXECUTE'),
     'PUBLIC may not run them');
+-- A function marked PARALLEL SAFE calls nothing that is not (random(),
+-- gen_random_uuid(), nextval(), pg_notify(), or a write).
+SELECT is(
+    (SELECT array_agg(p.proname::text ORDER BY p.proname)
+     FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace AND p.proparallel = 's'
+       AND p.prosrc ~* '(random|gen_random_uuid|nextval|setval|pg_notify|_announce)\s*\(|\m(insert|update|delete)\M'),
+    NULL,
+    'no PARALLEL SAFE function calls a parallel-restricted or -unsafe one');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -9,10 +9,11 @@
 -- to a temp table; the pgTAP checks run afterwards with the role and path
 -- reset, so pgTAP's own functions never meet the traps.
 BEGIN;
-SELECT plan(16);
+SELECT plan(26);
 SET LOCAL TIME ZONE 'UTC';
 
-CREATE ROLE pgtq_test_mallory IN ROLE pgtq_producer, pgtq_worker;
+-- Mallory holds every pgtq role, so every public function can be called.
+CREATE ROLE pgtq_test_mallory IN ROLE pgtq_producer, pgtq_worker, pgtq_admin;
 GRANT CREATE ON SCHEMA public TO pgtq_test_mallory;
 CREATE TEMP TABLE outcome (step text PRIMARY KEY, result text);
 CREATE TEMP TABLE claimed AS SELECT * FROM pgtq.pop('q') LIMIT 0;
@@ -39,6 +40,8 @@ CREATE FUNCTION public.format(text, timestamptz, text) RETURNS text LANGUAGE plp
     AS $$ BEGIN RAISE EXCEPTION 'hijacked: format'; END $$;
 CREATE FUNCTION public.power(integer, integer) RETURNS double precision LANGUAGE plpgsql
     AS $$ BEGIN RAISE EXCEPTION 'hijacked: power'; END $$;
+CREATE FUNCTION public.cardinality(jsonb[]) RETURNS integer LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hijacked: cardinality'; END $$;
 CREATE FUNCTION public.random() RETURNS double precision LANGUAGE plpgsql
     AS $$ BEGIN RAISE EXCEPTION 'hijacked: random'; END $$;
 CREATE FUNCTION public.trap_bigint_eq(bigint, bigint) RETURNS boolean LANGUAGE plpgsql
@@ -68,7 +71,18 @@ DECLARE
         'pop|WITH p AS (INSERT INTO claimed SELECT * FROM pgtq.pop(''q'', ''w'', 1, ''1 minute'','
             ' ''2030-01-01 00:00+00'') RETURNING id) SELECT count(*)::text FROM p',
         'backoff|SELECT (pgtq.backoff(3) BETWEEN interval ''6.4 s'' AND interval ''8 s'')::text',
-        'version|SELECT pgtq.version()'
+        'version|SELECT pgtq.version()',
+        'push_many|SELECT count(*)::text FROM pgtq.push_many(''q2'', ''t'', ARRAY[''[1]'', ''[2]'']::jsonb[],'
+            ' as_of => ''2030-01-01 00:00+00'')',
+        'register_worker|SELECT ''registered'' FROM (SELECT pgtq.register_worker(''w1'', ''h'', 1, ARRAY[''q''],'
+            ' ''2030-01-01 00:00+00'')) AS r',
+        'unregister_worker|SELECT pgtq.unregister_worker(''w1'')::text',
+        'cancel|SELECT pgtq.cancel((SELECT id FROM pgtq.jobs WHERE queue = ''q2'' ORDER BY id LIMIT 1),'
+            ' ''2030-01-01 00:00+00'')::text',
+        'retry|SELECT pgtq.retry((SELECT id FROM pgtq.jobs WHERE queue = ''q2'' ORDER BY id LIMIT 1),'
+            ' ''2030-01-01 00:00+00'')::text',
+        'configure|SELECT (pgtq.configure(worker_timeout => ''2 minutes'')).worker_timeout::text',
+        'prune|SELECT pgtq.prune(''0'', as_of => ''2030-01-01 00:00+00'')::text'
     ];
     step text;
     answer text;
@@ -117,6 +131,27 @@ BEGIN
     INSERT INTO outcome VALUES ('complete_stale', answer);
 END
 $$;
+DELETE FROM claimed;
+INSERT INTO claimed SELECT * FROM pgtq.pop('q2', 'w', 2, '1 minute', '2030-01-01 00:05+00');
+DO $$
+DECLARE
+    answer text;
+BEGIN
+    BEGIN
+        SELECT pgtq.release(c.id, c.lease)::text INTO answer FROM claimed c ORDER BY c.id LIMIT 1;
+    EXCEPTION WHEN OTHERS THEN answer := SQLSTATE || ' ' || SQLERRM;
+    END;
+    INSERT INTO outcome VALUES ('release', answer);
+    BEGIN
+        SELECT count(*)::text INTO answer
+        FROM pgtq.complete_many((SELECT array_agg(c.id) FROM claimed c WHERE c.id > (SELECT min(id) FROM claimed)),
+                                (SELECT array_agg(c.lease) FROM claimed c
+                                 WHERE c.id > (SELECT min(id) FROM claimed)));
+    EXCEPTION WHEN OTHERS THEN answer := SQLSTATE || ' ' || SQLERRM;
+    END;
+    INSERT INTO outcome VALUES ('complete_many', answer);
+END
+$$;
 -- The traps are live: an ordinary unqualified call in this session finds them.
 DO $$
 DECLARE
@@ -156,13 +191,34 @@ SELECT is((SELECT result FROM outcome WHERE step = 'push_ok'), 'true',
     'push ignores the temp _settings (payload limit 1 byte) and the planted now()');
 SELECT is((SELECT result FROM outcome WHERE step = 'pop'), '1', 'pop uses the real + and gen_random_uuid');
 SELECT is((SELECT result FROM outcome WHERE step = 'backoff'), 'true', 'backoff uses the real power and random');
-SELECT is((SELECT result FROM outcome WHERE step = 'version'), '0.1.0', 'version answers');
+SELECT is((SELECT result FROM outcome WHERE step = 'version'), :'pgtq_version', 'version answers');
 SELECT is((SELECT result FROM outcome WHERE step = 'heartbeat'), 'true', 'heartbeat uses the real = and +');
 SELECT is((SELECT result FROM outcome WHERE step = 'fail'), 'ready', 'fail uses the real operators');
 SELECT is((SELECT result FROM outcome WHERE step = 'tick_rescue'), '1', 'tick rescues with the real format');
 SELECT matches((SELECT last_error FROM pgtq.jobs WHERE queue = 'q'),
     '^lease expired at 2030-01-01 00:02:00', 'the rescue message was written by the real format');
 SELECT is((SELECT result FROM outcome WHERE step = 'complete_stale'), 'false', 'complete refuses the stale lease');
+SELECT is((SELECT result FROM outcome WHERE step = 'push_many'), '2',
+    'push_many uses the real cardinality, jsonb_typeof and pg_column_size');
+SELECT is((SELECT result FROM outcome WHERE step = 'register_worker'), 'registered', 'register_worker runs');
+SELECT is((SELECT result FROM outcome WHERE step = 'unregister_worker'), 'true', 'unregister_worker uses the real =');
+SELECT is((SELECT result FROM outcome WHERE step = 'cancel'), 'true', 'cancel uses the real isfinite and =');
+SELECT is((SELECT result FROM outcome WHERE step = 'retry'), 'true', 'retry uses the real operators');
+SELECT is((SELECT result FROM outcome WHERE step = 'configure'), '00:02:00',
+    'configure writes the real settings, not the temp _settings');
+SELECT is((SELECT result FROM outcome WHERE step = 'prune'), '0', 'prune uses the real operators and table');
+SELECT is((SELECT result FROM outcome WHERE step = 'release'), 'true', 'release uses the real =');
+SELECT is((SELECT result FROM outcome WHERE step = 'complete_many'), '1',
+    'complete_many uses the real cardinality and =');
+-- Every public function was called by the attacker above (install_roles is
+-- the owner's alone: PUBLIC and the roles may not run it).
+SELECT is(
+    (SELECT array_agg(p.proname::text ORDER BY p.proname)
+     FROM pg_proc p
+     WHERE p.pronamespace = 'pgtq'::regnamespace AND p.proname !~ '^_' AND p.proname <> 'install_roles'
+       AND NOT EXISTS (SELECT 1 FROM outcome o WHERE o.step = p.proname OR o.step LIKE p.proname || '\_%')),
+    NULL,
+    'the hijack test calls every public function');
 SELECT is((SELECT count(*)::int FROM pgtq.jobs WHERE queue = 'q'), 1,
     'the refused push wrote nothing; the accepted one wrote one job');
 SELECT is((SELECT count(*)::int FROM outcome WHERE result LIKE '%hijacked%'), 3,

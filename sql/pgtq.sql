@@ -1,0 +1,1175 @@
+-- pgtq: a task queue whose rules live in PostgreSQL.
+--
+-- This is the current script: the whole schema of the newest version, in
+-- one file, edited in place. Nothing runs it as it is: the install script
+-- of the version that pgtq.control names (default_version) is made from it
+-- by scripts/build_extension.py, which only puts that version in place of
+-- @PGTQ_VERSION@ (see sql/README.md). Every change here also goes into the
+-- hand-written upgrade script of the next version (pgtq--A--B.sql), and a
+-- test proves that a fresh install and the oldest release plus every
+-- upgrade give the same catalog.
+--
+-- Conventions:
+--   * Public functions are verbs (push, pop, complete, ...); helpers start
+--     with an underscore. Tables are private; readers use the views.
+--   * Queue and task names are data: no function builds SQL from them.
+--   * Time-dependent functions take the current time as their last
+--     parameter `as_of` (default now()), so tests pass literal times.
+--   * Errors carry SQLSTATEs of class PT (see README "Errors").
+--   * Least privilege (see SECURITY.md): nothing in schema pgtq is granted
+--     to PUBLIC. The roles pgtq_producer, pgtq_worker and pgtq_admin get
+--     EXECUTE on the functions of their job (pgtq.install_roles, at the
+--     end). Functions that write the private tables are SECURITY DEFINER;
+--     every function pins `search_path = pg_catalog, pgtq, pg_temp`, so no
+--     object of a schema a caller can write (public, pg_temp) is ever
+--     found in place of a built-in, and pgtq objects are schema-qualified.
+
+CREATE SCHEMA IF NOT EXISTS pgtq;
+COMMENT ON SCHEMA pgtq IS 'pgtq: a PostgreSQL task queue. Public API: functions and views; tables are private.';
+
+-- ---------------------------------------------------------------------------
+-- Types
+-- ---------------------------------------------------------------------------
+
+CREATE TYPE pgtq.job_state AS ENUM (
+    'scheduled',  -- pushed with a future run_at, or waiting for a retry
+    'ready',      -- due: pushed due now, or promoted by tick, or released
+    'running',    -- claimed by pop; holds a lease until it expires
+    'done',       -- completed by the lease holder
+    'failed',     -- its last allowed attempt failed (kept for inspection)
+    'cancelled'   -- cancelled by an operator before it ran
+);
+COMMENT ON TYPE pgtq.job_state IS
+    'Life cycle of a job: scheduled -> ready -> running -> done | failed, '
+    'with running -> scheduled|ready on a retry and scheduled|ready -> cancelled.';
+
+-- What pop() hands a worker: the job, its attempt number and its lease.
+CREATE TYPE pgtq.claimed_job AS (
+    id                bigint,
+    queue             text,
+    task              text,
+    args              jsonb,
+    kwargs            jsonb,
+    priority          integer,
+    attempt           integer,
+    max_attempts      integer,
+    lease             uuid,
+    lease_expires_at  timestamptz
+);
+COMMENT ON TYPE pgtq.claimed_job IS 'A job claimed by pop(): complete, fail, heartbeat or release it with its lease.';
+
+-- ---------------------------------------------------------------------------
+-- Tables (private: use the functions and views)
+-- ---------------------------------------------------------------------------
+
+-- Queue-wide settings, one row. Only the owner and admins change them.
+CREATE TABLE pgtq._settings (
+    singleton          boolean PRIMARY KEY DEFAULT true,
+    max_payload_bytes  integer NOT NULL DEFAULT 1048576,
+    worker_timeout     interval NOT NULL DEFAULT '1 minute',
+    CONSTRAINT settings_singleton_ck CHECK (singleton),
+    CONSTRAINT settings_max_payload_ck CHECK (max_payload_bytes > 0),
+    CONSTRAINT settings_worker_timeout_ck CHECK (worker_timeout > interval '0')
+);
+INSERT INTO pgtq._settings DEFAULT VALUES;
+
+CREATE SEQUENCE pgtq._job_id_seq AS bigint;
+
+-- One row per job, for its whole life. Index design for the hot path:
+-- finished jobs (done/failed/cancelled) are in none of the partial indexes
+-- that push, pop and tick use, so those stay small however many finished
+-- rows the table holds; pruning deletes finished rows by finished_at.
+-- fillfactor leaves room on each page so state changes can stay on the page.
+CREATE TABLE pgtq._job (
+    id                bigint NOT NULL DEFAULT nextval('pgtq._job_id_seq'),
+    queue             text NOT NULL,
+    task              text NOT NULL,
+    args              jsonb NOT NULL DEFAULT '[]',
+    kwargs            jsonb NOT NULL DEFAULT '{}',
+    state             pgtq.job_state NOT NULL,
+    priority          integer NOT NULL DEFAULT 0,
+    attempt           integer NOT NULL DEFAULT 0,
+    max_attempts      integer NOT NULL DEFAULT 25,
+    run_at            timestamptz NOT NULL,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    started_at        timestamptz,
+    finished_at       timestamptz,
+    lease             uuid,
+    lease_expires_at  timestamptz,
+    worker            text,
+    last_error        text,
+    result            jsonb,
+    CONSTRAINT job_pkey PRIMARY KEY (id),
+    CONSTRAINT job_args_array_ck CHECK (jsonb_typeof(args) = 'array'),
+    CONSTRAINT job_kwargs_object_ck CHECK (jsonb_typeof(kwargs) = 'object'),
+    CONSTRAINT job_attempts_ck CHECK (attempt >= 0 AND max_attempts >= 1 AND attempt <= max_attempts),
+    CONSTRAINT job_running_has_lease_ck CHECK (
+        (state = 'running') = (lease IS NOT NULL AND lease_expires_at IS NOT NULL)),
+    CONSTRAINT job_running_started_ck CHECK (state <> 'running' OR started_at IS NOT NULL),
+    CONSTRAINT job_finished_at_ck CHECK (
+        (state IN ('done', 'failed', 'cancelled')) = (finished_at IS NOT NULL))
+) WITH (fillfactor = 85);
+ALTER SEQUENCE pgtq._job_id_seq OWNED BY pgtq._job.id;
+
+-- Hot queue table: vacuum early so dead versions from state changes are
+-- reclaimed before they pile up (defaults wait for 20% of the table).
+ALTER TABLE pgtq._job SET (
+    autovacuum_vacuum_scale_factor = 0.01,
+    autovacuum_vacuum_insert_scale_factor = 0.02,
+    autovacuum_analyze_scale_factor = 0.02,
+    autovacuum_vacuum_cost_delay = 0
+);
+
+-- pop: the next ready job of a queue, highest priority first, then push order.
+CREATE INDEX job_ready_idx ON pgtq._job (queue, priority DESC, id)
+    WHERE state = 'ready';
+-- tick: scheduled jobs that have come due.
+CREATE INDEX job_scheduled_idx ON pgtq._job (run_at)
+    WHERE state = 'scheduled';
+-- tick: running jobs whose lease ran out.
+CREATE INDEX job_running_idx ON pgtq._job (lease_expires_at)
+    WHERE state = 'running';
+-- prune: finished jobs by age.
+CREATE INDEX job_finished_idx ON pgtq._job (finished_at)
+    WHERE state IN ('done', 'failed', 'cancelled');
+
+-- Live workers, registered by themselves and kept fresh while they run.
+-- No foreign key from jobs: pruning jobs must never touch this table.
+CREATE TABLE pgtq._worker (
+    id            text NOT NULL,
+    host          text NOT NULL,
+    pid           integer NOT NULL,
+    queues        text[] NOT NULL,
+    started_at    timestamptz NOT NULL,
+    last_seen_at  timestamptz NOT NULL,
+    CONSTRAINT worker_pkey PRIMARY KEY (id)
+);
+
+-- pg_dump leaves out the rows of extension tables unless they are marked:
+-- mark them, so a dump keeps queued jobs. Only possible (and only needed)
+-- inside CREATE EXTENSION; the alembic route owns plain tables.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pgtq') THEN
+        PERFORM pg_catalog.pg_extension_config_dump('pgtq._job', '');
+        PERFORM pg_catalog.pg_extension_config_dump('pgtq._job_id_seq', '');
+        PERFORM pg_catalog.pg_extension_config_dump('pgtq._settings', '');
+    END IF;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Views (the read side)
+-- ---------------------------------------------------------------------------
+
+-- Every job with its history; the lease token is left out on purpose
+-- (whoever holds it may complete the job).
+CREATE VIEW pgtq.jobs AS
+SELECT j.id, j.queue, j.task, j.args, j.kwargs, j.state, j.priority,
+       j.attempt, j.max_attempts, j.run_at, j.created_at, j.started_at,
+       j.finished_at, j.lease_expires_at, j.worker, j.last_error, j.result
+FROM pgtq._job AS j;
+COMMENT ON VIEW pgtq.jobs IS 'All jobs and their history (without lease tokens).';
+
+-- Workers that registered and were seen lately.
+CREATE VIEW pgtq.workers AS
+SELECT w.id, w.host, w.pid, w.queues, w.started_at, w.last_seen_at
+FROM pgtq._worker AS w;
+COMMENT ON VIEW pgtq.workers IS 'Live workers: who runs where, since when, last seen when.';
+
+-- Per queue and state: how many jobs, and how old the oldest one is.
+CREATE VIEW pgtq.queue_stats AS
+SELECT j.queue,
+       j.state,
+       count(*)::bigint AS jobs,
+       min(j.created_at) AS oldest_created_at,
+       now() - min(j.created_at) AS oldest_age
+FROM pgtq._job AS j
+GROUP BY j.queue, j.state;
+COMMENT ON VIEW pgtq.queue_stats IS 'Per queue and state: job count and the age of the oldest job.';
+
+-- The queue-wide settings; pgtq.configure changes them.
+CREATE VIEW pgtq.settings AS
+SELECT s.max_payload_bytes, s.worker_timeout
+FROM pgtq._settings AS s;
+COMMENT ON VIEW pgtq.settings IS 'Queue-wide settings: payload limit of push, worker timeout of tick.';
+
+-- ---------------------------------------------------------------------------
+-- Helpers
+-- ---------------------------------------------------------------------------
+
+-- Guarantees: true when `name` is a usable queue, task or worker name (1 to
+-- 200 characters, no control characters), false otherwise (NULL included).
+-- The same rule as _checked_name, as an expression PostgreSQL inlines into
+-- its (pinned) caller, so the hot path pays no function call when the name
+-- is fine. Inlining rules out a SET clause: this is the one kind of pgtq
+-- function without a pinned search_path, so every name in it is qualified.
+CREATE FUNCTION pgtq._is_plain_name(name text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT coalesce(pg_catalog.length(name) OPERATOR(pg_catalog.>=) 1
+                    AND pg_catalog.length(name) OPERATOR(pg_catalog.<=) 200
+                    AND name OPERATOR(pg_catalog.!~) '[\x01-\x1f\x7f-\x9f]',
+                    false)
+$$;
+
+-- Guarantees: returns the name unchanged when it is a usable queue, task or
+-- worker name (1 to 200 characters, no control characters), and raises
+-- PT003 naming the parameter and the value otherwise. Control characters
+-- are Unicode's category Cc (U+0001-U+001F, U+007F-U+009F), listed
+-- explicitly so the answer does not depend on the server's locale. Names
+-- are never spliced into SQL, so quotes, semicolons and any other unicode
+-- are fine.
+CREATE FUNCTION pgtq._checked_name(kind text, name text)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+BEGIN
+    IF name IS NULL THEN
+        RAISE EXCEPTION 'pgtq: % name must not be NULL', kind
+            USING ERRCODE = 'PT003';
+    END IF;
+    IF length(name) = 0 OR length(name) > 200 THEN
+        RAISE EXCEPTION 'pgtq: % name must be 1 to 200 characters, got % characters', kind, length(name)
+            USING ERRCODE = 'PT003';
+    END IF;
+    IF name ~ '[\x01-\x1f\x7f-\x9f]' THEN
+        RAISE EXCEPTION 'pgtq: % name % contains a control character', kind, quote_literal(name)
+            USING ERRCODE = 'PT003';
+    END IF;
+    RETURN name;
+END
+$$;
+
+-- Guarantees: true when the options of a push are all valid (the same rules
+-- as _check_push_options), as an expression PostgreSQL inlines into its
+-- pinned caller: a valid push pays no extra function call. Like
+-- _is_plain_name it has no SET clause, so every name in it is qualified.
+CREATE FUNCTION pgtq._push_options_ok(queue text, task text, priority integer, max_attempts integer,
+                                      run_at timestamptz, as_of timestamptz)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT coalesce(pgtq._is_plain_name(queue) AND pgtq._is_plain_name(task)
+                    AND priority IS NOT NULL
+                    AND max_attempts OPERATOR(pg_catalog.>=) 1
+                    AND max_attempts OPERATOR(pg_catalog.<=) 1000
+                    AND pg_catalog.isfinite(as_of)
+                    AND (run_at IS NULL OR pg_catalog.isfinite(run_at)),
+                    false)
+$$;
+
+-- Guarantees: raises PT004 saying that `parameter` must be a finite time
+-- and naming the value it got. Callers test the time inline (cheap) and
+-- call this only when the test fails, so every such error is worded here.
+CREATE FUNCTION pgtq._reject_time(parameter text, value timestamptz)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION 'pgtq: % must be a finite time, got %', parameter, coalesce(value::text, 'NULL')
+        USING ERRCODE = 'PT004';
+END
+$$;
+
+-- Guarantees: raises PT004 saying that the call `operation` (complete,
+-- fail, heartbeat, release) needs a job id and its lease, naming what it
+-- got. Called only when one of them is NULL.
+CREATE FUNCTION pgtq._reject_claim(operation text, id bigint, lease uuid)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION 'pgtq: % needs a job id and its lease, got id % and lease %',
+            operation, coalesce(id::text, 'NULL'), coalesce(lease::text, 'NULL')
+        USING ERRCODE = 'PT004';
+END
+$$;
+
+-- Guarantees: raises the error (PT003 or PT004) naming the first invalid
+-- option of a push: queue or task name, priority, max_attempts, as_of,
+-- run_at. Returns quietly when all are valid. Shared by push and push_many,
+-- which call it when _push_options_ok says something is wrong.
+CREATE FUNCTION pgtq._check_push_options(queue text, task text, priority integer, max_attempts integer,
+                                         run_at timestamptz, as_of timestamptz)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+BEGIN
+    PERFORM pgtq._checked_name('queue', queue);
+    PERFORM pgtq._checked_name('task', task);
+    IF priority IS NULL THEN
+        RAISE EXCEPTION 'pgtq: priority must not be NULL' USING ERRCODE = 'PT004';
+    END IF;
+    IF max_attempts IS NULL OR max_attempts < 1 OR max_attempts > 1000 THEN
+        RAISE EXCEPTION 'pgtq: max_attempts must be between 1 and 1000, got %',
+                coalesce(max_attempts::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF NOT coalesce(isfinite(as_of), false) THEN
+        PERFORM pgtq._reject_time('as_of', as_of);
+    END IF;
+    IF run_at IS NOT NULL AND NOT isfinite(run_at) THEN
+        PERFORM pgtq._reject_time('run_at', run_at);
+    END IF;
+END
+$$;
+
+-- Guarantees: the state a job goes to after a failed attempt, by one rule
+-- shared by fail() and the lease rescue in tick(): attempts remain ->
+-- scheduled (or ready when the retry is already due); none left -> failed.
+CREATE FUNCTION pgtq._state_after_failure(attempt integer, max_attempts integer,
+                                          retry_at timestamptz, as_of timestamptz)
+RETURNS pgtq.job_state
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+    SELECT CASE
+        WHEN attempt >= max_attempts THEN 'failed'::pgtq.job_state
+        WHEN retry_at <= as_of THEN 'ready'::pgtq.job_state
+        ELSE 'scheduled'::pgtq.job_state
+    END
+$$;
+
+-- Guarantees: tells idle workers of `queue` that a job became ready. The
+-- notification is sent only if the calling transaction commits, and
+-- PostgreSQL folds identical notifications of one transaction into one, so
+-- a bulk push announces each queue once. The channel is fixed and the queue
+-- name travels as the payload: nothing is spliced into an identifier.
+CREATE FUNCTION pgtq._announce(queue text)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+    SELECT pg_catalog.pg_notify('pgtq', queue)
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Public API
+-- ---------------------------------------------------------------------------
+
+-- Guarantees: the version of the installed SQL API.
+CREATE FUNCTION pgtq.version()
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$ SELECT '@PGTQ_VERSION@'::text $$;
+
+-- Guarantees: the delay before retrying after failed attempt number
+-- `attempt` (1 = the first attempt): exponential, with jitter, capped.
+--   delay = least(cap, base * 2^(attempt - 1)) * (0.8 + 0.2 * random())
+-- so it always lies in [0.8 * d, d] with d = least(cap, base * 2^(attempt-1)),
+-- and never exceeds `cap`. With the defaults: about 2 s, 4 s, 8 s, ... and at
+-- most one hour from attempt 12 on. Attempts below 1 (or NULL) count as 1;
+-- a NULL base or cap means its default. Pure computation: no rights needed.
+-- PARALLEL RESTRICTED, as random() is (0.1.0 wrongly said SAFE).
+CREATE FUNCTION pgtq.backoff(attempt integer,
+                             base interval DEFAULT '2 seconds',
+                             cap interval DEFAULT '1 hour')
+RETURNS interval
+LANGUAGE sql VOLATILE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+    SELECT least(coalesce(cap, interval '1 hour'),
+                 coalesce(base, interval '2 seconds') * power(2, least(greatest(coalesce(attempt, 1), 1) - 1, 40)))
+           * (0.8 + 0.2 * random())
+$$;
+
+-- Guarantees: inserts one job and returns its id, as part of the caller's
+-- transaction (the job exists if and only if that transaction commits).
+-- A job due at `as_of` is ready at once, one with a later run_at is
+-- scheduled. Every argument is checked first; on bad input it raises an
+-- error naming the problem (SQLSTATE class PT) and writes nothing.
+-- SECURITY DEFINER: a producer may insert jobs through it, never directly.
+CREATE FUNCTION pgtq.push(queue text,
+                          task text,
+                          args jsonb DEFAULT '[]',
+                          kwargs jsonb DEFAULT '{}',
+                          run_at timestamptz DEFAULT NULL,
+                          priority integer DEFAULT 0,
+                          max_attempts integer DEFAULT 25,
+                          as_of timestamptz DEFAULT now())
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    payload_limit integer;
+    payload_size  integer;
+    due           timestamptz;
+    new_state     pgtq.job_state;
+    new_id        bigint;
+BEGIN
+    IF NOT pgtq._push_options_ok(push.queue, push.task, push.priority, push.max_attempts,
+                                 push.run_at, push.as_of) THEN
+        PERFORM pgtq._check_push_options(push.queue, push.task, push.priority, push.max_attempts,
+                                         push.run_at, push.as_of);
+    END IF;
+    IF push.args IS NULL OR jsonb_typeof(push.args) <> 'array' THEN
+        RAISE EXCEPTION 'pgtq: args must be a JSON array, got %',
+                coalesce(jsonb_typeof(push.args), 'NULL')
+            USING ERRCODE = 'PT001';
+    END IF;
+    IF push.kwargs IS NULL OR jsonb_typeof(push.kwargs) <> 'object' THEN
+        RAISE EXCEPTION 'pgtq: kwargs must be a JSON object, got %',
+                coalesce(jsonb_typeof(push.kwargs), 'NULL')
+            USING ERRCODE = 'PT002';
+    END IF;
+
+    SELECT s.max_payload_bytes INTO payload_limit FROM pgtq._settings AS s;
+    payload_size := pg_column_size(push.args) + pg_column_size(push.kwargs);
+    IF payload_size > payload_limit THEN
+        RAISE EXCEPTION 'pgtq: payload of task % is % bytes, over the limit of % bytes',
+                quote_literal(push.task), payload_size, payload_limit
+            USING ERRCODE = 'PT005';
+    END IF;
+
+    due := coalesce(push.run_at, push.as_of);
+    new_state := CASE WHEN due <= push.as_of THEN 'ready' ELSE 'scheduled' END;
+
+    INSERT INTO pgtq._job AS j (queue, task, args, kwargs, state, priority,
+                                max_attempts, run_at, created_at)
+    VALUES (push.queue, push.task, push.args, push.kwargs, new_state,
+            push.priority, push.max_attempts, due, push.as_of)
+    RETURNING j.id INTO new_id;
+
+    IF new_state = 'ready' THEN
+        PERFORM pgtq._announce(push.queue);
+    END IF;
+    RETURN new_id;
+END
+$$;
+
+-- Guarantees: pushes many jobs of one task in one statement, in the
+-- caller's transaction: one job per element of `args` (with the element of
+-- `kwargs` at the same position; '{}' when kwargs is NULL), all with the
+-- same run_at, priority and max_attempts; returns their ids in the order
+-- given. Everything is checked first, every element too (the error names
+-- the element's position, counting from 1); on bad input it raises the
+-- error push would raise and writes nothing. Ready jobs are announced once.
+CREATE FUNCTION pgtq.push_many(queue text,
+                               task text,
+                               args jsonb[],
+                               kwargs jsonb[] DEFAULT NULL,
+                               run_at timestamptz DEFAULT NULL,
+                               priority integer DEFAULT 0,
+                               max_attempts integer DEFAULT 25,
+                               as_of timestamptz DEFAULT now())
+RETURNS SETOF bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    payload_limit integer;
+    bad           record;
+    due           timestamptz;
+    new_state     pgtq.job_state;
+BEGIN
+    IF NOT pgtq._push_options_ok(push_many.queue, push_many.task, push_many.priority,
+                                 push_many.max_attempts, push_many.run_at, push_many.as_of) THEN
+        PERFORM pgtq._check_push_options(push_many.queue, push_many.task, push_many.priority,
+                                         push_many.max_attempts, push_many.run_at, push_many.as_of);
+    END IF;
+    IF push_many.args IS NULL OR cardinality(push_many.args) > 100000
+       OR (push_many.kwargs IS NOT NULL AND cardinality(push_many.kwargs) <> cardinality(push_many.args)) THEN
+        RAISE EXCEPTION 'pgtq: push_many needs args (and kwargs, if given) of one length of at most 100000, '
+                        'got % args and % kwargs',
+                coalesce(cardinality(push_many.args)::text, 'NULL'),
+                coalesce(cardinality(push_many.kwargs)::text, 'no')
+            USING ERRCODE = 'PT004';
+    END IF;
+
+    SELECT s.max_payload_bytes INTO payload_limit FROM pgtq._settings AS s;
+    SELECT e.position, e.a, e.k, pg_column_size(e.a) + coalesce(pg_column_size(e.k), 0) AS size INTO bad
+    FROM unnest(push_many.args, push_many.kwargs) WITH ORDINALITY AS e (a, k, position)
+    WHERE e.a IS NULL OR jsonb_typeof(e.a) <> 'array'
+       OR (push_many.kwargs IS NOT NULL AND (e.k IS NULL OR jsonb_typeof(e.k) <> 'object'))
+       OR pg_column_size(e.a) + coalesce(pg_column_size(e.k), 0) > payload_limit
+    ORDER BY e.position
+    LIMIT 1;
+    IF FOUND THEN
+        IF bad.a IS NULL OR jsonb_typeof(bad.a) <> 'array' THEN
+            RAISE EXCEPTION 'pgtq: args of job % must be a JSON array, got %',
+                    bad.position, coalesce(jsonb_typeof(bad.a), 'NULL')
+                USING ERRCODE = 'PT001';
+        ELSIF push_many.kwargs IS NOT NULL AND (bad.k IS NULL OR jsonb_typeof(bad.k) <> 'object') THEN
+            RAISE EXCEPTION 'pgtq: kwargs of job % must be a JSON object, got %',
+                    bad.position, coalesce(jsonb_typeof(bad.k), 'NULL')
+                USING ERRCODE = 'PT002';
+        END IF;
+        RAISE EXCEPTION 'pgtq: payload of job % of task % is % bytes, over the limit of % bytes',
+                bad.position, quote_literal(push_many.task), bad.size, payload_limit
+            USING ERRCODE = 'PT005';
+    END IF;
+
+    due := coalesce(push_many.run_at, push_many.as_of);
+    new_state := CASE WHEN due <= push_many.as_of THEN 'ready' ELSE 'scheduled' END;
+    RETURN QUERY
+    INSERT INTO pgtq._job AS j (queue, task, args, kwargs, state, priority, max_attempts, run_at, created_at)
+    SELECT push_many.queue, push_many.task, e.a, coalesce(e.k, '{}'), new_state,
+           push_many.priority, push_many.max_attempts, due, push_many.as_of
+    FROM unnest(push_many.args, push_many.kwargs) WITH ORDINALITY AS e (a, k, position)
+    ORDER BY e.position
+    RETURNING j.id;
+    IF new_state = 'ready' AND cardinality(push_many.args) > 0 THEN
+        PERFORM pgtq._announce(push_many.queue);
+    END IF;
+END
+$$;
+
+-- Guarantees: claims up to `n` ready jobs of `queue` (highest priority
+-- first, then push order) and returns them. Each claimed job becomes
+-- running, its attempt count goes up by one, and it gets a fresh lease
+-- token that expires `lease` after `as_of`. Rows are locked with
+-- FOR UPDATE SKIP LOCKED in a MATERIALIZED step, so concurrent pops never
+-- get the same job, never wait on each other and never claim more than n.
+-- Hot path: the cached generic plan is used (for `LIMIT $n` it still scans
+-- job_ready_idx in order, checked with EXPLAIN; forcing custom plans made a
+-- single pop twice as slow), and the argument checks call the helper that
+-- words the error only when a cheap inline test fails. Bad arguments raise
+-- PT003 or PT004 and claim nothing.
+CREATE FUNCTION pgtq.pop(queue text,
+                         worker text DEFAULT NULL,
+                         n integer DEFAULT 1,
+                         lease interval DEFAULT '5 minutes',
+                         as_of timestamptz DEFAULT now())
+RETURNS SETOF pgtq.claimed_job
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+BEGIN
+    IF NOT pgtq._is_plain_name(pop.queue)
+       OR (pop.worker IS NOT NULL AND NOT pgtq._is_plain_name(pop.worker)) THEN
+        PERFORM pgtq._checked_name('queue', pop.queue);
+        PERFORM pgtq._checked_name('worker', coalesce(pop.worker, 'unnamed'));
+    END IF;
+    IF pop.n IS NULL OR pop.n < 1 OR pop.n > 10000 THEN
+        RAISE EXCEPTION 'pgtq: n must be between 1 and 10000, got %', coalesce(pop.n::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF pop.lease IS NULL OR pop.lease <= interval '0' OR pop.lease > interval '100 years' THEN
+        RAISE EXCEPTION 'pgtq: lease must be a positive interval of at most 100 years, got %',
+                coalesce(pop.lease::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF NOT coalesce(isfinite(pop.as_of), false) THEN
+        PERFORM pgtq._reject_time('as_of', pop.as_of);
+    END IF;
+
+    RETURN QUERY
+    WITH claimable AS MATERIALIZED (
+        SELECT c.id
+        FROM pgtq._job AS c
+        WHERE c.queue = pop.queue AND c.state = 'ready'
+        ORDER BY c.priority DESC, c.id
+        LIMIT pop.n
+        FOR UPDATE SKIP LOCKED
+    ), claimed AS (
+        UPDATE pgtq._job AS j
+        SET state = 'running',
+            attempt = j.attempt + 1,
+            lease = gen_random_uuid(),
+            lease_expires_at = pop.as_of + pop.lease,
+            started_at = pop.as_of,
+            worker = pop.worker
+        FROM claimable
+        WHERE j.id = claimable.id
+        RETURNING j.id, j.queue, j.task, j.args, j.kwargs, j.priority,
+                  j.attempt, j.max_attempts, j.lease, j.lease_expires_at
+    )
+    SELECT claimed.* FROM claimed ORDER BY claimed.priority DESC, claimed.id;
+END
+$$;
+
+-- Guarantees: marks the job done and stores `result`, if and only if `lease`
+-- is the job's current lease and the job is running; returns whether it did.
+-- A stale lease (the job was rescued and handed on), a forged one or an
+-- unknown id changes nothing. Calling it twice completes once: the second
+-- call finds no lease and returns false. A NULL id, lease or as_of is a
+-- caller's bug and raises PT004.
+CREATE FUNCTION pgtq.complete(id bigint,
+                              lease uuid,
+                              result jsonb DEFAULT NULL,
+                              as_of timestamptz DEFAULT now())
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+BEGIN
+    IF complete.id IS NULL OR complete.lease IS NULL THEN
+        PERFORM pgtq._reject_claim('complete', complete.id, complete.lease);
+    END IF;
+    IF NOT coalesce(isfinite(complete.as_of), false) THEN
+        PERFORM pgtq._reject_time('as_of', complete.as_of);
+    END IF;
+    UPDATE pgtq._job AS j
+    SET state = 'done',
+        finished_at = complete.as_of,
+        result = complete.result,
+        lease = NULL,
+        lease_expires_at = NULL
+    WHERE j.id = complete.id
+      AND j.lease = complete.lease
+      AND j.state = 'running';
+    RETURN FOUND;
+END
+$$;
+
+-- Guarantees: completes many jobs in one statement, each exactly as
+-- complete() would: the pair (ids[i], leases[i]) marks job ids[i] done with
+-- results[i] (NULL results: no result) if and only if that lease is the
+-- job's current lease and the job is running. Returns the ids it completed;
+-- pairs with a stale or forged lease, or an unknown id, are left out and
+-- change nothing. The arrays must have the same length (at most 10,000);
+-- otherwise it raises PT004 and completes nothing.
+CREATE FUNCTION pgtq.complete_many(ids bigint[],
+                                   leases uuid[],
+                                   results jsonb[] DEFAULT NULL,
+                                   as_of timestamptz DEFAULT now())
+RETURNS SETOF bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+BEGIN
+    IF complete_many.ids IS NULL OR complete_many.leases IS NULL
+       OR cardinality(complete_many.ids) <> cardinality(complete_many.leases)
+       OR cardinality(complete_many.ids) > 10000
+       OR (complete_many.results IS NOT NULL
+           AND cardinality(complete_many.results) <> cardinality(complete_many.ids)) THEN
+        RAISE EXCEPTION 'pgtq: complete_many needs ids and leases (and results, if given) of one length '
+                        'of at most 10000, got % ids, % leases and % results',
+                coalesce(cardinality(complete_many.ids)::text, 'NULL'),
+                coalesce(cardinality(complete_many.leases)::text, 'NULL'),
+                coalesce(cardinality(complete_many.results)::text, 'no')
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF NOT coalesce(isfinite(complete_many.as_of), false) THEN
+        PERFORM pgtq._reject_time('as_of', complete_many.as_of);
+    END IF;
+    RETURN QUERY
+    UPDATE pgtq._job AS j
+    SET state = 'done',
+        finished_at = complete_many.as_of,
+        result = claims.result,
+        lease = NULL,
+        lease_expires_at = NULL
+    FROM unnest(complete_many.ids, complete_many.leases, complete_many.results) AS claims (id, lease, result)
+    WHERE j.id = claims.id
+      AND j.lease = claims.lease
+      AND j.state = 'running'
+    RETURNING j.id;
+END
+$$;
+
+-- Guarantees: records `error` for the failed attempt of a running job whose
+-- current lease is `lease`. If attempts remain, the job is retried at
+-- as_of + retry_in (or as_of + backoff(attempt) without retry_in): it becomes
+-- scheduled, or ready when that time has already come. With no attempt left
+-- it becomes failed and is kept. Returns the new state, or NULL (changing
+-- nothing) when the lease is stale or the job is not running. A NULL id,
+-- lease, error or as_of, or a retry_in outside 0..100 years, raises PT004.
+CREATE FUNCTION pgtq.fail(id bigint,
+                          lease uuid,
+                          error text,
+                          retry_in interval DEFAULT NULL,
+                          as_of timestamptz DEFAULT now())
+RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    failed_job  pgtq._job%ROWTYPE;
+    retry_at    timestamptz;
+    new_state   pgtq.job_state;
+BEGIN
+    IF fail.id IS NULL OR fail.lease IS NULL THEN
+        PERFORM pgtq._reject_claim('fail', fail.id, fail.lease);
+    END IF;
+    IF fail.error IS NULL THEN
+        RAISE EXCEPTION 'pgtq: error must not be NULL (say why the attempt failed)'
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF fail.retry_in < interval '0' OR fail.retry_in > interval '100 years' THEN
+        RAISE EXCEPTION 'pgtq: retry_in must be between 0 and 100 years, got %', fail.retry_in
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF NOT coalesce(isfinite(fail.as_of), false) THEN
+        PERFORM pgtq._reject_time('as_of', fail.as_of);
+    END IF;
+
+    SELECT j.* INTO failed_job
+    FROM pgtq._job AS j
+    WHERE j.id = fail.id AND j.lease = fail.lease AND j.state = 'running'
+    FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+
+    retry_at := fail.as_of + coalesce(fail.retry_in, pgtq.backoff(failed_job.attempt));
+    new_state := pgtq._state_after_failure(failed_job.attempt, failed_job.max_attempts,
+                                           retry_at, fail.as_of);
+    UPDATE pgtq._job AS j
+    SET state = new_state,
+        run_at = CASE WHEN new_state = 'failed' THEN j.run_at ELSE retry_at END,
+        finished_at = CASE WHEN new_state = 'failed' THEN fail.as_of END,
+        last_error = fail.error,
+        lease = NULL,
+        lease_expires_at = NULL
+    WHERE j.id = failed_job.id;
+
+    IF new_state = 'ready' THEN
+        PERFORM pgtq._announce(failed_job.queue);
+    END IF;
+    RETURN new_state::text;
+END
+$$;
+
+-- Guarantees: extends the lease of a running job to as_of + extend_by, if
+-- `lease` is still its current lease; returns whether it did. A worker
+-- calls it while a long handler runs so tick never rescues a live job.
+-- It never shortens a lease. A NULL id, lease or as_of, or an extend_by
+-- outside (0, 100 years], raises PT004.
+CREATE FUNCTION pgtq.heartbeat(id bigint,
+                               lease uuid,
+                               extend_by interval DEFAULT '5 minutes',
+                               as_of timestamptz DEFAULT now())
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+BEGIN
+    IF heartbeat.id IS NULL OR heartbeat.lease IS NULL THEN
+        PERFORM pgtq._reject_claim('heartbeat', heartbeat.id, heartbeat.lease);
+    END IF;
+    IF heartbeat.extend_by IS NULL OR heartbeat.extend_by <= interval '0'
+       OR heartbeat.extend_by > interval '100 years' THEN
+        RAISE EXCEPTION 'pgtq: extend_by must be a positive interval of at most 100 years, got %',
+                coalesce(heartbeat.extend_by::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF NOT coalesce(isfinite(heartbeat.as_of), false) THEN
+        PERFORM pgtq._reject_time('as_of', heartbeat.as_of);
+    END IF;
+    UPDATE pgtq._job AS j
+    SET lease_expires_at = greatest(j.lease_expires_at, heartbeat.as_of + heartbeat.extend_by)
+    WHERE j.id = heartbeat.id
+      AND j.lease = heartbeat.lease
+      AND j.state = 'running';
+    RETURN FOUND;
+END
+$$;
+
+-- Guarantees: hands a running job back without counting the attempt (a
+-- worker shutting down gracefully): it becomes ready at once with its
+-- attempt count restored, if `lease` is its current lease. Returns whether
+-- it did. A NULL id or lease raises PT004.
+CREATE FUNCTION pgtq.release(id bigint, lease uuid)
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    released_queue text;
+BEGIN
+    IF release.id IS NULL OR release.lease IS NULL THEN
+        PERFORM pgtq._reject_claim('release', release.id, release.lease);
+    END IF;
+    UPDATE pgtq._job AS j
+    SET state = 'ready',
+        attempt = j.attempt - 1,
+        lease = NULL,
+        lease_expires_at = NULL,
+        started_at = NULL,
+        worker = NULL
+    WHERE j.id = release.id
+      AND j.lease = release.lease
+      AND j.state = 'running'
+    RETURNING j.queue INTO released_queue;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM pgtq._announce(released_queue);
+    RETURN true;
+END
+$$;
+
+-- Guarantees: moves every due job of `queue` (all queues when NULL):
+--   1. scheduled jobs with run_at <= as_of become ready;
+--   2. running jobs whose lease expired before as_of (their worker died)
+--      go through the same retry rule as fail(), with an error saying the
+--      lease expired.
+-- Returns how many jobs it moved. Rows are taken with FOR UPDATE SKIP
+-- LOCKED and their state is rechecked, so any number of sessions may tick
+-- at once (schedulers, workers, pg_cron): no job is moved twice. A bad
+-- queue name raises PT003, a NULL or infinite as_of PT004.
+CREATE FUNCTION pgtq.tick(queue text DEFAULT NULL,
+                          as_of timestamptz DEFAULT now())
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    promoted        integer;
+    promoted_queues text[];
+    rescued         integer;
+    worker_timeout  interval;
+BEGIN
+    IF tick.queue IS NOT NULL THEN
+        PERFORM pgtq._checked_name('queue', tick.queue);
+    END IF;
+    IF NOT coalesce(isfinite(tick.as_of), false) THEN
+        PERFORM pgtq._reject_time('as_of', tick.as_of);
+    END IF;
+    WITH due AS MATERIALIZED (
+        SELECT d.id
+        FROM pgtq._job AS d
+        WHERE d.state = 'scheduled'
+          AND d.run_at <= tick.as_of
+          AND (tick.queue IS NULL OR d.queue = tick.queue)
+        FOR UPDATE SKIP LOCKED
+    ), moved AS (
+        UPDATE pgtq._job AS j
+        SET state = 'ready'
+        FROM due
+        WHERE j.id = due.id
+        RETURNING j.queue
+    )
+    SELECT count(*), coalesce(array_agg(DISTINCT moved.queue), '{}')
+    INTO promoted, promoted_queues
+    FROM moved;
+    -- Each queue that got ready jobs is announced once.
+    PERFORM pgtq._announce(q.queue) FROM unnest(promoted_queues) AS q (queue);
+
+    WITH expired AS MATERIALIZED (
+        SELECT e.id, e.attempt, e.max_attempts,
+               tick.as_of + pgtq.backoff(e.attempt) AS retry_at
+        FROM pgtq._job AS e
+        WHERE e.state = 'running'
+          AND e.lease_expires_at < tick.as_of
+          AND (tick.queue IS NULL OR e.queue = tick.queue)
+        FOR UPDATE SKIP LOCKED
+    ), moved AS (
+        UPDATE pgtq._job AS j
+        SET state = pgtq._state_after_failure(expired.attempt, expired.max_attempts,
+                                              expired.retry_at, tick.as_of),
+            run_at = CASE WHEN expired.attempt >= expired.max_attempts THEN j.run_at
+                          ELSE expired.retry_at END,
+            finished_at = CASE WHEN expired.attempt >= expired.max_attempts THEN tick.as_of END,
+            last_error = format('lease expired at %s (worker %s stopped without completing the job)',
+                                j.lease_expires_at, coalesce(j.worker, 'unknown')),
+            lease = NULL,
+            lease_expires_at = NULL
+        FROM expired
+        WHERE j.id = expired.id
+        RETURNING j.id
+    )
+    SELECT count(*) INTO rescued FROM moved;
+
+    -- Forget workers that stopped without saying goodbye.
+    SELECT s.worker_timeout INTO worker_timeout FROM pgtq._settings AS s;
+    DELETE FROM pgtq._worker AS w WHERE w.last_seen_at < tick.as_of - worker_timeout;
+
+    RETURN promoted + rescued;
+END
+$$;
+
+-- Guarantees: cancels a job that has not started (scheduled or ready) and
+-- returns true; returns false, changing nothing, for any other state or an
+-- unknown id. A running job is not interrupted. A NULL id or a NULL or
+-- infinite as_of raises PT004.
+CREATE FUNCTION pgtq.cancel(id bigint, as_of timestamptz DEFAULT now())
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+BEGIN
+    IF cancel.id IS NULL THEN
+        RAISE EXCEPTION 'pgtq: id must not be NULL' USING ERRCODE = 'PT004';
+    END IF;
+    IF NOT coalesce(isfinite(cancel.as_of), false) THEN
+        PERFORM pgtq._reject_time('as_of', cancel.as_of);
+    END IF;
+    UPDATE pgtq._job AS j
+    SET state = 'cancelled',
+        finished_at = cancel.as_of
+    WHERE j.id = cancel.id
+      AND j.state IN ('scheduled', 'ready');
+    RETURN FOUND;
+END
+$$;
+
+-- Guarantees: gives a failed or cancelled job a fresh start: ready at once,
+-- attempt count reset to 0, error and result kept for the record until the
+-- next attempt. Returns true if it did, false for any other state or an
+-- unknown id. A NULL id or a NULL or infinite as_of raises PT004.
+CREATE FUNCTION pgtq.retry(id bigint, as_of timestamptz DEFAULT now())
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    retried_queue text;
+BEGIN
+    IF retry.id IS NULL THEN
+        RAISE EXCEPTION 'pgtq: id must not be NULL' USING ERRCODE = 'PT004';
+    END IF;
+    IF NOT coalesce(isfinite(retry.as_of), false) THEN
+        PERFORM pgtq._reject_time('as_of', retry.as_of);
+    END IF;
+    UPDATE pgtq._job AS j
+    SET state = 'ready',
+        attempt = 0,
+        run_at = retry.as_of,
+        started_at = NULL,
+        finished_at = NULL,
+        worker = NULL
+    WHERE j.id = retry.id
+      AND j.state IN ('failed', 'cancelled')
+    RETURNING j.queue INTO retried_queue;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM pgtq._announce(retried_queue);
+    RETURN true;
+END
+$$;
+
+-- Guarantees: deletes done and cancelled jobs (and failed ones when
+-- include_failed) that finished before as_of - older_than, at most
+-- `batch` rows per call so a large backlog is pruned in short
+-- transactions. Returns how many rows it deleted. Live jobs are never
+-- touched. older_than outside 0..100 years, a NULL include_failed, a batch
+-- outside 1..1000000 or a NULL or infinite as_of raise PT004.
+CREATE FUNCTION pgtq.prune(older_than interval,
+                           include_failed boolean DEFAULT false,
+                           batch integer DEFAULT 10000,
+                           as_of timestamptz DEFAULT now())
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    deleted integer;
+BEGIN
+    IF prune.older_than IS NULL OR prune.older_than < interval '0'
+       OR prune.older_than > interval '100 years' THEN
+        RAISE EXCEPTION 'pgtq: older_than must be an interval between 0 and 100 years, got %',
+                coalesce(prune.older_than::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF prune.include_failed IS NULL THEN
+        RAISE EXCEPTION 'pgtq: include_failed must not be NULL' USING ERRCODE = 'PT004';
+    END IF;
+    IF prune.batch IS NULL OR prune.batch < 1 OR prune.batch > 1000000 THEN
+        RAISE EXCEPTION 'pgtq: batch must be between 1 and 1000000, got %', coalesce(prune.batch::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF NOT coalesce(isfinite(prune.as_of), false) THEN
+        PERFORM pgtq._reject_time('as_of', prune.as_of);
+    END IF;
+    WITH old AS MATERIALIZED (
+        SELECT o.id
+        FROM pgtq._job AS o
+        WHERE o.state IN ('done', 'failed', 'cancelled')
+          AND o.finished_at < prune.as_of - prune.older_than
+          AND (o.state <> 'failed' OR prune.include_failed)
+        ORDER BY o.finished_at
+        LIMIT prune.batch
+        FOR UPDATE SKIP LOCKED
+    ), gone AS (
+        DELETE FROM pgtq._job AS j USING old WHERE j.id = old.id RETURNING j.id
+    )
+    SELECT count(*) INTO deleted FROM gone;
+    RETURN deleted;
+END
+$$;
+
+-- Guarantees: changes the queue-wide settings that are given (a NULL
+-- leaves a setting as it is) in the caller's transaction, and returns all
+-- of them:
+--   max_payload_bytes  the largest args + kwargs (bytes, as stored) that
+--                      push accepts, at least 1 (default 1048576 = 1 MiB);
+--                      jobs already pushed are not touched;
+--   worker_timeout     how long tick keeps a worker that stopped reporting,
+--                      more than 0 and at most 100 years (default 1 minute).
+-- A bad value raises PT004 and changes nothing. Meant for pgtq_admin.
+CREATE FUNCTION pgtq.configure(max_payload_bytes integer DEFAULT NULL,
+                               worker_timeout interval DEFAULT NULL)
+RETURNS pgtq.settings
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    applied pgtq.settings;
+BEGIN
+    IF configure.max_payload_bytes < 1 THEN
+        RAISE EXCEPTION 'pgtq: max_payload_bytes must be at least 1, got %', configure.max_payload_bytes
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF configure.worker_timeout <= interval '0' OR configure.worker_timeout > interval '100 years' THEN
+        RAISE EXCEPTION 'pgtq: worker_timeout must be a positive interval of at most 100 years, got %',
+                configure.worker_timeout
+            USING ERRCODE = 'PT004';
+    END IF;
+    UPDATE pgtq._settings AS s
+    SET max_payload_bytes = coalesce(configure.max_payload_bytes, s.max_payload_bytes),
+        worker_timeout = coalesce(configure.worker_timeout, s.worker_timeout);
+    SELECT v.* INTO applied FROM pgtq.settings AS v;
+    RETURN applied;
+END
+$$;
+
+-- Guarantees: records a worker as alive (inserting or refreshing its row)
+-- with the queues it serves. Idempotent: calling it again only moves
+-- last_seen_at forward. tick() forgets workers not seen for
+-- _settings.worker_timeout. A NULL host, pid or queues is stored as '',
+-- 0 or no queues; a bad worker name raises PT003, a NULL or infinite
+-- as_of PT004.
+CREATE FUNCTION pgtq.register_worker(worker text,
+                                     host text,
+                                     pid integer,
+                                     queues text[],
+                                     as_of timestamptz DEFAULT now())
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+BEGIN
+    PERFORM pgtq._checked_name('worker', register_worker.worker);
+    IF NOT coalesce(isfinite(register_worker.as_of), false) THEN
+        PERFORM pgtq._reject_time('as_of', register_worker.as_of);
+    END IF;
+    INSERT INTO pgtq._worker AS w (id, host, pid, queues, started_at, last_seen_at)
+    VALUES (register_worker.worker, coalesce(register_worker.host, ''),
+            coalesce(register_worker.pid, 0), coalesce(register_worker.queues, '{}'),
+            register_worker.as_of, register_worker.as_of)
+    ON CONFLICT ON CONSTRAINT worker_pkey DO UPDATE
+    SET last_seen_at = greatest(w.last_seen_at, excluded.last_seen_at),
+        queues = excluded.queues;
+END
+$$;
+
+-- Guarantees: removes a worker's registration (a clean shutdown). Returns
+-- whether it was registered. A bad worker name raises PT003.
+CREATE FUNCTION pgtq.unregister_worker(worker text)
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+BEGIN
+    PERFORM pgtq._checked_name('worker', unregister_worker.worker);
+    DELETE FROM pgtq._worker AS w WHERE w.id = unregister_worker.worker;
+    RETURN FOUND;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Privileges
+-- ---------------------------------------------------------------------------
+
+-- Guarantees: the three roles of pgtq's privilege model exist (created
+-- NOLOGIN when missing) and hold, in this database, at least these rights:
+--   producer  push; version
+--   worker    pop, complete, fail, heartbeat, release, tick,
+--             register_worker, unregister_worker; backoff, version;
+--             reads the views queue_stats and workers
+--   admin     every public function (cancel, retry, prune, configure
+--             too) and every view (jobs and settings too)
+-- and USAGE on schema pgtq. No role may touch a table: every write goes
+-- through a SECURITY DEFINER function that checks its input. Idempotent;
+-- the install script calls it, and the owner of pgtq's objects may call it
+-- again at any time (it runs with the caller's rights, and GRANT needs the
+-- owner). Roles are cluster-wide, so a role created by the install in one
+-- database is reused by the next. A missing role that the caller may not
+-- create (no CREATEROLE, common on managed servers) is not an error: a
+-- NOTICE names what an administrator must run, after which calling this
+-- function again grants its rights. Returns the roles that hold their
+-- rights now. Role names are 1 to 63 bytes (PT003 otherwise).
+CREATE FUNCTION pgtq.install_roles(producer text DEFAULT 'pgtq_producer',
+                                   worker text DEFAULT 'pgtq_worker',
+                                   admin text DEFAULT 'pgtq_admin')
+RETURNS text[]
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    role_name text;
+    missing   text[] := '{}';
+    granted   text[] := '{}';
+    rerun     text;
+BEGIN
+    FOREACH role_name IN ARRAY ARRAY[install_roles.producer, install_roles.worker, install_roles.admin] LOOP
+        IF role_name IS NULL OR octet_length(role_name) NOT BETWEEN 1 AND 63 THEN
+            RAISE EXCEPTION 'pgtq: role name must be 1 to 63 bytes, got %', coalesce(quote_literal(role_name), 'NULL')
+                USING ERRCODE = 'PT003';
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles AS r WHERE r.rolname = role_name) THEN
+            BEGIN
+                EXECUTE format('CREATE ROLE %I NOLOGIN', role_name);
+            EXCEPTION
+                WHEN insufficient_privilege THEN
+                    missing := missing || role_name;
+                WHEN duplicate_object OR unique_violation THEN
+                    NULL;  -- created meanwhile by an install in another database
+            END;
+        END IF;
+    END LOOP;
+
+    IF install_roles.producer <> ALL (missing) THEN
+        EXECUTE format('GRANT USAGE ON SCHEMA pgtq TO %I', install_roles.producer);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION pgtq.push, pgtq.push_many, pgtq.version TO %I',
+                       install_roles.producer);
+        granted := granted || install_roles.producer;
+    END IF;
+    IF install_roles.worker <> ALL (missing) THEN
+        EXECUTE format('GRANT USAGE ON SCHEMA pgtq TO %I', install_roles.worker);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION pgtq.pop, pgtq.complete, pgtq.complete_many, pgtq.fail, pgtq.heartbeat, '
+                       'pgtq.release, pgtq.tick, pgtq.register_worker, pgtq.unregister_worker, '
+                       'pgtq.backoff, pgtq.version TO %I', install_roles.worker);
+        EXECUTE format('GRANT SELECT ON pgtq.queue_stats, pgtq.workers TO %I', install_roles.worker);
+        granted := granted || install_roles.worker;
+    END IF;
+    IF install_roles.admin <> ALL (missing) THEN
+        EXECUTE format('GRANT USAGE ON SCHEMA pgtq TO %I', install_roles.admin);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION pgtq.push, pgtq.push_many, pgtq.pop, pgtq.complete, pgtq.complete_many, pgtq.fail, '
+                       'pgtq.heartbeat, pgtq.release, pgtq.tick, pgtq.cancel, pgtq.retry, pgtq.prune, '
+                       'pgtq.configure, pgtq.register_worker, pgtq.unregister_worker, pgtq.backoff, '
+                       'pgtq.version TO %I', install_roles.admin);
+        EXECUTE format('GRANT SELECT ON pgtq.jobs, pgtq.queue_stats, pgtq.workers, pgtq.settings TO %I',
+                       install_roles.admin);
+        granted := granted || install_roles.admin;
+    END IF;
+
+    IF cardinality(missing) > 0 THEN
+        rerun := CASE
+            WHEN (install_roles.producer, install_roles.worker, install_roles.admin)
+                 = ('pgtq_producer', 'pgtq_worker', 'pgtq_admin')
+            THEN 'SELECT pgtq.install_roles();'
+            ELSE format('SELECT pgtq.install_roles(%L, %L, %L);',
+                        install_roles.producer, install_roles.worker, install_roles.admin)
+        END;
+        RAISE NOTICE 'pgtq: roles % are missing and % may not create roles (no CREATEROLE): pgtq is installed, but until they exist only the owner of schema pgtq can use it',
+                array_to_string(missing, ', '), current_user
+            USING HINT = format('Ask an administrator to run: %s Then, as the owner of schema pgtq, run: %s',
+                                (SELECT string_agg(format('CREATE ROLE %I NOLOGIN;', m), ' ')
+                                 FROM unnest(missing) AS m),
+                                rerun);
+    END IF;
+    RETURN granted;
+END
+$$;
+
+-- Nothing is PUBLIC: functions are EXECUTE-able by PUBLIC unless revoked,
+-- so revoke everything, then grant the roles their rights. Revoking also
+-- covers helpers (_checked_name, ...) and install_roles: only the owner
+-- (and the SECURITY DEFINER functions, which run as the owner) call them.
+REVOKE ALL ON SCHEMA pgtq FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA pgtq FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA pgtq FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgtq FROM PUBLIC;
+SELECT pgtq.install_roles();

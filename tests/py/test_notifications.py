@@ -1,0 +1,58 @@
+"""What pgtq announces on channel ``pgtq``: one notification per queue and
+transaction that made jobs ready, none for jobs that are not ready yet.
+
+Each check ends with a sentinel notification sent after the calls under
+test: notifications arrive in commit order, so everything before the
+sentinel is all the calls sent (no waiting for silence)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+SENTINEL = "-- sentinel --"
+
+
+def announced(listener: psycopg.Connection[Any], producer: psycopg.Connection[Any]) -> list[str]:
+    """The payloads on channel pgtq up to the sentinel, which is sent now."""
+    producer.execute("SELECT pg_notify('pgtq', %s)", [SENTINEL])
+    payloads = []
+    for notify in listener.notifies(timeout=30):
+        if notify.payload == SENTINEL:
+            return payloads
+        payloads.append(notify.payload)
+    raise AssertionError(f"the sentinel did not arrive within 30 s (got {payloads})")
+
+
+def test_push_many_announces_its_queue_once(dsn: str) -> None:
+    with (
+        psycopg.connect(dsn, autocommit=True) as listener,
+        psycopg.connect(dsn, autocommit=True) as producer,
+    ):
+        listener.execute("LISTEN pgtq")
+        producer.execute("SELECT pgtq.push_many('mail', 'send', ARRAY['[1]', '[2]', '[3]']::jsonb[])")
+        assert announced(listener, producer) == ["mail"]
+
+        producer.execute(
+            "SELECT pgtq.push_many('mail', 'later', ARRAY['[1]', '[2]']::jsonb[],"
+            " run_at => now() + interval '1 hour')"
+        )
+        assert announced(listener, producer) == [], "scheduled jobs wake nobody"
+
+        with producer.transaction():
+            producer.execute("SELECT pgtq.push_many('mail', 'send', ARRAY['[4]']::jsonb[])")
+            producer.execute("SELECT pgtq.push_many('other', 'send', ARRAY['[5]']::jsonb[])")
+            producer.execute("SELECT pgtq.push('mail', 'send')")
+        assert sorted(announced(listener, producer)) == ["mail", "other"], "one per queue and transaction"
+
+
+def test_a_rolled_back_push_announces_nothing(dsn: str) -> None:
+    with (
+        psycopg.connect(dsn, autocommit=True) as listener,
+        psycopg.connect(dsn, autocommit=True) as producer,
+    ):
+        listener.execute("LISTEN pgtq")
+        with producer.transaction(force_rollback=True):
+            producer.execute("SELECT pgtq.push_many('mail', 'send', ARRAY['[1]']::jsonb[])")
+        assert announced(listener, producer) == []
