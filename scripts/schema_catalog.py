@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import itertools
 import os
 import sys
 from collections.abc import Callable
@@ -185,7 +186,9 @@ def require_extension(server_dsn: str) -> bool:
 
 def check_released_scripts() -> list[str]:
     """Released scripts are never edited: compare them with their recorded
-    digests. Returns the names checked."""
+    digests, and require a digest for every script that leads to a version
+    older than the current one (the current version's own upgrade script
+    is released when it lands on main). Returns the names checked."""
     checked = []
     for line in RELEASED.read_text().splitlines():
         if not line.strip() or line.startswith("#"):
@@ -200,6 +203,14 @@ def check_released_scripts() -> list[str]:
                 "script (sql/pgtq.sql) and the next upgrade script instead"
             )
         checked.append(name)
+    chain = build_extension.upgrade_chain()
+    older_steps = [f"pgtq--{a}--{b}.sql" for a, b in itertools.pairwise(chain[:-1])]
+    forgotten = [name for name in [f"pgtq--{chain[0]}.sql", *older_steps] if name not in checked]
+    if forgotten:
+        raise DriftError(
+            f"{', '.join(forgotten)} lead to a version older than the current one, so they were released: "
+            "record their digests in sql/released.sha256 (see sql/README.md)"
+        )
     return checked
 
 

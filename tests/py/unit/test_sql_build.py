@@ -14,6 +14,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "scripts"))
 import build_extension  # noqa: E402  (scripts/ is not a package)
@@ -87,3 +89,19 @@ def test_the_wheel_data_folder_shadows_no_module() -> None:
             f"pgtq/{name}/ in the wheel would shadow pgtq/{name}.py"
         )
         assert not (REPO / "pgtq" / name).exists(), f"pgtq/{name} exists in the source tree too"
+
+
+def test_verify_requires_every_older_step_to_be_recorded_as_released(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import schema_catalog
+
+    chain = build_extension.upgrade_chain()
+    monkeypatch.setattr(build_extension, "upgrade_chain", lambda: [*chain, "99.0.0"])
+    newest_step = f"pgtq--{chain[-2]}--{chain[-1]}.sql" if len(chain) > 1 else f"pgtq--{chain[0]}.sql"
+    recorded = [line for line in schema_catalog.RELEASED.read_text().splitlines() if newest_step not in line]
+    released = tmp_path / "released.sha256"
+    released.write_text("\n".join(recorded) + "\n")
+    monkeypatch.setattr(schema_catalog, "RELEASED", released)
+    with pytest.raises(schema_catalog.DriftError, match=re.escape(newest_step)):
+        schema_catalog.check_released_scripts()
