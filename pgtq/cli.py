@@ -1,9 +1,14 @@
-"""The ``pgtq`` command line: worker, scheduler, migrate, stats, version."""
+"""The command line (the top layer): ``pgtq worker``, ``scheduler``,
+``migrate``, ``stats`` and ``version``.
+
+It parses what the user typed and hands it to the worker runtime
+(``pgtq.worker``) or the client API (``Database``); it holds no queue
+rules and sends no SQL of its own.
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
@@ -11,8 +16,9 @@ from collections.abc import Sequence
 
 from pgtq import __version__
 from pgtq._schema import schema_version
+from pgtq._targets import TargetError, load_queue
+from pgtq.database import Database
 from pgtq.errors import PgTqError
-from pgtq.queue import PgTq
 
 logger = logging.getLogger("pgtq")
 
@@ -26,26 +32,6 @@ def _dsn_or_env(dsn: str | None) -> str:
     if not dsn:
         raise UsageError("no database given: pass a DSN or set PGTQ_DSN")
     return dsn
-
-
-def load_queue(target: str) -> PgTq:
-    """Import ``MODULE:OBJECT`` and return the PgTq it names."""
-    module_name, _, attribute = target.partition(":")
-    if not module_name or not attribute:
-        raise UsageError(f"expected MODULE:QUEUE_OBJECT (e.g. myapp.tasks:q), got {target!r}")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as error:  # any import-time failure is the user's to see, briefly
-        raise UsageError(f"cannot import module {module_name!r}: {type(error).__name__}: {error}") from error
-    try:
-        queue = getattr(module, attribute)
-    except AttributeError as error:
-        raise UsageError(f"module {module_name!r} has no attribute {attribute!r}") from error
-    if not isinstance(queue, PgTq):
-        raise UsageError(f"{target} is a {type(queue).__name__}, not a pgtq.PgTq")
-    return queue
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
@@ -77,7 +63,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 def _cmd_scheduler(args: argparse.Namespace) -> int:
     import signal
 
-    from pgtq.scheduler import Scheduler
+    from pgtq.worker import Scheduler
 
     queue = None if args.queue in ("*", "all") else args.queue
     scheduler = Scheduler(_dsn_or_env(args.dsn), queue, interval=args.interval)
@@ -104,8 +90,8 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
-    with PgTq(args.queue or "*", _dsn_or_env(args.dsn)) as queue:
-        stats = queue.stats(all_queues=args.queue is None)
+    with Database(_dsn_or_env(args.dsn)) as database:
+        stats = database.stats(args.queue)
     if not stats:
         print("no jobs")
         return 0
@@ -188,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.run(args))
-    except UsageError as error:
+    except (UsageError, TargetError) as error:
         print(f"pgtq: error: {error}", file=sys.stderr)
         return 2
     except PgTqError as error:

@@ -1,4 +1,5 @@
-"""pgtq's exceptions, and the one place where database errors become them."""
+"""Client API: pgtq's exceptions, and the one place where database errors
+become them (``database_errors``, applied by the SQL-engine layer)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Execution pools: where a worker's handlers run.
+"""Worker runtime: the execution pools, where a worker's handlers run.
 
 * ``ThreadPool`` (default): N threads in the worker process. Right for
   I/O-bound handlers (HTTP calls, database work, e-mail): the GIL is released
@@ -9,7 +9,8 @@
   replaced at once.
 
 Both report every finished run through the ``report`` callback they are given
-and never decide what a failure means: that is ``pgtq.fail``'s job.
+and never decide what a failure means: that is ``pgtq.fail``'s job. They
+record when each job starts by the worker's clock, which its timeouts use.
 """
 
 from __future__ import annotations
@@ -21,14 +22,16 @@ import multiprocessing.connection
 import queue
 import signal
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pgtq._execution import Outcome, run_task
+from pgtq._records import Outcome
 from pgtq.handler import Handler
 from pgtq.task import Task
+from pgtq.worker._child import child_main
+from pgtq.worker._decisions import Clock
+from pgtq.worker._execution import run_task
 
 Report = Callable[[Outcome], None]
 
@@ -58,9 +61,10 @@ class _WorkQueue:
     a batch flows through the slots without a round trip to the dispatcher),
     and the time each one started."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.started: dict[int, float] = {}
+        self.clock = clock
 
     def started_at(self, task_id: int) -> float | None:
         return self.started.get(task_id)
@@ -101,8 +105,8 @@ class ThreadPool(_WorkQueue):
     fresh thread takes its place, so the pool keeps its full capacity.
     """
 
-    def __init__(self, capacity: int, report: Report) -> None:
-        super().__init__()
+    def __init__(self, capacity: int, report: Report, clock: Clock) -> None:
+        super().__init__(clock)
         self.capacity = capacity
         self._report = report
         self._lock = threading.Lock()
@@ -130,7 +134,7 @@ class ThreadPool(_WorkQueue):
                 task, handler = item
                 with self._lock:
                     slot.task_id = task.id
-                    self.started[task.id] = time.monotonic()
+                    self.started[task.id] = self.clock()
                 outcome = run_task(task, handler.func, handler.timeout)
                 with self._lock:
                     slot.task_id = None
@@ -174,8 +178,8 @@ class ProcessPool(_WorkQueue):
     is replaced at once; a handler past its timeout has its child killed.
     """
 
-    def __init__(self, capacity: int, report: Report, target: str) -> None:
-        super().__init__()
+    def __init__(self, capacity: int, report: Report, target: str, clock: Clock) -> None:
+        super().__init__(clock)
         self.capacity = capacity
         self._report = report
         self._target = target
@@ -193,8 +197,6 @@ class ProcessPool(_WorkQueue):
             thread.start()
 
     def _spawn(self) -> tuple[Any, multiprocessing.connection.Connection]:
-        from pgtq._child import child_main
-
         parent_end, child_end = self._context.Pipe()
         process = self._context.Process(target=child_main, args=(self._target, child_end), daemon=True)
         process.start()
@@ -211,18 +213,18 @@ class ProcessPool(_WorkQueue):
                 task, _handler = item
                 if not process.is_alive():
                     process, pipe = self._replace(process, pipe)
-                started = time.monotonic()
+                started = self.clock()
                 with self._lock:
                     self._children[task.id] = process
                     self.started[task.id] = started
-                outcome = _run_in_child(task, process, pipe, started)
+                outcome = _run_in_child(task, process, pipe, started, self.clock)
                 with self._lock:
                     self._children.pop(task.id, None)
                     self.started.pop(task.id, None)
                     ignored = task.id in self._abandoned
                     self._abandoned.discard(task.id)
                 if outcome is None:  # the child died: report it, replace it at once
-                    crash = _crash_outcome(task, process.exitcode, started)
+                    crash = _crash_outcome(task, process.exitcode, self.clock() - started)
                     process, pipe = self._replace(process, pipe)
                     if not ignored:
                         self._report(crash)
@@ -257,7 +259,7 @@ class ProcessPool(_WorkQueue):
 
 
 def _run_in_child(
-    task: Task, process: Any, pipe: multiprocessing.connection.Connection, started: float
+    task: Task, process: Any, pipe: multiprocessing.connection.Connection, started: float, clock: Clock
 ) -> Outcome | None:
     """Send a task to a child and wait for its outcome; None if it died."""
     try:
@@ -265,7 +267,7 @@ def _run_in_child(
         ready = multiprocessing.connection.wait([pipe, process.sentinel])
         if pipe in ready:
             kind, result_json, error, summary = pipe.recv()
-            return Outcome(task, kind, time.monotonic() - started, result_json, error, summary)
+            return Outcome(task, kind, clock() - started, result_json, error, summary)
     except (EOFError, OSError):
         pass
     process.join(timeout=5)
@@ -282,7 +284,7 @@ def _stop_child(process: Any, pipe: multiprocessing.connection.Connection) -> No
     pipe.close()
 
 
-def _crash_outcome(task: Task, process_exit_code: int | None, started: float) -> Outcome:
+def _crash_outcome(task: Task, process_exit_code: int | None, duration: float) -> Outcome:
     code = process_exit_code
     if code is not None and code < 0:
         how = f"was killed by signal {signal.Signals(-code).name}"
@@ -291,7 +293,7 @@ def _crash_outcome(task: Task, process_exit_code: int | None, started: float) ->
     return Outcome(
         task,
         "error",
-        time.monotonic() - started,
+        duration,
         error=f"WorkerProcessDied: the child process running task {task.name!r} {how}",
         summary="child died",
     )

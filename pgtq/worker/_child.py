@@ -1,4 +1,5 @@
-"""The main function of a process-pool child: run the tasks it is sent."""
+"""Worker runtime: the main function of a process-pool child, which runs
+the tasks it is sent."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import logging
 import multiprocessing.connection
 import signal
 
-from pgtq._execution import run_task
+from pgtq._targets import load_queue
 from pgtq.task import Task
+from pgtq.worker._execution import run_task
 
 
 def child_main(target: str, pipe: multiprocessing.connection.Connection) -> None:
@@ -16,8 +18,6 @@ def child_main(target: str, pipe: multiprocessing.connection.Connection) -> None
     it finishes or hands back the jobs, then stops its children."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    from pgtq.cli import load_queue
-
     queues = {queue.queue: queue for queue in (load_queue(part) for part in target.split(","))}
     log = logging.getLogger("pgtq.worker.child")
     while True:
