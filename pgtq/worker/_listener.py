@@ -32,7 +32,6 @@ class Listener(threading.Thread):
         self._queues = frozenset(queues)
         self._wake = wake
         self._stopping = threading.Event()
-        self.connected = threading.Event()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -43,12 +42,10 @@ class Listener(threading.Thread):
             try:
                 with gateway.connect(self._dsn) as conn:
                     gateway.listen(conn)
-                    self.connected.set()
                     delay = 0.5
                     self._wake(ANY_QUEUE)
                     self._listen(conn)
             except PgTqError as error:
-                self.connected.clear()
                 logger.warning("listener lost the database (%s); reconnecting in %.1f s", error, delay)
                 self._stopping.wait(delay)
                 delay = min(delay * 2, 30.0)

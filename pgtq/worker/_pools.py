@@ -224,6 +224,8 @@ class ProcessPool(_WorkQueue):
                     ignored = task.id in self._abandoned
                     self._abandoned.discard(task.id)
                 if outcome is None:  # the child died: report it, replace it at once
+                    if self._closed:  # killed by close(): the worker has stopped listening
+                        return
                     crash = _crash_outcome(task, process.exitcode, self.clock() - started)
                     process, pipe = self._replace(process, pipe)
                     if not ignored:
