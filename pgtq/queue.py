@@ -18,6 +18,7 @@ from pgtq._db import gateway
 from pgtq._json import encode_arguments, encode_result
 from pgtq._values import as_interval
 from pgtq.database import Database
+from pgtq.errors import UnknownTaskError
 from pgtq.handler import Handler
 from pgtq.task import JobInfo, QueueStat, Task
 
@@ -115,6 +116,14 @@ class PgTq:
         if func is not None:
             return register(func)
         return register
+
+    def handler_for(self, task: str) -> Handler[Any, Any]:
+        """The handler registered for the task named ``task``; raises
+        ``UnknownTaskError`` when there is none."""
+        try:
+            return self.handlers[task]
+        except KeyError:
+            raise UnknownTaskError(task, self.queue, self.handlers) from None
 
     # -- connections -------------------------------------------------------
 

@@ -8,8 +8,9 @@ import multiprocessing.connection
 import signal
 
 from pgtq._targets import load_queue
+from pgtq.errors import UnknownTaskError
 from pgtq.task import Task
-from pgtq.worker._execution import run_task
+from pgtq.worker._execution import run_task, unknown_task_outcome
 
 
 def child_main(target: str, pipe: multiprocessing.connection.Connection) -> None:
@@ -28,8 +29,12 @@ def child_main(target: str, pipe: multiprocessing.connection.Connection) -> None
         if task is None:
             return
         assert isinstance(task, Task)
-        handler = queues[task.queue].handlers[task.name]
-        outcome = run_task(task, handler.func, handler.timeout)
+        try:
+            handler = queues[task.queue].handler_for(task.name)
+        except UnknownTaskError as error:  # this child's import of the module lacks it
+            outcome = unknown_task_outcome(task, error)
+        else:
+            outcome = run_task(task, handler.func, handler.timeout)
         try:
             pipe.send((outcome.kind, outcome.result_json, outcome.error, outcome.summary))
         except OSError:

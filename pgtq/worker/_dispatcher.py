@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from pgtq._db import gateway
 from pgtq._records import Outcome, WorkerIdentity
 from pgtq.database import check_schema
-from pgtq.errors import ConnectionFailedError, PgTqError
+from pgtq.errors import ConnectionFailedError, PgTqError, UnknownTaskError
 from pgtq.handler import Handler
 from pgtq.queue import PgTq
 from pgtq.task import Task
@@ -55,7 +55,7 @@ from pgtq.worker._decisions import (
     flush_due,
     timeout_deadline,
 )
-from pgtq.worker._execution import timeout_outcome
+from pgtq.worker._execution import timeout_outcome, unknown_task_outcome
 from pgtq.worker._listener import ANY_QUEUE, Listener
 from pgtq.worker._pools import Pool, ProcessPool, ThreadPool
 from pgtq.worker._settings import PoolKind, WorkerSettings, new_worker_id
@@ -306,19 +306,10 @@ class Worker:
             self._hand_to_pool(task)
 
     def _hand_to_pool(self, task: Task) -> None:
-        handler = self.queues[task.queue].handlers.get(task.name)
-        if handler is None:
-            known = ", ".join(sorted(self.queues[task.queue].handlers)) or "none"
-            self._add_outcome(
-                Outcome(
-                    task,
-                    "error",
-                    0.0,
-                    error=f"UnknownTaskError: no handler for task {task.name!r} in this worker "
-                    f"(queue {task.queue!r}; known tasks: {known})",
-                    summary="unknown task",
-                )
-            )
+        try:
+            handler = self.queues[task.queue].handler_for(task.name)
+        except UnknownTaskError as error:
+            self._add_outcome(unknown_task_outcome(task, error))
             return
         # An async handler cancels itself at its timeout; the deadline here is
         # the backstop. A synchronous one is abandoned at the deadline.

@@ -18,6 +18,7 @@ from typing import Any
 
 from pgtq._json import encode_result
 from pgtq._records import Outcome
+from pgtq.errors import UnknownTaskError
 from pgtq.task import Task, _current_task
 
 
@@ -82,6 +83,11 @@ def timeout_outcome(task: Task, timeout: float, duration: float) -> Outcome:
         error=f"TimeoutError: task {task.name!r} exceeded its timeout of {timeout:g} s",
         summary="timeout",
     )
+
+
+def unknown_task_outcome(task: Task, error: UnknownTaskError) -> Outcome:
+    """The outcome of a job whose task has no handler here (retried by the usual rule)."""
+    return Outcome(task, "error", 0.0, error=f"UnknownTaskError: {error}", summary="unknown task")
 
 
 def run_task(task: Task, func: Callable[..., Any], timeout: float | None = None) -> Outcome:
