@@ -54,6 +54,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
             poll_interval=args.poll_interval,
             tick_interval=args.tick_interval,
             shutdown_timeout=args.shutdown_timeout,
+            max_abandoned_threads=args.max_abandoned_threads,
+            interrupt_timed_out_threads=args.interrupt_timed_out_threads,
             target=",".join(args.targets),
         )
     except ValueError as error:
@@ -140,6 +142,19 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--tick-interval", type=float, default=1.0, help="seconds between pgtq.tick calls")
     worker.add_argument(
         "--shutdown-timeout", type=float, default=30.0, help="grace period for running jobs (default 30)"
+    )
+    worker.add_argument(
+        "--max-abandoned-threads",
+        type=int,
+        metavar="N",
+        help="thread pool: at most N threads abandoned at their timeout (still running) get a fresh "
+        "slot; past that the pool serves with fewer slots until one ends (default: --concurrency)",
+    )
+    worker.add_argument(
+        "--interrupt-timed-out-threads",
+        action="store_true",
+        help="thread pool: also raise an exception in a thread abandoned at its timeout (best effort; "
+        "it may land in the handler's finally block or its transaction)",
     )
     worker.set_defaults(run=_cmd_worker)
 

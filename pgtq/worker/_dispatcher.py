@@ -180,7 +180,13 @@ class Worker:
         if self.settings.pool == "process":
             assert self.target is not None
             return ProcessPool(self.settings.concurrency, report, self.target, self._clock)
-        return ThreadPool(self.settings.concurrency, report, self._clock)
+        return ThreadPool(
+            self.settings.concurrency,
+            report,
+            self._clock,
+            max_abandoned=self.settings.max_abandoned_threads,
+            interrupt_abandoned=self.settings.interrupt_timed_out_threads,
+        )
 
     def _on_finished(self, outcome: Outcome) -> None:
         self._events.put(_Finished(outcome))
@@ -531,6 +537,8 @@ def main_loop(
     poll_interval: float = 2.0,
     tick_interval: float = 1.0,
     shutdown_timeout: float = 30.0,
+    max_abandoned_threads: int | None = None,
+    interrupt_timed_out_threads: bool = False,
     target: str | None = None,
 ) -> int:
     """Run a worker for ``q`` (one queue or several) in this thread until
@@ -550,6 +558,8 @@ def main_loop(
         poll_interval=poll_interval,
         tick_interval=tick_interval,
         shutdown_timeout=shutdown_timeout,
+        max_abandoned_threads=max_abandoned_threads,
+        interrupt_timed_out_threads=interrupt_timed_out_threads,
     )
     worker = Worker(q, settings, target=target)
     with stop_on_signals(worker):

@@ -21,6 +21,15 @@ class WorkerSettings:
     ``heartbeat_interval`` (default lease / 3) renews it while the job runs.
     ``poll_interval``: the fallback poll when no notification arrives.
     ``shutdown_timeout``: the grace period for running jobs on SIGTERM.
+
+    A thread whose handler runs past its timeout is abandoned: it runs on
+    until the handler returns (its result is ignored) and a fresh thread
+    takes its slot, for at most ``max_abandoned_threads`` such threads
+    running at once (default: ``concurrency``); past that the pool serves
+    with fewer slots until one ends. ``interrupt_timed_out_threads`` also
+    raises an exception in the abandoned thread (best effort: it lands
+    wherever the thread next runs Python code, which may be a ``finally``
+    block or the middle of a transaction).
     """
 
     concurrency: int = 1
@@ -32,6 +41,8 @@ class WorkerSettings:
     tick_interval: float = 1.0
     shutdown_timeout: float = 30.0
     reconnect_max_delay: float = 30.0
+    max_abandoned_threads: int | None = None
+    interrupt_timed_out_threads: bool = False
 
     def __post_init__(self) -> None:
         for name in ("lease", "poll_interval", "tick_interval", "reconnect_max_delay"):
@@ -45,6 +56,10 @@ class WorkerSettings:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size!r}")
         if self.heartbeat_interval is not None and not 0 < self.heartbeat_interval < self.lease:
             raise ValueError("heartbeat_interval must be positive and shorter than the lease")
+        if self.max_abandoned_threads is not None and self.max_abandoned_threads < 0:
+            raise ValueError(
+                f"max_abandoned_threads must not be negative, got {self.max_abandoned_threads!r}"
+            )
         if self.pool not in ("thread", "process"):
             raise ValueError(f"pool must be 'thread' or 'process', got {self.pool!r}")
 
