@@ -207,8 +207,8 @@ class Worker:
 
     def _talk_to_database(self, now: float) -> None:
         try:
-            self._flush_outcomes()
             if self._stopping:
+                self._flush_outcomes()
                 self._hand_back_unstarted()
                 return
             if self._timers.tick_due(now):
@@ -279,7 +279,9 @@ class Worker:
 
     def _flush_and_claim(self, now: float) -> None:
         """One round trip for both directions: write the pending outcomes
-        (one transaction) and claim the next jobs of one queue, pipelined."""
+        (one transaction) and claim the next jobs of one queue, pipelined.
+        With nothing to claim, the outcomes go alone once they are due (see
+        ``flush_due``); until then they wait for more of the batch."""
         room = self._room_to_claim(now)
         name = self._turns.next() if room > 0 else None
         if name is None:
