@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -243,22 +243,21 @@ def test_imports_go_down_the_layers_only() -> None:
     assert upward == []
 
 
-def test_only_the_sql_engine_uses_psycopg_to_reach_the_database() -> None:
-    offences = {
-        name: uses
+def outside_the_engine(check: Callable[[ast.Module], list[str]]) -> dict[str, list[str]]:
+    """What ``check`` finds in each module outside pgtq/_db/ (rules 3 and 4)."""
+    return {
+        name: found
         for name, tree in sources().items()
-        if not name.startswith("pgtq._db") and name not in PENDING_MOVE and (uses := psycopg_uses(tree))
+        if not name.startswith("pgtq._db") and name not in PENDING_MOVE and (found := check(tree))
     }
-    assert offences == {}
+
+
+def test_only_the_sql_engine_uses_psycopg_to_reach_the_database() -> None:
+    assert outside_the_engine(psycopg_uses) == {}
 
 
 def test_only_the_sql_engine_holds_sql() -> None:
-    offences = {
-        name: found
-        for name, tree in sources().items()
-        if not name.startswith("pgtq._db") and name not in PENDING_MOVE and (found := sql_strings(tree))
-    }
-    assert offences == {}
+    assert outside_the_engine(sql_strings) == {}
 
 
 def test_the_sql_engine_holds_the_statements() -> None:
