@@ -4,9 +4,11 @@ The SQL API (schema ``pgtq``: push, pop, complete, fail, tick, ...) owns the
 queue; this package maps task names to callables, calls that API, and runs
 workers and the scheduler. Its layers, each importing only those below it:
 
+* at the bottom, the records of ``pgtq.task`` and the errors of
+  ``pgtq.errors``: part of the client API, built and raised by the layer
+  above them;
 * SQL engine (``pgtq._db``): the statements and the gateway that sends them;
-* client API (this module's names: ``PgTq``, ``Handler``, ``Database``, the
-  records of ``pgtq.task`` and the errors of ``pgtq.errors``);
+* client API (this module's names: ``PgTq``, ``Handler``, ``Database``);
 * worker runtime (``pgtq.worker``): the dispatcher, its pools, the listener
   and the scheduler;
 * the command line (``pgtq.cli``).

@@ -1,6 +1,6 @@
-"""Internal records that the worker runtime hands to the SQL-engine layer:
-how one run of a job ended (``Outcome``) and who a worker is
-(``WorkerIdentity``). The public records are in ``pgtq.task``.
+"""Internal records, at the bottom beside ``pgtq.task``: what the worker
+runtime hands to the SQL-engine layer, how one run of a job ended
+(``Outcome``) and who a worker is (``WorkerIdentity``).
 """
 
 from __future__ import annotations

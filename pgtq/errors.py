@@ -1,5 +1,6 @@
-"""Client API: pgtq's exceptions, and the one place where database errors
-become them (``database_errors``, applied by the SQL-engine layer)."""
+"""Client API, at the bottom: pgtq's exceptions, and the one place where
+database errors become them (``database_errors``, applied by the SQL-engine
+layer, which therefore sits above this module)."""
 
 from __future__ import annotations
 

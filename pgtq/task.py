@@ -1,7 +1,9 @@
-"""Client API records: claimed tasks, job details, queue stats, and
-``current_task()``, the task whose handler runs in this context.
+"""Client API, at the bottom: the records pgtq hands back (claimed tasks,
+job details, queue stats) and ``current_task()``, the task whose handler
+runs in this context.
 
-The SQL-engine layer builds these from rows; everything above reads them.
+The SQL-engine layer builds these records from rows, so it sits above this
+module; everything else reads them.
 """
 
 from __future__ import annotations

@@ -38,13 +38,11 @@ PACKAGE = Path(__file__).resolve().parents[3] / "pgtq"
 
 BASE, SQL_ENGINE, CLIENT_API, WORKER_RUNTIME, CLI = range(5)
 LAYERS = {
-    # shared vocabulary: records, errors, encodings, where the SQL files are
+    # below the SQL engine, which builds these records and raises these errors
     "pgtq.errors": BASE,
     "pgtq.task": BASE,
     "pgtq._records": BASE,
-    "pgtq._json": BASE,
-    "pgtq._values": BASE,
-    "pgtq._schema": BASE,
+    "pgtq._schema": BASE,  # where the SQL files are and their version
     "pgtq._db": SQL_ENGINE,
     "pgtq.migrate": SQL_ENGINE,
     "pgtq._migration": SQL_ENGINE,
@@ -53,6 +51,8 @@ LAYERS = {
     "pgtq.queue": CLIENT_API,
     "pgtq.handler": CLIENT_API,
     "pgtq._targets": CLIENT_API,
+    "pgtq._json": CLIENT_API,
+    "pgtq._values": CLIENT_API,
     "pgtq.worker": WORKER_RUNTIME,
     "pgtq.cli": CLI,
 }
