@@ -195,7 +195,7 @@ def _session_errors() -> Iterator[None]:
 def listen(conn: Connection) -> None:
     """Subscribe ``conn`` to the notifications of pushed jobs."""
     with _session_errors():
-        conn.execute(queries.listen().sql)
+        run(conn, queries.listen())
 
 
 def notifications(conn: Connection, timeout: float) -> Iterator[str]:
