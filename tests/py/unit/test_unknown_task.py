@@ -5,7 +5,7 @@ database: a PgTq connects only when it calls the SQL API."""
 from __future__ import annotations
 
 import pytest
-from test_dispatcher_clock import HandClock, RecordingPool
+from stand_ins import HandClock, RecordingPool
 
 import pgtq
 from pgtq.task import Task
