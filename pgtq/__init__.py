@@ -2,14 +2,24 @@
 
 The SQL API (schema ``pgtq``: push, pop, complete, fail, tick, ...) owns the
 queue; this package maps task names to callables, calls that API, and runs
-workers and the scheduler.
+workers and the scheduler. Its layers, each importing only those below it:
+
+* at the bottom, the records of ``pgtq.task`` and the errors of
+  ``pgtq.errors``: part of the client API, built and raised by the layer
+  above them;
+* SQL engine (``pgtq._db``): the statements and the gateway that sends them;
+* client API (this module's names: ``PgTq``, ``Handler``, ``Database``);
+* worker runtime (``pgtq.worker``): the dispatcher, its pools, the listener
+  and the scheduler;
+* the command line (``pgtq.cli``).
 """
 
 from __future__ import annotations
 
 from importlib import metadata as _metadata
 
-from pgtq._execution import current_task
+from pgtq._db import statements as _sql  # noqa: F401  (pgtq/migrate.py reads it until it moves into pgtq/_db)
+from pgtq.database import Database
 from pgtq.errors import (
     ConnectionFailedError,
     InvalidJobError,
@@ -22,7 +32,7 @@ from pgtq.errors import (
 )
 from pgtq.handler import Handler, PushOptions
 from pgtq.queue import PgTq
-from pgtq.task import JobInfo, QueueStat, Task
+from pgtq.task import JobInfo, QueueStat, Task, current_task
 
 try:
     __version__ = _metadata.version("pgtq")
@@ -31,6 +41,7 @@ except _metadata.PackageNotFoundError:  # running from a checkout without instal
 
 __all__ = [
     "ConnectionFailedError",
+    "Database",
     "Handler",
     "InvalidJobError",
     "JobInfo",

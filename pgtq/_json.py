@@ -1,4 +1,4 @@
-"""JSON encoding of task arguments and results."""
+"""Client API: JSON encoding of task arguments and results."""
 
 from __future__ import annotations
 

@@ -1,9 +1,14 @@
-"""The ``pgtq`` command line: worker, scheduler, migrate, stats, version."""
+"""The command line (the top layer): ``pgtq worker``, ``scheduler``,
+``migrate``, ``stats`` and ``version``.
+
+It parses what the user typed and hands it to the worker runtime
+(``pgtq.worker``) or the client API (``Database``); it holds no queue
+rules and sends no SQL of its own.
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
@@ -11,8 +16,9 @@ from collections.abc import Sequence
 
 from pgtq import __version__
 from pgtq._schema import schema_version
+from pgtq._targets import TargetError, load_queue
+from pgtq.database import Database
 from pgtq.errors import PgTqError
-from pgtq.queue import PgTq
 
 logger = logging.getLogger("pgtq")
 
@@ -26,26 +32,6 @@ def _dsn_or_env(dsn: str | None) -> str:
     if not dsn:
         raise UsageError("no database given: pass a DSN or set PGTQ_DSN")
     return dsn
-
-
-def load_queue(target: str) -> PgTq:
-    """Import ``MODULE:OBJECT`` and return the PgTq it names."""
-    module_name, _, attribute = target.partition(":")
-    if not module_name or not attribute:
-        raise UsageError(f"expected MODULE:QUEUE_OBJECT (e.g. myapp.tasks:q), got {target!r}")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as error:  # any import-time failure is the user's to see, briefly
-        raise UsageError(f"cannot import module {module_name!r}: {type(error).__name__}: {error}") from error
-    try:
-        queue = getattr(module, attribute)
-    except AttributeError as error:
-        raise UsageError(f"module {module_name!r} has no attribute {attribute!r}") from error
-    if not isinstance(queue, PgTq):
-        raise UsageError(f"{target} is a {type(queue).__name__}, not a pgtq.PgTq")
-    return queue
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
@@ -68,6 +54,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
             poll_interval=args.poll_interval,
             tick_interval=args.tick_interval,
             shutdown_timeout=args.shutdown_timeout,
+            max_abandoned_threads=args.max_abandoned_threads,
+            interrupt_timed_out_threads=args.interrupt_timed_out_threads,
             target=",".join(args.targets),
         )
     except ValueError as error:
@@ -77,7 +65,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 def _cmd_scheduler(args: argparse.Namespace) -> int:
     import signal
 
-    from pgtq.scheduler import Scheduler
+    from pgtq.worker import Scheduler
 
     queue = None if args.queue in ("*", "all") else args.queue
     scheduler = Scheduler(_dsn_or_env(args.dsn), queue, interval=args.interval)
@@ -104,8 +92,8 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
-    with PgTq(args.queue or "*", _dsn_or_env(args.dsn)) as queue:
-        stats = queue.stats(all_queues=args.queue is None)
+    with Database(_dsn_or_env(args.dsn)) as database:
+        stats = database.stats(args.queue)
     if not stats:
         print("no jobs")
         return 0
@@ -155,6 +143,19 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--shutdown-timeout", type=float, default=30.0, help="grace period for running jobs (default 30)"
     )
+    worker.add_argument(
+        "--max-abandoned-threads",
+        type=int,
+        metavar="N",
+        help="thread pool: at most N threads abandoned at their timeout (still running) get a fresh "
+        "slot; past that the pool serves with fewer slots until one ends (default: --concurrency)",
+    )
+    worker.add_argument(
+        "--interrupt-timed-out-threads",
+        action="store_true",
+        help="thread pool: also raise an exception in a thread abandoned at its timeout (best effort; "
+        "it may land in the handler's finally block or its transaction)",
+    )
     worker.set_defaults(run=_cmd_worker)
 
     scheduler = commands.add_parser("scheduler", help="call pgtq.tick in a loop")
@@ -188,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.run(args))
-    except UsageError as error:
+    except (UsageError, TargetError) as error:
         print(f"pgtq: error: {error}", file=sys.stderr)
         return 2
     except PgTqError as error:

@@ -1,8 +1,10 @@
-"""pgtq's exceptions, and the one place where database errors become them."""
+"""Client API, at the bottom: pgtq's exceptions, and the one place where
+database errors become them (``database_errors``, applied by the SQL-engine
+layer, which therefore sits above this module)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import psycopg
@@ -55,7 +57,16 @@ class PermissionDeniedError(PgTqError, PermissionError):
 
 
 class UnknownTaskError(PgTqError, LookupError):
-    """A job names a task that has no handler in this process."""
+    """A task name without a handler in the queue object: raised by
+    ``PgTq.handler_for``; a worker fails a job of such a task with it (the
+    job's ``last_error`` starts with ``UnknownTaskError:``) and retries it by
+    the usual rule, so a worker deployed with the handler can run it later."""
+
+    def __init__(self, task: str, queue: str, known: Iterable[str]) -> None:
+        names = ", ".join(sorted(known)) or "none"
+        super().__init__(f"no handler for task {task!r} in queue {queue!r} (known tasks: {names})")
+        self.task = task
+        self.queue = queue
 
 
 _INVALID_INPUT_STATES = {"PT001", "PT002", "PT003", "PT004"}

@@ -1,4 +1,4 @@
-"""Handlers: plain callables that also know how to enqueue themselves."""
+"""Client API: handlers, plain callables that also know how to enqueue themselves."""
 
 from __future__ import annotations
 

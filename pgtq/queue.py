@@ -1,61 +1,33 @@
-"""``PgTq``: one queue in one database, and the handlers that serve it.
+"""Client API: ``PgTq``, one queue in one database, and the handlers that
+serve it.
 
-Every method is one call of the SQL API (see ``pgtq._sql``); the queue's
-rules (ordering, retries, backoff, promotion, rescue) live in SQL.
+Every method is one call of the SQL API through the gateway
+(``pgtq._db.gateway``); the queue's rules (ordering, retries, backoff,
+promotion, rescue) live in SQL. What concerns the whole database (every
+queue's stats, prune, jobs by id) is ``Database``'s, which each ``PgTq``
+holds as ``.database``.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-import psycopg
-from psycopg.rows import dict_row
-
-from pgtq import _sql
+from pgtq._db import gateway
 from pgtq._json import encode_arguments, encode_result
-from pgtq._schema import parse_version, schema_version
-from pgtq.errors import (
-    ConnectionFailedError,
-    SchemaMissingError,
-    SchemaVersionError,
-    database_errors,
-)
+from pgtq._values import as_interval
+from pgtq.database import Database
+from pgtq.errors import UnknownTaskError
 from pgtq.handler import Handler
 from pgtq.task import JobInfo, QueueStat, Task
+
+if TYPE_CHECKING:
+    import psycopg
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_LEASE = timedelta(minutes=5)
-
-
-def _as_interval(value: timedelta | float | int | None, what: str) -> timedelta | None:
-    if value is None or isinstance(value, timedelta):
-        return value
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{what} must be a timedelta or a number of seconds, got {value!r}")
-    return timedelta(seconds=value)
-
-
-def tasks_from_rows(rows: Sequence[Mapping[str, Any]]) -> list[Task]:
-    """Tasks from the rows of ``pgtq.pop`` (fetched as dicts)."""
-    return [
-        Task(
-            id=row["id"],
-            queue=row["queue"],
-            name=row["task"],
-            args=tuple(row["args"]),
-            kwargs=dict(row["kwargs"]),
-            priority=row["priority"],
-            attempt=row["attempt"],
-            max_attempts=row["max_attempts"],
-            lease=row["lease"],
-            lease_expires_at=row["lease_expires_at"],
-        )
-        for row in rows
-    ]
 
 
 class PgTq:
@@ -75,10 +47,19 @@ class PgTq:
         if not isinstance(queue, str) or not queue:
             raise ValueError(f"queue name must be a non-empty string, got {queue!r}")
         self.queue = queue
-        self.dsn = dsn
         self.handlers: dict[str, Handler[Any, Any]] = {}
-        self._conn: psycopg.Connection[Any] | None = None
-        self._conn_lock = threading.Lock()
+        self.database = Database(dsn)
+
+    @property
+    def dsn(self) -> str:
+        """The database's DSN. Setting it closes the shared connection; the
+        next call connects to the new one."""
+        return self.database.dsn
+
+    @dsn.setter
+    def dsn(self, dsn: str) -> None:
+        self.database.close()
+        self.database = Database(dsn)
 
     def __repr__(self) -> str:
         return f"<pgtq.PgTq queue={self.queue!r}>"
@@ -136,36 +117,26 @@ class PgTq:
             return register(func)
         return register
 
+    def handler_for(self, task: str) -> Handler[Any, Any]:
+        """The handler registered for the task named ``task``; raises
+        ``UnknownTaskError`` when there is none."""
+        try:
+            return self.handlers[task]
+        except KeyError:
+            raise UnknownTaskError(task, self.queue, self.handlers) from None
+
     # -- connections -------------------------------------------------------
 
     def connect(self) -> psycopg.Connection[Any]:
         """A new autocommit connection to the queue's database."""
-        with database_errors():
-            try:
-                return psycopg.connect(self.dsn, autocommit=True)
-            except (psycopg.OperationalError, psycopg.ProgrammingError) as error:  # unreachable or malformed
-                raise ConnectionFailedError(
-                    f"cannot connect to the pgtq database: {str(error).strip()}"
-                ) from error
+        return self.database.connect()
 
-    def _connection(self) -> psycopg.Connection[Any]:
-        with self._conn_lock:
-            if self._conn is None or self._conn.closed or self._conn.broken:
-                self._conn = self.connect()
-            return self._conn
-
-    def _call(self, sql: str, params: Mapping[str, Any], conn: psycopg.Connection[Any] | None = None) -> Any:
-        """Run one SQL call and return its single value."""
-        with database_errors():
-            row = (conn or self._connection()).execute(sql, params).fetchone()
-        return None if row is None else row[0]
+    def _connection(self, conn: psycopg.Connection[Any] | None) -> psycopg.Connection[Any]:
+        return self.database._connection(conn)
 
     def close(self) -> None:
         """Close the shared connection (it reopens on the next call)."""
-        with self._conn_lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        self.database.close()
 
     def __enter__(self) -> PgTq:
         return self
@@ -184,7 +155,7 @@ class PgTq:
         max_attempts: int,
         queue: str | None,
     ) -> dict[str, Any]:
-        """The checked options of a push, as SQL parameters."""
+        """The checked options of a push, as the gateway's parameters."""
         if run_at is not None and delay is not None:
             raise ValueError("give run_at or delay, not both")
         if run_at is not None and (not isinstance(run_at, datetime) or run_at.tzinfo is None):
@@ -193,7 +164,7 @@ class PgTq:
             "queue": self.queue if queue is None else queue,
             "task": task,
             "run_at": run_at,
-            "delay": _as_interval(delay, "delay"),
+            "delay": as_interval(delay, "delay"),
             "priority": priority,
             "max_attempts": max_attempts,
         }
@@ -220,9 +191,7 @@ class PgTq:
         """
         args_json, kwargs_json = encode_arguments(task, args, kwargs or {})
         params = self._push_params(task, run_at, delay, priority, max_attempts, queue)
-        params["args"], params["kwargs"] = args_json, kwargs_json
-        sql = _sql.PUSH if delay is None else _sql.PUSH_DELAYED
-        return int(self._call(sql, params, conn))
+        return gateway.push(self._connection(conn), args_json=args_json, kwargs_json=kwargs_json, **params)
 
     def push_many(
         self,
@@ -248,11 +217,12 @@ class PgTq:
             for n, args in enumerate(args_list)
         ]
         params = self._push_params(task, run_at, delay, priority, max_attempts, queue)
-        params["args"] = [args_json for args_json, _ in encoded]
-        params["kwargs"] = None if kwargs_list is None else [kwargs_json for _, kwargs_json in encoded]
-        with database_errors():
-            rows = (conn or self._connection()).execute(_sql.PUSH_MANY, params).fetchall()
-        return [int(row[0]) for row in rows]
+        return gateway.push_many(
+            self._connection(conn),
+            args_json=[args_json for args_json, _ in encoded],
+            kwargs_json=None if kwargs_list is None else [kwargs_json for _, kwargs_json in encoded],
+            **params,
+        )
 
     def pop(
         self,
@@ -274,21 +244,14 @@ class PgTq:
         conn: psycopg.Connection[Any] | None = None,
     ) -> list[Task]:
         """Claim up to ``n`` ready jobs in one call."""
-        with database_errors():
-            cursor = (conn or self._connection()).cursor(row_factory=dict_row)
-            rows = cursor.execute(_sql.POP, self.pop_params(n, worker, lease)).fetchall()
-        return tasks_from_rows(rows)
-
-    def pop_params(self, n: int, worker: str | None, lease: timedelta | float) -> dict[str, Any]:
-        """The parameters of ``_sql.POP`` for this queue."""
-        return {"queue": self.queue, "worker": worker, "n": n, "lease": _as_interval(lease, "lease")}
+        lease_interval = as_interval(lease, "lease")
+        return gateway.pop(self._connection(conn), queue=self.queue, worker=worker, n=n, lease=lease_interval)
 
     def complete(
         self, task: Task, result: Any = None, *, conn: psycopg.Connection[Any] | None = None
     ) -> bool:
         """Mark a claimed job done (``pgtq.complete``); False if the lease is stale."""
-        params = {"id": task.id, "lease": task.lease, "result": encode_result(result)}
-        return bool(self._call(_sql.COMPLETE, params, conn))
+        return gateway.complete(self._connection(conn), task, encode_result(result))
 
     def fail(
         self,
@@ -301,14 +264,7 @@ class PgTq:
         """Record a failed attempt (``pgtq.fail``). Returns the job's new
         state (``scheduled``, ``ready`` or ``failed``), or None if the lease
         is stale."""
-        params = {
-            "id": task.id,
-            "lease": task.lease,
-            "error": error,
-            "retry_in": _as_interval(retry_in, "retry_in"),
-        }
-        state = self._call(_sql.FAIL, params, conn)
-        return None if state is None else str(state)
+        return gateway.fail(self._connection(conn), task, error, as_interval(retry_in, "retry_in"))
 
     def heartbeat(
         self,
@@ -318,61 +274,41 @@ class PgTq:
         conn: psycopg.Connection[Any] | None = None,
     ) -> bool:
         """Extend a running job's lease (``pgtq.heartbeat``); False if stale."""
-        params = {"id": task.id, "lease": task.lease, "extend_by": _as_interval(extend_by, "extend_by")}
-        return bool(self._call(_sql.HEARTBEAT, params, conn))
+        return gateway.heartbeat(self._connection(conn), task, as_interval(extend_by, "extend_by"))
 
     def release(self, task: Task, *, conn: psycopg.Connection[Any] | None = None) -> bool:
         """Hand a claimed job back without counting the attempt (``pgtq.release``)."""
-        return bool(self._call(_sql.RELEASE, {"id": task.id, "lease": task.lease}, conn))
+        return gateway.release(self._connection(conn), task)
 
     def tick(self, *, all_queues: bool = False, conn: psycopg.Connection[Any] | None = None) -> int:
         """Promote due jobs and rescue expired leases (``pgtq.tick``) for
         this queue, or for every queue with ``all_queues``."""
-        params = {"queue": None if all_queues else self.queue}
-        return int(self._call(_sql.TICK, params, conn))
+        return self.database.tick(None if all_queues else self.queue, conn=conn)
 
     def cancel(self, job_id: int) -> bool:
         """Cancel a job that has not started (``pgtq.cancel``)."""
-        return bool(self._call(_sql.CANCEL, {"id": job_id}))
+        return self.database.cancel(job_id)
 
     def retry(self, job_id: int) -> bool:
         """Run a failed or cancelled job again (``pgtq.retry``)."""
-        return bool(self._call(_sql.RETRY, {"id": job_id}))
+        return self.database.retry(job_id)
 
-    def prune(self, older_than: timedelta | float, *, include_failed: bool = False) -> int:
-        """Delete finished jobs older than ``older_than`` (``pgtq.prune``)."""
-        params = {"older_than": _as_interval(older_than, "older_than"), "include_failed": include_failed}
-        return int(self._call(_sql.PRUNE, params))
+    def prune(
+        self, older_than: timedelta | float, *, include_failed: bool = False, batch: int = 10000
+    ) -> int:
+        """Delete finished jobs of every queue older than ``older_than``
+        (``pgtq.prune``; see :meth:`Database.prune`)."""
+        return self.database.prune(older_than, include_failed=include_failed, batch=batch)
 
     def job(self, job_id: int) -> JobInfo | None:
         """A job's details and history, or None for an unknown id."""
-        with database_errors():
-            cursor = self._connection().cursor(row_factory=dict_row)
-            row = cursor.execute(_sql.JOB, {"id": job_id}).fetchone()
-        return None if row is None else JobInfo(**row)
+        return self.database.job(job_id)
 
     def stats(self, *, all_queues: bool = False) -> list[QueueStat]:
         """Job counts per state (``pgtq.queue_stats``) for this queue or all."""
-        params = {"queue": None if all_queues else self.queue}
-        with database_errors():
-            rows = self._connection().execute(_sql.QUEUE_STATS, params).fetchall()
-        return [QueueStat(*row) for row in rows]
+        return self.database.stats(None if all_queues else self.queue)
 
     def check_schema(self, conn: psycopg.Connection[Any] | None = None) -> str:
         """The installed schema version; raises when it is missing or not
         the version this package was written for."""
-        if not self._call(_sql.SCHEMA_EXISTS, {}, conn):
-            raise SchemaMissingError("this database has no pgtq schema; install it with `pgtq migrate DSN`")
-        installed = str(self._call(_sql.VERSION, {}, conn))
-        known = schema_version()
-        if parse_version(installed) > parse_version(known):
-            raise SchemaVersionError(
-                f"the database has pgtq schema {installed}, newer than {known} that this "
-                "package knows; upgrade the pgtq Python package"
-            )
-        if parse_version(installed) < parse_version(known):
-            raise SchemaVersionError(
-                f"the database has pgtq schema {installed}, older than {known} that this "
-                "package needs; upgrade it with `pgtq migrate DSN`"
-            )
-        return installed
+        return self.database.check_schema(conn)

@@ -1,7 +1,14 @@
-"""The records pgtq hands back: claimed tasks, job details, queue stats."""
+"""Client API, at the bottom: the records pgtq hands back (claimed tasks,
+job details, queue stats) and ``current_task()``, the task whose handler
+runs in this context.
+
+The SQL-engine layer builds these records from rows, so it sits above this
+module; everything else reads them.
+"""
 
 from __future__ import annotations
 
+import contextvars
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -59,3 +66,13 @@ class QueueStat:
     state: str
     jobs: int
     oldest_age: timedelta
+
+
+# Set by the worker runtime around each handler call (pgtq/worker/_execution.py).
+_current_task: contextvars.ContextVar[Task | None] = contextvars.ContextVar("pgtq_current_task", default=None)
+
+
+def current_task() -> Task | None:
+    """The task whose handler is running in this context (its id, attempt,
+    ...), or None outside a worker's handler call."""
+    return _current_task.get()

@@ -11,6 +11,10 @@ from conftest import Processes, scalar, wait_until
 
 import pgtq
 
+LISTENERS = (
+    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN pgtq'"
+)
+
 
 def states(db: psycopg.Connection[Any]) -> dict[str, int]:
     return dict(db.execute("SELECT state::text, count(*) FROM pgtq.jobs GROUP BY 1").fetchall())
@@ -66,11 +70,15 @@ def test_several_workers_run_each_job_exactly_once(
     q: pgtq.PgTq, db: psycopg.Connection[Any], processes: Processes
 ) -> None:
     tokens = [f"job-{n}" for n in range(300)]
+    for _ in range(3):
+        processes.worker("app:q", "--batch-size", "5")
+    # All three idle and listening before the jobs exist, so the push's one
+    # notification wakes them together (otherwise the first worker up could
+    # drain the queue alone before the others start).
+    wait_until(lambda: scalar(db, LISTENERS) == 3, timeout=60)
     with psycopg.connect(q.dsn) as conn:
         for token in tokens:
             q.push("note", [token], conn=conn)
-    for _ in range(3):
-        processes.worker("app:q", "--batch-size", "5")
     wait_until(lambda: states(db).get("done") == len(tokens), timeout=60)
     counts = dict(db.execute("SELECT token, count(*) FROM side_effects GROUP BY token").fetchall())
     assert counts == dict.fromkeys(tokens, 1)

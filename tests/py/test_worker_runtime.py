@@ -38,27 +38,42 @@ def listening(db: psycopg.Connection[Any]) -> bool:
 def test_idle_worker_starts_a_pushed_job_at_once(
     q: pgtq.PgTq, db: psycopg.Connection[Any], processes: Processes
 ) -> None:
-    processes.worker("app:q", "--poll-interval", "10", "--tick-interval", "10")
+    processes.worker("app:q", "--poll-interval", "60", "--tick-interval", "60")
     wait_until(lambda: listening(db))
     waits = []
-    # Each push comes after the previous job finished, so with a 10 s poll
-    # and tick interval only the notification can start it quickly.
+    # Each push comes after the previous job finished, so with a 60 s poll
+    # and tick interval only the notification can start it within seconds.
     for n in range(4):
         job_id = q.push("stamp", [f"wake-{n}"])
-        wait_until(lambda job_id=job_id: q.job(job_id).state == "done", timeout=5)  # type: ignore[union-attr]
+        wait_until(lambda job_id=job_id: q.job(job_id).state == "done", timeout=30)  # type: ignore[union-attr]
         job = q.job(job_id)
         assert job is not None and job.started_at is not None
         waits.append((job.started_at - job.created_at).total_seconds())
-    assert max(waits[1:]) < 1.0, f"enqueue -> start took {waits} s with a 10 s poll interval"
+    # The bound separates "woken by the notification" (milliseconds) from
+    # "found by the 60 s poll" with room for a busy machine; speed is bench/'s.
+    assert max(waits[1:]) < 5.0, f"enqueue -> start took {waits} s with a 60 s poll interval"
 
 
 def test_heartbeats_keep_a_long_job_from_being_rescued(
     q: pgtq.PgTq, db: psycopg.Connection[Any], processes: Processes
 ) -> None:
-    job_id = q.push("slow", ["long", 3.0])
-    processes.worker("app:q", "--lease", "1", "--heartbeat-interval", "0.25")
+    job_id = q.push("waits_for_go", ["long"])
+    # A 5 s lease renewed every 0.5 s: a renewal may come 4.5 s late before
+    # the lease runs out, a wide margin on a busy machine.
+    processes.worker("app:q", "--lease", "5", "--heartbeat-interval", "0.5")
     processes.pgtq("scheduler", "test_queue", "--interval", "0.1")  # an eager rescuer
-    wait_until(lambda: q.job(job_id).state == "done", timeout=30)  # type: ignore[union-attr]
+    wait_until(lambda: recorded(db, "long", "started") == 1)
+    first_expiry = scalar(db, "SELECT lease_expires_at FROM pgtq.jobs WHERE id = %s", [job_id])
+    # Hold the job until the database clock is past the lease it had when it
+    # started: without renewals the scheduler would have rescued it by then.
+    wait_until(lambda: scalar(db, "SELECT now() > %s + interval '1 second'", [first_expiry]), timeout=60)
+    running = db.execute(
+        "SELECT state::text, attempt, last_error, lease_expires_at > %s FROM pgtq.jobs WHERE id = %s",
+        [first_expiry, job_id],
+    ).fetchone()
+    assert running == ("running", 1, None, True), "renewed, never rescued"
+    db.execute("INSERT INTO side_effects (token, kind) VALUES ('long', 'go')")
+    wait_until(lambda: q.job(job_id).state == "done", timeout=60)  # type: ignore[union-attr]
     job = q.job(job_id)
     assert job is not None
     assert (job.attempt, job.last_error) == (1, None), "never rescued"
@@ -68,33 +83,28 @@ def test_heartbeats_keep_a_long_job_from_being_rescued(
 def test_many_jobs_run_at_once_with_concurrency(
     q: pgtq.PgTq, db: psycopg.Connection[Any], processes: Processes
 ) -> None:
+    # Each job waits until the 8 jobs of its group have started: they can
+    # all meet only if 8 run at the same time (no clock involved). Two groups:
+    # the slots serve the second group once the first is done.
     with psycopg.connect(q.dsn) as conn:
-        for n in range(80):
-            q.push("slow", [f"c{n}", 0.2], conn=conn)
-    started = time.monotonic()
+        for group in ("first", "second"):
+            for _ in range(8):
+                q.push("rendezvous", [group, 8], conn=conn)
     processes.worker("app:q", "--concurrency", "8")
-    wait_until(lambda: states(q.dsn) == {"done": 80}, timeout=60)
-    elapsed = time.monotonic() - started
-    overlap = scalar(
-        db,
-        "SELECT max(running) FROM (SELECT sum(CASE WHEN kind = 'started' THEN 1 ELSE -1 END)"
-        " OVER (ORDER BY at, kind = 'started' ROWS UNBOUNDED PRECEDING) AS running"
-        " FROM side_effects) AS timeline",
-    )
-    # 80 x 0.2 s would take 16 s one at a time.
-    assert elapsed < 8, f"80 jobs of 0.2 s took {elapsed:.1f} s with 8 slots"
-    assert overlap >= 6, f"at most {overlap} handlers ran at the same time"
+    wait_until(lambda: states(q.dsn) == {"done": 16}, timeout=180)
+    met = [row[0] for row in db.execute("SELECT result FROM pgtq.jobs ORDER BY id")]
+    assert met == [True] * 16, "every job saw its whole group running at once"
 
 
 def test_async_handlers_run_concurrently(
     q: pgtq.PgTq, db: psycopg.Connection[Any], processes: Processes
 ) -> None:
-    ids = [q.push("async_sleep", [f"a{n}", 1.0]) for n in range(8)]
+    # As above, for coroutines on the worker's shared event loop.
+    ids = [q.push("async_rendezvous", ["async", 8]) for _ in range(8)]
     processes.worker("app:q", "--concurrency", "8")
-    wait_until(lambda: states(q.dsn) == {"done": 8}, timeout=30)
-    assert [q.job(i).result for i in ids] == [f"a{n} attempt 1" for n in range(8)]  # type: ignore[union-attr]
-    span = scalar(db, "SELECT extract(epoch FROM max(finished_at) - min(started_at)) FROM pgtq.jobs")
-    assert span < 4, f"8 async jobs of 1 s took {span} s with 8 slots"
+    wait_until(lambda: states(q.dsn) == {"done": 8}, timeout=180)
+    results = [q.job(i).result for i in ids]  # type: ignore[union-attr]
+    assert results == [{"met": True, "attempt": 1}] * 8, "all 8 ran at once; current_task() works inside"
 
 
 @pytest.mark.parametrize(
@@ -104,14 +114,22 @@ def test_timeout_fails_an_overlong_job_and_the_worker_goes_on(
     q: pgtq.PgTq, db: psycopg.Connection[Any], processes: Processes, task: str, pool: str
 ) -> None:
     slow_id = q.push(task, ["slow"], max_attempts=1)
-    processes.worker("app:q", "--concurrency", "2", "--pool", pool)
+    worker = processes.worker("app:q", "--concurrency", "2", "--pool", pool)
     wait_until(lambda: q.job(slow_id).state == "failed", timeout=30)  # type: ignore[union-attr]
     job = q.job(slow_id)
     assert job is not None
     assert str(job.last_error).startswith(f"TimeoutError: task '{task}' exceeded its timeout of 0.5 s")
     quick_id = q.push("note", ["after-timeout"])
     wait_until(lambda: q.job(quick_id).state == "done", timeout=30)  # type: ignore[union-attr]
-    assert recorded(db, "slow") == 0, "the timed-out handler's result was not recorded as done"
+    if task == "too_slow" and pool == "thread":
+        # A thread cannot be killed: by default it runs out undisturbed (no
+        # exception lands in the handler), and the result it returns is ignored.
+        wait_until(lambda: recorded(db, "slow") == 1, timeout=30)
+        assert "abandoned: its thread runs on" in processes.output(worker)
+    else:
+        assert recorded(db, "slow") == 0, "the cancelled coroutine or killed child never got that far"
+    job = q.job(slow_id)
+    assert job is not None and (job.state, job.attempt, job.result) == ("failed", 1, None)
 
 
 def test_sigterm_lets_running_jobs_finish_and_exits_zero(
@@ -205,13 +223,16 @@ def test_worker_rides_out_a_database_outage_without_spinning(
     wait_until(lambda: "serving 'test_queue'" in processes.output(worker))
     pg_ctl("stop", "--mode", "fast")
     try:
-        time.sleep(0.5)  # the worker notices
+        wait_until(lambda: "database connection lost" in processes.output(worker))
         before = cpu_seconds(worker.pid)
-        time.sleep(3)
+        time.sleep(4)  # a measuring window, not a synchronisation
         used = cpu_seconds(worker.pid) - before
     finally:
         pg_ctl("start")
-    assert used < 0.5, f"the worker used {used:.2f} s of CPU in 3 s while the server was down"
+    # A worker spinning on its reconnect loop would burn up to one core for
+    # the whole window; one that sleeps between attempts uses a few
+    # milliseconds. The bound sits far from both.
+    assert used < 1.0, f"the worker used {used:.2f} s of CPU in 4 s while the server was down"
     assert worker.poll() is None
     with pgtq.PgTq("test_queue", dsn) as fresh:
         job_id = fresh.push("note", ["after-outage"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
 import psycopg
 
@@ -71,6 +72,54 @@ def slow(token: str, seconds: float) -> str:
     return token
 
 
+def wait_for(condition: Callable[[], bool], seconds: float) -> bool:
+    """Poll ``condition`` every 50 ms until it holds (True) or ``seconds`` pass (False)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@q.handler()
+def waits_for_go(token: str) -> str:
+    """Record 'started', then run until the test records 'go' for the token."""
+    record(token, "started")
+    if not wait_for(lambda: times_recorded(token, "go") > 0, 120):
+        raise TimeoutError(f"no 'go' for {token} within 120 s")
+    record(token)
+    return token
+
+
+@q.handler()
+def rendezvous(group: str, size: int) -> bool:
+    """Record 'started', then wait until ``size`` jobs of the group have
+    started: only jobs running at the same time can all meet. Returns
+    whether they met within 60 s."""
+    record(group, "started")
+    met = wait_for(lambda: times_recorded(group, "started") >= size, 60)
+    record(group)
+    return met
+
+
+@q.handler()
+async def async_rendezvous(group: str, size: int) -> dict[str, object]:
+    """``rendezvous`` as a coroutine (the database calls in threads, so the
+    shared event loop stays free); also reports ``current_task().attempt``."""
+    import asyncio
+
+    task = pgtq.current_task()
+    await asyncio.to_thread(record, group, "started")
+    deadline = time.monotonic() + 60
+    while not (met := await asyncio.to_thread(times_recorded, group, "started") >= size):
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.to_thread(record, group)
+    return {"met": met, "attempt": task.attempt if task else None}
+
+
 @q.handler()
 def stamp(token: str) -> str:
     """Record the database clock when the handler starts."""
@@ -94,17 +143,6 @@ async def too_slow_async(token: str) -> str:
     await asyncio.sleep(5)
     record(token)
     return token
-
-
-@q.handler()
-async def async_sleep(token: str, seconds: float) -> str:
-    import asyncio
-
-    task = pgtq.current_task()
-    record(token, "started")
-    await asyncio.sleep(seconds)
-    record(token)
-    return f"{token} attempt {task.attempt if task else '?'}"
 
 
 @q.handler()

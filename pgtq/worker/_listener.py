@@ -1,4 +1,4 @@
-"""Waking idle workers: a thread that LISTENs for pushed jobs.
+"""Worker runtime: waking idle workers, a thread that LISTENs for pushed jobs.
 
 ``pgtq.push`` (and ``tick``, ``release``, ``retry``) notify channel ``pgtq``
 with the queue name as payload when a job becomes ready. A notification is
@@ -15,9 +15,8 @@ import logging
 import threading
 from collections.abc import Callable, Collection
 
-import psycopg
-
-from pgtq import _sql
+from pgtq._db import gateway
+from pgtq.errors import PgTqError
 
 logger = logging.getLogger("pgtq.worker")
 
@@ -33,7 +32,6 @@ class Listener(threading.Thread):
         self._queues = frozenset(queues)
         self._wake = wake
         self._stopping = threading.Event()
-        self.connected = threading.Event()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -42,20 +40,18 @@ class Listener(threading.Thread):
         delay = 0.5
         while not self._stopping.is_set():
             try:
-                with psycopg.connect(self._dsn, autocommit=True) as conn:
-                    conn.execute(_sql.LISTEN)
-                    self.connected.set()
+                with gateway.connect(self._dsn) as conn:
+                    gateway.listen(conn)
                     delay = 0.5
                     self._wake(ANY_QUEUE)
                     self._listen(conn)
-            except psycopg.Error as error:
-                self.connected.clear()
+            except PgTqError as error:
                 logger.warning("listener lost the database (%s); reconnecting in %.1f s", error, delay)
                 self._stopping.wait(delay)
                 delay = min(delay * 2, 30.0)
 
-    def _listen(self, conn: psycopg.Connection[object]) -> None:
+    def _listen(self, conn: gateway.Connection) -> None:
         while not self._stopping.is_set():
-            for notify in conn.notifies(timeout=0.5):
-                if notify.payload in self._queues:
-                    self._wake(notify.payload)
+            for queue in gateway.notifications(conn, timeout=0.5):
+                if queue in self._queues:
+                    self._wake(queue)

@@ -1,4 +1,4 @@
-"""Execution pools: where a worker's handlers run.
+"""Worker runtime: the execution pools, where a worker's handlers run.
 
 * ``ThreadPool`` (default): N threads in the worker process. Right for
   I/O-bound handlers (HTTP calls, database work, e-mail): the GIL is released
@@ -9,28 +9,34 @@
   replaced at once.
 
 Both report every finished run through the ``report`` callback they are given
-and never decide what a failure means: that is ``pgtq.fail``'s job.
+and never decide what a failure means: that is ``pgtq.fail``'s job. They
+record when each job starts by the worker's clock, which its timeouts use.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import multiprocessing
 import multiprocessing.connection
 import queue
 import signal
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pgtq._execution import Outcome, run_task
+from pgtq._records import Outcome
 from pgtq.handler import Handler
 from pgtq.task import Task
+from pgtq.worker._child import child_main
+from pgtq.worker._decisions import Clock
+from pgtq.worker._execution import run_task
 
 Report = Callable[[Outcome], None]
+
+logger = logging.getLogger("pgtq.worker")
 
 
 class Pool(Protocol):
@@ -58,9 +64,10 @@ class _WorkQueue:
     a batch flows through the slots without a round trip to the dispatcher),
     and the time each one started."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.started: dict[int, float] = {}
+        self.clock = clock
 
     def started_at(self, task_id: int) -> float | None:
         return self.started.get(task_id)
@@ -82,7 +89,7 @@ class _WorkQueue:
 
 
 class _Abandoned(BaseException):
-    """Raised asynchronously in a thread whose handler ran past its deadline."""
+    """Raised asynchronously, when asked for, in a thread whose handler ran past its deadline."""
 
 
 @dataclass
@@ -95,24 +102,49 @@ class _Slot:
 class ThreadPool(_WorkQueue):
     """Runs handlers in ``capacity`` daemon threads.
 
-    A handler abandoned at its timeout cannot be killed: its thread is
-    retired (its outcome is ignored), an exception is raised in it on a
-    best-effort basis (it lands when the thread next runs Python code), and a
-    fresh thread takes its place, so the pool keeps its full capacity.
+    A handler abandoned at its timeout cannot be killed. Its thread is
+    retired: the handler runs on undisturbed until it returns (so its own
+    ``finally`` blocks and transactions end normally), its outcome is
+    ignored, and a fresh thread takes its slot. At most ``max_abandoned``
+    (default: ``capacity``) abandoned threads still running get a fresh
+    slot; past that the pool serves with fewer slots until one of them ends,
+    so stuck handlers cannot pile up threads without bound. With
+    ``interrupt_abandoned`` an exception is also raised in the thread, on a
+    best-effort basis: it lands whenever the thread next runs Python code,
+    which may be inside the handler's ``finally`` or in the middle of its
+    own transaction.
     """
 
-    def __init__(self, capacity: int, report: Report) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        capacity: int,
+        report: Report,
+        clock: Clock,
+        *,
+        max_abandoned: int | None = None,
+        interrupt_abandoned: bool = False,
+    ) -> None:
+        super().__init__(clock)
         self.capacity = capacity
         self._report = report
+        self._max_abandoned = capacity if max_abandoned is None else max_abandoned
+        self._interrupt_abandoned = interrupt_abandoned
         self._lock = threading.Lock()
         self._slots: list[_Slot] = []
         self._abandoned: set[int] = set()
+        self._abandoned_running = 0  # retired threads whose handler has not returned
+        self._slots_owed = 0  # slots to add back as abandoned threads end
         self._closed = False
 
     def start(self) -> None:
         for _ in range(self.capacity):
             self._add_slot()
+
+    def serving(self) -> int:
+        """How many slots take jobs: ``capacity``, or fewer while more
+        abandoned threads than the bound still run."""
+        with self._lock:
+            return len(self._slots)
 
     def _add_slot(self) -> None:
         slot = _Slot()
@@ -127,20 +159,37 @@ class ThreadPool(_WorkQueue):
                 item = self.queue.get()
                 if item is None:
                     return
-                task, handler = item
-                with self._lock:
-                    slot.task_id = task.id
-                    self.started[task.id] = time.monotonic()
-                outcome = run_task(task, handler.func, handler.timeout)
-                with self._lock:
-                    slot.task_id = None
-                    self.started.pop(task.id, None)
-                    ignored = task.id in self._abandoned
-                    self._abandoned.discard(task.id)
-                if not ignored:
-                    self._report(outcome)
+                self._run(slot, *item)
         except _Abandoned:
-            return
+            pass  # raised on purpose (interrupt_abandoned): the job was already failed
+        finally:
+            if slot.retired:
+                self._abandoned_thread_ended()
+
+    def _run(self, slot: _Slot, task: Task, handler: Handler[Any, Any]) -> None:
+        with self._lock:
+            slot.task_id = task.id
+            self.started[task.id] = self.clock()
+        try:
+            outcome = run_task(task, handler.func, handler.timeout)
+        finally:
+            with self._lock:
+                slot.task_id = None
+                self.started.pop(task.id, None)
+                ignored = task.id in self._abandoned
+                self._abandoned.discard(task.id)
+        if not ignored:
+            self._report(outcome)
+
+    def _abandoned_thread_ended(self) -> None:
+        with self._lock:
+            self._abandoned_running -= 1
+            owed = self._slots_owed > 0 and not self._closed
+            if owed:
+                self._slots_owed -= 1
+        if owed:
+            logger.info("an abandoned thread ended: the pool takes back a slot")
+            self._add_slot()
 
     def submit(self, task: Task, handler: Handler[Any, Any]) -> None:
         self.queue.put((task, handler))
@@ -153,11 +202,34 @@ class ThreadPool(_WorkQueue):
             self._abandoned.add(task.id)
             slot.retired = True
             self._slots.remove(slot)
-        if slot.thread is not None and slot.thread.ident is not None:
+            self._abandoned_running += 1
+            running = self._abandoned_running
+            replace = running <= self._max_abandoned
+            if not replace and not self._closed:
+                self._slots_owed += 1
+            short = self._slots_owed
+        if self._interrupt_abandoned and slot.thread is not None and slot.thread.ident is not None:
             ctypes.pythonapi.PyThreadState_SetAsyncExc(
                 ctypes.c_ulong(slot.thread.ident), ctypes.py_object(_Abandoned)
             )
-        if not self._closed:
+        how = "an exception is raised in its thread" if self._interrupt_abandoned else "its thread runs on"
+        logger.warning(
+            "task %s id=%d abandoned: %s until the handler returns, its result ignored "
+            "(%d abandoned thread(s) running)",
+            task.name,
+            task.id,
+            how,
+            running,
+        )
+        if not replace:
+            logger.warning(
+                "%d abandoned threads are running, more than the at most %d that get a fresh slot: "
+                "the pool serves %d slot(s) short until they end",
+                running,
+                self._max_abandoned,
+                short,
+            )
+        elif not self._closed:
             self._add_slot()
 
     def close(self) -> None:
@@ -174,8 +246,8 @@ class ProcessPool(_WorkQueue):
     is replaced at once; a handler past its timeout has its child killed.
     """
 
-    def __init__(self, capacity: int, report: Report, target: str) -> None:
-        super().__init__()
+    def __init__(self, capacity: int, report: Report, target: str, clock: Clock) -> None:
+        super().__init__(clock)
         self.capacity = capacity
         self._report = report
         self._target = target
@@ -193,8 +265,6 @@ class ProcessPool(_WorkQueue):
             thread.start()
 
     def _spawn(self) -> tuple[Any, multiprocessing.connection.Connection]:
-        from pgtq._child import child_main
-
         parent_end, child_end = self._context.Pipe()
         process = self._context.Process(target=child_main, args=(self._target, child_end), daemon=True)
         process.start()
@@ -211,18 +281,20 @@ class ProcessPool(_WorkQueue):
                 task, _handler = item
                 if not process.is_alive():
                     process, pipe = self._replace(process, pipe)
-                started = time.monotonic()
+                started = self.clock()
                 with self._lock:
                     self._children[task.id] = process
                     self.started[task.id] = started
-                outcome = _run_in_child(task, process, pipe, started)
+                outcome = _run_in_child(task, process, pipe, started, self.clock)
                 with self._lock:
                     self._children.pop(task.id, None)
                     self.started.pop(task.id, None)
                     ignored = task.id in self._abandoned
                     self._abandoned.discard(task.id)
                 if outcome is None:  # the child died: report it, replace it at once
-                    crash = _crash_outcome(task, process.exitcode, started)
+                    if self._closed:  # killed by close(): the worker has stopped listening
+                        return
+                    crash = _crash_outcome(task, process.exitcode, self.clock() - started)
                     process, pipe = self._replace(process, pipe)
                     if not ignored:
                         self._report(crash)
@@ -257,7 +329,7 @@ class ProcessPool(_WorkQueue):
 
 
 def _run_in_child(
-    task: Task, process: Any, pipe: multiprocessing.connection.Connection, started: float
+    task: Task, process: Any, pipe: multiprocessing.connection.Connection, started: float, clock: Clock
 ) -> Outcome | None:
     """Send a task to a child and wait for its outcome; None if it died."""
     try:
@@ -265,7 +337,7 @@ def _run_in_child(
         ready = multiprocessing.connection.wait([pipe, process.sentinel])
         if pipe in ready:
             kind, result_json, error, summary = pipe.recv()
-            return Outcome(task, kind, time.monotonic() - started, result_json, error, summary)
+            return Outcome(task, kind, clock() - started, result_json, error, summary)
     except (EOFError, OSError):
         pass
     process.join(timeout=5)
@@ -282,7 +354,7 @@ def _stop_child(process: Any, pipe: multiprocessing.connection.Connection) -> No
     pipe.close()
 
 
-def _crash_outcome(task: Task, process_exit_code: int | None, started: float) -> Outcome:
+def _crash_outcome(task: Task, process_exit_code: int | None, duration: float) -> Outcome:
     code = process_exit_code
     if code is not None and code < 0:
         how = f"was killed by signal {signal.Signals(-code).name}"
@@ -291,7 +363,7 @@ def _crash_outcome(task: Task, process_exit_code: int | None, started: float) ->
     return Outcome(
         task,
         "error",
-        time.monotonic() - started,
+        duration,
         error=f"WorkerProcessDied: the child process running task {task.name!r} {how}",
         summary="child died",
     )

@@ -1,4 +1,4 @@
-"""The scheduler: calls ``pgtq.tick`` in a loop.
+"""Worker runtime: the scheduler, which calls ``pgtq.tick`` in a loop.
 
 ``tick`` promotes due scheduled jobs and rescues jobs whose lease expired.
 It is safe to run any number of schedulers (and pg_cron) at once.
@@ -10,21 +10,27 @@ import logging
 import threading
 import time
 
+from pgtq.database import Database
 from pgtq.errors import ConnectionFailedError
-from pgtq.queue import PgTq
+from pgtq.worker._decisions import FIRST_RECONNECT_DELAY, Clock
 
 logger = logging.getLogger("pgtq.scheduler")
+
+RETRY_MAX_DELAY = 30.0
 
 
 class Scheduler:
     """Ticks one queue (or all queues) every ``interval`` seconds."""
 
-    def __init__(self, dsn: str, queue: str | None = None, interval: float = 1.0) -> None:
+    def __init__(
+        self, dsn: str, queue: str | None = None, interval: float = 1.0, *, clock: Clock = time.monotonic
+    ) -> None:
         if interval <= 0:
             raise ValueError(f"interval must be positive, got {interval!r}")
         self.dsn = dsn
         self.queue = queue
         self.interval = interval
+        self._clock = clock
         self._stopping = threading.Event()
 
     def stop(self) -> None:
@@ -35,21 +41,21 @@ class Scheduler:
         """Tick until stopped; survives database restarts."""
         target = "all queues" if self.queue is None else f"queue {self.queue!r}"
         logger.info("scheduler ticking %s every %.2f s", target, self.interval)
-        pgtq = PgTq(self.queue or "*", self.dsn)
-        backoff = 0.5
+        database = Database(self.dsn)
+        backoff = FIRST_RECONNECT_DELAY
         while not self._stopping.is_set():
-            started = time.monotonic()
+            started = self._clock()
             try:
-                moved = pgtq.tick(all_queues=self.queue is None)
-                backoff = 0.5
+                moved = database.tick(self.queue)
+                backoff = FIRST_RECONNECT_DELAY
                 if moved:
                     logger.info("tick moved %d jobs", moved)
             except ConnectionFailedError as error:
                 logger.warning("tick failed (%s); retrying in %.1f s", error, backoff)
-                pgtq.close()
+                database.close()
                 self._stopping.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
+                backoff = min(backoff * 2, RETRY_MAX_DELAY)
                 continue
-            self._stopping.wait(max(0.0, self.interval - (time.monotonic() - started)))
-        pgtq.close()
+            self._stopping.wait(max(0.0, self.interval - (self._clock() - started)))
+        database.close()
         logger.info("scheduler stopped")

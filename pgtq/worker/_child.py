@@ -1,4 +1,5 @@
-"""The main function of a process-pool child: run the tasks it is sent."""
+"""Worker runtime: the main function of a process-pool child, which runs
+the tasks it is sent."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import logging
 import multiprocessing.connection
 import signal
 
-from pgtq._execution import run_task
+from pgtq._targets import load_queue
+from pgtq.errors import UnknownTaskError
 from pgtq.task import Task
+from pgtq.worker._execution import run_task, unknown_task_outcome
 
 
 def child_main(target: str, pipe: multiprocessing.connection.Connection) -> None:
@@ -16,8 +19,6 @@ def child_main(target: str, pipe: multiprocessing.connection.Connection) -> None
     it finishes or hands back the jobs, then stops its children."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    from pgtq.cli import load_queue
-
     queues = {queue.queue: queue for queue in (load_queue(part) for part in target.split(","))}
     log = logging.getLogger("pgtq.worker.child")
     while True:
@@ -28,8 +29,12 @@ def child_main(target: str, pipe: multiprocessing.connection.Connection) -> None
         if task is None:
             return
         assert isinstance(task, Task)
-        handler = queues[task.queue].handlers[task.name]
-        outcome = run_task(task, handler.func, handler.timeout)
+        try:
+            handler = queues[task.queue].handler_for(task.name)
+        except UnknownTaskError as error:  # this child's import of the module lacks it
+            outcome = unknown_task_outcome(task, error)
+        else:
+            outcome = run_task(task, handler.func, handler.timeout)
         try:
             pipe.send((outcome.kind, outcome.result_json, outcome.error, outcome.summary))
         except OSError:

@@ -1,4 +1,4 @@
-"""Running one handler call and describing how it ended.
+"""Worker runtime: running one handler call and describing how it ended.
 
 Shared by the thread slots and the child processes of the worker, so a
 job ends the same way whichever pool ran it.
@@ -14,34 +14,12 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from pgtq._json import encode_result
-from pgtq.task import Task
-
-OutcomeKind = Literal["done", "error"]
-
-_current_task: contextvars.ContextVar[Task | None] = contextvars.ContextVar("pgtq_current_task", default=None)
-
-
-def current_task() -> Task | None:
-    """The task whose handler is running in this context (its id, attempt,
-    ...), or None outside a worker's handler call."""
-    return _current_task.get()
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How one run of a job ended: ``done`` with a JSON result, or ``error``
-    with the text ``pgtq.fail`` records."""
-
-    task: Task
-    kind: OutcomeKind
-    duration: float
-    result_json: str | None = None
-    error: str | None = None
-    summary: str = ""
+from pgtq._records import Outcome
+from pgtq.errors import UnknownTaskError
+from pgtq.task import Task, _current_task
 
 
 def describe_exception(error: BaseException) -> str:
@@ -105,6 +83,11 @@ def timeout_outcome(task: Task, timeout: float, duration: float) -> Outcome:
         error=f"TimeoutError: task {task.name!r} exceeded its timeout of {timeout:g} s",
         summary="timeout",
     )
+
+
+def unknown_task_outcome(task: Task, error: UnknownTaskError) -> Outcome:
+    """The outcome of a job whose task has no handler here (retried by the usual rule)."""
+    return Outcome(task, "error", 0.0, error=f"UnknownTaskError: {error}", summary="unknown task")
 
 
 def run_task(task: Task, func: Callable[..., Any], timeout: float | None = None) -> Outcome:

@@ -1,9 +1,11 @@
-"""Every SQL statement the package sends, in one place.
+"""SQL-engine layer: every SQL statement the package sends, in one place.
 
 Each one calls a public ``pgtq`` function or reads a public view, with named
 arguments and explicit casts (so a Python int too large for the parameter
 fails with a clear range error instead of a missing-function error). No
-other module names a table or builds SQL.
+other module names a table or builds SQL; ``queries.py`` pairs each
+statement with its parameters and the reading of its rows, and
+``gateway.py`` sends them.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ PUSH_MANY: Final = (
     " priority => %(priority)s::integer, max_attempts => %(max_attempts)s::integer)"
 )
 
+# The columns in the order of pgtq.task.Task's fields (queries.py reads them by position).
 POP: Final = (
     "SELECT id, queue, task, args, kwargs, priority, attempt, max_attempts,"
     " lease, lease_expires_at"
@@ -79,7 +82,8 @@ CANCEL: Final = "SELECT pgtq.cancel(id => %(id)s::bigint)"
 RETRY: Final = "SELECT pgtq.retry(id => %(id)s::bigint)"
 
 PRUNE: Final = (
-    "SELECT pgtq.prune(older_than => %(older_than)s::interval, include_failed => %(include_failed)s::boolean)"
+    "SELECT pgtq.prune(older_than => %(older_than)s::interval,"
+    " include_failed => %(include_failed)s::boolean, batch => %(batch)s::integer)"
 )
 
 REGISTER_WORKER: Final = (
@@ -89,12 +93,14 @@ REGISTER_WORKER: Final = (
 
 UNREGISTER_WORKER: Final = "SELECT pgtq.unregister_worker(worker => %(worker)s::text)"
 
+# The columns in the order of pgtq.task.QueueStat's fields.
 QUEUE_STATS: Final = (
     "SELECT queue, state::text, jobs, oldest_age FROM pgtq.queue_stats"
     " WHERE %(queue)s::text IS NULL OR queue = %(queue)s::text"
     " ORDER BY queue, array_position(enum_range(NULL::pgtq.job_state), state)"
 )
 
+# The columns in the order of pgtq.task.JobInfo's fields.
 JOB: Final = (
     "SELECT id, queue, task, args, kwargs, state::text, priority, attempt,"
     " max_attempts, run_at, created_at, started_at, finished_at, worker,"

@@ -1,0 +1,206 @@
+"""SQL-engine layer: the one way to the database.
+
+Plain functions that take a psycopg connection (autocommit, opened by
+``connect``) and the call's parameters, run one call of the SQL API (a
+``queries.Query``), and return typed records; database errors become pgtq's
+exceptions here (``pgtq.errors.database_errors``). The client API
+(``PgTq``, ``Database``), the worker runtime, the scheduler and the CLI all
+call these; no other module opens a connection or sends SQL.
+
+The worker's batched calls are pipelined here too: its outcomes and its
+next claim go in one round trip (``write_outcomes_and_pop``), its lease
+renewals in another (``renew_leases``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
+
+import psycopg
+
+from pgtq._db import queries
+from pgtq._db.queries import Query
+from pgtq._records import Outcome, WorkerIdentity
+from pgtq.errors import ConnectionFailedError, database_errors
+from pgtq.task import Task
+
+T = TypeVar("T")
+P = ParamSpec("P")
+Connection = psycopg.Connection[Any]
+
+
+def connect(dsn: str) -> Connection:
+    """A new autocommit connection to ``dsn``. Every connection pgtq opens
+    comes from here, so connection options are set in this one place."""
+    with database_errors():
+        try:
+            return psycopg.connect(dsn, autocommit=True)
+        except (psycopg.OperationalError, psycopg.ProgrammingError) as error:  # unreachable or malformed
+            raise ConnectionFailedError(
+                f"cannot connect to the pgtq database: {str(error).strip()}"
+            ) from error
+
+
+def run(conn: Connection, query: Query[T]) -> T:
+    """Send one query and return its result."""
+    with database_errors():
+        cursor = conn.execute(query.sql, query.params)
+        rows = cursor.fetchall() if cursor.description is not None else []
+    return query.result(rows)
+
+
+def _runs(build: Callable[P, Query[T]]) -> Callable[Concatenate[Connection, P], T]:
+    """The gateway function for a query builder: ``f(conn, ...)`` runs
+    ``build(...)`` on ``conn``."""
+
+    def call(conn: Connection, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return run(conn, build(*args, **kwargs))
+
+    call.__name__ = call.__qualname__ = build.__name__
+    call.__doc__ = build.__doc__
+    return call
+
+
+push = _runs(queries.push)
+push_many = _runs(queries.push_many)
+pop = _runs(queries.pop)
+complete = _runs(queries.complete)
+fail = _runs(queries.fail)
+heartbeat = _runs(queries.heartbeat)
+release = _runs(queries.release)
+tick = _runs(queries.tick)
+cancel = _runs(queries.cancel)
+retry = _runs(queries.retry)
+prune = _runs(queries.prune)
+job = _runs(queries.job)
+queue_stats = _runs(queries.queue_stats)
+register_worker = _runs(queries.register_worker)
+unregister_worker = _runs(queries.unregister_worker)
+
+
+def installed_version(conn: Connection) -> str | None:
+    """The installed pgtq schema version, or None when there is none."""
+    if not run(conn, queries.schema_exists()):
+        return None
+    return run(conn, queries.version())
+
+
+# -- the worker's batched calls --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Written:
+    """The replies to a batch of outcomes: the ids ``complete_many``
+    completed, and the state ``fail`` gave each failed job by id (None: its
+    lease was stale)."""
+
+    completed: set[int]
+    failed: dict[int, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent(Generic[T]):
+    """A query sent in an open pipeline, and the cursor its reply comes on."""
+
+    query: Query[T]
+    cursor: psycopg.Cursor[Any]
+
+    def result(self) -> T:
+        """Read the reply (once the pipeline has synced)."""
+        return self.query.result(self.cursor.fetchall())
+
+
+def _send(conn: Connection, query: Query[T]) -> _Sent[T]:
+    return _Sent(query, conn.execute(query.sql, query.params))
+
+
+class _SentOutcomes:
+    """Outcomes queued in an open pipeline, in one transaction (one WAL
+    flush for the lot): the successes with one ``pgtq.complete_many``, each
+    failure with ``pgtq.fail``."""
+
+    def __init__(self, conn: Connection, outcomes: Sequence[Outcome]) -> None:
+        done = [outcome for outcome in outcomes if outcome.kind == "done"]
+        failed = [outcome for outcome in outcomes if outcome.kind != "done"]
+        with conn.transaction():
+            self._completing = _send(conn, queries.complete_many(done)) if done else None
+            self._failing = [(o.task.id, _send(conn, queries.fail(o.task, o.error))) for o in failed]
+
+    def replies(self) -> Written:
+        """Read the replies (once the pipeline has synced)."""
+        completed = self._completing.result() if self._completing is not None else set()
+        return Written(completed, {job_id: sent.result() for job_id, sent in self._failing})
+
+
+def write_outcomes(conn: Connection, outcomes: Sequence[Outcome]) -> Written:
+    """Write finished runs in one round trip and one transaction: the
+    successes with one ``pgtq.complete_many``, each failure with ``pgtq.fail``."""
+    with database_errors():
+        with conn.pipeline():
+            sent = _SentOutcomes(conn, outcomes)
+        return sent.replies()
+
+
+def write_outcomes_and_pop(
+    conn: Connection, outcomes: Sequence[Outcome], *, queue: str, worker: str, n: int, lease: timedelta
+) -> tuple[Written | None, list[Task]]:
+    """One round trip for both directions: write ``outcomes`` (as
+    ``write_outcomes``; None when there are none) and claim up to ``n`` jobs
+    of ``queue`` (``pgtq.pop``), pipelined."""
+    with database_errors():
+        with conn.pipeline():
+            sent = _SentOutcomes(conn, outcomes) if outcomes else None
+            claiming = _send(conn, queries.pop(queue=queue, worker=worker, n=n, lease=lease))
+        return (sent.replies() if sent is not None else None), claiming.result()
+
+
+def renew_leases(
+    conn: Connection, identity: WorkerIdentity, held: Sequence[Task], extend_by: timedelta
+) -> list[bool]:
+    """Refresh the worker's registration and extend the lease of each held
+    task, in one transaction and one round trip; whether each lease was
+    still the task's."""
+    with database_errors():
+        with conn.transaction(), conn.pipeline():
+            _send(conn, queries.register_worker(identity))
+            renewals = [_send(conn, queries.heartbeat(task, extend_by)) for task in held]
+        return [renewal.result() for renewal in renewals]
+
+
+def release_all(conn: Connection, tasks: Sequence[Task]) -> None:
+    """Hand back claimed tasks (``pgtq.release``) in one transaction and
+    one round trip."""
+    with database_errors(), conn.transaction(), conn.pipeline():
+        for task in tasks:
+            _send(conn, queries.release(task))
+
+
+# -- the listener's session ------------------------------------------------------
+
+
+@contextmanager
+def _session_errors() -> Iterator[None]:
+    """In a LISTEN session every database error means the session is lost."""
+    try:
+        with database_errors():
+            yield
+    except psycopg.Error as error:
+        raise ConnectionFailedError(f"the listening session failed: {str(error).strip()}") from error
+
+
+def listen(conn: Connection) -> None:
+    """Subscribe ``conn`` to the notifications of pushed jobs."""
+    with _session_errors():
+        run(conn, queries.listen())
+
+
+def notifications(conn: Connection, timeout: float) -> Iterator[str]:
+    """The payloads (queue names) of the notifications that arrive on a
+    listening connection within ``timeout`` seconds."""
+    with _session_errors():
+        for notify in conn.notifies(timeout=timeout):
+            yield notify.payload

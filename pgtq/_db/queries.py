@@ -1,0 +1,237 @@
+"""SQL-engine layer: each call of the SQL API as a value: its statement, its
+parameters, and how its rows become a typed result.
+
+Pure: nothing here opens a connection or sends anything. ``gateway.py``
+runs these queries on a psycopg connection; an asyncio gateway can run the
+very same ones on an async connection, so each statement, its parameters
+and the reading of its rows exist once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Generic, TypeVar
+
+from pgtq._db import statements
+from pgtq._records import Outcome, WorkerIdentity
+from pgtq.task import JobInfo, QueueStat, Task
+
+T = TypeVar("T")
+Row = tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Query(Generic[T]):
+    """One statement, its parameters (None: a statement without any), and
+    how the rows it returns become the result."""
+
+    sql: str
+    params: Mapping[str, Any] | None
+    result: Callable[[list[Row]], T]
+
+
+# -- reading rows --------------------------------------------------------------
+
+
+def _nothing(_rows: list[Row]) -> None:
+    return None
+
+
+def _integer(rows: list[Row]) -> int:
+    return int(rows[0][0])
+
+
+def _boolean(rows: list[Row]) -> bool:
+    return bool(rows[0][0])
+
+
+def _text_or_none(rows: list[Row]) -> str | None:
+    value = rows[0][0] if rows else None
+    return None if value is None else str(value)
+
+
+def _text(rows: list[Row]) -> str:
+    return str(rows[0][0])
+
+
+def _integers(rows: list[Row]) -> list[int]:
+    return [int(row[0]) for row in rows]
+
+
+def _id_set(rows: list[Row]) -> set[int]:
+    return {row[0] for row in rows}
+
+
+def _tasks(rows: list[Row]) -> list[Task]:
+    """Tasks from the rows of ``pgtq.pop`` (columns in Task's order)."""
+    return [
+        Task(job_id, queue, name, tuple(args), kwargs, priority, attempt, max_attempts, lease, expires)
+        for job_id, queue, name, args, kwargs, priority, attempt, max_attempts, lease, expires in rows
+    ]
+
+
+def _job(rows: list[Row]) -> JobInfo | None:
+    return JobInfo(*rows[0]) if rows else None
+
+
+def _queue_stats(rows: list[Row]) -> list[QueueStat]:
+    return [QueueStat(*row) for row in rows]
+
+
+# -- the calls -------------------------------------------------------------------
+
+
+def schema_exists() -> Query[bool]:
+    """Whether the database has a pgtq schema (``pgtq.version`` exists)."""
+    return Query(statements.SCHEMA_EXISTS, None, _boolean)
+
+
+def version() -> Query[str]:
+    """The installed schema version (``pgtq.version``)."""
+    return Query(statements.VERSION, None, _text)
+
+
+def push(
+    *,
+    queue: str,
+    task: str,
+    args_json: str,
+    kwargs_json: str,
+    run_at: datetime | None,
+    delay: timedelta | None,
+    priority: int,
+    max_attempts: int,
+) -> Query[int]:
+    """``pgtq.push`` of one job (due at ``run_at``, or ``delay`` from the
+    database's now); its result is the job's id."""
+    params = _push_params(queue, task, args_json, kwargs_json, run_at, delay, priority, max_attempts)
+    return Query(statements.PUSH if delay is None else statements.PUSH_DELAYED, params, _integer)
+
+
+def push_many(
+    *,
+    queue: str,
+    task: str,
+    args_json: list[str],
+    kwargs_json: list[str] | None,
+    run_at: datetime | None,
+    delay: timedelta | None,
+    priority: int,
+    max_attempts: int,
+) -> Query[list[int]]:
+    """``pgtq.push_many``: one job per element of ``args_json``; the ids in order."""
+    params = _push_params(queue, task, args_json, kwargs_json, run_at, delay, priority, max_attempts)
+    return Query(statements.PUSH_MANY, params, _integers)
+
+
+def _push_params(
+    queue: str,
+    task: str,
+    args: str | list[str],
+    kwargs: str | list[str] | None,
+    run_at: datetime | None,
+    delay: timedelta | None,
+    priority: int,
+    max_attempts: int,
+) -> dict[str, Any]:
+    return {
+        "queue": queue,
+        "task": task,
+        "args": args,
+        "kwargs": kwargs,
+        "run_at": run_at,
+        "delay": delay,
+        "priority": priority,
+        "max_attempts": max_attempts,
+    }
+
+
+def pop(*, queue: str, worker: str | None, n: int, lease: timedelta | None) -> Query[list[Task]]:
+    """``pgtq.pop``: claim up to ``n`` ready jobs of ``queue``."""
+    return Query(statements.POP, {"queue": queue, "worker": worker, "n": n, "lease": lease}, _tasks)
+
+
+def complete(task: Task, result_json: str | None) -> Query[bool]:
+    """``pgtq.complete``: False when the lease is stale."""
+    return Query(statements.COMPLETE, {"id": task.id, "lease": task.lease, "result": result_json}, _boolean)
+
+
+def complete_many(done: Sequence[Outcome]) -> Query[set[int]]:
+    """``pgtq.complete_many`` of successful runs: the ids it completed."""
+    params = {
+        "ids": [outcome.task.id for outcome in done],
+        "leases": [outcome.task.lease for outcome in done],
+        "results": [outcome.result_json for outcome in done],
+    }
+    return Query(statements.COMPLETE_MANY, params, _id_set)
+
+
+def fail(task: Task, error: str | None, retry_in: timedelta | None = None) -> Query[str | None]:
+    """``pgtq.fail``: the job's new state, or None when the lease is stale."""
+    params = {"id": task.id, "lease": task.lease, "error": error, "retry_in": retry_in}
+    return Query(statements.FAIL, params, _text_or_none)
+
+
+def heartbeat(task: Task, extend_by: timedelta | None) -> Query[bool]:
+    """``pgtq.heartbeat``: False when the lease is stale."""
+    params = {"id": task.id, "lease": task.lease, "extend_by": extend_by}
+    return Query(statements.HEARTBEAT, params, _boolean)
+
+
+def release(task: Task) -> Query[bool]:
+    """``pgtq.release``: False when the lease is stale."""
+    return Query(statements.RELEASE, {"id": task.id, "lease": task.lease}, _boolean)
+
+
+def tick(queue: str | None) -> Query[int]:
+    """``pgtq.tick`` of one queue, or of every queue with None: jobs moved."""
+    return Query(statements.TICK, {"queue": queue}, _integer)
+
+
+def cancel(job_id: int) -> Query[bool]:
+    """``pgtq.cancel``: False when the job had started or is unknown."""
+    return Query(statements.CANCEL, {"id": job_id}, _boolean)
+
+
+def retry(job_id: int) -> Query[bool]:
+    """``pgtq.retry``: False unless the job was failed or cancelled."""
+    return Query(statements.RETRY, {"id": job_id}, _boolean)
+
+
+def prune(older_than: timedelta | None, include_failed: bool, batch: int) -> Query[int]:
+    """``pgtq.prune``: how many finished jobs it deleted (at most ``batch``)."""
+    params = {"older_than": older_than, "include_failed": include_failed, "batch": batch}
+    return Query(statements.PRUNE, params, _integer)
+
+
+def job(job_id: int) -> Query[JobInfo | None]:
+    """One job of the ``pgtq.jobs`` view, or None."""
+    return Query(statements.JOB, {"id": job_id}, _job)
+
+
+def queue_stats(queue: str | None) -> Query[list[QueueStat]]:
+    """``pgtq.queue_stats`` of one queue, or of every queue with None."""
+    return Query(statements.QUEUE_STATS, {"queue": queue}, _queue_stats)
+
+
+def register_worker(identity: WorkerIdentity) -> Query[None]:
+    """``pgtq.register_worker``: record (or refresh) a live worker."""
+    params = {
+        "worker": identity.worker,
+        "host": identity.host,
+        "pid": identity.pid,
+        "queues": list(identity.queues),
+    }
+    return Query(statements.REGISTER_WORKER, params, _nothing)
+
+
+def unregister_worker(worker: str) -> Query[None]:
+    """``pgtq.unregister_worker``: forget a worker that stops."""
+    return Query(statements.UNREGISTER_WORKER, {"worker": worker}, _nothing)
+
+
+def listen() -> Query[None]:
+    """LISTEN on the channel ``pgtq._announce`` notifies."""
+    return Query(statements.LISTEN, None, _nothing)

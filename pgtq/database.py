@@ -1,0 +1,131 @@
+"""Client API: ``Database``, the operations that concern a whole pgtq
+database rather than one queue.
+
+Stats and ticks of every queue, pruning, and jobs by id. ``PgTq`` (one
+queue) holds a ``Database`` and hands it these calls; the CLI and the
+scheduler use it directly. Every method is one call of the SQL API through
+the gateway (``pgtq._db.gateway``).
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from pgtq._db import gateway
+from pgtq._schema import parse_version, schema_version
+from pgtq._values import as_interval
+from pgtq.errors import SchemaMissingError, SchemaVersionError
+from pgtq.task import JobInfo, QueueStat
+
+if TYPE_CHECKING:
+    import psycopg
+
+
+class Database:
+    """The pgtq database at ``dsn``: every queue in it.
+
+    >>> db = Database("dbname=app")
+    >>> db.stats()                        # job counts of every queue
+    >>> db.prune(timedelta(days=7))       # delete old finished jobs
+
+    It opens one autocommit connection lazily, shared by its methods
+    (psycopg serialises its use across threads); ``close()`` closes it.
+    """
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._conn: psycopg.Connection[Any] | None = None
+        self._conn_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return "<pgtq.Database>"
+
+    # -- connections -------------------------------------------------------
+
+    def connect(self) -> psycopg.Connection[Any]:
+        """A new autocommit connection to the database."""
+        return gateway.connect(self.dsn)
+
+    def _connection(self, conn: psycopg.Connection[Any] | None = None) -> psycopg.Connection[Any]:
+        """``conn`` if given, else the shared connection (reopened when lost)."""
+        if conn is not None:
+            return conn
+        with self._conn_lock:
+            if self._conn is None or self._conn.closed or self._conn.broken:
+                self._conn = self.connect()
+            return self._conn
+
+    def close(self) -> None:
+        """Close the shared connection (it reopens on the next call)."""
+        with self._conn_lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- the SQL API -------------------------------------------------------
+
+    def check_schema(self, conn: psycopg.Connection[Any] | None = None) -> str:
+        """The installed schema version; raises when it is missing or not
+        the version this package was written for."""
+        return check_schema(self._connection(conn))
+
+    def stats(self, queue: str | None = None) -> list[QueueStat]:
+        """Job counts per queue and state (``pgtq.queue_stats``), of every
+        queue or of ``queue`` only."""
+        return gateway.queue_stats(self._connection(), queue)
+
+    def tick(self, queue: str | None = None, *, conn: psycopg.Connection[Any] | None = None) -> int:
+        """Promote due jobs and rescue expired leases (``pgtq.tick``) in every
+        queue, or in ``queue`` only; returns how many jobs moved."""
+        return gateway.tick(self._connection(conn), queue)
+
+    def prune(
+        self, older_than: timedelta | float, *, include_failed: bool = False, batch: int = 10000
+    ) -> int:
+        """Delete finished jobs older than ``older_than`` (``pgtq.prune``):
+        done and cancelled ones, and failed ones with ``include_failed``. At
+        most ``batch`` per call (a short transaction); returns how many were
+        deleted, so call it again while that equals ``batch``."""
+        older = as_interval(older_than, "older_than")
+        return gateway.prune(self._connection(), older, include_failed, batch)
+
+    def job(self, job_id: int) -> JobInfo | None:
+        """A job's details and history, or None for an unknown id."""
+        return gateway.job(self._connection(), job_id)
+
+    def cancel(self, job_id: int) -> bool:
+        """Cancel a job that has not started (``pgtq.cancel``)."""
+        return gateway.cancel(self._connection(), job_id)
+
+    def retry(self, job_id: int) -> bool:
+        """Run a failed or cancelled job again (``pgtq.retry``)."""
+        return gateway.retry(self._connection(), job_id)
+
+
+def check_schema(conn: psycopg.Connection[Any]) -> str:
+    """The schema version installed where ``conn`` points; raises
+    ``SchemaMissingError`` without one and ``SchemaVersionError`` when it is
+    not the version this package was written for."""
+    installed = gateway.installed_version(conn)
+    if installed is None:
+        raise SchemaMissingError("this database has no pgtq schema; install it with `pgtq migrate DSN`")
+    known = schema_version()
+    if parse_version(installed) > parse_version(known):
+        raise SchemaVersionError(
+            f"the database has pgtq schema {installed}, newer than {known} that this "
+            "package knows; upgrade the pgtq Python package"
+        )
+    if parse_version(installed) < parse_version(known):
+        raise SchemaVersionError(
+            f"the database has pgtq schema {installed}, older than {known} that this "
+            "package needs; upgrade it with `pgtq migrate DSN`"
+        )
+    return installed
