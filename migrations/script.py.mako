@@ -4,7 +4,7 @@ Revision ID: ${up_revision}
 Revises: ${down_revision | comma,n}
 """
 
-from pgtq._migration import apply_sql_file, refuse_downgrade
+from pgtq._db.migration import apply_sql_file, refuse_downgrade
 
 revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}

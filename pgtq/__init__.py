@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from importlib import metadata as _metadata
 
-from pgtq._db import statements as _sql  # noqa: F401  (pgtq/migrate.py reads it until it moves into pgtq/_db)
 from pgtq.database import Database
 from pgtq.errors import (
     ConnectionFailedError,

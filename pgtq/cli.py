@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from pgtq import __version__
-from pgtq._schema import schema_version
+from pgtq._db.schema import schema_version
 from pgtq._targets import TargetError, load_queue
 from pgtq.database import Database
 from pgtq.errors import PgTqError

@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from pgtq._db import gateway
-from pgtq._schema import parse_version, schema_version
+from pgtq._db.schema import parse_version, schema_version
 from pgtq._values import as_interval
 from pgtq.errors import SchemaMissingError, SchemaVersionError
 from pgtq.task import JobInfo, QueueStat

@@ -15,12 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import psycopg
-import psycopg.sql
 from sqlalchemy.exc import DBAPIError
 
-from pgtq import _sql
-from pgtq._schema import known_versions, migrations_dir, parse_version, schema_version
-from pgtq.errors import ConnectionFailedError, PgTqError, database_errors
+from pgtq._db import gateway
+from pgtq._db.schema import known_versions, migrations_dir, parse_version, schema_version
+from pgtq.errors import PgTqError
 
 
 @dataclass(frozen=True)
@@ -32,41 +31,23 @@ class MigrationResult:
     after: str
 
 
-def _installed_version(conn: psycopg.Connection[object]) -> str | None:
-    with database_errors():
-        if not conn.execute(_sql.SCHEMA_EXISTS).fetchone()[0]:  # type: ignore[index]
-            return None
-        row = conn.execute(_sql.VERSION).fetchone()
-    return None if row is None else str(row[0])
-
-
 def upgrade(dsn: str, version: str | None = None) -> MigrationResult:
     """Bring the database at ``dsn`` to the newest pgtq schema version, or
     to ``version`` (a release between the installed one and the newest, for
     a step-by-step upgrade). Idempotent; never goes back."""
-    try:
-        conn = psycopg.connect(dsn, autocommit=True)
-    except (psycopg.OperationalError, psycopg.ProgrammingError) as error:  # unreachable or malformed
-        raise ConnectionFailedError(f"cannot connect to the database: {str(error).strip()}") from error
-    with conn:
-        before = _installed_version(conn)
+    with gateway.connect(dsn) as conn:
+        before = gateway.installed_version(conn)
         _check_target(version, before)
-        with database_errors():
-            extension = conn.execute(_sql.EXTENSION_INSTALLED).fetchone()
-        if extension is not None:
-            with database_errors():
-                if version is None:
-                    conn.execute(_sql.UPDATE_EXTENSION)
-                else:
-                    conn.execute(_sql.UPDATE_EXTENSION_TO.format(version=psycopg.sql.Literal(version)))
-            return MigrationResult("extension", before, str(_installed_version(conn)))
+        if gateway.extension_version(conn) is not None:
+            gateway.update_extension(conn, version)
+            return MigrationResult("extension", before, str(gateway.installed_version(conn)))
     try:
         _alembic_upgrade(dsn, "head" if version is None else "pgtq_" + version.replace(".", "_"))
     except DBAPIError as error:  # e.g. no right to create the schema: say so, no traceback
         reason = error.orig.diag.message_primary if isinstance(error.orig, psycopg.Error) else None
         raise PgTqError(f"cannot install the pgtq schema: {reason or str(error.orig).strip()}") from error
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        after = _installed_version(conn)
+    with gateway.connect(dsn) as conn:
+        after = gateway.installed_version(conn)
     return MigrationResult("alembic", before, after or schema_version())
 
 

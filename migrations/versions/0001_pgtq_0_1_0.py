@@ -4,7 +4,7 @@ Revision ID: pgtq_0_1_0
 Revises:
 """
 
-from pgtq._migration import apply_sql_file, drop_schema
+from pgtq._db.migration import apply_sql_file, drop_schema
 
 revision = "pgtq_0_1_0"
 down_revision = None

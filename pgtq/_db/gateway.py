@@ -65,6 +65,8 @@ def _runs(build: Callable[P, Query[T]]) -> Callable[Concatenate[Connection, P], 
     return call
 
 
+extension_version = _runs(queries.extension_version)
+update_extension = _runs(queries.update_extension)
 push = _runs(queries.push)
 push_many = _runs(queries.push_many)
 pop = _runs(queries.pop)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
+import psycopg.sql
+
 from pgtq._db import statements
 from pgtq._records import Outcome, WorkerIdentity
 from pgtq.task import JobInfo, QueueStat, Task
@@ -27,7 +29,7 @@ class Query(Generic[T]):
     """One statement, its parameters (None: a statement without any), and
     how the rows it returns become the result."""
 
-    sql: str
+    sql: str | psycopg.sql.Composable
     params: Mapping[str, Any] | None
     result: Callable[[list[Row]], T]
 
@@ -91,6 +93,19 @@ def schema_exists() -> Query[bool]:
 def version() -> Query[str]:
     """The installed schema version (``pgtq.version``)."""
     return Query(statements.VERSION, None, _text)
+
+
+def extension_version() -> Query[str | None]:
+    """The version of the pgtq extension, or None when pgtq was not
+    installed as an extension."""
+    return Query(statements.EXTENSION_INSTALLED, None, _text_or_none)
+
+
+def update_extension(version: str | None) -> Query[None]:
+    """``ALTER EXTENSION pgtq UPDATE`` to the newest version, or to ``version``."""
+    if version is None:
+        return Query(statements.UPDATE_EXTENSION, None, _nothing)
+    return Query(statements.UPDATE_EXTENSION_TO.format(version=psycopg.sql.Literal(version)), None, _nothing)
 
 
 def push(

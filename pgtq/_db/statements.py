@@ -112,6 +112,7 @@ EXTENSION_INSTALLED: Final = "SELECT extversion FROM pg_catalog.pg_extension WHE
 
 UPDATE_EXTENSION: Final = "ALTER EXTENSION pgtq UPDATE"
 
+# The version is composed as a literal (DDL takes no parameters).
 UPDATE_EXTENSION_TO: Final = psycopg.sql.SQL("ALTER EXTENSION pgtq UPDATE TO {version}")
 
 # pgtq._announce() notifies this channel with the queue name as payload.

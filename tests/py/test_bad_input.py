@@ -157,7 +157,7 @@ def test_a_wrong_database_or_user_is_a_connection_error(server_dsn: str) -> None
     ("command", "complaint"),
     [
         (("stats", "not a dsn"), 'pgtq: error: cannot connect to the pgtq database: missing "="'),
-        (("migrate", "not a dsn"), 'pgtq: error: cannot connect to the database: missing "="'),
+        (("migrate", "not a dsn"), 'pgtq: error: cannot connect to the pgtq database: missing "="'),
     ],
 )
 def test_cli_with_a_malformed_dsn_says_so_without_traceback(command: tuple[str, ...], complaint: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from conftest import Processes, run_cli
 
-from pgtq._schema import schema_version
+from pgtq._db.schema import schema_version
 
 
 def test_worker_with_a_module_that_fails_to_import(processes: Processes) -> None:
@@ -27,7 +27,7 @@ def test_worker_target_must_name_a_queue(processes: Processes) -> None:
 def test_unreachable_database_is_reported_without_traceback() -> None:
     result = run_cli("migrate", "host=127.0.0.1 port=1 dbname=x connect_timeout=2")
     assert result.returncode == 1
-    assert result.stderr.startswith("pgtq: error: cannot connect to the database")
+    assert result.stderr.startswith("pgtq: error: cannot connect to the pgtq database")
     assert "Traceback" not in result.stderr
 
 

@@ -13,7 +13,7 @@ import pytest
 from conftest import Processes, run_cli, scalar, wait_until
 
 import pgtq
-from pgtq._schema import schema_version
+from pgtq._db.schema import schema_version
 from pgtq.worker import Worker
 
 

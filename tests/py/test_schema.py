@@ -15,7 +15,7 @@ from conftest import REPO, scalar
 from psycopg.conninfo import make_conninfo
 
 import pgtq
-from pgtq._schema import schema_version
+from pgtq._db.schema import schema_version
 from pgtq.migrate import upgrade
 
 sys.path.insert(0, str(REPO / "scripts"))

@@ -17,8 +17,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import pgtq
-from pgtq._migration import _log_pgtq_notice
-from pgtq._schema import schema_version
+from pgtq._db.migration import _log_pgtq_notice
+from pgtq._db.schema import schema_version
 from pgtq.migrate import upgrade
 
 _numbers = itertools.count()

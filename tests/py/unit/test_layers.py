@@ -20,10 +20,9 @@ The rules, checked on every module of pgtq/:
    an SQL statement (an upper-case keyword such as SELECT, INSERT, LISTEN
    or ALTER followed by a space).
 
-pgtq/migrate.py and pgtq/_migration.py belong to the SQL engine and are
-exempt from rules 3 and 4 until they move into pgtq/_db/ (the lead's part
-of issue 13); ``pgtq._sql``, the alias pgtq/__init__.py keeps for
-migrate.py, counts as the statements module it names.
+pgtq/migrate.py is client API: it drives alembic and calls the gateway;
+the SQL files' whereabouts (pgtq/_db/schema.py) and what the alembic
+revisions run (pgtq/_db/migration.py) are part of the SQL engine.
 """
 
 from __future__ import annotations
@@ -42,10 +41,8 @@ LAYERS = {
     "pgtq.errors": BASE,
     "pgtq.task": BASE,
     "pgtq._records": BASE,
-    "pgtq._schema": BASE,  # where the SQL files are and their version
     "pgtq._db": SQL_ENGINE,
-    "pgtq.migrate": SQL_ENGINE,
-    "pgtq._migration": SQL_ENGINE,
+    "pgtq.migrate": CLIENT_API,
     "pgtq": CLIENT_API,
     "pgtq.database": CLIENT_API,
     "pgtq.queue": CLIENT_API,
@@ -56,8 +53,6 @@ LAYERS = {
     "pgtq.worker": WORKER_RUNTIME,
     "pgtq.cli": CLI,
 }
-ALIASES = {"pgtq._sql": "pgtq._db.statements"}
-PENDING_MOVE = {"pgtq.migrate", "pgtq._migration"}
 
 SQL_START = re.compile(
     r"\s*(SELECT|INSERT|UPDATE|DELETE|WITH|LISTEN|UNLISTEN|NOTIFY|ALTER|CREATE|DROP|TRUNCATE"
@@ -124,8 +119,6 @@ def dependencies(name: str, tree: ast.Module, modules: set[str]) -> set[str]:
         if imported.names:
             for member in imported.names:
                 candidate = f"{imported.target}.{member}"
-                if candidate not in modules:
-                    candidate = ALIASES.get(candidate, candidate)
                 found.add(candidate if candidate in modules else imported.target)
         else:
             found.add(imported.target)
@@ -248,7 +241,7 @@ def outside_the_engine(check: Callable[[ast.Module], list[str]]) -> dict[str, li
     return {
         name: found
         for name, tree in sources().items()
-        if not name.startswith("pgtq._db") and name not in PENDING_MOVE and (found := check(tree))
+        if not name.startswith("pgtq._db") and (found := check(tree))
     }
 
 

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "scripts"))
 import build_extension  # noqa: E402  (scripts/ is not a package)
 
-from pgtq._schema import known_versions, schema_version  # noqa: E402
+from pgtq._db.schema import known_versions, schema_version  # noqa: E402
 
 
 def test_the_extension_files_make_one_line_of_versions() -> None:

@@ -1,4 +1,4 @@
-"""Where pgtq's SQL files live, and which schema version they install.
+"""SQL-engine layer: where pgtq's SQL files live, and which schema version they install.
 
 The SQL in ``sql/`` is the one source of truth. In a source checkout it is
 read from the repository; an installed wheel carries the same files as
@@ -13,7 +13,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-_CHECKOUT_DIR = Path(__file__).resolve().parent.parent
+_CHECKOUT_DIR = Path(__file__).resolve().parents[2]
 
 
 def _package_data(name: str) -> Path | None:

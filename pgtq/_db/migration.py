@@ -1,4 +1,5 @@
-"""What pgtq's alembic revisions do: run one SQL script of ``sql/`` as is."""
+"""SQL-engine layer: what pgtq's alembic revisions do: run one SQL script
+of ``sql/`` as is (migrations/versions/ imports this)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 import psycopg
 from alembic import op
 
-from pgtq._schema import sql_file
+from pgtq._db.schema import sql_file
 
 logger = logging.getLogger("pgtq")
 
