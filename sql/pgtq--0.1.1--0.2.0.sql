@@ -118,6 +118,27 @@ BEGIN
 END
 $$;
 
+-- Guarantees: raises PT004 naming `parameter` when its text `value` is
+-- NULL or longer than max_length characters (with its length); returns
+-- quietly otherwise. Bounds what the cron parser and the time zone check
+-- are given.
+CREATE FUNCTION pgtq._check_text(parameter text, value text, max_length integer)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+BEGIN
+    IF value IS NULL THEN
+        RAISE EXCEPTION 'pgtq: % must not be NULL', parameter USING ERRCODE = 'PT004';
+    END IF;
+    IF length(value) > max_length THEN
+        RAISE EXCEPTION 'pgtq: % must be at most % characters, got % characters', parameter, max_length,
+                length(value)
+            USING ERRCODE = 'PT004';
+    END IF;
+END
+$$;
+
 -- Guarantees: raises PT004 saying that `cron` is a bad cron expression
 -- because of `problem`, naming the field and its text when the problem is
 -- in one field (field and source NULL otherwise). Every parse error of
@@ -274,13 +295,7 @@ DECLARE
     fields     text[];
     parsed     pgtq._cron_fields;
 BEGIN
-    IF cron IS NULL THEN
-        RAISE EXCEPTION 'pgtq: cron must not be NULL' USING ERRCODE = 'PT004';
-    END IF;
-    IF length(cron) > 1000 THEN
-        RAISE EXCEPTION 'pgtq: cron expression must be at most 1000 characters, got % characters', length(cron)
-            USING ERRCODE = 'PT004';
-    END IF;
+    PERFORM pgtq._check_text('cron', cron, 1000);
     expression := btrim(cron, E' \t\r\n');
     IF left(expression, 1) = '@' THEN
         expression := CASE lower(expression)
@@ -561,13 +576,7 @@ LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
 BEGIN
-    IF zone IS NULL THEN
-        RAISE EXCEPTION 'pgtq: timezone must not be NULL' USING ERRCODE = 'PT004';
-    END IF;
-    IF length(zone) > 100 THEN
-        RAISE EXCEPTION 'pgtq: timezone must be at most 100 characters, got % characters', length(zone)
-            USING ERRCODE = 'PT004';
-    END IF;
+    PERFORM pgtq._check_text('timezone', zone, 100);
     BEGIN
         PERFORM timezone(zone, timestamptz '2000-01-01 00:00+00');
     EXCEPTION WHEN invalid_parameter_value THEN

@@ -302,7 +302,7 @@ SELECT throws_ok($$SELECT pgtq.schedule('s', '* * * * * *', 'q', 't')$$, 'PT004'
     'pgtq: bad cron expression ''* * * * * *'': 6 fields, expected 5 (minute hour day-of-month month day-of-week) '
     'or a macro such as @daily', 'schedule: a cron expression with seconds');
 SELECT throws_ok(format('SELECT pgtq.schedule(%L, %L, %L, %L)', 's', repeat('*', 1001), 'q', 't'), 'PT004',
-    'pgtq: cron expression must be at most 1000 characters, got 1001 characters', 'schedule: cron over 1000 characters');
+    'pgtq: cron must be at most 1000 characters, got 1001 characters', 'schedule: cron over 1000 characters');
 SELECT throws_ok($$SELECT pgtq.schedule('s', '* * * * *', NULL, 't')$$, 'PT003',
     'pgtq: queue name must not be NULL', 'schedule: NULL queue');
 SELECT throws_ok($$SELECT pgtq.schedule('s', '* * * * *', 'q', '')$$, 'PT003',

@@ -137,7 +137,7 @@ SELECT throws_ok(format('SELECT pgtq._cron_parse(%L)', i.expression), 'PT004', i
 FROM invalid AS i ORDER BY i.expression NULLS FIRST;
 
 SELECT throws_ok(format('SELECT pgtq._cron_parse(%L)', repeat('1,', 500) || '1 * * * *'), 'PT004',
-    'pgtq: cron expression must be at most 1000 characters, got 1009 characters', 'refuses an expression over 1000 characters');
+    'pgtq: cron must be at most 1000 characters, got 1009 characters', 'refuses an expression over 1000 characters');
 SELECT lives_ok(format('SELECT pgtq._cron_parse(%L)', repeat('1,', 495) || '1 * * * *'),
     'takes a long list within 1000 characters');
 
