@@ -805,11 +805,13 @@ BEGIN
     SELECT s.worker_timeout INTO worker_timeout FROM pgtq._settings AS s;
     DELETE FROM pgtq._worker AS w WHERE w.last_seen_at < tick.as_of - worker_timeout;
 
-    -- Periodic schedules. None due (or none at all) costs one index probe,
-    -- whose generic plan is kept: `(queue IS NULL OR ...)` here would make
-    -- PostgreSQL plan it anew on every call (a custom plan looks cheaper).
-    IF EXISTS (SELECT 1 FROM pgtq._schedule AS s
-               WHERE s.next_run_at <= tick.as_of AND s.queue = coalesce(tick.queue, s.queue)) THEN
+    -- Periodic schedules. None due (or none at all) costs one probe: the
+    -- earliest next run, which the cached generic plan reads from
+    -- schedule_next_run_idx whatever as_of is (a filter on next_run_at
+    -- would make it scan the table; `(queue IS NULL OR ...)` would make it
+    -- plan anew on every call).
+    IF (SELECT min(s.next_run_at) FROM pgtq._schedule AS s
+        WHERE s.queue = coalesce(tick.queue, s.queue)) <= tick.as_of THEN
         RETURN promoted + rescued + pgtq._tick_schedules(tick.queue, tick.as_of);
     END IF;
     RETURN promoted + rescued;
