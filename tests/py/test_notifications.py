@@ -56,3 +56,17 @@ def test_a_rolled_back_push_announces_nothing(dsn: str) -> None:
         with producer.transaction(force_rollback=True):
             producer.execute("SELECT pgtq.push_many('mail', 'send', ARRAY['[1]']::jsonb[])")
         assert announced(listener, producer) == []
+
+
+def test_a_tick_that_enqueues_a_periodic_job_announces_its_queue(dsn: str) -> None:
+    with (
+        psycopg.connect(dsn, autocommit=True) as listener,
+        psycopg.connect(dsn, autocommit=True) as ticker,
+    ):
+        listener.execute("LISTEN pgtq")
+        ticker.execute(
+            "SELECT pgtq.schedule('beat', '* * * * *', 'reports', 'beat', as_of => '2030-01-01 00:00+00')"
+        )
+        assert announced(listener, ticker) == [], "scheduling wakes nobody"
+        ticker.execute("SELECT pgtq.tick(as_of => '2030-01-01 00:01+00')")
+        assert announced(listener, ticker) == ["reports"], "the periodic job is pushed, so announced"

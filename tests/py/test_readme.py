@@ -21,10 +21,10 @@ def code_block(after_heading: str, language: str) -> str:
     return match.group(1)
 
 
-def test_business_transaction_example_in_psql(dsn: str, db: psycopg.Connection[Any]) -> None:
-    db.execute("CREATE TABLE orders (id int PRIMARY KEY, customer text, total numeric)")
+def run_psql(dsn: str, script: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` with psql against the database at ``dsn``, stopping at the first error."""
     params = conninfo_to_dict(dsn)
-    result = subprocess.run(
+    return subprocess.run(
         [
             "psql",
             "-v",
@@ -38,11 +38,16 @@ def test_business_transaction_example_in_psql(dsn: str, db: psycopg.Connection[A
             "-d",
             str(params["dbname"]),
         ],
-        input=code_block("### Pushing inside a business transaction", "sql"),
+        input=script,
         capture_output=True,
         text=True,
         check=False,
     )
+
+
+def test_business_transaction_example_in_psql(dsn: str, db: psycopg.Connection[Any]) -> None:
+    db.execute("CREATE TABLE orders (id int PRIMARY KEY, customer text, total numeric)")
+    result = run_psql(dsn, code_block("### Pushing inside a business transaction", "sql"))
     assert result.returncode == 0, result.stderr
     assert scalar(db, "SELECT count(*) FROM orders") == 1
     job = db.execute("SELECT queue, task, args FROM pgtq.jobs").fetchone()
@@ -60,3 +65,11 @@ def test_python_quick_example(dsn: str, db: psycopg.Connection[Any]) -> None:
         [2, 3],
     )
     namespace["q"].close()
+
+
+def test_periodic_tasks_example_in_psql(dsn: str, db: psycopg.Connection[Any]) -> None:
+    result = run_psql(dsn, code_block("### Periodic tasks", "sql"))
+    assert result.returncode == 0, result.stderr
+    assert "morning-report" in result.stdout, "schedule and the view show it"
+    assert "30 7 * * MON-FRI | Europe/Paris" in result.stdout
+    assert scalar(db, "SELECT count(*) FROM pgtq.schedules") == 0, "and unschedule removed it"

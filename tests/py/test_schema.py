@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import sys
 import tomllib
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
@@ -28,15 +29,23 @@ BASE = build_extension.base_version()
 CURRENT = build_extension.current_version()
 
 
-def test_extension_marks_job_tables_for_pg_dump(empty_dsn: str) -> None:
+@pytest.mark.parametrize(
+    "install",
+    [schema_catalog.install_extension, schema_catalog.install_extension_then_upgrade],
+    ids=["fresh", "upgraded"],
+)
+def test_extension_marks_job_tables_for_pg_dump(empty_dsn: str, install: Callable[[str], None]) -> None:
+    """The tables holding queue data (jobs, settings, schedules) are marked,
+    whether the extension was installed at this version or updated to it
+    (a table an update script adds must be marked by that script)."""
+    install(empty_dsn)
     with psycopg.connect(empty_dsn, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION pgtq")
         marked = scalar(
             conn,
             "SELECT array_agg(c::regclass::text ORDER BY c::regclass::text)"
             " FROM pg_extension e, unnest(e.extconfig) AS c WHERE e.extname = 'pgtq'",
         )
-    assert marked == ["pgtq._job", "pgtq._job_id_seq", "pgtq._settings"]
+    assert marked == ["pgtq._job", "pgtq._job_id_seq", "pgtq._schedule", "pgtq._settings"]
 
 
 def test_verify_fails_on_a_schema_change_without_a_snapshot_update(

@@ -1,7 +1,7 @@
 -- The public SQL surface: every function with its exact signature, the
 -- job states, the views. A change here is a change of the public API.
 BEGIN;
-SELECT plan(32);
+SELECT plan(36);
 
 SELECT has_schema('pgtq');
 SELECT has_function('pgtq', 'version', ARRAY[]::text[]);
@@ -34,6 +34,10 @@ SELECT has_function('pgtq', 'register_worker',
 SELECT has_function('pgtq', 'unregister_worker', ARRAY['text']);
 SELECT has_function('pgtq', 'configure', ARRAY['integer', 'interval']);
 SELECT has_function('pgtq', 'install_roles', ARRAY['text', 'text', 'text']);
+SELECT has_function('pgtq', 'schedule',
+    ARRAY['text', 'text', 'text', 'text', 'jsonb', 'jsonb', 'text', 'integer', 'integer',
+          'timestamp with time zone']);
+SELECT has_function('pgtq', 'unschedule', ARRAY['text']);
 
 SELECT enum_has_labels('pgtq', 'job_state',
     ARRAY['scheduled', 'ready', 'running', 'done', 'failed', 'cancelled']);
@@ -42,6 +46,14 @@ SELECT has_view('pgtq', 'queue_stats', 'view pgtq.queue_stats');
 SELECT has_view('pgtq', 'workers', 'view pgtq.workers');
 SELECT has_view('pgtq', 'settings', 'view pgtq.settings');
 SELECT hasnt_column('pgtq', 'jobs', 'lease', 'pgtq.jobs does not show lease tokens');
+SELECT has_view('pgtq', 'schedules', 'view pgtq.schedules');
+SELECT is(
+    (SELECT array_agg(attname::text ORDER BY attnum)
+     FROM pg_attribute
+     WHERE attrelid = 'pgtq.schedules'::regclass AND attnum > 0),
+    ARRAY['name', 'cron', 'timezone', 'queue', 'task', 'args', 'kwargs', 'priority', 'max_attempts',
+          'next_run_at', 'last_run_at', 'last_job_id', 'last_error', 'created_at', 'updated_at'],
+    'pgtq.schedules shows each schedule''s definition, next and last run, last job and last error');
 
 -- The pop result carries what a worker needs.
 SELECT is(
@@ -57,8 +69,9 @@ SELECT is(
 SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname)
      FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace AND p.prosecdef),
-    ARRAY['cancel', 'complete', 'complete_many', 'configure', 'fail', 'heartbeat', 'pop', 'prune', 'push',
-          'push_many', 'register_worker', 'release', 'retry', 'tick', 'unregister_worker'],
+    ARRAY['_tick_schedules', 'cancel', 'complete', 'complete_many', 'configure', 'fail', 'heartbeat', 'pop',
+          'prune', 'push', 'push_many', 'register_worker', 'release', 'retry', 'schedule', 'tick',
+          'unregister_worker', 'unschedule'],
     'the SECURITY DEFINER functions are the ones that write the tables');
 SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname)

@@ -2,7 +2,7 @@
 -- and what they, and everyone else, may not. Every refusal is checked by
 -- acting as the role (SET ROLE), not only by reading the ACLs.
 BEGIN;
-SELECT plan(59);
+SELECT plan(66);
 
 -- The roles exist, as group roles.
 SELECT has_role('pgtq_producer');
@@ -29,14 +29,15 @@ SELECT is(
           WHERE p.pronamespace = 'pgtq'::regnamespace AND has_function_privilege('pgtq_worker', p.oid, 'EXECUTE')
           ORDER BY 1),
     ARRAY['backoff', 'complete', 'complete_many', 'fail', 'heartbeat', 'pop', 'register_worker', 'release',
-          'tick', 'unregister_worker', 'version'],
-    'pgtq_worker may execute the worker''s functions only');
+          'schedule', 'tick', 'unregister_worker', 'unschedule', 'version'],
+    'pgtq_worker may execute the worker''s functions only (schedule: a worker registers its periodic tasks)');
 SELECT is(
     ARRAY(SELECT p.proname::text FROM pg_proc p
           WHERE p.pronamespace = 'pgtq'::regnamespace AND has_function_privilege('pgtq_admin', p.oid, 'EXECUTE')
           ORDER BY 1),
     ARRAY['backoff', 'cancel', 'complete', 'complete_many', 'configure', 'fail', 'heartbeat', 'pop', 'prune',
-          'push', 'push_many', 'register_worker', 'release', 'retry', 'tick', 'unregister_worker', 'version'],
+          'push', 'push_many', 'register_worker', 'release', 'retry', 'schedule', 'tick', 'unregister_worker',
+          'unschedule', 'version'],
     'pgtq_admin may execute every public function, and no helper nor install_roles');
 SELECT is(
     ARRAY(SELECT r.rolname || ':' || c.relname FROM pg_class c
@@ -51,9 +52,9 @@ SELECT is(
           WHERE c.relnamespace = 'pgtq'::regnamespace AND c.relkind = 'v'
             AND has_table_privilege(r.rolname, c.oid, 'SELECT')
           ORDER BY 1),
-    ARRAY['pgtq_admin:jobs', 'pgtq_admin:queue_stats', 'pgtq_admin:settings', 'pgtq_admin:workers',
-          'pgtq_worker:queue_stats', 'pgtq_worker:workers'],
-    'views: the admin reads all, the worker reads stats and workers, the producer none');
+    ARRAY['pgtq_admin:jobs', 'pgtq_admin:queue_stats', 'pgtq_admin:schedules', 'pgtq_admin:settings',
+          'pgtq_admin:workers', 'pgtq_worker:queue_stats', 'pgtq_worker:schedules', 'pgtq_worker:workers'],
+    'views: the admin reads all, the worker reads stats, schedules and workers, the producer none');
 SELECT is(
     ARRAY(SELECT r.rolname || ':' || c.relname FROM pg_class c
           CROSS JOIN (VALUES ('pgtq_producer'), ('pgtq_worker'), ('pgtq_admin')) AS r (rolname)
@@ -93,6 +94,10 @@ SELECT throws_ok($$INSERT INTO pgtq._job (queue, task, state, run_at) VALUES ('q
     '42501', 'permission denied for table _job', 'the producer cannot insert a job past push''s checks');
 SELECT throws_ok($$SELECT nextval('pgtq._job_id_seq')$$, '42501', 'permission denied for sequence _job_id_seq',
     'the producer cannot use the id sequence');
+SELECT throws_ok($$SELECT pgtq.schedule('s', '* * * * *', 'q', 't')$$, '42501',
+    'permission denied for function schedule', 'the producer cannot schedule periodic jobs');
+SELECT throws_ok($$SELECT * FROM pgtq.schedules$$, '42501', 'permission denied for view schedules',
+    'the producer cannot read the schedules');
 SELECT throws_ok($$CREATE FUNCTION pgtq.evil() RETURNS int LANGUAGE sql AS 'SELECT 1'$$, '42501',
     'permission denied for schema pgtq', 'the producer cannot create objects in pgtq');
 RESET ROLE;
@@ -117,6 +122,12 @@ SELECT lives_ok($$SELECT pgtq.register_worker('w1', 'host', 1, ARRAY['q'])$$, 't
 SELECT is((SELECT count(*)::int FROM pgtq.workers WHERE id = 'w1'), 1, 'and sees itself in pgtq.workers');
 SELECT is((SELECT sum(jobs)::int FROM pgtq.queue_stats WHERE queue = 'q'), 2, 'the worker reads queue_stats');
 SELECT is(pgtq.unregister_worker('w1'), true, 'the worker unregisters');
+SELECT is((pgtq.schedule('w1-nightly', '0 3 * * *', 'reports', 'report', as_of => '2030-01-01 00:04+00')).next_run_at,
+    '2030-01-01 03:00+00', 'the worker registers a periodic task');
+SELECT is((SELECT count(*)::int FROM pgtq.schedules WHERE name = 'w1-nightly'), 1, 'and sees it in pgtq.schedules');
+SELECT is(pgtq.tick('reports', '2030-01-01 03:00+00'), 1, 'its tick enqueues the due occurrence');
+SELECT throws_ok($$UPDATE pgtq._schedule SET next_run_at = now()$$, '42501', 'permission denied for table _schedule',
+    'the worker changes schedules through schedule() only');
 SELECT throws_ok($$SELECT pgtq.push('q', 't')$$, '42501', 'permission denied for function push',
     'the worker cannot push (grant pgtq_producer too if its handlers push)');
 SELECT throws_ok($$SELECT pgtq.retry(1)$$, '42501', 'permission denied for function retry',
@@ -140,6 +151,7 @@ SELECT is(pgtq.prune('1 hour', as_of => '2030-01-02 00:00+00'), 1, 'the admin pr
 SELECT is((SELECT max_payload_bytes FROM pgtq.configure(max_payload_bytes => 4096)), 4096, 'the admin configures');
 SELECT is((SELECT max_payload_bytes FROM pgtq.settings), 4096, 'and reads the settings');
 SELECT isnt(pgtq.push('q', 'by_admin'), NULL, 'the admin pushes');
+SELECT is(pgtq.unschedule('w1-nightly'), true, 'the admin unschedules');
 SELECT throws_ok($$DELETE FROM pgtq._job$$, '42501', 'permission denied for table _job',
     'the admin cannot write the tables either');
 SELECT throws_ok($$UPDATE pgtq._settings SET max_payload_bytes = 0$$, '42501', 'permission denied for table _settings',

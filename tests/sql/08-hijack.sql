@@ -9,7 +9,7 @@
 -- to a temp table; the pgTAP checks run afterwards with the role and path
 -- reset, so pgTAP's own functions never meet the traps.
 BEGIN;
-SELECT plan(26);
+SELECT plan(30);
 SET LOCAL TIME ZONE 'UTC';
 
 -- Mallory holds every pgtq role, so every public function can be called.
@@ -53,6 +53,21 @@ CREATE OPERATOR public.+ (LEFTARG = timestamptz, RIGHTARG = interval, FUNCTION =
 CREATE FUNCTION public.trap_text_match(text, text) RETURNS boolean LANGUAGE plpgsql
     AS $$ BEGIN RAISE EXCEPTION 'hijacked: ~ (text, text)'; END $$;
 CREATE OPERATOR public.~ (LEFTARG = text, RIGHTARG = text, FUNCTION = public.trap_text_match);
+-- What the cron parser and the next-run computation call.
+CREATE FUNCTION public.lower(text) RETURNS text LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hijacked: lower'; END $$;
+CREATE FUNCTION public.btrim(text, text) RETURNS text LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hijacked: btrim'; END $$;
+CREATE FUNCTION public.array_position(text[], text) RETURNS integer LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hijacked: array_position'; END $$;
+CREATE FUNCTION public.timezone(text, timestamptz) RETURNS timestamp LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hijacked: timezone'; END $$;
+CREATE FUNCTION public.make_timestamp(integer, integer, integer, integer, integer, double precision)
+    RETURNS timestamp LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hijacked: make_timestamp'; END $$;
+CREATE FUNCTION public.trap_tstz_le(timestamptz, timestamptz) RETURNS boolean LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hijacked: <= (timestamptz, timestamptz)'; END $$;
+CREATE OPERATOR public.<= (LEFTARG = timestamptz, RIGHTARG = timestamptz, FUNCTION = public.trap_tstz_le);
 -- pg_temp: temporary look-alikes of a function and of pgtq's tables.
 CREATE FUNCTION pg_temp.jsonb_typeof(jsonb) RETURNS text LANGUAGE plpgsql
     AS $$ BEGIN RAISE EXCEPTION 'hijacked: pg_temp.jsonb_typeof'; END $$;
@@ -82,7 +97,11 @@ DECLARE
         'retry|SELECT pgtq.retry((SELECT id FROM pgtq.jobs WHERE queue = ''q2'' ORDER BY id LIMIT 1),'
             ' ''2030-01-01 00:00+00'')::text',
         'configure|SELECT (pgtq.configure(worker_timeout => ''2 minutes'')).worker_timeout::text',
-        'prune|SELECT pgtq.prune(''0'', as_of => ''2030-01-01 00:00+00'')::text'
+        'prune|SELECT pgtq.prune(''0'', as_of => ''2030-01-01 00:00+00'')::text',
+        'schedule|SELECT (pgtq.schedule(''hijack'', ''30 2 * * Mon-FRI'', ''q3'', ''t'', ''[1]'','
+            ' timezone => ''Europe/Paris'', as_of => ''2030-01-01 00:00+00'')).next_run_at::text',
+        'tick_schedule|SELECT pgtq.tick(''q3'', ''2030-01-01 01:30+00'')::text',
+        'unschedule|SELECT pgtq.unschedule(''hijack'')::text'
     ];
     step text;
     answer text;
@@ -210,6 +229,13 @@ SELECT is((SELECT result FROM outcome WHERE step = 'prune'), '0', 'prune uses th
 SELECT is((SELECT result FROM outcome WHERE step = 'release'), 'true', 'release uses the real =');
 SELECT is((SELECT result FROM outcome WHERE step = 'complete_many'), '1',
     'complete_many uses the real cardinality and =');
+SELECT is((SELECT result FROM outcome WHERE step = 'schedule'), '2030-01-01 01:30:00+00',
+    'schedule parses with the real lower, btrim and array_position and computes with the real timezone');
+SELECT is((SELECT result FROM outcome WHERE step = 'tick_schedule'), '1',
+    'tick enqueues the due occurrence with the real <= and make_timestamp');
+SELECT is((SELECT row(task, args, run_at)::text FROM pgtq.jobs WHERE queue = 'q3'),
+    '(t,[1],"2030-01-01 01:30:00+00")', 'the job it enqueued is the schedule''s');
+SELECT is((SELECT result FROM outcome WHERE step = 'unschedule'), 'true', 'unschedule uses the real =');
 -- Every public function was called by the attacker above (install_roles is
 -- the owner's alone: PUBLIC and the roles may not run it).
 SELECT is(

@@ -4,7 +4,7 @@
 -- because push checks everything before it inserts). Complements the
 -- basic cases of 01-push and 02-pop.
 BEGIN;
-SELECT plan(129);
+SELECT plan(156);
 SET LOCAL TIME ZONE 'UTC';
 
 -- ---------------------------------------------------------------- push
@@ -284,6 +284,68 @@ SELECT throws_ok($$SELECT pgtq.prune('1 day', false, 1000001)$$, 'PT004',
 SELECT throws_ok($$SELECT pgtq.prune('1 day', false, 10, NULL)$$, 'PT004',
     'pgtq: as_of must be a finite time, got NULL', 'prune: NULL as_of');
 SELECT is((SELECT count(*)::int FROM pgtq.jobs WHERE queue = 'bad'), 2, 'refused prunes deleted nothing');
+
+-- -------------------------------------------------- schedule, unschedule
+-- Every argument of schedule (the cron parser's every error is in
+-- 13-cron-parse.sql), each refused before anything is written.
+SELECT throws_ok($$SELECT pgtq.schedule(NULL, '* * * * *', 'q', 't')$$, 'PT003',
+    'pgtq: schedule name must not be NULL', 'schedule: NULL name');
+SELECT throws_ok($$SELECT pgtq.schedule('', '* * * * *', 'q', 't')$$, 'PT003',
+    'pgtq: schedule name must be 1 to 200 characters, got 0 characters', 'schedule: empty name');
+SELECT throws_ok($$SELECT pgtq.schedule(repeat('s', 201), '* * * * *', 'q', 't')$$, 'PT003',
+    'pgtq: schedule name must be 1 to 200 characters, got 201 characters', 'schedule: name of 201 characters');
+SELECT throws_ok($$SELECT pgtq.schedule(E'night\nly', '* * * * *', 'q', 't')$$, 'PT003',
+    E'pgtq: schedule name ''night\nly'' contains a control character', 'schedule: control character in the name');
+SELECT throws_ok($$SELECT pgtq.schedule('s', NULL, 'q', 't')$$, 'PT004',
+    'pgtq: cron must not be NULL', 'schedule: NULL cron');
+SELECT throws_ok($$SELECT pgtq.schedule('s', '* * * * * *', 'q', 't')$$, 'PT004',
+    'pgtq: bad cron expression ''* * * * * *'': 6 fields, expected 5 (minute hour day-of-month month day-of-week) '
+    'or a macro such as @daily', 'schedule: a cron expression with seconds');
+SELECT throws_ok(format('SELECT pgtq.schedule(%L, %L, %L, %L)', 's', repeat('*', 1001), 'q', 't'), 'PT004',
+    'pgtq: cron must be at most 1000 characters, got 1001 characters', 'schedule: cron over 1000 characters');
+SELECT throws_ok($$SELECT pgtq.schedule('s', '* * * * *', NULL, 't')$$, 'PT003',
+    'pgtq: queue name must not be NULL', 'schedule: NULL queue');
+SELECT throws_ok($$SELECT pgtq.schedule('s', '* * * * *', 'q', '')$$, 'PT003',
+    'pgtq: task name must be 1 to 200 characters, got 0 characters', 'schedule: empty task');
+SELECT throws_ok($$SELECT pgtq.schedule('s', '* * * * *', 'q', 't', '{"a": 1}')$$, 'PT001',
+    'pgtq: args must be a JSON array, got object', 'schedule: args an object');
+SELECT throws_ok($$SELECT pgtq.schedule('s', '* * * * *', 'q', 't', NULL)$$, 'PT001',
+    'pgtq: args must be a JSON array, got NULL', 'schedule: NULL args');
+SELECT throws_ok($$SELECT pgtq.schedule('s', '* * * * *', 'q', 't', '[]', '[]')$$, 'PT002',
+    'pgtq: kwargs must be a JSON object, got array', 'schedule: kwargs an array');
+SELECT throws_ok($$SELECT pgtq.schedule('s', '* * * * *', 'q', 't', '[]', NULL)$$, 'PT002',
+    'pgtq: kwargs must be a JSON object, got NULL', 'schedule: NULL kwargs');
+SELECT throws_ok($$SELECT pgtq.schedule('s', '* * * * *', 'q', 't', timezone => NULL)$$, 'PT004',
+    'pgtq: timezone must not be NULL', 'schedule: NULL timezone');
+SELECT throws_ok($$SELECT pgtq.schedule('s', '* * * * *', 'q', 't', timezone => 'Mars/Olympus_Mons')$$, 'PT004',
+    'pgtq: timezone ''Mars/Olympus_Mons'' is not a time zone PostgreSQL knows (see pg_timezone_names)',
+    'schedule: an unknown time zone');
+SELECT throws_ok($$SELECT pgtq.schedule('s', '* * * * *', 'q', 't', timezone => '')$$, 'PT004',
+    'pgtq: timezone '''' is not a time zone PostgreSQL knows (see pg_timezone_names)', 'schedule: empty time zone');
+SELECT throws_ok(format('SELECT pgtq.schedule(%L, %L, %L, %L, timezone => %L)', 's', '* * * * *', 'q', 't',
+                        repeat('z', 101)), 'PT004',
+    'pgtq: timezone must be at most 100 characters, got 101 characters', 'schedule: time zone over 100 characters');
+SELECT throws_ok($$SELECT pgtq.schedule('s', '* * * * *', 'q', 't', priority => NULL)$$, 'PT004',
+    'pgtq: priority must not be NULL', 'schedule: NULL priority');
+SELECT throws_ok($$SELECT pgtq.schedule('s', '* * * * *', 'q', 't', max_attempts => 0)$$, 'PT004',
+    'pgtq: max_attempts must be between 1 and 1000, got 0', 'schedule: max_attempts 0');
+SELECT throws_ok($$SELECT pgtq.schedule('s', '* * * * *', 'q', 't', max_attempts => NULL)$$, 'PT004',
+    'pgtq: max_attempts must be between 1 and 1000, got NULL', 'schedule: NULL max_attempts');
+SELECT throws_ok($$SELECT pgtq.schedule('s', '* * * * *', 'q', 't', as_of => NULL)$$, 'PT004',
+    'pgtq: as_of must be a finite time, got NULL', 'schedule: NULL as_of');
+SELECT throws_ok($$SELECT pgtq.schedule('s', '* * * * *', 'q', 't', as_of => 'infinity')$$, 'PT004',
+    'pgtq: as_of must be a finite time, got infinity', 'schedule: infinite as_of');
+SELECT pgtq.configure(max_payload_bytes => 100);
+SELECT throws_ok(format('SELECT pgtq.schedule(%L, %L, %L, %L, %L)', 's', '* * * * *', 'q', 't',
+                        jsonb_build_array(repeat('x', 200))), 'PT005',
+    'pgtq: payload of task ''t'' is 220 bytes, over the limit of 100 bytes', 'schedule: payload over the limit');
+SELECT pgtq.configure(max_payload_bytes => 1048576);
+SELECT is((SELECT count(*)::int FROM pgtq.schedules), 0, 'refused schedules wrote nothing');
+SELECT throws_ok($$SELECT pgtq.unschedule(NULL)$$, 'PT003',
+    'pgtq: schedule name must not be NULL', 'unschedule: NULL name');
+SELECT throws_ok($$SELECT pgtq.unschedule(E'a\tb')$$, 'PT003',
+    E'pgtq: schedule name ''a\tb'' contains a control character', 'unschedule: control character in the name');
+SELECT is(pgtq.unschedule('never-scheduled'), false, 'unschedule: an unknown name');
 
 -- --------------------------------------------------------------- workers
 SELECT throws_ok($$SELECT pgtq.register_worker(NULL, 'h', 1, '{q}')$$, 'PT003',
