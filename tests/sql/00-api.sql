@@ -1,7 +1,7 @@
 -- The public SQL surface: every function with its exact signature, the
 -- job states, the views. A change here is a change of the public API.
 BEGIN;
-SELECT plan(32);
+SELECT plan(39);
 
 SELECT has_schema('pgtq');
 SELECT has_function('pgtq', 'version', ARRAY[]::text[]);
@@ -32,8 +32,13 @@ SELECT has_function('pgtq', 'prune',
 SELECT has_function('pgtq', 'register_worker',
     ARRAY['text', 'text', 'integer', 'text[]', 'timestamp with time zone']);
 SELECT has_function('pgtq', 'unregister_worker', ARRAY['text']);
-SELECT has_function('pgtq', 'configure', ARRAY['integer', 'interval']);
-SELECT has_function('pgtq', 'install_roles', ARRAY['text', 'text', 'text']);
+SELECT has_function('pgtq', 'configure', ARRAY['integer', 'interval', 'interval']);
+SELECT has_function('pgtq', 'install_roles', ARRAY['text', 'text', 'text', 'text']);
+SELECT has_function('pgtq', 'retry_failed', ARRAY['text', 'text', 'timestamp with time zone']);
+SELECT has_function('pgtq', 'purge',
+    ARRAY['interval', 'pgtq.job_state[]', 'text', 'integer', 'timestamp with time zone']);
+SELECT has_function('pgtq', 'delete_job', ARRAY['bigint']);
+SELECT has_function('pgtq', 'metrics', ARRAY['interval', 'timestamp with time zone']);
 
 SELECT enum_has_labels('pgtq', 'job_state',
     ARRAY['scheduled', 'ready', 'running', 'done', 'failed', 'cancelled']);
@@ -41,6 +46,7 @@ SELECT has_view('pgtq', 'jobs', 'view pgtq.jobs');
 SELECT has_view('pgtq', 'queue_stats', 'view pgtq.queue_stats');
 SELECT has_view('pgtq', 'workers', 'view pgtq.workers');
 SELECT has_view('pgtq', 'settings', 'view pgtq.settings');
+SELECT has_view('pgtq', 'queue_history', 'view pgtq.queue_history');
 SELECT hasnt_column('pgtq', 'jobs', 'lease', 'pgtq.jobs does not show lease tokens');
 
 -- The pop result carries what a worker needs.
@@ -53,13 +59,26 @@ SELECT is(
     'pop() returns id, queue, task, args, kwargs, priority, attempt, max_attempts, lease, lease_expires_at');
 
 -- Which functions run with the owner's rights: exactly those that write the
--- private tables. Every function pins a search_path without writable schemas.
+-- private tables, and metrics, which reads them for roles that may not
+-- (it returns aggregates only). Every function pins a search_path without
+-- writable schemas.
 SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname)
      FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace AND p.prosecdef),
-    ARRAY['cancel', 'complete', 'complete_many', 'configure', 'fail', 'heartbeat', 'pop', 'prune', 'push',
-          'push_many', 'register_worker', 'release', 'retry', 'tick', 'unregister_worker'],
-    'the SECURITY DEFINER functions are the ones that write the tables');
+    ARRAY['_sample_history', 'cancel', 'complete', 'complete_many', 'configure', 'delete_job', 'fail',
+          'heartbeat', 'metrics', 'pop', 'prune', 'purge', 'push', 'push_many', 'register_worker', 'release',
+          'retry', 'retry_failed', 'tick', 'unregister_worker'],
+    'the SECURITY DEFINER functions are the ones that write the tables, and metrics');
+SELECT is(
+    (SELECT array_agg(p.proname::text ORDER BY p.proname)
+     FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace AND p.prosecdef AND p.provolatile <> 'v'),
+    ARRAY['metrics'], 'metrics is the one that only reads (STABLE)');
+SELECT is(
+    (SELECT array_agg(attname::text ORDER BY attnum)
+     FROM pg_attribute WHERE attrelid = 'pgtq.queue_history'::regclass AND attnum > 0),
+    ARRAY['sampled_at', 'period_start', 'queue', 'task', 'scheduled', 'ready', 'running', 'oldest_ready_age',
+          'completed', 'failed', 'cancelled', 'lease_expired'],
+    'pgtq.queue_history: per sample, queue and task, the depth, the oldest ready age and what happened since');
 SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname)
      FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace

@@ -9,7 +9,7 @@
 -- to a temp table; the pgTAP checks run afterwards with the role and path
 -- reset, so pgTAP's own functions never meet the traps.
 BEGIN;
-SELECT plan(26);
+SELECT plan(31);
 SET LOCAL TIME ZONE 'UTC';
 
 -- Mallory holds every pgtq role, so every public function can be called.
@@ -82,7 +82,12 @@ DECLARE
         'retry|SELECT pgtq.retry((SELECT id FROM pgtq.jobs WHERE queue = ''q2'' ORDER BY id LIMIT 1),'
             ' ''2030-01-01 00:00+00'')::text',
         'configure|SELECT (pgtq.configure(worker_timeout => ''2 minutes'')).worker_timeout::text',
-        'prune|SELECT pgtq.prune(''0'', as_of => ''2030-01-01 00:00+00'')::text'
+        'prune|SELECT pgtq.prune(''0'', as_of => ''2030-01-01 00:00+00'')::text',
+        'metrics|SELECT value::text FROM pgtq.metrics(as_of => ''2030-01-01 00:00+00'')'
+            ' WHERE metric = ''jobs'' AND queue = ''q2'' AND state = ''ready''',
+        'retry_failed|SELECT pgtq.retry_failed(''q2'', ''t'', ''2030-01-01 00:00+00'')::text',
+        'purge|SELECT pgtq.purge(''0'', ''{done,cancelled}'', ''q2'', as_of => ''2030-01-01 00:00+00'')::text',
+        'delete_job|SELECT pgtq.delete_job(-1)::text'
     ];
     step text;
     answer text;
@@ -210,6 +215,12 @@ SELECT is((SELECT result FROM outcome WHERE step = 'prune'), '0', 'prune uses th
 SELECT is((SELECT result FROM outcome WHERE step = 'release'), 'true', 'release uses the real =');
 SELECT is((SELECT result FROM outcome WHERE step = 'complete_many'), '1',
     'complete_many uses the real cardinality and =');
+SELECT is((SELECT result FROM outcome WHERE step = 'metrics'), '2', 'metrics uses the real operators');
+SELECT is((SELECT result FROM outcome WHERE step = 'retry_failed'), '0', 'retry_failed uses the real operators');
+SELECT is((SELECT result FROM outcome WHERE step = 'purge'), '0', 'purge uses the real operators and table');
+SELECT is((SELECT result FROM outcome WHERE step = 'delete_job'), 'false', 'delete_job uses the real =');
+SELECT is((SELECT array_agg(DISTINCT sampled_at) FROM pgtq.queue_history), ARRAY['2030-01-01 00:03+00'::timestamptz],
+    'the tick took its history sample with the real operators and tables');
 -- Every public function was called by the attacker above (install_roles is
 -- the owner's alone: PUBLIC and the roles may not run it).
 SELECT is(
