@@ -1073,6 +1073,47 @@ BEGIN
 END
 $$;
 
+-- Guarantees: calls tick() every `every` for `duration`, committing after
+-- each tick, so each tick is its own transaction and sees the time of its
+-- own start; returns after the last tick that fits (the next one would
+-- come after the deadline). For pg_cron before 1.5, whose shortest
+-- schedule is a minute: `pgtq cron install` schedules `CALL
+-- pgtq.tick_for()` every minute, and as pg_cron never starts a job while
+-- its previous run goes on, about one tick a second results with no
+-- overlap. A procedure that commits may have no SET clause, so this one
+-- names everything with its schema, and runs with the caller's rights
+-- (who needs EXECUTE on tick). It must be called outside a transaction
+-- block (CALL in autocommit, as pg_cron does). A duration outside
+-- (0, 1 hour] or an every outside [10 ms, duration] raises PT004.
+CREATE PROCEDURE pgtq.tick_for(duration interval DEFAULT '59 seconds',
+                               every interval DEFAULT '1 second')
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    deadline timestamptz;
+BEGIN
+    IF duration IS NULL OR duration OPERATOR(pg_catalog.<=) interval '0'
+       OR duration OPERATOR(pg_catalog.>) interval '1 hour' THEN
+        RAISE EXCEPTION 'pgtq: duration must be a positive interval of at most 1 hour, got %',
+                coalesce(duration::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF every IS NULL OR every OPERATOR(pg_catalog.<) interval '10 milliseconds'
+       OR every OPERATOR(pg_catalog.>) duration THEN
+        RAISE EXCEPTION 'pgtq: every must be an interval between 10 milliseconds and duration, got %',
+                coalesce(every::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+    deadline := pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) duration;
+    LOOP
+        PERFORM pgtq.tick();
+        COMMIT;
+        EXIT WHEN pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) every OPERATOR(pg_catalog.>) deadline;
+        PERFORM pg_catalog.pg_sleep(pg_catalog.date_part('epoch', every));
+    END LOOP;
+END
+$$;
+
 -- Guarantees: cancels a job that has not started (scheduled or ready) and
 -- returns true; returns false, changing nothing, for any other state or an
 -- unknown id. A running job is not interrupted. A NULL id or a NULL or
@@ -1479,10 +1520,12 @@ $$;
 -- NOLOGIN when missing) and hold, in this database, at least these rights:
 --   producer  push, push_many; version
 --   worker    pop, complete, complete_many, fail, heartbeat, release, tick,
---             register_worker, unregister_worker; backoff, metrics,
---             version; reads the views queue_stats and workers
---   admin     every public function (cancel, retry, retry_failed, purge,
---             prune, delete_job, configure too) and every view
+--             the procedure tick_for, register_worker, unregister_worker;
+--             backoff, metrics, version; reads the views queue_stats and
+--             workers
+--   admin     every public function and procedure (cancel, retry,
+--             retry_failed, purge, prune, delete_job, configure too) and
+--             every view
 --   observer  reads every view (jobs, queue_stats, workers, settings,
 --             queue_history, and any view a later version adds); metrics,
 --             version; no function that writes: a dashboard connects with
@@ -1542,6 +1585,7 @@ BEGIN
                        'pgtq.release, pgtq.tick, pgtq.register_worker, pgtq.unregister_worker, '
                        'pgtq.backoff, pgtq.metrics, pgtq.version TO %I', install_roles.worker);
         EXECUTE format('GRANT SELECT ON pgtq.queue_stats, pgtq.workers TO %I', install_roles.worker);
+        EXECUTE format('GRANT EXECUTE ON PROCEDURE pgtq.tick_for TO %I', install_roles.worker);
         granted := granted || install_roles.worker;
     END IF;
     IF install_roles.admin <> ALL (missing) THEN
@@ -1550,6 +1594,7 @@ BEGIN
                        'pgtq.heartbeat, pgtq.release, pgtq.tick, pgtq.cancel, pgtq.retry, pgtq.retry_failed, '
                        'pgtq.purge, pgtq.prune, pgtq.delete_job, pgtq.configure, pgtq.register_worker, '
                        'pgtq.unregister_worker, pgtq.backoff, pgtq.metrics, pgtq.version TO %I', install_roles.admin);
+        EXECUTE format('GRANT EXECUTE ON PROCEDURE pgtq.tick_for TO %I', install_roles.admin);
         granted := granted || install_roles.admin;
     END IF;
     IF install_roles.observer <> ALL (missing) THEN
@@ -1591,11 +1636,13 @@ END
 $$;
 
 -- Nothing is PUBLIC: functions are EXECUTE-able by PUBLIC unless revoked,
--- so revoke everything, then grant the roles their rights. Revoking also
--- covers helpers (_checked_name, ...) and install_roles: only the owner
--- (and the SECURITY DEFINER functions, which run as the owner) call them.
+-- so revoke everything (procedures are not among "all functions"), then
+-- grant the roles their rights. Revoking also covers helpers
+-- (_checked_name, ...) and install_roles: only the owner (and the SECURITY
+-- DEFINER functions, which run as the owner) call them.
 REVOKE ALL ON SCHEMA pgtq FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA pgtq FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA pgtq FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgtq FROM PUBLIC;
+REVOKE ALL ON ALL PROCEDURES IN SCHEMA pgtq FROM PUBLIC;
 SELECT pgtq.install_roles();

@@ -1,7 +1,7 @@
 -- The public SQL surface: every function with its exact signature, the
 -- job states, the views. A change here is a change of the public API.
 BEGIN;
-SELECT plan(39);
+SELECT plan(41);
 
 SELECT has_schema('pgtq');
 SELECT has_function('pgtq', 'version', ARRAY[]::text[]);
@@ -39,6 +39,9 @@ SELECT has_function('pgtq', 'purge',
     ARRAY['interval', 'pgtq.job_state[]', 'text', 'integer', 'timestamp with time zone']);
 SELECT has_function('pgtq', 'delete_job', ARRAY['bigint']);
 SELECT has_function('pgtq', 'metrics', ARRAY['interval', 'timestamp with time zone']);
+SELECT is((SELECT pg_get_function_identity_arguments('pgtq.tick_for'::regproc) || ' ' || prokind::text
+           FROM pg_proc WHERE oid = 'pgtq.tick_for'::regproc),
+    'IN duration interval, IN every interval p', 'tick_for(duration, every) is a procedure (it commits)');
 
 SELECT enum_has_labels('pgtq', 'job_state',
     ARRAY['scheduled', 'ready', 'running', 'done', 'failed', 'cancelled']);
@@ -83,14 +86,19 @@ SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname)
      FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace
        AND NOT coalesce('search_path=pg_catalog, pgtq, pg_temp' = ANY (p.proconfig), false)),
-    ARRAY['_is_plain_name', '_push_options_ok'],
-    'every pgtq function pins search_path = pg_catalog, pgtq, pg_temp, but the inlined expression helpers');
+    ARRAY['_is_plain_name', '_push_options_ok', 'tick_for'],
+    'every pgtq function pins search_path = pg_catalog, pgtq, pg_temp, but the inlined expression helpers '
+    'and tick_for (a procedure that commits may not have a SET clause)');
 -- That helper is inlined into its pinned callers, names nothing unqualified
 -- and may be run by nobody else.
 SELECT ok((SELECT bool_and(p.prosrc !~ '(^|[^.a-z_])(length|isfinite|_is_plain_name)\s*\(|[^)] [<>]=? ')
            FROM pg_proc p WHERE p.proname IN ('_is_plain_name', '_push_options_ok')
              AND p.pronamespace = 'pgtq'::regnamespace),
     'the inlined helpers qualify the functions and operators they use');
+SELECT ok((SELECT NOT p.prosecdef AND p.prosrc !~ '(^|[^.a-z_])(clock_timestamp|pg_sleep|date_part|tick)\s*\('
+                  AND p.prosrc !~ '(^|[^)]) [<>+]=? '
+           FROM pg_proc p WHERE p.oid = 'pgtq.tick_for'::regproc),
+    'tick_for runs with the caller''s rights and qualifies the functions and operators it uses');
 SELECT ok(NOT has_function_privilege('public', 'pgtq._is_plain_name(text)', 'EXECUTE')
           AND NOT has_function_privilege('public',
               'pgtq._push_options_ok(text, text, integer, integer, timestamptz, timestamptz)', 'EXECUTE'),

@@ -30,7 +30,7 @@ SELECT is(
           WHERE p.pronamespace = 'pgtq'::regnamespace AND has_function_privilege('pgtq_worker', p.oid, 'EXECUTE')
           ORDER BY 1),
     ARRAY['backoff', 'complete', 'complete_many', 'fail', 'heartbeat', 'metrics', 'pop', 'register_worker',
-          'release', 'tick', 'unregister_worker', 'version'],
+          'release', 'tick', 'tick_for', 'unregister_worker', 'version'],
     'pgtq_worker may execute the worker''s functions only');
 SELECT is(
     ARRAY(SELECT p.proname::text FROM pg_proc p
@@ -38,7 +38,7 @@ SELECT is(
           ORDER BY 1),
     ARRAY['backoff', 'cancel', 'complete', 'complete_many', 'configure', 'delete_job', 'fail', 'heartbeat',
           'metrics', 'pop', 'prune', 'purge', 'push', 'push_many', 'register_worker', 'release', 'retry',
-          'retry_failed', 'tick', 'unregister_worker', 'version'],
+          'retry_failed', 'tick', 'tick_for', 'unregister_worker', 'version'],
     'pgtq_admin may execute every public function, and no helper nor install_roles');
 SELECT is(
     ARRAY(SELECT p.proname::text FROM pg_proc p

@@ -4,7 +4,7 @@
 -- because push checks everything before it inserts). Complements the
 -- basic cases of 01-push and 02-pop.
 BEGIN;
-SELECT plan(149);
+SELECT plan(154);
 SET LOCAL TIME ZONE 'UTC';
 
 -- ---------------------------------------------------------------- push
@@ -323,6 +323,18 @@ SELECT throws_ok($$SELECT * FROM pgtq.metrics('32 days')$$, 'PT004',
     'pgtq: period must be an interval between 1 minute and 31 days, got 32 days', 'metrics: period over 31 days');
 SELECT throws_ok($$SELECT * FROM pgtq.metrics(as_of => '-infinity')$$, 'PT004',
     'pgtq: as_of must be a finite time, got -infinity', 'metrics: infinite as_of');
+SELECT throws_ok($$CALL pgtq.tick_for(NULL)$$, 'PT004',
+    'pgtq: duration must be a positive interval of at most 1 hour, got NULL', 'tick_for: NULL duration');
+SELECT throws_ok($$CALL pgtq.tick_for('0')$$, 'PT004',
+    'pgtq: duration must be a positive interval of at most 1 hour, got 00:00:00', 'tick_for: zero duration');
+SELECT throws_ok($$CALL pgtq.tick_for('61 minutes')$$, 'PT004',
+    'pgtq: duration must be a positive interval of at most 1 hour, got 01:01:00', 'tick_for: over an hour');
+SELECT throws_ok($$CALL pgtq.tick_for('1 minute', '1 millisecond')$$, 'PT004',
+    'pgtq: every must be an interval between 10 milliseconds and duration, got 00:00:00.001',
+    'tick_for: every under 10 ms');
+SELECT throws_ok($$CALL pgtq.tick_for('1 minute', '2 minutes')$$, 'PT004',
+    'pgtq: every must be an interval between 10 milliseconds and duration, got 00:02:00',
+    'tick_for: every over the duration');
 SELECT is((SELECT count(*)::int FROM pgtq.jobs WHERE queue = 'bad'), 2, 'refused purges and deletes deleted nothing');
 
 -- --------------------------------------------------------------- workers
