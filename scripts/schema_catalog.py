@@ -44,7 +44,7 @@ SKIP_EXTENSION_ROUTE = "PGTQ_SKIP_EXTENSION_ROUTE"
 # Everything in schema pgtq that an install creates, as comparable text.
 CATALOG_QUERY = """
 SELECT 'function ' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ') -> '
-       || pg_get_function_result(p.oid) || ' volatile=' || p.provolatile::text
+       || coalesce(pg_get_function_result(p.oid), 'procedure') || ' volatile=' || p.provolatile::text
        || ' parallel=' || p.proparallel::text || ' secdef=' || p.prosecdef
        || ' config=' || coalesce(array_to_string(p.proconfig, ','), '') || ' body=' || md5(p.prosrc)
        || ' acl=' || coalesce(p.proacl::text, 'default')

@@ -18,8 +18,8 @@
 --   * Errors carry SQLSTATEs of class PT (see README "Errors").
 --   * Least privilege (see SECURITY.md): nothing in schema pgtq is granted
 --     to PUBLIC. The roles pgtq_producer, pgtq_worker and pgtq_admin get
---     EXECUTE on the functions of their job (pgtq.install_roles, at the
---     end). Functions that write the private tables are SECURITY DEFINER;
+--     EXECUTE on the functions of their job, and the read-only
+--     pgtq_observer reads the views (pgtq.install_roles, at the end). Functions that write the private tables are SECURITY DEFINER;
 --     every function pins `search_path = pg_catalog, pgtq, pg_temp`, so no
 --     object of a schema a caller can write (public, pg_temp) is ever
 --     found in place of a built-in, and pgtq objects are schema-qualified.
@@ -82,9 +82,11 @@ CREATE TABLE pgtq._settings (
     singleton          boolean PRIMARY KEY DEFAULT true,
     max_payload_bytes  integer NOT NULL DEFAULT 1048576,
     worker_timeout     interval NOT NULL DEFAULT '1 minute',
+    history_retention  interval NOT NULL DEFAULT '24 hours',
     CONSTRAINT settings_singleton_ck CHECK (singleton),
     CONSTRAINT settings_max_payload_ck CHECK (max_payload_bytes > 0),
-    CONSTRAINT settings_worker_timeout_ck CHECK (worker_timeout > interval '0')
+    CONSTRAINT settings_worker_timeout_ck CHECK (worker_timeout > interval '0'),
+    CONSTRAINT settings_history_retention_ck CHECK (history_retention BETWEEN interval '0' AND interval '31 days')
 );
 INSERT INTO pgtq._settings DEFAULT VALUES;
 
@@ -147,6 +149,10 @@ CREATE INDEX job_running_idx ON pgtq._job (lease_expires_at)
 -- prune: finished jobs by age.
 CREATE INDEX job_finished_idx ON pgtq._job (finished_at)
     WHERE state IN ('done', 'failed', 'cancelled');
+-- retry_failed and lists of failed jobs: the few failed jobs among many
+-- finished ones (only a job's final failure enters it).
+CREATE INDEX job_failed_idx ON pgtq._job (queue, task, id)
+    WHERE state = 'failed';
 
 -- Periodic tasks: one row per schedule name, written by schedule() and
 -- unschedule(), advanced by tick(). next_run_at is the next occurrence of
@@ -188,6 +194,53 @@ CREATE TABLE pgtq._worker (
     started_at    timestamptz NOT NULL,
     last_seen_at  timestamptz NOT NULL,
     CONSTRAINT worker_pkey PRIMARY KEY (id)
+);
+
+-- Queue history: one sample a minute, taken by the first tick of the
+-- minute (_sample_history), kept for _settings.history_retention. One row
+-- per queue and task that had live jobs, finished jobs or lease expiries
+-- at the sample or at the one before (so a row of zeros follows the last
+-- activity; no row means zero). Counts of live states are taken at
+-- sampled_at; completed, failed, cancelled and lease_expired count what
+-- happened in (period_start, sampled_at].
+CREATE TABLE pgtq._history (
+    sampled_at       timestamptz NOT NULL,
+    period_start     timestamptz NOT NULL,
+    queue            text NOT NULL,
+    task             text NOT NULL,
+    scheduled        bigint NOT NULL,
+    ready            bigint NOT NULL,
+    running          bigint NOT NULL,
+    oldest_ready_at  timestamptz,
+    completed        bigint NOT NULL,
+    failed           bigint NOT NULL,
+    cancelled        bigint NOT NULL,
+    lease_expired    bigint NOT NULL,
+    CONSTRAINT history_pkey PRIMARY KEY (sampled_at, queue, task),
+    CONSTRAINT history_period_ck CHECK (period_start < sampled_at)
+);
+
+-- When the next sample is due, one row. next_sample_at is the start of
+-- the minute after the last sample ('infinity' while the history is
+-- switched off, '-infinity' before the first sample).
+CREATE TABLE pgtq._sampler (
+    singleton        boolean NOT NULL DEFAULT true,
+    next_sample_at   timestamptz NOT NULL DEFAULT '-infinity',
+    last_sampled_at  timestamptz,
+    CONSTRAINT sampler_pkey PRIMARY KEY (singleton),
+    CONSTRAINT sampler_singleton_ck CHECK (singleton)
+);
+INSERT INTO pgtq._sampler DEFAULT VALUES;
+
+-- Lease expiries that tick rescued and the next sample has not counted
+-- yet: tick inserts (never updates: concurrent ticks never wait on each
+-- other), the sample deletes what it counts.
+CREATE TABLE pgtq._lease_expiry (
+    expired_at  timestamptz NOT NULL,
+    queue       text NOT NULL,
+    task        text NOT NULL,
+    jobs        integer NOT NULL,
+    CONSTRAINT lease_expiry_jobs_ck CHECK (jobs > 0)
 );
 
 -- pg_dump leaves out the rows of extension tables unless they are marked:
@@ -236,9 +289,23 @@ COMMENT ON VIEW pgtq.queue_stats IS 'Per queue and state: job count and the age 
 
 -- The queue-wide settings; pgtq.configure changes them.
 CREATE VIEW pgtq.settings AS
-SELECT s.max_payload_bytes, s.worker_timeout
+SELECT s.max_payload_bytes, s.worker_timeout, s.history_retention
 FROM pgtq._settings AS s;
-COMMENT ON VIEW pgtq.settings IS 'Queue-wide settings: payload limit of push, worker timeout of tick.';
+COMMENT ON VIEW pgtq.settings IS
+    'Queue-wide settings: payload limit of push, worker timeout of tick, how long the queue history is kept.';
+
+-- The queue history, one row per sample, queue and task (see _history):
+-- depth by state at the sample, the age of the oldest ready job then, and
+-- what finished or lost its lease since the sample before. A queue's
+-- figures are the sums over its tasks (the largest age).
+CREATE VIEW pgtq.queue_history AS
+SELECT h.sampled_at, h.period_start, h.queue, h.task, h.scheduled, h.ready, h.running,
+       h.sampled_at - h.oldest_ready_at AS oldest_ready_age,
+       h.completed, h.failed, h.cancelled, h.lease_expired
+FROM pgtq._history AS h;
+COMMENT ON VIEW pgtq.queue_history IS
+    'Queue history sampled once a minute by tick: depth by state, oldest ready age, jobs finished and '
+    'leases expired since the sample before, per queue and task.';
 
 -- Periodic tasks: what each schedule enqueues, when it runs next, and what
 -- its last run enqueued (or why it could not).
@@ -923,7 +990,7 @@ $$;
 -- later rechecks the moved next run. A job push would refuse (payload
 -- over a limit lowered since) is not pushed: the occurrence is skipped and
 -- the reason kept in last_error. Returns how many jobs it enqueued.
--- tick's step 3, apart so that tick stays readable; it writes, so it runs
+-- tick's step 4, apart so that tick stays readable; it writes, so it runs
 -- with the owner's rights like every function that does, and is granted
 -- to nobody (only tick calls it).
 CREATE FUNCTION pgtq._tick_schedules(queue text, as_of timestamptz)
@@ -966,6 +1033,110 @@ BEGIN
         WHERE s.name = due.name;
     END LOOP;
     RETURN enqueued;
+END
+$$;
+
+-- Guarantees: takes the sample of the queue history that is due at as_of,
+-- if one is, and returns whether it did. A sample is due at the first
+-- tick of each minute (as_of >= next_sample_at), or when the clock went
+-- back more than a minute behind the last sample; never while the history
+-- is off. Exactly once a minute however many sessions tick: the one-row
+-- _sampler is locked FOR UPDATE SKIP LOCKED (a session never waits for
+-- another) and the condition is checked under the lock; the next due time
+-- moves on before the lock is released at commit, and a transaction that
+-- rolls back leaves the sample to the next tick. The sample writes one
+-- _history row per queue and task with live jobs, with jobs finished in
+-- (period_start, as_of] (read through job_finished_idx: the jobs of that
+-- period only, never the whole history), with lease expiries counted by
+-- tick (_lease_expiry, consumed here), or with a non-zero row at the last
+-- sample. period_start is the last sample, at most an hour back (a minute
+-- back for the first). A job whose finishing transaction commits after
+-- the sample that its finished_at falls before is not counted, nor one
+-- pruned before the sample. Then rows older than history_retention go.
+-- Cost: one pass over the live jobs (their partial indexes) and one over
+-- the period's finished jobs, once a minute. tick's step 5, apart so that
+-- tick stays readable; it writes, so it runs with the owner's rights, and
+-- is granted to nobody (only tick calls it).
+CREATE FUNCTION pgtq._sample_history(as_of timestamptz)
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    previous_sample  timestamptz;
+    period_start     timestamptz;
+    retention        interval;
+BEGIN
+    SELECT h.last_sampled_at INTO previous_sample
+    FROM pgtq._sampler AS h
+    WHERE _sample_history.as_of >= h.next_sample_at
+       OR _sample_history.as_of < h.last_sampled_at - interval '1 minute'
+    FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    period_start := CASE
+        WHEN previous_sample IS NULL OR previous_sample >= _sample_history.as_of
+        THEN _sample_history.as_of - interval '1 minute'
+        ELSE greatest(previous_sample, _sample_history.as_of - interval '1 hour')
+    END;
+
+    WITH live AS (
+        SELECT l.queue, l.task,
+               count(*) FILTER (WHERE l.state = 'scheduled') AS scheduled,
+               count(*) FILTER (WHERE l.state = 'ready') AS ready,
+               count(*) FILTER (WHERE l.state = 'running') AS running,
+               min(l.run_at) FILTER (WHERE l.state = 'ready') AS oldest_ready_at
+        FROM (SELECT j.queue, j.task, j.state, j.run_at FROM pgtq._job AS j WHERE j.state = 'scheduled'
+              UNION ALL
+              SELECT j.queue, j.task, j.state, j.run_at FROM pgtq._job AS j WHERE j.state = 'ready'
+              UNION ALL
+              SELECT j.queue, j.task, j.state, j.run_at FROM pgtq._job AS j WHERE j.state = 'running') AS l
+        GROUP BY l.queue, l.task
+    ), finished AS (
+        SELECT f.queue, f.task,
+               count(*) FILTER (WHERE f.state = 'done') AS completed,
+               count(*) FILTER (WHERE f.state = 'failed') AS failed,
+               count(*) FILTER (WHERE f.state = 'cancelled') AS cancelled
+        FROM pgtq._job AS f
+        WHERE f.state IN ('done', 'failed', 'cancelled')
+          AND f.finished_at > period_start
+          AND f.finished_at <= _sample_history.as_of
+        GROUP BY f.queue, f.task
+    ), counted AS (
+        DELETE FROM pgtq._lease_expiry AS e RETURNING e.queue, e.task, e.jobs
+    ), expiries AS (
+        SELECT c.queue, c.task, sum(c.jobs)::bigint AS lease_expired
+        FROM counted AS c
+        GROUP BY c.queue, c.task
+    ), keys AS (
+        SELECT live.queue, live.task FROM live
+        UNION SELECT finished.queue, finished.task FROM finished
+        UNION SELECT expiries.queue, expiries.task FROM expiries
+        UNION SELECT p.queue, p.task
+              FROM pgtq._history AS p
+              WHERE p.sampled_at = previous_sample
+                AND p.scheduled + p.ready + p.running + p.completed + p.failed + p.cancelled
+                    + p.lease_expired > 0
+    )
+    INSERT INTO pgtq._history AS h (sampled_at, period_start, queue, task, scheduled, ready, running,
+                                    oldest_ready_at, completed, failed, cancelled, lease_expired)
+    SELECT _sample_history.as_of, period_start, k.queue, k.task,
+           coalesce(l.scheduled, 0), coalesce(l.ready, 0), coalesce(l.running, 0), l.oldest_ready_at,
+           coalesce(f.completed, 0), coalesce(f.failed, 0), coalesce(f.cancelled, 0),
+           coalesce(x.lease_expired, 0)
+    FROM keys AS k
+    LEFT JOIN live AS l ON l.queue = k.queue AND l.task = k.task
+    LEFT JOIN finished AS f ON f.queue = k.queue AND f.task = k.task
+    LEFT JOIN expiries AS x ON x.queue = k.queue AND x.task = k.task
+    ON CONFLICT ON CONSTRAINT history_pkey DO NOTHING;
+
+    UPDATE pgtq._sampler AS h
+    SET next_sample_at = date_trunc('minute', _sample_history.as_of, 'UTC') + interval '1 minute',
+        last_sampled_at = _sample_history.as_of;
+    SELECT s.history_retention INTO retention FROM pgtq._settings AS s;
+    DELETE FROM pgtq._history AS h WHERE h.sampled_at <= _sample_history.as_of - retention;
+    RETURN true;
 END
 $$;
 
@@ -1422,14 +1593,19 @@ $$;
 --   1. scheduled jobs with run_at <= as_of become ready;
 --   2. running jobs whose lease expired before as_of (their worker died)
 --      go through the same retry rule as fail(), with an error saying the
---      lease expired;
---   3. periodic schedules whose next run has come enqueue one job, for
---      their most recent occurrence (_tick_schedules).
+--      lease expired; they are counted for the queue history
+--      (_lease_expiry);
+--   3. workers not seen for _settings.worker_timeout are forgotten;
+--   4. periodic schedules whose next run has come enqueue one job, for
+--      their most recent occurrence (_tick_schedules);
+--   5. once a minute, the queue history takes a sample of every queue
+--      (_sample_history); when none is due this costs one read of a
+--      one-row table.
 -- Returns how many jobs it moved or enqueued. Rows are taken with FOR
 -- UPDATE SKIP LOCKED and their state is rechecked, so any number of
 -- sessions may tick at once (schedulers, workers, pg_cron): no job is
--- moved twice, no occurrence enqueued twice. A bad queue name raises
--- PT003, a NULL or infinite as_of PT004.
+-- moved twice, no occurrence enqueued twice, no minute sampled twice. A
+-- bad queue name raises PT003, a NULL or infinite as_of PT004.
 CREATE FUNCTION pgtq.tick(queue text DEFAULT NULL,
                           as_of timestamptz DEFAULT now())
 RETURNS integer
@@ -1440,6 +1616,9 @@ DECLARE
     promoted        integer;
     promoted_queues text[];
     rescued         integer;
+    rescued_queues  text[];
+    rescued_tasks   text[];
+    enqueued        integer := 0;
     worker_timeout  interval;
 BEGIN
     IF tick.queue IS NOT NULL THEN
@@ -1489,9 +1668,18 @@ BEGIN
             lease_expires_at = NULL
         FROM expired
         WHERE j.id = expired.id
-        RETURNING j.id
+        RETURNING j.queue, j.task
     )
-    SELECT count(*) INTO rescued FROM moved;
+    SELECT count(*), array_agg(moved.queue), array_agg(moved.task)
+    INTO rescued, rescued_queues, rescued_tasks
+    FROM moved;
+    -- Counted for the queue history (a statement only when there are some).
+    IF rescued > 0 THEN
+        INSERT INTO pgtq._lease_expiry (expired_at, queue, task, jobs)
+        SELECT tick.as_of, r.queue, r.task, count(*)
+        FROM unnest(rescued_queues, rescued_tasks) AS r (queue, task)
+        GROUP BY r.queue, r.task;
+    END IF;
 
     -- Forget workers that stopped without saying goodbye.
     SELECT s.worker_timeout INTO worker_timeout FROM pgtq._settings AS s;
@@ -1504,9 +1692,58 @@ BEGIN
     -- plan anew on every call).
     IF (SELECT min(s.next_run_at) FROM pgtq._schedule AS s
         WHERE s.queue = coalesce(tick.queue, s.queue)) <= tick.as_of THEN
-        RETURN promoted + rescued + pgtq._tick_schedules(tick.queue, tick.as_of);
+        enqueued := pgtq._tick_schedules(tick.queue, tick.as_of);
     END IF;
-    RETURN promoted + rescued;
+
+    -- Queue history: one sample a minute, by whichever tick comes first.
+    IF EXISTS (SELECT 1 FROM pgtq._sampler AS h
+               WHERE tick.as_of >= h.next_sample_at
+                  OR tick.as_of < h.last_sampled_at - interval '1 minute') THEN
+        PERFORM pgtq._sample_history(tick.as_of);
+    END IF;
+
+    RETURN promoted + rescued + enqueued;
+END
+$$;
+
+-- Guarantees: calls tick() every `every` for `duration`, committing after
+-- each tick, so each tick is its own transaction and sees the time of its
+-- own start; returns after the last tick that fits (the next one would
+-- come after the deadline). For pg_cron before 1.5, whose shortest
+-- schedule is a minute: `pgtq cron install` schedules `CALL
+-- pgtq.tick_for()` every minute, and as pg_cron never starts a job while
+-- its previous run goes on, about one tick a second results with no
+-- overlap. A procedure that commits may have no SET clause, so this one
+-- names everything with its schema, and runs with the caller's rights
+-- (who needs EXECUTE on tick). It must be called outside a transaction
+-- block (CALL in autocommit, as pg_cron does). A duration outside
+-- (0, 1 hour] or an every outside [10 ms, duration] raises PT004.
+CREATE PROCEDURE pgtq.tick_for(duration interval DEFAULT '59 seconds',
+                               every interval DEFAULT '1 second')
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    deadline timestamptz;
+BEGIN
+    IF duration IS NULL OR duration OPERATOR(pg_catalog.<=) interval '0'
+       OR duration OPERATOR(pg_catalog.>) interval '1 hour' THEN
+        RAISE EXCEPTION 'pgtq: duration must be a positive interval of at most 1 hour, got %',
+                coalesce(duration::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF every IS NULL OR every OPERATOR(pg_catalog.<) interval '10 milliseconds'
+       OR every OPERATOR(pg_catalog.>) duration THEN
+        RAISE EXCEPTION 'pgtq: every must be an interval between 10 milliseconds and duration, got %',
+                coalesce(every::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+    deadline := pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) duration;
+    LOOP
+        PERFORM pgtq.tick();
+        COMMIT;
+        EXIT WHEN pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) every OPERATOR(pg_catalog.>) deadline;
+        PERFORM pg_catalog.pg_sleep(pg_catalog.date_part('epoch', every));
+    END LOOP;
 END
 $$;
 
@@ -1571,14 +1808,64 @@ BEGIN
 END
 $$;
 
--- Guarantees: deletes done and cancelled jobs (and failed ones when
--- include_failed) that finished before as_of - older_than, at most
--- `batch` rows per call so a large backlog is pruned in short
--- transactions. Returns how many rows it deleted. Live jobs are never
--- touched. older_than outside 0..100 years, a NULL include_failed, a batch
--- outside 1..1000000 or a NULL or infinite as_of raise PT004.
-CREATE FUNCTION pgtq.prune(older_than interval,
-                           include_failed boolean DEFAULT false,
+-- Guarantees: retries every failed job of `queue` and `task` (NULL: any),
+-- each exactly as retry() does (ready at once, attempt count reset), in
+-- the caller's transaction, and returns how many it retried. One server-
+-- side loop over retry(), so the rule lives in retry() alone; the failed
+-- jobs are found through job_failed_idx (failed jobs only), locked with
+-- FOR UPDATE SKIP LOCKED, so jobs another session is changing are left
+-- alone. Cancelled jobs are not touched. A bad queue or task name raises
+-- PT003, a NULL or infinite as_of PT004, and retries nothing.
+CREATE FUNCTION pgtq.retry_failed(queue text DEFAULT NULL,
+                                  task text DEFAULT NULL,
+                                  as_of timestamptz DEFAULT now())
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    failed_id  bigint;
+    retried    integer := 0;
+BEGIN
+    IF retry_failed.queue IS NOT NULL THEN
+        PERFORM pgtq._checked_name('queue', retry_failed.queue);
+    END IF;
+    IF retry_failed.task IS NOT NULL THEN
+        PERFORM pgtq._checked_name('task', retry_failed.task);
+    END IF;
+    IF NOT coalesce(isfinite(retry_failed.as_of), false) THEN
+        PERFORM pgtq._reject_time('as_of', retry_failed.as_of);
+    END IF;
+    FOR failed_id IN
+        SELECT f.id
+        FROM pgtq._job AS f
+        WHERE f.state = 'failed'
+          AND f.queue = coalesce(retry_failed.queue, f.queue)
+          AND f.task = coalesce(retry_failed.task, f.task)
+        ORDER BY f.id
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        IF pgtq.retry(failed_id, retry_failed.as_of) THEN
+            retried := retried + 1;
+        END IF;
+    END LOOP;
+    RETURN retried;
+END
+$$;
+
+-- Guarantees: deletes finished jobs whose state is one of `states` (done,
+-- failed, cancelled), of `queue` (NULL: every queue), that finished before
+-- as_of - older_than, at most `batch` rows per call, oldest first, so a
+-- large backlog is deleted in short transactions; returns how many it
+-- deleted (call it again while that equals batch). Live jobs are never
+-- touched; rows another session holds are skipped (FOR UPDATE SKIP
+-- LOCKED). Reads job_finished_idx: the cost follows the rows deleted.
+-- older_than outside 0..100 years, states NULL, empty or naming a live
+-- state, a batch outside 1..1000000 or a NULL or infinite as_of raise
+-- PT004, a bad queue name PT003, and delete nothing.
+CREATE FUNCTION pgtq.purge(older_than interval,
+                           states pgtq.job_state[] DEFAULT '{done,cancelled}',
+                           queue text DEFAULT NULL,
                            batch integer DEFAULT 10000,
                            as_of timestamptz DEFAULT now())
 RETURNS integer
@@ -1588,36 +1875,176 @@ AS $$
 DECLARE
     deleted integer;
 BEGIN
-    IF prune.older_than IS NULL OR prune.older_than < interval '0'
-       OR prune.older_than > interval '100 years' THEN
+    IF purge.older_than IS NULL OR purge.older_than < interval '0'
+       OR purge.older_than > interval '100 years' THEN
         RAISE EXCEPTION 'pgtq: older_than must be an interval between 0 and 100 years, got %',
-                coalesce(prune.older_than::text, 'NULL')
+                coalesce(purge.older_than::text, 'NULL')
             USING ERRCODE = 'PT004';
     END IF;
-    IF prune.include_failed IS NULL THEN
-        RAISE EXCEPTION 'pgtq: include_failed must not be NULL' USING ERRCODE = 'PT004';
-    END IF;
-    IF prune.batch IS NULL OR prune.batch < 1 OR prune.batch > 1000000 THEN
-        RAISE EXCEPTION 'pgtq: batch must be between 1 and 1000000, got %', coalesce(prune.batch::text, 'NULL')
+    IF purge.states IS NULL OR cardinality(purge.states) = 0
+       OR NOT purge.states <@ ARRAY['done', 'failed', 'cancelled']::pgtq.job_state[] THEN
+        RAISE EXCEPTION 'pgtq: states must name finished states only (done, failed, cancelled), got %',
+                coalesce(purge.states::text, 'NULL')
             USING ERRCODE = 'PT004';
     END IF;
-    IF NOT coalesce(isfinite(prune.as_of), false) THEN
-        PERFORM pgtq._reject_time('as_of', prune.as_of);
+    IF purge.queue IS NOT NULL THEN
+        PERFORM pgtq._checked_name('queue', purge.queue);
+    END IF;
+    IF purge.batch IS NULL OR purge.batch < 1 OR purge.batch > 1000000 THEN
+        RAISE EXCEPTION 'pgtq: batch must be between 1 and 1000000, got %', coalesce(purge.batch::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF NOT coalesce(isfinite(purge.as_of), false) THEN
+        PERFORM pgtq._reject_time('as_of', purge.as_of);
     END IF;
     WITH old AS MATERIALIZED (
         SELECT o.id
         FROM pgtq._job AS o
         WHERE o.state IN ('done', 'failed', 'cancelled')
-          AND o.finished_at < prune.as_of - prune.older_than
-          AND (o.state <> 'failed' OR prune.include_failed)
+          AND o.finished_at < purge.as_of - purge.older_than
+          AND o.state = ANY (purge.states)
+          AND o.queue = coalesce(purge.queue, o.queue)
         ORDER BY o.finished_at
-        LIMIT prune.batch
+        LIMIT purge.batch
         FOR UPDATE SKIP LOCKED
     ), gone AS (
         DELETE FROM pgtq._job AS j USING old WHERE j.id = old.id RETURNING j.id
     )
     SELECT count(*) INTO deleted FROM gone;
     RETURN deleted;
+END
+$$;
+
+-- Guarantees: purge() of done and cancelled jobs (and failed ones when
+-- include_failed) of every queue that finished before as_of - older_than,
+-- at most `batch` rows per call; returns how many rows it deleted. Live
+-- jobs are never touched. A NULL include_failed raises PT004; the other
+-- arguments are checked by purge().
+CREATE FUNCTION pgtq.prune(older_than interval,
+                           include_failed boolean DEFAULT false,
+                           batch integer DEFAULT 10000,
+                           as_of timestamptz DEFAULT now())
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+BEGIN
+    IF prune.include_failed IS NULL THEN
+        RAISE EXCEPTION 'pgtq: include_failed must not be NULL' USING ERRCODE = 'PT004';
+    END IF;
+    RETURN pgtq.purge(prune.older_than,
+                      CASE WHEN prune.include_failed THEN '{done,failed,cancelled}'::pgtq.job_state[]
+                           ELSE '{done,cancelled}'::pgtq.job_state[] END,
+                      NULL, prune.batch, prune.as_of);
+END
+$$;
+
+-- Guarantees: deletes one finished job (done, failed or cancelled) and
+-- returns true; returns false, deleting nothing, for a live job (cancel
+-- it first) or an unknown id. A NULL id raises PT004.
+CREATE FUNCTION pgtq.delete_job(id bigint)
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+BEGIN
+    IF delete_job.id IS NULL THEN
+        RAISE EXCEPTION 'pgtq: id must not be NULL' USING ERRCODE = 'PT004';
+    END IF;
+    DELETE FROM pgtq._job AS j
+    WHERE j.id = delete_job.id
+      AND j.state IN ('done', 'failed', 'cancelled');
+    RETURN FOUND;
+END
+$$;
+
+-- Guarantees: the queue-level figures of every queue, one row per metric
+-- and label set, the same for a Prometheus exporter, the dashboard and
+-- any SQL client:
+--   jobs                      (queue, state) live jobs by state: scheduled,
+--                             ready and running, now (zero rows included
+--                             for a queue with live jobs or recent history)
+--   oldest_ready_age_seconds  (queue) how long the oldest ready job has been
+--                             due (since its run_at), 0 with none ready
+--   recent_completed          (queue, task) jobs done, failed for good, and
+--   recent_failed             leases expired, in the history samples taken
+--   recent_lease_expiries     in (as_of - period, as_of]
+--   workers                   (queue) live workers serving the queue
+--   workers_total             () live workers (seen within worker_timeout)
+--   history_age_seconds       () since the last history sample (no row
+--                             before the first): over 60 means nobody ticks
+-- Read-only, with the owner's rights, so the worker and observer roles
+-- see these aggregates without reading jobs. Costs one pass over the live
+-- jobs (their partial indexes) and over the period's history rows. A
+-- period outside 1 minute..31 days or a NULL or infinite as_of raises
+-- PT004.
+CREATE FUNCTION pgtq.metrics(period interval DEFAULT '5 minutes',
+                             as_of timestamptz DEFAULT now())
+RETURNS TABLE (metric text, queue text, task text, state text, value double precision)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    worker_timeout interval;
+BEGIN
+    IF metrics.period IS NULL OR metrics.period < interval '1 minute' OR metrics.period > interval '31 days' THEN
+        RAISE EXCEPTION 'pgtq: period must be an interval between 1 minute and 31 days, got %',
+                coalesce(metrics.period::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF NOT coalesce(isfinite(metrics.as_of), false) THEN
+        PERFORM pgtq._reject_time('as_of', metrics.as_of);
+    END IF;
+    SELECT s.worker_timeout INTO worker_timeout FROM pgtq._settings AS s;
+    RETURN QUERY
+    WITH live AS (
+        SELECT l.queue, l.state, count(*) AS jobs, min(l.run_at) AS oldest_run_at
+        FROM (SELECT j.queue, j.state, j.run_at FROM pgtq._job AS j WHERE j.state = 'scheduled'
+              UNION ALL
+              SELECT j.queue, j.state, j.run_at FROM pgtq._job AS j WHERE j.state = 'ready'
+              UNION ALL
+              SELECT j.queue, j.state, j.run_at FROM pgtq._job AS j WHERE j.state = 'running') AS l
+        GROUP BY l.queue, l.state
+    ), recent AS (
+        SELECT h.queue, h.task, sum(h.completed) AS completed, sum(h.failed) AS failed,
+               sum(h.lease_expired) AS lease_expired
+        FROM pgtq._history AS h
+        WHERE h.sampled_at > metrics.as_of - metrics.period
+          AND h.sampled_at <= metrics.as_of
+        GROUP BY h.queue, h.task
+    ), queues AS (
+        SELECT live.queue FROM live UNION SELECT recent.queue FROM recent
+    ), alive AS (
+        SELECT w.queues
+        FROM pgtq._worker AS w
+        WHERE w.last_seen_at >= metrics.as_of - worker_timeout
+    )
+    SELECT 'jobs', q.queue, NULL::text, s.state::text, coalesce(l.jobs, 0)::double precision
+    FROM queues AS q
+    CROSS JOIN unnest('{scheduled,ready,running}'::pgtq.job_state[]) AS s (state)
+    LEFT JOIN live AS l ON l.queue = q.queue AND l.state = s.state
+    UNION ALL
+    SELECT 'oldest_ready_age_seconds', q.queue, NULL, NULL,
+           coalesce(greatest(extract(epoch FROM metrics.as_of - l.oldest_run_at), 0), 0)::double precision
+    FROM queues AS q
+    LEFT JOIN live AS l ON l.queue = q.queue AND l.state = 'ready'
+    UNION ALL
+    SELECT 'recent_completed', r.queue, r.task, NULL, r.completed::double precision FROM recent AS r
+    UNION ALL
+    SELECT 'recent_failed', r.queue, r.task, NULL, r.failed::double precision FROM recent AS r
+    UNION ALL
+    SELECT 'recent_lease_expiries', r.queue, r.task, NULL, r.lease_expired::double precision FROM recent AS r
+    UNION ALL
+    SELECT 'workers', served.queue, NULL, NULL, count(*)::double precision
+    FROM alive AS a CROSS JOIN unnest(a.queues) AS served (queue)
+    GROUP BY served.queue
+    UNION ALL
+    SELECT 'workers_total', NULL, NULL, NULL, count(*)::double precision FROM alive
+    UNION ALL
+    SELECT 'history_age_seconds', NULL, NULL, NULL,
+           extract(epoch FROM metrics.as_of - h.last_sampled_at)::double precision
+    FROM pgtq._sampler AS h
+    WHERE h.last_sampled_at IS NOT NULL;
 END
 $$;
 
@@ -1628,10 +2055,16 @@ $$;
 --                      push accepts, at least 1 (default 1048576 = 1 MiB);
 --                      jobs already pushed are not touched;
 --   worker_timeout     how long tick keeps a worker that stopped reporting,
---                      more than 0 and at most 100 years (default 1 minute).
+--                      more than 0 and at most 100 years (default 1 minute);
+--   history_retention  how long the queue history keeps its samples, 0 to
+--                      31 days (default 24 hours); 0 switches the history
+--                      off and deletes it, a positive value after 0
+--                      switches it on at the next tick; a shorter one
+--                      trims at the next sample.
 -- A bad value raises PT004 and changes nothing. Meant for pgtq_admin.
 CREATE FUNCTION pgtq.configure(max_payload_bytes integer DEFAULT NULL,
-                               worker_timeout interval DEFAULT NULL)
+                               worker_timeout interval DEFAULT NULL,
+                               history_retention interval DEFAULT NULL)
 RETURNS pgtq.settings
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pgtq, pg_temp
@@ -1648,9 +2081,21 @@ BEGIN
                 configure.worker_timeout
             USING ERRCODE = 'PT004';
     END IF;
+    IF configure.history_retention < interval '0' OR configure.history_retention > interval '31 days' THEN
+        RAISE EXCEPTION 'pgtq: history_retention must be an interval between 0 and 31 days, got %',
+                configure.history_retention
+            USING ERRCODE = 'PT004';
+    END IF;
     UPDATE pgtq._settings AS s
     SET max_payload_bytes = coalesce(configure.max_payload_bytes, s.max_payload_bytes),
-        worker_timeout = coalesce(configure.worker_timeout, s.worker_timeout);
+        worker_timeout = coalesce(configure.worker_timeout, s.worker_timeout),
+        history_retention = coalesce(configure.history_retention, s.history_retention);
+    IF configure.history_retention = interval '0' THEN
+        UPDATE pgtq._sampler AS h SET next_sample_at = 'infinity', last_sampled_at = NULL;
+        DELETE FROM pgtq._history;
+    ELSIF configure.history_retention > interval '0' THEN
+        UPDATE pgtq._sampler AS h SET next_sample_at = '-infinity' WHERE h.next_sample_at = 'infinity';
+    END IF;
     SELECT v.* INTO applied FROM pgtq.settings AS v;
     RETURN applied;
 END
@@ -1795,16 +2240,21 @@ $$;
 -- Privileges
 -- ---------------------------------------------------------------------------
 
--- Guarantees: the three roles of pgtq's privilege model exist (created
+-- Guarantees: the four roles of pgtq's privilege model exist (created
 -- NOLOGIN when missing) and hold, in this database, at least these rights:
---   producer  push; version
---   worker    pop, complete, fail, heartbeat, release, tick,
---             register_worker, unregister_worker; backoff, version;
---             reads the views queue_stats and workers; schedule and
---             unschedule, reads schedules (a worker registers the
---             periodic tasks of its queues when it starts)
---   admin     every public function (cancel, retry, prune, configure
---             too) and every view (jobs and settings too)
+--   producer  push, push_many; version
+--   worker    pop, complete, complete_many, fail, heartbeat, release, tick,
+--             the procedure tick_for, register_worker, unregister_worker;
+--             backoff, metrics, version; reads the views queue_stats and
+--             workers; schedule and unschedule, reads schedules (a worker
+--             registers the periodic tasks of its queues when it starts)
+--   admin     every public function and procedure (cancel, retry,
+--             retry_failed, purge, prune, delete_job, configure, schedule,
+--             unschedule too) and every view
+--   observer  reads every view (jobs, queue_stats, workers, settings,
+--             queue_history, schedules, and any view a later version
+--             adds); metrics, version; no function that writes: a
+--             dashboard connects with it and uses admin only for its actions
 -- and USAGE on schema pgtq. No role may touch a table: every write goes
 -- through a SECURITY DEFINER function that checks its input. Idempotent;
 -- the install script calls it, and the owner of pgtq's objects may call it
@@ -1817,18 +2267,21 @@ $$;
 -- rights now. Role names are 1 to 63 bytes (PT003 otherwise).
 CREATE FUNCTION pgtq.install_roles(producer text DEFAULT 'pgtq_producer',
                                    worker text DEFAULT 'pgtq_worker',
-                                   admin text DEFAULT 'pgtq_admin')
+                                   admin text DEFAULT 'pgtq_admin',
+                                   observer text DEFAULT 'pgtq_observer')
 RETURNS text[]
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
 DECLARE
     role_name text;
+    view_name text;
     missing   text[] := '{}';
     granted   text[] := '{}';
     rerun     text;
 BEGIN
-    FOREACH role_name IN ARRAY ARRAY[install_roles.producer, install_roles.worker, install_roles.admin] LOOP
+    FOREACH role_name IN ARRAY ARRAY[install_roles.producer, install_roles.worker, install_roles.admin,
+                                     install_roles.observer] LOOP
         IF role_name IS NULL OR octet_length(role_name) NOT BETWEEN 1 AND 63 THEN
             RAISE EXCEPTION 'pgtq: role name must be 1 to 63 bytes, got %', coalesce(quote_literal(role_name), 'NULL')
                 USING ERRCODE = 'PT003';
@@ -1855,8 +2308,9 @@ BEGIN
         EXECUTE format('GRANT USAGE ON SCHEMA pgtq TO %I', install_roles.worker);
         EXECUTE format('GRANT EXECUTE ON FUNCTION pgtq.pop, pgtq.complete, pgtq.complete_many, pgtq.fail, pgtq.heartbeat, '
                        'pgtq.release, pgtq.tick, pgtq.register_worker, pgtq.unregister_worker, '
-                       'pgtq.backoff, pgtq.version TO %I', install_roles.worker);
+                       'pgtq.backoff, pgtq.metrics, pgtq.version TO %I', install_roles.worker);
         EXECUTE format('GRANT SELECT ON pgtq.queue_stats, pgtq.workers TO %I', install_roles.worker);
+        EXECUTE format('GRANT EXECUTE ON PROCEDURE pgtq.tick_for TO %I', install_roles.worker);
         -- Periodic (cron) schedules: workers register those of their queues.
         EXECUTE format('GRANT EXECUTE ON FUNCTION pgtq.schedule, pgtq.unschedule TO %I', install_roles.worker);
         EXECUTE format('GRANT SELECT ON pgtq.schedules TO %I', install_roles.worker);
@@ -1865,24 +2319,39 @@ BEGIN
     IF install_roles.admin <> ALL (missing) THEN
         EXECUTE format('GRANT USAGE ON SCHEMA pgtq TO %I', install_roles.admin);
         EXECUTE format('GRANT EXECUTE ON FUNCTION pgtq.push, pgtq.push_many, pgtq.pop, pgtq.complete, pgtq.complete_many, pgtq.fail, '
-                       'pgtq.heartbeat, pgtq.release, pgtq.tick, pgtq.cancel, pgtq.retry, pgtq.prune, '
-                       'pgtq.configure, pgtq.register_worker, pgtq.unregister_worker, pgtq.backoff, '
+                       'pgtq.heartbeat, pgtq.release, pgtq.tick, pgtq.cancel, pgtq.retry, pgtq.retry_failed, '
+                       'pgtq.purge, pgtq.prune, pgtq.delete_job, pgtq.configure, pgtq.register_worker, '
+                       'pgtq.unregister_worker, pgtq.backoff, pgtq.metrics, pgtq.schedule, pgtq.unschedule, '
                        'pgtq.version TO %I', install_roles.admin);
-        EXECUTE format('GRANT SELECT ON pgtq.jobs, pgtq.queue_stats, pgtq.workers, pgtq.settings TO %I',
-                       install_roles.admin);
-        -- Periodic (cron) schedules.
-        EXECUTE format('GRANT EXECUTE ON FUNCTION pgtq.schedule, pgtq.unschedule TO %I', install_roles.admin);
-        EXECUTE format('GRANT SELECT ON pgtq.schedules TO %I', install_roles.admin);
+        EXECUTE format('GRANT EXECUTE ON PROCEDURE pgtq.tick_for TO %I', install_roles.admin);
         granted := granted || install_roles.admin;
     END IF;
+    IF install_roles.observer <> ALL (missing) THEN
+        EXECUTE format('GRANT USAGE ON SCHEMA pgtq TO %I', install_roles.observer);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION pgtq.metrics, pgtq.version TO %I', install_roles.observer);
+        granted := granted || install_roles.observer;
+    END IF;
+    -- The views are the read side: the admin and the observer read them
+    -- all, those of later versions included.
+    FOR view_name IN
+        SELECT c.relname FROM pg_catalog.pg_class AS c
+        WHERE c.relnamespace = 'pgtq'::regnamespace AND c.relkind = 'v'
+        ORDER BY c.relname
+    LOOP
+        FOREACH role_name IN ARRAY ARRAY[install_roles.admin, install_roles.observer] LOOP
+            IF role_name <> ALL (missing) THEN
+                EXECUTE format('GRANT SELECT ON pgtq.%I TO %I', view_name, role_name);
+            END IF;
+        END LOOP;
+    END LOOP;
 
     IF cardinality(missing) > 0 THEN
         rerun := CASE
-            WHEN (install_roles.producer, install_roles.worker, install_roles.admin)
-                 = ('pgtq_producer', 'pgtq_worker', 'pgtq_admin')
+            WHEN (install_roles.producer, install_roles.worker, install_roles.admin, install_roles.observer)
+                 = ('pgtq_producer', 'pgtq_worker', 'pgtq_admin', 'pgtq_observer')
             THEN 'SELECT pgtq.install_roles();'
-            ELSE format('SELECT pgtq.install_roles(%L, %L, %L);',
-                        install_roles.producer, install_roles.worker, install_roles.admin)
+            ELSE format('SELECT pgtq.install_roles(%L, %L, %L, %L);',
+                        install_roles.producer, install_roles.worker, install_roles.admin, install_roles.observer)
         END;
         RAISE NOTICE 'pgtq: roles % are missing and % may not create roles (no CREATEROLE): pgtq is installed, but until they exist only the owner of schema pgtq can use it',
                 array_to_string(missing, ', '), current_user
@@ -1896,11 +2365,13 @@ END
 $$;
 
 -- Nothing is PUBLIC: functions are EXECUTE-able by PUBLIC unless revoked,
--- so revoke everything, then grant the roles their rights. Revoking also
--- covers helpers (_checked_name, ...) and install_roles: only the owner
--- (and the SECURITY DEFINER functions, which run as the owner) call them.
+-- so revoke everything (procedures are not among "all functions"), then
+-- grant the roles their rights. Revoking also covers helpers
+-- (_checked_name, ...) and install_roles: only the owner (and the SECURITY
+-- DEFINER functions, which run as the owner) call them.
 REVOKE ALL ON SCHEMA pgtq FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA pgtq FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA pgtq FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgtq FROM PUBLIC;
+REVOKE ALL ON ALL PROCEDURES IN SCHEMA pgtq FROM PUBLIC;
 SELECT pgtq.install_roles();

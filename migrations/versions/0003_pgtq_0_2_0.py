@@ -4,7 +4,7 @@ Revision ID: pgtq_0_2_0
 Revises: pgtq_0_1_1
 """
 
-from pgtq._migration import apply_sql_file, refuse_downgrade
+from pgtq._db.migration import apply_sql_file, refuse_downgrade
 
 revision = "pgtq_0_2_0"
 down_revision = "pgtq_0_1_1"

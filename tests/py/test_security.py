@@ -107,7 +107,7 @@ def test_an_owner_without_createrole_installs_pgtq_and_grants_existing_roles(
 def test_roles_missing_and_no_createrole_gives_a_notice_naming_the_fix(
     owner_install: str, users: Users, server_dsn: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    names = [f"{users.prefix}_{kind}" for kind in ("producer", "worker", "admin")]
+    names = [f"{users.prefix}_{kind}" for kind in ("producer", "worker", "admin", "observer")]
     notices: list[tuple[str | None, str | None, str | None]] = []
     with psycopg.connect(owner_install, autocommit=True) as conn:
         conn.add_notice_handler(
@@ -115,7 +115,7 @@ def test_roles_missing_and_no_createrole_gives_a_notice_naming_the_fix(
         )
         conn.add_notice_handler(_log_pgtq_notice)  # what the alembic route does with them
         with caplog.at_level(logging.WARNING, logger="pgtq"):
-            granted = scalar(conn, "SELECT pgtq.install_roles(%s, %s, %s)", names)
+            granted = scalar(conn, "SELECT pgtq.install_roles(%s, %s, %s, %s)", names)
     assert granted == []
     [(severity, message, hint)] = notices
     assert severity == "NOTICE"
@@ -123,7 +123,7 @@ def test_roles_missing_and_no_createrole_gives_a_notice_naming_the_fix(
         f"pgtq: roles {', '.join(names)} are missing and {users.prefix}_owner may not create roles"
         " (no CREATEROLE): pgtq is installed, but until they exist only the owner of schema pgtq can use it"
     )
-    rerun = f"SELECT pgtq.install_roles('{names[0]}', '{names[1]}', '{names[2]}');"
+    rerun = f"SELECT pgtq.install_roles({', '.join(repr(name) for name in names)});"
     assert hint == (
         "Ask an administrator to run: "
         + " ".join(f"CREATE ROLE {name} NOLOGIN;" for name in names)

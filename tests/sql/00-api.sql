@@ -1,7 +1,7 @@
 -- The public SQL surface: every function with its exact signature, the
 -- job states, the views. A change here is a change of the public API.
 BEGIN;
-SELECT plan(36);
+SELECT plan(45);
 
 SELECT has_schema('pgtq');
 SELECT has_function('pgtq', 'version', ARRAY[]::text[]);
@@ -32,12 +32,20 @@ SELECT has_function('pgtq', 'prune',
 SELECT has_function('pgtq', 'register_worker',
     ARRAY['text', 'text', 'integer', 'text[]', 'timestamp with time zone']);
 SELECT has_function('pgtq', 'unregister_worker', ARRAY['text']);
-SELECT has_function('pgtq', 'configure', ARRAY['integer', 'interval']);
-SELECT has_function('pgtq', 'install_roles', ARRAY['text', 'text', 'text']);
+SELECT has_function('pgtq', 'configure', ARRAY['integer', 'interval', 'interval']);
+SELECT has_function('pgtq', 'install_roles', ARRAY['text', 'text', 'text', 'text']);
 SELECT has_function('pgtq', 'schedule',
     ARRAY['text', 'text', 'text', 'text', 'jsonb', 'jsonb', 'text', 'integer', 'integer',
           'timestamp with time zone']);
 SELECT has_function('pgtq', 'unschedule', ARRAY['text']);
+SELECT has_function('pgtq', 'retry_failed', ARRAY['text', 'text', 'timestamp with time zone']);
+SELECT has_function('pgtq', 'purge',
+    ARRAY['interval', 'pgtq.job_state[]', 'text', 'integer', 'timestamp with time zone']);
+SELECT has_function('pgtq', 'delete_job', ARRAY['bigint']);
+SELECT has_function('pgtq', 'metrics', ARRAY['interval', 'timestamp with time zone']);
+SELECT is((SELECT pg_get_function_identity_arguments('pgtq.tick_for'::regproc) || ' ' || prokind::text
+           FROM pg_proc WHERE oid = 'pgtq.tick_for'::regproc),
+    'IN duration interval, IN every interval p', 'tick_for(duration, every) is a procedure (it commits)');
 
 SELECT enum_has_labels('pgtq', 'job_state',
     ARRAY['scheduled', 'ready', 'running', 'done', 'failed', 'cancelled']);
@@ -45,6 +53,7 @@ SELECT has_view('pgtq', 'jobs', 'view pgtq.jobs');
 SELECT has_view('pgtq', 'queue_stats', 'view pgtq.queue_stats');
 SELECT has_view('pgtq', 'workers', 'view pgtq.workers');
 SELECT has_view('pgtq', 'settings', 'view pgtq.settings');
+SELECT has_view('pgtq', 'queue_history', 'view pgtq.queue_history');
 SELECT hasnt_column('pgtq', 'jobs', 'lease', 'pgtq.jobs does not show lease tokens');
 SELECT has_view('pgtq', 'schedules', 'view pgtq.schedules');
 SELECT is(
@@ -65,26 +74,44 @@ SELECT is(
     'pop() returns id, queue, task, args, kwargs, priority, attempt, max_attempts, lease, lease_expires_at');
 
 -- Which functions run with the owner's rights: exactly those that write the
--- private tables. Every function pins a search_path without writable schemas.
+-- private tables, and metrics, which reads them for roles that may not
+-- (it returns aggregates only). Every function pins a search_path without
+-- writable schemas.
 SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname)
      FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace AND p.prosecdef),
-    ARRAY['_tick_schedules', 'cancel', 'complete', 'complete_many', 'configure', 'fail', 'heartbeat', 'pop',
-          'prune', 'push', 'push_many', 'register_worker', 'release', 'retry', 'schedule', 'tick',
-          'unregister_worker', 'unschedule'],
-    'the SECURITY DEFINER functions are the ones that write the tables');
+    ARRAY['_sample_history', '_tick_schedules', 'cancel', 'complete', 'complete_many', 'configure',
+          'delete_job', 'fail', 'heartbeat', 'metrics', 'pop', 'prune', 'purge', 'push', 'push_many',
+          'register_worker', 'release', 'retry', 'retry_failed', 'schedule', 'tick', 'unregister_worker',
+          'unschedule'],
+    'the SECURITY DEFINER functions are the ones that write the tables, and metrics');
+SELECT is(
+    (SELECT array_agg(p.proname::text ORDER BY p.proname)
+     FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace AND p.prosecdef AND p.provolatile <> 'v'),
+    ARRAY['metrics'], 'metrics is the one that only reads (STABLE)');
+SELECT is(
+    (SELECT array_agg(attname::text ORDER BY attnum)
+     FROM pg_attribute WHERE attrelid = 'pgtq.queue_history'::regclass AND attnum > 0),
+    ARRAY['sampled_at', 'period_start', 'queue', 'task', 'scheduled', 'ready', 'running', 'oldest_ready_age',
+          'completed', 'failed', 'cancelled', 'lease_expired'],
+    'pgtq.queue_history: per sample, queue and task, the depth, the oldest ready age and what happened since');
 SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname)
      FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace
        AND NOT coalesce('search_path=pg_catalog, pgtq, pg_temp' = ANY (p.proconfig), false)),
-    ARRAY['_is_plain_name', '_push_options_ok'],
-    'every pgtq function pins search_path = pg_catalog, pgtq, pg_temp, but the inlined expression helpers');
+    ARRAY['_is_plain_name', '_push_options_ok', 'tick_for'],
+    'every pgtq function pins search_path = pg_catalog, pgtq, pg_temp, but the inlined expression helpers '
+    'and tick_for (a procedure that commits may not have a SET clause)');
 -- That helper is inlined into its pinned callers, names nothing unqualified
 -- and may be run by nobody else.
 SELECT ok((SELECT bool_and(p.prosrc !~ '(^|[^.a-z_])(length|isfinite|_is_plain_name)\s*\(|[^)] [<>]=? ')
            FROM pg_proc p WHERE p.proname IN ('_is_plain_name', '_push_options_ok')
              AND p.pronamespace = 'pgtq'::regnamespace),
     'the inlined helpers qualify the functions and operators they use');
+SELECT ok((SELECT NOT p.prosecdef AND p.prosrc !~ '(^|[^.a-z_])(clock_timestamp|pg_sleep|date_part|tick)\s*\('
+                  AND p.prosrc !~ '(^|[^)]) [<>+]=? '
+           FROM pg_proc p WHERE p.oid = 'pgtq.tick_for'::regproc),
+    'tick_for runs with the caller''s rights and qualifies the functions and operators it uses');
 SELECT ok(NOT has_function_privilege('public', 'pgtq._is_plain_name(text)', 'EXECUTE')
           AND NOT has_function_privilege('public',
               'pgtq._push_options_ok(text, text, integer, integer, timestamptz, timestamptz)', 'EXECUTE'),

@@ -1,15 +1,16 @@
--- Least privilege: what pgtq_producer, pgtq_worker and pgtq_admin may do,
+-- Least privilege: what pgtq_producer, pgtq_worker, pgtq_admin and pgtq_observer may do,
 -- and what they, and everyone else, may not. Every refusal is checked by
 -- acting as the role (SET ROLE), not only by reading the ACLs.
 BEGIN;
-SELECT plan(66);
+SELECT plan(82);
 
 -- The roles exist, as group roles.
 SELECT has_role('pgtq_producer');
 SELECT has_role('pgtq_worker');
 SELECT has_role('pgtq_admin');
+SELECT has_role('pgtq_observer');
 SELECT is((SELECT count(*)::int FROM pg_roles
-           WHERE rolname IN ('pgtq_producer', 'pgtq_worker', 'pgtq_admin') AND NOT rolcanlogin), 3,
+           WHERE rolname IN ('pgtq_producer', 'pgtq_worker', 'pgtq_admin', 'pgtq_observer') AND NOT rolcanlogin), 4,
     'the pgtq roles cannot log in (grant them to login users)');
 
 -- The rights, as the catalog states them.
@@ -28,36 +29,50 @@ SELECT is(
     ARRAY(SELECT p.proname::text FROM pg_proc p
           WHERE p.pronamespace = 'pgtq'::regnamespace AND has_function_privilege('pgtq_worker', p.oid, 'EXECUTE')
           ORDER BY 1),
-    ARRAY['backoff', 'complete', 'complete_many', 'fail', 'heartbeat', 'pop', 'register_worker', 'release',
-          'schedule', 'tick', 'unregister_worker', 'unschedule', 'version'],
+    ARRAY['backoff', 'complete', 'complete_many', 'fail', 'heartbeat', 'metrics', 'pop', 'register_worker',
+          'release', 'schedule', 'tick', 'tick_for', 'unregister_worker', 'unschedule', 'version'],
     'pgtq_worker may execute the worker''s functions only (schedule: a worker registers its periodic tasks)');
 SELECT is(
     ARRAY(SELECT p.proname::text FROM pg_proc p
           WHERE p.pronamespace = 'pgtq'::regnamespace AND has_function_privilege('pgtq_admin', p.oid, 'EXECUTE')
           ORDER BY 1),
-    ARRAY['backoff', 'cancel', 'complete', 'complete_many', 'configure', 'fail', 'heartbeat', 'pop', 'prune',
-          'push', 'push_many', 'register_worker', 'release', 'retry', 'schedule', 'tick', 'unregister_worker',
-          'unschedule', 'version'],
+    ARRAY['backoff', 'cancel', 'complete', 'complete_many', 'configure', 'delete_job', 'fail', 'heartbeat',
+          'metrics', 'pop', 'prune', 'purge', 'push', 'push_many', 'register_worker', 'release', 'retry',
+          'retry_failed', 'schedule', 'tick', 'tick_for', 'unregister_worker', 'unschedule', 'version'],
     'pgtq_admin may execute every public function, and no helper nor install_roles');
 SELECT is(
+    ARRAY(SELECT p.proname::text FROM pg_proc p
+          WHERE p.pronamespace = 'pgtq'::regnamespace AND has_function_privilege('pgtq_observer', p.oid, 'EXECUTE')
+          ORDER BY 1),
+    ARRAY['metrics', 'version'], 'pgtq_observer may execute metrics and version only: nothing that writes');
+SELECT is(
     ARRAY(SELECT r.rolname || ':' || c.relname FROM pg_class c
-          CROSS JOIN (VALUES ('pgtq_producer'), ('pgtq_worker'), ('pgtq_admin'), ('public')) AS r (rolname)
+          CROSS JOIN (VALUES ('pgtq_producer'), ('pgtq_worker'), ('pgtq_admin'), ('pgtq_observer'), ('public'))
+              AS r (rolname)
           WHERE c.relnamespace = 'pgtq'::regnamespace AND c.relkind IN ('r', 'S')
             AND (has_table_privilege(r.rolname, c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')
                  OR (c.relkind = 'S' AND has_sequence_privilege(r.rolname, c.oid, 'USAGE, SELECT, UPDATE')))),
     '{}'::text[], 'no role (nor PUBLIC) has any right on a table or sequence');
 SELECT is(
     ARRAY(SELECT r.rolname || ':' || c.relname FROM pg_class c
-          CROSS JOIN (VALUES ('pgtq_producer'), ('pgtq_worker'), ('pgtq_admin'), ('public')) AS r (rolname)
+          CROSS JOIN (VALUES ('pgtq_producer'), ('pgtq_worker'), ('pgtq_admin'), ('pgtq_observer'), ('public'))
+              AS r (rolname)
           WHERE c.relnamespace = 'pgtq'::regnamespace AND c.relkind = 'v'
             AND has_table_privilege(r.rolname, c.oid, 'SELECT')
           ORDER BY 1),
-    ARRAY['pgtq_admin:jobs', 'pgtq_admin:queue_stats', 'pgtq_admin:schedules', 'pgtq_admin:settings',
-          'pgtq_admin:workers', 'pgtq_worker:queue_stats', 'pgtq_worker:schedules', 'pgtq_worker:workers'],
-    'views: the admin reads all, the worker reads stats, schedules and workers, the producer none');
+    ARRAY['pgtq_admin:jobs', 'pgtq_admin:queue_history', 'pgtq_admin:queue_stats', 'pgtq_admin:schedules',
+          'pgtq_admin:settings', 'pgtq_admin:workers', 'pgtq_observer:jobs', 'pgtq_observer:queue_history',
+          'pgtq_observer:queue_stats', 'pgtq_observer:schedules', 'pgtq_observer:settings', 'pgtq_observer:workers',
+          'pgtq_worker:queue_stats', 'pgtq_worker:schedules', 'pgtq_worker:workers'],
+    'views: the admin and the observer read all, the worker reads stats, schedules and workers, the producer none');
+SELECT is(
+    ARRAY(SELECT c.relname::text FROM pg_class c
+          WHERE c.relnamespace = 'pgtq'::regnamespace AND c.relkind = 'v'
+            AND NOT has_table_privilege('pgtq_observer', c.oid, 'SELECT')),
+    '{}'::text[], 'the observer reads every view there is');
 SELECT is(
     ARRAY(SELECT r.rolname || ':' || c.relname FROM pg_class c
-          CROSS JOIN (VALUES ('pgtq_producer'), ('pgtq_worker'), ('pgtq_admin')) AS r (rolname)
+          CROSS JOIN (VALUES ('pgtq_producer'), ('pgtq_worker'), ('pgtq_admin'), ('pgtq_observer')) AS r (rolname)
           WHERE c.relnamespace = 'pgtq'::regnamespace AND c.relkind = 'v'
             AND has_table_privilege(r.rolname, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')),
     '{}'::text[], 'no role may write through a view');
@@ -67,6 +82,7 @@ SELECT ok(NOT has_schema_privilege('pgtq_admin', 'pgtq', 'CREATE'), 'not even th
 CREATE ROLE pgtq_test_app_producer LOGIN IN ROLE pgtq_producer;
 CREATE ROLE pgtq_test_app_worker LOGIN IN ROLE pgtq_worker;
 CREATE ROLE pgtq_test_app_admin LOGIN IN ROLE pgtq_admin;
+CREATE ROLE pgtq_test_app_observer LOGIN IN ROLE pgtq_observer;
 CREATE ROLE pgtq_test_nobody LOGIN;
 CREATE TEMP TABLE ids (name text PRIMARY KEY, id bigint);
 CREATE TEMP TABLE claimed AS SELECT * FROM pgtq.pop('q') LIMIT 0;
@@ -160,6 +176,35 @@ SELECT throws_ok($$SELECT pgtq.install_roles()$$, '42501', 'permission denied fo
     'only the owner grants rights');
 RESET ROLE;
 
+-- The observer: reads everything an admin reads, changes nothing.
+SET ROLE pgtq_test_app_observer;
+SELECT is((SELECT count(*)::int FROM pgtq.jobs WHERE queue = 'q'), 2, 'the observer reads pgtq.jobs');
+SELECT lives_ok($$SELECT * FROM pgtq.queue_stats, pgtq.workers, pgtq.settings, pgtq.queue_history$$,
+    'the observer reads queue_stats, workers, settings and queue_history');
+SELECT is((SELECT value FROM pgtq.metrics() WHERE metric = 'jobs' AND queue = 'q' AND state = 'ready'), 2::float8,
+    'the observer reads the metrics');
+SELECT throws_ok($$SELECT pgtq.push('q', 't')$$, '42501', 'permission denied for function push',
+    'the observer cannot push');
+SELECT throws_ok($$SELECT pgtq.retry(1)$$, '42501', 'permission denied for function retry',
+    'the observer cannot retry');
+SELECT throws_ok($$SELECT pgtq.retry_failed()$$, '42501', 'permission denied for function retry_failed',
+    'nor retry in bulk');
+SELECT throws_ok($$SELECT pgtq.cancel(1)$$, '42501', 'permission denied for function cancel',
+    'the observer cannot cancel');
+SELECT throws_ok($$SELECT pgtq.delete_job(1)$$, '42501', 'permission denied for function delete_job',
+    'nor delete');
+SELECT throws_ok($$SELECT pgtq.purge('0')$$, '42501', 'permission denied for function purge',
+    'nor purge');
+SELECT throws_ok($$SELECT pgtq.tick()$$, '42501', 'permission denied for function tick',
+    'the observer cannot tick (tick writes)');
+SELECT throws_ok($$SELECT pgtq.configure(max_payload_bytes => 1)$$, '42501', 'permission denied for function configure',
+    'nor configure');
+SELECT throws_ok($$SELECT * FROM pgtq._history$$, '42501', 'permission denied for table _history',
+    'the observer cannot read the tables');
+SELECT throws_ok($$DELETE FROM pgtq.queue_history$$, '42501', 'permission denied for view queue_history',
+    'nor write through a view');
+RESET ROLE;
+
 -- Someone with no pgtq role gets nothing, not even the version.
 SET ROLE pgtq_test_nobody;
 SELECT throws_ok($$SELECT pgtq.version()$$, '42501', 'permission denied for schema pgtq',
@@ -171,16 +216,18 @@ RESET ROLE;
 -- install_roles is idempotent and can set up roles of other names.
 CREATE TEMP TABLE acl_before AS
 SELECT p.proname, p.proacl::text FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace;
-SELECT is(pgtq.install_roles(), ARRAY['pgtq_producer', 'pgtq_worker', 'pgtq_admin'],
+SELECT is(pgtq.install_roles(), ARRAY['pgtq_producer', 'pgtq_worker', 'pgtq_admin', 'pgtq_observer'],
     'install_roles again grants the same roles');
 SELECT is((SELECT count(*)::int FROM pg_proc p JOIN acl_before b USING (proname)
            WHERE p.pronamespace = 'pgtq'::regnamespace AND p.proacl::text IS DISTINCT FROM b.proacl),
     0, 'and changes no right');
-SELECT is(pgtq.install_roles('pgtq_test_p', 'pgtq_test_w', 'pgtq_test_a'),
-    ARRAY['pgtq_test_p', 'pgtq_test_w', 'pgtq_test_a'], 'install_roles creates roles of other names');
+SELECT is(pgtq.install_roles('pgtq_test_p', 'pgtq_test_w', 'pgtq_test_a', 'pgtq_test_o'),
+    ARRAY['pgtq_test_p', 'pgtq_test_w', 'pgtq_test_a', 'pgtq_test_o'], 'install_roles creates roles of other names');
 SELECT ok(has_function_privilege('pgtq_test_p', 'pgtq.push(text, text, jsonb, jsonb, timestamptz, integer, integer, timestamptz)', 'EXECUTE')
       AND NOT has_function_privilege('pgtq_test_p', 'pgtq.cancel(bigint, timestamptz)', 'EXECUTE')
-      AND has_function_privilege('pgtq_test_a', 'pgtq.cancel(bigint, timestamptz)', 'EXECUTE'),
+      AND has_function_privilege('pgtq_test_a', 'pgtq.cancel(bigint, timestamptz)', 'EXECUTE')
+      AND has_table_privilege('pgtq_test_o', 'pgtq.queue_history', 'SELECT')
+      AND NOT has_function_privilege('pgtq_test_o', 'pgtq.cancel(bigint, timestamptz)', 'EXECUTE'),
     'and grants them the rights of their kind');
 
 -- Without CREATEROLE a missing role is a NOTICE, not an error (the pytest
@@ -190,7 +237,8 @@ GRANT USAGE ON SCHEMA pgtq TO pgtq_test_owner;
 GRANT EXECUTE ON FUNCTION pgtq.install_roles TO pgtq_test_owner;
 SET ROLE pgtq_test_owner;
 SET client_min_messages = warning;
-SELECT is(pgtq.install_roles('pgtq_test_missing_p', 'pgtq_test_missing_w', 'pgtq_test_missing_a'), '{}'::text[],
+SELECT is(pgtq.install_roles('pgtq_test_missing_p', 'pgtq_test_missing_w', 'pgtq_test_missing_a',
+                             'pgtq_test_missing_o'), '{}'::text[],
     'without CREATEROLE, install_roles grants nothing and does not fail');
 RESET ROLE;
 RESET client_min_messages;

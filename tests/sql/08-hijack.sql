@@ -9,7 +9,7 @@
 -- to a temp table; the pgTAP checks run afterwards with the role and path
 -- reset, so pgTAP's own functions never meet the traps.
 BEGIN;
-SELECT plan(30);
+SELECT plan(36);
 SET LOCAL TIME ZONE 'UTC';
 
 -- Mallory holds every pgtq role, so every public function can be called.
@@ -101,7 +101,13 @@ DECLARE
         'schedule|SELECT (pgtq.schedule(''hijack'', ''30 2 * * Mon-FRI'', ''q3'', ''t'', ''[1]'','
             ' timezone => ''Europe/Paris'', as_of => ''2030-01-01 00:00+00'')).next_run_at::text',
         'tick_schedule|SELECT pgtq.tick(''q3'', ''2030-01-01 01:30+00'')::text',
-        'unschedule|SELECT pgtq.unschedule(''hijack'')::text'
+        'unschedule|SELECT pgtq.unschedule(''hijack'')::text',
+        'metrics|SELECT value::text FROM pgtq.metrics(as_of => ''2030-01-01 00:00+00'')'
+            ' WHERE metric = ''jobs'' AND queue = ''q2'' AND state = ''ready''',
+        'retry_failed|SELECT pgtq.retry_failed(''q2'', ''t'', ''2030-01-01 00:00+00'')::text',
+        'purge|SELECT pgtq.purge(''0'', ''{done,cancelled}'', ''q2'', as_of => ''2030-01-01 00:00+00'')::text',
+        'delete_job|SELECT pgtq.delete_job(-1)::text',
+        'tick_for|CALL pgtq.tick_for(''1 second'', ''1 second'')'
     ];
     step text;
     answer text;
@@ -236,6 +242,15 @@ SELECT is((SELECT result FROM outcome WHERE step = 'tick_schedule'), '1',
 SELECT is((SELECT row(task, args, run_at)::text FROM pgtq.jobs WHERE queue = 'q3'),
     '(t,[1],"2030-01-01 01:30:00+00")', 'the job it enqueued is the schedule''s');
 SELECT is((SELECT result FROM outcome WHERE step = 'unschedule'), 'true', 'unschedule uses the real =');
+SELECT is((SELECT result FROM outcome WHERE step = 'metrics'), '2', 'metrics uses the real operators');
+SELECT is((SELECT result FROM outcome WHERE step = 'retry_failed'), '0', 'retry_failed uses the real operators');
+SELECT is((SELECT result FROM outcome WHERE step = 'purge'), '0', 'purge uses the real operators and table');
+SELECT is((SELECT result FROM outcome WHERE step = 'delete_job'), 'false', 'delete_job uses the real =');
+SELECT is((SELECT result FROM outcome WHERE step = 'tick_for'), '2D000 invalid transaction termination',
+    'tick_for ticks with the real functions and operators up to its COMMIT (which needs autocommit)');
+SELECT is((SELECT array_agg(DISTINCT sampled_at ORDER BY sampled_at) FROM pgtq.queue_history),
+    ARRAY['2030-01-01 00:03+00', '2030-01-01 01:30+00']::timestamptz[],
+    'the ticks took their history samples with the real operators and tables');
 -- Every public function was called by the attacker above (install_roles is
 -- the owner's alone: PUBLIC and the roles may not run it).
 SELECT is(

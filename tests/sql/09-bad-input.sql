@@ -4,7 +4,7 @@
 -- because push checks everything before it inserts). Complements the
 -- basic cases of 01-push and 02-pop.
 BEGIN;
-SELECT plan(156);
+SELECT plan(181);
 SET LOCAL TIME ZONE 'UTC';
 
 -- ---------------------------------------------------------------- push
@@ -75,7 +75,13 @@ SELECT throws_ok($$SELECT pgtq.configure(worker_timeout => '0')$$, 'PT004',
 SELECT throws_ok($$SELECT pgtq.configure(worker_timeout => '101 years')$$, 'PT004',
     'pgtq: worker_timeout must be a positive interval of at most 100 years, got 101 years',
     'a worker timeout over 100 years is refused');
-SELECT is((SELECT row(s.*)::text FROM pgtq.configure() AS s), '(64,00:01:00)',
+SELECT throws_ok($$SELECT pgtq.configure(history_retention => '-1 second')$$, 'PT004',
+    'pgtq: history_retention must be an interval between 0 and 31 days, got -00:00:01',
+    'a negative history retention is refused');
+SELECT throws_ok($$SELECT pgtq.configure(history_retention => '32 days')$$, 'PT004',
+    'pgtq: history_retention must be an interval between 0 and 31 days, got 32 days',
+    'a history retention over 31 days is refused');
+SELECT is((SELECT row(s.*)::text FROM pgtq.configure() AS s), '(64,00:01:00,24:00:00)',
     'refused changes changed nothing; configure() with no argument changes nothing');
 
 -- Nothing written by any refusal above, not even an id taken.
@@ -347,6 +353,52 @@ SELECT throws_ok($$SELECT pgtq.unschedule(E'a\tb')$$, 'PT003',
     E'pgtq: schedule name ''a\tb'' contains a control character', 'unschedule: control character in the name');
 SELECT is(pgtq.unschedule('never-scheduled'), false, 'unschedule: an unknown name');
 
+-- ------------------------------------- retry_failed, purge, delete_job, metrics
+SELECT throws_ok($$SELECT pgtq.retry_failed('')$$, 'PT003',
+    'pgtq: queue name must be 1 to 200 characters, got 0 characters', 'retry_failed: empty queue name');
+SELECT throws_ok($$SELECT pgtq.retry_failed('q', E't\n')$$, 'PT003',
+    E'pgtq: task name ''t\n'' contains a control character', 'retry_failed: control character in the task');
+SELECT throws_ok($$SELECT pgtq.retry_failed(as_of => NULL)$$, 'PT004',
+    'pgtq: as_of must be a finite time, got NULL', 'retry_failed: NULL as_of');
+SELECT throws_ok($$SELECT pgtq.purge(NULL)$$, 'PT004',
+    'pgtq: older_than must be an interval between 0 and 100 years, got NULL', 'purge: NULL older_than');
+SELECT throws_ok($$SELECT pgtq.purge('1 day', NULL)$$, 'PT004',
+    'pgtq: states must name finished states only (done, failed, cancelled), got NULL', 'purge: NULL states');
+SELECT throws_ok($$SELECT pgtq.purge('1 day', '{}')$$, 'PT004',
+    'pgtq: states must name finished states only (done, failed, cancelled), got {}', 'purge: no state');
+SELECT throws_ok($$SELECT pgtq.purge('1 day', '{done,running}')$$, 'PT004',
+    'pgtq: states must name finished states only (done, failed, cancelled), got {done,running}',
+    'purge: a live state');
+SELECT throws_ok($$SELECT pgtq.purge('1 day', '{done}', repeat('q', 201))$$, 'PT003',
+    'pgtq: queue name must be 1 to 200 characters, got 201 characters', 'purge: overlong queue name');
+SELECT throws_ok($$SELECT pgtq.purge('1 day', '{done}', NULL, 0)$$, 'PT004',
+    'pgtq: batch must be between 1 and 1000000, got 0', 'purge: zero batch');
+SELECT throws_ok($$SELECT pgtq.purge('1 day', '{done}', NULL, 10, 'infinity')$$, 'PT004',
+    'pgtq: as_of must be a finite time, got infinity', 'purge: infinite as_of');
+SELECT throws_ok($$SELECT pgtq.delete_job(NULL)$$, 'PT004', 'pgtq: id must not be NULL', 'delete_job: NULL id');
+SELECT is(pgtq.delete_job(c.id), false, 'delete_job: a live job is not deleted') FROM c WHERE c.task = 'second';
+SELECT throws_ok($$SELECT * FROM pgtq.metrics(NULL)$$, 'PT004',
+    'pgtq: period must be an interval between 1 minute and 31 days, got NULL', 'metrics: NULL period');
+SELECT throws_ok($$SELECT * FROM pgtq.metrics('59 seconds')$$, 'PT004',
+    'pgtq: period must be an interval between 1 minute and 31 days, got 00:00:59', 'metrics: period under a minute');
+SELECT throws_ok($$SELECT * FROM pgtq.metrics('32 days')$$, 'PT004',
+    'pgtq: period must be an interval between 1 minute and 31 days, got 32 days', 'metrics: period over 31 days');
+SELECT throws_ok($$SELECT * FROM pgtq.metrics(as_of => '-infinity')$$, 'PT004',
+    'pgtq: as_of must be a finite time, got -infinity', 'metrics: infinite as_of');
+SELECT throws_ok($$CALL pgtq.tick_for(NULL)$$, 'PT004',
+    'pgtq: duration must be a positive interval of at most 1 hour, got NULL', 'tick_for: NULL duration');
+SELECT throws_ok($$CALL pgtq.tick_for('0')$$, 'PT004',
+    'pgtq: duration must be a positive interval of at most 1 hour, got 00:00:00', 'tick_for: zero duration');
+SELECT throws_ok($$CALL pgtq.tick_for('61 minutes')$$, 'PT004',
+    'pgtq: duration must be a positive interval of at most 1 hour, got 01:01:00', 'tick_for: over an hour');
+SELECT throws_ok($$CALL pgtq.tick_for('1 minute', '1 millisecond')$$, 'PT004',
+    'pgtq: every must be an interval between 10 milliseconds and duration, got 00:00:00.001',
+    'tick_for: every under 10 ms');
+SELECT throws_ok($$CALL pgtq.tick_for('1 minute', '2 minutes')$$, 'PT004',
+    'pgtq: every must be an interval between 10 milliseconds and duration, got 00:02:00',
+    'tick_for: every over the duration');
+SELECT is((SELECT count(*)::int FROM pgtq.jobs WHERE queue = 'bad'), 2, 'refused purges and deletes deleted nothing');
+
 -- --------------------------------------------------------------- workers
 SELECT throws_ok($$SELECT pgtq.register_worker(NULL, 'h', 1, '{q}')$$, 'PT003',
     'pgtq: worker name must not be NULL', 'register_worker: NULL worker');
@@ -371,6 +423,8 @@ SELECT ok(pgtq.backoff(2147483647) BETWEEN interval '48 minutes' AND interval '1
     'backoff: a huge attempt number stays within the cap');
 SELECT ok(pgtq.backoff(-2147483648) BETWEEN interval '1.6 seconds' AND interval '2 seconds',
     'backoff: a negative attempt counts as 1');
+SELECT throws_ok($$SELECT pgtq.install_roles(observer => '')$$, 'PT003',
+    'pgtq: role name must be 1 to 63 bytes, got ''''', 'install_roles: empty observer role name');
 SELECT throws_ok($$SELECT pgtq.install_roles(NULL)$$, 'PT003',
     'pgtq: role name must be 1 to 63 bytes, got NULL', 'install_roles: NULL role name');
 SELECT throws_ok(format('SELECT pgtq.install_roles(%L)', repeat('r', 64)), 'PT003',
