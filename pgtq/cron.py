@@ -23,10 +23,10 @@ jobs (``cron.schedule`` upserts by name).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from pgtq._db import statements
-from pgtq._db.schema import parse_version
 from pgtq.database import Database
 from pgtq.errors import PgTqError
 
@@ -56,11 +56,16 @@ def plan(cron_version: str, every: int) -> list[CronJob]:
         raise ValueError(f"pg_cron can tick every 1 to 60 seconds, got {every}")
     if every == 60:
         tick = CronJob(TICK_JOB, "* * * * *", statements.CRON_TICK)
-    elif parse_version(cron_version)[:2] >= SECONDS_SCHEDULES_FROM:
+    elif _major_minor(cron_version) >= SECONDS_SCHEDULES_FROM:
         tick = CronJob(TICK_JOB, f"{every} seconds", statements.CRON_TICK)
     else:
         tick = CronJob(TICK_JOB, "* * * * *", statements.CRON_TICK_LOOP.format(seconds=int(every)))
     return [tick, CronJob(PURGE_JOB, PURGE_SCHEDULE, statements.CRON_PURGE_LOG)]
+
+
+def _major_minor(version: str) -> tuple[int, ...]:
+    """(1, 4) of pg_cron's '1.4-1' or '1.4.2'."""
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:2])
 
 
 def installed_version(database: Database) -> str:
