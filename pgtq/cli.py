@@ -1,202 +1,1000 @@
-"""The command line (the top layer): ``pgtq worker``, ``scheduler``,
-``migrate``, ``stats`` and ``version``.
+"""The command line (the top layer): ``pgtq COMMAND``.
 
-It parses what the user typed and hands it to the worker runtime
-(``pgtq.worker``) or the client API (``Database``); it holds no queue
-rules and sends no SQL of its own.
+It parses what the user typed (click), hands it to the worker runtime
+(``pgtq.worker``) or the client API (``Database``, ``PgTq``,
+``pgtq.cron``), and shows the answer: tables for people (rich), ``--json``
+for scripts. It holds no queue rules and sends no SQL of its own.
+
+Exit codes (``EXIT_CODES``), the same for every command:
+
+    0    done
+    1    an operational error: the database is unreachable, a right is
+         missing, a query failed, the user declined a confirmation
+    2    a usage error: an unknown option, a bad value (also one the
+         database refuses as invalid), a missing DSN, a target that does
+         not name a queue
+    3    nothing to act on: an unknown job id, or a job whose state does
+         not allow the action (nothing was changed)
+    4    not available here: a feature this schema, this server or this
+         installation does not have (pause/resume, schedules before the
+         cron feature, pg_cron not installed, the dashboard extra missing)
+    130  interrupted (Ctrl-C)
+
+Errors are one line on stderr, ``pgtq: error: ...``, with no traceback.
 """
 
 from __future__ import annotations
 
-import argparse
+import importlib
+import json
 import logging
 import os
+import re
+import signal
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
 
 from pgtq import __version__
 from pgtq._db.schema import schema_version
 from pgtq._targets import TargetError, load_queue
 from pgtq.database import Database
-from pgtq.errors import PgTqError
+from pgtq.errors import InvalidJobError, PgTqError
+from pgtq.task import JobInfo, Metric
 
 logger = logging.getLogger("pgtq")
 
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOTHING, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_CODES = {
+    EXIT_OK: "done",
+    EXIT_ERROR: "operational error (database, rights, declined confirmation)",
+    EXIT_USAGE: "usage error (bad option or value, missing DSN)",
+    EXIT_NOTHING: "nothing to act on (unknown job, or its state does not allow the action)",
+    EXIT_UNAVAILABLE: "not available here (this schema, server or installation lacks the feature)",
+    EXIT_INTERRUPTED: "interrupted",
+}
+LIVE_STATES = ("scheduled", "ready", "running")
+FINISHED_STATES = ("done", "failed", "cancelled")
+STATES = (*LIVE_STATES, *FINISHED_STATES)
+F = TypeVar("F", bound=Callable[..., Any])
+
 
 class UsageError(Exception):
-    """A problem with what the user typed or pointed at."""
+    """A problem with what the user typed or pointed at (exit 2)."""
+
+
+class NothingToDo(Exception):
+    """The job is unknown, or its state does not allow the action (exit 3)."""
+
+
+class Unavailable(Exception):
+    """The feature is not available here (exit 4)."""
+
+
+# -- shared options and helpers ----------------------------------------------------
 
 
 def _dsn_or_env(dsn: str | None) -> str:
     dsn = dsn or os.environ.get("PGTQ_DSN")
     if not dsn:
-        raise UsageError("no database given: pass a DSN or set PGTQ_DSN")
+        raise UsageError("no database given: pass --dsn (or a DSN argument) or set PGTQ_DSN")
     return dsn
 
 
-def _cmd_worker(args: argparse.Namespace) -> int:
+def dsn_option(command: F) -> F:
+    """``--dsn``, defaulting to $PGTQ_DSN."""
+    return click.option("--dsn", metavar="DSN", help="database (default $PGTQ_DSN)")(command)
+
+
+def json_option(command: F) -> F:
+    """``--json``: machine-readable output on stdout."""
+    return click.option("--json", "as_json", is_flag=True, help="print JSON for scripts")(command)
+
+
+def positional_dsn(command: F) -> F:
+    """An optional DSN argument (the original CLI's form), beside --dsn."""
+    return click.argument("positional_dsn", metavar="[DSN]", required=False)(command)
+
+
+def _database(dsn: str | None, positional: str | None = None) -> Database:
+    if dsn and positional and dsn != positional:
+        raise UsageError("give the database once: a DSN argument or --dsn, not both")
+    return Database(_dsn_or_env(dsn or positional))
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str, what: str) -> timedelta:
+    """``90``, ``30s``, ``10m``, ``1h30m``, ``7d``, ``2w`` as a timedelta."""
+    cleaned = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", cleaned):
+        return timedelta(seconds=float(cleaned))
+    parts = _DURATION.findall(cleaned)
+    if not parts or _DURATION.sub("", cleaned).strip():
+        raise UsageError(f"{what} must be a duration such as 30s, 10m, 1h30m or 7d, got {text!r}")
+    return timedelta(seconds=sum(float(amount) * _UNITS[unit] for amount, unit in parts))
+
+
+def _out() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, default=str, ensure_ascii=False))
+
+
+def _seconds(value: timedelta | None) -> float | None:
+    return None if value is None else round(value.total_seconds(), 3)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 172800:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def _job_record(job: JobInfo) -> dict[str, Any]:
+    return asdict(job)
+
+
+# -- the group -------------------------------------------------------------------
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog="The database defaults to $PGTQ_DSN. Exit codes: "
+    + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items())
+    + ".",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+    default="INFO",
+    show_default=True,
+)
+def cli(log_level: str) -> None:
+    """pgtq: a PostgreSQL task queue whose rules live in SQL."""
+    logging.basicConfig(
+        level=getattr(logging, log_level), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+# -- running: worker, scheduler, migrate ---------------------------------------------
+
+
+@cli.command(
+    help="Run handlers for the queues named MODULE:QUEUE_OBJECT until SIGINT/SIGTERM. The first signal "
+    "stops gracefully (running jobs get --shutdown-timeout seconds, the rest are handed back); a second "
+    "one stops at once."
+)
+@click.argument("targets", nargs=-1, required=True, metavar="MODULE:QUEUE_OBJECT...")
+@click.option("--dsn", help="override the queue objects' DSN")
+@click.option("--concurrency", "-c", type=int, default=1, show_default=True, help="jobs run at once")
+@click.option(
+    "--pool",
+    type=click.Choice(["thread", "process"]),
+    default="thread",
+    show_default=True,
+    help="threads for I/O-bound handlers, processes for CPU-bound ones",
+)
+@click.option("--batch-size", type=int, help="jobs claimed per pop (default: --concurrency)")
+@click.option("--lease", type=float, default=30.0, show_default=True, help="lease length in seconds")
+@click.option("--heartbeat-interval", type=float, help="seconds between lease renewals (lease/3)")
+@click.option("--poll-interval", type=float, default=2.0, show_default=True, help="fallback poll, seconds")
+@click.option(
+    "--tick-interval", type=float, default=1.0, show_default=True, help="seconds between pgtq.tick calls"
+)
+@click.option(
+    "--shutdown-timeout", type=float, default=30.0, show_default=True, help="grace period for running jobs"
+)
+@click.option(
+    "--max-abandoned-threads",
+    type=int,
+    metavar="N",
+    help="thread pool: at most N threads abandoned at their timeout (still running) get a fresh slot; "
+    "past that the pool serves with fewer slots until one ends (default: --concurrency)",
+)
+@click.option(
+    "--interrupt-timed-out-threads",
+    is_flag=True,
+    help="thread pool: also raise an exception in a thread abandoned at its timeout (best effort; it may "
+    "land in the handler's finally block or its transaction)",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="serve Prometheus metrics at http://HOST:PORT/metrics (needs pgtq[metrics])",
+)
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="address of --metrics-port")
+def worker(targets: tuple[str, ...], dsn: str | None, **options: Any) -> int:
     from pgtq.worker import main_loop
 
-    queues = [load_queue(target) for target in args.targets]
-    if args.dsn:
+    queues = [load_queue(target) for target in targets]
+    if dsn:
         for queue in queues:
-            queue.dsn = args.dsn
+            queue.dsn = dsn
     elif len({queue.dsn for queue in queues}) > 1:
         raise UsageError("the queues of one worker must share a database (or pass --dsn)")
     try:
-        return main_loop(
-            queues,
-            concurrency=args.concurrency,
-            pool=args.pool,
-            batch_size=args.batch_size,
-            lease=args.lease,
-            heartbeat_interval=args.heartbeat_interval,
-            poll_interval=args.poll_interval,
-            tick_interval=args.tick_interval,
-            shutdown_timeout=args.shutdown_timeout,
-            max_abandoned_threads=args.max_abandoned_threads,
-            interrupt_timed_out_threads=args.interrupt_timed_out_threads,
-            target=",".join(args.targets),
-        )
+        return main_loop(queues, target=",".join(targets), **options)
     except ValueError as error:
         raise UsageError(str(error)) from error
 
 
-def _cmd_scheduler(args: argparse.Namespace) -> int:
-    import signal
-
+@cli.command(help="Call pgtq.tick in a loop: promote due jobs, rescue expired leases, sample the history.")
+@click.argument("queue", metavar="QUEUE")
+@positional_dsn
+@dsn_option
+@click.option("--interval", type=float, default=1.0, show_default=True, help="seconds between ticks")
+def scheduler(queue: str, positional_dsn: str | None, dsn: str | None, interval: float) -> int:
     from pgtq.worker import Scheduler
 
-    queue = None if args.queue in ("*", "all") else args.queue
-    scheduler = Scheduler(_dsn_or_env(args.dsn), queue, interval=args.interval)
+    chosen = _database(dsn, positional_dsn).dsn
+    runner = Scheduler(chosen, None if queue in ("*", "all") else queue, interval=interval)
 
     def on_signal(signum: int, _frame: object) -> None:
         logger.info("received %s: stopping", signal.Signals(signum).name)
-        scheduler.stop()
+        runner.stop()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    scheduler.run()
-    return 0
+    runner.run()
+    return EXIT_OK
 
 
-def _cmd_migrate(args: argparse.Namespace) -> int:
+def _migrate(positional_dsn: str | None, dsn: str | None) -> int:
     from pgtq.migrate import upgrade
 
-    result = upgrade(_dsn_or_env(args.dsn))
+    result = upgrade(_database(dsn, positional_dsn).dsn)
     if result.before == result.after:
-        print(f"pgtq schema is up to date at {result.after} ({result.route} route)")
+        click.echo(f"pgtq schema is up to date at {result.after} ({result.route} route)")
     else:
-        print(f"pgtq schema {result.before or 'not installed'} -> {result.after} ({result.route} route)")
-    return 0
+        click.echo(f"pgtq schema {result.before or 'not installed'} -> {result.after} ({result.route} route)")
+    return EXIT_OK
 
 
-def _cmd_stats(args: argparse.Namespace) -> int:
-    with Database(_dsn_or_env(args.dsn)) as database:
-        stats = database.stats(args.queue)
-    if not stats:
-        print("no jobs")
-        return 0
-    print(f"{'queue':<24} {'state':<10} {'jobs':>10}  oldest")
-    for row in stats:
-        print(f"{row.queue:<24} {row.state:<10} {row.jobs:>10}  {row.oldest_age}")
-    return 0
-
-
-def _cmd_version(_args: argparse.Namespace) -> int:
-    print(f"pgtq {__version__} (SQL schema {schema_version()})")
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="pgtq",
-        description="pgtq: a PostgreSQL task queue whose rules live in SQL.",
-        epilog="The database defaults to the PGTQ_DSN environment variable.",
+for _name in ("migrate", "install"):
+    cli.command(name=_name, help="Install or upgrade the pgtq schema (idempotent).")(
+        dsn_option(positional_dsn(_migrate))
     )
-    parser.add_argument(
-        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default INFO"
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    worker = commands.add_parser(
-        "worker",
-        help="run a worker for one or more queue objects",
-        description="Run handlers for the queues named MODULE:QUEUE_OBJECT until SIGINT/SIGTERM. "
-        "The first signal stops gracefully (running jobs get --shutdown-timeout seconds, the "
-        "rest are handed back); a second one stops at once.",
-    )
-    worker.add_argument("targets", nargs="+", metavar="MODULE:QUEUE_OBJECT", help="e.g. myapp.tasks:q")
-    worker.add_argument("--dsn", help="override the queue objects' DSN")
-    worker.add_argument("--concurrency", "-c", type=int, default=1, help="jobs run at once (default 1)")
-    worker.add_argument(
-        "--pool",
-        choices=["thread", "process"],
-        default="thread",
-        help="threads for I/O-bound handlers (default), processes for CPU-bound ones",
-    )
-    worker.add_argument("--batch-size", type=int, help="jobs claimed per pop (default: --concurrency)")
-    worker.add_argument("--lease", type=float, default=30.0, help="lease length in seconds (default 30)")
-    worker.add_argument("--heartbeat-interval", type=float, help="seconds between lease renewals (lease/3)")
-    worker.add_argument("--poll-interval", type=float, default=2.0, help="fallback poll, seconds (default 2)")
-    worker.add_argument("--tick-interval", type=float, default=1.0, help="seconds between pgtq.tick calls")
-    worker.add_argument(
-        "--shutdown-timeout", type=float, default=30.0, help="grace period for running jobs (default 30)"
-    )
-    worker.add_argument(
-        "--max-abandoned-threads",
-        type=int,
-        metavar="N",
-        help="thread pool: at most N threads abandoned at their timeout (still running) get a fresh "
-        "slot; past that the pool serves with fewer slots until one ends (default: --concurrency)",
-    )
-    worker.add_argument(
-        "--interrupt-timed-out-threads",
-        action="store_true",
-        help="thread pool: also raise an exception in a thread abandoned at its timeout (best effort; "
-        "it may land in the handler's finally block or its transaction)",
-    )
-    worker.set_defaults(run=_cmd_worker)
 
-    scheduler = commands.add_parser("scheduler", help="call pgtq.tick in a loop")
-    scheduler.add_argument("queue", metavar="QUEUE", help="queue to tick, or '*' for all queues")
-    scheduler.add_argument("dsn", metavar="DSN", nargs="?", help="database (default $PGTQ_DSN)")
-    scheduler.add_argument("--interval", type=float, default=1.0, help="seconds between ticks")
-    scheduler.set_defaults(run=_cmd_scheduler)
+@cli.command(help="Print the package and schema versions.")
+def version() -> int:
+    click.echo(f"pgtq {__version__} (SQL schema {schema_version()})")
+    return EXIT_OK
 
-    for name in ("migrate", "install"):
-        migrate = commands.add_parser(name, help="install or upgrade the pgtq schema (idempotent)")
-        migrate.add_argument("dsn", metavar="DSN", nargs="?", help="database (default $PGTQ_DSN)")
-        migrate.set_defaults(run=_cmd_migrate)
 
-    stats = commands.add_parser("stats", help="job counts per queue and state")
-    stats.add_argument("dsn", metavar="DSN", nargs="?", help="database (default $PGTQ_DSN)")
-    stats.add_argument("--queue", help="only this queue")
-    stats.set_defaults(run=_cmd_stats)
+# -- looking: stats, jobs, job, workers, schedules -----------------------------------
 
-    version = commands.add_parser("version", help="print the package and schema versions")
-    version.set_defaults(run=_cmd_version)
-    return parser
+
+def queue_overview(database: Database, queue: str | None, period: timedelta) -> dict[str, Any]:
+    """Everything ``stats`` shows: per queue, the jobs by state, the oldest
+    ready age, what the history counted over ``period``, live workers."""
+    stats = database.stats(queue)
+    metrics: list[Metric] = [m for m in database.metrics(period) if queue is None or m.queue in (None, queue)]
+    queues: dict[str, dict[str, Any]] = {}
+
+    def entry(name: str) -> dict[str, Any]:
+        return queues.setdefault(
+            name,
+            {
+                "queue": name,
+                "jobs": dict.fromkeys(STATES, 0),
+                "oldest_ready_age_seconds": 0.0,
+                "recent": {"completed": 0, "failed": 0, "lease_expiries": 0},
+                "workers": 0,
+                # Not in this schema yet (issue 9): None means "unknown", not "no".
+                "paused": None,
+                "limit": None,
+            },
+        )
+
+    for stat in stats:
+        entry(stat.queue)["jobs"][stat.state] = stat.jobs
+    recent_names = {
+        "recent_completed": "completed",
+        "recent_failed": "failed",
+        "recent_lease_expiries": "lease_expiries",
+    }
+    for metric in metrics:
+        if metric.queue is None:
+            continue
+        if metric.metric == "oldest_ready_age_seconds":
+            entry(metric.queue)["oldest_ready_age_seconds"] = metric.value
+        elif metric.metric in recent_names:
+            entry(metric.queue)["recent"][recent_names[metric.metric]] += int(metric.value)
+        elif metric.metric == "workers":
+            entry(metric.queue)["workers"] = int(metric.value)
+    minutes = period.total_seconds() / 60
+    for item in queues.values():
+        item["recent"]["completed_per_minute"] = round(item["recent"]["completed"] / minutes, 2)
+        item["recent"]["failed_per_minute"] = round(item["recent"]["failed"] / minutes, 2)
+    singles = {m.metric: m.value for m in metrics if m.queue is None}
+    return {
+        "queues": [queues[name] for name in sorted(queues)],
+        "workers": int(singles.get("workers_total", 0)),
+        "history_age_seconds": singles.get("history_age_seconds"),
+        "period_seconds": period.total_seconds(),
+    }
+
+
+def _stats_table(overview: dict[str, Any]) -> Table:
+    minutes = overview["period_seconds"] / 60
+    table = Table(
+        title=f"pgtq queues (throughput: last {minutes:g} min of history; "
+        f"{overview['workers']} live workers)",
+        title_justify="left",
+    )
+    table.add_column("queue")
+    for state in STATES:
+        table.add_column(state, justify="right")
+    table.add_column("oldest ready", justify="right")
+    table.add_column("done/min", justify="right")
+    table.add_column("failed/min", justify="right")
+    table.add_column("workers", justify="right")
+    for item in overview["queues"]:
+        table.add_row(
+            item["queue"],
+            *(str(item["jobs"][state]) for state in STATES),
+            _age(item["oldest_ready_age_seconds"]) if item["jobs"]["ready"] else "-",
+            f"{item['recent']['completed_per_minute']:g}",
+            f"{item['recent']['failed_per_minute']:g}",
+            str(item["workers"]),
+        )
+    return table
+
+
+@cli.command(
+    help="Jobs per queue and state, oldest ready age, throughput over the last minutes, live workers."
+)
+@positional_dsn
+@dsn_option
+@click.option("--queue", help="only this queue")
+@click.option("--watch", is_flag=True, help="refresh until Ctrl-C")
+@click.option("--interval", type=float, default=2.0, show_default=True, help="seconds between refreshes")
+@click.option("--period", default="5m", show_default=True, help="throughput over this much history")
+@json_option
+def stats(
+    positional_dsn: str | None,
+    dsn: str | None,
+    queue: str | None,
+    watch: bool,
+    interval: float,
+    period: str,
+    as_json: bool,
+) -> int:
+    window = parse_duration(period, "--period")
+    console = _out()
+    with _database(dsn, positional_dsn) as database:
+        while True:
+            overview = queue_overview(database, queue, window)
+            if as_json:
+                _print_json(overview)
+            elif not overview["queues"]:
+                console.print("no jobs")
+            else:
+                if watch:
+                    console.clear()
+                console.print(_stats_table(overview))
+            if not watch:
+                return EXIT_OK
+            try:
+                time.sleep(interval)
+            except KeyboardInterrupt:
+                return EXIT_OK
+
+
+@cli.command(help="List jobs, newest first, filtered by queue, task and state.")
+@dsn_option
+@click.option("--queue", help="only this queue")
+@click.option("--task", help="only this task")
+@click.option("--state", type=click.Choice(STATES), help="only jobs in this state")
+@click.option("--limit", type=click.IntRange(1, 10000), default=50, show_default=True)
+@click.option("--before", type=int, metavar="ID", help="the next page: jobs with ids below ID")
+@json_option
+def jobs(
+    dsn: str | None,
+    queue: str | None,
+    task: str | None,
+    state: str | None,
+    limit: int,
+    before: int | None,
+    as_json: bool,
+) -> int:
+    with _database(dsn) as database:
+        found = database.jobs(queue=queue, task=task, state=state, before=before, limit=limit)
+    if as_json:
+        _print_json([_job_record(job) for job in found])
+        return EXIT_OK
+    if not found:
+        click.echo("no jobs")
+        return EXIT_OK
+    table = Table()
+    for column in ("id", "queue", "task", "state", "attempt", "run at", "finished", "last error"):
+        table.add_column(column, overflow="fold")
+    for job in found:
+        error = (job.last_error or "").strip().splitlines()
+        table.add_row(
+            str(job.id),
+            job.queue,
+            job.task,
+            job.state,
+            f"{job.attempt}/{job.max_attempts}",
+            f"{job.run_at:%Y-%m-%d %H:%M:%S}",
+            f"{job.finished_at:%Y-%m-%d %H:%M:%S}" if job.finished_at else "-",
+            error[-1][:60] if error else "",
+        )
+    _out().print(table)
+    if len(found) == limit:
+        click.echo(f"more: pgtq jobs --before {found[-1].id}")
+    return EXIT_OK
+
+
+def _job_or_nothing(database: Database, job_id: int) -> JobInfo:
+    job = database.job(job_id)
+    if job is None:
+        raise NothingToDo(f"no job {job_id}")
+    return job
+
+
+@cli.command(
+    help="One job in full: arguments, result, attempts, times, worker, last error with its traceback."
+)
+@click.argument("job_id", type=int, metavar="ID")
+@dsn_option
+@json_option
+def job(job_id: int, dsn: str | None, as_json: bool) -> int:
+    with _database(dsn) as database:
+        found = _job_or_nothing(database, job_id)
+    if as_json:
+        _print_json(_job_record(found))
+        return EXIT_OK
+    table = Table(show_header=False, title=f"job {found.id}", title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    for field, value in _job_record(found).items():
+        if field in ("args", "kwargs", "result"):
+            value = json.dumps(value, ensure_ascii=False)
+        if field != "last_error":
+            table.add_row(field, "-" if value is None else str(value))
+    console = _out()
+    console.print(table)
+    if found.last_error:
+        console.print("last error:", style="bold")
+        console.print(found.last_error, markup=False)
+    return EXIT_OK
+
+
+@cli.command(help="Live workers: host, pid, queues, started and last seen.")
+@dsn_option
+@json_option
+def workers(dsn: str | None, as_json: bool) -> int:
+    with _database(dsn) as database:
+        found = database.workers()
+    if as_json:
+        _print_json([asdict(w) for w in found])
+        return EXIT_OK
+    if not found:
+        click.echo("no live workers")
+        return EXIT_OK
+    table = Table()
+    for column in ("id", "host", "pid", "queues", "started", "last seen"):
+        table.add_column(column)
+    for w in found:
+        table.add_row(
+            w.id,
+            w.host,
+            str(w.pid),
+            ", ".join(w.queues),
+            f"{w.started_at:%Y-%m-%d %H:%M:%S}",
+            f"{w.last_seen_at:%H:%M:%S}",
+        )
+    _out().print(table)
+    return EXIT_OK
+
+
+@cli.command(help="Periodic schedules (pgtq.schedules), when the schema has them.")
+@dsn_option
+@json_option
+def schedules(dsn: str | None, as_json: bool) -> int:
+    with _database(dsn) as database:
+        found = database.schedules()
+        installed = database.installed_version()
+    if found is None:
+        raise Unavailable(
+            f"this database's pgtq schema ({installed}) has no schedules: they arrive with the cron "
+            "schedules feature of pgtq 0.2.0 (the view pgtq.schedules)"
+        )
+    found.sort(key=lambda row: str(row.get("name", "")))
+    if as_json:
+        _print_json(found)
+        return EXIT_OK
+    if not found:
+        click.echo("no schedules")
+        return EXIT_OK
+    preferred = ["name", "cron", "timezone", "queue", "task", "next_run_at", "last_run_at", "last_error"]
+    columns = [c for c in preferred if c in found[0]] or list(found[0])
+    table = Table()
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in found:
+        table.add_row(*("-" if row.get(c) is None else str(row.get(c)) for c in columns))
+    _out().print(table)
+    return EXIT_OK
+
+
+# -- acting: retry, cancel, delete, purge --------------------------------------------
+
+
+@cli.command(help="Run a failed or cancelled job again (ID), or every failed job with --failed.")
+@click.argument("job_id", type=int, metavar="[ID]", required=False)
+@click.option("--failed", is_flag=True, help="retry every failed job (of --queue, --task)")
+@click.option("--queue", help="with --failed: only this queue")
+@click.option("--task", help="with --failed: only this task")
+@dsn_option
+@json_option
+def retry(
+    job_id: int | None, failed: bool, queue: str | None, task: str | None, dsn: str | None, as_json: bool
+) -> int:
+    if (job_id is None) == (not failed):
+        raise UsageError("give a job ID or --failed, not both and not neither")
+    if job_id is not None and (queue or task):
+        raise UsageError("--queue and --task go with --failed")
+    with _database(dsn) as database:
+        if failed:
+            count = database.retry_failed(queue, task)
+            if as_json:
+                _print_json({"retried": count})
+            else:
+                click.echo(f"retried {count} failed job{'s' * (count != 1)}")
+            return EXIT_OK
+        assert job_id is not None
+        if not database.retry(job_id):
+            found = _job_or_nothing(database, job_id)
+            raise NothingToDo(f"job {job_id} is {found.state}: only failed or cancelled jobs are retried")
+    if as_json:
+        _print_json({"retried": 1, "id": job_id})
+    else:
+        click.echo(f"job {job_id} is ready again")
+    return EXIT_OK
+
+
+def _act_on_one(
+    job_id: int, dsn: str | None, as_json: bool, act: Callable[[Database, int], bool], verb: str, rule: str
+) -> int:
+    with _database(dsn) as database:
+        if not act(database, job_id):
+            found = _job_or_nothing(database, job_id)
+            raise NothingToDo(f"job {job_id} is {found.state}: {rule}")
+    if as_json:
+        _print_json({verb: 1, "id": job_id})
+    else:
+        click.echo(f"job {job_id} {verb}")
+    return EXIT_OK
+
+
+@cli.command(help="Cancel a job that has not started (scheduled or ready).")
+@click.argument("job_id", type=int, metavar="ID")
+@dsn_option
+@json_option
+def cancel(job_id: int, dsn: str | None, as_json: bool) -> int:
+    return _act_on_one(
+        job_id, dsn, as_json, Database.cancel, "cancelled", "only scheduled or ready jobs are cancelled"
+    )
+
+
+@cli.command(help="Delete one finished job (done, failed or cancelled).")
+@click.argument("job_id", type=int, metavar="ID")
+@dsn_option
+@json_option
+def delete(job_id: int, dsn: str | None, as_json: bool) -> int:
+    return _act_on_one(
+        job_id,
+        dsn,
+        as_json,
+        Database.delete_job,
+        "deleted",
+        "only finished jobs are deleted (cancel it first)",
+    )
+
+
+@cli.command(help="Delete finished jobs of the given states older than --older-than, in short batches.")
+@click.option(
+    "--state",
+    "states",
+    type=click.Choice(FINISHED_STATES),
+    multiple=True,
+    required=True,
+    help="done, failed or cancelled (repeat for several)",
+)
+@click.option("--older-than", required=True, help="e.g. 7d, 12h, 30m")
+@click.option("--queue", help="only this queue")
+@click.option("--batch", type=click.IntRange(1, 1000000), default=10000, show_default=True)
+@click.option("--yes", "-y", is_flag=True, help="do not ask for confirmation")
+@dsn_option
+@json_option
+def purge(
+    states: tuple[str, ...],
+    older_than: str,
+    queue: str | None,
+    batch: int,
+    yes: bool,
+    dsn: str | None,
+    as_json: bool,
+) -> int:
+    age = parse_duration(older_than, "--older-than")
+    database = _database(dsn)
+    what = f"every {'/'.join(states)} job of {f'queue {queue!r}' if queue else 'all queues'}"
+    question = f"Delete {what} that finished more than {older_than} ago?"
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"{question} This needs a confirmation: pass --yes")
+        if not click.confirm(question, default=False):
+            click.echo("pgtq: nothing deleted", err=True)
+            return EXIT_ERROR
+    deleted = 0
+    with database:
+        while True:
+            done = database.purge(age, states, queue=queue, batch=batch)
+            deleted += done
+            if done < batch:
+                break
+    if as_json:
+        _print_json({"deleted": deleted})
+    else:
+        click.echo(f"deleted {deleted} job{'s' * (deleted != 1)}")
+    return EXIT_OK
+
+
+# -- pushing: push, push-file ----------------------------------------------------------
+
+
+def _json_value(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UsageError(f"{what} is not JSON: {error}") from error
+
+
+def _push_options(command: F) -> F:
+    for option in reversed(
+        [
+            click.option("--in", "delay", metavar="DURATION", help="run after this long, e.g. 10m"),
+            click.option("--priority", type=int, default=0, show_default=True),
+            click.option("--max-attempts", type=int, default=25, show_default=True),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+@cli.command(help="Push one job of TASK to QUEUE.")
+@click.argument("queue")
+@click.argument("task")
+@click.option("--args", "args_json", default="[]", show_default=True, help="a JSON array")
+@click.option("--kwargs", "kwargs_json", default="{}", show_default=True, help="a JSON object")
+@_push_options
+@dsn_option
+@json_option
+def push(
+    queue: str,
+    task: str,
+    args_json: str,
+    kwargs_json: str,
+    delay: str | None,
+    priority: int,
+    max_attempts: int,
+    dsn: str | None,
+    as_json: bool,
+) -> int:
+    from pgtq.queue import PgTq
+
+    args = _json_value(args_json, "--args")
+    kwargs = _json_value(kwargs_json, "--kwargs")
+    if not isinstance(args, list):
+        raise UsageError(f"--args must be a JSON array, got {type(args).__name__}")
+    if not isinstance(kwargs, dict):
+        raise UsageError(f"--kwargs must be a JSON object, got {type(kwargs).__name__}")
+    wait = parse_duration(delay, "--in") if delay else None
+    with PgTq(queue, _dsn_or_env(dsn)) as q:
+        job_id = q.push(task, args, kwargs, delay=wait, priority=priority, max_attempts=max_attempts)
+    if as_json:
+        _print_json({"id": job_id, "queue": queue, "task": task})
+    else:
+        click.echo(f"pushed job {job_id}")
+    return EXIT_OK
+
+
+def _read_lines(path: Path) -> Iterator[tuple[int, str, int]]:
+    """(line number, text, bytes read so far) of the non-blank lines."""
+    read = 0
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            read += len(raw)
+            text = raw.decode("utf-8", errors="strict").strip()
+            if text:
+                yield number, text, read
+
+
+def _job_from_line(text: str, where: str) -> tuple[list[Any], dict[str, Any]]:
+    """A line is a JSON array (the args) or an object with "args" and/or "kwargs"."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UsageError(f"{where}: not JSON: {error}") from error
+    if isinstance(value, list):
+        return value, {}
+    if isinstance(value, dict) and set(value) <= {"args", "kwargs"}:
+        args, kwargs = value.get("args", []), value.get("kwargs", {})
+        if isinstance(args, list) and isinstance(kwargs, dict):
+            return args, kwargs
+    raise UsageError(f'{where}: expected a JSON array (the args) or {{"args": [...], "kwargs": {{...}}}}')
+
+
+@cli.command(
+    name="push-file",
+    help="Push one job of TASK per line of FILE (JSON lines: an args array, or an object with args and "
+    "kwargs), one transaction per batch (pgtq.push_many). A bad line names its line number and pushes "
+    "nothing of its batch; earlier batches stay pushed.",
+)
+@click.argument("queue")
+@click.argument("task")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--batch-size", type=click.IntRange(1, 100000), default=1000, show_default=True)
+@_push_options
+@dsn_option
+@json_option
+def push_file(
+    queue: str,
+    task: str,
+    file: Path,
+    batch_size: int,
+    delay: str | None,
+    priority: int,
+    max_attempts: int,
+    dsn: str | None,
+    as_json: bool,
+) -> int:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+    from pgtq.queue import PgTq
+
+    wait = parse_duration(delay, "--in") if delay else None
+    size = file.stat().st_size
+    pushed: list[int] = []
+    batches = 0
+    progress = Progress(
+        TextColumn("pushing"),
+        BarColumn(),
+        DownloadColumn(),
+        console=Console(stderr=True),
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    )
+
+    def push_batch(q: PgTq, lines: list[tuple[int, list[Any], dict[str, Any]]]) -> None:
+        nonlocal batches
+        try:
+            ids = q.push_many(
+                task,
+                [args for _, args, _ in lines],
+                [kwargs for _, _, kwargs in lines],
+                delay=wait,
+                priority=priority,
+                max_attempts=max_attempts,
+            )
+        except (InvalidJobError, TypeError, ValueError) as error:
+            message = str(error)
+            position = re.search(r"\bjob (\d+)\b", message)
+            where = f"line {lines[int(position.group(1)) - 1][0]}" if position else "a line of this batch"
+            raise UsageError(
+                f"{file}: {where}: {message} (its batch was not pushed; {len(pushed)} jobs of earlier "
+                "batches were)"
+            ) from error
+        pushed.extend(ids)
+        batches += 1
+
+    with PgTq(queue, _dsn_or_env(dsn)) as q, progress:
+        bar = progress.add_task("push", total=size)
+        batch: list[tuple[int, list[Any], dict[str, Any]]] = []
+        for number, text, read in _read_lines(file):
+            try:
+                args, kwargs = _job_from_line(text, f"{file}: line {number}")
+            except UsageError as error:
+                raise UsageError(
+                    f"{error} (its batch was not pushed; {len(pushed)} jobs of earlier batches were)"
+                ) from error
+            batch.append((number, args, kwargs))
+            if len(batch) == batch_size:
+                push_batch(q, batch)
+                batch = []
+            progress.update(bar, completed=read)
+        if batch:
+            push_batch(q, batch)
+        progress.update(bar, completed=size)
+    if as_json:
+        _print_json(
+            {
+                "pushed": len(pushed),
+                "batches": batches,
+                "first_id": min(pushed, default=None),
+                "last_id": max(pushed, default=None),
+            }
+        )
+    elif pushed:
+        click.echo(f"pushed {len(pushed)} jobs in {batches} batch(es), ids {min(pushed)}..{max(pushed)}")
+    else:
+        click.echo("pushed 0 jobs (the file has no lines)")
+    return EXIT_OK
+
+
+# -- not yet: pause, resume ------------------------------------------------------------
+
+
+def _not_yet(action: str) -> NoReturn:
+    raise Unavailable(
+        f"{action} a queue is not available in this version of pgtq: it comes with queue pausing "
+        "and limits (issue 9)"
+    )
+
+
+@cli.command(help="Stop workers taking jobs of QUEUE (not available yet: issue 9).")
+@click.argument("queue")
+@dsn_option
+def pause(queue: str, dsn: str | None) -> int:
+    _not_yet("pausing")
+
+
+@cli.command(help="Let workers take jobs of QUEUE again (not available yet: issue 9).")
+@click.argument("queue")
+@dsn_option
+def resume(queue: str, dsn: str | None) -> int:
+    _not_yet("resuming")
+
+
+# -- pg_cron ---------------------------------------------------------------------------
+
+
+@cli.group(help="Tick from pg_cron, inside the server (see README: Operating pgtq, pg_cron).")
+def cron() -> None:
+    """pg_cron jobs of pgtq."""
+
+
+def _cron_call(dsn: str | None, act: Callable[[Database], Any]) -> Any:
+    from pgtq.cron import CronMissingError
+
+    try:
+        with _database(dsn) as database:
+            return act(database)
+    except CronMissingError as error:
+        raise Unavailable(str(error)) from error
+
+
+@cron.command(
+    name="install", help="Schedule pgtq.tick about every --every seconds (replaces an earlier install)."
+)
+@click.option("--every", default="1s", show_default=True, help="1s to 59s, or 60s (a plain tick a minute)")
+@dsn_option
+@json_option
+def cron_install(every: str, dsn: str | None, as_json: bool) -> int:
+    from pgtq import cron as pgtq_cron
+
+    seconds = parse_duration(every, "--every").total_seconds()
+    if seconds != int(seconds) or not 1 <= seconds <= 60:
+        raise UsageError(f"--every must be a whole number of seconds from 1s to 60s, got {every!r}")
+    version, scheduled = _cron_call(dsn, lambda database: pgtq_cron.install(database, int(seconds)))
+    if as_json:
+        _print_json({"pg_cron": version, "jobs": [asdict(job) for job in scheduled]})
+        return EXIT_OK
+    click.echo(f"pg_cron {version}: scheduled")
+    for scheduled_job in scheduled:
+        click.echo(f"  {scheduled_job.name}  {scheduled_job.schedule!r}  {scheduled_job.command}")
+    return EXIT_OK
+
+
+@cron.command(name="remove", help="Unschedule pgtq's pg_cron jobs.")
+@dsn_option
+@json_option
+def cron_remove(dsn: str | None, as_json: bool) -> int:
+    from pgtq import cron as pgtq_cron
+
+    removed = _cron_call(dsn, pgtq_cron.remove)
+    if as_json:
+        _print_json({"removed": removed})
+    else:
+        click.echo(f"removed {removed} pg_cron job{'s' * (removed != 1)}")
+    return EXIT_OK
+
+
+# -- the dashboard -----------------------------------------------------------------------
+
+DASHBOARD_MISSING = "the dashboard needs the extra pgtq[dashboard]: pip install 'pgtq[dashboard]'"
+
+
+@cli.command(
+    help="Serve the web dashboard. It reads with --dsn (give it a pgtq_observer login) and acts with "
+    "--admin-dsn (a pgtq_admin login; none: read-only). It binds to 127.0.0.1; another address needs "
+    "--token."
+)
+@dsn_option
+@click.option("--admin-dsn", envvar="PGTQ_ADMIN_DSN", help="database for actions (default $PGTQ_ADMIN_DSN)")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.option("--read-only", is_flag=True, help="no actions at all")
+@click.option("--token", envvar="PGTQ_DASHBOARD_TOKEN", help="required to bind to a non-loopback address")
+def dashboard(
+    dsn: str | None, admin_dsn: str | None, host: str, port: int, read_only: bool, token: str | None
+) -> int:
+    chosen = _dsn_or_env(dsn)
+    try:
+        web = importlib.import_module("pgtq.dashboard")  # the extra's module, written apart
+    except ModuleNotFoundError as error:  # the module, or a package it needs, is not installed
+        missing = "" if error.name == "pgtq.dashboard" else f" ({error.name} is missing)"
+        raise Unavailable(f"{DASHBOARD_MISSING}{missing}") from error
+    return int(
+        web.serve(chosen, admin_dsn=admin_dsn, host=host, port=port, read_only=read_only, token=token) or 0
+    )
+
+
+# -- the entry point -----------------------------------------------------------------------
+
+
+def _error(message: str) -> None:
+    click.echo(f"pgtq: error: {' '.join(message.split())}", err=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``pgtq`` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    """Entry point of the ``pgtq`` console script: runs the command and
+    returns its exit code (see the module's docstring)."""
     try:
-        return int(args.run(args))
+        result = cli.main(
+            args=list(argv) if argv is not None else None, prog_name="pgtq", standalone_mode=False
+        )
+    except click.UsageError as error:
+        hint = f" (see: {error.ctx.command_path} --help)" if error.ctx is not None else ""
+        _error(f"{error.format_message()}{hint}")
+        return EXIT_USAGE
+    except click.ClickException as error:  # a file that does not exist, ...
+        _error(error.format_message())
+        return EXIT_USAGE
+    except click.exceptions.Abort:
+        return EXIT_INTERRUPTED
     except (UsageError, TargetError) as error:
-        print(f"pgtq: error: {error}", file=sys.stderr)
-        return 2
+        _error(str(error))
+        return EXIT_USAGE
+    except InvalidJobError as error:  # the database refused a value the user gave
+        _error(str(error))
+        return EXIT_USAGE
+    except NothingToDo as error:
+        _error(str(error))
+        return EXIT_NOTHING
+    except Unavailable as error:
+        _error(str(error))
+        return EXIT_UNAVAILABLE
     except PgTqError as error:
-        print(f"pgtq: error: {error}", file=sys.stderr)
-        return 1
+        _error(str(error))
+        return EXIT_ERROR
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    return int(result or 0)
 
 
 if __name__ == "__main__":

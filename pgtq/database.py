@@ -10,6 +10,7 @@ the gateway (``pgtq._db.gateway``).
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,7 @@ from pgtq._db import gateway
 from pgtq._db.schema import parse_version, schema_version
 from pgtq._values import as_interval
 from pgtq.errors import SchemaMissingError, SchemaVersionError
-from pgtq.task import JobInfo, QueueStat
+from pgtq.task import JobInfo, Metric, QueueStat, WorkerInfo
 
 if TYPE_CHECKING:
     import psycopg
@@ -77,6 +78,10 @@ class Database:
         the version this package was written for."""
         return check_schema(self._connection(conn))
 
+    def installed_version(self) -> str | None:
+        """The installed schema version, or None without a pgtq schema."""
+        return gateway.installed_version(self._connection())
+
     def stats(self, queue: str | None = None) -> list[QueueStat]:
         """Job counts per queue and state (``pgtq.queue_stats``), of every
         queue or of ``queue`` only."""
@@ -108,6 +113,73 @@ class Database:
     def retry(self, job_id: int) -> bool:
         """Run a failed or cancelled job again (``pgtq.retry``)."""
         return gateway.retry(self._connection(), job_id)
+
+    # -- the operator's reads and actions ----------------------------------
+
+    def metrics(self, period: timedelta | float = 300) -> list[Metric]:
+        """The queue-level figures (``pgtq.metrics``): live jobs by state,
+        oldest ready age, live workers, and what the history recorded over
+        the last ``period`` (seconds or a timedelta, 1 minute to 31 days)."""
+        return gateway.metrics(self._connection(), as_interval(period, "period"))
+
+    def jobs(
+        self,
+        *,
+        queue: str | None = None,
+        task: str | None = None,
+        state: str | None = None,
+        before: int | None = None,
+        limit: int = 50,
+    ) -> list[JobInfo]:
+        """Jobs newest first, filtered by queue, task and state (None: any);
+        the next page starts ``before`` the last id of this one."""
+        return gateway.jobs(
+            self._connection(), queue=queue, task=task, state=state, before=before, limit=limit
+        )
+
+    def workers(self) -> list[WorkerInfo]:
+        """The live workers (``pgtq.workers``)."""
+        return gateway.workers(self._connection())
+
+    def retry_failed(self, queue: str | None = None, task: str | None = None) -> int:
+        """Retry every failed job of ``queue`` and ``task`` (None: any) in
+        one call (``pgtq.retry_failed``); returns how many."""
+        return gateway.retry_failed(self._connection(), queue, task)
+
+    def purge(
+        self,
+        older_than: timedelta | float,
+        states: Sequence[str] = ("done", "cancelled"),
+        *,
+        queue: str | None = None,
+        batch: int = 10000,
+    ) -> int:
+        """Delete finished jobs in ``states`` older than ``older_than``
+        (``pgtq.purge``), at most ``batch`` per call; returns how many."""
+        older = as_interval(older_than, "older_than")
+        return gateway.purge(self._connection(), older, states, queue, batch)
+
+    def delete_job(self, job_id: int) -> bool:
+        """Delete one finished job (``pgtq.delete_job``); False for a live
+        job or an unknown id."""
+        return gateway.delete_job(self._connection(), job_id)
+
+    def cron_version(self) -> str | None:
+        """The version of pg_cron in this database, or None without it."""
+        return gateway.cron_version(self._connection())
+
+    def cron_schedule(self, name: str, schedule: str, command: str) -> int:
+        """Create or replace the pg_cron job ``name`` (``cron.schedule``)."""
+        return gateway.cron_schedule(self._connection(), name, schedule, command)
+
+    def cron_unschedule(self, names: Sequence[str]) -> int:
+        """Remove the pg_cron jobs of these names; how many there were."""
+        return gateway.cron_unschedule(self._connection(), names)
+
+    def schedules(self) -> list[dict[str, Any]] | None:
+        """The periodic schedules (``pgtq.schedules``), or None when this
+        schema has none (they arrive with 0.2.0's cron feature)."""
+        return gateway.schedules(self._connection())
 
 
 def check_schema(conn: psycopg.Connection[Any]) -> str:

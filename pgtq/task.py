@@ -76,3 +76,27 @@ def current_task() -> Task | None:
     """The task whose handler is running in this context (its id, attempt,
     ...), or None outside a worker's handler call."""
     return _current_task.get()
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One row of ``pgtq.metrics()``: a queue-level figure and its labels
+    (None where the metric has no such label)."""
+
+    metric: str
+    queue: str | None
+    task: str | None
+    state: str | None
+    value: float
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """One row of ``pgtq.workers``: a live worker."""
+
+    id: str
+    host: str
+    pid: int
+    queues: list[str]
+    started_at: datetime
+    last_seen_at: datetime

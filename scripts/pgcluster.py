@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +55,21 @@ TEST_SETTINGS = {
     "shared_buffers": "128MB",
     "log_min_messages": "warning",
 }
+# Added to TEST_SETTINGS for a cluster that runs pg_cron (tests of `pgtq cron
+# install`): the library preloaded, its scheduler in one database, and its
+# jobs run through the cluster's own socket (cron.host: the data folder).
+CRON_DATABASE = "pgtq_cron"
+
+
+def cron_settings(cluster: Cluster) -> dict[str, str]:
+    """The settings of a cluster whose pg_cron schedules in CRON_DATABASE."""
+    return {
+        "shared_preload_libraries": "pg_cron",
+        "cron.database_name": CRON_DATABASE,
+        "cron.host": str(cluster.datadir),
+    }
+
+
 # Settings for the kept demo cluster: ordinary and durable.
 KEPT_SETTINGS = {"max_connections": "100", "log_min_messages": "warning"}
 
@@ -222,6 +238,20 @@ def pg_ctl(datadir: str | Path, action: str, *options: str) -> None:
     if action in ("start", "restart"):
         command += ["--log", str(Path(datadir) / "server.log")]
     subprocess.run(as_server_user([*command, action]), check=True, stdout=subprocess.DEVNULL)
+
+
+def start_throwaway(settings: Callable[[Cluster], dict[str, str]], bindir: Path = PG_BIN) -> Cluster:
+    """Start a fresh cluster with TEST_SETTINGS and ``settings(cluster)`` in
+    its own folder under the temporary folder (the caller stops it and
+    removes ``cluster.datadir.parent``). Tests use it for a server set up
+    apart, e.g. with pg_cron preloaded (``cron_settings``)."""
+    root = Path(tempfile.mkdtemp(prefix="pgtq-test-extra-"))
+    give_to_server_user(root)
+    root.chmod(0o755)
+    cluster = Cluster(root / "data", bindir)
+    cluster.initialise({**TEST_SETTINGS, **settings(cluster)})
+    cluster.start()
+    return cluster
 
 
 def kept_cluster_dir(requested: Path) -> Path:

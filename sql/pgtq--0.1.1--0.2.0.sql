@@ -1089,9 +1089,11 @@ END
 $$;
 
 -- Guarantees: calls tick() every `every` for `duration`, committing after
--- each tick, so each tick is its own transaction and sees the time of its
--- own start; returns after the last tick that fits (the next one would
--- come after the deadline). For pg_cron before 1.5, whose shortest
+-- each tick, so each tick is its own transaction; each ticks as of the
+-- clock (clock_timestamp(): after a COMMIT inside a procedure, now() is the
+-- time of that COMMIT, a whole `every` old by the next tick); returns
+-- after the last tick that fits (the next one would come after the
+-- deadline). For pg_cron before 1.5, whose shortest
 -- schedule is a minute: `pgtq cron install` schedules `CALL
 -- pgtq.tick_for()` every minute, and as pg_cron never starts a job while
 -- its previous run goes on, about one tick a second results with no
@@ -1121,7 +1123,7 @@ BEGIN
     END IF;
     deadline := pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) duration;
     LOOP
-        PERFORM pgtq.tick();
+        PERFORM pgtq.tick(NULL, pg_catalog.clock_timestamp());
         COMMIT;
         EXIT WHEN pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) every OPERATOR(pg_catalog.>) deadline;
         PERFORM pg_catalog.pg_sleep(pg_catalog.date_part('epoch', every));

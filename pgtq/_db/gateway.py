@@ -82,6 +82,23 @@ job = _runs(queries.job)
 queue_stats = _runs(queries.queue_stats)
 register_worker = _runs(queries.register_worker)
 unregister_worker = _runs(queries.unregister_worker)
+metrics = _runs(queries.metrics)
+jobs = _runs(queries.jobs)
+workers = _runs(queries.workers)
+retry_failed = _runs(queries.retry_failed)
+purge = _runs(queries.purge)
+delete_job = _runs(queries.delete_job)
+cron_version = _runs(queries.cron_version)
+cron_schedule = _runs(queries.cron_schedule)
+cron_unschedule = _runs(queries.cron_unschedule)
+
+
+def schedules(conn: Connection) -> list[dict[str, Any]] | None:
+    """The rows of ``pgtq.schedules``, or None when the schema has no such
+    view (it arrives with 0.2.0's cron feature)."""
+    if not run(conn, queries.schedules_exist()):
+        return None
+    return run(conn, queries.schedules())
 
 
 def installed_version(conn: Connection) -> str | None:

@@ -18,7 +18,7 @@ import psycopg.sql
 
 from pgtq._db import statements
 from pgtq._records import Outcome, WorkerIdentity
-from pgtq.task import JobInfo, QueueStat, Task
+from pgtq.task import JobInfo, Metric, QueueStat, Task, WorkerInfo
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
@@ -80,6 +80,22 @@ def _job(rows: list[Row]) -> JobInfo | None:
 
 def _queue_stats(rows: list[Row]) -> list[QueueStat]:
     return [QueueStat(*row) for row in rows]
+
+
+def _jobs(rows: list[Row]) -> list[JobInfo]:
+    return [JobInfo(*row) for row in rows]
+
+
+def _metrics(rows: list[Row]) -> list[Metric]:
+    return [Metric(*row) for row in rows]
+
+
+def _workers(rows: list[Row]) -> list[WorkerInfo]:
+    return [WorkerInfo(*row) for row in rows]
+
+
+def _objects(rows: list[Row]) -> list[dict[str, Any]]:
+    return [dict(row[0]) for row in rows]
 
 
 # -- the calls -------------------------------------------------------------------
@@ -245,6 +261,66 @@ def register_worker(identity: WorkerIdentity) -> Query[None]:
 def unregister_worker(worker: str) -> Query[None]:
     """``pgtq.unregister_worker``: forget a worker that stops."""
     return Query(statements.UNREGISTER_WORKER, {"worker": worker}, _nothing)
+
+
+def metrics(period: timedelta) -> Query[list[Metric]]:
+    """``pgtq.metrics``: the queue-level figures, recent ones over ``period``."""
+    return Query(statements.METRICS, {"period": period}, _metrics)
+
+
+def jobs(
+    *, queue: str | None, task: str | None, state: str | None, before: int | None, limit: int
+) -> Query[list[JobInfo]]:
+    """Jobs of ``pgtq.jobs``, newest first, filtered (None: any), with ids
+    below ``before`` (keyset paging), at most ``limit``."""
+    params = {"queue": queue, "task": task, "state": state, "before": before, "limit": limit}
+    return Query(statements.JOBS, params, _jobs)
+
+
+def workers() -> Query[list[WorkerInfo]]:
+    """The live workers of ``pgtq.workers``."""
+    return Query(statements.WORKERS, None, _workers)
+
+
+def retry_failed(queue: str | None, task: str | None) -> Query[int]:
+    """``pgtq.retry_failed``: how many failed jobs it retried."""
+    return Query(statements.RETRY_FAILED, {"queue": queue, "task": task}, _integer)
+
+
+def purge(older_than: timedelta, states: Sequence[str], queue: str | None, batch: int) -> Query[int]:
+    """``pgtq.purge``: how many finished jobs it deleted (at most ``batch``)."""
+    params = {"older_than": older_than, "states": list(states), "queue": queue, "batch": batch}
+    return Query(statements.PURGE, params, _integer)
+
+
+def delete_job(job_id: int) -> Query[bool]:
+    """``pgtq.delete_job``: False for a live job or an unknown id."""
+    return Query(statements.DELETE_JOB, {"id": job_id}, _boolean)
+
+
+def schedules_exist() -> Query[bool]:
+    """Whether the schema has the view ``pgtq.schedules``."""
+    return Query(statements.SCHEDULES_EXIST, None, _boolean)
+
+
+def schedules() -> Query[list[dict[str, Any]]]:
+    """Every row of ``pgtq.schedules``, each as a dict of its columns."""
+    return Query(statements.SCHEDULES, None, _objects)
+
+
+def cron_version() -> Query[str | None]:
+    """The version of the pg_cron extension in this database, or None."""
+    return Query(statements.CRON_VERSION, None, _text_or_none)
+
+
+def cron_schedule(name: str, schedule: str, command: str) -> Query[int]:
+    """``cron.schedule``: create or replace the pg_cron job ``name``."""
+    return Query(statements.CRON_SCHEDULE, {"name": name, "schedule": schedule, "command": command}, _integer)
+
+
+def cron_unschedule(names: Sequence[str]) -> Query[int]:
+    """``cron.unschedule`` of the pg_cron jobs of these names: how many there were."""
+    return Query(statements.CRON_UNSCHEDULE, {"names": list(names)}, _integer)
 
 
 def listen() -> Query[None]:

@@ -117,3 +117,66 @@ UPDATE_EXTENSION_TO: Final = psycopg.sql.SQL("ALTER EXTENSION pgtq UPDATE TO {ve
 
 # pgtq._announce() notifies this channel with the queue name as payload.
 LISTEN: Final = "LISTEN pgtq"
+
+# -- the operator's reads and actions (CLI, dashboard, metrics) -----------------
+
+# The columns in the order of pgtq.task.Metric's fields.
+METRICS: Final = (
+    "SELECT metric, queue, task, state, value FROM pgtq.metrics(period => %(period)s::interval)"
+    " ORDER BY metric, queue NULLS FIRST, task NULLS FIRST, state NULLS FIRST"
+)
+
+# Jobs newest first, filtered, keyset-paged by id (`before`): each page is
+# one scan of the primary key backwards (or of a partial index for live
+# and failed jobs), however many finished jobs the table holds. Columns in
+# the order of pgtq.task.JobInfo's fields.
+JOBS: Final = (
+    "SELECT id, queue, task, args, kwargs, state::text, priority, attempt,"
+    " max_attempts, run_at, created_at, started_at, finished_at, worker,"
+    " last_error, result"
+    " FROM pgtq.jobs"
+    " WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text)"
+    " AND (%(task)s::text IS NULL OR task = %(task)s::text)"
+    " AND (%(state)s::text IS NULL OR state = %(state)s::text::pgtq.job_state)"
+    " AND (%(before)s::bigint IS NULL OR id < %(before)s::bigint)"
+    " ORDER BY id DESC LIMIT %(limit)s::integer"
+)
+
+# The columns in the order of pgtq.task.WorkerInfo's fields.
+WORKERS: Final = "SELECT id, host, pid, queues, started_at, last_seen_at FROM pgtq.workers ORDER BY id"
+
+RETRY_FAILED: Final = "SELECT pgtq.retry_failed(queue => %(queue)s::text, task => %(task)s::text)"
+
+PURGE: Final = (
+    "SELECT pgtq.purge(older_than => %(older_than)s::interval,"
+    " states => %(states)s::text[]::pgtq.job_state[],"
+    " queue => %(queue)s::text, batch => %(batch)s::integer)"
+)
+
+DELETE_JOB: Final = "SELECT pgtq.delete_job(id => %(id)s::bigint)"
+
+# Detected, never assumed: the schedules view arrives with 0.2.0's cron feature.
+SCHEDULES_EXIST: Final = "SELECT to_regclass('pgtq.schedules') IS NOT NULL"
+
+# Every column the view has, whatever the version, as one JSON object a row.
+SCHEDULES: Final = "SELECT to_jsonb(s) FROM pgtq.schedules AS s"
+
+# -- pg_cron ---------------------------------------------------------------------
+
+CRON_VERSION: Final = "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pg_cron'"
+
+CRON_SCHEDULE: Final = "SELECT cron.schedule(%(name)s::text, %(schedule)s::text, %(command)s::text)"
+
+CRON_UNSCHEDULE: Final = (
+    "SELECT count(cron.unschedule(j.jobid))::integer FROM cron.job AS j"
+    " WHERE j.jobname = ANY (%(names)s::text[])"
+)
+
+# The commands pgtq schedules: names are fixed (a second install replaces them).
+# pg_cron before 1.5 (minutes only): a run a minute that ticks every {seconds} s.
+CRON_TICK_LOOP: Final = "CALL pgtq.tick_for(every => make_interval(secs => {seconds}))"
+CRON_TICK: Final = "SELECT pgtq.tick()"
+CRON_PURGE_LOG: Final = (
+    "DELETE FROM cron.job_run_details WHERE end_time < now() - interval '1 hour'"
+    " AND jobid IN (SELECT jobid FROM cron.job WHERE jobname = 'pgtq-tick')"
+)

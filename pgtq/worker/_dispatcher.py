@@ -32,7 +32,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -104,6 +104,7 @@ class Worker:
         *,
         target: str | None = None,
         clock: Clock = time.monotonic,
+        on_written: Callable[[Outcome, bool], None] | None = None,
     ) -> None:
         served = [queues] if isinstance(queues, PgTq) else list(queues)
         if not served:
@@ -119,6 +120,9 @@ class Worker:
         self.worker_id = new_worker_id()
         self.dsn = served[0].dsn
         self._clock = clock
+        # Told of each outcome once written, and whether the database took it
+        # (its lease still held): the worker-local metrics (pgtq.metrics).
+        self._on_written = on_written
         self._identity = WorkerIdentity(self.worker_id, socket.gethostname(), os.getpid(), tuple(self.queues))
         self._lease = timedelta(seconds=self.settings.lease)
         self._events: queue_module.SimpleQueue[_Wake | _Finished | _StopRequest] = queue_module.SimpleQueue()
@@ -386,9 +390,12 @@ class Worker:
             return
         for outcome in self._pending:
             if outcome.kind == "done":
-                _log_outcome(outcome, outcome.task.id in written.completed)
+                reply: Any = outcome.task.id in written.completed
             else:
-                _log_outcome(outcome, written.failed.get(outcome.task.id))
+                reply = written.failed.get(outcome.task.id)
+            _log_outcome(outcome, reply)
+            if self._on_written is not None:
+                self._on_written(outcome, bool(reply))
         self._pending.clear()
 
     def _heartbeat(self) -> None:
@@ -542,6 +549,8 @@ def main_loop(
     max_abandoned_threads: int | None = None,
     interrupt_timed_out_threads: bool = False,
     target: str | None = None,
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
 ) -> int:
     """Run a worker for ``q`` (one queue or several) in this thread until
     SIGINT or SIGTERM; returns the exit code (0 after a graceful stop).
@@ -549,7 +558,9 @@ def main_loop(
     ``concurrency`` jobs run at once in threads (``pool="thread"``, for
     I/O-bound handlers) or in child processes (``pool="process"``, for
     CPU-bound ones; needs ``target="MODULE:QUEUE_OBJECT"``). See
-    :class:`WorkerSettings` for the other settings.
+    :class:`WorkerSettings` for the other settings. With ``metrics_port``
+    it serves Prometheus metrics at ``http://metrics_host:metrics_port/metrics``
+    (the extra ``pgtq[metrics]``; see :mod:`pgtq.metrics`).
     """
     settings = WorkerSettings(
         concurrency=concurrency,
@@ -563,6 +574,14 @@ def main_loop(
         max_abandoned_threads=max_abandoned_threads,
         interrupt_timed_out_threads=interrupt_timed_out_threads,
     )
-    worker = Worker(q, settings, target=target)
-    with stop_on_signals(worker):
+    if metrics_port is None:
+        worker = Worker(q, settings, target=target)
+        with stop_on_signals(worker):
+            return worker.run()
+    from pgtq.metrics import WorkerMetrics
+
+    served = [q] if isinstance(q, PgTq) else list(q)
+    metrics = WorkerMetrics(served[0].database)
+    worker = Worker(q, settings, target=target, on_written=metrics.record)
+    with metrics.serve(metrics_port, metrics_host), stop_on_signals(worker):
         return worker.run()

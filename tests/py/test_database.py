@@ -4,6 +4,7 @@ the schema version check, and ``pgtq scheduler '*'`` / ``pgtq stats``."""
 
 from __future__ import annotations
 
+import json
 import signal
 from datetime import timedelta
 from typing import Any
@@ -63,13 +64,12 @@ def test_stats_of_every_queue_and_of_one(dsn: str, database: pgtq.Database) -> N
     assert [(s.queue, s.state) for s in database.stats("beta")] == [("beta", "ready"), ("beta", "failed")]
     assert database.stats("gamma") == []
 
-    printed = run_cli("stats", dsn)
+    printed = run_cli("stats", dsn, "--json")
     assert printed.returncode == 0
-    assert [line.split()[:3] for line in printed.stdout.splitlines()[1:]] == [
-        [queue, state, str(jobs)] for queue, state, jobs in every
-    ]
-    only_beta = run_cli("stats", dsn, "--queue", "beta")
-    assert [line.split()[0] for line in only_beta.stdout.splitlines()[1:]] == ["beta", "beta"]
+    overview = json.loads(printed.stdout)["queues"]
+    assert [(q["queue"], state, n) for q in overview for state, n in q["jobs"].items() if n] == every
+    only_beta = json.loads(run_cli("stats", dsn, "--queue", "beta", "--json").stdout)["queues"]
+    assert [q["queue"] for q in only_beta] == ["beta"]
     alpha.close()
     beta.close()
 

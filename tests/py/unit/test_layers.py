@@ -43,6 +43,8 @@ LAYERS = {
     "pgtq._records": BASE,
     "pgtq._db": SQL_ENGINE,
     "pgtq.migrate": CLIENT_API,
+    "pgtq.cron": CLIENT_API,
+    "pgtq.metrics": CLIENT_API,
     "pgtq": CLIENT_API,
     "pgtq.database": CLIENT_API,
     "pgtq.queue": CLIENT_API,
