@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -185,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for bouncer in bouncers.values():
                 bouncer.stop()
+            shutil.rmtree(root, ignore_errors=True)
     print(f"synchronous_commit = {options.synchronous_commit}, median of {options.rounds} rounds\n")
     print(
         f"| route | prepared statements | push loop, jobs/s ({CLIENTS} clients, {options.pushes:,} pushes) "
