@@ -57,6 +57,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
             max_abandoned_threads=args.max_abandoned_threads,
             interrupt_timed_out_threads=args.interrupt_timed_out_threads,
             target=",".join(args.targets),
+            listen_dsn=args.listen_dsn,
         )
     except ValueError as error:
         raise UsageError(str(error)) from error
@@ -128,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("targets", nargs="+", metavar="MODULE:QUEUE_OBJECT", help="e.g. myapp.tasks:q")
     worker.add_argument("--dsn", help="override the queue objects' DSN")
+    worker.add_argument(
+        "--listen-dsn",
+        help="where the listener runs LISTEN (default: the queues' DSN); it needs a session: behind "
+        "PgBouncer in transaction mode give a direct or session-mode DSN",
+    )
     worker.add_argument("--concurrency", "-c", type=int, default=1, help="jobs run at once (default 1)")
     worker.add_argument(
         "--pool",

@@ -250,3 +250,8 @@ def unregister_worker(worker: str) -> Query[None]:
 def listen() -> Query[None]:
     """LISTEN on the channel ``pgtq._announce`` notifies."""
     return Query(statements.LISTEN, None, _nothing)
+
+
+def notify(payload: str) -> Query[None]:
+    """Send ``payload`` on the channel ``pgtq`` (the listener's probe)."""
+    return Query(statements.NOTIFY, {"payload": payload}, _nothing)
