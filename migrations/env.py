@@ -4,16 +4,19 @@ Each revision applies one script of ``sql/`` as it is. The database comes
 from ``pgtq migrate DSN`` (config attribute ``dsn``), from
 ``alembic -x dsn=...``, or from the ``PGTQ_DSN`` environment variable.
 Alembic's bookkeeping goes to the table ``public.pgtq_alembic_version``,
-apart from any version table of the application's own migrations.
+apart from any version table of the application's own migrations. Its
+connection comes from pgtq's gateway like every other, so it follows the
+prepared-statement policy (none through a pooler).
 """
 
 from __future__ import annotations
 
 import os
 
-import psycopg
 from alembic import context
 from sqlalchemy import create_engine, pool, text
+
+from pgtq._db import gateway
 
 VERSION_TABLE = "pgtq_alembic_version"
 # Two `pgtq migrate` at once: the second waits, then finds nothing to do.
@@ -31,7 +34,9 @@ def _dsn() -> str:
 def run_migrations_online() -> None:
     dsn = _dsn()
     engine = create_engine(
-        "postgresql+psycopg://", creator=lambda: psycopg.connect(dsn), poolclass=pool.NullPool
+        "postgresql+psycopg://",
+        creator=lambda: gateway.connect(dsn, autocommit=False),
+        poolclass=pool.NullPool,
     )
     with engine.connect() as connection:
         context.configure(connection=connection, version_table=VERSION_TABLE, transactional_ddl=True)

@@ -186,6 +186,11 @@ def cli(log_level: str) -> None:
 )
 @click.argument("targets", nargs=-1, required=True, metavar="MODULE:QUEUE_OBJECT...")
 @click.option("--dsn", help="override the queue objects' DSN")
+@click.option(
+    "--listen-dsn",
+    help="where the listener runs LISTEN (default: the queues' DSN); it needs a session: behind "
+    "PgBouncer in transaction mode give a direct or session-mode DSN",
+)
 @click.option("--concurrency", "-c", type=int, default=1, show_default=True, help="jobs run at once")
 @click.option(
     "--pool",

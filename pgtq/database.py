@@ -10,9 +10,10 @@ the gateway (``pgtq._db.gateway``).
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from pgtq._db import gateway
 from pgtq._db.schema import parse_version, schema_version
@@ -22,6 +23,10 @@ from pgtq.task import JobInfo, Metric, QueueStat, WorkerInfo
 
 if TYPE_CHECKING:
     import psycopg
+    from psycopg_pool import ConnectionPool
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class Database:
@@ -33,10 +38,19 @@ class Database:
 
     It opens one autocommit connection lazily, shared by its methods
     (psycopg serialises its use across threads); ``close()`` closes it.
+    With ``pool`` (a ``psycopg_pool.ConnectionPool``, e.g. a web app's) it
+    opens none: each call borrows a connection of the pool for its one
+    round trip, so threads do not wait for each other. ``dsn`` then
+    defaults to the pool's; workers open their own connections with it.
     """
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str | None = None, *, pool: ConnectionPool[Any] | None = None) -> None:
+        if dsn is None:
+            if pool is None:
+                raise ValueError("give a DSN or a connection pool")
+            dsn = pool.conninfo
         self.dsn = dsn
+        self.pool = pool
         self._conn: psycopg.Connection[Any] | None = None
         self._conn_lock = threading.Lock()
 
@@ -49,17 +63,38 @@ class Database:
         """A new autocommit connection to the database."""
         return gateway.connect(self.dsn)
 
-    def _connection(self, conn: psycopg.Connection[Any] | None = None) -> psycopg.Connection[Any]:
-        """``conn`` if given, else the shared connection (reopened when lost)."""
+    @contextmanager
+    def _session(self, conn: psycopg.Connection[Any] | None = None) -> Iterator[psycopg.Connection[Any]]:
+        """The connection for one call: ``conn`` if given, else one borrowed
+        from the pool, else the shared connection (reopened when lost)."""
         if conn is not None:
-            return conn
-        with self._conn_lock:
-            if self._conn is None or self._conn.closed or self._conn.broken:
-                self._conn = self.connect()
-            return self._conn
+            yield conn
+        elif self.pool is not None:
+            with gateway.borrow(self.pool) as borrowed:
+                yield borrowed
+        else:
+            with self._conn_lock:
+                if self._conn is None or self._conn.closed or self._conn.broken:
+                    self._conn = self.connect()
+                shared = self._conn
+            yield shared
+
+    def _call(
+        self,
+        conn: psycopg.Connection[Any] | None,
+        call: Callable[Concatenate[psycopg.Connection[Any], P], T],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run the gateway function ``call`` on the connection for this call
+        (see ``_session``)."""
+        with self._session(conn) as session:
+            return call(session, *args, **kwargs)
 
     def close(self) -> None:
-        """Close the shared connection (it reopens on the next call)."""
+        """Close the shared connection (it reopens on the next call). A
+        pool is the caller's: it stays open."""
         with self._conn_lock:
             if self._conn is not None:
                 self._conn.close()
@@ -76,7 +111,7 @@ class Database:
     def check_schema(self, conn: psycopg.Connection[Any] | None = None) -> str:
         """The installed schema version; raises when it is missing or not
         the version this package was written for."""
-        return check_schema(self._connection(conn))
+        return self._call(conn, check_schema)
 
     def installed_version(self) -> str | None:
         """The installed schema version, or None without a pgtq schema."""
@@ -85,12 +120,12 @@ class Database:
     def stats(self, queue: str | None = None) -> list[QueueStat]:
         """Job counts per queue and state (``pgtq.queue_stats``), of every
         queue or of ``queue`` only."""
-        return gateway.queue_stats(self._connection(), queue)
+        return self._call(None, gateway.queue_stats, queue)
 
     def tick(self, queue: str | None = None, *, conn: psycopg.Connection[Any] | None = None) -> int:
         """Promote due jobs and rescue expired leases (``pgtq.tick``) in every
         queue, or in ``queue`` only; returns how many jobs moved."""
-        return gateway.tick(self._connection(conn), queue)
+        return self._call(conn, gateway.tick, queue)
 
     def prune(
         self, older_than: timedelta | float, *, include_failed: bool = False, batch: int = 10000
@@ -100,19 +135,19 @@ class Database:
         most ``batch`` per call (a short transaction); returns how many were
         deleted, so call it again while that equals ``batch``."""
         older = as_interval(older_than, "older_than")
-        return gateway.prune(self._connection(), older, include_failed, batch)
+        return self._call(None, gateway.prune, older, include_failed, batch)
 
     def job(self, job_id: int) -> JobInfo | None:
         """A job's details and history, or None for an unknown id."""
-        return gateway.job(self._connection(), job_id)
+        return self._call(None, gateway.job, job_id)
 
     def cancel(self, job_id: int) -> bool:
         """Cancel a job that has not started (``pgtq.cancel``)."""
-        return gateway.cancel(self._connection(), job_id)
+        return self._call(None, gateway.cancel, job_id)
 
     def retry(self, job_id: int) -> bool:
         """Run a failed or cancelled job again (``pgtq.retry``)."""
-        return gateway.retry(self._connection(), job_id)
+        return self._call(None, gateway.retry, job_id)
 
     # -- the operator's reads and actions ----------------------------------
 

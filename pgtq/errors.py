@@ -90,9 +90,22 @@ def translate(error: psycopg.Error) -> PgTqError | None:
         return PermissionDeniedError(
             f"{message} (grant the role pgtq_producer, pgtq_worker or pgtq_admin: see SECURITY.md)"
         )
-    if isinstance(error, psycopg.OperationalError | psycopg.InterfaceError):
+    if isinstance(error, psycopg.OperationalError | psycopg.InterfaceError) and _lost_connection(state):
         return ConnectionFailedError(f"database connection failed: {message.strip()}")
     return None
+
+
+# A server shutting down, crashing or starting up ends the session.
+_SESSION_ENDING_STATES = {"57P01", "57P02", "57P03"}
+
+
+def _lost_connection(state: str) -> bool:
+    """Whether an OperationalError means the connection is gone: no SQLSTATE
+    (the client lost the server), a connection exception (class 08), or the
+    server ending the session. psycopg also files serialization failures,
+    deadlocks, statement timeouts and lock timeouts under OperationalError:
+    those fail one statement and pass through as psycopg raised them."""
+    return not state or state.startswith("08") or state in _SESSION_ENDING_STATES
 
 
 @contextmanager

@@ -24,6 +24,7 @@ from pgtq.task import JobInfo, QueueStat, Task
 
 if TYPE_CHECKING:
     import psycopg
+    from psycopg_pool import ConnectionPool
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -39,16 +40,20 @@ class PgTq:
     >>> send.push("a@example.com")   # enqueue; send("a@...") runs it now
 
     The object opens one autocommit connection lazily, shared by its
-    methods (psycopg serialises its use across threads). Workers open
+    methods (psycopg serialises its use across threads). With ``pool`` (a
+    ``psycopg_pool.ConnectionPool``) it opens none and each call borrows a
+    connection of the pool instead (see ``Database``). Workers open
     connections of their own with ``connect()``.
     """
 
-    def __init__(self, queue: str, dsn: str) -> None:
+    def __init__(
+        self, queue: str, dsn: str | None = None, *, pool: ConnectionPool[Any] | None = None
+    ) -> None:
         if not isinstance(queue, str) or not queue:
             raise ValueError(f"queue name must be a non-empty string, got {queue!r}")
         self.queue = queue
         self.handlers: dict[str, Handler[Any, Any]] = {}
-        self.database = Database(dsn)
+        self.database = Database(dsn, pool=pool)
 
     @property
     def dsn(self) -> str:
@@ -131,9 +136,6 @@ class PgTq:
         """A new autocommit connection to the queue's database."""
         return self.database.connect()
 
-    def _connection(self, conn: psycopg.Connection[Any] | None) -> psycopg.Connection[Any]:
-        return self.database._connection(conn)
-
     def close(self) -> None:
         """Close the shared connection (it reopens on the next call)."""
         self.database.close()
@@ -191,7 +193,7 @@ class PgTq:
         """
         args_json, kwargs_json = encode_arguments(task, args, kwargs or {})
         params = self._push_params(task, run_at, delay, priority, max_attempts, queue)
-        return gateway.push(self._connection(conn), args_json=args_json, kwargs_json=kwargs_json, **params)
+        return self.database._call(conn, gateway.push, args_json=args_json, kwargs_json=kwargs_json, **params)
 
     def push_many(
         self,
@@ -217,8 +219,9 @@ class PgTq:
             for n, args in enumerate(args_list)
         ]
         params = self._push_params(task, run_at, delay, priority, max_attempts, queue)
-        return gateway.push_many(
-            self._connection(conn),
+        return self.database._call(
+            conn,
+            gateway.push_many,
             args_json=[args_json for args_json, _ in encoded],
             kwargs_json=None if kwargs_list is None else [kwargs_json for _, kwargs_json in encoded],
             **params,
@@ -245,13 +248,15 @@ class PgTq:
     ) -> list[Task]:
         """Claim up to ``n`` ready jobs in one call."""
         lease_interval = as_interval(lease, "lease")
-        return gateway.pop(self._connection(conn), queue=self.queue, worker=worker, n=n, lease=lease_interval)
+        return self.database._call(
+            conn, gateway.pop, queue=self.queue, worker=worker, n=n, lease=lease_interval
+        )
 
     def complete(
         self, task: Task, result: Any = None, *, conn: psycopg.Connection[Any] | None = None
     ) -> bool:
         """Mark a claimed job done (``pgtq.complete``); False if the lease is stale."""
-        return gateway.complete(self._connection(conn), task, encode_result(result))
+        return self.database._call(conn, gateway.complete, task, encode_result(result))
 
     def fail(
         self,
@@ -264,7 +269,7 @@ class PgTq:
         """Record a failed attempt (``pgtq.fail``). Returns the job's new
         state (``scheduled``, ``ready`` or ``failed``), or None if the lease
         is stale."""
-        return gateway.fail(self._connection(conn), task, error, as_interval(retry_in, "retry_in"))
+        return self.database._call(conn, gateway.fail, task, error, as_interval(retry_in, "retry_in"))
 
     def heartbeat(
         self,
@@ -274,11 +279,11 @@ class PgTq:
         conn: psycopg.Connection[Any] | None = None,
     ) -> bool:
         """Extend a running job's lease (``pgtq.heartbeat``); False if stale."""
-        return gateway.heartbeat(self._connection(conn), task, as_interval(extend_by, "extend_by"))
+        return self.database._call(conn, gateway.heartbeat, task, as_interval(extend_by, "extend_by"))
 
     def release(self, task: Task, *, conn: psycopg.Connection[Any] | None = None) -> bool:
         """Hand a claimed job back without counting the attempt (``pgtq.release``)."""
-        return gateway.release(self._connection(conn), task)
+        return self.database._call(conn, gateway.release, task)
 
     def tick(self, *, all_queues: bool = False, conn: psycopg.Connection[Any] | None = None) -> int:
         """Promote due jobs and rescue expired leases (``pgtq.tick``) for

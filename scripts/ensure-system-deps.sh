@@ -2,6 +2,7 @@
 # Make sure the system packages pgtq's tests and demo need are present:
 # a PostgreSQL server (initdb, pg_ctl, postgres), pgTAP, pg_prove, and
 # pg_cron (the tests of `pgtq cron install` run a cluster that preloads it).
+# PgBouncer (the tests and `make chaos` run pgtq through it).
 # As root, missing packages are installed with apt-get. Otherwise the exact
 # command to run is printed and the script fails, installing nothing.
 set -euo pipefail
@@ -17,6 +18,7 @@ command -v psql >/dev/null 2>&1 || missing+=("postgresql-client-${PG_MAJOR}")
 [[ -f "${PG_SHARE}/extension/pgtap.control" ]] || missing+=("postgresql-${PG_MAJOR}-pgtap")
 command -v pg_prove >/dev/null 2>&1 || missing+=("libtap-parser-sourcehandler-pgtap-perl")
 [[ -f "${PG_SHARE}/extension/pg_cron.control" ]] || missing+=("postgresql-${PG_MAJOR}-cron")
+[[ -x /usr/sbin/pgbouncer ]] || command -v pgbouncer >/dev/null 2>&1 || missing+=("pgbouncer")
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     exit 0
@@ -33,3 +35,7 @@ echo "pgtq: installing system packages: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${missing[@]}"
+# The tests start their own PgBouncers; a packaged service is not wanted.
+if [[ " ${missing[*]} " == *" pgbouncer "* ]] && command -v systemctl >/dev/null 2>&1; then
+    systemctl disable --now pgbouncer >/dev/null 2>&1 || true
+fi

@@ -14,40 +14,146 @@ renewals in another (``renew_leases``).
 
 from __future__ import annotations
 
+import logging
+import os
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
 
 import psycopg
 
-from pgtq._db import queries
+from pgtq._db import queries, statements
 from pgtq._db.queries import Query
 from pgtq._records import Outcome, WorkerIdentity
 from pgtq.errors import ConnectionFailedError, database_errors
 from pgtq.task import Task
 
+if TYPE_CHECKING:
+    from psycopg_pool import ConnectionPool
+
 T = TypeVar("T")
 P = ParamSpec("P")
 Connection = psycopg.Connection[Any]
 
+logger = logging.getLogger("pgtq")
 
-def connect(dsn: str) -> Connection:
-    """A new autocommit connection to ``dsn``. Every connection pgtq opens
-    comes from here, so connection options are set in this one place."""
+# -- connections and prepared statements -------------------------------------------
+#
+# psycopg prepares a statement on the server once a connection has run it
+# ``prepare_threshold`` times (5). Behind a pooler in transaction mode
+# (PgBouncer 1.18) consecutive transactions of one client run on different
+# server connections, so a statement prepared on one is missing on the next
+# (``InvalidSqlStatementName``) or clashes with another client's of the same
+# name (``DuplicatePreparedStatement: prepared statement "_pg3_0" already
+# exists``). pgtq therefore turns prepared statements off on a connection
+# that goes through a pooler, and keeps them on a direct one (they save the
+# parse and plan of every call). The policy, set with the environment
+# variable PGTQ_PREPARED_STATEMENTS:
+#
+#   auto (default)  off when a pooler is detected (below), else psycopg's default
+#   off             never prepare (any pooler, whatever it reports)
+#   on              always psycopg's default (direct or session-mode only)
+
+PREPARED_STATEMENTS_VARIABLE = "PGTQ_PREPARED_STATEMENTS"
+_POLICIES = ("auto", "on", "off")
+
+# Set (under ``auto``) once a pgtq call met a prepared-statement error that
+# detection missed: every later connection of this process then prepares nothing.
+_prepared_statements_failed = False
+# Connections (of a pool) the policy was already applied to.
+_configured: weakref.WeakSet[Connection] = weakref.WeakSet()
+
+
+def prepared_statements_policy() -> str:
+    """The policy of PGTQ_PREPARED_STATEMENTS: ``auto``, ``on`` or ``off``."""
+    policy = os.environ.get(PREPARED_STATEMENTS_VARIABLE, "auto").strip().lower() or "auto"
+    if policy not in _POLICIES:
+        raise ValueError(f"{PREPARED_STATEMENTS_VARIABLE} must be auto, on or off, got {policy!r}")
+    return policy
+
+
+def behind_pooler(conn: Connection) -> bool:
+    """Whether a connection pooler sits between ``conn`` and PostgreSQL.
+
+    At login the server names its backend process (the key for cancelling
+    queries). A pooler cannot hand the client the key of a server
+    connection it will swap, so PgBouncer (and the other poolers) send a
+    key of their own: the pid the client was given differs from the pid of
+    the backend that runs its queries."""
+    row = conn.execute(statements.BACKEND_PID, prepare=False).fetchone()
+    return row is not None and row[0] != conn.info.backend_pid
+
+
+def configure(conn: Connection) -> None:
+    """Apply the prepared-statement policy to ``conn`` (see above); one
+    round trip under ``auto``, none otherwise."""
+    policy = prepared_statements_policy()
+    if policy == "off" or _prepared_statements_failed or (policy == "auto" and behind_pooler(conn)):
+        conn.prepare_threshold = None
+    _configured.add(conn)
+
+
+def connect(dsn: str, *, autocommit: bool = True) -> Connection:
+    """A new connection to ``dsn`` (autocommit unless told otherwise).
+    Every connection pgtq opens comes from here, so connection options (the
+    prepared-statement policy) are set in this one place."""
     with database_errors():
         try:
-            return psycopg.connect(dsn, autocommit=True)
+            conn = psycopg.connect(dsn, autocommit=True)
         except (psycopg.OperationalError, psycopg.ProgrammingError) as error:  # unreachable or malformed
             raise ConnectionFailedError(
                 f"cannot connect to the pgtq database: {str(error).strip()}"
             ) from error
+        try:
+            configure(conn)
+            conn.autocommit = autocommit
+        except BaseException:
+            conn.close()
+            raise
+    return conn
+
+
+@contextmanager
+def borrow(pool: ConnectionPool[Any]) -> Iterator[Connection]:
+    """A connection of ``pool`` (a ``psycopg_pool.ConnectionPool``; see
+    ``Database(pool=...)``) for the duration of the block, with the
+    prepared-statement policy applied the first time pgtq uses it. A pool
+    that has no connection to give in time raises ``ConnectionFailedError``."""
+    with database_errors(), pool.connection() as conn:
+        if conn not in _configured:
+            configure(conn)
+        yield conn
+
+
+@contextmanager
+def _calling(conn: Connection) -> Iterator[None]:
+    """Around every call: pgtq's errors for psycopg's; and after a
+    prepared-statement error that detection missed (a pooler that passes
+    the server's key on), no more prepared statements in this process."""
+    global _prepared_statements_failed
+    try:
+        with database_errors():
+            yield
+    except (psycopg.errors.DuplicatePreparedStatement, psycopg.errors.InvalidSqlStatementName):
+        if prepared_statements_policy() != "auto":  # "on" was asked for, "off" prepares nothing
+            raise
+        conn.prepare_threshold = None
+        if not _prepared_statements_failed:
+            _prepared_statements_failed = True
+            logger.warning(
+                "prepared statements fail on this connection (a pooler in transaction mode?); "
+                "pgtq prepares no more statements in this process (set %s=off to start so)",
+                PREPARED_STATEMENTS_VARIABLE,
+            )
+        raise
 
 
 def run(conn: Connection, query: Query[T]) -> T:
     """Send one query and return its result."""
-    with database_errors():
+    with _calling(conn):
         cursor = conn.execute(query.sql, query.params)
         rows = cursor.fetchall() if cursor.description is not None else []
     return query.result(rows)
@@ -82,6 +188,7 @@ job = _runs(queries.job)
 queue_stats = _runs(queries.queue_stats)
 register_worker = _runs(queries.register_worker)
 unregister_worker = _runs(queries.unregister_worker)
+notify = _runs(queries.notify)
 metrics = _runs(queries.metrics)
 jobs = _runs(queries.jobs)
 workers = _runs(queries.workers)
@@ -99,6 +206,14 @@ def schedules(conn: Connection) -> list[dict[str, Any]] | None:
     if not run(conn, queries.schedules_exist()):
         return None
     return run(conn, queries.schedules())
+
+
+def usable(conn: Connection) -> bool:
+    """Whether ``conn`` can take the next call as it is: open, not broken,
+    and outside any transaction (a failed call in autocommit leaves it so)."""
+    return (
+        not (conn.closed or conn.broken) and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    )
 
 
 def installed_version(conn: Connection) -> str | None:
@@ -158,7 +273,7 @@ class _SentOutcomes:
 def write_outcomes(conn: Connection, outcomes: Sequence[Outcome]) -> Written:
     """Write finished runs in one round trip and one transaction: the
     successes with one ``pgtq.complete_many``, each failure with ``pgtq.fail``."""
-    with database_errors():
+    with _calling(conn):
         with conn.pipeline():
             sent = _SentOutcomes(conn, outcomes)
         return sent.replies()
@@ -170,7 +285,7 @@ def write_outcomes_and_pop(
     """One round trip for both directions: write ``outcomes`` (as
     ``write_outcomes``; None when there are none) and claim up to ``n`` jobs
     of ``queue`` (``pgtq.pop``), pipelined."""
-    with database_errors():
+    with _calling(conn):
         with conn.pipeline():
             sent = _SentOutcomes(conn, outcomes) if outcomes else None
             claiming = _send(conn, queries.pop(queue=queue, worker=worker, n=n, lease=lease))
@@ -183,7 +298,7 @@ def renew_leases(
     """Refresh the worker's registration and extend the lease of each held
     task, in one transaction and one round trip; whether each lease was
     still the task's."""
-    with database_errors():
+    with _calling(conn):
         with conn.transaction(), conn.pipeline():
             _send(conn, queries.register_worker(identity))
             renewals = [_send(conn, queries.heartbeat(task, extend_by)) for task in held]
@@ -193,7 +308,7 @@ def renew_leases(
 def release_all(conn: Connection, tasks: Sequence[Task]) -> None:
     """Hand back claimed tasks (``pgtq.release``) in one transaction and
     one round trip."""
-    with database_errors(), conn.transaction(), conn.pipeline():
+    with _calling(conn), conn.transaction(), conn.pipeline():
         for task in tasks:
             _send(conn, queries.release(task))
 

@@ -326,3 +326,8 @@ def cron_unschedule(names: Sequence[str]) -> Query[int]:
 def listen() -> Query[None]:
     """LISTEN on the channel ``pgtq._announce`` notifies."""
     return Query(statements.LISTEN, None, _nothing)
+
+
+def notify(payload: str) -> Query[None]:
+    """Send ``payload`` on the channel ``pgtq`` (the listener's probe)."""
+    return Query(statements.NOTIFY, {"payload": payload}, _nothing)

@@ -118,6 +118,14 @@ UPDATE_EXTENSION_TO: Final = psycopg.sql.SQL("ALTER EXTENSION pgtq UPDATE TO {ve
 # pgtq._announce() notifies this channel with the queue name as payload.
 LISTEN: Final = "LISTEN pgtq"
 
+# The pid of the backend that runs the query: against the pid the server
+# reported at login, it tells whether a pooler sits between (gateway.behind_pooler).
+BACKEND_PID: Final = "SELECT pg_catalog.pg_backend_pid()"
+
+# The listener's probe: a payload that can never be a queue name (names
+# have no control characters), so every listener ignores it but its sender.
+NOTIFY: Final = "SELECT pg_catalog.pg_notify('pgtq', %(payload)s::text)"
+
 # -- the operator's reads and actions (CLI, dashboard, metrics) -----------------
 
 # The columns in the order of pgtq.task.Metric's fields.

@@ -4,7 +4,9 @@ As the SQL takes ``as_of``, nothing here reads a clock, sleeps or does I/O:
 the dispatcher passes its clock's reading (``now``, in seconds) and the
 unit tests (tests/py/unit/) pass literal times. What is decided here: when
 to claim and how many, from which queue, when to write outcomes, when to
-tick, renew leases, poll and reconnect, and when a job's time is up.
+tick, renew leases, poll and reconnect, when a job's time is up, and how
+to carry on after a database error (a new connection or the same one, and
+how long to wait first).
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ Clock = Callable[[], float]
 # trip; the last running job's outcome is written at once.
 FLUSH_DELAY = 0.005
 
-# The first wait before reconnecting; each failed attempt doubles it, up to
-# the worker's reconnect_max_delay.
+# The first wait after a database error (before reconnecting, or before
+# using the same connection again); each further error in a row doubles it,
+# up to the worker's reconnect_max_delay.
 FIRST_RECONNECT_DELAY = 0.5
 
 # A job with a timeout that has not started yet (it waits for a slot) is
@@ -67,22 +70,19 @@ def timeout_deadline(started_at: float | None, timeout: float | None, grace: flo
 
 @dataclass
 class Timers:
-    """When the dispatcher next ticks, renews leases, polls and reconnects.
+    """When the dispatcher next ticks, renews leases and polls.
 
     Each ``*_due(now)`` says whether the time has come; the dispatcher
     reports what it did (``ticked(now)``, ...) so a call that failed on a
-    lost connection is tried again after reconnecting.
+    database error is tried again once the database is back.
     """
 
     tick_interval: float
     heartbeat_interval: float
     poll_interval: float
-    reconnect_max_delay: float
     next_tick: float = 0.0
     next_heartbeat: float = 0.0
     next_poll: float = 0.0
-    next_reconnect: float = 0.0
-    reconnect_delay: float = FIRST_RECONNECT_DELAY
 
     def tick_due(self, now: float) -> bool:
         """Whether ``pgtq.tick`` is due (at once after the start)."""
@@ -106,33 +106,84 @@ class Timers:
         self.next_poll = now + self.poll_interval
         return True
 
-    def connection_lost(self, now: float) -> None:
-        """Plan the first reconnection attempt."""
-        self.next_reconnect = now + self.reconnect_delay
-
-    def reconnect_due(self, now: float) -> bool:
-        return now >= self.next_reconnect
-
-    def reconnect_failed(self, now: float) -> float:
-        """Double the wait (up to the cap) and plan the next attempt;
-        returns the wait."""
-        self.reconnect_delay = min(self.reconnect_delay * 2, self.reconnect_max_delay)
-        self.next_reconnect = now + self.reconnect_delay
-        return self.reconnect_delay
-
-    def reconnected(self) -> None:
-        self.reconnect_delay = FIRST_RECONNECT_DELAY
-
-    def next_due(self, now: float, *, connected: bool, stopping: bool) -> float:
-        """The earliest of the fallback poll and the timers that apply:
-        the reconnection while disconnected; tick, renewal and poll while
-        connected and not stopping."""
+    def next_due(self, now: float, *, stopping: bool) -> float:
+        """The earliest of the fallback poll and, unless stopping, the
+        tick, the renewal and the poll."""
         candidates = [now + self.poll_interval]
-        if not connected:
-            candidates.append(self.next_reconnect)
-        elif not stopping:
+        if not stopping:
             candidates += [self.next_tick, self.next_heartbeat, self.next_poll]
         return min(candidates)
+
+
+@dataclass
+class Backoff:
+    """When the dispatcher may talk to the database again after errors.
+
+    While all is well it may at once. After an error it waits
+    FIRST_RECONNECT_DELAY, doubled with each further error in a row up to
+    ``max_delay``; a success resets the wait. The same wait serves a
+    reconnection and a retry on the same connection, so a database that
+    keeps failing costs the worker one attempt per wait, never a busy loop.
+    """
+
+    max_delay: float
+    delay: float = FIRST_RECONNECT_DELAY
+    next_attempt: float = 0.0
+
+    def due(self, now: float) -> bool:
+        """Whether the database may be tried now."""
+        return now >= self.next_attempt
+
+    def failed(self, now: float) -> float:
+        """An attempt failed at ``now``: plan the next one; returns the wait."""
+        wait = min(self.delay, self.max_delay)
+        self.next_attempt = now + wait
+        self.delay = min(wait * 2, self.max_delay)
+        return wait
+
+    def succeeded(self) -> None:
+        """An attempt worked: the next error waits the first delay again."""
+        self.delay = FIRST_RECONNECT_DELAY
+
+
+# Errors after which the connection is replaced rather than used again,
+# by SQLSTATE class (two characters) or code. Every other error leaves a
+# connection that is still idle in place: the statement failed and its
+# transaction rolled back (serialization failure 40001, deadlock 40P01,
+# statement timeout 57014, a lock not available, a trigger's error, ...).
+RECONNECT_CLASSES = frozenset(
+    {
+        "08",  # connection exception
+        "28",  # invalid authorization (a password changed): try a fresh login
+        "3D",  # the database does not exist (dropped and recreated?)
+    }
+)
+RECONNECT_STATES = frozenset(
+    {
+        "57P01",  # admin_shutdown: pg_terminate_backend, or a server shutting down
+        "57P02",  # crash_shutdown
+        "57P03",  # cannot_connect_now: starting up
+        "57P04",  # database_dropped
+        "53300",  # too_many_connections
+        "25006",  # read_only_sql_transaction: after a failover the server is a standby now;
+        # a new connection (target_session_attrs=read-write) finds the new primary
+        "25P02",  # in_failed_sql_transaction
+        "25P03",  # idle_in_transaction_session_timeout
+        "42P05",  # duplicate_prepared_statement: a pooler swapped the server connection
+        "26000",  # invalid_sql_statement_name: the same
+        "0A000",  # feature_not_supported, e.g. "cached plan must not change result type"
+    }
+)
+
+
+def reconnect_needed(sqlstate: str | None, *, connection_usable: bool) -> bool:
+    """Whether a database error calls for a new connection: when the old
+    one is closed, broken or left inside a transaction, when the error came
+    without a SQLSTATE (the client lost the server), or for the SQLSTATEs
+    above. Otherwise the worker waits and uses the same connection again."""
+    if not connection_usable or sqlstate is None:
+        return True
+    return sqlstate[:2] in RECONNECT_CLASSES or sqlstate in RECONNECT_STATES
 
 
 class PopTurns:

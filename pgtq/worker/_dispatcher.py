@@ -10,9 +10,10 @@ when no scheduler runs. What a failure means (retry when, or give up) is
 decided by ``pgtq.fail`` in the database, never here.
 
 Idle, it waits for a notification from the listener thread (a push wakes it
-at once) or for its poll interval. It survives database restarts: it
-reconnects with capped backoff, keeps the outcomes it could not write and
-writes them after reconnecting (a stale lease makes that safe). On SIGTERM
+at once) or for its poll interval. It survives any database error after
+start (``_link.py``): it logs it, reconnects when needed, waits with capped
+backoff, keeps the outcomes it could not write and writes them once the
+database answers again (a stale lease makes that safe). On SIGTERM
 or SIGINT it stops claiming, lets running jobs finish within the grace
 period, hands back the rest with ``pgtq.release`` and exits 0; a second
 signal stops it at once, and the leases protect the jobs it held.
@@ -40,8 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from pgtq._db import gateway
 from pgtq._records import Outcome, WorkerIdentity
-from pgtq.database import check_schema
-from pgtq.errors import ConnectionFailedError, PgTqError, UnknownTaskError
+from pgtq.errors import UnknownTaskError
 from pgtq.handler import Handler
 from pgtq.queue import PgTq
 from pgtq.task import Task
@@ -56,6 +56,7 @@ from pgtq.worker._decisions import (
     timeout_deadline,
 )
 from pgtq.worker._execution import timeout_outcome, unknown_task_outcome
+from pgtq.worker._link import DATABASE_ERRORS, DatabaseLink, describe
 from pgtq.worker._listener import ANY_QUEUE, Listener
 from pgtq.worker._pools import Pool, ProcessPool, ThreadPool
 from pgtq.worker._settings import PoolKind, WorkerSettings, new_worker_id
@@ -93,6 +94,10 @@ class _StopRequest:
 class Worker:
     """Serves one or more queues until stopped (``stop()`` or a signal).
 
+    The queues' database is reached at their DSN; LISTEN, which needs a
+    session of its own, at ``listen_dsn`` (default: the same DSN). Behind
+    PgBouncer in transaction mode, give a direct or session-mode DSN there.
+
     ``clock`` (default ``time.monotonic``) is where every timing decision
     reads the time, so tests can drive those decisions.
     """
@@ -103,6 +108,7 @@ class Worker:
         settings: WorkerSettings | None = None,
         *,
         target: str | None = None,
+        listen_dsn: str | None = None,
         clock: Clock = time.monotonic,
         on_written: Callable[[Outcome, bool], None] | None = None,
     ) -> None:
@@ -119,6 +125,7 @@ class Worker:
         self.target = target
         self.worker_id = new_worker_id()
         self.dsn = served[0].dsn
+        self.listen_dsn = listen_dsn or self.dsn
         self._clock = clock
         # Told of each outcome once written, and whether the database took it
         # (its lease still held): the worker-local metrics (pgtq.metrics).
@@ -126,7 +133,9 @@ class Worker:
         self._identity = WorkerIdentity(self.worker_id, socket.gethostname(), os.getpid(), tuple(self.queues))
         self._lease = timedelta(seconds=self.settings.lease)
         self._events: queue_module.SimpleQueue[_Wake | _Finished | _StopRequest] = queue_module.SimpleQueue()
-        self._conn: psycopg.Connection[Any] | None = None
+        self._link = DatabaseLink(
+            self.dsn, clock=clock, max_delay=self.settings.reconnect_max_delay, on_connect=self._register
+        )
         self._running: dict[int, _Running] = {}
         self._pending: list[Outcome] = []
         self._pending_since = 0.0
@@ -134,7 +143,6 @@ class Worker:
             tick_interval=self.settings.tick_interval,
             heartbeat_interval=self.settings.heartbeat_every,
             poll_interval=self.settings.poll_interval,
-            reconnect_max_delay=self.settings.reconnect_max_delay,
         )
         self._turns = PopTurns(self.queues)
         self._stopping = False
@@ -158,12 +166,19 @@ class Worker:
     def run(self) -> int:
         """Serve jobs until stopped. Returns 0 after a graceful stop, 1 after
         a forced one. Raises when the database cannot be reached at start or
-        its schema is missing or of another version."""
-        self._connect()
-        self._register()
+        its schema is missing or of another version; after that, database
+        errors are logged and outlived."""
+        self._link.open()
+        try:
+            self._register(self._link.use())
+            self._link.settled()
+        except DATABASE_ERRORS as error:
+            self._link.failed(error)
         self._pool = self._make_pool()
         self._pool.start()
-        self._listener = Listener(self.dsn, self.queues, lambda name: self._events.put(_Wake(name)))
+        self._listener = Listener(
+            self.listen_dsn, self.queues, lambda name: self._events.put(_Wake(name)), notify_dsn=self.dsn
+        )
         self._listener.start()
         logger.info(
             "worker %s serving %s with %d %s slot(s) (handlers: %s)",
@@ -201,7 +216,7 @@ class Worker:
         while True:
             now = self._clock()
             self._enforce_timeouts(now)
-            if self._conn is not None or self._try_reconnect(now):
+            if self._link.ready(now):
                 self._talk_to_database(now)
             if self._forced:
                 return
@@ -223,8 +238,10 @@ class Worker:
                 self._timers.heartbeat_sent(now)
             self._flush_and_claim(now)
             self._claim_more()
-        except ConnectionFailedError as error:
-            self._lost_database(error)
+        except DATABASE_ERRORS as error:
+            self._link.failed(error)
+        else:
+            self._link.settled()
 
     def _wait(self, timeout: float) -> None:
         try:
@@ -260,8 +277,11 @@ class Worker:
     def _next_wakeup(self, now: float) -> float:
         if self._forced:
             return now
-        candidates = [self._timers.next_due(now, connected=self._conn is not None, stopping=self._stopping)]
-        if self._pending and self._conn is not None:
+        if self._link.waiting(now):  # after a database error: only the next attempt
+            candidates = [now + self.settings.poll_interval, self._link.backoff.next_attempt]
+        else:
+            candidates = [self._timers.next_due(now, stopping=self._stopping)]
+        if self._pending and self._link.conn is not None and not self._link.waiting(now):
             candidates.append(now if self._flush_due(now) else self._pending_since + FLUSH_DELAY)
         if self._stopping:
             candidates.append(self._shutdown_deadline)
@@ -292,9 +312,8 @@ class Worker:
             if self._flush_due(now):
                 self._flush_outcomes()
             return
-        assert self._conn is not None
         written, tasks = gateway.write_outcomes_and_pop(
-            self._conn, self._pending, queue=name, worker=self.worker_id, n=room, lease=self._lease
+            self._link.use(), self._pending, queue=name, worker=self.worker_id, n=room, lease=self._lease
         )
         self._log_written(written)
         self._took(name, room, tasks)
@@ -306,8 +325,9 @@ class Worker:
             name = self._turns.next()
             if name is None:
                 return
-            assert self._conn is not None
-            tasks = gateway.pop(self._conn, queue=name, worker=self.worker_id, n=room, lease=self._lease)
+            tasks = gateway.pop(
+                self._link.use(), queue=name, worker=self.worker_id, n=room, lease=self._lease
+            )
             self._took(name, room, tasks)
             room -= len(tasks)
 
@@ -379,9 +399,9 @@ class Worker:
 
     def _flush_outcomes(self) -> None:
         """Write every pending outcome in one round trip."""
-        if not self._pending or self._conn is None:
+        if not self._pending or self._link.conn is None:
             return
-        self._log_written(gateway.write_outcomes(self._conn, self._pending))
+        self._log_written(gateway.write_outcomes(self._link.use(), self._pending))
 
     def _log_written(self, written: gateway.Written | None) -> None:
         """Log the outcomes just written, which leave ``_pending`` only now:
@@ -399,64 +419,36 @@ class Worker:
         self._pending.clear()
 
     def _heartbeat(self) -> None:
-        assert self._conn is not None
         held = [r.task for r in self._running.values()]
-        alive = gateway.renew_leases(self._conn, self._identity, held, self._lease)
+        alive = gateway.renew_leases(self._link.use(), self._identity, held, self._lease)
         for task, kept in zip(held, alive, strict=True):
             if not kept:
                 logger.warning("lost the lease of job %d (%s): it was handed on", task.id, task.name)
 
     def _tick(self) -> None:
-        assert self._conn is not None
         for name in self.queues:
-            moved = gateway.tick(self._conn, name)
+            moved = gateway.tick(self._link.use(), name)
             if moved:
                 logger.debug("tick moved %d job(s) of queue %r", moved, name)
                 self._turns.wake([name])
 
     def _release(self, tasks: list[Task]) -> None:
-        if not tasks or self._conn is None:
+        if not tasks or self._link.conn is None:
             return
-        gateway.release_all(self._conn, tasks)
+        gateway.release_all(self._link.use(), tasks)
         for task in tasks:
             logger.info("task %s id=%d handed back (released, attempt not counted)", task.name, task.id)
 
     # -- connection --------------------------------------------------------
 
-    def _connect(self) -> None:
-        conn = gateway.connect(self.dsn)
-        try:
-            check_schema(conn)
-        except BaseException:
-            conn.close()
-            raise
-        self._conn = conn
-
-    def _register(self) -> None:
-        assert self._conn is not None
-        gateway.register_worker(self._conn, self._identity)
-
-    def _lost_database(self, error: PgTqError) -> None:
-        logger.warning("database connection lost (%s); reconnecting", error)
-        if self._conn is not None:
-            self._conn.close()
-        self._conn = None
-        self._timers.connection_lost(self._clock())
-
-    def _try_reconnect(self, now: float) -> bool:
-        if not self._timers.reconnect_due(now):
-            return False
-        try:
-            self._connect()
-            self._register()
-        except ConnectionFailedError as error:
-            delay = self._timers.reconnect_failed(now)
-            logger.warning("database still unreachable (%s); next try in %.1f s", error, delay)
-            return False
-        logger.info("reconnected; writing %d pending outcome(s)", len(self._pending))
-        self._timers.reconnected()
+    def _register(self, conn: psycopg.Connection[Any]) -> None:
+        """Record this worker in ``pgtq.workers`` (on every new connection;
+        the lease renewals refresh it), and look for work at once: what was
+        pushed while the connection was away sent no notification here."""
+        gateway.register_worker(conn, self._identity)
         self._turns.wake(self.queues)
-        return True
+        if self._pending:
+            logger.info("writing %d pending outcome(s)", len(self._pending))
 
     # -- stopping ----------------------------------------------------------
 
@@ -472,24 +464,23 @@ class Worker:
             self._running.clear()
             try:
                 self._release(late)
-            except ConnectionFailedError as error:
-                logger.warning("could not hand back the jobs (%s); their leases will expire", error)
-        return not (self._pending and self._conn is not None)  # write them first
+            except DATABASE_ERRORS as error:
+                logger.warning("could not hand back the jobs (%s); their leases will expire", describe(error))
+        # Write the pending outcomes first, while connected, up to the deadline.
+        return not (self._pending and self._link.conn is not None and now < self._shutdown_deadline)
 
     def _shut_down(self) -> None:
         if self._listener is not None:
             self._listener.stop()
         if self._pool is not None:
             self._pool.close()
-        if self._conn is not None and not self._forced:
+        if self._link.conn is not None and not self._forced:
             try:
                 self._flush_outcomes()
-                gateway.unregister_worker(self._conn, self.worker_id)
-            except PgTqError as error:
-                logger.warning("could not unregister cleanly: %s", error)
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+                gateway.unregister_worker(self._link.use(), self.worker_id)
+            except DATABASE_ERRORS as error:
+                logger.warning("could not unregister cleanly: %s", describe(error))
+        self._link.close()
         logger.info("worker %s stopped", self.worker_id)
 
 
@@ -551,16 +542,19 @@ def main_loop(
     target: str | None = None,
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
+    listen_dsn: str | None = None,
 ) -> int:
     """Run a worker for ``q`` (one queue or several) in this thread until
     SIGINT or SIGTERM; returns the exit code (0 after a graceful stop).
 
     ``concurrency`` jobs run at once in threads (``pool="thread"``, for
     I/O-bound handlers) or in child processes (``pool="process"``, for
-    CPU-bound ones; needs ``target="MODULE:QUEUE_OBJECT"``). See
-    :class:`WorkerSettings` for the other settings. With ``metrics_port``
-    it serves Prometheus metrics at ``http://metrics_host:metrics_port/metrics``
-    (the extra ``pgtq[metrics]``; see :mod:`pgtq.metrics`).
+    CPU-bound ones; needs ``target="MODULE:QUEUE_OBJECT"``). ``listen_dsn``:
+    where the listener runs LISTEN (default: the queues' DSN; see
+    :class:`Worker`). See :class:`WorkerSettings` for the other settings.
+    With ``metrics_port`` it serves Prometheus metrics at
+    ``http://metrics_host:metrics_port/metrics`` (the extra ``pgtq[metrics]``;
+    see :mod:`pgtq.metrics`).
     """
     settings = WorkerSettings(
         concurrency=concurrency,
@@ -575,13 +569,13 @@ def main_loop(
         interrupt_timed_out_threads=interrupt_timed_out_threads,
     )
     if metrics_port is None:
-        worker = Worker(q, settings, target=target)
+        worker = Worker(q, settings, target=target, listen_dsn=listen_dsn)
         with stop_on_signals(worker):
             return worker.run()
     from pgtq.metrics import WorkerMetrics
 
     served = [q] if isinstance(q, PgTq) else list(q)
     metrics = WorkerMetrics(served[0].database)
-    worker = Worker(q, settings, target=target, on_written=metrics.record)
+    worker = Worker(q, settings, target=target, listen_dsn=listen_dsn, on_written=metrics.record)
     with metrics.serve(metrics_port, metrics_host), stop_on_signals(worker):
         return worker.run()

@@ -5,33 +5,65 @@ with the queue name as payload when a job becomes ready. A notification is
 only a hint: the worker still polls, and after every (re)connection the
 listener wakes it once, since notifications sent meanwhile are lost.
 
-LISTEN needs a session of its own: through PgBouncer in transaction mode it
-does not work, so give the worker a direct DSN (``PgTq(..., dsn)``).
+LISTEN needs a session of its own. Through PgBouncer in transaction mode
+the LISTEN lands on whichever server connection runs it, and what that
+connection later hears never reaches the listener. So on its first
+connection the listener checks that notifications arrive: it sends a probe
+notification from the database the pushes go to and waits for it. If the
+probe does not come back, it says so in one warning naming the cure (a
+direct or session-mode DSN for the listener: ``--listen-dsn``), closes its
+session and stops; the worker's polling finds the jobs.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Callable, Collection
 
 from pgtq._db import gateway
-from pgtq.errors import PgTqError
+from pgtq.worker._link import DATABASE_ERRORS, describe
 
 logger = logging.getLogger("pgtq.worker")
 
 ANY_QUEUE = "*"
 
+# How long the probe notification may take to come back: milliseconds when
+# notifications work, forever when they cannot; the margin is for a busy machine.
+PROBE_TIMEOUT = 10.0
+
+
+def probe_payload() -> str:
+    """A probe's payload: it starts with a control character, which no
+    queue name may hold, so no listener mistakes it for a queue."""
+    return f"\x01pgtq-probe {uuid.uuid4().hex}"
+
 
 class Listener(threading.Thread):
-    """Calls ``wake(queue)`` for each notification of a served queue."""
+    """Calls ``wake(queue)`` for each notification of a served queue.
 
-    def __init__(self, dsn: str, queues: Collection[str], wake: Callable[[str], None]) -> None:
+    It listens at ``dsn``; its probe is sent at ``notify_dsn`` (where jobs
+    are pushed; default ``dsn``).
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        queues: Collection[str],
+        wake: Callable[[str], None],
+        *,
+        notify_dsn: str | None = None,
+        probe_timeout: float = PROBE_TIMEOUT,
+    ) -> None:
         super().__init__(name="pgtq-listener", daemon=True)
         self._dsn = dsn
+        self._notify_dsn = notify_dsn or dsn
         self._queues = frozenset(queues)
         self._wake = wake
+        self._probe_timeout = probe_timeout
         self._stopping = threading.Event()
+        self._probed = False
 
     def stop(self) -> None:
         self._stopping.set()
@@ -42,13 +74,40 @@ class Listener(threading.Thread):
             try:
                 with gateway.connect(self._dsn) as conn:
                     gateway.listen(conn)
+                    if not self._probed and not self._probe(conn):
+                        return
                     delay = 0.5
                     self._wake(ANY_QUEUE)
                     self._listen(conn)
-            except PgTqError as error:
-                logger.warning("listener lost the database (%s); reconnecting in %.1f s", error, delay)
+            except DATABASE_ERRORS as error:
+                logger.warning(
+                    "listener lost the database (%s); reconnecting in %.1f s", describe(error), delay
+                )
                 self._stopping.wait(delay)
                 delay = min(delay * 2, 30.0)
+
+    def _probe(self, conn: gateway.Connection) -> bool:
+        """Send a probe notification from another session and wait for it
+        on ``conn`` (waking the worker for any queue heard meanwhile);
+        whether it came. Logs one line either way."""
+        payload = probe_payload()
+        with gateway.connect(self._notify_dsn) as sender:
+            gateway.notify(sender, payload)
+        self._probed = True
+        for heard in gateway.notifications(conn, timeout=self._probe_timeout):
+            if heard == payload:
+                logger.info("listener: notifications arrive; an idle worker wakes at once on a push")
+                return True
+            if heard in self._queues:
+                self._wake(heard)
+        logger.warning(
+            "listener: notifications cannot reach this worker (its probe never came back within %.0f s): "
+            "its listen DSN goes through a pooler in transaction mode, or through something else "
+            "that does not keep a session; it stops listening and the worker finds jobs by polling. "
+            "Give it a direct or session-mode DSN (--listen-dsn) for instant wake-up",
+            self._probe_timeout,
+        )
+        return False
 
     def _listen(self, conn: gateway.Connection) -> None:
         while not self._stopping.is_set():

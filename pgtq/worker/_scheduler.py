@@ -11,8 +11,8 @@ import threading
 import time
 
 from pgtq.database import Database
-from pgtq.errors import ConnectionFailedError
 from pgtq.worker._decisions import FIRST_RECONNECT_DELAY, Clock
+from pgtq.worker._link import DATABASE_ERRORS, describe
 
 logger = logging.getLogger("pgtq.scheduler")
 
@@ -38,7 +38,8 @@ class Scheduler:
         self._stopping.set()
 
     def run(self) -> None:
-        """Tick until stopped; survives database restarts."""
+        """Tick until stopped; survives database restarts and any other
+        database error (logged in one line, retried with capped backoff)."""
         target = "all queues" if self.queue is None else f"queue {self.queue!r}"
         logger.info("scheduler ticking %s every %.2f s", target, self.interval)
         database = Database(self.dsn)
@@ -50,8 +51,8 @@ class Scheduler:
                 backoff = FIRST_RECONNECT_DELAY
                 if moved:
                     logger.info("tick moved %d jobs", moved)
-            except ConnectionFailedError as error:
-                logger.warning("tick failed (%s); retrying in %.1f s", error, backoff)
+            except DATABASE_ERRORS as error:
+                logger.warning("tick failed (%s); retrying in %.1f s", describe(error), backoff)
                 database.close()
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, RETRY_MAX_DELAY)

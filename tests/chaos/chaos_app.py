@@ -21,7 +21,10 @@ _local = threading.local()
 def _connection() -> psycopg.Connection[object]:
     conn = getattr(_local, "conn", None)
     if conn is None or conn.closed or conn.broken:
-        conn = _local.conn = psycopg.connect(q.dsn, autocommit=True)
+        # prepare_threshold=None: the workers may reach the database through
+        # PgBouncer in transaction mode (`make chaos` does), which cannot
+        # follow prepared statements.
+        conn = _local.conn = psycopg.connect(q.dsn, autocommit=True, prepare_threshold=None)
     return conn
 
 

@@ -8,7 +8,10 @@ short lease and a scheduler drain them. Every --kill-every seconds one worker
 gets SIGKILL and is started again; --restarts times PostgreSQL itself is
 stopped with `pg_ctl stop -m immediate` and started again. Each job records
 its token in a side table (its own transaction) before it completes.
-Afterwards every pushed token must be a done job, recorded at least once;
+With --bouncer the workers and the scheduler reach PostgreSQL through a
+PgBouncer in transaction mode (their listeners directly), and the bouncer
+is restarted once, half-way. Afterwards every pushed token must be a done
+job, recorded at least once;
 jobs recorded more than once are counted and must stay within what was in
 flight at the kills and restarts. Prints one summary line; exits 1 if the
 books do not balance.
@@ -29,11 +32,12 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO / "scripts"))
+import pgbouncer  # noqa: E402
 import pgcluster  # noqa: E402
 
 from pgtq.migrate import upgrade  # noqa: E402
@@ -48,6 +52,7 @@ class Books:
     pushed: int = 0
     kills: int = 0
     restarts: int = 0
+    bouncer_restarts: int = 0
     restart_progress: list[float] = field(default_factory=list)
 
 
@@ -65,6 +70,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--push-batch", type=int, default=500)
     parser.add_argument("--deadline", type=float, default=600.0, help="give up after this many seconds")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--bouncer", action="store_true", help="route the workers through PgBouncer and restart it once"
+    )
     return parser.parse_args(argv)
 
 
@@ -132,6 +140,16 @@ def start_process(args: list[str], dsn: str, log: Path) -> subprocess.Popen[byte
         )
 
 
+def start_bouncer(server_dsn: str, folder: Path) -> pgbouncer.Bouncer:
+    """A PgBouncer in transaction mode in front of the server (stopped by the caller)."""
+    workdir = folder / "chaos-bouncer"
+    workdir.mkdir(exist_ok=True)
+    port = int(conninfo_to_dict(server_dsn).get("port") or 5432)
+    bouncer = pgbouncer.Bouncer(workdir, server_port=port, pool_mode="transaction", pool_size=10)
+    bouncer.start()
+    return bouncer
+
+
 def done_count(dsn: str) -> int | None:
     try:
         with psycopg.connect(dsn, connect_timeout=2) as conn:
@@ -165,6 +183,11 @@ def run(options: argparse.Namespace) -> int:
         "--poll-interval",
         "0.5",
     ]
+    bouncer = start_bouncer(server_dsn, Path(datadir).parent) if options.bouncer else None
+    worker_dsn = dsn
+    if bouncer is not None:
+        worker_dsn = make_conninfo(dsn, host="127.0.0.1", port=str(bouncer.port))
+        worker_args += ["--listen-dsn", dsn]
     books = Books()
     stop = threading.Event()
     started = time.monotonic()
@@ -172,8 +195,10 @@ def run(options: argparse.Namespace) -> int:
         target=produce, args=(dsn, options.jobs, options.push_batch, books, stop), daemon=True
     )
     producer.start()
-    workers = [start_process(worker_args, dsn, logs / f"worker-{n}.log") for n in range(options.workers)]
-    scheduler = start_process(["scheduler", "chaos", "--interval", "0.5"], dsn, logs / "scheduler.log")
+    workers = [
+        start_process(worker_args, worker_dsn, logs / f"worker-{n}.log") for n in range(options.workers)
+    ]
+    scheduler = start_process(["scheduler", "chaos", "--interval", "0.5"], worker_dsn, logs / "scheduler.log")
     restart_at = [(n + 1) / (options.restarts + 1) for n in range(options.restarts)]
     next_kill = time.monotonic() + options.kill_every
     finished = False
@@ -190,11 +215,15 @@ def run(options: argparse.Namespace) -> int:
                 pgcluster.pg_ctl(datadir, "stop", "--mode", "immediate")
                 pgcluster.pg_ctl(datadir, "start")
                 books.restarts += 1
+            if bouncer is not None and not books.bouncer_restarts and progress >= 0.5:
+                print(f"chaos: restarting PgBouncer at {progress:.0%} done", flush=True)
+                bouncer.restart()
+                books.bouncer_restarts += 1
             if time.monotonic() >= next_kill:
                 victim = rng.randrange(len(workers))
                 workers[victim].send_signal(signal.SIGKILL)
                 workers[victim].wait()
-                workers[victim] = start_process(worker_args, dsn, logs / f"worker-{victim}.log")
+                workers[victim] = start_process(worker_args, worker_dsn, logs / f"worker-{victim}.log")
                 books.kills += 1
                 next_kill = time.monotonic() + options.kill_every
             time.sleep(0.1)
@@ -208,6 +237,8 @@ def run(options: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        if bouncer is not None:
+            bouncer.stop()
     wall = time.monotonic() - started
     return audit(dsn, options, books, wall, finished)
 
@@ -229,7 +260,8 @@ def audit(dsn: str, options: argparse.Namespace, books: Books, wall: float, fini
     lost = expected - distinct_runs
     duplicates = runs - distinct_runs
     in_hand = max(options.batch_size, options.concurrency)
-    bound = books.kills * in_hand + books.restarts * options.workers * in_hand
+    # A bouncer restart cuts every worker's connection, as a server restart does.
+    bound = books.kills * in_hand + (books.restarts + books.bouncer_restarts) * options.workers * in_hand
     ok = (
         finished
         and lost == 0
@@ -241,7 +273,8 @@ def audit(dsn: str, options: argparse.Namespace, books: Books, wall: float, fini
     print(
         f"chaos: jobs={expected} kills={books.kills} restarts={books.restarts} lost={lost} "
         f"duplicates={duplicates} (bound {bound}) stats={states} wall={wall:.1f}s "
-        f"{'OK' if ok else 'FAILED'}",
+        f"{'OK' if ok else 'FAILED'}"
+        + (f" bouncer_restarts={books.bouncer_restarts}" if options.bouncer else ""),
         flush=True,
     )
     if not ok:

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,13 +18,14 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import pgtq
 from pgtq.migrate import upgrade
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
+import pgbouncer  # noqa: E402
 import pgcluster  # noqa: E402  (scripts/ is not a package)
 
 APPS = Path(__file__).resolve().parent / "apps"
@@ -58,6 +61,12 @@ def template_dsn(server_dsn: str) -> str:
     with psycopg.connect(server_dsn, autocommit=True) as admin:
         _recreate(admin, TEMPLATE)
     dsn = make_conninfo(server_dsn, dbname=TEMPLATE)
+    install_test_schema(dsn)
+    return dsn
+
+
+def install_test_schema(dsn: str) -> None:
+    """pgtq (alembic route) and the table the test apps record their runs in."""
     upgrade(dsn)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(
@@ -66,7 +75,6 @@ def template_dsn(server_dsn: str) -> str:
             " pid integer NOT NULL DEFAULT pg_backend_pid(),"
             " at timestamptz NOT NULL DEFAULT clock_timestamp())"
         )
-    return dsn
 
 
 @pytest.fixture
@@ -206,3 +214,42 @@ def processes(dsn: str, tmp_path: Path) -> Iterator[Processes]:
     running = Processes(dsn, tmp_path)
     yield running
     running.stop_all()
+
+
+BouncerFactory = Callable[..., pgbouncer.Bouncer]
+
+
+@pytest.fixture
+def bouncers(server_dsn: str) -> Iterator[BouncerFactory]:
+    """Start PgBouncers in front of the test server: ``bouncers(pool_mode,
+    pool_size=..., users=...)``; each is stopped by its pid at the end."""
+    if not Path(pgbouncer.PGBOUNCER).exists():
+        pytest.fail("pgbouncer is not installed: run `make system-deps`", pytrace=False)
+    server = conninfo_to_dict(server_dsn)
+    host = str(server.get("host") or "127.0.0.1")
+    started: list[pgbouncer.Bouncer] = []
+    # Its own folder under /tmp: the server user cannot enter pytest's tmp_path.
+    root = Path(tempfile.mkdtemp(prefix="pgtq-bouncer-"))
+    pgcluster.give_to_server_user(root)
+
+    def start(pool_mode: str = "transaction", **options: Any) -> pgbouncer.Bouncer:
+        bouncer = pgbouncer.Bouncer(
+            root / str(len(started)),
+            server_port=int(server.get("port") or 5432),
+            server_host="127.0.0.1" if host.startswith("/") else host,
+            pool_mode=pool_mode,
+            **options,
+        )
+        started.append(bouncer)
+        bouncer.start()
+        return bouncer
+
+    yield start
+    for bouncer in started:
+        bouncer.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def through(bouncer: pgbouncer.Bouncer, dsn: str, **options: Any) -> str:
+    """``dsn`` (of the test server) rerouted through ``bouncer``."""
+    return make_conninfo(dsn, host="127.0.0.1", port=str(bouncer.port), **options)

@@ -10,6 +10,7 @@ from pgtq.worker import WorkerSettings
 from pgtq.worker._decisions import (
     FIRST_RECONNECT_DELAY,
     FLUSH_DELAY,
+    Backoff,
     PopTurns,
     Timers,
     claim_size,
@@ -24,7 +25,6 @@ def timers(**settings: float) -> Timers:
         tick_interval=chosen.tick_interval,
         heartbeat_interval=chosen.heartbeat_every,
         poll_interval=chosen.poll_interval,
-        reconnect_max_delay=chosen.reconnect_max_delay,
     )
 
 
@@ -120,31 +120,30 @@ def test_the_next_wake_up_is_the_earliest_timer_that_applies() -> None:
     clock.ticked(100.0)
     clock.heartbeat_sent(100.0)
     assert clock.poll_due(100.0)
-    assert clock.next_due(100.0, connected=True, stopping=False) == 101.0, "the tick"
-    assert clock.next_due(100.0, connected=True, stopping=True) == 102.0, "stopping: only the poll fallback"
-    clock.connection_lost(100.0)
-    assert clock.next_due(100.0, connected=False, stopping=False) == 100.0 + FIRST_RECONNECT_DELAY
+    assert clock.next_due(100.0, stopping=False) == 101.0, "the tick"
+    assert clock.next_due(100.0, stopping=True) == 102.0, "stopping: only the poll fallback"
 
 
-# -- reconnecting --------------------------------------------------------------------
+# -- after a database error ------------------------------------------------------------
 
 
-def test_reconnect_backoff_doubles_up_to_its_cap_and_resets_after_success() -> None:
-    clock = timers(reconnect_max_delay=30.0)
-    clock.connection_lost(0.0)
-    assert not clock.reconnect_due(FIRST_RECONNECT_DELAY - 0.01)
-    assert clock.reconnect_due(FIRST_RECONNECT_DELAY)
-    waits = [clock.reconnect_failed(0.0) for _ in range(8)]
+def test_the_wait_after_errors_doubles_up_to_its_cap_and_resets_after_success() -> None:
+    backoff = Backoff(max_delay=30.0)
+    assert backoff.due(0.0), "all is well: at once"
+    assert backoff.failed(100.0) == FIRST_RECONNECT_DELAY
+    assert not backoff.due(100.0 + FIRST_RECONNECT_DELAY - 0.01)
+    assert backoff.due(100.0 + FIRST_RECONNECT_DELAY)
+    waits = [backoff.failed(0.0) for _ in range(8)]
     assert waits == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
-    assert clock.next_reconnect == 30.0
-    clock.reconnected()
-    clock.connection_lost(1000.0)
-    assert clock.next_reconnect == 1000.0 + FIRST_RECONNECT_DELAY
+    assert backoff.next_attempt == 30.0
+    backoff.succeeded()
+    assert backoff.failed(1000.0) == FIRST_RECONNECT_DELAY
+    assert backoff.next_attempt == 1000.0 + FIRST_RECONNECT_DELAY
 
 
 def test_a_small_cap_bounds_even_the_first_retry() -> None:
-    clock = timers(reconnect_max_delay=0.7)
-    assert [clock.reconnect_failed(0.0) for _ in range(3)] == [0.7, 0.7, 0.7]
+    backoff = Backoff(max_delay=0.7)
+    assert [backoff.failed(0.0) for _ in range(3)] == [0.5, 0.7, 0.7]
 
 
 # -- timeouts ----------------------------------------------------------------------

@@ -20,12 +20,10 @@ def worker_with_a_slow_job(clock: HandClock) -> tuple[Worker, RecordingPool, Tas
     def slow() -> None: ...
 
     worker = Worker(queue, WorkerSettings(poll_interval=60, tick_interval=60, lease=300), clock=clock)
-    # As if it had just ticked, renewed and polled, with nothing to reconnect:
-    # each timer is 60 s or more away.
+    # As if it had just ticked, renewed and polled: each timer is 60 s away.
     worker._timers.ticked(clock.now)
     worker._timers.heartbeat_sent(clock.now)
     worker._timers.poll_due(clock.now)
-    worker._timers.next_reconnect = clock.now + 60
     pool = RecordingPool()
     worker._pool = pool
     task = Task(id=7, queue="q", name="slow", args=())
