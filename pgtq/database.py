@@ -115,7 +115,7 @@ class Database:
 
     def installed_version(self) -> str | None:
         """The installed schema version, or None without a pgtq schema."""
-        return gateway.installed_version(self._connection())
+        return self._call(None, gateway.installed_version)
 
     def stats(self, queue: str | None = None) -> list[QueueStat]:
         """Job counts per queue and state (``pgtq.queue_stats``), of every
@@ -155,7 +155,7 @@ class Database:
         """The queue-level figures (``pgtq.metrics``): live jobs by state,
         oldest ready age, live workers, and what the history recorded over
         the last ``period`` (seconds or a timedelta, 1 minute to 31 days)."""
-        return gateway.metrics(self._connection(), as_interval(period, "period"))
+        return self._call(None, gateway.metrics, as_interval(period, "period"))
 
     def jobs(
         self,
@@ -168,18 +168,16 @@ class Database:
     ) -> list[JobInfo]:
         """Jobs newest first, filtered by queue, task and state (None: any);
         the next page starts ``before`` the last id of this one."""
-        return gateway.jobs(
-            self._connection(), queue=queue, task=task, state=state, before=before, limit=limit
-        )
+        return self._call(None, gateway.jobs, queue=queue, task=task, state=state, before=before, limit=limit)
 
     def workers(self) -> list[WorkerInfo]:
         """The live workers (``pgtq.workers``)."""
-        return gateway.workers(self._connection())
+        return self._call(None, gateway.workers)
 
     def retry_failed(self, queue: str | None = None, task: str | None = None) -> int:
         """Retry every failed job of ``queue`` and ``task`` (None: any) in
         one call (``pgtq.retry_failed``); returns how many."""
-        return gateway.retry_failed(self._connection(), queue, task)
+        return self._call(None, gateway.retry_failed, queue, task)
 
     def purge(
         self,
@@ -192,29 +190,29 @@ class Database:
         """Delete finished jobs in ``states`` older than ``older_than``
         (``pgtq.purge``), at most ``batch`` per call; returns how many."""
         older = as_interval(older_than, "older_than")
-        return gateway.purge(self._connection(), older, states, queue, batch)
+        return self._call(None, gateway.purge, older, states, queue, batch)
 
     def delete_job(self, job_id: int) -> bool:
         """Delete one finished job (``pgtq.delete_job``); False for a live
         job or an unknown id."""
-        return gateway.delete_job(self._connection(), job_id)
+        return self._call(None, gateway.delete_job, job_id)
 
     def cron_version(self) -> str | None:
         """The version of pg_cron in this database, or None without it."""
-        return gateway.cron_version(self._connection())
+        return self._call(None, gateway.cron_version)
 
     def cron_schedule(self, name: str, schedule: str, command: str) -> int:
         """Create or replace the pg_cron job ``name`` (``cron.schedule``)."""
-        return gateway.cron_schedule(self._connection(), name, schedule, command)
+        return self._call(None, gateway.cron_schedule, name, schedule, command)
 
     def cron_unschedule(self, names: Sequence[str]) -> int:
         """Remove the pg_cron jobs of these names; how many there were."""
-        return gateway.cron_unschedule(self._connection(), names)
+        return self._call(None, gateway.cron_unschedule, names)
 
     def schedules(self) -> list[dict[str, Any]] | None:
         """The periodic schedules (``pgtq.schedules``), or None when this
         schema has none (they arrive with 0.2.0's cron feature)."""
-        return gateway.schedules(self._connection())
+        return self._call(None, gateway.schedules)
 
 
 def check_schema(conn: psycopg.Connection[Any]) -> str:
