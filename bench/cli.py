@@ -20,7 +20,7 @@ from bench.runner import Scenario, run_scenarios
 from bench.setup_db import create_bench_database
 from bench.snapshot import freeze
 
-SCENARIOS = ("enqueue", "drain", "sql_drain", "levers", "wakeup", "peers", "profile", "sustained")
+SCENARIOS = ("enqueue", "drain", "sql_drain", "wakeup", "peers", "profile", "sustained")
 DEFAULT_PEERS_PYTHON = REPO / "bench" / ".venv-peers" / "bin" / "python"
 
 
@@ -75,13 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _scenarios(names: list[str]) -> list[tuple[str, Scenario]]:
     from bench import peers, profile
-    from bench.scenarios import drain, enqueue, levers, sqldrain, sustained, wakeup
+    from bench.scenarios import drain, enqueue, sqldrain, sustained, wakeup
 
     table: dict[str, Scenario] = {
         "enqueue": enqueue.run,
         "drain": drain.run,
         "sql_drain": sqldrain.run,
-        "levers": levers.run,
         "wakeup": wakeup.run,
         "peers": peers.run,
         "profile": profile.run,

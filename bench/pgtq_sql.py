@@ -8,7 +8,7 @@ from typing import Final
 PUSH: Final = "SELECT pgtq.push(queue => %s::text, task => %s::text, args => %s::jsonb)"
 
 # Bulk enqueue through pgtq's own function (one statement per 1,000 jobs).
-PUSH_MANY_PGTQ: Final = (
+PUSH_MANY: Final = (
     "SELECT count(*) FROM pgtq.push_many(queue => %s::text, task => %s::text, args => %s::jsonb[])"
 )
 
@@ -35,10 +35,8 @@ COMPLETE_UNNEST: Final = (
     " FROM unnest(%s::bigint[], %s::uuid[]) AS c(id, lease)"
 )
 
-# pgtq's own batch completion, where the installed schema has it.
-HAS_COMPLETE_MANY: Final = "SELECT to_regproc('pgtq.complete_many') IS NOT NULL"
-
-PGTQ_COMPLETE_MANY: Final = (
+# pgtq's own batch completion (one statement per batch).
+COMPLETE_MANY: Final = (
     "SELECT count(*) FROM pgtq.complete_many(ids => %s::bigint[], leases => %s::uuid[]) AS c"
 )
 
@@ -49,12 +47,3 @@ RESET: Final = "TRUNCATE pgtq._job"
 BACKLOG: Final = "SELECT count(*) FROM pgtq._job WHERE queue = %s AND state IN ('ready', 'running')"
 
 DONE_SEQS: Final = "SELECT (args->>0)::bigint, attempt FROM pgtq._job WHERE queue = %s AND state = 'done'"
-
-# Proposed functions (bench/proposals.sql, scratch schema bench_exp).
-PUSH_MANY: Final = (
-    "SELECT count(*) FROM bench_exp.push_many(queue => %s::text, task => %s::text, args => %s::jsonb[])"
-)
-
-COMPLETE_MANY: Final = (
-    "SELECT count(*) FROM bench_exp.complete_many(ids => %s::bigint[], leases => %s::uuid[])"
-)

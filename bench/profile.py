@@ -67,7 +67,6 @@ def _per_job_us(seconds: float, jobs: int) -> float:
 def _loop_claims(conn: psycopg.Connection[Any], kind: str, batch: int, jobs: int) -> float:
     """Claim and complete ``jobs`` jobs; return microseconds per job."""
     cur = conn.cursor()
-    has_many = bool(conn.execute(pgtq_sql.HAS_COMPLETE_MANY).fetchone()[0])  # type: ignore[index]
     started = time.perf_counter()
     done = 0
     claim = baseline.claim_sql(batch)
@@ -85,8 +84,7 @@ def _loop_claims(conn: psycopg.Connection[Any], kind: str, batch: int, jobs: int
                 cur.execute(pgtq_sql.COMPLETE, rows[0], prepare=True)
             else:
                 ids, leases = zip(*rows, strict=True)
-                many = pgtq_sql.PGTQ_COMPLETE_MANY if has_many else pgtq_sql.COMPLETE_UNNEST
-                cur.execute(many, (list(ids), list(leases)), prepare=True)
+                cur.execute(pgtq_sql.COMPLETE_MANY, (list(ids), list(leases)), prepare=True)
         done += len(rows)
     return _per_job_us(time.perf_counter() - started, max(done, 1))
 

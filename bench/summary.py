@@ -108,18 +108,6 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
             _value(_find(sql, kind=kind, batch=100)),
             _value(_find(sql, kind="baseline", batch=100)),
         )
-    levers = _list(results, "levers")
-    if levers:
-        add(
-            "proposal: bulk enqueue through `push_many` (bench/proposals.sql), 1,000 per call",
-            _value(_find(levers, kind="exp-push-many")),
-            bulk_base or None,
-        )
-        add(
-            "proposal: SQL-only drain, batch 100, `pop` + `complete_many`",
-            _value(_find(levers, kind="exp-complete-many")),
-            _value(_find(sql, kind="baseline", batch=100)),
-        )
     wake = _list(results, "wakeup")
     spans = [("enqueue_to_start", p) for p in ("p50_ms", "p95_ms", "p99_ms")]
     spans += [("commit_to_start", p) for p in ("p50_ms", "p99_ms")]

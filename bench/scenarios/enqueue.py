@@ -78,11 +78,9 @@ def _bulk(conn: psycopg.Connection[Any], kind: str, first: int, count: int, per_
         if kind == "base-unnest":
             cur.execute(baseline.INSERT_UNNEST, (QUEUE, TASK, [Jsonb([s]) for s in seqs]))
         elif kind == "pgtq-push-many":
-            cur.execute(pgtq_sql.PUSH_MANY_PGTQ, (QUEUE, TASK, [Jsonb([s]) for s in seqs]))
+            cur.execute(pgtq_sql.PUSH_MANY, (QUEUE, TASK, [Jsonb([s]) for s in seqs]))
         elif kind == "pgtq-unnest":
             cur.execute(pgtq_sql.PUSH_UNNEST, (QUEUE, TASK, [Jsonb([s]) for s in seqs]))
-        elif kind == "exp-push-many":
-            cur.execute(pgtq_sql.PUSH_MANY, (QUEUE, TASK, [Jsonb([s]) for s in seqs]))
         elif kind == "base-copy":
             with conn.transaction(), cur.copy(baseline.COPY) as copy:
                 for s in seqs:
@@ -138,7 +136,7 @@ def measure(ctx: Context, kind: str, clients: int, total: int, per_call: int = 1
 
 
 def _system(kind: str) -> str:
-    return {"base": "baseline", "pgtq": "pgtq", "exp": "pgtq + proposal"}[kind.split("-")[0]]
+    return "baseline" if kind.startswith("base") else "pgtq"
 
 
 def run(ctx: Context) -> list[dict[str, Any]]:
