@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log("interrupted: writing what was measured")
     results["total_seconds"] = round(time.monotonic() - started, 1)
-    from bench.report.markdown import headline_table, machine_block, targets_table
+    from bench.report.markdown import headline_table, machine_block, sustained_table
     from bench.report.write import RESULTS_DIR, write
 
     paths = write(results, stem, args.output or RESULTS_DIR, latest=not args.only)
@@ -181,8 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(headline_table(results))
     print()
-    print(targets_table(results))
-    print()
+    if results.get("sustained"):
+        print(sustained_table(results))
+        print()
     for kind, path in paths.items():
         print(f"wrote {kind}: {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
     return 0

@@ -1,10 +1,10 @@
-"""The markdown report: headline table, targets, then every scenario."""
+"""The markdown report: the machine, the headline table, then each scenario's details."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from bench.summary import PEERS, headline, targets
+from bench.summary import PEERS, headline, steady_sizes
 
 
 def _fmt(value: Any, unit: str = "") -> str:
@@ -36,14 +36,6 @@ def headline_table(results: dict[str, Any]) -> str:
             *[_fmt(row.get(p), row["unit"]) for p in peers],
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def targets_table(results: dict[str, Any]) -> str:
-    lines = ["| target (issue 5) | measured | met |", "|---|---|---|"]
-    for row in targets(results):
-        met = "n/a" if row["met"] is None else ("yes" if row["met"] else "**no**")
-        lines.append(f"| {row['target']} | {row['measured']} | {met} |")
     return "\n".join(lines)
 
 
@@ -90,14 +82,16 @@ def _correctness(results: dict[str, Any]) -> str:
     return "**Correctness failures:** " + "; ".join(bad)
 
 
-def _sustained(results: dict[str, Any]) -> str:
+def sustained_table(results: dict[str, Any]) -> str:
+    """One row per system of the sustained run (empty if it did not run)."""
     rows = results.get("sustained")
     if not isinstance(rows, list):
         return ""
     lines = [
         "| system | offered | per interval (jobs/s) | last/first | latency p50 per interval (ms) | "
-        "max table / indexes | max dead | snapshot: before -> during (jobs/s), peak backlog, recovery |",
-        "|---|---|---|---|---|---|---|---|",
+        "max table / indexes | table + indexes, steady phase, earlier / later | max dead | "
+        "snapshot: before -> during (jobs/s), peak backlog, recovery |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         snap = row.get("snapshot", {})
@@ -110,6 +104,7 @@ def _sustained(results: dict[str, Any]) -> str:
             str(row["last_vs_first"]),
             p50s,
             f"{row['max_table_bytes'] // 1024:,} KiB / {row['max_index_bytes'] // 1024:,} KiB",
+            _steady(row),
             f"{row['max_dead']:,}",
             f"{_fmt(snap.get('jobs_per_s_before'))} -> {_fmt(snap.get('jobs_per_s_during'))}, "
             f"{snap.get('peak_backlog')}, {snap.get('recovery_s')} s",
@@ -118,14 +113,18 @@ def _sustained(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _steady(row: dict[str, Any]) -> str:
+    sizes = steady_sizes(row)
+    return "too short to tell" if sizes is None else f"{sizes[0] // 1024:,} / {sizes[1] // 1024:,} KiB"
+
+
 def render(results: dict[str, Any], charts: list[str]) -> str:
     """The whole markdown report."""
     parts = [
         f"# pgtq benchmark, {results.get('date')}",
         machine_block(results),
         "## Headline\n\n" + headline_table(results),
-        "## Targets\n\n" + targets_table(results),
-        "## Sustained load and held snapshot\n\n" + _sustained(results),
+        "## Sustained load and held snapshot\n\n" + sustained_table(results),
         "## Correctness\n\n" + _correctness(results),
     ]
     drain = results.get("drain")

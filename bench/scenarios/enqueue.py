@@ -1,4 +1,4 @@
-"""Scenario 1, enqueue: one job per transaction (1 and 4 clients) and bulk
+"""Enqueue: one job per transaction (1 and 4 clients) and bulk
 (1,000 jobs per call), on pgtq and on the hand-written queue.
 
 pgtq's bulk is measured three ways: ``pgtq.push_many`` (1,000 jobs per
@@ -140,7 +140,7 @@ def _system(kind: str) -> str:
 
 
 def run(ctx: Context) -> list[dict[str, Any]]:
-    """Every enqueue variant of scenario 1."""
+    """Every enqueue variant."""
     sizes = ctx.sizes
     results = []
     for clients in (1, 4):

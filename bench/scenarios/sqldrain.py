@@ -1,4 +1,4 @@
-"""Scenario 3, SQL-only drain: the cost of pgtq's SQL API against the
+"""SQL-only drain: the cost of pgtq's SQL API against the
 hand-written claim, with no Python handler in between.
 
 Each client process loops: claim a batch, complete it, until the queue is
