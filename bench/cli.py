@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-profile", action="store_true", help="skip EXPLAIN ANALYZE and the worker profile"
     )
     parser.add_argument("--output", type=Path, help="results folder (default bench/results)")
-    parser.add_argument("--stem", help="file name stem (default: the date, with -quick for --quick)")
+    parser.add_argument("--stem", help="file name stem (default: the date and time, with -quick for --quick)")
     return parser
 
 
@@ -122,8 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         offered_rate=args.offered_rate,
     )
     started = time.monotonic()
+    interrupted = False
     now = datetime.now(UTC)
-    stem = args.stem or now.strftime("%Y-%m-%d") + ("-quick" if args.quick else "")
+    stem = args.stem or now.strftime("%Y-%m-%d-%H%M") + ("-quick" if args.quick else "")
     command = "python -m bench " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
     )
@@ -171,12 +172,13 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 procs.stop_all()
     except KeyboardInterrupt:
-        log("interrupted: writing what was measured")
+        log("interrupted: writing what was measured (not as latest)")
+        interrupted = True
     results["total_seconds"] = round(time.monotonic() - started, 1)
     from bench.report.markdown import headline_table, machine_block, sustained_table
     from bench.report.write import RESULTS_DIR, write
 
-    paths = write(results, stem, args.output or RESULTS_DIR, latest=not args.only)
+    paths = write(results, stem, args.output or RESULTS_DIR, latest=not (args.only or interrupted))
     print(machine_block(results))
     print()
     print(headline_table(results))

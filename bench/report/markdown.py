@@ -143,5 +143,7 @@ def render(results: dict[str, Any], charts: list[str]) -> str:
     errors = {k: v["error"] for k, v in results.items() if isinstance(v, dict) and "error" in v}
     if errors:
         parts.append("## Scenario errors\n\n" + "\n".join(f"- {k}: {v}" for k, v in errors.items()))
-    parts.append("## Charts\n\n" + "\n".join(f"![{c}]({c})" for c in charts))
+    if charts:
+        names = ", ".join(f"`{chart}`" for chart in charts)
+        parts.append(f"## Charts\n\nWritten by this run beside its dated report (not kept in git): {names}.")
     return "\n\n".join(parts) + "\n"
