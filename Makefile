@@ -95,6 +95,10 @@ bench: system-deps $(BENCH_VENV)/.installed ## benchmark pgtq against the SQL ce
 bench-quick: system-deps $(BENCH_VENV)/.installed ## the same benchmark with small counts (a minute or two)
 	$(BENCH_VENV)/bin/python -m bench --quick $(BENCH_ARGS)
 
+.PHONY: bench-bloat
+bench-bloat: system-deps $(BENCH_VENV)/.installed ## the load-and-bloat run: 1,000,000 jobs with pruning (about 8 min)
+	$(BENCH_VENV)/bin/python -m bench --only bloat $(BENCH_ARGS)
+
 .PHONY: bench-peers
 bench-peers: system-deps $(BENCH_VENV)/.installed $(BENCH_PEERS_VENV)/.installed ## the benchmark with Procrastinate and PgQueuer in the same run
 	$(BENCH_VENV)/bin/python -m bench --peers all --peers-python $(BENCH_PEERS_VENV)/bin/python $(BENCH_ARGS)

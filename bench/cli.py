@@ -21,6 +21,7 @@ from bench.setup_db import create_bench_database
 from bench.snapshot import freeze
 
 SCENARIOS = ("enqueue", "drain", "sql_drain", "wakeup", "peers", "profile", "sustained")
+OPTIONAL_SCENARIOS = ("bloat",)  # long: run only when named with --only
 DEFAULT_PEERS_PYTHON = REPO / "bench" / ".venv-peers" / "bin" / "python"
 
 
@@ -41,7 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--peers-python", type=Path, default=DEFAULT_PEERS_PYTHON, help="interpreter of the peers' virtualenv"
     )
     parser.add_argument(
-        "--only", default="", help=f"comma-separated scenarios to run (default all: {','.join(SCENARIOS)})"
+        "--only",
+        default="",
+        help=f"comma-separated scenarios to run (default: {','.join(SCENARIOS)}; "
+        f"only when named: {','.join(OPTIONAL_SCENARIOS)})",
     )
     parser.add_argument(
         "--sustained-seconds", type=float, help="length of pgtq's sustained run (default 300, quick 24)"
@@ -56,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.7,
         help="sustained run: the fraction of the measured drain rate to offer (default 0.7)",
+    )
+    parser.add_argument(
+        "--bloat-jobs", type=int, help="bloat scenario: jobs pushed (default 1,000,000, quick 20,000)"
+    )
+    parser.add_argument(
+        "--bloat-naptime", type=int, help="bloat scenario: autovacuum_naptime in seconds (default 10)"
     )
     parser.add_argument(
         "--concurrency", type=int, help="pgtq worker --concurrency for its best settings (skips tuning)"
@@ -75,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _scenarios(names: list[str]) -> list[tuple[str, Scenario]]:
     from bench import peers, profile
-    from bench.scenarios import drain, enqueue, sqldrain, sustained, wakeup
+    from bench.scenarios import bloat, drain, enqueue, sqldrain, sustained, wakeup
 
     table: dict[str, Scenario] = {
         "enqueue": enqueue.run,
@@ -85,6 +95,7 @@ def _scenarios(names: list[str]) -> list[tuple[str, Scenario]]:
         "peers": peers.run,
         "profile": profile.run,
         "sustained": sustained.run,
+        "bloat": bloat.run,
     }
     return [(name, table[name]) for name in names]
 
@@ -105,7 +116,7 @@ def _async_pass(ctx: Context) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     names = [n for n in (args.only.split(",") if args.only else SCENARIOS) if n]
-    unknown = set(names) - set(SCENARIOS)
+    unknown = set(names) - set(SCENARIOS) - set(OPTIONAL_SCENARIOS)
     if unknown:
         print(f"bench: unknown scenario(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
@@ -117,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     if not peers and "peers" in names:
         names.remove("peers")
     sizes = replace(
-        sizes_for(args.quick, args.sustained_seconds),
+        sizes_for(args.quick, args.sustained_seconds, args.bloat_jobs, args.bloat_naptime),
         sustained_load=args.sustained_load,
         offered_rate=args.offered_rate,
     )
@@ -175,17 +186,16 @@ def main(argv: list[str] | None = None) -> int:
         log("interrupted: writing what was measured (not as latest)")
         interrupted = True
     results["total_seconds"] = round(time.monotonic() - started, 1)
-    from bench.report.markdown import headline_table, machine_block, sustained_table
+    from bench.report.markdown import bloat_table, headline_table, machine_block, sustained_table
     from bench.report.write import RESULTS_DIR, write
 
     paths = write(results, stem, args.output or RESULTS_DIR, latest=not (args.only or interrupted))
     print(machine_block(results))
     print()
-    print(headline_table(results))
-    print()
-    if results.get("sustained"):
-        print(sustained_table(results))
-        print()
+    for table in (headline_table(results), sustained_table(results), bloat_table(results)):
+        if table:
+            print(table)
+            print()
     for kind, path in paths.items():
         print(f"wrote {kind}: {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
     return 0

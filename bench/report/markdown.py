@@ -22,11 +22,14 @@ def _ratio(value: float | None) -> str:
 
 
 def headline_table(results: dict[str, Any]) -> str:
-    """pgtq, the SQL ceiling and the peers side by side."""
+    """pgtq, the SQL ceiling and the peers side by side (empty if the run
+    measured none of the headline figures)."""
     peers = [p for p in PEERS if p in results.get("peers", {})]
     head = ["figure", "unit", "pgtq", "SQL ceiling", "pgtq / ceiling", *peers]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in headline(results):
+        if all(row.get(series) is None for series in ("pgtq", "ceiling", *peers)):
+            continue  # not measured in this run
         cells = [
             row["metric"],
             row["unit"],
@@ -36,7 +39,7 @@ def headline_table(results: dict[str, Any]) -> str:
             *[_fmt(row.get(p), row["unit"]) for p in peers],
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def machine_block(results: dict[str, Any]) -> str:
@@ -110,6 +113,33 @@ def sustained_table(results: dict[str, Any]) -> str:
             f"{snap.get('peak_backlog')}, {snap.get('recovery_s')} s",
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def bloat_table(results: dict[str, Any]) -> str:
+    """The bloat scenario's points and figures (empty if it did not run)."""
+    run = results.get("bloat")
+    if not isinstance(run, dict) or "points" not in run:
+        return ""
+    lines = [
+        f"{run['jobs']:,} jobs pushed {run['chunk']:,} per transaction, drained at batch 100, pruned "
+        f"{run['retention_s']} s after finishing; autovacuum_naptime = {run['naptime_s']} s.",
+        "",
+        "| jobs | seconds | table KiB | table + indexes KiB | dead tuples | pop p50 ms | pop p95 ms |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for p in run["points"]:
+        lines.append(
+            f"| {p['jobs']:,} | {p['seconds']:.0f} | {p['table_bytes'] // 1024:,}"
+            f" | {p['total_bytes'] // 1024:,} | {p['dead_tuples']:,} | {p['pop_p50_ms']:.2f}"
+            f" | {p['pop_p95_ms']:.2f} |"
+        )
+    lines += [
+        "",
+        f"Largest table + indexes {run['largest_total_bytes'] // 1024:,} KiB; the last size is "
+        f"{run['last_vs_first_half_largest']}x the largest of the first half; the last pop p50 is "
+        f"{run['pop_p50_last_vs_first']}x the first.",
+    ]
     return "\n".join(lines)
 
 
@@ -123,10 +153,15 @@ def render(results: dict[str, Any], charts: list[str]) -> str:
     parts = [
         f"# pgtq benchmark, {results.get('date')}",
         machine_block(results),
-        "## Headline\n\n" + headline_table(results),
-        "## Sustained load and held snapshot\n\n" + sustained_table(results),
-        "## Correctness\n\n" + _correctness(results),
     ]
+    for title, table in (
+        ("Headline", headline_table(results)),
+        ("Sustained load and held snapshot", sustained_table(results)),
+        ("Load and bloat", bloat_table(results)),
+    ):
+        if table:
+            parts.append(f"## {title}\n\n{table}")
+    parts.append("## Correctness\n\n" + _correctness(results))
     drain = results.get("drain")
     if isinstance(drain, dict) and drain.get("tuning"):
         tune = ", ".join(f"c={r['concurrency']}: {r['jobs_per_s']:,.0f}/s" for r in drain["tuning"])
