@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--peers",
         default="",
-        help="comma-separated peers to run too: procrastinate,pgqueuer,rq (or 'all'); needs --peers-python",
+        help="comma-separated peers to run too: procrastinate,pgqueuer (or 'all'); needs --peers-python",
     )
     parser.add_argument(
         "--peers-python", type=Path, default=DEFAULT_PEERS_PYTHON, help="interpreter of the peers' virtualenv"
@@ -121,9 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: unknown scenario(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
     peers = (
-        ("procrastinate", "pgqueuer", "rq")
-        if args.peers == "all"
-        else tuple(p for p in args.peers.split(",") if p)
+        ("procrastinate", "pgqueuer") if args.peers == "all" else tuple(p for p in args.peers.split(",") if p)
     )
     if not peers and "peers" in names:
         names.remove("peers")
@@ -198,4 +196,16 @@ def main(argv: list[str] | None = None) -> int:
             print()
     for kind, path in paths.items():
         print(f"wrote {kind}: {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
-    return 0
+    return 1 if _report_problems(results) or interrupted else 0
+
+
+def _report_problems(results: dict[str, Any]) -> bool:
+    """Print what broke (scenario errors, jobs not handled exactly once) on
+    stderr; whether anything did. Such a run exits 1."""
+    from bench.summary import correctness_failures, scenario_errors
+
+    problems = [f"{name} failed: {error}" for name, error in scenario_errors(results).items()]
+    problems += [f"jobs not handled exactly once: {where}" for where in correctness_failures(results)]
+    for problem in problems:
+        print(f"bench: {problem}", file=sys.stderr)
+    return bool(problems)

@@ -150,3 +150,39 @@ def steady_sizes(sustained: dict[str, Any]) -> tuple[int, int] | None:
     early = [total(s) for s in sizes if end * 0.4 <= s["t"] < end * 0.7]
     late = [total(s) for s in sizes if end * 0.7 <= s["t"] < end]
     return (max(early), max(late)) if early and late else None
+
+
+def scenario_errors(results: dict[str, Any]) -> dict[str, str]:
+    """The scenarios that broke, with their error."""
+    errors = {
+        name: value["error"]
+        for name, value in results.items()
+        if isinstance(value, dict) and "error" in value
+    }
+    peers = results.get("peers", {})
+    for peer, data in peers.items() if isinstance(peers, dict) else []:
+        if isinstance(data, dict) and "error" in data:
+            errors[f"peers: {peer}"] = data["error"]
+    return errors
+
+
+def correctness_failures(results: dict[str, Any]) -> list[str]:
+    """Every measurement whose jobs were not each handled exactly once."""
+    bad: list[str] = []
+    for name, value in results.items():
+        if isinstance(value, dict) and "correct" in value:
+            rows = [value]
+        else:
+            rows = value.get("runs", []) if isinstance(value, dict) else value
+        if not isinstance(rows, list):
+            continue
+        for row in rows:
+            if isinstance(row, dict) and "correct" in row and not row["correct"].get("ok"):
+                what = " ".join(str(row[key]) for key in ("system", "kind", "label") if row.get(key))
+                bad.append(f"{name}: {what}".rstrip(": "))
+    for peer, data in results.get("peers", {}).items():
+        for scenario, rows in data.items() if isinstance(data, dict) else []:
+            for row in rows if isinstance(rows, list) else [rows]:
+                if isinstance(row, dict) and "correct" in row and not row["correct"].get("ok"):
+                    bad.append(f"peers: {peer} {scenario}")
+    return bad

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.summary import PEERS, headline, steady_sizes
+from bench.summary import PEERS, correctness_failures, headline, scenario_errors, steady_sizes
 
 
 def _fmt(value: Any, unit: str = "") -> str:
@@ -65,19 +65,7 @@ def machine_block(results: dict[str, Any]) -> str:
 
 
 def _correctness(results: dict[str, Any]) -> str:
-    bad = []
-    for name, value in results.items():
-        rows = value.get("runs", []) if isinstance(value, dict) else value
-        if not isinstance(rows, list):
-            continue
-        for row in rows:
-            if isinstance(row, dict) and "correct" in row and not row["correct"].get("ok"):
-                bad.append(f"{name}: {row.get('system')} {row.get('kind') or row.get('label') or ''}")
-    for peer, data in results.get("peers", {}).items():
-        for scenario, rows in data.items() if isinstance(data, dict) else []:
-            for row in rows if isinstance(rows, list) else [rows]:
-                if isinstance(row, dict) and "correct" in row and not row["correct"].get("ok"):
-                    bad.append(f"peers: {peer} {scenario}")
+    bad = correctness_failures(results)
     if not bad:
         return (
             "Every job of every scenario was handled exactly once (handler records match the queues' tables)."
@@ -175,7 +163,7 @@ def render(results: dict[str, Any], charts: list[str]) -> str:
         )
     if results.get("profile", {}).get("summary"):
         parts.append("## Profile\n\n" + results["profile"]["summary"])
-    errors = {k: v["error"] for k, v in results.items() if isinstance(v, dict) and "error" in v}
+    errors = scenario_errors(results)
     if errors:
         parts.append("## Scenario errors\n\n" + "\n".join(f"- {k}: {v}" for k, v in errors.items()))
     if charts:
