@@ -1,5 +1,7 @@
 """The SQL the benchmark sends to pgtq: public functions for the measured
-paths; the private table only to reset between runs and to check results."""
+paths, the public ``pgtq.jobs`` view to check results; the private table
+only where no public object can stand in (TRUNCATE between runs, VACUUM,
+table sizes)."""
 
 from __future__ import annotations
 
@@ -44,6 +46,6 @@ PRUNE: Final = "SELECT pgtq.prune(older_than => %s::interval)"
 
 RESET: Final = "TRUNCATE pgtq._job"
 
-BACKLOG: Final = "SELECT count(*) FROM pgtq._job WHERE queue = %s AND state IN ('ready', 'running')"
+BACKLOG: Final = "SELECT count(*) FROM pgtq.jobs WHERE queue = %s AND state IN ('ready', 'running')"
 
-DONE_SEQS: Final = "SELECT (args->>0)::bigint, attempt FROM pgtq._job WHERE queue = %s AND state = 'done'"
+DONE_SEQS: Final = "SELECT (args->>0)::bigint, attempt FROM pgtq.jobs WHERE queue = %s AND state = 'done'"

@@ -107,7 +107,7 @@ def _check(ctx: Context, kind: str, expected: int) -> dict[str, Any]:
         )
     else:
         rows = ctx.execute(
-            "SELECT count(*), count(DISTINCT args) FROM pgtq._job WHERE queue = %s AND (args->>0)::int >= 0",
+            "SELECT count(*), count(DISTINCT args) FROM pgtq.jobs WHERE queue = %s AND (args->>0)::int >= 0",
             [QUEUE],
         )
     total, distinct = rows[0]

@@ -62,9 +62,9 @@ PGTQ = System(
     "pgtq._job",
     pgtq_sql.PUSH_SERIES,
     pgtq_sql.PRUNE,
-    "SELECT count(*) FROM pgtq._job WHERE queue = %s AND state = 'ready'",
+    "SELECT count(*) FROM pgtq.jobs WHERE queue = %s AND state = 'ready'",
     (QUEUE,),
-    "SELECT count(*) FROM pgtq._job WHERE state <> 'done'",
+    "SELECT count(*) FROM pgtq.jobs WHERE state <> 'done'",
 )
 BASELINE = System(
     "baseline",
