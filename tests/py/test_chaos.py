@@ -1,6 +1,7 @@
 """The chaos suite: a short run (workers killed and PostgreSQL stopped
 mid-load, and still no job lost; the full run is `make chaos`), its pass
-rule on made-up books (each way of breaking it fails it)."""
+rule on made-up books (each way of breaking it fails it), and the explicit
+opt-out for servers the tests cannot stop."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import sys
 from collections.abc import Callable
 
 import pytest
-from conftest import REPO
+from conftest import REPO, SKIP_SERVER_CONTROL, server_datadir
 
 sys.path.insert(0, str(REPO / "tests" / "chaos"))
 from verdict import Books, Job, Kill, Plan, Restart, Run, judge
@@ -21,8 +22,7 @@ CHAOS = REPO / "tests" / "chaos" / "run.py"
 
 
 def test_short_chaos_run_loses_nothing() -> None:
-    if not os.environ.get("PGTQ_TEST_PGDATA"):
-        pytest.skip("needs the throwaway server of `make test` (PGTQ_TEST_PGDATA)")
+    server_datadir()
     result = subprocess.run(
         [sys.executable, str(CHAOS), "--jobs", "2000", "--kills", "4", "--restarts", "1"],
         capture_output=True,
@@ -181,3 +181,46 @@ def test_each_way_of_breaking_the_rule_fails_it(sabotage: Sabotage) -> None:
     sabotage(books, jobs, runs)
     verdict = judge(PLAN, books, jobs, runs)
     assert not verdict.ok, f"{sabotage.__name__} passed the rule"
+
+
+# -- the opt-out ---------------------------------------------------------------------
+
+
+def _pytest_without_the_server(opt_out: bool) -> subprocess.CompletedProcess[str]:
+    """This file's chaos test, run as if PGTQ_TEST_DSN named an outside server."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PGTQ_TEST_PGDATA", SKIP_SERVER_CONTROL)}
+    if opt_out:
+        env[SKIP_SERVER_CONTROL] = "1"
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            f"{__file__}::test_short_chaos_run_loses_nothing",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=REPO,
+        env=env,
+    )
+
+
+def test_an_outside_server_fails_the_server_control_tests_without_the_opt_out() -> None:
+    result = _pytest_without_the_server(opt_out=False)
+    assert result.returncode == 1, result.stdout
+    assert f"set {SKIP_SERVER_CONTROL}=1" in result.stdout
+
+
+def test_the_opt_out_skips_them_and_the_summary_names_them() -> None:
+    result = _pytest_without_the_server(opt_out=True)
+    assert result.returncode == 0, result.stdout
+    assert "1 skipped" in result.stdout
+    assert f"{SKIP_SERVER_CONTROL}=1: server-control tests skipped" in result.stdout
+    assert (
+        "not run (stops and starts PostgreSQL): tests/py/test_chaos.py::test_short_chaos_run_loses_nothing"
+        in (result.stdout)
+    )
