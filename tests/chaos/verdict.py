@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 CUT_OFF_WITHIN = 1.0
 
 RULE = (
-    "every pushed job is in the queue exactly once and done; it ran, and the run that completed it "
+    "the producer pushed every job without an error, and every job is in the queue exactly once and "
+    "done before the deadline; it ran, and the run that completed it "
     "is recorded; no claim ran twice; every other run (a duplicate) was cut off: its own worker "
     "was SIGKILLed, or PostgreSQL stopped, while the worker held the job under that claim, at most "
     f"{CUT_OFF_WITHIN:g} s after the run; at least "
