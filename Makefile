@@ -67,8 +67,8 @@ test-long: system-deps venv ## the model-based test with many more, longer examp
 	PGTQ_HYPOTHESIS_PROFILE=long $(PY) scripts/pgcluster.py run -- $(PY) -m pytest tests/py/test_model.py $(PYTEST_ARGS)
 
 .PHONY: chaos
-chaos: system-deps venv ## kill workers and PostgreSQL under load; prove no job is lost and every duplicate is explained
-	$(PY) scripts/pgcluster.py run -- $(PY) tests/chaos/run.py $(CHAOS_ARGS)
+chaos: system-deps venv ## kill workers, PostgreSQL and PgBouncer under load; prove no job is lost and every duplicate is explained
+	$(PY) scripts/pgcluster.py run -- $(PY) tests/chaos/run.py --bouncer $(CHAOS_ARGS)
 
 # -- benchmark (bench/README.md): its own virtualenvs, its own throwaway cluster --
 BENCH_VENV := bench/.venv

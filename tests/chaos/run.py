@@ -20,6 +20,12 @@ run twice, every duplicate cut off by a kill of its own worker or by the
 stop of the server while that worker held the job, and at least the planned
 kills and restarts done. Prints the figures; exits 1 if the rule is broken,
 listing what broke it and keeping the processes' logs.
+
+With --bouncer (`make chaos` passes it) the workers and the scheduler reach
+PostgreSQL through a PgBouncer in transaction mode (their listeners
+directly), and half-way the bouncer is restarted the same way as the
+server: every worker frozen while the jobs each holds are read and the
+bouncer is stopped, then started again on its port.
 """
 
 from __future__ import annotations
@@ -34,15 +40,17 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO / "scripts"))
+import pgbouncer  # noqa: E402
 import pgcluster  # noqa: E402
 from verdict import RULE, Books, Job, Kill, Plan, Restart, Run, judge  # noqa: E402
 
@@ -88,6 +96,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--push-batch", type=int, default=500)
     parser.add_argument("--deadline", type=float, default=600.0, help="give up after this many seconds")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--bouncer", action="store_true", help="route the workers through PgBouncer and restart it once"
+    )
     return parser.parse_args(argv)
 
 
@@ -168,6 +179,16 @@ def last_line(log: Path) -> str:
     return lines[-1][-300:] if lines else "no output"
 
 
+def start_bouncer(server_dsn: str, folder: Path) -> pgbouncer.Bouncer:
+    """A PgBouncer in transaction mode in front of the server (stopped by the caller)."""
+    workdir = folder / "chaos-bouncer"
+    workdir.mkdir(exist_ok=True)
+    port = int(conninfo_to_dict(server_dsn).get("port") or 5432)
+    bouncer = pgbouncer.Bouncer(workdir, server_port=port, pool_mode="transaction", pool_size=10)
+    bouncer.start()
+    return bouncer
+
+
 def done_count(dsn: str) -> int | None:
     try:
         with psycopg.connect(dsn, connect_timeout=2) as conn:
@@ -194,8 +215,10 @@ def held_jobs(dsn: str) -> dict[int, frozenset[int]] | None:
 class Crew:
     """The worker processes and the scheduler: started, replaced, watched."""
 
-    def __init__(self, dsn: str, options: argparse.Namespace, logs: Path, books: Books) -> None:
-        self.dsn, self.logs, self.books = dsn, logs, books
+    def __init__(
+        self, dsn: str, worker_dsn: str, options: argparse.Namespace, logs: Path, books: Books
+    ) -> None:
+        self.dsn, self.worker_dsn, self.logs, self.books = dsn, worker_dsn, logs, books
         self.worker_args = [
             "worker",
             "chaos_app:q",
@@ -210,38 +233,59 @@ class Crew:
             "--poll-interval",
             "0.5",
         ]
+        if worker_dsn != dsn:  # through a bouncer: LISTEN needs a direct connection
+            self.worker_args += ["--listen-dsn", dsn]
         self.workers = [self._worker(n) for n in range(options.workers)]
         self.scheduler = self._scheduler()
 
     def _scheduler(self) -> subprocess.Popen[bytes]:
         return start_process(
-            ["scheduler", "chaos", "--interval", "0.5"], self.dsn, self.logs / "scheduler.log"
+            ["scheduler", "chaos", "--interval", "0.5"], self.worker_dsn, self.logs / "scheduler.log"
         )
 
     def _worker(self, slot: int) -> subprocess.Popen[bytes]:
-        return start_process(self.worker_args, self.dsn, self.logs / f"worker-{slot}.log")
+        return start_process(self.worker_args, self.worker_dsn, self.logs / f"worker-{slot}.log")
+
+    def registered(self) -> set[int] | None:
+        """The pids of the workers that connected (registered themselves),
+        or None while the database is away."""
+        try:
+            with psycopg.connect(self.dsn, connect_timeout=2) as conn:
+                return {int(row[0]) for row in conn.execute("SELECT pid FROM pgtq.workers")}
+        except psycopg.OperationalError:
+            return None
 
     def watch(self) -> None:
-        """Note (and replace) any worker that died without being killed."""
+        """Replace any worker that died without being killed, and note it: a
+        worker that had connected must never die; one that could not connect
+        at its start exits, as it should (through PgBouncer logins fail for a
+        while after a server restart), and is only counted."""
+        pids: set[int] | None = None
         for slot, process in enumerate(self.workers):
-            if process.poll() is not None:
-                log = last_line(self.logs / f"worker-{slot}.log")
-                self.books.unexpected_exits.append(
-                    f"worker pid {process.pid} (exit code {process.returncode}: {log})"
-                )
-                self.workers[slot] = self._worker(slot)
+            if process.poll() is None:
+                continue
+            pids = self.registered() if pids is None else pids
+            said = last_line(self.logs / f"worker-{slot}.log")
+            note = f"worker pid {process.pid} (exit code {process.returncode}: {said})"
+            connected = pids is None or process.pid in pids
+            (self.books.unexpected_exits if connected else self.books.failed_starts).append(note)
+            self.workers[slot] = self._worker(slot)
         if self.scheduler.poll() is not None:
             self.books.unexpected_exits.append(f"scheduler (exit code {self.scheduler.returncode})")
             self.scheduler = self._scheduler()
 
-    def kill_one(self, rng: random.Random) -> None:
-        """SIGKILL a worker that holds running jobs (any, if none is known to),
-        note it in the books with the jobs it held, and start a new one in
-        its place. The victim is frozen (SIGSTOP) before its jobs are read,
-        so it cannot claim or run anything the books would miss."""
-        held = held_jobs(self.dsn)
-        slots = [slot for slot, p in enumerate(self.workers) if held and held.get(p.pid)]
-        slot = rng.choice(slots) if slots else rng.randrange(len(self.workers))
+    def kill_one(self, rng: random.Random) -> bool:
+        """SIGKILL a connected worker, one that holds running jobs if any
+        does; note it in the books with the jobs it held, and start a new one
+        in its place. The victim is frozen (SIGSTOP) before its jobs are
+        read, so it cannot claim or run anything the books would miss.
+        False (and no kill) while no worker is connected."""
+        held, pids = held_jobs(self.dsn), self.registered()
+        live = [slot for slot, p in enumerate(self.workers) if p.poll() is None and p.pid in (pids or ())]
+        holding = [slot for slot in live if held and held.get(self.workers[slot].pid)]
+        if not live:
+            return False
+        slot = rng.choice(holding or live)
         victim = self.workers[slot]
         at = time.time()
         victim.send_signal(signal.SIGSTOP)
@@ -251,28 +295,30 @@ class Crew:
         jobs = None if held is None else held.get(victim.pid, frozenset())
         self.books.kills.append(Kill(victim.pid, at, jobs, victim.returncode))
         self.workers[slot] = self._worker(slot)
+        return True
 
-    def restart_server(self, datadir: str) -> Restart:
-        """Stop PostgreSQL at once (no shutdown checkpoint, clients cut off)
-        and start it again. The workers are connected first (one still
-        starting would exit, as it should) and frozen while the running jobs
-        each holds are read and the server is stopped, so the books know
-        every claim the outage cut off; they run on while it is down."""
+    def outage(
+        self, what: str, stop: Callable[[], None], start: Callable[[], None], pid: Callable[[], int | None]
+    ) -> Restart:
+        """Cut every worker off at once (``stop``), then ``start`` again. The
+        workers are connected first (one still starting would exit, as it
+        should) and frozen while the running jobs each holds are read and
+        the stop happens, so the books know every claim the outage cut off;
+        they run on while it lasts."""
         self.wait_until_connected()
-        cluster = pgcluster.Cluster(Path(datadir))
-        old_pid, down_at = cluster.pid(), time.time()
+        old_pid, down_at = pid(), time.time()
         for process in self.workers:
             process.send_signal(signal.SIGSTOP)
         try:
             self.settle()
             held = held_jobs(self.dsn)
-            pgcluster.pg_ctl(datadir, "stop", "--mode", "immediate")
+            stop()
         finally:
             for process in self.workers:
                 process.send_signal(signal.SIGCONT)
-        pgcluster.pg_ctl(datadir, "start")
+        start()
         claims = None if held is None else frozenset((pid, job) for pid, jobs in held.items() for job in jobs)
-        return Restart(down_at, time.time(), old_pid, cluster.pid(), claims)
+        return Restart(what, down_at, time.time(), old_pid, pid(), claims)
 
     def settle(self, timeout: float = 2.0) -> None:
         """Wait (up to ``timeout``) until no statement the crew sent is still
@@ -283,17 +329,12 @@ class Crew:
             while conn.execute(BUSY, [APP_NAME]).fetchone()[0] and time.monotonic() < deadline:  # type: ignore[index]
                 time.sleep(0.005)
 
-    def wait_until_connected(self, timeout: float = 30.0) -> None:
-        """Wait (up to ``timeout``) until every worker has registered, that
-        is, has connected."""
+    def wait_until_connected(self, timeout: float = 60.0) -> None:
+        """Wait (up to ``timeout``) until every worker has connected."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            try:
-                with psycopg.connect(self.dsn, connect_timeout=2) as conn:
-                    registered = {row[0] for row in conn.execute("SELECT pid FROM pgtq.workers")}
-            except psycopg.OperationalError:
-                registered = set()
-            if {process.pid for process in self.workers} <= registered:
+            self.watch()
+            if {process.pid for process in self.workers} <= (self.registered() or set()):
                 return
             time.sleep(0.05)
 
@@ -331,7 +372,7 @@ def run(options: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    plan = Plan(options.jobs, options.kills, options.restarts)
+    plan = Plan(options.jobs, options.kills, options.restarts, 1 if options.bouncer else 0)
     print(f"chaos: pass rule: {RULE}", flush=True)
     rng = random.Random(options.seed)
     dsn = prepare_database(server_dsn)
@@ -342,8 +383,29 @@ def run(options: argparse.Namespace) -> int:
     started = time.monotonic()
     producer = threading.Thread(target=producing, args=(dsn, options, books, stop), daemon=True)
     producer.start()
-    crew = Crew(dsn, options, logs, books)
-    kill_at, restart_at = schedule(options.kills), schedule(options.restarts)
+    bouncer = start_bouncer(server_dsn, Path(datadir).parent) if options.bouncer else None
+    worker_dsn = dsn if bouncer is None else make_conninfo(dsn, host="127.0.0.1", port=str(bouncer.port))
+    cluster = pgcluster.Cluster(Path(datadir))
+    outages = {
+        "postgres": lambda: crew.outage(
+            "postgres",
+            lambda: pgcluster.pg_ctl(datadir, "stop", "--mode", "immediate"),
+            lambda: pgcluster.pg_ctl(datadir, "start"),
+            cluster.pid,
+        ),
+        "pgbouncer": lambda: crew.outage(
+            "pgbouncer",
+            bouncer.stop,
+            bouncer.start,
+            lambda: bouncer.pid,  # type: ignore[union-attr]
+        ),
+    }
+    events = sorted(
+        [(at, "postgres") for at in schedule(options.restarts)]
+        + [(0.5, "pgbouncer")] * plan.bouncer_restarts
+        + [(at, "kill") for at in schedule(options.kills)]
+    )
+    crew = Crew(dsn, worker_dsn, options, logs, books)
     try:
         while time.monotonic() - started < options.deadline and not books.producer_error:
             done = done_count(dsn)
@@ -352,17 +414,21 @@ def run(options: argparse.Namespace) -> int:
                 break
             progress = (done or 0) / options.jobs
             crew.watch()
-            if restart_at and progress >= restart_at[0]:
-                restart_at.pop(0)
-                print(f"chaos: stopping PostgreSQL (immediate) at {progress:.0%} done", flush=True)
-                books.restarts.append(crew.restart_server(datadir))
-            elif kill_at and progress >= kill_at[0]:
-                kill_at.pop(0)
-                crew.kill_one(rng)
+            if events and progress >= events[0][0]:
+                event = events[0][1]
+                if event == "kill":
+                    if crew.kill_one(rng):
+                        events.pop(0)
+                else:
+                    events.pop(0)
+                    print(f"chaos: stopping {event} (all connections cut) at {progress:.0%} done", flush=True)
+                    books.restarts.append(outages[event]())
             time.sleep(0.1)
     finally:
         stop.set()
         crew.stop()
+        if bouncer is not None:
+            bouncer.stop()
     wall = time.monotonic() - started
     return audit(dsn, plan, books, options.lease, wall, logs)
 
@@ -395,7 +461,9 @@ def audit(dsn: str, plan: Plan, books: Books, lease: float, wall: float, logs: P
     print(
         f"chaos: jobs={f['jobs']} done={f['done']} runs={f['runs']} "
         f"kills={f['kills']}/{plan.kills} (holding jobs: {f['kills_holding_jobs']}) "
-        f"restarts={f['restarts']}/{plan.restarts} never_ran={f['never_ran']} "
+        f"restarts={f['restarts']}/{plan.restarts} "
+        f"bouncer_restarts={f['bouncer_restarts']}/{plan.bouncer_restarts} "
+        f"never_ran={f['never_ran']} failed_starts={len(books.failed_starts)} "
         f"duplicates={f['duplicates']} (killed worker {f['duplicates_killed']}, "
         f"restart {f['duplicates_restart']}, unexplained {f['duplicates_unexcused']}) "
         f"wall={wall:.1f}s {'OK' if verdict.ok else 'FAILED'}",

@@ -22,13 +22,13 @@ CUT_OFF_WITHIN = 1.0
 
 RULE = (
     "the producer pushed every job without an error, and every job is in the queue exactly once and "
-    "done before the deadline; it ran, and the run that completed it "
-    "is recorded; no claim ran twice; every other run (a duplicate) was cut off: its own worker "
-    "was SIGKILLed, or PostgreSQL stopped, while the worker held the job under that claim, at most "
-    f"{CUT_OFF_WITHIN:g} s after the run; at least "
-    "the planned kills (each found its worker alive, and at least one found it holding jobs) and "
-    "restarts (each gave a new postmaster pid) happened; no worker died unasked and every worker "
-    "and the scheduler stopped cleanly (exit 0) at the end"
+    "done before the deadline; it ran, and the run that completed it is recorded; no claim ran twice; "
+    "every other run (a duplicate) was cut off: its own worker was SIGKILLed, or PostgreSQL (or "
+    "PgBouncer) stopped, while the worker held the job under that claim, at most "
+    f"{CUT_OFF_WITHIN:g} s after the run; at least the planned kills (each found its worker alive, "
+    "and at least one found it holding jobs) and restarts (each gave a new postmaster, or "
+    "PgBouncer, pid) happened; no worker died unasked once connected, and every worker and the "
+    "scheduler stopped cleanly (exit 0) at the end"
 )
 
 EXAMPLES = 5  # offending jobs named per failure
@@ -46,11 +46,13 @@ class Kill:
 
 @dataclass(frozen=True)
 class Restart:
-    """One immediate stop and start of PostgreSQL."""
+    """One outage that cut every worker off: PostgreSQL stopped at once
+    (``what="postgres"``) or PgBouncer stopped (``"pgbouncer"``), then started."""
 
+    what: str
     down_at: float
     up_at: float
-    old_pid: int | None
+    old_pid: int | None  # the postmaster's or the bouncer's
     new_pid: int | None
     held: frozenset[tuple[int, int]] | None  # (worker pid, job id) running at the stop (None: unknown)
 
@@ -84,6 +86,7 @@ class Plan:
     jobs: int
     kills: int
     restarts: int
+    bouncer_restarts: int = 0
 
 
 @dataclass
@@ -94,7 +97,8 @@ class Books:
     finished: bool = False
     kills: list[Kill] = field(default_factory=list)
     restarts: list[Restart] = field(default_factory=list)
-    unexpected_exits: list[str] = field(default_factory=list)
+    unexpected_exits: list[str] = field(default_factory=list)  # died after connecting: a failure
+    failed_starts: list[str] = field(default_factory=list)  # could not connect at start: counted only
     unclean_stops: list[str] = field(default_factory=list)
     producer_error: str | None = None
 
@@ -132,21 +136,33 @@ def _check_books(plan: Plan, books: Books, failures: list[str]) -> dict[str, int
         failures.append(f"{len(kills)} kills happened, {plan.kills} were planned")
     if plan.kills and not holding:
         failures.append("no kill hit a worker that held jobs: the kills proved nothing")
-    restarts = [r for r in books.restarts if r.old_pid and r.new_pid and r.old_pid != r.new_pid]
+    restarted = [r for r in books.restarts if r.old_pid and r.new_pid and r.old_pid != r.new_pid]
+    restarts = [r for r in restarted if r.what == "postgres"]
+    bouncer_restarts = [r for r in restarted if r.what == "pgbouncer"]
     if len(restarts) < plan.restarts:
         failures.append(
             f"{len(restarts)} restarts happened (new postmaster pid), {plan.restarts} were planned"
+        )
+    if len(bouncer_restarts) < plan.bouncer_restarts:
+        failures.append(
+            f"{len(bouncer_restarts)} PgBouncer restarts happened (new pid),"
+            f" {plan.bouncer_restarts} were planned"
         )
     if books.unexpected_exits:
         failures.append(f"processes that died unasked: {_names(books.unexpected_exits)}")
     if books.unclean_stops:
         failures.append(f"processes that did not stop cleanly: {_names(books.unclean_stops)}")
-    return {"kills": len(kills), "kills_holding_jobs": len(holding), "restarts": len(restarts)}
+    return {
+        "kills": len(kills),
+        "kills_holding_jobs": len(holding),
+        "restarts": len(restarts),
+        "bouncer_restarts": len(bouncer_restarts),
+    }
 
 
 def _cut_off(run: Run, books: Books) -> str | None:
     """What cut off a run that did not complete its job, so it ran again:
-    its own worker killed, or PostgreSQL stopped, while the worker held the
+    its own worker killed, or PostgreSQL or PgBouncer stopped, while it held the
     job (read after the worker was frozen), and not long after the run. The
     held job, not the clock, ties the cut to the claim: a claim sent just
     before the freeze can start on the server a moment after it. None if
@@ -178,7 +194,8 @@ def _context(run: Run, its_runs: list[Run], books: Books, origin: float) -> str:
         if k.pid == run.pid
     )
     restarts = ", ".join(
-        f"{t(r.down_at)}-{t(r.up_at)} (held it: {'yes' if (run.pid, run.job_id) in (r.held or ()) else 'no'})"
+        f"{r.what} {t(r.down_at)}-{t(r.up_at)}"
+        f" (held it: {'yes' if (run.pid, run.job_id) in (r.held or ()) else 'no'})"
         for r in books.restarts
     )
     return (

@@ -27,7 +27,7 @@ def test_short_chaos_run_loses_nothing() -> None:
     summary = next((line for line in result.stdout.splitlines() if line.startswith("chaos: jobs=")), "")
     print(summary)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert re.search(r"kills=4/4 .* restarts=1/1 never_ran=0 .* unexplained 0\) .* OK$", summary), summary
+    assert re.search(r"kills=4/4 .* restarts=1/1 .* never_ran=0 .* unexplained 0\) .* OK$", summary), summary
 
 
 # -- the opt-out ---------------------------------------------------------------------

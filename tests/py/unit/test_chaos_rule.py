@@ -27,7 +27,7 @@ def green() -> tuple[Books, list[Job], list[Run]]:
         pushed=100,
         finished=True,
         kills=[Kill(pid=202, at=10.3, held=frozenset({7, 8, 9}), exit_code=-9)],
-        restarts=[Restart(down_at=20.0, up_at=21.0, old_pid=1, new_pid=2, held=frozenset({(101, 50)}))],
+        restarts=[Restart("postgres", 20.0, 21.0, old_pid=1, new_pid=2, held=frozenset({(101, 50)}))],
     )
     jobs = [Job(f"t{n}", n, "done", 2 if n == 7 else 1) for n in range(100)]
     runs = [Run(f"t{n}", n, 1, 101, 30.0 + n, 30.1 + n) for n in range(100) if n != 7]
