@@ -99,6 +99,10 @@ bench-quick: system-deps $(BENCH_VENV)/.installed ## the same benchmark with sma
 bench-bloat: system-deps $(BENCH_VENV)/.installed ## the load-and-bloat run: 1,000,000 jobs with pruning (about 8 min)
 	$(BENCH_VENV)/bin/python -m bench --only bloat $(BENCH_ARGS)
 
+.PHONY: bench-bouncer
+bench-bouncer: system-deps $(BENCH_VENV)/.installed ## what PgBouncer and prepared statements cost: push and drain, direct and through bouncers
+	$(BENCH_VENV)/bin/python -m bench.bouncer_overhead $(BENCH_ARGS)
+
 .PHONY: bench-peers
 bench-peers: system-deps $(BENCH_VENV)/.installed $(BENCH_PEERS_VENV)/.installed ## the benchmark with Procrastinate and PgQueuer in the same run
 	$(BENCH_VENV)/bin/python -m bench --peers all --peers-python $(BENCH_PEERS_VENV)/bin/python $(BENCH_ARGS)
