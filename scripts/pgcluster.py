@@ -368,7 +368,7 @@ def start_standby(primary: Cluster, name: str = "pgtq_standby") -> Cluster:
     give_to_server_user(root)
     root.chmod(0o755)
     cluster = Cluster(root / "data", primary.bindir)
-    subprocess.run(
+    copied = subprocess.run(
         as_server_user(
             [
                 str(primary.bindir / "pg_basebackup"),
@@ -387,9 +387,12 @@ def start_standby(primary: Cluster, name: str = "pgtq_standby") -> Cluster:
                 "--no-sync",
             ]
         ),
-        check=True,
-        stdout=subprocess.DEVNULL,
+        capture_output=True,  # it warns of every socket it skips: the primary's lives in its folder
+        text=True,
+        check=False,
     )
+    if copied.returncode != 0:
+        raise RuntimeError(f"pg_basebackup failed: {copied.stderr.strip()}")
     port = free_port()
     source = f"host={primary.datadir} port={primary.port} user={SERVER_USER} application_name={name}"
     with (cluster.datadir / "postgresql.auto.conf").open("a") as config:  # the copy's settings, then these
