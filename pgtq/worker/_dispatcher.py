@@ -46,7 +46,7 @@ from typing import Any
 
 from pgtq._db.conninfo import server_label
 from pgtq._records import Outcome
-from pgtq.errors import UnknownTaskError
+from pgtq.errors import ConnectionFailedError, UnknownTaskError
 from pgtq.handler import Handler
 from pgtq.queue import PgTq
 from pgtq.task import Task
@@ -59,7 +59,7 @@ from pgtq.worker._decisions import (
     timeout_deadline,
 )
 from pgtq.worker._execution import timeout_outcome, unknown_task_outcome
-from pgtq.worker._link import DATABASE_ERRORS, describe
+from pgtq.worker._link import DATABASE_ERRORS, describe, unreachable
 from pgtq.worker._pools import Pool, ProcessPool, ThreadPool
 from pgtq.worker._routing import JobKey, job_key, plan_servers
 from pgtq.worker._server import Server
@@ -158,18 +158,11 @@ class Worker:
 
     def run(self) -> int:
         """Serve jobs until stopped. Returns 0 after a graceful stop, 1 after
-        a forced one. Raises when a server cannot be reached at start or
-        its schema is missing or of another version; after that, database
-        errors are logged and outlived."""
-        opened: list[Server] = []
-        try:
-            for server in self.servers:
-                server.open()
-                opened.append(server)
-        except BaseException:
-            for server in opened:
-                server.link.close()
-            raise
+        a forced one. Raises when the database cannot be reached at start
+        (with several servers: none of them) or a schema is missing or of
+        another version (see ``_open_servers``); after that, database errors
+        are logged and outlived."""
+        self._open_servers()
         self._pool = self._make_pool()
         self._pool.start()
         for server in self.servers:
@@ -180,6 +173,31 @@ class Worker:
         finally:
             self._shut_down()
         return 1 if self._forced else 0
+
+    def _open_servers(self) -> None:
+        """Connect to each server. A malformed DSN or a missing or unknown
+        schema raises (configuration errors), and so does a server that
+        cannot be reached when the worker has no other. A worker of several
+        servers serves those that answer, and leaves one that cannot be
+        reached (down, restarting) to its link's backoff; when none answers,
+        the first error is raised."""
+        down: list[tuple[Server, ConnectionFailedError]] = []
+        try:
+            for server in self.servers:
+                try:
+                    server.open()
+                except ConnectionFailedError as error:
+                    if len(self.servers) == 1 or not unreachable(error):
+                        raise
+                    down.append((server, error))
+            if len(down) == len(self.servers):
+                raise down[0][1]
+        except BaseException:
+            for server in self.servers:
+                server.link.close()
+            raise
+        for server, error in down:
+            server.link.postpone(error)
 
     def _log_start(self) -> None:
         logger.info(

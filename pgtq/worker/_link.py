@@ -48,6 +48,12 @@ def sqlstate_of(error: BaseException) -> str | None:
     return None
 
 
+def unreachable(error: BaseException) -> bool:
+    """Whether a failed connection found no server to talk to (down,
+    restarting, or a wrong host or port), rather than a malformed DSN."""
+    return isinstance(error.__cause__, psycopg.OperationalError)
+
+
 def describe(error: BaseException) -> str:
     """One line naming a database error: its class, SQLSTATE and message."""
     cause = error.__cause__ if isinstance(error, PgTqError) and error.__cause__ is not None else error
@@ -143,6 +149,18 @@ class DatabaseLink:
             )
         if reconnect:
             self.close()
+
+    def postpone(self, error: BaseException) -> None:
+        """The first connection failed, and the worker starts anyway (it
+        serves other servers): connect after the first backoff wait."""
+        self._failing = True
+        wait = self.backoff.failed(self._clock())
+        logger.warning(
+            "%scannot be reached at start (%s); serving the other servers, next try in %.1f s",
+            self._prefix,
+            describe(error),
+            wait,
+        )
 
     def _reconnect(self, now: float) -> bool:
         try:
