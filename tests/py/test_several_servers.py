@@ -254,3 +254,34 @@ def test_stats_and_the_scheduler_across_two_servers(dsn_a: str, dsn: str, tmp_pa
     assert down.returncode == 1, "a server that does not answer is reported"
     assert "pgtq: error: 127.0.0.1:1/gone: cannot connect" in down.stderr
     assert "b1" in down.stdout, "and the others are shown"
+
+
+def test_a_server_down_at_start_leaves_the_others_served_and_is_served_once_it_answers(
+    cluster_a: pgcluster.Cluster, dsn_a: str, dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    done: list[str] = []
+    queues = [pgtq.PgTq("a1", dsn_a), pgtq.PgTq("b1", dsn)]
+    for queue in queues:
+        queue.handler(name="note")(done.append)
+    pgcluster.pg_ctl(cluster_a.datadir, "stop", "--mode", "fast")
+    worker = Worker(queues, WorkerSettings(poll_interval=0.2, reconnect_max_delay=1.0))
+    thread = threading.Thread(target=worker.run)
+    try:
+        thread.start()
+        queues[1].push("note", ["on b"])
+        wait_until(lambda: done == ["on b"], timeout=60)
+        assert f"{server_label(dsn_a)}: cannot be reached at start" in caplog.text
+        pgcluster.pg_ctl(cluster_a.datadir, "start")
+        queues[0].push("note", ["on a"])
+        wait_until(lambda: done == ["on b", "on a"], timeout=60)
+    finally:
+        cluster_a.start()
+        worker.stop()
+        thread.join(timeout=60)
+        for queue in queues:
+            queue.close()
+    assert not thread.is_alive()
+    with pytest.raises(pgtq.ConnectionFailedError, match="cannot connect"):
+        Worker(
+            [pgtq.PgTq("x", "host=127.0.0.1 port=1 dbname=x"), pgtq.PgTq("y", "host=127.0.0.1 port=2")]
+        ).run()
