@@ -13,6 +13,10 @@ Standard library only, so it runs before the virtualenv exists.
 PostgreSQL refuses to run as root: as root, initdb and the server run as
 the ``postgres`` user, who must be able to reach the data folder.
 
+Tests that need a server of their own start it with ``start_throwaway``
+(a second server, a primary) and ``start_standby`` (a streaming standby
+of it, for failover), and stop each by its pid (``Cluster.stop``).
+
 A throwaway cluster runs from a private install tree (see
 ``private_install``): the server's own programs, with an extension folder
 that also holds this checkout's pgtq extension files. So ``CREATE EXTENSION
