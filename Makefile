@@ -62,9 +62,12 @@ verify: venv ## fail when an install differs from the schema snapshot (sql/catal
 generate: venv ## rewrite the schema snapshot sql/catalog.txt from a fresh install of sql/pgtq.sql
 	$(PY) scripts/pgcluster.py run -- $(PY) scripts/schema_catalog.py generate
 
+FAILOVER_RUNS ?= 5
+
 .PHONY: test-long
-test-long: system-deps venv ## the model-based test with many more, longer examples (minutes)
+test-long: system-deps venv ## the model-based test with many more, longer examples; each asynchronous failover FAILOVER_RUNS times (5) (minutes)
 	PGTQ_HYPOTHESIS_PROFILE=long $(PY) scripts/pgcluster.py run -- $(PY) -m pytest tests/py/test_model.py $(PYTEST_ARGS)
+	PGTQ_FAILOVER_RUNS=$(FAILOVER_RUNS) $(PY) scripts/pgcluster.py run -- $(PY) -m pytest -s tests/py/test_failover.py $(PYTEST_ARGS)
 
 .PHONY: chaos
 chaos: system-deps venv ## kill workers, PostgreSQL and PgBouncer under load; prove no job is lost and every duplicate is explained

@@ -15,10 +15,13 @@ import sys
 from collections.abc import Sequence
 
 from pgtq import __version__
+from pgtq._db.conninfo import server_label
 from pgtq._db.schema import schema_version
 from pgtq._targets import TargetError, load_queue
 from pgtq.database import Database
 from pgtq.errors import PgTqError
+from pgtq.queue import PgTq
+from pgtq.task import QueueStat
 
 logger = logging.getLogger("pgtq")
 
@@ -34,6 +37,36 @@ def _dsn_or_env(dsn: str | None) -> str:
     return dsn
 
 
+def _dsns_or_env(args: argparse.Namespace) -> list[str]:
+    """The databases of a command that takes several (one per server): the
+    DSN argument and each --dsn, or else $PGTQ_DSN."""
+    given = ([args.dsn] if args.dsn else []) + args.dsns
+    return list(dict.fromkeys(given)) or [_dsn_or_env(None)]
+
+
+def _listen_dsns(
+    targets: Sequence[str], queues: Sequence[PgTq], given: Sequence[str]
+) -> str | dict[str, str] | None:
+    """What the --listen-dsn options say: one DSN (the queues share a
+    server), or MODULE:QUEUE_OBJECT=DSN for the server of that queue."""
+    if not given:
+        return None
+    dsn_of = {target: queue.dsn for target, queue in zip(targets, queues, strict=True)}
+    per_server: dict[str, str] = {}
+    plain: list[str] = []
+    for value in given:
+        target, equals, listen = value.partition("=")
+        if equals and target in dsn_of:
+            per_server[dsn_of[target]] = listen
+        else:
+            plain.append(value)
+    if plain and (per_server or len(plain) > 1):
+        raise UsageError(
+            "--listen-dsn takes one DSN, or MODULE:QUEUE_OBJECT=DSN once for the server of each such queue"
+        )
+    return plain[0] if plain else per_server
+
+
 def _cmd_worker(args: argparse.Namespace) -> int:
     from pgtq.worker import main_loop
 
@@ -41,8 +74,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     if args.dsn:
         for queue in queues:
             queue.dsn = args.dsn
-    elif len({queue.dsn for queue in queues}) > 1:
-        raise UsageError("the queues of one worker must share a database (or pass --dsn)")
+    listen_dsn = _listen_dsns(args.targets, queues, args.listen_dsn or [])
     try:
         return main_loop(
             queues,
@@ -57,7 +89,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
             max_abandoned_threads=args.max_abandoned_threads,
             interrupt_timed_out_threads=args.interrupt_timed_out_threads,
             target=",".join(args.targets),
-            listen_dsn=args.listen_dsn,
+            listen_dsn=listen_dsn,
         )
     except ValueError as error:
         raise UsageError(str(error)) from error
@@ -66,18 +98,19 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 def _cmd_scheduler(args: argparse.Namespace) -> int:
     import signal
 
-    from pgtq.worker import Scheduler
+    from pgtq.worker import Scheduler, run_schedulers
 
     queue = None if args.queue in ("*", "all") else args.queue
-    scheduler = Scheduler(_dsn_or_env(args.dsn), queue, interval=args.interval)
+    schedulers = [Scheduler(dsn, queue, interval=args.interval) for dsn in _dsns_or_env(args)]
 
     def on_signal(signum: int, _frame: object) -> None:
         logger.info("received %s: stopping", signal.Signals(signum).name)
-        scheduler.stop()
+        for scheduler in schedulers:
+            scheduler.stop()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    scheduler.run()
+    run_schedulers(schedulers)
     return 0
 
 
@@ -93,20 +126,38 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
-    with Database(_dsn_or_env(args.dsn)) as database:
-        stats = database.stats(args.queue)
-    if not stats:
+    """Job counts of one database, or of several (one per server) with a
+    server column; a server that cannot answer is reported and the others
+    are shown (exit 1)."""
+    dsns = _dsns_or_env(args)
+    rows: list[tuple[str, QueueStat]] = []
+    failed = 0
+    for dsn in dsns:
+        try:
+            with Database(dsn) as database:
+                rows += [(server_label(dsn), row) for row in database.stats(args.queue)]
+        except PgTqError as error:
+            if len(dsns) == 1:
+                raise
+            failed += 1
+            print(f"pgtq: error: {server_label(dsn)}: {error}", file=sys.stderr)
+    if not rows:
         print("no jobs")
-        return 0
-    print(f"{'queue':<24} {'state':<10} {'jobs':>10}  oldest")
-    for row in stats:
-        print(f"{row.queue:<24} {row.state:<10} {row.jobs:>10}  {row.oldest_age}")
-    return 0
+        return 1 if failed else 0
+    server = f"{'server':<32} " if len(dsns) > 1 else ""
+    print(f"{server}{'queue':<24} {'state':<10} {'jobs':>10}  oldest")
+    for label, row in rows:
+        server = f"{label:<32} " if len(dsns) > 1 else ""
+        print(f"{server}{row.queue:<24} {row.state:<10} {row.jobs:>10}  {row.oldest_age}")
+    return 1 if failed else 0
 
 
 def _cmd_version(_args: argparse.Namespace) -> int:
     print(f"pgtq {__version__} (SQL schema {schema_version()})")
     return 0
+
+
+SEVERAL_DSNS_HELP = "a database, beside the DSN argument; repeat it for queues on several servers"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,11 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
         "rest are handed back); a second one stops at once.",
     )
     worker.add_argument("targets", nargs="+", metavar="MODULE:QUEUE_OBJECT", help="e.g. myapp.tasks:q")
-    worker.add_argument("--dsn", help="override the queue objects' DSN")
+    worker.add_argument("--dsn", help="override the queue objects' DSN (every queue on that one database)")
     worker.add_argument(
         "--listen-dsn",
+        action="append",
+        metavar="[MODULE:QUEUE_OBJECT=]DSN",
         help="where the listener runs LISTEN (default: the queues' DSN); it needs a session: behind "
-        "PgBouncer in transaction mode give a direct or session-mode DSN",
+        "PgBouncer in transaction mode give a direct or session-mode DSN. Queues on several servers "
+        "have a listener each: give MODULE:QUEUE_OBJECT=DSN for the server of that queue (repeatable)",
     )
     worker.add_argument("--concurrency", "-c", type=int, default=1, help="jobs run at once (default 1)")
     worker.add_argument(
@@ -167,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     scheduler = commands.add_parser("scheduler", help="call pgtq.tick in a loop")
     scheduler.add_argument("queue", metavar="QUEUE", help="queue to tick, or '*' for all queues")
     scheduler.add_argument("dsn", metavar="DSN", nargs="?", help="database (default $PGTQ_DSN)")
+    scheduler.add_argument(
+        "--dsn", dest="dsns", action="append", default=[], metavar="DSN", help=SEVERAL_DSNS_HELP
+    )
     scheduler.add_argument("--interval", type=float, default=1.0, help="seconds between ticks")
     scheduler.set_defaults(run=_cmd_scheduler)
 
@@ -177,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     stats = commands.add_parser("stats", help="job counts per queue and state")
     stats.add_argument("dsn", metavar="DSN", nargs="?", help="database (default $PGTQ_DSN)")
+    stats.add_argument(
+        "--dsn", dest="dsns", action="append", default=[], metavar="DSN", help=SEVERAL_DSNS_HELP
+    )
     stats.add_argument("--queue", help="only this queue")
     stats.set_defaults(run=_cmd_stats)
 
