@@ -62,12 +62,15 @@ verify: venv ## fail when an install differs from the schema snapshot (sql/catal
 generate: venv ## rewrite the schema snapshot sql/catalog.txt from a fresh install of sql/pgtq.sql
 	$(PY) scripts/pgcluster.py run -- $(PY) scripts/schema_catalog.py generate
 
+FAILOVER_RUNS ?= 5
+
 .PHONY: test-long
-test-long: system-deps venv ## the model-based test with many more, longer examples (minutes)
+test-long: system-deps venv ## the model-based test with many more, longer examples; each asynchronous failover FAILOVER_RUNS times (5) (minutes)
 	PGTQ_HYPOTHESIS_PROFILE=long $(PY) scripts/pgcluster.py run -- $(PY) -m pytest tests/py/test_model.py $(PYTEST_ARGS)
+	PGTQ_FAILOVER_RUNS=$(FAILOVER_RUNS) $(PY) scripts/pgcluster.py run -- $(PY) -m pytest -s tests/py/test_failover.py $(PYTEST_ARGS)
 
 .PHONY: chaos
-chaos: system-deps venv ## kill workers, PostgreSQL and PgBouncer under load; prove no job is lost
+chaos: system-deps venv ## kill workers, PostgreSQL and PgBouncer under load; prove no job is lost and every duplicate is explained
 	$(PY) scripts/pgcluster.py run -- $(PY) tests/chaos/run.py --bouncer $(CHAOS_ARGS)
 
 # -- benchmark (bench/README.md): its own virtualenvs, its own throwaway cluster --
@@ -94,6 +97,14 @@ bench: system-deps $(BENCH_VENV)/.installed ## benchmark pgtq against the SQL ce
 .PHONY: bench-quick
 bench-quick: system-deps $(BENCH_VENV)/.installed ## the same benchmark with small counts (a minute or two)
 	$(BENCH_VENV)/bin/python -m bench --quick $(BENCH_ARGS)
+
+.PHONY: bench-bloat
+bench-bloat: system-deps $(BENCH_VENV)/.installed ## the load-and-bloat run: 1,000,000 jobs with pruning (about 8 min)
+	$(BENCH_VENV)/bin/python -m bench --only bloat $(BENCH_ARGS)
+
+.PHONY: bench-bouncer
+bench-bouncer: system-deps $(BENCH_VENV)/.installed ## what PgBouncer and prepared statements cost: push and drain, direct and through bouncers
+	$(BENCH_VENV)/bin/python -m bench.bouncer_overhead $(BENCH_ARGS)
 
 .PHONY: bench-peers
 bench-peers: system-deps $(BENCH_VENV)/.installed $(BENCH_PEERS_VENV)/.installed ## the benchmark with Procrastinate and PgQueuer in the same run

@@ -44,11 +44,12 @@ import pgbouncer
 import pgcluster
 
 import pgtq
-from pgtq._db.gateway import PREPARED_STATEMENTS_VARIABLE
 from pgtq.migrate import upgrade
 from pgtq.worker import Worker, WorkerSettings
 
 CLIENTS = 4
+# The documented setting (README, Deploying pgtq): bench/ uses pgtq's public interface only.
+PREPARED_STATEMENTS_VARIABLE = "PGTQ_PREPARED_STATEMENTS"
 
 
 class ErrorCount(logging.Handler):

@@ -20,7 +20,8 @@ from bench.runner import Scenario, run_scenarios
 from bench.setup_db import create_bench_database
 from bench.snapshot import freeze
 
-SCENARIOS = ("enqueue", "drain", "sql_drain", "levers", "wakeup", "peers", "profile", "sustained")
+SCENARIOS = ("enqueue", "drain", "sql_drain", "wakeup", "peers", "profile", "sustained")
+OPTIONAL_SCENARIOS = ("bloat",)  # long: run only when named with --only
 DEFAULT_PEERS_PYTHON = REPO / "bench" / ".venv-peers" / "bin" / "python"
 
 
@@ -35,13 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--peers",
         default="",
-        help="comma-separated peers to run too: procrastinate,pgqueuer,rq (or 'all'); needs --peers-python",
+        help="comma-separated peers to run too: procrastinate,pgqueuer (or 'all'); needs --peers-python",
     )
     parser.add_argument(
         "--peers-python", type=Path, default=DEFAULT_PEERS_PYTHON, help="interpreter of the peers' virtualenv"
     )
     parser.add_argument(
-        "--only", default="", help=f"comma-separated scenarios to run (default all: {','.join(SCENARIOS)})"
+        "--only",
+        default="",
+        help=f"comma-separated scenarios to run (default: {','.join(SCENARIOS)}; "
+        f"only when named: {','.join(OPTIONAL_SCENARIOS)})",
     )
     parser.add_argument(
         "--sustained-seconds", type=float, help="length of pgtq's sustained run (default 300, quick 24)"
@@ -58,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="sustained run: the fraction of the measured drain rate to offer (default 0.7)",
     )
     parser.add_argument(
+        "--bloat-jobs", type=int, help="bloat scenario: jobs pushed (default 1,000,000, quick 20,000)"
+    )
+    parser.add_argument(
+        "--bloat-naptime", type=int, help="bloat scenario: autovacuum_naptime in seconds (default 10)"
+    )
+    parser.add_argument(
         "--concurrency", type=int, help="pgtq worker --concurrency for its best settings (skips tuning)"
     )
     parser.add_argument(
@@ -69,23 +79,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-profile", action="store_true", help="skip EXPLAIN ANALYZE and the worker profile"
     )
     parser.add_argument("--output", type=Path, help="results folder (default bench/results)")
-    parser.add_argument("--stem", help="file name stem (default: the date, with -quick for --quick)")
+    parser.add_argument("--stem", help="file name stem (default: the date and time, with -quick for --quick)")
     return parser
 
 
 def _scenarios(names: list[str]) -> list[tuple[str, Scenario]]:
     from bench import peers, profile
-    from bench.scenarios import drain, enqueue, levers, sqldrain, sustained, wakeup
+    from bench.scenarios import bloat, drain, enqueue, sqldrain, sustained, wakeup
 
     table: dict[str, Scenario] = {
         "enqueue": enqueue.run,
         "drain": drain.run,
         "sql_drain": sqldrain.run,
-        "levers": levers.run,
         "wakeup": wakeup.run,
         "peers": peers.run,
         "profile": profile.run,
         "sustained": sustained.run,
+        "bloat": bloat.run,
     }
     return [(name, table[name]) for name in names]
 
@@ -106,25 +116,24 @@ def _async_pass(ctx: Context) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     names = [n for n in (args.only.split(",") if args.only else SCENARIOS) if n]
-    unknown = set(names) - set(SCENARIOS)
+    unknown = set(names) - set(SCENARIOS) - set(OPTIONAL_SCENARIOS)
     if unknown:
         print(f"bench: unknown scenario(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
     peers = (
-        ("procrastinate", "pgqueuer", "rq")
-        if args.peers == "all"
-        else tuple(p for p in args.peers.split(",") if p)
+        ("procrastinate", "pgqueuer") if args.peers == "all" else tuple(p for p in args.peers.split(",") if p)
     )
     if not peers and "peers" in names:
         names.remove("peers")
     sizes = replace(
-        sizes_for(args.quick, args.sustained_seconds),
+        sizes_for(args.quick, args.sustained_seconds, args.bloat_jobs, args.bloat_naptime),
         sustained_load=args.sustained_load,
         offered_rate=args.offered_rate,
     )
     started = time.monotonic()
+    interrupted = False
     now = datetime.now(UTC)
-    stem = args.stem or now.strftime("%Y-%m-%d") + ("-quick" if args.quick else "")
+    stem = args.stem or now.strftime("%Y-%m-%d-%H%M") + ("-quick" if args.quick else "")
     command = "python -m bench " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
     )
@@ -172,18 +181,31 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 procs.stop_all()
     except KeyboardInterrupt:
-        log("interrupted: writing what was measured")
+        log("interrupted: writing what was measured (not as latest)")
+        interrupted = True
     results["total_seconds"] = round(time.monotonic() - started, 1)
-    from bench.report.markdown import headline_table, machine_block, targets_table
+    from bench.report.markdown import bloat_table, headline_table, machine_block, sustained_table
     from bench.report.write import RESULTS_DIR, write
 
-    paths = write(results, stem, args.output or RESULTS_DIR, latest=not args.only)
+    paths = write(results, stem, args.output or RESULTS_DIR, latest=not (args.only or interrupted))
     print(machine_block(results))
     print()
-    print(headline_table(results))
-    print()
-    print(targets_table(results))
-    print()
+    for table in (headline_table(results), sustained_table(results), bloat_table(results)):
+        if table:
+            print(table)
+            print()
     for kind, path in paths.items():
         print(f"wrote {kind}: {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
-    return 0
+    return 1 if _report_problems(results) or interrupted else 0
+
+
+def _report_problems(results: dict[str, Any]) -> bool:
+    """Print what broke (scenario errors, jobs not handled exactly once) on
+    stderr; whether anything did. Such a run exits 1."""
+    from bench.summary import correctness_failures, scenario_errors
+
+    problems = [f"{name} failed: {error}" for name, error in scenario_errors(results).items()]
+    problems += [f"jobs not handled exactly once: {where}" for where in correctness_failures(results)]
+    for problem in problems:
+        print(f"bench: {problem}", file=sys.stderr)
+    return bool(problems)

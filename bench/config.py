@@ -28,6 +28,11 @@ class Sizes:
     drain_timeout: float = 240.0
     tune_jobs: int = 3_000
     tune_concurrency: tuple[int, ...] = (1, 10, 50, 100)
+    bloat_jobs: int = 1_000_000  # the bloat scenario (not in the default run)
+    bloat_every: int = 100_000
+    bloat_chunk: int = 10_000
+    bloat_retention: float = 5.0
+    bloat_naptime: int = 10
 
 
 FULL = Sizes()
@@ -47,12 +52,28 @@ QUICK = Sizes(
     drain_timeout=90.0,
     tune_jobs=1_000,
     tune_concurrency=(),
+    bloat_jobs=20_000,
+    bloat_every=5_000,
+    bloat_chunk=1_000,
+    bloat_retention=1.0,
 )
 
 
-def sizes_for(quick: bool, sustained_seconds: float | None = None) -> Sizes:
-    """The sizes of a run, with an optional sustained duration override."""
+def sizes_for(
+    quick: bool,
+    sustained_seconds: float | None = None,
+    bloat_jobs: int | None = None,
+    bloat_naptime: int | None = None,
+) -> Sizes:
+    """The sizes of a run, with optional overrides from the command line."""
     sizes = QUICK if quick else FULL
+    if bloat_jobs is not None:
+        every = min(sizes.bloat_every, bloat_jobs)
+        sizes = replace(
+            sizes, bloat_jobs=bloat_jobs, bloat_every=every, bloat_chunk=min(sizes.bloat_chunk, every)
+        )
+    if bloat_naptime is not None:
+        sizes = replace(sizes, bloat_naptime=bloat_naptime)
     if sustained_seconds is not None:
         sizes = replace(
             sizes,

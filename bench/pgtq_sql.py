@@ -1,5 +1,7 @@
 """The SQL the benchmark sends to pgtq: public functions for the measured
-paths; the private table only to reset between runs and to check results."""
+paths, the public ``pgtq.jobs`` view to check results; the private table
+only where no public object can stand in (TRUNCATE between runs, VACUUM,
+table sizes)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from typing import Final
 PUSH: Final = "SELECT pgtq.push(queue => %s::text, task => %s::text, args => %s::jsonb)"
 
 # Bulk enqueue through pgtq's own function (one statement per 1,000 jobs).
-PUSH_MANY_PGTQ: Final = (
+PUSH_MANY: Final = (
     "SELECT count(*) FROM pgtq.push_many(queue => %s::text, task => %s::text, args => %s::jsonb[])"
 )
 
@@ -35,10 +37,8 @@ COMPLETE_UNNEST: Final = (
     " FROM unnest(%s::bigint[], %s::uuid[]) AS c(id, lease)"
 )
 
-# pgtq's own batch completion, where the installed schema has it.
-HAS_COMPLETE_MANY: Final = "SELECT to_regproc('pgtq.complete_many') IS NOT NULL"
-
-PGTQ_COMPLETE_MANY: Final = (
+# pgtq's own batch completion (one statement per batch).
+COMPLETE_MANY: Final = (
     "SELECT count(*) FROM pgtq.complete_many(ids => %s::bigint[], leases => %s::uuid[]) AS c"
 )
 
@@ -46,15 +46,6 @@ PRUNE: Final = "SELECT pgtq.prune(older_than => %s::interval)"
 
 RESET: Final = "TRUNCATE pgtq._job"
 
-BACKLOG: Final = "SELECT count(*) FROM pgtq._job WHERE queue = %s AND state IN ('ready', 'running')"
+BACKLOG: Final = "SELECT count(*) FROM pgtq.jobs WHERE queue = %s AND state IN ('ready', 'running')"
 
-DONE_SEQS: Final = "SELECT (args->>0)::bigint, attempt FROM pgtq._job WHERE queue = %s AND state = 'done'"
-
-# Proposed functions (bench/proposals.sql, scratch schema bench_exp).
-PUSH_MANY: Final = (
-    "SELECT count(*) FROM bench_exp.push_many(queue => %s::text, task => %s::text, args => %s::jsonb[])"
-)
-
-COMPLETE_MANY: Final = (
-    "SELECT count(*) FROM bench_exp.complete_many(ids => %s::bigint[], leases => %s::uuid[])"
-)
+DONE_SEQS: Final = "SELECT (args->>0)::bigint, attempt FROM pgtq.jobs WHERE queue = %s AND state = 'done'"

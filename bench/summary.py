@@ -1,5 +1,5 @@
 """The headline of a run: one row per measured figure, pgtq beside the SQL
-ceiling and the peers, with the ratio and each target of issue 5."""
+ceiling and the peers, with pgtq's ratio to the ceiling."""
 
 from __future__ import annotations
 
@@ -80,9 +80,12 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
         bulk_base or None,
         **{peer: _peer(results, peer, "enqueue", kind="bulk") for peer in PEERS},
     )
+    drained = results.get("sizes", {}).get("drain_jobs")
+    jobs = f"{drained:,} " if drained else ""
     for processes in (1, 2):
         add(
-            f"drain 20k no-op jobs, real worker, best settings, {processes} process(es) (ceiling: batch 100)",
+            f"drain {jobs}no-op jobs, real worker, best settings, {processes} process(es)"
+            " (ceiling: batch 100)",
             _value(_find(drain, system="pgtq", label="best", processes=processes)),
             _value(_find(drain, system="baseline", label="batch 100", processes=processes)),
             **{peer: _peer(results, peer, "drain", processes=processes) for peer in PEERS},
@@ -99,25 +102,14 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
         _value(_find(sql, kind="baseline", batch=1)),
     )
     for kind, how in (
-        ("pgtq-unnest", "one statement"),
+        ("pgtq-complete-many", "`pgtq.complete_many`"),
+        ("pgtq-unnest", "`pgtq.complete` over `unnest` in one statement"),
         ("pgtq-pipeline", "pipelined"),
         ("pgtq-each", "one per job"),
     ):
         add(
             f"SQL-only drain, batch 100, completions {how}",
             _value(_find(sql, kind=kind, batch=100)),
-            _value(_find(sql, kind="baseline", batch=100)),
-        )
-    levers = _list(results, "levers")
-    if levers:
-        add(
-            "proposal: bulk enqueue through `push_many` (bench/proposals.sql), 1,000 per call",
-            _value(_find(levers, kind="exp-push-many")),
-            bulk_base or None,
-        )
-        add(
-            "proposal: SQL-only drain, batch 100, `pop` + `complete_many`",
-            _value(_find(levers, kind="exp-complete-many")),
             _value(_find(sql, kind="baseline", batch=100)),
         )
     wake = _list(results, "wakeup")
@@ -145,110 +137,52 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each target of issue 5: the measured value and whether it is met."""
-    enq, drain, sql = _list(results, "enqueue"), _list(results, "drain"), _list(results, "sql_drain")
-    out: list[dict[str, Any]] = []
-
-    def add(target: str, measured: str, met: bool | None) -> None:
-        if "None" in measured or "n/a" in measured or " 0.0 vs 0.0 " in f" {measured} ":
-            measured, met = "not measured in this run", None
-        out.append({"target": target, "measured": measured, "met": met})
-
-    pg2 = _value(_find(drain, system="pgtq", label="best", processes=2))
-    base2 = _value(_find(drain, system="baseline", label="batch 100", processes=2))
-    peer_best = max(
-        (v for v in (_peer(results, peer, "drain", processes=2) for peer in PEERS) if v), default=None
-    )
-    if peer_best:
-        r = ratio(pg2, peer_best)
-        add(
-            "worker drain >= 1.5x the best peer (2 processes)",
-            f"{r}x ({pg2} vs {peer_best} jobs/s)",
-            bool(r and r >= 1.5),
-        )
-    else:
-        add("worker drain >= 1.5x the best peer (2 processes)", "peers not run (make bench-peers)", None)
-    r = ratio(pg2, base2)
-    add(
-        "worker drain >= 80% of the SQL ceiling at batch 100 (2 processes)",
-        f"{_pct(r)} ({pg2} vs {base2} jobs/s)",
-        bool(r and r >= 0.8),
-    )
-    for batch, kinds in ((1, ("pgtq-each",)), (100, ("pgtq-complete-many", "pgtq-unnest"))):
-        kind = next((k for k in kinds if _find(sql, kind=k, batch=batch)), kinds[-1])
-        p, b = _value(_find(sql, kind=kind, batch=batch)), _value(_find(sql, kind="baseline", batch=batch))
-        r = ratio(p, b)
-        add(
-            f"SQL API >= 90% of the hand-written claim, batch {batch} ({kind})",
-            f"{_pct(r)} ({p} vs {b} jobs/s)",
-            bool(r and r >= 0.9),
-        )
-    pg = _find(_list(results, "wakeup"), system="pgtq")
-    if pg:
-        p50, p99 = pg["enqueue_to_start"]["p50_ms"], pg["enqueue_to_start"]["p99_ms"]
-        add("wake-up p50 <= 2 ms", f"{p50} ms", p50 <= 2.0)
-        add("wake-up p99 <= 5 ms", f"{p99} ms", p99 <= 5.0)
-    p, b = _value(_find(enq, kind="pgtq-sql", clients=1)), _value(_find(enq, kind="base-insert", clients=1))
-    r = ratio(p, b)
-    add(
-        "single push >= 80% of a raw INSERT per transaction",
-        f"{_pct(r)} ({p} vs {b} jobs/s)",
-        bool(r and r >= 0.8),
-    )
-    bulk_pgtq = max(
-        (_value(_find(enq, kind=k)) or 0.0 for k in ("pgtq-push-many", "pgtq-unnest", "pgtq-executemany")),
-        default=0.0,
-    )
-    bulk_base = max((_value(_find(enq, kind=k)) or 0.0 for k in ("base-unnest", "base-copy")), default=0.0)
-    r = ratio(bulk_pgtq, bulk_base)
-    add(
-        "bulk push at least as fast as the raw batch",
-        f"{_pct(r)} ({bulk_pgtq} vs {bulk_base} jobs/s)",
-        bool(r and r >= 1.0),
-    )
-    sus = _find(_list(results, "sustained"), system="pgtq")
-    if sus:
-        r = sus.get("last_vs_first")
-        add(
-            "sustained: last interval within 20% of the first",
-            f"{r} (offered {sus['offered_jobs_per_s']}/s)",
-            bool(r and r >= 0.8),
-        )
-        add(
-            "sustained: table + indexes bounded with pruning on (before the held snapshot)",
-            *_bounded(sus),
-        )
-        snap = sus.get("snapshot", {})
-        if snap.get("held"):
-            after = max((s["table_bytes"] + s["index_bytes"] for s in sus.get("sizes", [])), default=0)
-            add(
-                "held snapshot: throughput kept, backlog recovers",
-                f"{snap.get('jobs_per_s_before')} -> {snap.get('jobs_per_s_during')} jobs/s during it, "
-                f"peak backlog {snap.get('peak_backlog')}, recovered in {snap.get('recovery_s')} s; "
-                f"table + indexes peak {after // 1024} KiB",
-                None,
-            )
-    return out
-
-
-def _bounded(sus: dict[str, Any]) -> tuple[str, bool | None]:
-    """Sizes in the second half of the steady part (before the snapshot)
-    against the first half: growth of more than 50% counts as unbounded."""
-    end = sus.get("snapshot", {}).get("start_s") or sus.get("duration_s", 0)
+def steady_sizes(sustained: dict[str, Any]) -> tuple[int, int] | None:
+    """The largest table + indexes size (bytes) in the earlier and in the
+    later part of a sustained run's steady phase (40-70% and 70-100% of the
+    time before the held snapshot), or None when the run is too short."""
+    end = sustained.get("snapshot", {}).get("start_s") or sustained.get("duration_s", 0)
 
     def total(s: dict[str, Any]) -> int:
         return int(s["table_bytes"] + s["index_bytes"])
 
-    early = [total(s) for s in sus.get("sizes", []) if end * 0.4 <= s["t"] < end * 0.7]
-    late = [total(s) for s in sus.get("sizes", []) if end * 0.7 <= s["t"] < end]
-    if not early or not late:
-        return "too short to tell", None
-    return (
-        f"max {max(early) // 1024} KiB at {end * 0.4:.0f}-{end * 0.7:.0f} s, "
-        f"{max(late) // 1024} KiB at {end * 0.7:.0f}-{end:.0f} s"
-    ), max(late) <= 1.5 * max(early)
+    sizes = sustained.get("sizes", [])
+    early = [total(s) for s in sizes if end * 0.4 <= s["t"] < end * 0.7]
+    late = [total(s) for s in sizes if end * 0.7 <= s["t"] < end]
+    return (max(early), max(late)) if early and late else None
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value * 100:.0f}%"
+def scenario_errors(results: dict[str, Any]) -> dict[str, str]:
+    """The scenarios that broke, with their error."""
+    errors = {
+        name: value["error"]
+        for name, value in results.items()
+        if isinstance(value, dict) and "error" in value
+    }
+    peers = results.get("peers", {})
+    for peer, data in peers.items() if isinstance(peers, dict) else []:
+        if isinstance(data, dict) and "error" in data:
+            errors[f"peers: {peer}"] = data["error"]
+    return errors
+
+
+def correctness_failures(results: dict[str, Any]) -> list[str]:
+    """Every measurement whose jobs were not each handled exactly once."""
+    bad: list[str] = []
+    for name, value in results.items():
+        if isinstance(value, dict) and "correct" in value:
+            rows = [value]
+        else:
+            rows = value.get("runs", []) if isinstance(value, dict) else value
+        if not isinstance(rows, list):
+            continue
+        for row in rows:
+            if isinstance(row, dict) and "correct" in row and not row["correct"].get("ok"):
+                what = " ".join(str(row[key]) for key in ("system", "kind", "label") if row.get(key))
+                bad.append(f"{name}: {what}".rstrip(": "))
+    for peer, data in results.get("peers", {}).items():
+        for scenario, rows in data.items() if isinstance(data, dict) else []:
+            for row in rows if isinstance(rows, list) else [rows]:
+                if isinstance(row, dict) and "correct" in row and not row["correct"].get("ok"):
+                    bad.append(f"peers: {peer} {scenario}")
+    return bad

@@ -44,10 +44,12 @@ from rich.console import Console
 from rich.table import Table
 
 from pgtq import __version__
+from pgtq._db.conninfo import server_label
 from pgtq._db.schema import schema_version
 from pgtq._targets import TargetError, load_queue
 from pgtq.database import Database
 from pgtq.errors import InvalidJobError, PgTqError
+from pgtq.queue import PgTq
 from pgtq.task import JobInfo, Metric
 
 logger = logging.getLogger("pgtq")
@@ -102,6 +104,47 @@ def json_option(command: F) -> F:
 def positional_dsn(command: F) -> F:
     """An optional DSN argument (the original CLI's form), beside --dsn."""
     return click.argument("positional_dsn", metavar="[DSN]", required=False)(command)
+
+
+def several_dsns(command: F) -> F:
+    """``--dsn`` repeatable: the databases of a command that works across
+    servers (one per server), beside the DSN argument; default $PGTQ_DSN."""
+    return click.option(
+        "--dsn",
+        "dsns",
+        multiple=True,
+        metavar="DSN",
+        help="a database (default $PGTQ_DSN); repeat it for queues on several servers",
+    )(command)
+
+
+def _all_dsns(dsns: Sequence[str], positional: str | None) -> list[str]:
+    """The DSN argument and each --dsn, once each, or else $PGTQ_DSN."""
+    given = ([positional] if positional else []) + list(dsns)
+    return list(dict.fromkeys(given)) or [_dsn_or_env(None)]
+
+
+def _listen_dsns(
+    targets: Sequence[str], queues: Sequence[PgTq], given: Sequence[str]
+) -> str | dict[str, str] | None:
+    """What the --listen-dsn options say: one DSN (the queues share a
+    server), or MODULE:QUEUE_OBJECT=DSN for the server of that queue."""
+    if not given:
+        return None
+    dsn_of = {target: queue.dsn for target, queue in zip(targets, queues, strict=True)}
+    per_server: dict[str, str] = {}
+    plain: list[str] = []
+    for value in given:
+        target, equals, listen = value.partition("=")
+        if equals and target in dsn_of:
+            per_server[dsn_of[target]] = listen
+        else:
+            plain.append(value)
+    if plain and (per_server or len(plain) > 1):
+        raise UsageError(
+            "--listen-dsn takes one DSN, or MODULE:QUEUE_OBJECT=DSN once for the server of each such queue"
+        )
+    return plain[0] if plain else per_server
 
 
 def _database(dsn: str | None, positional: str | None = None) -> Database:
@@ -185,11 +228,15 @@ def cli(log_level: str) -> None:
     "one stops at once."
 )
 @click.argument("targets", nargs=-1, required=True, metavar="MODULE:QUEUE_OBJECT...")
-@click.option("--dsn", help="override the queue objects' DSN")
+@click.option("--dsn", help="override the queue objects' DSN (every queue on that one database)")
 @click.option(
     "--listen-dsn",
+    "listen_dsns",
+    multiple=True,
+    metavar="[MODULE:QUEUE_OBJECT=]DSN",
     help="where the listener runs LISTEN (default: the queues' DSN); it needs a session: behind "
-    "PgBouncer in transaction mode give a direct or session-mode DSN",
+    "PgBouncer in transaction mode give a direct or session-mode DSN. Queues on several servers "
+    "have a listener each: give MODULE:QUEUE_OBJECT=DSN for the server of that queue (repeatable)",
 )
 @click.option("--concurrency", "-c", type=int, default=1, show_default=True, help="jobs run at once")
 @click.option(
@@ -228,17 +275,16 @@ def cli(log_level: str) -> None:
     help="serve Prometheus metrics at http://HOST:PORT/metrics (needs pgtq[metrics])",
 )
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="address of --metrics-port")
-def worker(targets: tuple[str, ...], dsn: str | None, **options: Any) -> int:
+def worker(targets: tuple[str, ...], dsn: str | None, listen_dsns: tuple[str, ...], **options: Any) -> int:
     from pgtq.worker import main_loop
 
     queues = [load_queue(target) for target in targets]
     if dsn:
         for queue in queues:
             queue.dsn = dsn
-    elif len({queue.dsn for queue in queues}) > 1:
-        raise UsageError("the queues of one worker must share a database (or pass --dsn)")
+    listen_dsn = _listen_dsns(targets, queues, listen_dsns)
     try:
-        return main_loop(queues, target=",".join(targets), **options)
+        return main_loop(queues, target=",".join(targets), listen_dsn=listen_dsn, **options)
     except ValueError as error:
         raise UsageError(str(error)) from error
 
@@ -246,21 +292,22 @@ def worker(targets: tuple[str, ...], dsn: str | None, **options: Any) -> int:
 @cli.command(help="Call pgtq.tick in a loop: promote due jobs, rescue expired leases, sample the history.")
 @click.argument("queue", metavar="QUEUE")
 @positional_dsn
-@dsn_option
+@several_dsns
 @click.option("--interval", type=float, default=1.0, show_default=True, help="seconds between ticks")
-def scheduler(queue: str, positional_dsn: str | None, dsn: str | None, interval: float) -> int:
-    from pgtq.worker import Scheduler
+def scheduler(queue: str, positional_dsn: str | None, dsns: tuple[str, ...], interval: float) -> int:
+    from pgtq.worker import Scheduler, run_schedulers
 
-    chosen = _database(dsn, positional_dsn).dsn
-    runner = Scheduler(chosen, None if queue in ("*", "all") else queue, interval=interval)
+    ticked = None if queue in ("*", "all") else queue
+    runners = [Scheduler(dsn, ticked, interval=interval) for dsn in _all_dsns(dsns, positional_dsn)]
 
     def on_signal(signum: int, _frame: object) -> None:
         logger.info("received %s: stopping", signal.Signals(signum).name)
-        runner.stop()
+        for runner in runners:
+            runner.stop()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    runner.run()
+    run_schedulers(runners)
     return EXIT_OK
 
 
@@ -341,10 +388,11 @@ def queue_overview(database: Database, queue: str | None, period: timedelta) -> 
     }
 
 
-def _stats_table(overview: dict[str, Any]) -> Table:
+def _stats_table(overview: dict[str, Any], server: str = "") -> Table:
     minutes = overview["period_seconds"] / 60
+    where = f" on {server}" if server else ""
     table = Table(
-        title=f"pgtq queues (throughput: last {minutes:g} min of history; "
+        title=f"pgtq queues{where} (throughput: last {minutes:g} min of history; "
         f"{overview['workers']} live workers)",
         title_justify="left",
     )
@@ -371,7 +419,7 @@ def _stats_table(overview: dict[str, Any]) -> Table:
     help="Jobs per queue and state, oldest ready age, throughput over the last minutes, live workers."
 )
 @positional_dsn
-@dsn_option
+@several_dsns
 @click.option("--queue", help="only this queue")
 @click.option("--watch", is_flag=True, help="refresh until Ctrl-C")
 @click.option("--interval", type=float, default=2.0, show_default=True, help="seconds between refreshes")
@@ -379,7 +427,7 @@ def _stats_table(overview: dict[str, Any]) -> Table:
 @json_option
 def stats(
     positional_dsn: str | None,
-    dsn: str | None,
+    dsns: tuple[str, ...],
     queue: str | None,
     watch: bool,
     interval: float,
@@ -388,23 +436,52 @@ def stats(
 ) -> int:
     window = parse_duration(period, "--period")
     console = _out()
-    with _database(dsn, positional_dsn) as database:
+    databases = [Database(dsn) for dsn in _all_dsns(dsns, positional_dsn)]
+    try:
         while True:
-            overview = queue_overview(database, queue, window)
+            overviews, failed = _overviews(databases, queue, window)
             if as_json:
-                _print_json(overview)
-            elif not overview["queues"]:
+                _print_json(overviews[0][1] if len(databases) == 1 else _several_json(overviews))
+            elif not any(overview["queues"] for _, overview in overviews):
                 console.print("no jobs")
             else:
                 if watch:
                     console.clear()
-                console.print(_stats_table(overview))
+                for label, overview in overviews:
+                    if overview["queues"]:
+                        console.print(_stats_table(overview, label))
             if not watch:
-                return EXIT_OK
+                return EXIT_ERROR if failed else EXIT_OK
             try:
                 time.sleep(interval)
             except KeyboardInterrupt:
                 return EXIT_OK
+    finally:
+        for database in databases:
+            database.close()
+
+
+def _overviews(
+    databases: Sequence[Database], queue: str | None, window: timedelta
+) -> tuple[list[tuple[str, dict[str, Any]]], int]:
+    """Each database's overview with its server's label; with several, one
+    that cannot answer is reported on stderr and left out (the count of
+    those is returned too)."""
+    overviews, failed = [], 0
+    for database in databases:
+        label = server_label(database.dsn) if len(databases) > 1 else ""
+        try:
+            overviews.append((label, queue_overview(database, queue, window)))
+        except PgTqError as error:
+            if len(databases) == 1:
+                raise
+            failed += 1
+            _error(f"{label}: {error}")
+    return overviews, failed
+
+
+def _several_json(overviews: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    return {"servers": [{"server": label, **overview} for label, overview in overviews]}
 
 
 @cli.command(help="List jobs, newest first, filtered by queue, task and state.")

@@ -13,6 +13,10 @@ Standard library only, so it runs before the virtualenv exists.
 PostgreSQL refuses to run as root: as root, initdb and the server run as
 the ``postgres`` user, who must be able to reach the data folder.
 
+Tests that need a server of their own start it with ``start_throwaway``
+(a second server, a primary) and ``start_standby`` (a streaming standby
+of it, for failover), and stop each by its pid (``Cluster.stop``).
+
 A throwaway cluster runs from a private install tree (see
 ``private_install``): the server's own programs, with an extension folder
 that also holds this checkout's pgtq extension files. So ``CREATE EXTENSION
@@ -369,6 +373,59 @@ def run_throwaway(command: list[str]) -> int:
         cluster.stop()
         log(f"throwaway cluster stopped (pid {pid})")
         shutil.rmtree(root, ignore_errors=True)
+
+
+# -- a streaming standby, for the failover tests ------------------------------------
+
+
+def start_standby(primary: Cluster, name: str = "pgtq_standby") -> Cluster:
+    """Start a streaming standby of ``primary`` in its own folder under the
+    temporary folder, copied with ``pg_basebackup`` (the caller stops it
+    and removes ``cluster.datadir.parent``). It connects to the primary as
+    application ``name``, the name ``synchronous_standby_names`` gives."""
+    root = Path(tempfile.mkdtemp(prefix="pgtq-test-standby-"))
+    give_to_server_user(root)
+    root.chmod(0o755)
+    cluster = Cluster(root / "data", primary.bindir)
+    copied = subprocess.run(
+        as_server_user(
+            [
+                str(primary.bindir / "pg_basebackup"),
+                "--pgdata",
+                str(cluster.datadir),
+                "--host",
+                str(primary.datadir),
+                "--port",
+                str(primary.port),
+                "--username",
+                SERVER_USER,
+                "--wal-method",
+                "stream",
+                "--checkpoint",
+                "fast",
+                "--no-sync",
+            ]
+        ),
+        capture_output=True,  # it warns of every socket it skips: the primary's lives in its folder
+        text=True,
+        check=False,
+    )
+    if copied.returncode != 0:
+        raise RuntimeError(f"pg_basebackup failed: {copied.stderr.strip()}")
+    port = free_port()
+    source = f"host={primary.datadir} port={primary.port} user={SERVER_USER} application_name={name}"
+    with (cluster.datadir / "postgresql.auto.conf").open("a") as config:  # the copy's settings, then these
+        config.write(
+            f"port = {port}\n"
+            f"unix_socket_directories = '{cluster.datadir}'\n"
+            f"primary_conninfo = '{source}'\n"
+            "synchronous_standby_names = ''\n"
+        )
+    cluster.port_file.write_text(f"{port}\n")
+    (cluster.datadir / "standby.signal").touch()
+    give_to_server_user(cluster.datadir / "standby.signal")
+    cluster.start()
+    return cluster
 
 
 def main(argv: list[str]) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 
 
 def run(ctx: Any) -> dict[str, Any]:
-    """Scenarios 1, 2 and 4 for each requested peer."""
+    """The enqueue, drain and wake-up scenarios for each requested peer."""
     from bench.peers.orchestrate import run_peers
 
     return run_peers(ctx)

@@ -1,4 +1,4 @@
-"""Run the peers in scenarios 1, 2 and 4, from the harness's side.
+"""Run the peers in the enqueue, drain and wake-up scenarios, from the harness's side.
 
 Every step that needs a peer's library runs ``bench.peers.driver`` with the
 peers' interpreter; this side owns the databases (one per peer, on the same
@@ -86,7 +86,7 @@ class Peer:
     def reset(self) -> None:
         self.ctx.execute(self.sql.reset, dsn=self.dsn)
 
-    # -- scenario 1 ---------------------------------------------------------------
+    # -- enqueue ------------------------------------------------------------------
 
     def enqueue(self, mode: str, clients: int, jobs: int) -> dict[str, Any]:
         self.reset()
@@ -105,7 +105,7 @@ class Peer:
         log(f"enqueue {self.name} {mode} x{clients}: {result['jobs_per_s']:.0f} jobs/s")
         return result
 
-    # -- scenario 2 ---------------------------------------------------------------
+    # -- drain --------------------------------------------------------------------
 
     def ops(self) -> QueueOps:
         def preload(jobs: int) -> None:
@@ -124,7 +124,7 @@ class Peer:
             self.name, "best", processes, self.argv("worker"), self.ctx.env(), self.sql.settings
         )
 
-    # -- scenario 4 ---------------------------------------------------------------
+    # -- wake-up ------------------------------------------------------------------
 
     def pusher(self) -> Pusher:
         def push(seqs: list[int], gap: float) -> dict[int, tuple[float, float]]:
@@ -147,7 +147,7 @@ class Peer:
 
 
 def run_peer(ctx: Context, name: str) -> dict[str, Any]:
-    """Scenarios 1, 2 and 4 for one peer."""
+    """The enqueue, drain and wake-up scenarios for one peer."""
     sizes = ctx.sizes
     peer = Peer(ctx, name)
     peer.call("install")

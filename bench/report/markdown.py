@@ -1,10 +1,10 @@
-"""The markdown report: headline table, targets, then every scenario."""
+"""The markdown report: the machine, the headline table, then each scenario's details."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from bench.summary import PEERS, headline, targets
+from bench.summary import PEERS, correctness_failures, headline, scenario_errors, steady_sizes
 
 
 def _fmt(value: Any, unit: str = "") -> str:
@@ -22,11 +22,14 @@ def _ratio(value: float | None) -> str:
 
 
 def headline_table(results: dict[str, Any]) -> str:
-    """pgtq, the SQL ceiling and the peers side by side."""
+    """pgtq, the SQL ceiling and the peers side by side (empty if the run
+    measured none of the headline figures)."""
     peers = [p for p in PEERS if p in results.get("peers", {})]
     head = ["figure", "unit", "pgtq", "SQL ceiling", "pgtq / ceiling", *peers]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in headline(results):
+        if all(row.get(series) is None for series in ("pgtq", "ceiling", *peers)):
+            continue  # not measured in this run
         cells = [
             row["metric"],
             row["unit"],
@@ -36,15 +39,7 @@ def headline_table(results: dict[str, Any]) -> str:
             *[_fmt(row.get(p), row["unit"]) for p in peers],
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def targets_table(results: dict[str, Any]) -> str:
-    lines = ["| target (issue 5) | measured | met |", "|---|---|---|"]
-    for row in targets(results):
-        met = "n/a" if row["met"] is None else ("yes" if row["met"] else "**no**")
-        lines.append(f"| {row['target']} | {row['measured']} | {met} |")
-    return "\n".join(lines)
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def machine_block(results: dict[str, Any]) -> str:
@@ -70,19 +65,7 @@ def machine_block(results: dict[str, Any]) -> str:
 
 
 def _correctness(results: dict[str, Any]) -> str:
-    bad = []
-    for name, value in results.items():
-        rows = value.get("runs", []) if isinstance(value, dict) else value
-        if not isinstance(rows, list):
-            continue
-        for row in rows:
-            if isinstance(row, dict) and "correct" in row and not row["correct"].get("ok"):
-                bad.append(f"{name}: {row.get('system')} {row.get('kind') or row.get('label') or ''}")
-    for peer, data in results.get("peers", {}).items():
-        for scenario, rows in data.items() if isinstance(data, dict) else []:
-            for row in rows if isinstance(rows, list) else [rows]:
-                if isinstance(row, dict) and "correct" in row and not row["correct"].get("ok"):
-                    bad.append(f"peers: {peer} {scenario}")
+    bad = correctness_failures(results)
     if not bad:
         return (
             "Every job of every scenario was handled exactly once (handler records match the queues' tables)."
@@ -90,14 +73,16 @@ def _correctness(results: dict[str, Any]) -> str:
     return "**Correctness failures:** " + "; ".join(bad)
 
 
-def _sustained(results: dict[str, Any]) -> str:
+def sustained_table(results: dict[str, Any]) -> str:
+    """One row per system of the sustained run (empty if it did not run)."""
     rows = results.get("sustained")
     if not isinstance(rows, list):
         return ""
     lines = [
         "| system | offered | per interval (jobs/s) | last/first | latency p50 per interval (ms) | "
-        "max table / indexes | max dead | snapshot: before -> during (jobs/s), peak backlog, recovery |",
-        "|---|---|---|---|---|---|---|---|",
+        "max table / indexes | table + indexes, steady phase, earlier / later | max dead | "
+        "snapshot: before -> during (jobs/s), peak backlog, recovery |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         snap = row.get("snapshot", {})
@@ -110,12 +95,45 @@ def _sustained(results: dict[str, Any]) -> str:
             str(row["last_vs_first"]),
             p50s,
             f"{row['max_table_bytes'] // 1024:,} KiB / {row['max_index_bytes'] // 1024:,} KiB",
+            _steady(row),
             f"{row['max_dead']:,}",
             f"{_fmt(snap.get('jobs_per_s_before'))} -> {_fmt(snap.get('jobs_per_s_during'))}, "
             f"{snap.get('peak_backlog')}, {snap.get('recovery_s')} s",
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def bloat_table(results: dict[str, Any]) -> str:
+    """The bloat scenario's points and figures (empty if it did not run)."""
+    run = results.get("bloat")
+    if not isinstance(run, dict) or "points" not in run:
+        return ""
+    lines = [
+        f"{run['jobs']:,} jobs pushed {run['chunk']:,} per transaction, drained at batch 100, pruned "
+        f"{run['retention_s']} s after finishing; autovacuum_naptime = {run['naptime_s']} s.",
+        "",
+        "| jobs | seconds | table KiB | table + indexes KiB | dead tuples | pop p50 ms | pop p95 ms |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for p in run["points"]:
+        lines.append(
+            f"| {p['jobs']:,} | {p['seconds']:.0f} | {p['table_bytes'] // 1024:,}"
+            f" | {p['total_bytes'] // 1024:,} | {p['dead_tuples']:,} | {p['pop_p50_ms']:.2f}"
+            f" | {p['pop_p95_ms']:.2f} |"
+        )
+    lines += [
+        "",
+        f"Largest table + indexes {run['largest_total_bytes'] // 1024:,} KiB; the last size is "
+        f"{run['last_vs_first_half_largest']}x the largest of the first half; the last pop p50 is "
+        f"{run['pop_p50_last_vs_first']}x the first.",
+    ]
     return "\n".join(lines)
+
+
+def _steady(row: dict[str, Any]) -> str:
+    sizes = steady_sizes(row)
+    return "too short to tell" if sizes is None else f"{sizes[0] // 1024:,} / {sizes[1] // 1024:,} KiB"
 
 
 def render(results: dict[str, Any], charts: list[str]) -> str:
@@ -123,11 +141,15 @@ def render(results: dict[str, Any], charts: list[str]) -> str:
     parts = [
         f"# pgtq benchmark, {results.get('date')}",
         machine_block(results),
-        "## Headline\n\n" + headline_table(results),
-        "## Targets\n\n" + targets_table(results),
-        "## Sustained load and held snapshot\n\n" + _sustained(results),
-        "## Correctness\n\n" + _correctness(results),
     ]
+    for title, table in (
+        ("Headline", headline_table(results)),
+        ("Sustained load and held snapshot", sustained_table(results)),
+        ("Load and bloat", bloat_table(results)),
+    ):
+        if table:
+            parts.append(f"## {title}\n\n{table}")
+    parts.append("## Correctness\n\n" + _correctness(results))
     drain = results.get("drain")
     if isinstance(drain, dict) and drain.get("tuning"):
         tune = ", ".join(f"c={r['concurrency']}: {r['jobs_per_s']:,.0f}/s" for r in drain["tuning"])
@@ -141,8 +163,10 @@ def render(results: dict[str, Any], charts: list[str]) -> str:
         )
     if results.get("profile", {}).get("summary"):
         parts.append("## Profile\n\n" + results["profile"]["summary"])
-    errors = {k: v["error"] for k, v in results.items() if isinstance(v, dict) and "error" in v}
+    errors = scenario_errors(results)
     if errors:
         parts.append("## Scenario errors\n\n" + "\n".join(f"- {k}: {v}" for k, v in errors.items()))
-    parts.append("## Charts\n\n" + "\n".join(f"![{c}]({c})" for c in charts))
+    if charts:
+        names = ", ".join(f"`{chart}`" for chart in charts)
+        parts.append(f"## Charts\n\nWritten by this run beside its dated report (not kept in git): {names}.")
     return "\n\n".join(parts) + "\n"

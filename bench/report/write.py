@@ -1,9 +1,15 @@
-"""Write a run's results: ``<date>.json``, ``<date>.md``, ``latest.md`` and charts."""
+"""Write a run's results: a dated JSON, markdown and charts for every run,
+and ``latest.json`` / ``latest.md`` for a run of every scenario.
+
+Only ``latest.json`` and ``latest.md`` of a full run are kept in git
+(``bench/.gitignore``); the dated files stay local, for comparing runs, and
+earlier full runs are in the history of ``latest.*``. A quick run of every
+scenario writes ``latest-quick.*`` instead (git-ignored too).
+"""
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,20 +22,24 @@ RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 def write(
     results: dict[str, Any], stem: str, folder: Path = RESULTS_DIR, latest: bool = True
 ) -> dict[str, Path]:
-    """Write every output file; return their paths. ``latest.md`` only for a
-    run of every scenario."""
+    """Write every output file; return their paths by kind. ``latest``: this
+    run measured every scenario, so it also becomes ``latest.*``."""
     folder.mkdir(parents=True, exist_ok=True)
-    json_path = folder / f"{stem}.json"
-    json_path.write_text(json.dumps(results, indent=1, default=str) + "\n")
     try:
         charts = draw(results, folder, stem)
     except Exception as error:  # a chart failure must not lose the figures
         results["chart_error"] = f"{type(error).__name__}: {error}"
         charts = []
-    md_path = folder / f"{stem}.md"
-    md_path.write_text(render(results, charts))
-    paths = {"json": json_path, "markdown": md_path, **{c: folder / c for c in charts}}
+    data = json.dumps(results, indent=1, default=str) + "\n"
+    report = render(results, charts)
+    names = [stem]
     if latest:
-        paths["latest"] = folder / ("latest-quick.md" if results.get("mode") == "quick" else "latest.md")
-        shutil.copyfile(md_path, paths["latest"])
-    return paths
+        names.append("latest-quick" if results.get("mode") == "quick" else "latest")
+    paths: dict[str, Path] = {}
+    for name in names:
+        prefix = "" if name == stem else "latest "
+        paths[f"{prefix}json"] = folder / f"{name}.json"
+        paths[f"{prefix}markdown"] = folder / f"{name}.md"
+        paths[f"{prefix}json"].write_text(data)
+        paths[f"{prefix}markdown"].write_text(report)
+    return paths | {chart: folder / chart for chart in charts}

@@ -1,1 +1,1 @@
-"""One module per scenario of issue 5; each returns plain dicts for the report."""
+"""One module per scenario of the benchmark; each returns plain dicts for the report."""

@@ -1,4 +1,4 @@
-"""Scenario 2, drain: pre-enqueue no-op jobs, start real worker processes,
+"""Drain: pre-enqueue no-op jobs, start real worker processes,
 and measure how fast they empty the queue.
 
 pgtq runs its real ``pgtq worker`` CLI (at its best settings and at its
@@ -219,7 +219,7 @@ def tune(ctx: Context, flags: WorkerFlags, candidates: tuple[int, ...]) -> list[
 
 
 def run(ctx: Context) -> dict[str, Any]:
-    """Every drain of scenario 2 for pgtq and the hand-written queue."""
+    """Every drain for pgtq and the hand-written queue."""
     flags = detect(ctx.pgtq_cli)
     jobs = ctx.sizes.drain_jobs
     tuning = (

@@ -1,4 +1,4 @@
-"""Scenario 1, enqueue: one job per transaction (1 and 4 clients) and bulk
+"""Enqueue: one job per transaction (1 and 4 clients) and bulk
 (1,000 jobs per call), on pgtq and on the hand-written queue.
 
 pgtq's bulk is measured three ways: ``pgtq.push_many`` (1,000 jobs per
@@ -78,11 +78,9 @@ def _bulk(conn: psycopg.Connection[Any], kind: str, first: int, count: int, per_
         if kind == "base-unnest":
             cur.execute(baseline.INSERT_UNNEST, (QUEUE, TASK, [Jsonb([s]) for s in seqs]))
         elif kind == "pgtq-push-many":
-            cur.execute(pgtq_sql.PUSH_MANY_PGTQ, (QUEUE, TASK, [Jsonb([s]) for s in seqs]))
+            cur.execute(pgtq_sql.PUSH_MANY, (QUEUE, TASK, [Jsonb([s]) for s in seqs]))
         elif kind == "pgtq-unnest":
             cur.execute(pgtq_sql.PUSH_UNNEST, (QUEUE, TASK, [Jsonb([s]) for s in seqs]))
-        elif kind == "exp-push-many":
-            cur.execute(pgtq_sql.PUSH_MANY, (QUEUE, TASK, [Jsonb([s]) for s in seqs]))
         elif kind == "base-copy":
             with conn.transaction(), cur.copy(baseline.COPY) as copy:
                 for s in seqs:
@@ -109,7 +107,7 @@ def _check(ctx: Context, kind: str, expected: int) -> dict[str, Any]:
         )
     else:
         rows = ctx.execute(
-            "SELECT count(*), count(DISTINCT args) FROM pgtq._job WHERE queue = %s AND (args->>0)::int >= 0",
+            "SELECT count(*), count(DISTINCT args) FROM pgtq.jobs WHERE queue = %s AND (args->>0)::int >= 0",
             [QUEUE],
         )
     total, distinct = rows[0]
@@ -138,11 +136,11 @@ def measure(ctx: Context, kind: str, clients: int, total: int, per_call: int = 1
 
 
 def _system(kind: str) -> str:
-    return {"base": "baseline", "pgtq": "pgtq", "exp": "pgtq + proposal"}[kind.split("-")[0]]
+    return "baseline" if kind.startswith("base") else "pgtq"
 
 
 def run(ctx: Context) -> list[dict[str, Any]]:
-    """Every enqueue variant of scenario 1."""
+    """Every enqueue variant."""
     sizes = ctx.sizes
     results = []
     for clients in (1, 4):

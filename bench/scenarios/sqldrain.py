@@ -1,4 +1,4 @@
-"""Scenario 3, SQL-only drain: the cost of pgtq's SQL API against the
+"""SQL-only drain: the cost of pgtq's SQL API against the
 hand-written claim, with no Python handler in between.
 
 Each client process loops: claim a batch, complete it, until the queue is
@@ -52,9 +52,6 @@ def drain_client(kind: str, dsn: str, batch: int, *, prepare_only: bool = False,
                 cur.execute(pgtq_sql.COMPLETE_UNNEST, (list(ids), list(leases)), prepare=True)
             elif kind == "pgtq-complete-many":
                 ids, leases = zip(*rows, strict=True)
-                cur.execute(pgtq_sql.PGTQ_COMPLETE_MANY, (list(ids), list(leases)), prepare=True)
-            elif kind == "exp-complete-many":
-                ids, leases = zip(*rows, strict=True)
                 cur.execute(pgtq_sql.COMPLETE_MANY, (list(ids), list(leases)), prepare=True)
             else:
                 raise ValueError(kind)
@@ -71,7 +68,7 @@ def measure(ctx: Context, kind: str, batch: int, jobs: int, processes: int = PRO
     handled = sum(outcome["outcomes"])
     audit = ops.audit(jobs)
     result = {
-        "system": {"baseline": "baseline", "exp-complete-many": "pgtq + proposal"}.get(kind, "pgtq"),
+        "system": "baseline" if kind == "baseline" else "pgtq",
         "kind": kind,
         "batch": batch,
         "processes": processes,
@@ -91,10 +88,7 @@ def run(ctx: Context) -> list[dict[str, Any]]:
         measure(ctx, "baseline", 1, sizes.sql_drain_jobs_batch1),
         measure(ctx, "pgtq-each", 1, sizes.sql_drain_jobs_batch1),
     ]
-    kinds = ["baseline", "pgtq-each", "pgtq-pipeline", "pgtq-unnest"]
-    if ctx.execute(pgtq_sql.HAS_COMPLETE_MANY)[0][0]:
-        kinds.append("pgtq-complete-many")
-    for kind in kinds:
+    for kind in ("baseline", "pgtq-each", "pgtq-pipeline", "pgtq-unnest", "pgtq-complete-many"):
         results.append(measure(ctx, kind, 100, sizes.sql_drain_jobs_batch100))
     ctx.execute(pgtq_sql.RESET)
     ctx.execute(baseline.RESET)

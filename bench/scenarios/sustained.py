@@ -1,8 +1,8 @@
-"""Scenarios 5 and 6: sustained load with pruning on, and a held snapshot.
+"""Sustained load with pruning on, and a held snapshot.
 
 Two worker processes (pgtq's real worker at its best settings; the
 hand-written worker at batch 100) serve a producer that pushes at a fixed
-rate near 70% of the drain rate measured in scenario 2, in one statement
+rate near 70% of the drain rate measured by the drain scenario, in one statement
 every 100 ms. A pruner deletes jobs finished more than a few seconds ago,
 as a deployment would. In the middle of the run a session opens a
 REPEATABLE READ transaction and keeps it for ``snapshot_seconds``: vacuum
@@ -62,9 +62,9 @@ PGTQ = System(
     "pgtq._job",
     pgtq_sql.PUSH_SERIES,
     pgtq_sql.PRUNE,
-    "SELECT count(*) FROM pgtq._job WHERE queue = %s AND state = 'ready'",
+    "SELECT count(*) FROM pgtq.jobs WHERE queue = %s AND state = 'ready'",
     (QUEUE,),
-    "SELECT count(*) FROM pgtq._job WHERE state <> 'done'",
+    "SELECT count(*) FROM pgtq.jobs WHERE state <> 'done'",
 )
 BASELINE = System(
     "baseline",
@@ -347,7 +347,7 @@ def _snapshot_effect(
 
 
 def offered_rate(ctx: Context, system: str) -> float:
-    """70% (by default) of the drain rate scenario 2 measured for the
+    """70% (by default) of the drain rate the drain scenario measured for the
     configuration this scenario runs (2 processes, best settings)."""
     if ctx.sizes.offered_rate:
         return ctx.sizes.offered_rate

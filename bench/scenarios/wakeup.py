@@ -1,4 +1,4 @@
-"""Scenario 4, wake-up latency: an idle worker, jobs pushed one at a time
+"""Wake-up latency: an idle worker, jobs pushed one at a time
 20 ms apart; the time from enqueue to the handler's start.
 
 The pusher notes the clock just before each push call (``enqueue``) and just

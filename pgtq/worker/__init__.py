@@ -10,14 +10,23 @@ the client API:
 * ``_settings``: ``WorkerSettings``;
 * ``_pools``, ``_execution``, ``_child``: where and how handlers run;
 * ``_listener``: the LISTEN thread that wakes an idle worker;
-* ``_scheduler``: ``Scheduler``.
+* ``_scheduler``: ``Scheduler`` (and ``run_schedulers``, one per server);
+* ``_routing``, ``_server``: queues on several servers.
 """
 
 from __future__ import annotations
 
 from pgtq.task import current_task
 from pgtq.worker._dispatcher import Worker, main_loop, stop_on_signals
-from pgtq.worker._scheduler import Scheduler
+from pgtq.worker._scheduler import Scheduler, run_schedulers
 from pgtq.worker._settings import WorkerSettings
 
-__all__ = ["Scheduler", "Worker", "WorkerSettings", "current_task", "main_loop", "stop_on_signals"]
+__all__ = [
+    "Scheduler",
+    "Worker",
+    "WorkerSettings",
+    "current_task",
+    "main_loop",
+    "run_schedulers",
+    "stop_on_signals",
+]

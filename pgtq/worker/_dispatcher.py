@@ -1,6 +1,6 @@
 """Worker runtime: the dispatcher, a loop over SQL calls that runs handlers.
 
-One dispatcher thread owns the worker's database connection. It claims
+One dispatcher thread owns the worker's database connections. It claims
 jobs with ``pgtq.pop`` (in batches when several slots are free), hands them
 to a pool (threads, or child processes), writes each outcome with
 ``pgtq.complete`` / ``pgtq.fail`` (batched in one round trip), extends the
@@ -18,6 +18,13 @@ or SIGINT it stops claiming, lets running jobs finish within the grace
 period, hands back the rest with ``pgtq.release`` and exits 0; a second
 signal stops it at once, and the leases protect the jobs it held.
 
+Queues on several servers: the worker holds one ``Server`` (``_server.py``:
+connection, backoff, timers, pending outcomes, registration, listener) per
+server its queues live on, in the same loop and with the same pool. Each
+claimed job, outcome and wake-up goes to its server by the job's queue
+(``_routing.py``); the servers take turns at the free slots, and a server
+that fails backs off alone while the others carry on.
+
 Every SQL call goes through the gateway (``pgtq._db.gateway``). The timing
 decisions (when to claim, write, tick, renew, reconnect, give up on a job)
 are in ``_decisions.py``, fed the time by the worker's clock.
@@ -27,21 +34,19 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
 import queue as queue_module
 import signal
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pgtq._db import gateway
-from pgtq._records import Outcome, WorkerIdentity
-from pgtq.errors import UnknownTaskError
+from pgtq._db.conninfo import server_label
+from pgtq._records import Outcome
+from pgtq.errors import ConnectionFailedError, UnknownTaskError
 from pgtq.handler import Handler
 from pgtq.queue import PgTq
 from pgtq.task import Task
@@ -49,20 +54,16 @@ from pgtq.worker._decisions import (
     FLUSH_DELAY,
     UNSTARTED_RECHECK,
     Clock,
-    PopTurns,
-    Timers,
     claim_size,
     flush_due,
     timeout_deadline,
 )
 from pgtq.worker._execution import timeout_outcome, unknown_task_outcome
-from pgtq.worker._link import DATABASE_ERRORS, DatabaseLink, describe
-from pgtq.worker._listener import ANY_QUEUE, Listener
+from pgtq.worker._link import DATABASE_ERRORS, describe, unreachable
 from pgtq.worker._pools import Pool, ProcessPool, ThreadPool
+from pgtq.worker._routing import JobKey, job_key, plan_servers
+from pgtq.worker._server import Server
 from pgtq.worker._settings import PoolKind, WorkerSettings, new_worker_id
-
-if TYPE_CHECKING:
-    import psycopg
 
 logger = logging.getLogger("pgtq.worker")
 
@@ -78,7 +79,7 @@ class _Running:
 
 @dataclass(frozen=True)
 class _Wake:
-    queue: str
+    queues: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -94,8 +95,11 @@ class _StopRequest:
 class Worker:
     """Serves one or more queues until stopped (``stop()`` or a signal).
 
-    The queues' database is reached at their DSN; LISTEN, which needs a
-    session of its own, at ``listen_dsn`` (default: the same DSN). Behind
+    Each queue's database is reached at its ``PgTq``'s DSN; queues may live
+    on several servers (one connection and one listener for each). LISTEN,
+    which needs a session of its own, runs at ``listen_dsn``: by default
+    each server's own DSN; one DSN for a worker whose queues share a
+    server; or a mapping from a server's DSN to its listen DSN. Behind
     PgBouncer in transaction mode, give a direct or session-mode DSN there.
 
     ``clock`` (default ``time.monotonic``) is where every timing decision
@@ -108,48 +112,39 @@ class Worker:
         settings: WorkerSettings | None = None,
         *,
         target: str | None = None,
-        listen_dsn: str | None = None,
+        listen_dsn: str | Mapping[str, str] | None = None,
         clock: Clock = time.monotonic,
         on_written: Callable[[Outcome, bool], None] | None = None,
     ) -> None:
         served = [queues] if isinstance(queues, PgTq) else list(queues)
-        if not served:
-            raise ValueError("a worker needs at least one queue")
-        names = [q.queue for q in served]
-        if len(set(names)) != len(names):
-            raise ValueError(f"each queue may be served once, got {names}")
+        plans = plan_servers(served, listen_dsn)
         self.queues = {q.queue: q for q in served}
         self.settings = settings or WorkerSettings()
         if self.settings.pool == "process" and target is None:
             raise ValueError("the process pool needs target='MODULE:QUEUE_OBJECT' so children can import it")
         self.target = target
         self.worker_id = new_worker_id()
-        self.dsn = served[0].dsn
-        self.listen_dsn = listen_dsn or self.dsn
         self._clock = clock
-        # Told of each outcome once written, and whether the database took it
-        # (its lease still held): the worker-local metrics (pgtq.metrics).
-        self._on_written = on_written
-        self._identity = WorkerIdentity(self.worker_id, socket.gethostname(), os.getpid(), tuple(self.queues))
-        self._lease = timedelta(seconds=self.settings.lease)
         self._events: queue_module.SimpleQueue[_Wake | _Finished | _StopRequest] = queue_module.SimpleQueue()
-        self._link = DatabaseLink(
-            self.dsn, clock=clock, max_delay=self.settings.reconnect_max_delay, on_connect=self._register
-        )
-        self._running: dict[int, _Running] = {}
-        self._pending: list[Outcome] = []
-        self._pending_since = 0.0
-        self._timers = Timers(
-            tick_interval=self.settings.tick_interval,
-            heartbeat_interval=self.settings.heartbeat_every,
-            poll_interval=self.settings.poll_interval,
-        )
-        self._turns = PopTurns(self.queues)
+        self.servers = [
+            Server(
+                plan,
+                worker_id=self.worker_id,
+                settings=self.settings,
+                clock=clock,
+                wake=self._wake,
+                named=len(plans) > 1,
+                on_written=on_written,
+            )
+            for plan in plans
+        ]
+        self._server_of = {name: server for server in self.servers for name in server.queues}
+        self._turn = 0
+        self._running: dict[JobKey, _Running] = {}
         self._stopping = False
         self._forced = False
         self._shutdown_deadline = 0.0
         self._pool: Pool | None = None
-        self._listener: Listener | None = None
 
     # -- control -----------------------------------------------------------
 
@@ -165,21 +160,48 @@ class Worker:
 
     def run(self) -> int:
         """Serve jobs until stopped. Returns 0 after a graceful stop, 1 after
-        a forced one. Raises when the database cannot be reached at start or
-        its schema is missing or of another version; after that, database
-        errors are logged and outlived."""
-        self._link.open()
-        try:
-            self._register(self._link.use())
-            self._link.settled()
-        except DATABASE_ERRORS as error:
-            self._link.failed(error)
+        a forced one. Raises when the database cannot be reached at start
+        (with several servers: none of them) or a schema is missing or of
+        another version (see ``_open_servers``); after that, database errors
+        are logged and outlived."""
+        self._open_servers()
         self._pool = self._make_pool()
         self._pool.start()
-        self._listener = Listener(
-            self.listen_dsn, self.queues, lambda name: self._events.put(_Wake(name)), notify_dsn=self.dsn
-        )
-        self._listener.start()
+        for server in self.servers:
+            server.start_listening()
+        self._log_start()
+        try:
+            self._loop()
+        finally:
+            self._shut_down()
+        return 1 if self._forced else 0
+
+    def _open_servers(self) -> None:
+        """Connect to each server. A malformed DSN or a missing or unknown
+        schema raises (configuration errors), and so does a server that
+        cannot be reached when the worker has no other. A worker of several
+        servers serves those that answer, and leaves one that cannot be
+        reached (down, restarting) to its link's backoff; when none answers,
+        the first error is raised."""
+        down: list[tuple[Server, ConnectionFailedError]] = []
+        try:
+            for server in self.servers:
+                try:
+                    server.open()
+                except ConnectionFailedError as error:
+                    if len(self.servers) == 1 or not unreachable(error):
+                        raise
+                    down.append((server, error))
+            if len(down) == len(self.servers):
+                raise down[0][1]
+        except BaseException:
+            for server in self.servers:
+                server.link.close()
+            raise
+        for server, error in down:
+            server.link.postpone(error)
+
+    def _log_start(self) -> None:
         logger.info(
             "worker %s serving %s with %d %s slot(s) (handlers: %s)",
             self.worker_id,
@@ -188,11 +210,14 @@ class Worker:
             self.settings.pool,
             ", ".join(sorted(f"{q}.{h}" for q, pgtq in self.queues.items() for h in pgtq.handlers)) or "none",
         )
-        try:
-            self._loop()
-        finally:
-            self._shut_down()
-        return 1 if self._forced else 0
+        if len(self.servers) > 1:
+            for server in self.servers:
+                logger.info(
+                    "server %s: queues %s; listening at %s",
+                    server.plan.label,
+                    ", ".join(repr(name) for name in server.queues),
+                    server_label(server.plan.listen_dsn),
+                )
 
     def _make_pool(self) -> Pool:
         report = self._on_finished
@@ -210,38 +235,60 @@ class Worker:
     def _on_finished(self, outcome: Outcome) -> None:
         self._events.put(_Finished(outcome))
 
+    def _wake(self, queues: Iterable[str]) -> None:
+        self._events.put(_Wake(tuple(queues)))
+
+    def _route(self, task: Task) -> Server:
+        """The server a job lives on: its queue's."""
+        return self._server_of[task.queue]
+
+    def _held_on(self, server: Server) -> list[Task]:
+        """The claimed jobs the worker holds of ``server``."""
+        return [running.task for running in self._running.values() if self._route(running.task) is server]
+
     # -- the loop ----------------------------------------------------------
 
     def _loop(self) -> None:
         while True:
             now = self._clock()
             self._enforce_timeouts(now)
-            if self._link.ready(now):
-                self._talk_to_database(now)
+            if self._stopping:
+                self._take_back_unstarted()
+            for server in self._in_turn():
+                if server.link.ready(now):
+                    self._talk_to(server, now)
             if self._forced:
                 return
             if self._stopping and self._finished_stopping(now):
                 return
             self._wait(self._next_wakeup(now) - now)
 
-    def _talk_to_database(self, now: float) -> None:
+    def _in_turn(self) -> list[Server]:
+        """The servers, each round starting one further along, so that each
+        in turn has the first go at the free slots."""
+        self._turn = (self._turn + 1) % len(self.servers)
+        return self.servers[self._turn :] + self.servers[: self._turn]
+
+    def _talk_to(self, server: Server, now: float) -> None:
+        """One round of calls to ``server``; a database error is its link's
+        to handle (the other servers carry on)."""
         try:
             if self._stopping:
-                self._flush_outcomes()
-                self._hand_back_unstarted()
-                return
-            if self._timers.tick_due(now):
-                self._tick()
-                self._timers.ticked(now)
-            if self._timers.heartbeat_due(now):
-                self._heartbeat()
-                self._timers.heartbeat_sent(now)
-            self._flush_and_claim(now)
-            self._claim_more()
+                server.write_outcomes()
+                server.hand_back()
+            else:
+                if server.timers.tick_due(now):
+                    server.tick()
+                    server.timers.ticked(now)
+                if server.timers.heartbeat_due(now):
+                    server.renew_leases(self._held_on(server))
+                    server.timers.heartbeat_sent(now)
+                self._flush_and_claim(server, now)
+                self._claim_more(server)
         except DATABASE_ERRORS as error:
-            self._link.failed(error)
+            server.link.failed(error)
         else:
-            self._link.settled()
+            server.link.settled()
 
     def _wait(self, timeout: float) -> None:
         try:
@@ -257,9 +304,10 @@ class Worker:
 
     def _handle(self, event: _Wake | _Finished | _StopRequest) -> None:
         if isinstance(event, _Wake):
-            self._turns.wake(self.queues if event.queue == ANY_QUEUE else [event.queue])
+            for name in event.queues:
+                self._server_of[name].turns.wake([name])
         elif isinstance(event, _Finished):
-            running = self._running.pop(event.outcome.task.id, None)
+            running = self._running.pop(job_key(event.outcome.task), None)
             if running is not None:
                 self._add_outcome(event.outcome)
         elif event.force or self._stopping:
@@ -277,12 +325,15 @@ class Worker:
     def _next_wakeup(self, now: float) -> float:
         if self._forced:
             return now
-        if self._link.waiting(now):  # after a database error: only the next attempt
-            candidates = [now + self.settings.poll_interval, self._link.backoff.next_attempt]
-        else:
-            candidates = [self._timers.next_due(now, stopping=self._stopping)]
-        if self._pending and self._link.conn is not None and not self._link.waiting(now):
-            candidates.append(now if self._flush_due(now) else self._pending_since + FLUSH_DELAY)
+        candidates = []
+        for server in self.servers:
+            if server.link.waiting(now):  # after a database error: only the next attempt
+                candidates += [now + self.settings.poll_interval, server.link.backoff.next_attempt]
+                continue
+            candidates.append(server.timers.next_due(now, stopping=self._stopping))
+            if server.pending and server.link.conn is not None:
+                flush_now = self._flush_due(server, now)
+                candidates.append(now if flush_now else server.pending_since + FLUSH_DELAY)
         if self._stopping:
             candidates.append(self._shutdown_deadline)
         for running in self._running.values():
@@ -293,47 +344,43 @@ class Worker:
 
     # -- claiming and running ----------------------------------------------
 
-    def _room_to_claim(self, now: float) -> int:
-        """How many jobs to claim now (see ``claim_size``); the fallback poll
-        marks every queue as possibly having work."""
-        if self._timers.poll_due(now):
-            self._turns.wake(self.queues)
+    def _room_to_claim(self, server: Server, now: float) -> int:
+        """How many jobs to claim now (see ``claim_size``; the slots are the
+        worker's, whichever server the jobs come from); the server's
+        fallback poll marks each of its queues as possibly having work."""
+        if server.timers.poll_due(now):
+            server.turns.wake(server.queues)
         assert self._pool is not None
         return claim_size(self.settings.jobs_in_hand, len(self._running), self._pool.unstarted())
 
-    def _flush_and_claim(self, now: float) -> None:
-        """One round trip for both directions: write the pending outcomes
-        (one transaction) and claim the next jobs of one queue, pipelined.
-        With nothing to claim, the outcomes go alone once they are due (see
-        ``flush_due``); until then they wait for more of the batch."""
-        room = self._room_to_claim(now)
-        name = self._turns.next() if room > 0 else None
+    def _flush_and_claim(self, server: Server, now: float) -> None:
+        """One round trip for both directions: write the server's pending
+        outcomes (one transaction) and claim the next jobs of one of its
+        queues, pipelined. With nothing to claim, the outcomes go alone once
+        they are due (see ``flush_due``); until then they wait for more of
+        the batch."""
+        room = self._room_to_claim(server, now)
+        name = server.turns.next() if room > 0 else None
         if name is None:
-            if self._flush_due(now):
-                self._flush_outcomes()
+            if self._flush_due(server, now):
+                server.write_outcomes()
             return
-        written, tasks = gateway.write_outcomes_and_pop(
-            self._link.use(), self._pending, queue=name, worker=self.worker_id, n=room, lease=self._lease
-        )
-        self._log_written(written)
-        self._took(name, room, tasks)
+        self._took(server, name, room, server.claim(name, room, self.worker_id, with_outcomes=True))
 
-    def _claim_more(self) -> None:
-        """Claim from the other queues that may have work while there is room."""
-        room = self._room_to_claim(self._clock())
+    def _claim_more(self, server: Server) -> None:
+        """Claim from the server's other queues that may have work while there is room."""
+        room = self._room_to_claim(server, self._clock())
         while room > 0:
-            name = self._turns.next()
+            name = server.turns.next()
             if name is None:
                 return
-            tasks = gateway.pop(
-                self._link.use(), queue=name, worker=self.worker_id, n=room, lease=self._lease
-            )
-            self._took(name, room, tasks)
+            tasks = server.claim(name, room, self.worker_id, with_outcomes=False)
+            self._took(server, name, room, tasks)
             room -= len(tasks)
 
-    def _took(self, name: str, asked: int, tasks: list[Task]) -> None:
+    def _took(self, server: Server, name: str, asked: int, tasks: list[Task]) -> None:
         if len(tasks) < asked:
-            self._turns.drained(name)  # wait for a wake-up
+            server.turns.drained(name)  # wait for a wake-up
         for task in tasks:
             self._hand_to_pool(task)
 
@@ -346,7 +393,7 @@ class Worker:
         # An async handler cancels itself at its timeout; the deadline here is
         # the backstop. A synchronous one is abandoned at the deadline.
         grace = 1.0 if inspect.iscoroutinefunction(handler.func) else 0.0
-        self._running[task.id] = _Running(task, handler, grace)
+        self._running[job_key(task)] = _Running(task, handler, grace)
         assert self._pool is not None
         self._pool.submit(task, handler)
 
@@ -356,99 +403,44 @@ class Worker:
         assert self._pool is not None
         if running.handler.timeout is None:
             return None
-        started = self._pool.started_at(running.task.id)
+        started = self._pool.started_at(job_key(running.task))
         return timeout_deadline(started, running.handler.timeout, running.grace)
 
     def _enforce_timeouts(self, now: float) -> None:
         assert self._pool is not None
-        for running in list(self._running.values()):
+        for key, running in list(self._running.items()):
             deadline = self._deadline(running)
             if deadline is None or now < deadline:
                 continue
-            started = self._pool.started_at(running.task.id)
-            del self._running[running.task.id]
+            started = self._pool.started_at(key)
+            del self._running[key]
             self._pool.abandon(running.task)
             assert running.handler.timeout is not None
             elapsed = now - (started if started is not None else now)
             self._add_outcome(timeout_outcome(running.task, running.handler.timeout, elapsed))
 
-    def _hand_back_unstarted(self) -> None:
-        """Take back the jobs still queued in the pool and release them."""
+    def _take_back_unstarted(self) -> None:
+        """Take back the jobs still queued in the pool, to be released on
+        their servers."""
         assert self._pool is not None
-        unstarted = self._pool.take_unstarted()
-        for task in unstarted:
-            self._running.pop(task.id, None)
-        self._release(unstarted)
+        for task in self._pool.take_unstarted():
+            self._running.pop(job_key(task), None)
+            self._route(task).releasing.append(task)
 
-    # -- writing to the database -------------------------------------------
+    # -- outcomes ------------------------------------------------------------
 
     def _add_outcome(self, outcome: Outcome) -> None:
-        if not self._pending:
-            self._pending_since = self._clock()
-        self._pending.append(outcome)
+        self._route(outcome.task).add_outcome(outcome, self._clock())
 
-    def _flush_due(self, now: float) -> bool:
+    def _flush_due(self, server: Server, now: float) -> bool:
         return flush_due(
             now,
-            pending=len(self._pending),
-            pending_since=self._pending_since,
+            pending=len(server.pending),
+            pending_since=server.pending_since,
             stopping=self._stopping,
-            running=len(self._running),
+            running=len(self._held_on(server)),
             jobs_in_hand=self.settings.jobs_in_hand,
         )
-
-    def _flush_outcomes(self) -> None:
-        """Write every pending outcome in one round trip."""
-        if not self._pending or self._link.conn is None:
-            return
-        self._log_written(gateway.write_outcomes(self._link.use(), self._pending))
-
-    def _log_written(self, written: gateway.Written | None) -> None:
-        """Log the outcomes just written, which leave ``_pending`` only now:
-        when the round trip fails they stay to be written again."""
-        if written is None:
-            return
-        for outcome in self._pending:
-            if outcome.kind == "done":
-                reply: Any = outcome.task.id in written.completed
-            else:
-                reply = written.failed.get(outcome.task.id)
-            _log_outcome(outcome, reply)
-            if self._on_written is not None:
-                self._on_written(outcome, bool(reply))
-        self._pending.clear()
-
-    def _heartbeat(self) -> None:
-        held = [r.task for r in self._running.values()]
-        alive = gateway.renew_leases(self._link.use(), self._identity, held, self._lease)
-        for task, kept in zip(held, alive, strict=True):
-            if not kept:
-                logger.warning("lost the lease of job %d (%s): it was handed on", task.id, task.name)
-
-    def _tick(self) -> None:
-        for name in self.queues:
-            moved = gateway.tick(self._link.use(), name)
-            if moved:
-                logger.debug("tick moved %d job(s) of queue %r", moved, name)
-                self._turns.wake([name])
-
-    def _release(self, tasks: list[Task]) -> None:
-        if not tasks or self._link.conn is None:
-            return
-        gateway.release_all(self._link.use(), tasks)
-        for task in tasks:
-            logger.info("task %s id=%d handed back (released, attempt not counted)", task.name, task.id)
-
-    # -- connection --------------------------------------------------------
-
-    def _register(self, conn: psycopg.Connection[Any]) -> None:
-        """Record this worker in ``pgtq.workers`` (on every new connection;
-        the lease renewals refresh it), and look for work at once: what was
-        pushed while the connection was away sent no notification here."""
-        gateway.register_worker(conn, self._identity)
-        self._turns.wake(self.queues)
-        if self._pending:
-            logger.info("writing %d pending outcome(s)", len(self._pending))
 
     # -- stopping ----------------------------------------------------------
 
@@ -458,49 +450,35 @@ class Worker:
         if self._running:
             late = [r.task for r in self._running.values()]
             logger.warning("grace period over: handing back %d unfinished job(s)", len(late))
+            assert self._pool is not None
             for task in late:
-                assert self._pool is not None
                 self._pool.abandon(task)
+                self._route(task).releasing.append(task)
             self._running.clear()
-            try:
-                self._release(late)
-            except DATABASE_ERRORS as error:
-                logger.warning("could not hand back the jobs (%s); their leases will expire", describe(error))
+            for server in self.servers:
+                try:
+                    server.hand_back()
+                except DATABASE_ERRORS as error:
+                    logger.warning(
+                        "could not hand back the jobs (%s); their leases will expire", describe(error)
+                    )
         # Write the pending outcomes first, while connected, up to the deadline.
-        return not (self._pending and self._link.conn is not None and now < self._shutdown_deadline)
+        unwritten = any((s.pending or s.releasing) and s.link.conn is not None for s in self.servers)
+        return not (unwritten and now < self._shutdown_deadline)
 
     def _shut_down(self) -> None:
-        if self._listener is not None:
-            self._listener.stop()
+        for server in self.servers:
+            server.stop_listening()
         if self._pool is not None:
             self._pool.close()
-        if self._link.conn is not None and not self._forced:
-            try:
-                self._flush_outcomes()
-                gateway.unregister_worker(self._link.use(), self.worker_id)
-            except DATABASE_ERRORS as error:
-                logger.warning("could not unregister cleanly: %s", describe(error))
-        self._link.close()
+        for server in self.servers:
+            if server.link.conn is not None and not self._forced:
+                try:
+                    server.unregister()
+                except DATABASE_ERRORS as error:
+                    logger.warning("could not unregister cleanly: %s", describe(error))
+            server.link.close()
         logger.info("worker %s stopped", self.worker_id)
-
-
-def _log_outcome(outcome: Outcome, reply: Any) -> None:
-    task = outcome.task
-    if outcome.kind == "done":
-        ending = "done" if reply else "done, but the lease was lost (the job was handed on)"
-    else:
-        ending = f"{outcome.summary} -> {reply}" if reply is not None else f"{outcome.summary}, lease lost"
-    level = logging.INFO if outcome.kind == "done" else logging.WARNING
-    logger.log(
-        level,
-        "task %s id=%d attempt=%d/%d %.3fs %s",
-        task.name,
-        task.id,
-        task.attempt,
-        task.max_attempts,
-        outcome.duration,
-        ending,
-    )
 
 
 @contextmanager
@@ -540,21 +518,22 @@ def main_loop(
     max_abandoned_threads: int | None = None,
     interrupt_timed_out_threads: bool = False,
     target: str | None = None,
+    listen_dsn: str | Mapping[str, str] | None = None,
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
-    listen_dsn: str | None = None,
 ) -> int:
     """Run a worker for ``q`` (one queue or several) in this thread until
     SIGINT or SIGTERM; returns the exit code (0 after a graceful stop).
 
     ``concurrency`` jobs run at once in threads (``pool="thread"``, for
     I/O-bound handlers) or in child processes (``pool="process"``, for
-    CPU-bound ones; needs ``target="MODULE:QUEUE_OBJECT"``). ``listen_dsn``:
-    where the listener runs LISTEN (default: the queues' DSN; see
-    :class:`Worker`). See :class:`WorkerSettings` for the other settings.
-    With ``metrics_port`` it serves Prometheus metrics at
-    ``http://metrics_host:metrics_port/metrics`` (the extra ``pgtq[metrics]``;
-    see :mod:`pgtq.metrics`).
+    CPU-bound ones; needs ``target="MODULE:QUEUE_OBJECT"``). The queues may
+    live on several servers. ``listen_dsn``: where the listeners run LISTEN
+    (default: each server's DSN; see :class:`Worker`). See
+    :class:`WorkerSettings` for the other settings. With ``metrics_port``
+    it serves Prometheus metrics at ``http://metrics_host:metrics_port/metrics``
+    (the extra ``pgtq[metrics]``; see :mod:`pgtq.metrics`); the queue-level
+    figures there come from the first queue's server.
     """
     settings = WorkerSettings(
         concurrency=concurrency,

@@ -11,7 +11,9 @@ so writing again is safe. Only the first connection at start lets errors
 through (a bad DSN, a missing or unknown schema version): they are
 configuration errors, and the worker exits with their message.
 
-A worker serving several databases would hold one link per database.
+A worker whose queues live on several servers holds one link per server
+(``_server.py``); each backs off on its own, and its log lines start with
+the server's name.
 """
 
 from __future__ import annotations
@@ -46,6 +48,12 @@ def sqlstate_of(error: BaseException) -> str | None:
     return None
 
 
+def unreachable(error: BaseException) -> bool:
+    """Whether a failed connection found no server to talk to (down,
+    restarting, or a wrong host or port), rather than a malformed DSN."""
+    return isinstance(error.__cause__, psycopg.OperationalError)
+
+
 def describe(error: BaseException) -> str:
     """One line naming a database error: its class, SQLSTATE and message."""
     cause = error.__cause__ if isinstance(error, PgTqError) and error.__cause__ is not None else error
@@ -62,13 +70,21 @@ class DatabaseLink:
     a reconnection is due), ``use()`` gives the connection for a call,
     ``failed(error)`` handles an error of a call, and ``settled()`` reports
     the end of a round of calls without error. ``on_connect`` runs on every
-    new connection (the worker registers itself).
+    new connection (the worker registers itself). ``name``, when given,
+    starts each of its log lines (the server, for a worker with several).
     """
 
     def __init__(
-        self, dsn: str, *, clock: Clock, max_delay: float, on_connect: Callable[[Connection], None]
+        self,
+        dsn: str,
+        *,
+        clock: Clock,
+        max_delay: float,
+        on_connect: Callable[[Connection], None],
+        name: str = "",
     ) -> None:
         self.dsn = dsn
+        self._prefix = f"{name}: " if name else ""
         self.conn: Connection | None = None
         self.backoff = Backoff(max_delay)
         self._clock = clock
@@ -110,7 +126,7 @@ class DatabaseLink:
         database works, and the next error waits the first delay again."""
         if self._used:
             if self._failing:
-                logger.info("database calls work again")
+                logger.info("%sdatabase calls work again", self._prefix)
             self._failing = False
             self.backoff.succeeded()
         self._used = False
@@ -124,11 +140,27 @@ class DatabaseLink:
         reconnect = reconnect_needed(sqlstate_of(error), connection_usable=usable)
         wait = self.backoff.failed(self._clock())
         if reconnect:
-            logger.warning("database connection lost (%s); reconnecting in %.1f s", describe(error), wait)
+            logger.warning(
+                "%sdatabase connection lost (%s); reconnecting in %.1f s", self._prefix, describe(error), wait
+            )
         else:
-            logger.warning("database error (%s); trying again in %.1f s", describe(error), wait)
+            logger.warning(
+                "%sdatabase error (%s); trying again in %.1f s", self._prefix, describe(error), wait
+            )
         if reconnect:
             self.close()
+
+    def postpone(self, error: BaseException) -> None:
+        """The first connection failed, and the worker starts anyway (it
+        serves other servers): connect after the first backoff wait."""
+        self._failing = True
+        wait = self.backoff.failed(self._clock())
+        logger.warning(
+            "%scannot be reached at start (%s); serving the other servers, next try in %.1f s",
+            self._prefix,
+            describe(error),
+            wait,
+        )
 
     def _reconnect(self, now: float) -> bool:
         try:
@@ -138,9 +170,11 @@ class DatabaseLink:
         except DATABASE_ERRORS as error:
             self.close()
             wait = self.backoff.failed(now)
-            logger.warning("could not reconnect (%s); next try in %.1f s", describe(error), wait)
+            logger.warning(
+                "%scould not reconnect (%s); next try in %.1f s", self._prefix, describe(error), wait
+            )
             return False
-        logger.info("reconnected")
+        logger.info("%sreconnected", self._prefix)
         return True
 
     def close(self) -> None:

@@ -44,7 +44,8 @@ class Listener(threading.Thread):
     """Calls ``wake(queue)`` for each notification of a served queue.
 
     It listens at ``dsn``; its probe is sent at ``notify_dsn`` (where jobs
-    are pushed; default ``dsn``).
+    are pushed; default ``dsn``). ``name``, when given, names the server in
+    its log lines (a worker with several servers has a listener for each).
     """
 
     def __init__(
@@ -55,8 +56,10 @@ class Listener(threading.Thread):
         *,
         notify_dsn: str | None = None,
         probe_timeout: float = PROBE_TIMEOUT,
+        name: str = "",
     ) -> None:
-        super().__init__(name="pgtq-listener", daemon=True)
+        super().__init__(name=f"pgtq-listener {name}".strip(), daemon=True)
+        self._who = f"listener of {name}" if name else "listener"
         self._dsn = dsn
         self._notify_dsn = notify_dsn or dsn
         self._queues = frozenset(queues)
@@ -81,7 +84,7 @@ class Listener(threading.Thread):
                     self._listen(conn)
             except DATABASE_ERRORS as error:
                 logger.warning(
-                    "listener lost the database (%s); reconnecting in %.1f s", describe(error), delay
+                    "%s lost the database (%s); reconnecting in %.1f s", self._who, describe(error), delay
                 )
                 self._stopping.wait(delay)
                 delay = min(delay * 2, 30.0)
@@ -96,15 +99,16 @@ class Listener(threading.Thread):
         self._probed = True
         for heard in gateway.notifications(conn, timeout=self._probe_timeout):
             if heard == payload:
-                logger.info("listener: notifications arrive; an idle worker wakes at once on a push")
+                logger.info("%s: notifications arrive; an idle worker wakes at once on a push", self._who)
                 return True
             if heard in self._queues:
                 self._wake(heard)
         logger.warning(
-            "listener: notifications cannot reach this worker (its probe never came back within %.0f s): "
+            "%s: notifications cannot reach this worker (its probe never came back within %.0f s): "
             "its listen DSN goes through a pooler in transaction mode, or through something else "
             "that does not keep a session; it stops listening and the worker finds jobs by polling. "
             "Give it a direct or session-mode DSN (--listen-dsn) for instant wake-up",
+            self._who,
             self._probe_timeout,
         )
         return False

@@ -11,6 +11,8 @@
 Both report every finished run through the ``report`` callback they are given
 and never decide what a failure means: that is ``pgtq.fail``'s job. They
 record when each job starts by the worker's clock, which its timeouts use.
+A job is known by its ``JobKey`` (queue, id and lease: ids are unique on
+one server only, and a worker may serve several).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pgtq.task import Task
 from pgtq.worker._child import child_main
 from pgtq.worker._decisions import Clock
 from pgtq.worker._execution import run_task
+from pgtq.worker._routing import JobKey, job_key
 
 Report = Callable[[Outcome], None]
 
@@ -50,7 +53,7 @@ class Pool(Protocol):
 
     def abandon(self, task: Task) -> None: ...
 
-    def started_at(self, task_id: int) -> float | None: ...
+    def started_at(self, key: JobKey) -> float | None: ...
 
     def unstarted(self) -> int: ...
 
@@ -66,11 +69,11 @@ class _WorkQueue:
 
     def __init__(self, clock: Clock) -> None:
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.started: dict[int, float] = {}
+        self.started: dict[JobKey, float] = {}
         self.clock = clock
 
-    def started_at(self, task_id: int) -> float | None:
-        return self.started.get(task_id)
+    def started_at(self, key: JobKey) -> float | None:
+        return self.started.get(key)
 
     def unstarted(self) -> int:
         return self.queue.qsize()
@@ -96,7 +99,7 @@ class _Abandoned(BaseException):
 class _Slot:
     thread: threading.Thread | None = None
     retired: bool = False
-    task_id: int | None = None
+    job: JobKey | None = None
 
 
 class ThreadPool(_WorkQueue):
@@ -131,7 +134,7 @@ class ThreadPool(_WorkQueue):
         self._interrupt_abandoned = interrupt_abandoned
         self._lock = threading.Lock()
         self._slots: list[_Slot] = []
-        self._abandoned: set[int] = set()
+        self._abandoned: set[JobKey] = set()
         self._abandoned_running = 0  # retired threads whose handler has not returned
         self._slots_owed = 0  # slots to add back as abandoned threads end
         self._closed = False
@@ -167,17 +170,18 @@ class ThreadPool(_WorkQueue):
                 self._abandoned_thread_ended()
 
     def _run(self, slot: _Slot, task: Task, handler: Handler[Any, Any]) -> None:
+        key = job_key(task)
         with self._lock:
-            slot.task_id = task.id
-            self.started[task.id] = self.clock()
+            slot.job = key
+            self.started[key] = self.clock()
         try:
             outcome = run_task(task, handler.func, handler.timeout)
         finally:
             with self._lock:
-                slot.task_id = None
-                self.started.pop(task.id, None)
-                ignored = task.id in self._abandoned
-                self._abandoned.discard(task.id)
+                slot.job = None
+                self.started.pop(key, None)
+                ignored = key in self._abandoned
+                self._abandoned.discard(key)
         if not ignored:
             self._report(outcome)
 
@@ -195,11 +199,12 @@ class ThreadPool(_WorkQueue):
         self.queue.put((task, handler))
 
     def abandon(self, task: Task) -> None:
+        key = job_key(task)
         with self._lock:
-            slot = next((s for s in self._slots if s.task_id == task.id and not s.retired), None)
+            slot = next((s for s in self._slots if s.job == key and not s.retired), None)
             if slot is None:
                 return
-            self._abandoned.add(task.id)
+            self._abandoned.add(key)
             slot.retired = True
             self._slots.remove(slot)
             self._abandoned_running += 1
@@ -253,8 +258,8 @@ class ProcessPool(_WorkQueue):
         self._target = target
         self._context = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
-        self._children: dict[int, Any] = {}  # task id -> process running it
-        self._abandoned: set[int] = set()
+        self._children: dict[JobKey, Any] = {}  # the process running each job
+        self._abandoned: set[JobKey] = set()
         self._threads: list[threading.Thread] = []
         self._closed = False
 
@@ -279,18 +284,19 @@ class ProcessPool(_WorkQueue):
                 if item is None:
                     return
                 task, _handler = item
+                key = job_key(task)
                 if not process.is_alive():
                     process, pipe = self._replace(process, pipe)
                 started = self.clock()
                 with self._lock:
-                    self._children[task.id] = process
-                    self.started[task.id] = started
+                    self._children[key] = process
+                    self.started[key] = started
                 outcome = _run_in_child(task, process, pipe, started, self.clock)
                 with self._lock:
-                    self._children.pop(task.id, None)
-                    self.started.pop(task.id, None)
-                    ignored = task.id in self._abandoned
-                    self._abandoned.discard(task.id)
+                    self._children.pop(key, None)
+                    self.started.pop(key, None)
+                    ignored = key in self._abandoned
+                    self._abandoned.discard(key)
                 if outcome is None:  # the child died: report it, replace it at once
                     if self._closed:  # killed by close(): the worker has stopped listening
                         return
@@ -311,11 +317,12 @@ class ProcessPool(_WorkQueue):
         self.queue.put((task, handler))
 
     def abandon(self, task: Task) -> None:
+        key = job_key(task)
         with self._lock:
-            process = self._children.get(task.id)
+            process = self._children.get(key)
             if process is None:
                 return
-            self._abandoned.add(task.id)
+            self._abandoned.add(key)
         process.kill()
 
     def close(self) -> None:

@@ -1,8 +1,11 @@
-"""The chaos suite's handler: record the job in a side table, then finish.
+"""The chaos suite's handler: write one ledger row per run, then finish.
 
-The record is written in its own transaction before the worker completes
-the job, so a job whose completion is lost shows up as run twice, and a
-job that never ran shows up as missing.
+The row is written in its own transaction before the worker completes the
+job, so a job whose completion is lost shows up as run twice, and a job
+that never ran shows up as missing. It names the claim it ran (job id and
+attempt), the worker's OS pid (the worker runs handlers in its thread pool,
+so ``os.getpid()`` is the worker process that ``run.py`` may kill), and when
+the attempt was claimed (its lease expiry as ``pop`` returned it).
 """
 
 from __future__ import annotations
@@ -17,6 +20,11 @@ import pgtq
 q = pgtq.PgTq("chaos", os.environ["PGTQ_DSN"])
 _local = threading.local()
 
+RECORD = (
+    "INSERT INTO chaos_runs (token, job_id, attempt, worker_pid, lease_expires_at)"
+    " VALUES (%s, %s, %s, %s, %s)"
+)
+
 
 def _connection() -> psycopg.Connection[object]:
     conn = getattr(_local, "conn", None)
@@ -30,9 +38,8 @@ def _connection() -> psycopg.Connection[object]:
 
 @q.handler()
 def record(token: str) -> None:
-    """Write (token, job id, pid) to chaos_runs; fails if the database is away."""
+    """Write this run to chaos_runs; fails if the database is away."""
     task = pgtq.current_task()
-    job_id = task.id if task is not None else None
-    _connection().execute(
-        "INSERT INTO chaos_runs (token, job_id, pid) VALUES (%s, %s, pg_backend_pid())", (token, job_id)
-    )
+    if task is None:
+        raise RuntimeError("record runs only in a worker")
+    _connection().execute(RECORD, (token, task.id, task.attempt, os.getpid(), task.lease_expires_at))

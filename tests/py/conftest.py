@@ -1,6 +1,12 @@
 """Fixtures: a real PostgreSQL server (started by `make test`), a template
 database with the pgtq schema installed once per session through the
-alembic route, and a fresh database cloned from it for each test."""
+alembic route, and a fresh database cloned from it for each test.
+
+Environment: PGTQ_TEST_DSN (the server; `make test` sets it), and
+PGTQ_TEST_PGDATA (its data folder, set by `make test` too), which the tests
+that stop and start PostgreSQL need. Against an outside server (PGTQ_TEST_DSN
+alone) those tests fail unless PGTQ_SKIP_SERVER_CONTROL=1 skips them on
+purpose; the summary then lists them."""
 
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ import pgcluster  # noqa: E402  (scripts/ is not a package)
 
 APPS = Path(__file__).resolve().parent / "apps"
 TEMPLATE = "pgtq_test_template"
+SKIP_SERVER_CONTROL = "PGTQ_SKIP_SERVER_CONTROL"  # opt-out for an outside server, see server_datadir
 _database_numbers = itertools.count()
 
 
@@ -145,13 +152,41 @@ def scalar(conn: psycopg.Connection[Any], query: str, params: Any = None) -> Any
     return None if row is None else row[0]
 
 
-def pg_ctl(action: str, *options: str) -> None:
-    """Run pg_ctl on the throwaway test server (skip when tests use an
-    outside server given by PGTQ_TEST_DSN alone)."""
+def server_datadir() -> str:
+    """The data folder of `make test`'s throwaway server, for the tests that
+    stop and start PostgreSQL (chaos, outage, restart). With an outside
+    server (PGTQ_TEST_DSN alone) they fail, unless PGTQ_SKIP_SERVER_CONTROL=1
+    opts out of the whole group on purpose: then they skip, and the summary
+    names them (pytest_terminal_summary)."""
     datadir = os.environ.get("PGTQ_TEST_PGDATA")
-    if not datadir:
-        pytest.skip("needs the throwaway server of `make test` (PGTQ_TEST_PGDATA)")
-    pgcluster.pg_ctl(datadir, action, *options)
+    if datadir:
+        return datadir
+    if os.environ.get(SKIP_SERVER_CONTROL) == "1":
+        pytest.skip(f"{SKIP_SERVER_CONTROL}=1: this test stops and starts PostgreSQL")
+    pytest.fail(
+        "this test stops and starts PostgreSQL and needs the throwaway server of `make test`"
+        f" (PGTQ_TEST_PGDATA); with an outside server set {SKIP_SERVER_CONTROL}=1 to skip the"
+        " chaos, outage and restart tests on purpose",
+        pytrace=False,
+    )
+
+
+def pg_ctl(action: str, *options: str) -> None:
+    """Run pg_ctl on the throwaway test server (see server_datadir)."""
+    pgcluster.pg_ctl(server_datadir(), action, *options)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Name every test the PGTQ_SKIP_SERVER_CONTROL opt-out skipped."""
+    skipped = [
+        report.nodeid
+        for report in terminalreporter.stats.get("skipped", [])
+        if SKIP_SERVER_CONTROL in str(report.longrepr)
+    ]
+    if skipped:
+        terminalreporter.section(f"{SKIP_SERVER_CONTROL}=1: server-control tests skipped", yellow=True)
+        for nodeid in skipped:
+            terminalreporter.write_line(f"not run (stops and starts PostgreSQL): {nodeid}")
 
 
 def cpu_seconds(pid: int) -> float:

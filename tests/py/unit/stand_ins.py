@@ -7,6 +7,7 @@ from typing import Any
 
 from pgtq.handler import Handler
 from pgtq.task import Task
+from pgtq.worker._routing import JobKey, job_key
 
 
 class HandClock:
@@ -27,7 +28,7 @@ class RecordingPool:
     def __init__(self) -> None:
         self.submitted: list[Task] = []
         self.abandoned: list[Task] = []
-        self.starts: dict[int, float] = {}
+        self.starts: dict[JobKey, float] = {}
 
     def start(self) -> None: ...
 
@@ -37,13 +38,16 @@ class RecordingPool:
     def abandon(self, task: Task) -> None:
         self.abandoned.append(task)
 
-    def started_at(self, task_id: int) -> float | None:
-        return self.starts.get(task_id)
+    def started_at(self, key: JobKey) -> float | None:
+        return self.starts.get(key)
 
     def unstarted(self) -> int:
-        return len(self.submitted) - len(self.starts)
+        return sum(1 for task in self.submitted if job_key(task) not in self.starts)
 
     def take_unstarted(self) -> list[Task]:
-        return []
+        """The submitted jobs the test did not start, taken out."""
+        taken = [task for task in self.submitted if job_key(task) not in self.starts]
+        self.submitted = [task for task in self.submitted if job_key(task) in self.starts]
+        return taken
 
     def close(self) -> None: ...

@@ -11,6 +11,7 @@ import pgtq
 from pgtq.task import Task
 from pgtq.worker import Worker, WorkerSettings
 from pgtq.worker._decisions import UNSTARTED_RECHECK
+from pgtq.worker._routing import job_key
 
 
 def worker_with_a_slow_job(clock: HandClock) -> tuple[Worker, RecordingPool, Task]:
@@ -21,9 +22,10 @@ def worker_with_a_slow_job(clock: HandClock) -> tuple[Worker, RecordingPool, Tas
 
     worker = Worker(queue, WorkerSettings(poll_interval=60, tick_interval=60, lease=300), clock=clock)
     # As if it had just ticked, renewed and polled: each timer is 60 s away.
-    worker._timers.ticked(clock.now)
-    worker._timers.heartbeat_sent(clock.now)
-    worker._timers.poll_due(clock.now)
+    [server] = worker.servers
+    server.timers.ticked(clock.now)
+    server.timers.heartbeat_sent(clock.now)
+    server.timers.poll_due(clock.now)
     pool = RecordingPool()
     worker._pool = pool
     task = Task(id=7, queue="q", name="slow", args=())
@@ -37,18 +39,19 @@ def test_a_job_is_given_up_at_its_deadline_by_the_worker_clock() -> None:
     assert pool.submitted == [task]
     assert worker._next_wakeup(clock.now) == 1000.0 + UNSTARTED_RECHECK, "not started: look again soon"
 
-    pool.starts[task.id] = 1000.5
+    pool.starts[job_key(task)] = 1000.5
     assert worker._next_wakeup(1001.0) == 1002.5, "wake up at the deadline, not at the 60 s poll"
     worker._enforce_timeouts(1002.49)
-    assert pool.abandoned == [] and worker._pending == []
+    [server] = worker.servers
+    assert pool.abandoned == [] and server.pending == []
 
     clock.now = 1002.5
     worker._enforce_timeouts(clock.now)
     assert pool.abandoned == [task]
-    [outcome] = worker._pending
+    [outcome] = server.pending
     assert (outcome.task, outcome.kind, outcome.duration) == (task, "error", 2.0)
     assert outcome.error == "TimeoutError: task 'slow' exceeded its timeout of 2 s"
-    assert worker._pending_since == 1002.5, "the outcome's wait for writing starts by the same clock"
+    assert server.pending_since == 1002.5, "the outcome's wait for writing starts by the same clock"
 
 
 def test_the_shutdown_deadline_is_set_by_the_worker_clock() -> None:

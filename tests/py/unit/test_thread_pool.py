@@ -18,6 +18,7 @@ import pgtq
 from pgtq._records import Outcome
 from pgtq.task import Task
 from pgtq.worker._pools import ThreadPool
+from pgtq.worker._routing import job_key
 
 WAIT = 30.0  # a deadline for things that take milliseconds: only a hung test reaches it
 
@@ -61,7 +62,7 @@ def task(job: int) -> Task:
 
 
 def started(pool: ThreadPool, job: int) -> bool:
-    return pool.started_at(job) is not None
+    return pool.started_at(job_key(task(job))) is not None
 
 
 def test_an_abandoned_thread_runs_out_and_a_fresh_slot_serves_meanwhile(

@@ -50,7 +50,7 @@ def test_a_worker_fails_a_job_of_an_unknown_task_with_that_error() -> None:
     task = Task(id=3, queue="emails", name="newsletter", args=())
     worker._hand_to_pool(task)
     assert pool.submitted == [], "nothing to run"
-    [outcome] = worker._pending
+    [outcome] = worker.servers[0].pending
     assert (outcome.task, outcome.kind, outcome.summary) == (task, "error", "unknown task")
     assert outcome.error == (
         "UnknownTaskError: no handler for task 'newsletter' in queue 'emails' (known tasks: bounce, send)"

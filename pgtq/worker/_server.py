@@ -1,0 +1,228 @@
+"""Worker runtime: the dispatcher's side of one PostgreSQL server.
+
+A worker holds one ``Server`` for each server its queues live on (see
+``_routing.py``): the link (connection, backoff, reconnection), the
+timers of its ticks, lease renewals and polls, the turns of its queues,
+the outcomes not yet written there and the jobs to hand back there, the
+worker's registration in that server's ``pgtq.workers``, and a listener.
+A server that fails leaves the others alone: its outcomes wait in its own
+list, its link backs off on its own, its listener reconnects on its own.
+
+Each method that talks to the database is one round trip through the
+gateway. The dispatcher decides when to call them and catches their
+database errors (``link.failed``), as for a worker with one server.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from pgtq._db import gateway
+from pgtq._records import Outcome, WorkerIdentity
+from pgtq.task import Task
+from pgtq.worker._decisions import Clock, PopTurns, Timers
+from pgtq.worker._link import DATABASE_ERRORS, DatabaseLink
+from pgtq.worker._listener import ANY_QUEUE, Listener
+from pgtq.worker._routing import ServerPlan
+from pgtq.worker._settings import WorkerSettings
+
+if TYPE_CHECKING:
+    import psycopg
+
+logger = logging.getLogger("pgtq.worker")
+
+Wake = Callable[[Iterable[str]], None]
+
+
+class Server:
+    """One server of a worker, from its ``plan``. ``named``: whether log
+    lines name the server (a worker with several servers); ``wake(queues)``
+    is called, from the listener's thread, when queues of this server may
+    have ready jobs."""
+
+    def __init__(
+        self,
+        plan: ServerPlan,
+        *,
+        worker_id: str,
+        settings: WorkerSettings,
+        clock: Clock,
+        wake: Wake,
+        named: bool = False,
+        on_written: Callable[[Outcome, bool], None] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.queues = plan.queues
+        self.name = plan.label if named else ""
+        self.identity = WorkerIdentity(worker_id, socket.gethostname(), os.getpid(), plan.queues)
+        self.link = DatabaseLink(
+            plan.dsn,
+            clock=clock,
+            max_delay=settings.reconnect_max_delay,
+            on_connect=self._register,
+            name=self.name,
+        )
+        self.timers = Timers(
+            tick_interval=settings.tick_interval,
+            heartbeat_interval=settings.heartbeat_every,
+            poll_interval=settings.poll_interval,
+        )
+        self.turns = PopTurns(plan.queues)
+        self.pending: list[Outcome] = []  # finished runs not yet written here
+        self.pending_since = 0.0
+        self.releasing: list[Task] = []  # claimed jobs to hand back here (stopping)
+        self.listener: Listener | None = None
+        self._wake = wake
+        self._lease = timedelta(seconds=settings.lease)
+        # Told of each outcome once written, and whether the database took it
+        # (its lease still held): the worker-local metrics (pgtq.metrics).
+        self._on_written = on_written
+
+    def __repr__(self) -> str:
+        return f"<Server {self.plan.label} queues={self.queues!r}>"
+
+    # -- start and stop ----------------------------------------------------
+
+    def open(self) -> None:
+        """Connect, check the schema and register; raises when the server
+        cannot be reached or its schema is wrong (a configuration error at
+        start), except for an error of the registration itself, which the
+        link outlives like any later one."""
+        self.link.open()
+        try:
+            self._register(self.link.use())
+            self.link.settled()
+        except DATABASE_ERRORS as error:
+            self.link.failed(error)
+
+    def start_listening(self) -> None:
+        """Start the listener thread, which wakes the worker on a push."""
+        self.listener = Listener(
+            self.plan.listen_dsn, self.queues, self._heard, notify_dsn=self.plan.dsn, name=self.name
+        )
+        self.listener.start()
+
+    def _heard(self, queue: str) -> None:
+        self._wake(self.queues if queue == ANY_QUEUE else (queue,))
+
+    def stop_listening(self) -> None:
+        if self.listener is not None:
+            self.listener.stop()
+
+    def unregister(self) -> None:
+        """Write what is pending, then leave ``pgtq.workers``."""
+        self.write_outcomes()
+        gateway.unregister_worker(self.link.use(), self.identity.worker)
+
+    def _register(self, conn: psycopg.Connection[Any]) -> None:
+        """Record the worker in this server's ``pgtq.workers`` (on every new
+        connection; the lease renewals refresh it), and look for work at
+        once: what was pushed while the connection was away sent no
+        notification here."""
+        gateway.register_worker(conn, self.identity)
+        self.turns.wake(self.queues)
+        if self.pending:
+            logger.info("%swriting %d pending outcome(s)", self._prefix, len(self.pending))
+
+    @property
+    def _prefix(self) -> str:
+        return f"{self.name}: " if self.name else ""
+
+    # -- outcomes ----------------------------------------------------------
+
+    def add_outcome(self, outcome: Outcome, now: float) -> None:
+        """Keep a finished run to be written here."""
+        if not self.pending:
+            self.pending_since = now
+        self.pending.append(outcome)
+
+    def write_outcomes(self) -> None:
+        """Write every pending outcome in one round trip (nothing when none
+        is pending or the server is not connected)."""
+        if not self.pending or self.link.conn is None:
+            return
+        self._log_written(gateway.write_outcomes(self.link.use(), self.pending))
+
+    def _log_written(self, written: gateway.Written | None) -> None:
+        """Log the outcomes just written, which leave ``pending`` only now:
+        when the round trip fails they stay to be written again."""
+        if written is None:
+            return
+        for outcome in self.pending:
+            if outcome.kind == "done":
+                reply: Any = outcome.task.id in written.completed
+            else:
+                reply = written.failed.get(outcome.task.id)
+            _log_outcome(outcome, reply)
+            if self._on_written is not None:
+                self._on_written(outcome, bool(reply))
+        self.pending.clear()
+
+    # -- claims, renewals, ticks, hand-backs ------------------------------
+
+    def claim(self, queue: str, n: int, worker: str, *, with_outcomes: bool) -> list[Task]:
+        """Claim up to ``n`` jobs of ``queue`` (``pgtq.pop``); with
+        ``with_outcomes`` the pending outcomes are written in the same
+        round trip (pipelined, the outcomes in a transaction of their own)."""
+        if not with_outcomes:
+            return gateway.pop(self.link.use(), queue=queue, worker=worker, n=n, lease=self._lease)
+        written, tasks = gateway.write_outcomes_and_pop(
+            self.link.use(), self.pending, queue=queue, worker=worker, n=n, lease=self._lease
+        )
+        self._log_written(written)
+        return tasks
+
+    def renew_leases(self, held: list[Task]) -> None:
+        """Refresh the registration and extend the leases of ``held`` (this
+        server's running jobs) in one round trip."""
+        alive = gateway.renew_leases(self.link.use(), self.identity, held, self._lease)
+        for task, kept in zip(held, alive, strict=True):
+            if not kept:
+                logger.warning("lost the lease of job %d (%s): it was handed on", task.id, task.name)
+
+    def tick(self) -> None:
+        """``pgtq.tick`` for each queue of this server; a queue whose jobs
+        moved may have ready ones."""
+        for name in self.queues:
+            moved = gateway.tick(self.link.use(), name)
+            if moved:
+                logger.debug("tick moved %d job(s) of queue %r", moved, name)
+                self.turns.wake([name])
+
+    def release(self, tasks: list[Task]) -> None:
+        """Hand ``tasks`` back (``pgtq.release``) in one round trip."""
+        if not tasks or self.link.conn is None:
+            return
+        gateway.release_all(self.link.use(), tasks)
+        for task in tasks:
+            logger.info("task %s id=%d handed back (released, attempt not counted)", task.name, task.id)
+
+    def hand_back(self) -> None:
+        """Release the jobs waiting in ``releasing``; they leave it once released."""
+        if self.releasing and self.link.conn is not None:
+            self.release(self.releasing)
+            self.releasing = []
+
+
+def _log_outcome(outcome: Outcome, reply: Any) -> None:
+    task = outcome.task
+    if outcome.kind == "done":
+        ending = "done" if reply else "done, but the lease was lost (the job was handed on)"
+    else:
+        ending = f"{outcome.summary} -> {reply}" if reply is not None else f"{outcome.summary}, lease lost"
+    level = logging.INFO if outcome.kind == "done" else logging.WARNING
+    logger.log(
+        level,
+        "task %s id=%d attempt=%d/%d %.3fs %s",
+        task.name,
+        task.id,
+        task.attempt,
+        task.max_attempts,
+        outcome.duration,
+        ending,
+    )
