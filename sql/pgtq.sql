@@ -16,6 +16,10 @@
 --   * Time-dependent functions take the current time as their last
 --     parameter `as_of` (default now()), so tests pass literal times.
 --   * Errors carry SQLSTATEs of class PT (see README "Errors").
+--   * Notifications go on fixed channels, data travels as the payload:
+--     pgtq (a queue got ready jobs; payload: the queue), pgtq_finished (a
+--     job somebody watch()es finished; payload: its id) and pgtq_cancel
+--     (a running job was asked to cancel; payload: its id).
 --   * Least privilege (see SECURITY.md): nothing in schema pgtq is granted
 --     to PUBLIC. The roles pgtq_producer, pgtq_worker and pgtq_admin get
 --     EXECUTE on the functions of their job (pgtq.install_roles, at the
@@ -36,12 +40,15 @@ CREATE TYPE pgtq.job_state AS ENUM (
     'ready',      -- due: pushed due now, or promoted by tick, or released
     'running',    -- claimed by pop; holds a lease until it expires
     'done',       -- completed by the lease holder
-    'failed',     -- its last allowed attempt failed (kept for inspection)
-    'cancelled'   -- cancelled by an operator before it ran
+    'failed',     -- its last allowed attempt failed, or it was aborted (kept for inspection)
+    'cancelled'   -- cancelled before it ran; or it ran after a cancel request
+                  -- and its attempt ended; or, going back to pending, it was
+                  -- superseded by a pending job with its job key
 );
 COMMENT ON TYPE pgtq.job_state IS
     'Life cycle of a job: scheduled -> ready -> running -> done | failed, '
-    'with running -> scheduled|ready on a retry and scheduled|ready -> cancelled.';
+    'with running -> scheduled|ready on a retry, scheduled|ready -> cancelled, '
+    'and running -> cancelled once a cancel was requested.';
 
 -- What pop() hands a worker: the job, its attempt number and its lease.
 CREATE TYPE pgtq.claimed_job AS (
@@ -57,6 +64,17 @@ CREATE TYPE pgtq.claimed_job AS (
     lease_expires_at  timestamptz
 );
 COMMENT ON TYPE pgtq.claimed_job IS 'A job claimed by pop(): complete, fail, heartbeat or release it with its lease.';
+
+-- What a waiter learns of a job: its state and, once it finished, its
+-- outcome (outcomes(), watch()).
+CREATE TYPE pgtq.job_outcome AS (
+    id           bigint,
+    state        pgtq.job_state,
+    result       jsonb,
+    error        text,
+    finished_at  timestamptz
+);
+COMMENT ON TYPE pgtq.job_outcome IS 'A job''s state and outcome (result or error), as a waiter reads it.';
 
 -- ---------------------------------------------------------------------------
 -- Tables (private: use the functions and views)
@@ -99,6 +117,13 @@ CREATE TABLE pgtq._job (
     worker            text,
     last_error        text,
     result            jsonb,
+    -- 0.2.0: job keys, per-job backoff, cancel requests, waiters, pusher.
+    job_key              text,
+    backoff_base         interval,
+    backoff_cap          interval,
+    cancel_requested_at  timestamptz,
+    waiters              integer NOT NULL DEFAULT 0,
+    pushed_by            text,
     CONSTRAINT job_pkey PRIMARY KEY (id),
     CONSTRAINT job_args_array_ck CHECK (jsonb_typeof(args) = 'array'),
     CONSTRAINT job_kwargs_object_ck CHECK (jsonb_typeof(kwargs) = 'object'),
@@ -107,7 +132,10 @@ CREATE TABLE pgtq._job (
         (state = 'running') = (lease IS NOT NULL AND lease_expires_at IS NOT NULL)),
     CONSTRAINT job_running_started_ck CHECK (state <> 'running' OR started_at IS NOT NULL),
     CONSTRAINT job_finished_at_ck CHECK (
-        (state IN ('done', 'failed', 'cancelled')) = (finished_at IS NOT NULL))
+        (state IN ('done', 'failed', 'cancelled')) = (finished_at IS NOT NULL)),
+    CONSTRAINT job_cancel_request_ck CHECK (
+        cancel_requested_at IS NULL OR state IN ('running', 'cancelled')),
+    CONSTRAINT job_waiters_ck CHECK (waiters >= 0)
 ) WITH (fillfactor = 85);
 ALTER SEQUENCE pgtq._job_id_seq OWNED BY pgtq._job.id;
 
@@ -132,6 +160,10 @@ CREATE INDEX job_running_idx ON pgtq._job (lease_expires_at)
 -- prune: finished jobs by age.
 CREATE INDEX job_finished_idx ON pgtq._job (finished_at)
     WHERE state IN ('done', 'failed', 'cancelled');
+-- push with a job key: at most one pending job per queue and key. Only
+-- keyed pending rows are in it, so jobs without a key never touch it.
+CREATE UNIQUE INDEX job_key_pending_idx ON pgtq._job (queue, job_key)
+    WHERE job_key IS NOT NULL AND state IN ('scheduled', 'ready');
 
 -- Live workers, registered by themselves and kept fresh while they run.
 -- No foreign key from jobs: pruning jobs must never touch this table.
@@ -163,11 +195,16 @@ $$;
 -- ---------------------------------------------------------------------------
 
 -- Every job with its history; the lease token is left out on purpose
--- (whoever holds it may complete the job).
+-- (whoever holds it may complete the job). backoff_base and backoff_cap
+-- NULL mean backoff()'s defaults; waiters counts the registrations of
+-- watch() (inert once the job finished); pushed_by is the session user
+-- that pushed the job, who may read its outcome.
 CREATE VIEW pgtq.jobs AS
 SELECT j.id, j.queue, j.task, j.args, j.kwargs, j.state, j.priority,
        j.attempt, j.max_attempts, j.run_at, j.created_at, j.started_at,
-       j.finished_at, j.lease_expires_at, j.worker, j.last_error, j.result
+       j.finished_at, j.lease_expires_at, j.worker, j.last_error, j.result,
+       j.job_key, j.backoff_base, j.backoff_cap, j.cancel_requested_at,
+       j.waiters, j.pushed_by
 FROM pgtq._job AS j;
 COMMENT ON VIEW pgtq.jobs IS 'All jobs and their history (without lease tokens).';
 
@@ -177,16 +214,21 @@ SELECT w.id, w.host, w.pid, w.queues, w.started_at, w.last_seen_at
 FROM pgtq._worker AS w;
 COMMENT ON VIEW pgtq.workers IS 'Live workers: who runs where, since when, last seen when.';
 
--- Per queue and state: how many jobs, and how old the oldest one is.
+-- Per queue and state: how many jobs, how old the oldest one is, and how
+-- many of them (running ones) have a cancel request they have not yet
+-- acted on.
 CREATE VIEW pgtq.queue_stats AS
 SELECT j.queue,
        j.state,
        count(*)::bigint AS jobs,
        min(j.created_at) AS oldest_created_at,
-       now() - min(j.created_at) AS oldest_age
+       now() - min(j.created_at) AS oldest_age,
+       count(*) FILTER (WHERE j.state = 'running' AND j.cancel_requested_at IS NOT NULL)::bigint
+           AS cancel_requested
 FROM pgtq._job AS j
 GROUP BY j.queue, j.state;
-COMMENT ON VIEW pgtq.queue_stats IS 'Per queue and state: job count and the age of the oldest job.';
+COMMENT ON VIEW pgtq.queue_stats IS
+    'Per queue and state: job count, the age of the oldest job, running jobs asked to cancel.';
 
 -- The queue-wide settings; pgtq.configure changes them.
 CREATE VIEW pgtq.settings AS
@@ -321,19 +363,142 @@ END
 $$;
 
 -- Guarantees: the state a job goes to after a failed attempt, by one rule
--- shared by fail() and the lease rescue in tick(): attempts remain ->
--- scheduled (or ready when the retry is already due); none left -> failed.
+-- shared by fail() and the lease rescue in tick(): a cancel was requested
+-- -> cancelled (never retried); attempts remain -> scheduled (or ready when
+-- the retry is already due); none left -> failed.
 CREATE FUNCTION pgtq._state_after_failure(attempt integer, max_attempts integer,
-                                          retry_at timestamptz, as_of timestamptz)
+                                          cancel_requested boolean, retry_at timestamptz,
+                                          as_of timestamptz)
 RETURNS pgtq.job_state
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
     SELECT CASE
+        WHEN cancel_requested THEN 'cancelled'::pgtq.job_state
         WHEN attempt >= max_attempts THEN 'failed'::pgtq.job_state
         WHEN retry_at <= as_of THEN 'ready'::pgtq.job_state
         ELSE 'scheduled'::pgtq.job_state
     END
+$$;
+
+-- Guarantees: raises PT004 naming the first invalid job option of a push:
+-- job_key (NULL, or 1 to 200 characters), job_key_mode ('keep' or
+-- 'replace'), backoff_base and backoff_cap (NULL, or 0 to 100 years).
+-- Returns quietly when all are valid. push and push_many call it only
+-- when one of these options is not its default, so a push without them
+-- pays four comparisons.
+CREATE FUNCTION pgtq._check_job_options(job_key text, job_key_mode text,
+                                        backoff_base interval, backoff_cap interval)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+BEGIN
+    IF length(job_key) NOT BETWEEN 1 AND 200 THEN
+        RAISE EXCEPTION 'pgtq: job_key must be 1 to 200 characters, got % characters', length(job_key)
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF job_key_mode IS NULL OR job_key_mode NOT IN ('keep', 'replace') THEN
+        RAISE EXCEPTION 'pgtq: job_key_mode must be ''keep'' or ''replace'', got %',
+                coalesce(quote_literal(job_key_mode), 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF backoff_base < interval '0' OR backoff_base > interval '100 years' THEN
+        RAISE EXCEPTION 'pgtq: backoff_base must be between 0 and 100 years, got %', backoff_base
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF backoff_cap < interval '0' OR backoff_cap > interval '100 years' THEN
+        RAISE EXCEPTION 'pgtq: backoff_cap must be between 0 and 100 years, got %', backoff_cap
+            USING ERRCODE = 'PT004';
+    END IF;
+END
+$$;
+
+-- Guarantees: wakes the waiters of the jobs `ids` (watch()): one
+-- notification on channel pgtq_finished per job, its id as the payload,
+-- sent if and only if the calling transaction commits. Callers call it
+-- only for jobs that finished and have waiters, so a job nobody waits for
+-- costs no notification (a notifying commit takes a database-wide lock).
+CREATE FUNCTION pgtq._tell_waiters(ids bigint[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+BEGIN
+    PERFORM pg_notify('pgtq_finished', w.id::text) FROM unnest(_tell_waiters.ids) AS w (id);
+END
+$$;
+
+-- Guarantees: true when the session user may read the outcome of a job
+-- pushed by `pushed_by`: it is that role, or a member of it (superusers
+-- are members of every role). A job pushed before 0.2.0 (pushed_by NULL)
+-- is readable through the view pgtq.jobs only. session_user is the role
+-- that logged in (SET ROLE does not change it, a SECURITY DEFINER
+-- function does not either).
+CREATE FUNCTION pgtq._may_read(pushed_by text)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+    SELECT pushed_by = session_user::text
+           OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles AS r
+                      WHERE r.rolname = pushed_by AND pg_has_role(session_user, r.oid, 'MEMBER'))
+$$;
+
+-- Guarantees: moves running job `id`, which has a job key, back to pending
+-- (`state`: scheduled or ready) with the values given and its lease
+-- cleared, and returns `state`. If another pending job holds its key (one
+-- pushed while it ran, which carries the newer request), it is not
+-- retried: it ends cancelled, superseded by that job, with
+-- `last_error` saying so, its waiters are told, and it returns
+-- 'cancelled'. The unique index decides, inside a subtransaction, so a
+-- concurrent push of the key cannot slip in between a check and the move.
+-- Jobs without a key never conflict: their callers move them directly.
+CREATE FUNCTION pgtq._requeue_keyed(id bigint, state pgtq.job_state, run_at timestamptz, attempt integer,
+                                    started_at timestamptz, worker text, last_error text,
+                                    as_of timestamptz)
+RETURNS pgtq.job_state
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    holder  bigint;
+    waiting integer;
+BEGIN
+    BEGIN
+        UPDATE pgtq._job AS j
+        SET state = _requeue_keyed.state,
+            run_at = _requeue_keyed.run_at,
+            attempt = _requeue_keyed.attempt,
+            started_at = _requeue_keyed.started_at,
+            worker = _requeue_keyed.worker,
+            last_error = _requeue_keyed.last_error,
+            lease = NULL,
+            lease_expires_at = NULL
+        WHERE j.id = _requeue_keyed.id;
+        RETURN _requeue_keyed.state;
+    EXCEPTION WHEN unique_violation THEN
+        SELECT p.id INTO holder
+        FROM pgtq._job AS j
+        JOIN pgtq._job AS p ON p.queue = j.queue AND p.job_key = j.job_key
+                           AND p.state IN ('scheduled', 'ready')
+        WHERE j.id = _requeue_keyed.id;
+    END;
+    UPDATE pgtq._job AS j
+    SET state = 'cancelled',
+        finished_at = _requeue_keyed.as_of,
+        last_error = concat_ws(E'\n', _requeue_keyed.last_error,
+                               format('not retried: superseded by job %s, pending with the same job_key',
+                                      coalesce(holder::text, 'unknown'))),
+        lease = NULL,
+        lease_expires_at = NULL
+    WHERE j.id = _requeue_keyed.id
+    RETURNING j.waiters INTO waiting;
+    IF waiting > 0 THEN
+        PERFORM pgtq._tell_waiters(ARRAY[_requeue_keyed.id]);
+    END IF;
+    RETURN 'cancelled';
+END
 $$;
 
 -- Guarantees: tells idle workers of `queue` that a job became ready. The
@@ -366,8 +531,12 @@ AS $$ SELECT '@PGTQ_VERSION@'::text $$;
 -- so it always lies in [0.8 * d, d] with d = least(cap, base * 2^(attempt-1)),
 -- and never exceeds `cap`. With the defaults: about 2 s, 4 s, 8 s, ... and at
 -- most one hour from attempt 12 on. Attempts below 1 (or NULL) count as 1;
--- a NULL base or cap means its default. Pure computation: no rights needed.
--- PARALLEL RESTRICTED, as random() is (0.1.0 wrongly said SAFE).
+-- a NULL base or cap means its default. The delay is computed in seconds
+-- (as a double), so no attempt with a base and cap of up to 100 years
+-- overflows an interval: fail() and tick() apply each job's own policy
+-- (push's backoff_base and backoff_cap) with it. Pure computation: no
+-- rights needed. PARALLEL RESTRICTED, as random() is (0.1.0 wrongly said
+-- SAFE).
 CREATE FUNCTION pgtq.backoff(attempt integer,
                              base interval DEFAULT '2 seconds',
                              cap interval DEFAULT '1 hour')
@@ -375,9 +544,98 @@ RETURNS interval
 LANGUAGE sql VOLATILE PARALLEL RESTRICTED
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
-    SELECT least(coalesce(cap, interval '1 hour'),
-                 coalesce(base, interval '2 seconds') * power(2, least(greatest(coalesce(attempt, 1), 1) - 1, 40)))
-           * (0.8 + 0.2 * random())
+    SELECT make_interval(secs => least(extract(epoch FROM coalesce(cap, interval '1 hour'))::float8,
+                                       extract(epoch FROM coalesce(base, interval '2 seconds'))::float8
+                                       * power(2, least(greatest(coalesce(attempt, 1), 1) - 1, 40)))
+                                 * (0.8 + 0.2 * random()))
+$$;
+
+-- Guarantees: the keyed part of push and push_many. Pushes one job per
+-- element (args[i], kwargs[i] or '{}', job_keys[i]) with the options
+-- given, in one statement, and returns an id per element, in order.
+-- Elements without a key get a new job each. Keyed elements go through
+-- INSERT ... ON CONFLICT on job_key_pending_idx, the unique index of
+-- pending keyed jobs, never through a check and then an insert:
+--   * a pending (scheduled or ready) job with the key is kept (`keep`:
+--     nothing changes) or replaced (`replace`: it takes this push's task,
+--     args, kwargs, run_at and state, priority, max_attempts and backoff,
+--     and starts again at attempt 0 with no error); its id is returned;
+--   * a session meeting another's uncommitted insert of the key waits for
+--     it to end, then finds the row (or inserts, if it rolled back);
+--   * a conflicting row that became running meanwhile is no longer in the
+--     index, so the row is inserted: a running job never blocks a push;
+--   * DO UPDATE has no WHERE, so every element gets an id, never NULL
+--     (the race of Graphile Worker #580).
+-- Equal keys within one call act as pushes one after another: keep takes
+-- the first element, replace the last, and every element of the key gets
+-- the same id. Keyed rows are written in key order, so two calls pushing
+-- the same keys cannot deadlock on each other. Ids are drawn in element
+-- order. A ready job announces the queue, a kept one too (a pop that met
+-- it locked by this push skipped it). A kept or replaced job stays locked
+-- until the caller's transaction ends; so does a new one, as any insert.
+-- The caller has checked every argument.
+CREATE FUNCTION pgtq._push_keyed(queue text, task text, args jsonb[], kwargs jsonb[], job_keys text[],
+                                 job_key_mode text, run_at timestamptz, state pgtq.job_state,
+                                 priority integer, max_attempts integer,
+                                 backoff_base interval, backoff_cap interval, as_of timestamptz)
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    replacing  boolean := _push_keyed.job_key_mode = 'replace';
+    pushed_ids bigint[];
+    made_ready boolean;
+BEGIN
+    WITH element AS (
+        SELECT e.a, coalesce(e.k, '{}') AS k, e.key, e.position
+        FROM unnest(_push_keyed.args, _push_keyed.kwargs, _push_keyed.job_keys)
+             WITH ORDINALITY AS e (a, k, key, position)
+    ), chosen AS MATERIALIZED (
+        SELECT nextval('pgtq._job_id_seq') AS new_id, c.a, c.k, c.key, c.position
+        FROM (SELECT el.a, el.k, el.key, el.position,
+                     row_number() OVER (PARTITION BY el.key
+                                        ORDER BY CASE WHEN replacing THEN -el.position ELSE el.position END)
+                         AS rank
+              FROM element AS el) AS c
+        WHERE c.key IS NULL OR c.rank = 1
+        ORDER BY c.position
+    ), written AS (
+        INSERT INTO pgtq._job AS j (id, queue, task, args, kwargs, state, priority, max_attempts, run_at,
+                                    created_at, job_key, backoff_base, backoff_cap, pushed_by)
+        SELECT c.new_id, _push_keyed.queue, _push_keyed.task, c.a, c.k, _push_keyed.state,
+               _push_keyed.priority, _push_keyed.max_attempts, _push_keyed.run_at, _push_keyed.as_of,
+               c.key, _push_keyed.backoff_base, _push_keyed.backoff_cap, session_user
+        FROM chosen AS c
+        ORDER BY c.key, c.position
+        ON CONFLICT (queue, job_key) WHERE job_key IS NOT NULL AND state IN ('scheduled', 'ready')
+        DO UPDATE SET
+            task = CASE WHEN replacing THEN excluded.task ELSE j.task END,
+            args = CASE WHEN replacing THEN excluded.args ELSE j.args END,
+            kwargs = CASE WHEN replacing THEN excluded.kwargs ELSE j.kwargs END,
+            state = CASE WHEN replacing THEN excluded.state ELSE j.state END,
+            priority = CASE WHEN replacing THEN excluded.priority ELSE j.priority END,
+            max_attempts = CASE WHEN replacing THEN excluded.max_attempts ELSE j.max_attempts END,
+            run_at = CASE WHEN replacing THEN excluded.run_at ELSE j.run_at END,
+            backoff_base = CASE WHEN replacing THEN excluded.backoff_base ELSE j.backoff_base END,
+            backoff_cap = CASE WHEN replacing THEN excluded.backoff_cap ELSE j.backoff_cap END,
+            attempt = CASE WHEN replacing THEN 0 ELSE j.attempt END,
+            last_error = CASE WHEN replacing THEN NULL ELSE j.last_error END
+        RETURNING j.id, j.job_key, j.state
+    )
+    SELECT array_agg(CASE WHEN el.key IS NULL THEN c.new_id ELSE w.id END ORDER BY el.position),
+           coalesce(bool_or(CASE WHEN el.key IS NULL THEN _push_keyed.state ELSE w.state END = 'ready'), false)
+    INTO pushed_ids, made_ready
+    FROM element AS el
+    LEFT JOIN chosen AS c ON c.position = el.position
+    LEFT JOIN written AS w ON w.job_key = el.key;
+
+    IF made_ready THEN
+        PERFORM pgtq._announce(_push_keyed.queue);
+    END IF;
+    RETURN QUERY SELECT u.id FROM unnest(pushed_ids) AS u (id);
+END
 $$;
 
 -- Guarantees: inserts one job and returns its id, as part of the caller's
@@ -385,6 +643,17 @@ $$;
 -- A job due at `as_of` is ready at once, one with a later run_at is
 -- scheduled. Every argument is checked first; on bad input it raises an
 -- error naming the problem (SQLSTATE class PT) and writes nothing.
+-- backoff_base and backoff_cap are the job's own retry policy (NULL:
+-- backoff()'s defaults), stored on the job and applied by fail() and by
+-- the lease rescue in tick().
+-- With a job_key there is at most one pending (scheduled or ready) job per
+-- queue and key: if there is one, `keep` (the default) changes nothing and
+-- returns its id, `replace` replaces its task, args, kwargs, run_at,
+-- priority, max_attempts and backoff (attempts start again from 0) and
+-- returns its id. A running job with the key does not count: the push
+-- queues a new pending job. Concurrent pushes of one key all get the id of
+-- the one pending job (_push_keyed says how). A push without a key never
+-- touches the key index and pays four comparisons for these options.
 -- SECURITY DEFINER: a producer may insert jobs through it, never directly.
 CREATE FUNCTION pgtq.push(queue text,
                           task text,
@@ -393,6 +662,10 @@ CREATE FUNCTION pgtq.push(queue text,
                           run_at timestamptz DEFAULT NULL,
                           priority integer DEFAULT 0,
                           max_attempts integer DEFAULT 25,
+                          job_key text DEFAULT NULL,
+                          job_key_mode text DEFAULT 'keep',
+                          backoff_base interval DEFAULT NULL,
+                          backoff_cap interval DEFAULT NULL,
                           as_of timestamptz DEFAULT now())
 RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER
@@ -409,6 +682,10 @@ BEGIN
                                  push.run_at, push.as_of) THEN
         PERFORM pgtq._check_push_options(push.queue, push.task, push.priority, push.max_attempts,
                                          push.run_at, push.as_of);
+    END IF;
+    IF push.job_key IS NOT NULL OR push.job_key_mode IS DISTINCT FROM 'keep'
+       OR push.backoff_base IS NOT NULL OR push.backoff_cap IS NOT NULL THEN
+        PERFORM pgtq._check_job_options(push.job_key, push.job_key_mode, push.backoff_base, push.backoff_cap);
     END IF;
     IF push.args IS NULL OR jsonb_typeof(push.args) <> 'array' THEN
         RAISE EXCEPTION 'pgtq: args must be a JSON array, got %',
@@ -432,10 +709,18 @@ BEGIN
     due := coalesce(push.run_at, push.as_of);
     new_state := CASE WHEN due <= push.as_of THEN 'ready' ELSE 'scheduled' END;
 
-    INSERT INTO pgtq._job AS j (queue, task, args, kwargs, state, priority,
-                                max_attempts, run_at, created_at)
-    VALUES (push.queue, push.task, push.args, push.kwargs, new_state,
-            push.priority, push.max_attempts, due, push.as_of)
+    IF push.job_key IS NOT NULL THEN
+        SELECT k.id INTO new_id
+        FROM pgtq._push_keyed(push.queue, push.task, ARRAY[push.args], ARRAY[push.kwargs],
+                              ARRAY[push.job_key], push.job_key_mode, due, new_state, push.priority,
+                              push.max_attempts, push.backoff_base, push.backoff_cap, push.as_of) AS k (id);
+        RETURN new_id;
+    END IF;
+
+    INSERT INTO pgtq._job AS j (queue, task, args, kwargs, state, priority, max_attempts, run_at,
+                                created_at, backoff_base, backoff_cap, pushed_by)
+    VALUES (push.queue, push.task, push.args, push.kwargs, new_state, push.priority,
+            push.max_attempts, due, push.as_of, push.backoff_base, push.backoff_cap, session_user)
     RETURNING j.id INTO new_id;
 
     IF new_state = 'ready' THEN
@@ -448,10 +733,15 @@ $$;
 -- Guarantees: pushes many jobs of one task in one statement, in the
 -- caller's transaction: one job per element of `args` (with the element of
 -- `kwargs` at the same position; '{}' when kwargs is NULL), all with the
--- same run_at, priority and max_attempts; returns their ids in the order
--- given. Everything is checked first, every element too (the error names
--- the element's position, counting from 1); on bad input it raises the
--- error push would raise and writes nothing. Ready jobs are announced once.
+-- same run_at, priority, max_attempts and backoff; returns their ids in
+-- the order given. job_keys, if given, holds one key per element (NULL:
+-- no key) and each keyed element is pushed as push would push it with
+-- that key and job_key_mode; two elements with one key act as two pushes
+-- one after the other (keep: the first one's job; replace: the last one's
+-- args), and both get that job's id. Everything is checked first, every
+-- element too (the error names the element's position, counting from 1);
+-- on bad input it raises the error push would raise and writes nothing.
+-- Ready jobs are announced once.
 CREATE FUNCTION pgtq.push_many(queue text,
                                task text,
                                args jsonb[],
@@ -459,6 +749,10 @@ CREATE FUNCTION pgtq.push_many(queue text,
                                run_at timestamptz DEFAULT NULL,
                                priority integer DEFAULT 0,
                                max_attempts integer DEFAULT 25,
+                               job_keys text[] DEFAULT NULL,
+                               job_key_mode text DEFAULT 'keep',
+                               backoff_base interval DEFAULT NULL,
+                               backoff_cap interval DEFAULT NULL,
                                as_of timestamptz DEFAULT now())
 RETURNS SETOF bigint
 LANGUAGE plpgsql SECURITY DEFINER
@@ -475,6 +769,11 @@ BEGIN
         PERFORM pgtq._check_push_options(push_many.queue, push_many.task, push_many.priority,
                                          push_many.max_attempts, push_many.run_at, push_many.as_of);
     END IF;
+    IF push_many.job_key_mode IS DISTINCT FROM 'keep'
+       OR push_many.backoff_base IS NOT NULL OR push_many.backoff_cap IS NOT NULL THEN
+        PERFORM pgtq._check_job_options(NULL, push_many.job_key_mode, push_many.backoff_base,
+                                        push_many.backoff_cap);
+    END IF;
     IF push_many.args IS NULL OR cardinality(push_many.args) > 100000
        OR (push_many.kwargs IS NOT NULL AND cardinality(push_many.kwargs) <> cardinality(push_many.args)) THEN
         RAISE EXCEPTION 'pgtq: push_many needs args (and kwargs, if given) of one length of at most 100000, '
@@ -482,6 +781,23 @@ BEGIN
                 coalesce(cardinality(push_many.args)::text, 'NULL'),
                 coalesce(cardinality(push_many.kwargs)::text, 'no')
             USING ERRCODE = 'PT004';
+    END IF;
+    IF push_many.job_keys IS NOT NULL THEN
+        IF cardinality(push_many.job_keys) <> cardinality(push_many.args) THEN
+            RAISE EXCEPTION 'pgtq: push_many needs one job_key per job (NULL for none), got % job_keys for % jobs',
+                    cardinality(push_many.job_keys), cardinality(push_many.args)
+                USING ERRCODE = 'PT004';
+        END IF;
+        SELECT e.position, length(e.key) AS length INTO bad
+        FROM unnest(push_many.job_keys) WITH ORDINALITY AS e (key, position)
+        WHERE length(e.key) NOT BETWEEN 1 AND 200
+        ORDER BY e.position
+        LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'pgtq: job_key of job % must be 1 to 200 characters, got % characters',
+                    bad.position, bad.length
+                USING ERRCODE = 'PT004';
+        END IF;
     END IF;
 
     SELECT s.max_payload_bytes INTO payload_limit FROM pgtq._settings AS s;
@@ -509,10 +825,21 @@ BEGIN
 
     due := coalesce(push_many.run_at, push_many.as_of);
     new_state := CASE WHEN due <= push_many.as_of THEN 'ready' ELSE 'scheduled' END;
+    IF push_many.job_keys IS NOT NULL THEN
+        RETURN QUERY
+        SELECT k.id
+        FROM pgtq._push_keyed(push_many.queue, push_many.task, push_many.args, push_many.kwargs,
+                              push_many.job_keys, push_many.job_key_mode, due, new_state,
+                              push_many.priority, push_many.max_attempts, push_many.backoff_base,
+                              push_many.backoff_cap, push_many.as_of) AS k (id);
+        RETURN;
+    END IF;
     RETURN QUERY
-    INSERT INTO pgtq._job AS j (queue, task, args, kwargs, state, priority, max_attempts, run_at, created_at)
+    INSERT INTO pgtq._job AS j (queue, task, args, kwargs, state, priority, max_attempts, run_at, created_at,
+                                backoff_base, backoff_cap, pushed_by)
     SELECT push_many.queue, push_many.task, e.a, coalesce(e.k, '{}'), new_state,
-           push_many.priority, push_many.max_attempts, due, push_many.as_of
+           push_many.priority, push_many.max_attempts, due, push_many.as_of,
+           push_many.backoff_base, push_many.backoff_cap, session_user
     FROM unnest(push_many.args, push_many.kwargs) WITH ORDINALITY AS e (a, k, position)
     ORDER BY e.position
     RETURNING j.id;
@@ -586,12 +913,15 @@ BEGIN
 END
 $$;
 
--- Guarantees: marks the job done and stores `result`, if and only if `lease`
--- is the job's current lease and the job is running; returns whether it did.
+-- Guarantees: ends the attempt of a running job as a success, if and only
+-- if `lease` is the job's current lease; returns whether it did. The job
+-- becomes done with `result` stored; if a cancel was requested while it
+-- ran it becomes cancelled instead (the result is kept for the record).
 -- A stale lease (the job was rescued and handed on), a forged one or an
 -- unknown id changes nothing. Calling it twice completes once: the second
--- call finds no lease and returns false. A NULL id, lease or as_of is a
--- caller's bug and raises PT004.
+-- call finds no lease and returns false. The job's waiters (watch()) are
+-- told at commit; a job nobody waits for notifies nobody. A NULL id,
+-- lease or as_of is a caller's bug and raises PT004.
 CREATE FUNCTION pgtq.complete(id bigint,
                               lease uuid,
                               result jsonb DEFAULT NULL,
@@ -600,6 +930,8 @@ RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
+DECLARE
+    waiting integer;
 BEGIN
     IF complete.id IS NULL OR complete.lease IS NULL THEN
         PERFORM pgtq._reject_claim('complete', complete.id, complete.lease);
@@ -608,25 +940,33 @@ BEGIN
         PERFORM pgtq._reject_time('as_of', complete.as_of);
     END IF;
     UPDATE pgtq._job AS j
-    SET state = 'done',
+    SET state = CASE WHEN j.cancel_requested_at IS NULL THEN 'done' ELSE 'cancelled' END::pgtq.job_state,
         finished_at = complete.as_of,
         result = complete.result,
         lease = NULL,
         lease_expires_at = NULL
     WHERE j.id = complete.id
       AND j.lease = complete.lease
-      AND j.state = 'running';
-    RETURN FOUND;
+      AND j.state = 'running'
+    RETURNING j.waiters INTO waiting;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    IF waiting > 0 THEN
+        PERFORM pgtq._tell_waiters(ARRAY[complete.id]);
+    END IF;
+    RETURN true;
 END
 $$;
 
 -- Guarantees: completes many jobs in one statement, each exactly as
--- complete() would: the pair (ids[i], leases[i]) marks job ids[i] done with
--- results[i] (NULL results: no result) if and only if that lease is the
--- job's current lease and the job is running. Returns the ids it completed;
--- pairs with a stale or forged lease, or an unknown id, are left out and
--- change nothing. The arrays must have the same length (at most 10,000);
--- otherwise it raises PT004 and completes nothing.
+-- complete() would: the pair (ids[i], leases[i]) ends job ids[i] done with
+-- results[i] (NULL results: no result), or cancelled if a cancel was
+-- requested, if and only if that lease is the job's current lease and the
+-- job is running. Returns the ids it ended; pairs with a stale or forged
+-- lease, or an unknown id, are left out and change nothing. Waiters are
+-- told as by complete(). The arrays must have the same length (at most
+-- 10,000); otherwise it raises PT004 and completes nothing.
 CREATE FUNCTION pgtq.complete_many(ids bigint[],
                                    leases uuid[],
                                    results jsonb[] DEFAULT NULL,
@@ -635,6 +975,9 @@ RETURNS SETOF bigint
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
+DECLARE
+    ended_ids  bigint[];
+    waited_ids bigint[];
 BEGIN
     IF complete_many.ids IS NULL OR complete_many.leases IS NULL
        OR cardinality(complete_many.ids) <> cardinality(complete_many.leases)
@@ -651,28 +994,44 @@ BEGIN
     IF NOT coalesce(isfinite(complete_many.as_of), false) THEN
         PERFORM pgtq._reject_time('as_of', complete_many.as_of);
     END IF;
-    RETURN QUERY
-    UPDATE pgtq._job AS j
-    SET state = 'done',
-        finished_at = complete_many.as_of,
-        result = claims.result,
-        lease = NULL,
-        lease_expires_at = NULL
-    FROM unnest(complete_many.ids, complete_many.leases, complete_many.results) AS claims (id, lease, result)
-    WHERE j.id = claims.id
-      AND j.lease = claims.lease
-      AND j.state = 'running'
-    RETURNING j.id;
+    WITH ended AS (
+        UPDATE pgtq._job AS j
+        SET state = CASE WHEN j.cancel_requested_at IS NULL THEN 'done' ELSE 'cancelled' END::pgtq.job_state,
+            finished_at = complete_many.as_of,
+            result = claims.result,
+            lease = NULL,
+            lease_expires_at = NULL
+        FROM unnest(complete_many.ids, complete_many.leases, complete_many.results) AS claims (id, lease, result)
+        WHERE j.id = claims.id
+          AND j.lease = claims.lease
+          AND j.state = 'running'
+        RETURNING j.id, j.waiters
+    )
+    SELECT array_agg(e.id), array_agg(e.id) FILTER (WHERE e.waiters > 0)
+    INTO ended_ids, waited_ids
+    FROM ended AS e;
+    IF waited_ids IS NOT NULL THEN
+        PERFORM pgtq._tell_waiters(waited_ids);
+    END IF;
+    RETURN QUERY SELECT e.id FROM unnest(ended_ids) AS e (id);
 END
 $$;
 
 -- Guarantees: records `error` for the failed attempt of a running job whose
--- current lease is `lease`. If attempts remain, the job is retried at
--- as_of + retry_in (or as_of + backoff(attempt) without retry_in): it becomes
--- scheduled, or ready when that time has already come. With no attempt left
--- it becomes failed and is kept. Returns the new state, or NULL (changing
--- nothing) when the lease is stale or the job is not running. A NULL id,
--- lease, error or as_of, or a retry_in outside 0..100 years, raises PT004.
+-- current lease is `lease`, and returns the state the job moves to:
+--   * a cancel was requested while it ran: cancelled, never retried;
+--   * attempts remain: it is retried at as_of + retry_in, or without
+--     retry_in at as_of + backoff(attempt, backoff_base, backoff_cap) with
+--     the job's own policy: scheduled, or ready when that time has come. A
+--     retry asked with retry_in (pgtq.Retry in Python) counts as an
+--     attempt like any failure, so a handler that always asks to retry
+--     still stops after max_attempts. A keyed job whose key another
+--     pending job holds by now is not retried: it is cancelled, superseded
+--     by that job (_requeue_keyed);
+--   * no attempt left: failed, kept for inspection.
+-- Returns NULL (changing nothing) when the lease is stale or the job is not
+-- running. Waiters are told when the job finished. A NULL id, lease, error
+-- or as_of, or a retry_in outside 0..100 years, raises PT004.
 CREATE FUNCTION pgtq.fail(id bigint,
                           lease uuid,
                           error text,
@@ -710,20 +1069,81 @@ BEGIN
         RETURN NULL;
     END IF;
 
-    retry_at := fail.as_of + coalesce(fail.retry_in, pgtq.backoff(failed_job.attempt));
+    retry_at := fail.as_of + coalesce(fail.retry_in,
+                                      pgtq.backoff(failed_job.attempt, failed_job.backoff_base,
+                                                   failed_job.backoff_cap));
     new_state := pgtq._state_after_failure(failed_job.attempt, failed_job.max_attempts,
-                                           retry_at, fail.as_of);
-    UPDATE pgtq._job AS j
-    SET state = new_state,
-        run_at = CASE WHEN new_state = 'failed' THEN j.run_at ELSE retry_at END,
-        finished_at = CASE WHEN new_state = 'failed' THEN fail.as_of END,
-        last_error = fail.error,
-        lease = NULL,
-        lease_expires_at = NULL
-    WHERE j.id = failed_job.id;
+                                           failed_job.cancel_requested_at IS NOT NULL, retry_at, fail.as_of);
+    IF new_state IN ('scheduled', 'ready') AND failed_job.job_key IS NOT NULL THEN
+        new_state := pgtq._requeue_keyed(failed_job.id, new_state, retry_at, failed_job.attempt,
+                                         failed_job.started_at, failed_job.worker, fail.error, fail.as_of);
+    ELSE
+        UPDATE pgtq._job AS j
+        SET state = new_state,
+            run_at = CASE WHEN new_state IN ('scheduled', 'ready') THEN retry_at ELSE j.run_at END,
+            finished_at = CASE WHEN new_state IN ('failed', 'cancelled') THEN fail.as_of END,
+            last_error = fail.error,
+            lease = NULL,
+            lease_expires_at = NULL
+        WHERE j.id = failed_job.id;
+        -- The row is locked since the SELECT: its waiters count is current.
+        IF new_state IN ('failed', 'cancelled') AND failed_job.waiters > 0 THEN
+            PERFORM pgtq._tell_waiters(ARRAY[failed_job.id]);
+        END IF;
+    END IF;
 
     IF new_state = 'ready' THEN
         PERFORM pgtq._announce(failed_job.queue);
+    END IF;
+    RETURN new_state::text;
+END
+$$;
+
+-- Guarantees: ends a running job whose current lease is `lease` at once,
+-- with no further attempt whatever attempts remain (pgtq.Abort in Python:
+-- the handler knows retrying cannot help): it becomes failed with `error`
+-- as its last error, or cancelled if a cancel was requested while it ran,
+-- and is kept for inspection (retry() can run it again). Returns the new
+-- state, or NULL (changing nothing) when the lease is stale or the job is
+-- not running. Waiters are told. A NULL id, lease, error or as_of raises
+-- PT004.
+CREATE FUNCTION pgtq.abort(id bigint,
+                           lease uuid,
+                           error text,
+                           as_of timestamptz DEFAULT now())
+RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    new_state pgtq.job_state;
+    waiting   integer;
+BEGIN
+    IF abort.id IS NULL OR abort.lease IS NULL THEN
+        PERFORM pgtq._reject_claim('abort', abort.id, abort.lease);
+    END IF;
+    IF abort.error IS NULL THEN
+        RAISE EXCEPTION 'pgtq: error must not be NULL (say why the job is aborted)'
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF NOT coalesce(isfinite(abort.as_of), false) THEN
+        PERFORM pgtq._reject_time('as_of', abort.as_of);
+    END IF;
+    UPDATE pgtq._job AS j
+    SET state = CASE WHEN j.cancel_requested_at IS NULL THEN 'failed' ELSE 'cancelled' END::pgtq.job_state,
+        finished_at = abort.as_of,
+        last_error = abort.error,
+        lease = NULL,
+        lease_expires_at = NULL
+    WHERE j.id = abort.id
+      AND j.lease = abort.lease
+      AND j.state = 'running'
+    RETURNING j.state, j.waiters INTO new_state, waiting;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF waiting > 0 THEN
+        PERFORM pgtq._tell_waiters(ARRAY[abort.id]);
     END IF;
     RETURN new_state::text;
 END
@@ -733,7 +1153,8 @@ $$;
 -- `lease` is still its current lease; returns whether it did. A worker
 -- calls it while a long handler runs so tick never rescues a live job.
 -- It never shortens a lease. A NULL id, lease or as_of, or an extend_by
--- outside (0, 100 years], raises PT004.
+-- outside (0, 100 years], raises PT004. heartbeat_many does the same for a
+-- batch and also reports cancel requests.
 CREATE FUNCTION pgtq.heartbeat(id bigint,
                                lease uuid,
                                extend_by interval DEFAULT '5 minutes',
@@ -764,49 +1185,152 @@ BEGIN
 END
 $$;
 
+-- Guarantees: heartbeat() for a whole batch in one statement, and how a
+-- worker learns of cancel requests at no extra cost. For each pair
+-- (ids[i], leases[i]) it extends that job's lease to as_of + extend_by
+-- (never shortening it) if the lease is still the job's current one, and
+-- returns one row per pair, in the order given:
+--   held              the lease is current: the worker still holds the job;
+--   cancel_requested  cancel() was called on the job: stop its handler;
+--                     whatever the worker reports next ends it cancelled.
+-- A job asked to cancel still gets its lease extended, so tick does not
+-- rescue it while its handler stops. A worker that LISTENs on pgtq_cancel
+-- learns sooner. The arrays must have the same length (at most 10,000)
+-- and extend_by lie in (0, 100 years]; otherwise, or with a NULL or
+-- infinite as_of, it raises PT004 and extends nothing.
+CREATE FUNCTION pgtq.heartbeat_many(ids bigint[],
+                                    leases uuid[],
+                                    extend_by interval DEFAULT '5 minutes',
+                                    as_of timestamptz DEFAULT now())
+RETURNS TABLE (id bigint, held boolean, cancel_requested boolean)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+BEGIN
+    IF heartbeat_many.ids IS NULL OR heartbeat_many.leases IS NULL
+       OR cardinality(heartbeat_many.ids) <> cardinality(heartbeat_many.leases)
+       OR cardinality(heartbeat_many.ids) > 10000 THEN
+        RAISE EXCEPTION 'pgtq: heartbeat_many needs ids and leases of one length of at most 10000, '
+                        'got % ids and % leases',
+                coalesce(cardinality(heartbeat_many.ids)::text, 'NULL'),
+                coalesce(cardinality(heartbeat_many.leases)::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF heartbeat_many.extend_by IS NULL OR heartbeat_many.extend_by <= interval '0'
+       OR heartbeat_many.extend_by > interval '100 years' THEN
+        RAISE EXCEPTION 'pgtq: extend_by must be a positive interval of at most 100 years, got %',
+                coalesce(heartbeat_many.extend_by::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF NOT coalesce(isfinite(heartbeat_many.as_of), false) THEN
+        PERFORM pgtq._reject_time('as_of', heartbeat_many.as_of);
+    END IF;
+    RETURN QUERY
+    WITH claim AS (
+        SELECT c.id, c.lease, c.position
+        FROM unnest(heartbeat_many.ids, heartbeat_many.leases) WITH ORDINALITY AS c (id, lease, position)
+    ), beaten AS (
+        UPDATE pgtq._job AS j
+        SET lease_expires_at = greatest(j.lease_expires_at, heartbeat_many.as_of + heartbeat_many.extend_by)
+        FROM claim
+        WHERE j.id = claim.id
+          AND j.lease = claim.lease
+          AND j.state = 'running'
+        RETURNING j.id, j.lease, j.cancel_requested_at IS NOT NULL AS asked
+    )
+    SELECT claim.id, beaten.id IS NOT NULL, coalesce(beaten.asked, false)
+    FROM claim
+    LEFT JOIN beaten ON beaten.id = claim.id AND beaten.lease = claim.lease
+    ORDER BY claim.position;
+END
+$$;
+
 -- Guarantees: hands a running job back without counting the attempt (a
--- worker shutting down gracefully): it becomes ready at once with its
--- attempt count restored, if `lease` is its current lease. Returns whether
--- it did. A NULL id or lease raises PT004.
-CREATE FUNCTION pgtq.release(id bigint, lease uuid)
+-- worker shutting down gracefully), if `lease` is its current lease: it
+-- becomes ready at once with its attempt count restored. If a cancel was
+-- requested it ends cancelled instead (at as_of); a keyed job whose key
+-- another pending job holds by now ends cancelled, superseded by it
+-- (_requeue_keyed). Returns whether it did. Waiters of a job that ended
+-- are told. A NULL id or lease, or a NULL or infinite as_of, raises PT004.
+CREATE FUNCTION pgtq.release(id bigint, lease uuid, as_of timestamptz DEFAULT now())
 RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
 DECLARE
-    released_queue text;
+    held      pgtq._job%ROWTYPE;
+    new_state pgtq.job_state;
 BEGIN
     IF release.id IS NULL OR release.lease IS NULL THEN
         PERFORM pgtq._reject_claim('release', release.id, release.lease);
     END IF;
-    UPDATE pgtq._job AS j
-    SET state = 'ready',
-        attempt = j.attempt - 1,
-        lease = NULL,
-        lease_expires_at = NULL,
-        started_at = NULL,
-        worker = NULL
-    WHERE j.id = release.id
-      AND j.lease = release.lease
-      AND j.state = 'running'
-    RETURNING j.queue INTO released_queue;
+    IF NOT coalesce(isfinite(release.as_of), false) THEN
+        PERFORM pgtq._reject_time('as_of', release.as_of);
+    END IF;
+    SELECT j.* INTO held
+    FROM pgtq._job AS j
+    WHERE j.id = release.id AND j.lease = release.lease AND j.state = 'running'
+    FOR UPDATE;
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    PERFORM pgtq._announce(released_queue);
+
+    IF held.cancel_requested_at IS NOT NULL THEN
+        UPDATE pgtq._job AS j
+        SET state = 'cancelled',
+            finished_at = release.as_of,
+            lease = NULL,
+            lease_expires_at = NULL
+        WHERE j.id = held.id;
+        new_state := 'cancelled';
+        IF held.waiters > 0 THEN
+            PERFORM pgtq._tell_waiters(ARRAY[held.id]);
+        END IF;
+    ELSIF held.job_key IS NOT NULL THEN
+        new_state := pgtq._requeue_keyed(held.id, 'ready', held.run_at, held.attempt - 1, NULL, NULL,
+                                         held.last_error, release.as_of);
+    ELSE
+        UPDATE pgtq._job AS j
+        SET state = 'ready',
+            attempt = j.attempt - 1,
+            lease = NULL,
+            lease_expires_at = NULL,
+            started_at = NULL,
+            worker = NULL
+        WHERE j.id = held.id;
+        new_state := 'ready';
+    END IF;
+    IF new_state = 'ready' THEN
+        PERFORM pgtq._announce(held.queue);
+    END IF;
     RETURN true;
 END
+$$;
+
+-- Guarantees: the error recorded when tick rescues a job whose lease ran
+-- out: when it expired and which worker held it.
+CREATE FUNCTION pgtq._lease_expired_error(lease_expires_at timestamptz, worker text)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+    SELECT format('lease expired at %s (worker %s stopped without completing the job)',
+                  lease_expires_at, coalesce(worker, 'unknown'))
 $$;
 
 -- Guarantees: moves every due job of `queue` (all queues when NULL):
 --   1. scheduled jobs with run_at <= as_of become ready;
 --   2. running jobs whose lease expired before as_of (their worker died)
---      go through the same retry rule as fail(), with an error saying the
---      lease expired.
+--      go through the same rule as fail(), with an error saying the lease
+--      expired: cancelled if a cancel was requested; retried after
+--      backoff(attempt) with the job's own backoff policy if attempts
+--      remain (a keyed job whose key another pending job holds is
+--      superseded instead, as in fail()); failed otherwise.
 -- Returns how many jobs it moved. Rows are taken with FOR UPDATE SKIP
 -- LOCKED and their state is rechecked, so any number of sessions may tick
--- at once (schedulers, workers, pg_cron): no job is moved twice. A bad
--- queue name raises PT003, a NULL or infinite as_of PT004.
+-- at once (schedulers, workers, pg_cron): no job is moved twice. Waiters of
+-- the jobs that finished are told; queues that got ready jobs are
+-- announced. A bad queue name raises PT003, a NULL or infinite as_of PT004.
 CREATE FUNCTION pgtq.tick(queue text DEFAULT NULL,
                           as_of timestamptz DEFAULT now())
 RETURNS integer
@@ -817,6 +1341,9 @@ DECLARE
     promoted        integer;
     promoted_queues text[];
     rescued         integer;
+    rescued_queues  text[];
+    waited_ids      bigint[];
+    keyed           record;
     worker_timeout  interval;
 BEGIN
     IF tick.queue IS NOT NULL THEN
@@ -842,33 +1369,69 @@ BEGIN
     SELECT count(*), coalesce(array_agg(DISTINCT moved.queue), '{}')
     INTO promoted, promoted_queues
     FROM moved;
-    -- Each queue that got ready jobs is announced once.
-    PERFORM pgtq._announce(q.queue) FROM unnest(promoted_queues) AS q (queue);
 
+    -- The rescue, in one statement for every expired job that does not go
+    -- back to pending with a job key.
     WITH expired AS MATERIALIZED (
-        SELECT e.id, e.attempt, e.max_attempts,
-               tick.as_of + pgtq.backoff(e.attempt) AS retry_at
-        FROM pgtq._job AS e
-        WHERE e.state = 'running'
-          AND e.lease_expires_at < tick.as_of
-          AND (tick.queue IS NULL OR e.queue = tick.queue)
-        FOR UPDATE SKIP LOCKED
+        SELECT x.id, x.retry_at,
+               pgtq._state_after_failure(x.attempt, x.max_attempts, x.cancel_requested,
+                                         x.retry_at, tick.as_of) AS new_state
+        FROM (SELECT e.id, e.attempt, e.max_attempts, e.cancel_requested_at IS NOT NULL AS cancel_requested,
+                     tick.as_of + pgtq.backoff(e.attempt, e.backoff_base, e.backoff_cap) AS retry_at
+              FROM pgtq._job AS e
+              WHERE e.state = 'running'
+                AND e.lease_expires_at < tick.as_of
+                AND (tick.queue IS NULL OR e.queue = tick.queue)
+                AND (e.job_key IS NULL OR e.attempt >= e.max_attempts OR e.cancel_requested_at IS NOT NULL)
+              FOR UPDATE SKIP LOCKED) AS x
     ), moved AS (
         UPDATE pgtq._job AS j
-        SET state = pgtq._state_after_failure(expired.attempt, expired.max_attempts,
-                                              expired.retry_at, tick.as_of),
-            run_at = CASE WHEN expired.attempt >= expired.max_attempts THEN j.run_at
-                          ELSE expired.retry_at END,
-            finished_at = CASE WHEN expired.attempt >= expired.max_attempts THEN tick.as_of END,
-            last_error = format('lease expired at %s (worker %s stopped without completing the job)',
-                                j.lease_expires_at, coalesce(j.worker, 'unknown')),
+        SET state = expired.new_state,
+            run_at = CASE WHEN expired.new_state IN ('scheduled', 'ready') THEN expired.retry_at
+                          ELSE j.run_at END,
+            finished_at = CASE WHEN expired.new_state IN ('failed', 'cancelled') THEN tick.as_of END,
+            last_error = pgtq._lease_expired_error(j.lease_expires_at, j.worker),
             lease = NULL,
             lease_expires_at = NULL
         FROM expired
         WHERE j.id = expired.id
-        RETURNING j.id
+        RETURNING j.id, j.queue, j.state, j.waiters
     )
-    SELECT count(*) INTO rescued FROM moved;
+    SELECT count(*),
+           coalesce(array_agg(DISTINCT m.queue) FILTER (WHERE m.state = 'ready'), '{}'),
+           array_agg(m.id) FILTER (WHERE m.waiters > 0 AND m.state IN ('failed', 'cancelled'))
+    INTO rescued, rescued_queues, waited_ids
+    FROM moved AS m;
+    IF waited_ids IS NOT NULL THEN
+        PERFORM pgtq._tell_waiters(waited_ids);
+    END IF;
+
+    -- Keyed jobs going back to pending, one at a time: each may find its
+    -- key taken by a pending job pushed while it ran (_requeue_keyed).
+    FOR keyed IN
+        SELECT e.id, e.queue, e.attempt, e.max_attempts, e.started_at, e.worker, e.lease_expires_at,
+               tick.as_of + pgtq.backoff(e.attempt, e.backoff_base, e.backoff_cap) AS retry_at
+        FROM pgtq._job AS e
+        WHERE e.state = 'running'
+          AND e.lease_expires_at < tick.as_of
+          AND (tick.queue IS NULL OR e.queue = tick.queue)
+          AND e.job_key IS NOT NULL AND e.attempt < e.max_attempts AND e.cancel_requested_at IS NULL
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        IF pgtq._requeue_keyed(keyed.id,
+                               pgtq._state_after_failure(keyed.attempt, keyed.max_attempts, false,
+                                                         keyed.retry_at, tick.as_of),
+                               keyed.retry_at, keyed.attempt, keyed.started_at, keyed.worker,
+                               pgtq._lease_expired_error(keyed.lease_expires_at, keyed.worker),
+                               tick.as_of) = 'ready' THEN
+            rescued_queues := rescued_queues || keyed.queue;
+        END IF;
+        rescued := rescued + 1;
+    END LOOP;
+
+    -- Each queue that got ready jobs is announced once.
+    PERFORM pgtq._announce(q.queue)
+    FROM (SELECT DISTINCT u.queue FROM unnest(promoted_queues || rescued_queues) AS u (queue)) AS q;
 
     -- Forget workers that stopped without saying goodbye.
     SELECT s.worker_timeout INTO worker_timeout FROM pgtq._settings AS s;
@@ -878,15 +1441,27 @@ BEGIN
 END
 $$;
 
--- Guarantees: cancels a job that has not started (scheduled or ready) and
--- returns true; returns false, changing nothing, for any other state or an
--- unknown id. A running job is not interrupted. A NULL id or a NULL or
--- infinite as_of raises PT004.
+-- Guarantees: cancels a job, and returns true:
+--   * a job that has not started (scheduled or ready) is cancelled at once
+--     (its waiters are told);
+--   * a running job gets a cancel request (cancel_requested_at: the first
+--     request's time; asking again changes nothing) and its worker is told
+--     on channel pgtq_cancel, the job id as payload, at commit, and by
+--     heartbeat_many at the latest. From then on the job is never retried:
+--     whatever ends its attempt (complete, complete_many, fail, abort,
+--     release, or the lease rescue in tick) ends it cancelled, keeping the
+--     result or error that came with it for the record.
+-- Returns false, changing nothing, for a finished job or an unknown id.
+-- Only a cancel request notifies pgtq_cancel, so workers that listen pay
+-- nothing otherwise. A NULL id or a NULL or infinite as_of raises PT004.
 CREATE FUNCTION pgtq.cancel(id bigint, as_of timestamptz DEFAULT now())
 RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
+DECLARE
+    new_state pgtq.job_state;
+    waiting   integer;
 BEGIN
     IF cancel.id IS NULL THEN
         RAISE EXCEPTION 'pgtq: id must not be NULL' USING ERRCODE = 'PT004';
@@ -895,18 +1470,33 @@ BEGIN
         PERFORM pgtq._reject_time('as_of', cancel.as_of);
     END IF;
     UPDATE pgtq._job AS j
-    SET state = 'cancelled',
-        finished_at = cancel.as_of
+    SET state = CASE WHEN j.state = 'running' THEN j.state ELSE 'cancelled' END,
+        finished_at = CASE WHEN j.state = 'running' THEN NULL ELSE cancel.as_of END,
+        cancel_requested_at = CASE WHEN j.state = 'running'
+                                   THEN coalesce(j.cancel_requested_at, cancel.as_of) END
     WHERE j.id = cancel.id
-      AND j.state IN ('scheduled', 'ready');
-    RETURN FOUND;
+      AND j.state IN ('scheduled', 'ready', 'running')
+    RETURNING j.state, j.waiters INTO new_state, waiting;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    IF new_state = 'running' THEN
+        PERFORM pg_notify('pgtq_cancel', cancel.id::text);
+    ELSIF waiting > 0 THEN
+        PERFORM pgtq._tell_waiters(ARRAY[cancel.id]);
+    END IF;
+    RETURN true;
 END
 $$;
 
 -- Guarantees: gives a failed or cancelled job a fresh start: ready at once,
--- attempt count reset to 0, error and result kept for the record until the
--- next attempt. Returns true if it did, false for any other state or an
--- unknown id. A NULL id or a NULL or infinite as_of raises PT004.
+-- attempt count reset to 0, cancel request and waiters cleared (the
+-- earlier waiters were told its outcome), error and result kept for the
+-- record until the next attempt. Returns true if it did, false for any
+-- other state or an unknown id. A keyed job whose key another pending job
+-- holds is not retried: that raises PT006 naming the job holding the key
+-- (retry that one's work through it). A NULL id or a NULL or infinite
+-- as_of raises PT004.
 CREATE FUNCTION pgtq.retry(id bigint, as_of timestamptz DEFAULT now())
 RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER
@@ -914,6 +1504,7 @@ SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
 DECLARE
     retried_queue text;
+    holder        record;
 BEGIN
     IF retry.id IS NULL THEN
         RAISE EXCEPTION 'pgtq: id must not be NULL' USING ERRCODE = 'PT004';
@@ -921,21 +1512,134 @@ BEGIN
     IF NOT coalesce(isfinite(retry.as_of), false) THEN
         PERFORM pgtq._reject_time('as_of', retry.as_of);
     END IF;
-    UPDATE pgtq._job AS j
-    SET state = 'ready',
-        attempt = 0,
-        run_at = retry.as_of,
-        started_at = NULL,
-        finished_at = NULL,
-        worker = NULL
-    WHERE j.id = retry.id
-      AND j.state IN ('failed', 'cancelled')
-    RETURNING j.queue INTO retried_queue;
-    IF NOT FOUND THEN
+    BEGIN
+        UPDATE pgtq._job AS j
+        SET state = 'ready',
+            attempt = 0,
+            run_at = retry.as_of,
+            started_at = NULL,
+            finished_at = NULL,
+            worker = NULL,
+            cancel_requested_at = NULL,
+            waiters = 0
+        WHERE j.id = retry.id
+          AND j.state IN ('failed', 'cancelled')
+        RETURNING j.queue INTO retried_queue;
+    EXCEPTION WHEN unique_violation THEN
+        SELECT p.id, p.job_key INTO holder
+        FROM pgtq._job AS j
+        JOIN pgtq._job AS p ON p.queue = j.queue AND p.job_key = j.job_key
+                           AND p.state IN ('scheduled', 'ready')
+        WHERE j.id = retry.id;
+        RAISE EXCEPTION 'pgtq: job % cannot be retried: job % is pending with its job_key %',
+                retry.id, holder.id, quote_literal(holder.job_key)
+            USING ERRCODE = 'PT006';
+    END;
+    IF retried_queue IS NULL THEN
         RETURN false;
     END IF;
     PERFORM pgtq._announce(retried_queue);
     RETURN true;
+END
+$$;
+
+-- Guarantees: the state and outcome of each job among `ids` that the
+-- session user may read (_may_read: it pushed the job, or is a member of
+-- the role that did), in no particular order: result for a done job (kept
+-- too for one cancelled after it completed), error the last error (for a
+-- failed or cancelled job: why). Unknown ids and jobs of other users are
+-- left out alike, so a producer learns nothing of other users' jobs.
+-- Takes no lock. NULL or more than 10,000 ids raise PT004.
+CREATE FUNCTION pgtq.outcomes(ids bigint[])
+RETURNS SETOF pgtq.job_outcome
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+BEGIN
+    IF outcomes.ids IS NULL OR cardinality(outcomes.ids) > 10000 THEN
+        RAISE EXCEPTION 'pgtq: outcomes needs an array of at most 10000 ids, got %',
+                coalesce(cardinality(outcomes.ids)::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+    RETURN QUERY
+    SELECT j.id, j.state, j.result, j.last_error, j.finished_at
+    FROM pgtq._job AS j
+    WHERE j.id = ANY (outcomes.ids)
+      AND pgtq._may_read(j.pushed_by);
+END
+$$;
+
+-- Guarantees: registers the session as a waiter of job `id` if the job is
+-- unfinished and the session user may read it (as outcomes()), and
+-- returns the job's state and outcome (no row for an unknown or unreadable
+-- id). The protocol, free of lost wake-ups: LISTEN pgtq_finished (in its
+-- own transaction, or autocommit), then call watch, and let it commit. If
+-- watch returned a finished job, that is the answer. Otherwise a
+-- notification on pgtq_finished with the job id as payload comes when the
+-- job finishes (done, failed or cancelled); read the outcome then with
+-- outcomes(). Nothing is lost in between: watch increments the job row's
+-- `waiters` under the row lock, and every statement that finishes a job
+-- updates that row and notifies if its waiters > 0. If the finishing
+-- update came first, watch waits for it to commit, finds the job finished
+-- and returns it; if watch came first, the finishing update waits for
+-- watch to commit and re-reads the row (READ COMMITTED takes the newest
+-- version of a row it waited for, whatever its snapshot), sees the waiter
+-- and notifies at its commit, after the LISTEN. Jobs nobody waits for
+-- never notify (a notifying commit takes a database-wide lock).
+-- Registrations are a count on the job row, so they cannot pile up:
+-- unwatch() takes one back; one of a waiter that went away costs at most
+-- one unheard notification; retry() clears them. One job per call: the
+-- registration holds that row's lock until commit, and holding several
+-- could deadlock with a worker finishing them in another order, so wait
+-- for many jobs with one watch per job, each in its own transaction
+-- (autocommit, pipelined). Registering on a ready job announces its queue
+-- again (a pop that met the row locked skipped it). A NULL id raises PT004.
+CREATE FUNCTION pgtq.watch(id bigint)
+RETURNS SETOF pgtq.job_outcome
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    ready_queue text;
+BEGIN
+    IF watch.id IS NULL THEN
+        RAISE EXCEPTION 'pgtq: id must not be NULL' USING ERRCODE = 'PT004';
+    END IF;
+    UPDATE pgtq._job AS j
+    SET waiters = j.waiters + 1
+    WHERE j.id = watch.id
+      AND j.state IN ('scheduled', 'ready', 'running')
+      AND pgtq._may_read(j.pushed_by)
+    RETURNING CASE WHEN j.state = 'ready' THEN j.queue END INTO ready_queue;
+    IF ready_queue IS NOT NULL THEN
+        PERFORM pgtq._announce(ready_queue);
+    END IF;
+    RETURN QUERY SELECT * FROM pgtq.outcomes(ARRAY[watch.id]);
+END
+$$;
+
+-- Guarantees: takes back one registration of the session's watch() on job
+-- `id` (a waiter that gives up, e.g. at its timeout), so a job nobody
+-- waits for any more does not notify. Returns whether there was one to
+-- take back: false for a finished job (its registrations no longer
+-- matter), an unknown or unreadable id, or a job without waiters. A NULL
+-- id raises PT004.
+CREATE FUNCTION pgtq.unwatch(id bigint)
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+BEGIN
+    IF unwatch.id IS NULL THEN
+        RAISE EXCEPTION 'pgtq: id must not be NULL' USING ERRCODE = 'PT004';
+    END IF;
+    UPDATE pgtq._job AS j
+    SET waiters = j.waiters - 1
+    WHERE j.id = unwatch.id
+      AND j.state IN ('scheduled', 'ready', 'running')
+      AND j.waiters > 0
+      AND pgtq._may_read(j.pushed_by);
+    RETURN FOUND;
 END
 $$;
 
@@ -1074,10 +1778,12 @@ $$;
 
 -- Guarantees: the three roles of pgtq's privilege model exist (created
 -- NOLOGIN when missing) and hold, in this database, at least these rights:
---   producer  push; version
---   worker    pop, complete, fail, heartbeat, release, tick,
---             register_worker, unregister_worker; backoff, version;
---             reads the views queue_stats and workers
+--   producer  push, push_many; watch, unwatch, outcomes (of the jobs
+--             its login role pushed); version
+--   worker    pop, complete, complete_many, fail, abort, heartbeat,
+--             heartbeat_many, release, tick, register_worker,
+--             unregister_worker; backoff, version; reads the views
+--             queue_stats and workers
 --   admin     every public function (cancel, retry, prune, configure
 --             too) and every view (jobs and settings too)
 -- and USAGE on schema pgtq. No role may touch a table: every write goes
@@ -1122,7 +1828,8 @@ BEGIN
 
     IF install_roles.producer <> ALL (missing) THEN
         EXECUTE format('GRANT USAGE ON SCHEMA pgtq TO %I', install_roles.producer);
-        EXECUTE format('GRANT EXECUTE ON FUNCTION pgtq.push, pgtq.push_many, pgtq.version TO %I',
+        EXECUTE format('GRANT EXECUTE ON FUNCTION pgtq.push, pgtq.push_many, pgtq.version, '
+                       'pgtq.watch, pgtq.unwatch, pgtq.outcomes TO %I',
                        install_roles.producer);
         granted := granted || install_roles.producer;
     END IF;
@@ -1130,7 +1837,7 @@ BEGIN
         EXECUTE format('GRANT USAGE ON SCHEMA pgtq TO %I', install_roles.worker);
         EXECUTE format('GRANT EXECUTE ON FUNCTION pgtq.pop, pgtq.complete, pgtq.complete_many, pgtq.fail, pgtq.heartbeat, '
                        'pgtq.release, pgtq.tick, pgtq.register_worker, pgtq.unregister_worker, '
-                       'pgtq.backoff, pgtq.version TO %I', install_roles.worker);
+                       'pgtq.backoff, pgtq.version, pgtq.abort, pgtq.heartbeat_many TO %I', install_roles.worker);
         EXECUTE format('GRANT SELECT ON pgtq.queue_stats, pgtq.workers TO %I', install_roles.worker);
         granted := granted || install_roles.worker;
     END IF;
@@ -1139,7 +1846,8 @@ BEGIN
         EXECUTE format('GRANT EXECUTE ON FUNCTION pgtq.push, pgtq.push_many, pgtq.pop, pgtq.complete, pgtq.complete_many, pgtq.fail, '
                        'pgtq.heartbeat, pgtq.release, pgtq.tick, pgtq.cancel, pgtq.retry, pgtq.prune, '
                        'pgtq.configure, pgtq.register_worker, pgtq.unregister_worker, pgtq.backoff, '
-                       'pgtq.version TO %I', install_roles.admin);
+                       'pgtq.version, pgtq.abort, pgtq.heartbeat_many, pgtq.watch, pgtq.unwatch, pgtq.outcomes TO %I',
+                       install_roles.admin);
         EXECUTE format('GRANT SELECT ON pgtq.jobs, pgtq.queue_stats, pgtq.workers, pgtq.settings TO %I',
                        install_roles.admin);
         granted := granted || install_roles.admin;

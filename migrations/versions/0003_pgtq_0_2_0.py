@@ -1,0 +1,21 @@
+"""pgtq 0.1.1 -> 0.2.0: job keys, cancelling running jobs, retry control,
+waiting for results (sql/pgtq--0.1.1--0.2.0.sql).
+
+Revision ID: pgtq_0_2_0
+Revises: pgtq_0_1_1
+"""
+
+from pgtq._db.migration import apply_sql_file, refuse_downgrade
+
+revision = "pgtq_0_2_0"
+down_revision = "pgtq_0_1_1"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    apply_sql_file("pgtq--0.1.1--0.2.0.sql")
+
+
+def downgrade() -> None:
+    refuse_downgrade("0.2.0")
