@@ -42,10 +42,7 @@ ALTER TABLE pgtq._job
     ADD COLUMN backoff_cap          interval,
     ADD COLUMN cancel_requested_at  timestamptz,
     ADD COLUMN waiters              integer NOT NULL DEFAULT 0,
-    ADD COLUMN pushed_by            text,
-    ADD CONSTRAINT job_cancel_request_ck CHECK (
-        cancel_requested_at IS NULL OR state IN ('running', 'cancelled')),
-    ADD CONSTRAINT job_waiters_ck CHECK (waiters >= 0);
+    ADD COLUMN pushed_by            text;
 
 -- push with a job key: at most one pending job per queue and key. Only
 -- keyed pending rows are in it, so jobs without a key never touch it.
@@ -152,18 +149,23 @@ BEGIN
 END
 $$;
 
--- Guarantees: wakes the waiters of the jobs `ids` (watch()): one
--- notification on channel pgtq_finished per job, its id as the payload,
--- sent if and only if the calling transaction commits. Callers call it
--- only for jobs that finished and have waiters, so a job nobody waits for
--- costs no notification (a notifying commit takes a database-wide lock).
-CREATE FUNCTION pgtq._tell_waiters(ids bigint[])
-RETURNS void
+-- Guarantees: wakes the waiters of job `id` (watch()): a notification on
+-- channel pgtq_finished with the id as its payload, sent if and only if
+-- the calling transaction commits (two for one job in one transaction are
+-- folded into one). Returns `id`, so a statement that finishes jobs can
+-- call it in its RETURNING list, which PostgreSQL computes once for each
+-- row it changed, on the row as written (after waiting for a concurrent
+-- update of it, if any). Callers call it only for jobs that finished and
+-- have waiters, so a job nobody waits for costs no notification (a
+-- notifying commit takes a database-wide lock) and no extra statement.
+CREATE FUNCTION pgtq._tell_waiters(id bigint)
+RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
 BEGIN
-    PERFORM pg_notify('pgtq_finished', w.id::text) FROM unnest(_tell_waiters.ids) AS w (id);
+    PERFORM pg_notify('pgtq_finished', _tell_waiters.id::text);
+    RETURN _tell_waiters.id;
 END
 $$;
 
@@ -233,7 +235,7 @@ BEGIN
     WHERE j.id = _requeue_keyed.id
     RETURNING j.waiters INTO waiting;
     IF waiting > 0 THEN
-        PERFORM pgtq._tell_waiters(ARRAY[_requeue_keyed.id]);
+        PERFORM pgtq._tell_waiters(_requeue_keyed.id);
     END IF;
     RETURN 'cancelled';
 END
@@ -598,7 +600,7 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
 DECLARE
-    waiting integer;
+    ended_id bigint;
 BEGIN
     IF complete.id IS NULL OR complete.lease IS NULL THEN
         PERFORM pgtq._reject_claim('complete', complete.id, complete.lease);
@@ -615,14 +617,8 @@ BEGIN
     WHERE j.id = complete.id
       AND j.lease = complete.lease
       AND j.state = 'running'
-    RETURNING j.waiters INTO waiting;
-    IF NOT FOUND THEN
-        RETURN false;
-    END IF;
-    IF waiting > 0 THEN
-        PERFORM pgtq._tell_waiters(ARRAY[complete.id]);
-    END IF;
-    RETURN true;
+    RETURNING CASE WHEN j.waiters > 0 THEN pgtq._tell_waiters(j.id) ELSE j.id END INTO ended_id;
+    RETURN FOUND;
 END
 $$;
 
@@ -642,9 +638,6 @@ RETURNS SETOF bigint
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
-DECLARE
-    ended_ids  bigint[];
-    waited_ids bigint[];
 BEGIN
     IF complete_many.ids IS NULL OR complete_many.leases IS NULL
        OR cardinality(complete_many.ids) <> cardinality(complete_many.leases)
@@ -661,26 +654,18 @@ BEGIN
     IF NOT coalesce(isfinite(complete_many.as_of), false) THEN
         PERFORM pgtq._reject_time('as_of', complete_many.as_of);
     END IF;
-    WITH ended AS (
-        UPDATE pgtq._job AS j
-        SET state = CASE WHEN j.cancel_requested_at IS NULL THEN 'done' ELSE 'cancelled' END::pgtq.job_state,
-            finished_at = complete_many.as_of,
-            result = claims.result,
-            lease = NULL,
-            lease_expires_at = NULL
-        FROM unnest(complete_many.ids, complete_many.leases, complete_many.results) AS claims (id, lease, result)
-        WHERE j.id = claims.id
-          AND j.lease = claims.lease
-          AND j.state = 'running'
-        RETURNING j.id, j.waiters
-    )
-    SELECT array_agg(e.id), array_agg(e.id) FILTER (WHERE e.waiters > 0)
-    INTO ended_ids, waited_ids
-    FROM ended AS e;
-    IF waited_ids IS NOT NULL THEN
-        PERFORM pgtq._tell_waiters(waited_ids);
-    END IF;
-    RETURN QUERY SELECT e.id FROM unnest(ended_ids) AS e (id);
+    RETURN QUERY
+    UPDATE pgtq._job AS j
+    SET state = CASE WHEN j.cancel_requested_at IS NULL THEN 'done' ELSE 'cancelled' END::pgtq.job_state,
+        finished_at = complete_many.as_of,
+        result = claims.result,
+        lease = NULL,
+        lease_expires_at = NULL
+    FROM unnest(complete_many.ids, complete_many.leases, complete_many.results) AS claims (id, lease, result)
+    WHERE j.id = claims.id
+      AND j.lease = claims.lease
+      AND j.state = 'running'
+    RETURNING CASE WHEN j.waiters > 0 THEN pgtq._tell_waiters(j.id) ELSE j.id END;
 END
 $$;
 
@@ -755,7 +740,7 @@ BEGIN
         WHERE j.id = failed_job.id;
         -- The row is locked since the SELECT: its waiters count is current.
         IF new_state IN ('failed', 'cancelled') AND failed_job.waiters > 0 THEN
-            PERFORM pgtq._tell_waiters(ARRAY[failed_job.id]);
+            PERFORM pgtq._tell_waiters(failed_job.id);
         END IF;
     END IF;
 
@@ -810,7 +795,7 @@ BEGIN
         RETURN NULL;
     END IF;
     IF waiting > 0 THEN
-        PERFORM pgtq._tell_waiters(ARRAY[abort.id]);
+        PERFORM pgtq._tell_waiters(abort.id);
     END IF;
     RETURN new_state::text;
 END
@@ -915,7 +900,7 @@ BEGIN
         WHERE j.id = held.id;
         new_state := 'cancelled';
         IF held.waiters > 0 THEN
-            PERFORM pgtq._tell_waiters(ARRAY[held.id]);
+            PERFORM pgtq._tell_waiters(held.id);
         END IF;
     ELSIF held.job_key IS NOT NULL THEN
         new_state := pgtq._requeue_keyed(held.id, 'ready', held.run_at, held.attempt - 1, NULL, NULL,
@@ -1022,9 +1007,7 @@ BEGIN
            array_agg(m.id) FILTER (WHERE m.waiters > 0 AND m.state IN ('failed', 'cancelled'))
     INTO rescued, rescued_queues, waited_ids
     FROM moved AS m;
-    IF waited_ids IS NOT NULL THEN
-        PERFORM pgtq._tell_waiters(waited_ids);
-    END IF;
+    PERFORM pgtq._tell_waiters(w.id) FROM unnest(waited_ids) AS w (id);
 
     -- Keyed jobs going back to pending, one at a time: each may find its
     -- key taken by a pending job pushed while it ran (_requeue_keyed).
@@ -1103,7 +1086,7 @@ BEGIN
     IF new_state = 'running' THEN
         PERFORM pg_notify('pgtq_cancel', cancel.id::text);
     ELSIF waiting > 0 THEN
-        PERFORM pgtq._tell_waiters(ARRAY[cancel.id]);
+        PERFORM pgtq._tell_waiters(cancel.id);
     END IF;
     RETURN true;
 END

@@ -3,7 +3,7 @@
 -- their attempt: complete, complete_many, fail, abort, release, the rescue.
 -- (The pgtq_cancel notification: tests/py/test_notifications.py.)
 BEGIN;
-SELECT plan(38);
+SELECT plan(37);
 SET LOCAL TIME ZONE 'UTC';
 
 CREATE TEMP TABLE c AS SELECT * FROM pgtq.pop('q') LIMIT 0;
@@ -125,14 +125,11 @@ SELECT pgtq.retry(:a_id, '2030-01-02 00:08+00');
 INSERT INTO c SELECT * FROM pg_temp.run('a', '2030-01-02 00:09+00');
 SELECT is(pgtq.complete(c.id, c.lease), true, 'without a request, the retried job completes') FROM c;
 SELECT is((SELECT state::text FROM pgtq.jobs WHERE id = :a_id), 'done', 'done, as usual');
-SELECT is((SELECT count(*)::int FROM pgtq.jobs WHERE cancel_requested_at IS NOT NULL AND state <> 'cancelled'), 0,
+-- The functions keep these rules (no CHECK constraint: see pgtq._job).
+SELECT is((SELECT count(*)::int FROM pgtq.jobs
+           WHERE cancel_requested_at IS NOT NULL AND state NOT IN ('running', 'cancelled')), 0,
     'no job outside running and cancelled holds a cancel request');
-SELECT throws_ok(format('UPDATE pgtq._job SET cancel_requested_at = now() WHERE id = %s', :b_id), '23514',
-    'new row for relation "_job" violates check constraint "job_cancel_request_ck"',
-    'a CHECK constraint ties a cancel request to the running and cancelled states');
-SELECT throws_ok(format('UPDATE pgtq._job SET waiters = -1 WHERE id = %s', :b_id), '23514',
-    'new row for relation "_job" violates check constraint "job_waiters_ck"',
-    'and the waiters count to zero or more');
+SELECT is((SELECT count(*)::int FROM pgtq.jobs WHERE waiters < 0), 0, 'no job has fewer than no waiters');
 
 SELECT * FROM finish();
 ROLLBACK;
