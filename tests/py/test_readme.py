@@ -21,8 +21,9 @@ def code_block(after_heading: str, language: str) -> str:
     return match.group(1)
 
 
-def test_business_transaction_example_in_psql(dsn: str, db: psycopg.Connection[Any]) -> None:
-    db.execute("CREATE TABLE orders (id int PRIMARY KEY, customer text, total numeric)")
+def run_psql(dsn: str, script: str) -> str:
+    """Run ``script`` with psql against ``dsn``, stopping at the first error;
+    returns what it printed."""
     params = conninfo_to_dict(dsn)
     result = subprocess.run(
         [
@@ -38,15 +39,29 @@ def test_business_transaction_example_in_psql(dsn: str, db: psycopg.Connection[A
             "-d",
             str(params["dbname"]),
         ],
-        input=code_block("### Pushing inside a business transaction", "sql"),
+        input=script,
         capture_output=True,
         text=True,
         check=False,
     )
     assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_business_transaction_example_in_psql(dsn: str, db: psycopg.Connection[Any]) -> None:
+    db.execute("CREATE TABLE orders (id int PRIMARY KEY, customer text, total numeric)")
+    run_psql(dsn, code_block("### Pushing inside a business transaction", "sql"))
     assert scalar(db, "SELECT count(*) FROM orders") == 1
     job = db.execute("SELECT queue, task, args FROM pgtq.jobs").fetchone()
     assert job == ("emails", "send_receipt", [1042])
+
+
+def test_job_keys_example_in_psql(dsn: str, db: psycopg.Connection[Any]) -> None:
+    output = run_psql(dsn, code_block("### Job keys", "sql"))
+    jobs = db.execute("SELECT id, args, state::text FROM pgtq.jobs WHERE job_key = 'user:42'").fetchall()
+    assert [(args, state) for _, args, state in jobs] == [([42, "full"], "scheduled")], "one job, replaced"
+    lines = [line.strip() for line in output.splitlines()]
+    assert lines.count(str(jobs[0][0])) == 3, "each of the three pushes returned the job's id"
 
 
 def test_python_quick_example(dsn: str, db: psycopg.Connection[Any]) -> None:
