@@ -241,6 +241,55 @@ BEGIN
 END
 $$;
 
+-- Guarantees: ends the failed attempt of running job `job` (a row the
+-- caller locked), by the one rule of fail() and of the lease rescue in
+-- tick(), and returns the state it moved the job to:
+--   * a cancel was requested while it ran: cancelled, never retried;
+--   * attempts remain: scheduled for retry_at, or ready if that time has
+--     come (a keyed job whose key another pending job holds is superseded
+--     instead: _requeue_keyed);
+--   * no attempt left: failed, kept for inspection.
+-- Records `error`, clears the lease, tells the waiters of a job that
+-- finished (the row is locked, so its waiters count is current) and
+-- announces the queue of a job that became ready.
+CREATE FUNCTION pgtq._end_failed_attempt(job pgtq._job, error text, retry_at timestamptz,
+                                         as_of timestamptz)
+RETURNS pgtq.job_state
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    failed    pgtq._job := _end_failed_attempt.job;
+    new_state pgtq.job_state;
+BEGIN
+    new_state := pgtq._state_after_failure(failed.attempt, failed.max_attempts,
+                                           failed.cancel_requested_at IS NOT NULL,
+                                           _end_failed_attempt.retry_at, _end_failed_attempt.as_of);
+    IF new_state IN ('scheduled', 'ready') AND failed.job_key IS NOT NULL THEN
+        new_state := pgtq._requeue_keyed(failed.id, new_state, _end_failed_attempt.retry_at, failed.attempt,
+                                         failed.started_at, failed.worker, _end_failed_attempt.error,
+                                         _end_failed_attempt.as_of);
+    ELSE
+        UPDATE pgtq._job AS j
+        SET state = new_state,
+            run_at = CASE WHEN new_state IN ('scheduled', 'ready') THEN _end_failed_attempt.retry_at
+                          ELSE j.run_at END,
+            finished_at = CASE WHEN new_state IN ('failed', 'cancelled') THEN _end_failed_attempt.as_of END,
+            last_error = _end_failed_attempt.error,
+            lease = NULL,
+            lease_expires_at = NULL
+        WHERE j.id = failed.id;
+        IF new_state IN ('failed', 'cancelled') AND failed.waiters > 0 THEN
+            PERFORM pgtq._tell_waiters(failed.id);
+        END IF;
+    END IF;
+    IF new_state = 'ready' THEN
+        PERFORM pgtq._announce(failed.queue);
+    END IF;
+    RETURN new_state;
+END
+$$;
+
 -- Guarantees: the error recorded when tick rescues a job whose lease ran
 -- out: when it expired and which worker held it.
 CREATE FUNCTION pgtq._lease_expired_error(lease_expires_at timestamptz, worker text)
@@ -681,6 +730,7 @@ $$;
 --     pending job holds by now is not retried: it is cancelled, superseded
 --     by that job (_requeue_keyed);
 --   * no attempt left: failed, kept for inspection.
+-- (_end_failed_attempt applies this rule, the lease rescue in tick too.)
 -- Returns NULL (changing nothing) when the lease is stale or the job is not
 -- running. Waiters are told when the job finished. A NULL id, lease, error
 -- or as_of, or a retry_in outside 0..100 years, raises PT004.
@@ -695,8 +745,6 @@ SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
 DECLARE
     failed_job  pgtq._job%ROWTYPE;
-    retry_at    timestamptz;
-    new_state   pgtq.job_state;
 BEGIN
     IF fail.id IS NULL OR fail.lease IS NULL THEN
         PERFORM pgtq._reject_claim('fail', fail.id, fail.lease);
@@ -721,33 +769,11 @@ BEGIN
         RETURN NULL;
     END IF;
 
-    retry_at := fail.as_of + coalesce(fail.retry_in,
-                                      pgtq.backoff(failed_job.attempt, failed_job.backoff_base,
-                                                   failed_job.backoff_cap));
-    new_state := pgtq._state_after_failure(failed_job.attempt, failed_job.max_attempts,
-                                           failed_job.cancel_requested_at IS NOT NULL, retry_at, fail.as_of);
-    IF new_state IN ('scheduled', 'ready') AND failed_job.job_key IS NOT NULL THEN
-        new_state := pgtq._requeue_keyed(failed_job.id, new_state, retry_at, failed_job.attempt,
-                                         failed_job.started_at, failed_job.worker, fail.error, fail.as_of);
-    ELSE
-        UPDATE pgtq._job AS j
-        SET state = new_state,
-            run_at = CASE WHEN new_state IN ('scheduled', 'ready') THEN retry_at ELSE j.run_at END,
-            finished_at = CASE WHEN new_state IN ('failed', 'cancelled') THEN fail.as_of END,
-            last_error = fail.error,
-            lease = NULL,
-            lease_expires_at = NULL
-        WHERE j.id = failed_job.id;
-        -- The row is locked since the SELECT: its waiters count is current.
-        IF new_state IN ('failed', 'cancelled') AND failed_job.waiters > 0 THEN
-            PERFORM pgtq._tell_waiters(failed_job.id);
-        END IF;
-    END IF;
-
-    IF new_state = 'ready' THEN
-        PERFORM pgtq._announce(failed_job.queue);
-    END IF;
-    RETURN new_state::text;
+    RETURN pgtq._end_failed_attempt(
+        failed_job, fail.error,
+        fail.as_of + coalesce(fail.retry_in,
+                              pgtq.backoff(failed_job.attempt, failed_job.backoff_base, failed_job.backoff_cap)),
+        fail.as_of)::text;
 END
 $$;
 
@@ -926,11 +952,12 @@ $$;
 -- Guarantees: moves every due job of `queue` (all queues when NULL):
 --   1. scheduled jobs with run_at <= as_of become ready;
 --   2. running jobs whose lease expired before as_of (their worker died)
---      go through the same rule as fail(), with an error saying the lease
---      expired: cancelled if a cancel was requested; retried after
---      backoff(attempt) with the job's own backoff policy if attempts
---      remain (a keyed job whose key another pending job holds is
---      superseded instead, as in fail()); failed otherwise.
+--      go through the same rule as fail() (_end_failed_attempt), with an
+--      error saying the lease expired and a retry after backoff(attempt)
+--      with the job's own backoff policy: cancelled if a cancel was
+--      requested, retried if attempts remain, failed otherwise. They are
+--      rescued one at a time: a worker's death leaves a handful, and a
+--      keyed job may meet its key taken (_requeue_keyed).
 -- Returns how many jobs it moved. Rows are taken with FOR UPDATE SKIP
 -- LOCKED and their state is rechecked, so any number of sessions may tick
 -- at once (schedulers, workers, pg_cron): no job is moved twice. Waiters of
@@ -945,10 +972,8 @@ AS $$
 DECLARE
     promoted        integer;
     promoted_queues text[];
-    rescued         integer;
-    rescued_queues  text[];
-    waited_ids      bigint[];
-    keyed           record;
+    rescued         integer := 0;
+    expired         pgtq._job%ROWTYPE;
     worker_timeout  interval;
 BEGIN
     IF tick.queue IS NOT NULL THEN
@@ -975,66 +1000,23 @@ BEGIN
     INTO promoted, promoted_queues
     FROM moved;
 
-    -- The rescue, in one statement for every expired job that does not go
-    -- back to pending with a job key.
-    WITH expired AS MATERIALIZED (
-        SELECT x.id, x.retry_at,
-               pgtq._state_after_failure(x.attempt, x.max_attempts, x.cancel_requested,
-                                         x.retry_at, tick.as_of) AS new_state
-        FROM (SELECT e.id, e.attempt, e.max_attempts, e.cancel_requested_at IS NOT NULL AS cancel_requested,
-                     tick.as_of + pgtq.backoff(e.attempt, e.backoff_base, e.backoff_cap) AS retry_at
-              FROM pgtq._job AS e
-              WHERE e.state = 'running'
-                AND e.lease_expires_at < tick.as_of
-                AND (tick.queue IS NULL OR e.queue = tick.queue)
-                AND (e.job_key IS NULL OR e.attempt >= e.max_attempts OR e.cancel_requested_at IS NOT NULL)
-              FOR UPDATE SKIP LOCKED) AS x
-    ), moved AS (
-        UPDATE pgtq._job AS j
-        SET state = expired.new_state,
-            run_at = CASE WHEN expired.new_state IN ('scheduled', 'ready') THEN expired.retry_at
-                          ELSE j.run_at END,
-            finished_at = CASE WHEN expired.new_state IN ('failed', 'cancelled') THEN tick.as_of END,
-            last_error = pgtq._lease_expired_error(j.lease_expires_at, j.worker),
-            lease = NULL,
-            lease_expires_at = NULL
-        FROM expired
-        WHERE j.id = expired.id
-        RETURNING j.id, j.queue, j.state, j.waiters
-    )
-    SELECT count(*),
-           coalesce(array_agg(DISTINCT m.queue) FILTER (WHERE m.state = 'ready'), '{}'),
-           array_agg(m.id) FILTER (WHERE m.waiters > 0 AND m.state IN ('failed', 'cancelled'))
-    INTO rescued, rescued_queues, waited_ids
-    FROM moved AS m;
-    PERFORM pgtq._tell_waiters(w.id) FROM unnest(waited_ids) AS w (id);
-
-    -- Keyed jobs going back to pending, one at a time: each may find its
-    -- key taken by a pending job pushed while it ran (_requeue_keyed).
-    FOR keyed IN
-        SELECT e.id, e.queue, e.attempt, e.max_attempts, e.started_at, e.worker, e.lease_expires_at,
-               tick.as_of + pgtq.backoff(e.attempt, e.backoff_base, e.backoff_cap) AS retry_at
+    FOR expired IN
+        SELECT e.*
         FROM pgtq._job AS e
         WHERE e.state = 'running'
           AND e.lease_expires_at < tick.as_of
           AND (tick.queue IS NULL OR e.queue = tick.queue)
-          AND e.job_key IS NOT NULL AND e.attempt < e.max_attempts AND e.cancel_requested_at IS NULL
         FOR UPDATE SKIP LOCKED
     LOOP
-        IF pgtq._requeue_keyed(keyed.id,
-                               pgtq._state_after_failure(keyed.attempt, keyed.max_attempts, false,
-                                                         keyed.retry_at, tick.as_of),
-                               keyed.retry_at, keyed.attempt, keyed.started_at, keyed.worker,
-                               pgtq._lease_expired_error(keyed.lease_expires_at, keyed.worker),
-                               tick.as_of) = 'ready' THEN
-            rescued_queues := rescued_queues || keyed.queue;
-        END IF;
+        PERFORM pgtq._end_failed_attempt(
+            expired, pgtq._lease_expired_error(expired.lease_expires_at, expired.worker),
+            tick.as_of + pgtq.backoff(expired.attempt, expired.backoff_base, expired.backoff_cap),
+            tick.as_of);
         rescued := rescued + 1;
     END LOOP;
 
     -- Each queue that got ready jobs is announced once.
-    PERFORM pgtq._announce(q.queue)
-    FROM (SELECT DISTINCT u.queue FROM unnest(promoted_queues || rescued_queues) AS u (queue)) AS q;
+    PERFORM pgtq._announce(q.queue) FROM unnest(promoted_queues) AS q (queue);
 
     -- Forget workers that stopped without saying goodbye.
     SELECT s.worker_timeout INTO worker_timeout FROM pgtq._settings AS s;
