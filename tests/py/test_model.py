@@ -3,7 +3,8 @@ database, each step checked against a small Python model of the job state
 machine (README "States").
 
 Hypothesis drives push, pop, complete, fail, heartbeat, release, tick,
-cancel and retry, with forged, stale and unknown ids and leases among them,
+cancel (of a running job: a cancel request, honoured by whatever ends its
+attempt) and retry, with forged, stale and unknown ids and leases among them,
 and moves a clock that every call receives as ``as_of`` (the test never
 sleeps). The calls run as ``pgtq_admin`` through the SECURITY DEFINER API;
 a superuser connection reads the private table after every step and
@@ -91,6 +92,7 @@ class Job:
     lease: uuid.UUID | None = None
     lease_expires_at: datetime | None = None
     finished_at: datetime | None = None
+    cancel_requested: bool = False
 
     def row(self) -> dict[str, Any]:
         return {
@@ -104,6 +106,7 @@ class Job:
             "lease": self.lease,
             "lease_expires_at": self.lease_expires_at,
             "finished_at": self.finished_at,
+            "cancel_requested": self.cancel_requested,
         }
 
 
@@ -130,7 +133,10 @@ class Model:
     def after_failure(self, job: Job, retry_at: datetime) -> str:
         """The retry rule shared by fail and tick."""
         job.lease = job.lease_expires_at = None
-        if job.attempt >= job.max_attempts:
+        if job.cancel_requested:
+            job.state, job.finished_at = "cancelled", self.now
+            OUTCOMES["cancel honoured"] += 1
+        elif job.attempt >= job.max_attempts:
             job.state, job.finished_at = "failed", self.now
         else:
             job.state = "ready" if retry_at <= self.now else "scheduled"
@@ -140,7 +146,8 @@ class Model:
 
 STATE_QUERY = (
     "SELECT id, queue, priority, max_attempts, state::text AS state, run_at, attempt, lease,"
-    " lease_expires_at, finished_at FROM pgtq._job ORDER BY id"
+    " lease_expires_at, finished_at, cancel_requested_at IS NOT NULL AS cancel_requested"
+    " FROM pgtq._job ORDER BY id"
 )
 
 
@@ -204,7 +211,7 @@ def make_machine(actor: psycopg.Connection[Any], checker: psycopg.Connection[Any
         def push(self, queue: str, priority: int, delay: int | None, max_attempts: int) -> int:
             run_at = None if delay is None else self.model.now + timedelta(seconds=delay)
             job_id = self.call(
-                "SELECT pgtq.push(%s, 'task', '[]', '{}', %s, %s, %s, %s)",
+                "SELECT pgtq.push(%s, 'task', '[]', '{}', %s, %s, %s, as_of => %s)",
                 queue,
                 run_at,
                 priority,
@@ -261,8 +268,10 @@ def make_machine(actor: psycopg.Connection[Any], checker: psycopg.Connection[Any
             assert done is (job is not None), "complete succeeds exactly for the current lease"
             OUTCOMES[f"complete {'succeeded' if done else 'refused'}"] += 1
             if job is not None:
-                job.state, job.finished_at = "done", self.model.now
+                job.state = "cancelled" if job.cancel_requested else "done"
+                job.finished_at = self.model.now
                 job.lease = job.lease_expires_at = None
+                OUTCOMES["cancel honoured"] += job.cancel_requested
 
         @precondition(lambda self: bool(self.claims))
         @rule(data=st.data(), retry_in=st.sampled_from([None, 0, 30]))
@@ -280,7 +289,7 @@ def make_machine(actor: psycopg.Connection[Any], checker: psycopg.Connection[Any
             if interval is None:
                 low, high = backoff_bounds(job.attempt)
                 retry_at = self.db_row(job.id)["run_at"]
-                if job.attempt < job.max_attempts:
+                if job.attempt < job.max_attempts and not job.cancel_requested:
                     assert low <= retry_at - self.model.now <= high, "backoff within [0.8 d, d]"
             else:
                 retry_at = self.model.now + interval
@@ -310,10 +319,14 @@ def make_machine(actor: psycopg.Connection[Any], checker: psycopg.Connection[Any
         def release(self, data: st.DataObject) -> None:
             claim = self.draw_claim(data)
             job = self.model.holds(claim)
-            released = self.call("SELECT pgtq.release(%s, %s)", claim.id, claim.lease)
+            released = self.call("SELECT pgtq.release(%s, %s, %s)", claim.id, claim.lease, self.model.now)
             assert released is (job is not None)
             OUTCOMES[f"release {'succeeded' if released else 'refused'}"] += 1
-            if job is not None:
+            if job is not None and job.cancel_requested:
+                job.state, job.finished_at = "cancelled", self.model.now
+                job.lease = job.lease_expires_at = None
+                OUTCOMES["cancel honoured"] += 1
+            elif job is not None:
                 job.state, job.attempt = "ready", job.attempt - 1
                 job.lease = job.lease_expires_at = None
 
@@ -347,7 +360,7 @@ def make_machine(actor: psycopg.Connection[Any], checker: psycopg.Connection[Any
             for job in expired:
                 found = self.db_row(job.id)
                 assert found["last_error"].startswith("lease expired at "), found["last_error"]
-                if job.attempt < job.max_attempts:
+                if job.attempt < job.max_attempts and not job.cancel_requested:
                     low, high = backoff_bounds(job.attempt)
                     assert low <= found["run_at"] - now <= high, "rescue waits backoff(attempt)"
                 self.model.after_failure(job, found["run_at"])
@@ -361,10 +374,15 @@ def make_machine(actor: psycopg.Connection[Any], checker: psycopg.Connection[Any
         def cancel(self, job_id: int) -> None:
             job = self.model.jobs[job_id]
             cancelled = self.call("SELECT pgtq.cancel(%s, %s)", job_id, self.model.now)
-            assert cancelled is (job.state in ("scheduled", "ready"))
-            OUTCOMES[f"cancel {'succeeded' if cancelled else 'refused'}"] += 1
-            if cancelled:
+            assert cancelled is (job.state in ("scheduled", "ready", "running"))
+            if job.state == "running":
+                job.cancel_requested = True
+                OUTCOMES["cancel requested"] += 1
+            elif cancelled:
                 job.state, job.finished_at = "cancelled", self.model.now
+                OUTCOMES["cancel succeeded"] += 1
+            else:
+                OUTCOMES["cancel refused"] += 1
 
         @rule(job_id=job_ids)
         def retry(self, job_id: int) -> None:
@@ -374,6 +392,7 @@ def make_machine(actor: psycopg.Connection[Any], checker: psycopg.Connection[Any
             OUTCOMES[f"retry {'succeeded' if retried else 'refused'}"] += 1
             if retried:
                 job.state, job.attempt, job.run_at, job.finished_at = "ready", 0, self.model.now, None
+                job.cancel_requested = False
 
         @precondition(lambda self: bool(self.model.jobs))
         @rule()
@@ -422,6 +441,6 @@ def test_queue_behaves_like_the_model(actor: psycopg.Connection[Any], db: psycop
         "fail -> scheduled", "fail -> ready", "fail -> failed", "fail -> None",
         "heartbeat succeeded", "heartbeat refused", "release succeeded", "release refused",
         "tick promoted", "tick rescued", "cancel succeeded", "cancel refused",
-        "retry succeeded", "retry refused",
+        "retry succeeded", "retry refused", "cancel requested", "cancel honoured",
     }  # fmt: skip
     assert expected <= {outcome for outcome, count in OUTCOMES.items() if count}, sorted(OUTCOMES.items())

@@ -1,5 +1,7 @@
 """What pgtq announces on channel ``pgtq``: one notification per queue and
-transaction that made jobs ready, none for jobs that are not ready yet.
+transaction that made jobs ready, none for jobs that are not ready yet;
+and on ``pgtq_cancel``: the id of a running job asked to cancel, nothing
+else. (``pgtq_finished``, for waiters: tests/py/test_waiting.py.)
 
 Each check ends with a sentinel notification sent after the calls under
 test: notifications arrive in commit order, so everything before the
@@ -14,9 +16,11 @@ import psycopg
 SENTINEL = "-- sentinel --"
 
 
-def announced(listener: psycopg.Connection[Any], producer: psycopg.Connection[Any]) -> list[str]:
-    """The payloads on channel pgtq up to the sentinel, which is sent now."""
-    producer.execute("SELECT pg_notify('pgtq', %s)", [SENTINEL])
+def announced(
+    listener: psycopg.Connection[Any], producer: psycopg.Connection[Any], channel: str = "pgtq"
+) -> list[str]:
+    """The payloads on ``channel`` up to the sentinel, which is sent now."""
+    producer.execute("SELECT pg_notify(%s, %s)", [channel, SENTINEL])
     payloads = []
     for notify in listener.notifies(timeout=30):
         if notify.payload == SENTINEL:
@@ -70,3 +74,25 @@ def test_a_tick_that_enqueues_a_periodic_job_announces_its_queue(dsn: str) -> No
         assert announced(listener, ticker) == [], "scheduling wakes nobody"
         ticker.execute("SELECT pgtq.tick(as_of => '2030-01-01 00:01+00')")
         assert announced(listener, ticker) == ["reports"], "the periodic job is pushed, so announced"
+
+
+def test_only_a_cancel_request_for_a_running_job_notifies_pgtq_cancel(dsn: str) -> None:
+    with (
+        psycopg.connect(dsn, autocommit=True) as listener,
+        psycopg.connect(dsn, autocommit=True) as admin,
+    ):
+        listener.execute("LISTEN pgtq_cancel")
+        pending = admin.execute("SELECT pgtq.push('work', 'task')").fetchone()
+        running = admin.execute("SELECT pgtq.push('work', 'task')").fetchone()
+        assert pending is not None and running is not None
+        admin.execute("SELECT pgtq.cancel(%s)", [pending[0]])
+        claimed = admin.execute("SELECT id, lease FROM pgtq.pop('work', 'w')").fetchone()
+        assert claimed is not None and claimed[0] == running[0]
+        assert announced(listener, admin, "pgtq_cancel") == [], "cancelling a pending job tells no worker"
+
+        admin.execute("SELECT pgtq.cancel(%s)", [running[0]])
+        assert announced(listener, admin, "pgtq_cancel") == [str(running[0])], "the running job's id"
+
+        admin.execute("SELECT pgtq.complete(%s, %s)", claimed)
+        admin.execute("SELECT pgtq.cancel(%s)", [running[0]])
+        assert announced(listener, admin, "pgtq_cancel") == [], "nor does anything once it ended"

@@ -45,13 +45,27 @@ def run_psql(dsn: str, script: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def psql_output(dsn: str, script: str) -> str:
+    """What ``script`` printed in psql; it must succeed."""
+    result = run_psql(dsn, script)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 def test_business_transaction_example_in_psql(dsn: str, db: psycopg.Connection[Any]) -> None:
     db.execute("CREATE TABLE orders (id int PRIMARY KEY, customer text, total numeric)")
-    result = run_psql(dsn, code_block("### Pushing inside a business transaction", "sql"))
-    assert result.returncode == 0, result.stderr
+    psql_output(dsn, code_block("### Pushing inside a business transaction", "sql"))
     assert scalar(db, "SELECT count(*) FROM orders") == 1
     job = db.execute("SELECT queue, task, args FROM pgtq.jobs").fetchone()
     assert job == ("emails", "send_receipt", [1042])
+
+
+def test_job_keys_example_in_psql(dsn: str, db: psycopg.Connection[Any]) -> None:
+    output = psql_output(dsn, code_block("### Job keys", "sql"))
+    jobs = db.execute("SELECT id, args, state::text FROM pgtq.jobs WHERE job_key = 'user:42'").fetchall()
+    assert [(args, state) for _, args, state in jobs] == [([42, "full"], "scheduled")], "one job, replaced"
+    lines = [line.strip() for line in output.splitlines()]
+    assert lines.count(str(jobs[0][0])) == 3, "each of the three pushes returned the job's id"
 
 
 def test_python_quick_example(dsn: str, db: psycopg.Connection[Any]) -> None:

@@ -191,5 +191,5 @@ def test_the_extension_route_grants_the_same_rights(empty_dsn: str) -> None:
             "SELECT count(*) FROM pg_init_privs i JOIN pg_proc p ON p.oid = i.objoid"
             " WHERE p.pronamespace = 'pgtq'::regnamespace AND i.privtype = 'e'",
         )
-    assert rights == ["push", "push_many", "version"]
+    assert rights == ["outcomes", "push", "push_many", "unwatch", "version", "watch"]
     assert recorded > 0, "the extension's grants are recorded as its initial privileges (pg_dump)"

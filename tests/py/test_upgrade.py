@@ -1,6 +1,7 @@
 """Upgrades keep every job: a database of the oldest release, holding jobs
 in every state, is upgraded to the current version by each route; every
-row is unchanged and every job goes on under the new version's rules.
+row is unchanged (columns added since hold their defaults) and every job
+goes on under the new version's rules.
 
 (That each route gives exactly the schema of a fresh install is checked by
 `make verify`, scripts/schema_catalog.py.)"""
@@ -65,8 +66,21 @@ def jobs_in_every_state(conn: psycopg.Connection[Any]) -> dict[str, int]:
     return ids
 
 
-def all_rows(conn: psycopg.Connection[Any]) -> list[str]:
-    return [row[0] for row in conn.execute("SELECT row_to_json(j)::text FROM pgtq._job AS j ORDER BY j.id")]
+# Columns 0.2.0 added to pgtq._job, and what an upgrade gives the jobs it
+# finds: no key, backoff()'s defaults, no cancel request, no waiters, and
+# no known pusher (so only pgtq.jobs shows their outcome, not outcomes()).
+ADDED_COLUMNS = {
+    "job_key": None,
+    "backoff_base": None,
+    "backoff_cap": None,
+    "cancel_requested_at": None,
+    "waiters": 0,
+    "pushed_by": None,
+}
+
+
+def all_rows(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    return [row[0] for row in conn.execute("SELECT to_jsonb(j) FROM pgtq._job AS j ORDER BY j.id")]
 
 
 @pytest.mark.parametrize(
@@ -97,7 +111,15 @@ def test_an_upgrade_keeps_every_job_and_its_rules(
     assert (result.before, result.after) == (BASE, CURRENT)
 
     with psycopg.connect(empty_dsn, autocommit=True) as conn:
-        assert all_rows(conn) == before, "the upgrade changed no job"
+        after = all_rows(conn)
+        assert [{key: row[key] for key in old} for row, old in zip(after, before, strict=True)] == before, (
+            "the upgrade changed no job"
+        )
+        added = {key: value for key, value in ADDED_COLUMNS.items() if key not in before[0]}
+        assert all({key: row[key] for key in added} == added for row in after), "new columns: their defaults"
+        assert scalar(conn, "SELECT count(*) FROM pgtq.outcomes(%s)", [list(ids.values())]) == 0, (
+            "jobs of an unknown pusher are read through pgtq.jobs only"
+        )
         # The jobs go on under the new version: the running job's lease
         # still completes it, tick promotes the scheduled ones, pop takes
         # the ready one.

@@ -1,17 +1,20 @@
 -- The public SQL surface: every function with its exact signature, the
 -- job states, the views. A change here is a change of the public API.
 BEGIN;
-SELECT plan(45);
+SELECT plan(55);
 
 SELECT has_schema('pgtq');
 SELECT has_function('pgtq', 'version', ARRAY[]::text[]);
 SELECT is(pgtq.version(), :'pgtq_version', 'version() is the control file''s default_version');
 SELECT has_function('pgtq', 'push',
     ARRAY['text', 'text', 'jsonb', 'jsonb', 'timestamp with time zone', 'integer', 'integer',
-          'timestamp with time zone']);
+          'text', 'text', 'interval', 'interval', 'timestamp with time zone']);
 SELECT has_function('pgtq', 'push_many',
     ARRAY['text', 'text', 'jsonb[]', 'jsonb[]', 'timestamp with time zone', 'integer', 'integer',
-          'timestamp with time zone']);
+          'text[]', 'text', 'interval', 'interval', 'timestamp with time zone']);
+SELECT is((SELECT count(*)::int FROM pg_proc WHERE pronamespace = 'pgtq'::regnamespace
+           AND proname IN ('push', 'push_many', 'release', '_state_after_failure')), 4,
+    'push, push_many and release have one signature each (the 0.1 ones are gone)');
 SELECT has_function('pgtq', 'pop',
     ARRAY['text', 'text', 'integer', 'interval', 'timestamp with time zone']);
 SELECT has_function('pgtq', 'complete',
@@ -20,13 +23,21 @@ SELECT has_function('pgtq', 'complete_many',
     ARRAY['bigint[]', 'uuid[]', 'jsonb[]', 'timestamp with time zone']);
 SELECT has_function('pgtq', 'fail',
     ARRAY['bigint', 'uuid', 'text', 'interval', 'timestamp with time zone']);
+SELECT has_function('pgtq', 'abort', ARRAY['bigint', 'uuid', 'text', 'timestamp with time zone']);
 SELECT has_function('pgtq', 'backoff', ARRAY['integer', 'interval', 'interval']);
 SELECT has_function('pgtq', 'tick', ARRAY['text', 'timestamp with time zone']);
 SELECT has_function('pgtq', 'heartbeat',
     ARRAY['bigint', 'uuid', 'interval', 'timestamp with time zone']);
-SELECT has_function('pgtq', 'release', ARRAY['bigint', 'uuid']);
+SELECT has_function('pgtq', 'heartbeat_many',
+    ARRAY['bigint[]', 'uuid[]', 'interval', 'timestamp with time zone']);
+SELECT is(pg_get_function_result('pgtq.heartbeat_many(bigint[], uuid[], interval, timestamptz)'::regprocedure),
+    'TABLE(id bigint, held boolean, cancel_requested boolean)', 'heartbeat_many returns id, held, cancel_requested');
+SELECT has_function('pgtq', 'release', ARRAY['bigint', 'uuid', 'timestamp with time zone']);
 SELECT has_function('pgtq', 'cancel', ARRAY['bigint', 'timestamp with time zone']);
 SELECT has_function('pgtq', 'retry', ARRAY['bigint', 'timestamp with time zone']);
+SELECT has_function('pgtq', 'watch', ARRAY['bigint']);
+SELECT has_function('pgtq', 'unwatch', ARRAY['bigint']);
+SELECT has_function('pgtq', 'outcomes', ARRAY['bigint[]']);
 SELECT has_function('pgtq', 'prune',
     ARRAY['interval', 'boolean', 'integer', 'timestamp with time zone']);
 SELECT has_function('pgtq', 'register_worker',
@@ -63,6 +74,14 @@ SELECT is(
     ARRAY['name', 'cron', 'timezone', 'queue', 'task', 'args', 'kwargs', 'priority', 'max_attempts',
           'next_run_at', 'last_run_at', 'last_job_id', 'last_error', 'created_at', 'updated_at'],
     'pgtq.schedules shows each schedule''s definition, next and last run, last job and last error');
+SELECT is(
+    (SELECT array_agg(attname::text ORDER BY attnum)
+     FROM pg_attribute WHERE attrelid = 'pgtq.jobs'::regclass AND attnum > 0),
+    ARRAY['id', 'queue', 'task', 'args', 'kwargs', 'state', 'priority', 'attempt', 'max_attempts', 'run_at',
+          'created_at', 'started_at', 'finished_at', 'lease_expires_at', 'worker', 'last_error', 'result',
+          'job_key', 'backoff_base', 'backoff_cap', 'cancel_requested_at', 'waiters', 'pushed_by'],
+    'pgtq.jobs shows each job''s key, backoff policy, cancel request, waiters and pusher');
+SELECT has_column('pgtq', 'queue_stats', 'cancel_requested', 'queue_stats counts the cancel requests');
 
 -- The pop result carries what a worker needs.
 SELECT is(
@@ -72,23 +91,30 @@ SELECT is(
     ARRAY['id', 'queue', 'task', 'args', 'kwargs', 'priority', 'attempt', 'max_attempts',
           'lease', 'lease_expires_at'],
     'pop() returns id, queue, task, args, kwargs, priority, attempt, max_attempts, lease, lease_expires_at');
+SELECT is(
+    (SELECT array_agg(attname::text ORDER BY attnum)
+     FROM pg_attribute
+     WHERE attrelid = 'pgtq.job_outcome'::regclass AND attnum > 0),
+    ARRAY['id', 'state', 'result', 'error', 'finished_at'],
+    'watch() and outcomes() return id, state, result, error, finished_at');
 
 -- Which functions run with the owner's rights: exactly those that write the
--- private tables, and metrics, which reads them for roles that may not
--- (it returns aggregates only). Every function pins a search_path without
--- writable schemas.
+-- private tables, metrics, which reads them for roles that may not (it
+-- returns aggregates only), and outcomes, which reads one for the jobs
+-- the caller pushed. Every function pins a search_path without writable
+-- schemas.
 SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname)
      FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace AND p.prosecdef),
-    ARRAY['_sample_history', '_tick_schedules', 'cancel', 'complete', 'complete_many', 'configure',
-          'delete_job', 'fail', 'heartbeat', 'metrics', 'pop', 'prune', 'purge', 'push', 'push_many',
-          'register_worker', 'release', 'retry', 'retry_failed', 'schedule', 'tick', 'unregister_worker',
-          'unschedule'],
-    'the SECURITY DEFINER functions are the ones that write the tables, and metrics');
+    ARRAY['_sample_history', '_tick_schedules', 'abort', 'cancel', 'complete', 'complete_many', 'configure',
+          'delete_job', 'fail', 'heartbeat', 'heartbeat_many', 'metrics', 'outcomes', 'pop', 'prune', 'purge',
+          'push', 'push_many', 'register_worker', 'release', 'retry', 'retry_failed', 'schedule', 'tick',
+          'unregister_worker', 'unschedule', 'unwatch', 'watch'],
+    'the SECURITY DEFINER functions are the ones that write the tables, metrics and outcomes');
 SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname)
      FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace AND p.prosecdef AND p.provolatile <> 'v'),
-    ARRAY['metrics'], 'metrics is the one that only reads (STABLE)');
+    ARRAY['metrics', 'outcomes'], 'metrics and outcomes are the ones that only read (STABLE)');
 SELECT is(
     (SELECT array_agg(attname::text ORDER BY attnum)
      FROM pg_attribute WHERE attrelid = 'pgtq.queue_history'::regclass AND attnum > 0),

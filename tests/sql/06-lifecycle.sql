@@ -27,7 +27,7 @@ SELECT is(state::text, 'cancelled', 'it is cancelled') FROM pgtq.jobs WHERE id =
 SELECT is(pgtq.cancel(:unwanted_id), false, 'cancelling twice changes nothing');
 DELETE FROM c;
 INSERT INTO c SELECT * FROM pgtq.pop('q');
-SELECT is(pgtq.cancel(id), false, 'a running job is not cancelled') FROM c;
+SELECT is(pgtq.cancel(id), true, 'a running job takes a cancel request (17-cancel-running.sql)') FROM c;
 SELECT is(pgtq.cancel(-1), false, 'an unknown id is not cancelled');
 
 -- retry
@@ -37,7 +37,7 @@ FROM pgtq.jobs WHERE id = :unwanted_id;
 SELECT is(pgtq.retry(:unwanted_id), false, 'a ready job is not retried');
 
 -- prune
-SELECT pgtq.complete(id, lease, as_of => '2030-01-01 00:00+00') FROM c;
+SELECT pgtq.complete(id, lease, as_of => '2030-01-01 00:00+00') FROM c;  -- ends it cancelled
 SELECT pgtq.push('q', 'keep_me');
 SELECT is(pgtq.prune('1 day', as_of => '2030-01-01 12:00+00'), 0, 'young finished jobs are kept');
 SELECT is(pgtq.prune('1 hour', as_of => '2030-01-01 12:00+00'), 1, 'old finished jobs are pruned');

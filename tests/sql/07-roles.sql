@@ -2,7 +2,7 @@
 -- and what they, and everyone else, may not. Every refusal is checked by
 -- acting as the role (SET ROLE), not only by reading the ACLs.
 BEGIN;
-SELECT plan(82);
+SELECT plan(89);
 
 -- The roles exist, as group roles.
 SELECT has_role('pgtq_producer');
@@ -24,21 +24,23 @@ SELECT is(
     ARRAY(SELECT p.proname::text FROM pg_proc p
           WHERE p.pronamespace = 'pgtq'::regnamespace AND has_function_privilege('pgtq_producer', p.oid, 'EXECUTE')
           ORDER BY 1),
-    ARRAY['push', 'push_many', 'version'], 'pgtq_producer may execute push, push_many and version only');
+    ARRAY['outcomes', 'push', 'push_many', 'unwatch', 'version', 'watch'],
+    'pgtq_producer may execute push, push_many, the waiting functions and version only');
 SELECT is(
     ARRAY(SELECT p.proname::text FROM pg_proc p
           WHERE p.pronamespace = 'pgtq'::regnamespace AND has_function_privilege('pgtq_worker', p.oid, 'EXECUTE')
           ORDER BY 1),
-    ARRAY['backoff', 'complete', 'complete_many', 'fail', 'heartbeat', 'metrics', 'pop', 'register_worker',
-          'release', 'schedule', 'tick', 'tick_for', 'unregister_worker', 'unschedule', 'version'],
+    ARRAY['abort', 'backoff', 'complete', 'complete_many', 'fail', 'heartbeat', 'heartbeat_many', 'metrics', 'pop',
+          'register_worker', 'release', 'schedule', 'tick', 'tick_for', 'unregister_worker', 'unschedule', 'version'],
     'pgtq_worker may execute the worker''s functions only (schedule: a worker registers its periodic tasks)');
 SELECT is(
     ARRAY(SELECT p.proname::text FROM pg_proc p
           WHERE p.pronamespace = 'pgtq'::regnamespace AND has_function_privilege('pgtq_admin', p.oid, 'EXECUTE')
           ORDER BY 1),
-    ARRAY['backoff', 'cancel', 'complete', 'complete_many', 'configure', 'delete_job', 'fail', 'heartbeat',
-          'metrics', 'pop', 'prune', 'purge', 'push', 'push_many', 'register_worker', 'release', 'retry',
-          'retry_failed', 'schedule', 'tick', 'tick_for', 'unregister_worker', 'unschedule', 'version'],
+    ARRAY['abort', 'backoff', 'cancel', 'complete', 'complete_many', 'configure', 'delete_job', 'fail',
+          'heartbeat', 'heartbeat_many', 'metrics', 'outcomes', 'pop', 'prune', 'purge', 'push', 'push_many',
+          'register_worker', 'release', 'retry', 'retry_failed', 'schedule', 'tick', 'tick_for',
+          'unregister_worker', 'unschedule', 'unwatch', 'version', 'watch'],
     'pgtq_admin may execute every public function, and no helper nor install_roles');
 SELECT is(
     ARRAY(SELECT p.proname::text FROM pg_proc p
@@ -93,6 +95,7 @@ SET ROLE pgtq_test_app_producer;
 SELECT lives_ok($$INSERT INTO ids SELECT 'p1', pgtq.push('q', 'secret', '["top secret"]')$$,
     'the producer pushes');
 INSERT INTO ids SELECT 'p2', pgtq.push('q', 'second');
+INSERT INTO ids SELECT 'p3', pgtq.push('q', 'third');
 SELECT is(pgtq.version(), :'pgtq_version', 'the producer may ask the version');
 SELECT throws_ok($$SELECT * FROM pgtq.pop('q')$$, '42501', 'permission denied for function pop',
     'the producer cannot pop');
@@ -100,6 +103,13 @@ SELECT throws_ok($$SELECT pgtq.complete(1, gen_random_uuid())$$, '42501', 'permi
     'the producer cannot complete');
 SELECT throws_ok($$SELECT pgtq.cancel(1)$$, '42501', 'permission denied for function cancel',
     'the producer cannot cancel');
+SELECT is((SELECT w.state::text FROM ids, pgtq.watch(ids.id) AS w WHERE ids.name = 'p1'), 'ready',
+    'the producer watches the job it pushed');
+SELECT is((SELECT o.state::text FROM ids, pgtq.outcomes(ARRAY[ids.id]) AS o WHERE ids.name = 'p1'), 'ready',
+    'and reads its outcome (19-wait.sql: only of its own jobs)');
+SELECT is((SELECT pgtq.unwatch(ids.id) FROM ids WHERE ids.name = 'p1'), true, 'and stops watching it');
+SELECT throws_ok($$SELECT pgtq.abort(1, gen_random_uuid(), 'x')$$, '42501', 'permission denied for function abort',
+    'the producer cannot abort');
 SELECT throws_ok($$SELECT args FROM pgtq.jobs$$, '42501', 'permission denied for view jobs',
     'the producer cannot read other jobs'' args or results');
 SELECT throws_ok($$SELECT * FROM pgtq.queue_stats$$, '42501', 'permission denied for view queue_stats',
@@ -125,6 +135,10 @@ SELECT lives_ok($$INSERT INTO claimed SELECT * FROM pgtq.pop('q', 'w1', 2, '1 mi
 SELECT is((SELECT count(*)::int FROM claimed), 2, 'and gets both jobs');
 SELECT is(pgtq.heartbeat(c.id, c.lease, '2 minutes', '2030-01-01 00:00:30+00'), true, 'the worker heartbeats')
 FROM claimed c JOIN ids USING (id) WHERE ids.name = 'p1';
+SELECT is((SELECT array_agg(h.held) FROM pgtq.heartbeat_many((SELECT array_agg(id ORDER BY id) FROM claimed),
+                                                             (SELECT array_agg(lease ORDER BY id) FROM claimed),
+                                                             '2 minutes', '2030-01-01 00:00:30+00') AS h),
+    ARRAY[true, true], 'the worker heartbeats a batch');
 SELECT is(pgtq.complete(c.id, c.lease, '{"ok": 1}', '2030-01-01 00:01+00'), true, 'the worker completes')
 FROM claimed c JOIN ids USING (id) WHERE ids.name = 'p1';
 SELECT is(pgtq.release(c.id, c.lease), true, 'the worker releases')
@@ -134,9 +148,13 @@ INSERT INTO claimed SELECT * FROM pgtq.pop('q', 'w1', 1, '1 minute', '2030-01-01
 SELECT is(pgtq.fail(c.id, c.lease, 'boom', '1 minute', '2030-01-01 00:02+00'), 'scheduled', 'the worker fails a job')
 FROM claimed c;
 SELECT is(pgtq.tick('q', '2030-01-01 00:03+00'), 1, 'the worker ticks');
+DELETE FROM claimed;
+INSERT INTO claimed SELECT * FROM pgtq.pop('q', 'w1', 1, '1 minute', '2030-01-01 00:03+00');
+SELECT is(pgtq.abort(c.id, c.lease, 'hopeless', '2030-01-01 00:03+00'), 'failed', 'the worker aborts a job')
+FROM claimed c;
 SELECT lives_ok($$SELECT pgtq.register_worker('w1', 'host', 1, ARRAY['q'])$$, 'the worker registers');
 SELECT is((SELECT count(*)::int FROM pgtq.workers WHERE id = 'w1'), 1, 'and sees itself in pgtq.workers');
-SELECT is((SELECT sum(jobs)::int FROM pgtq.queue_stats WHERE queue = 'q'), 2, 'the worker reads queue_stats');
+SELECT is((SELECT sum(jobs)::int FROM pgtq.queue_stats WHERE queue = 'q'), 3, 'the worker reads queue_stats');
 SELECT is(pgtq.unregister_worker('w1'), true, 'the worker unregisters');
 SELECT is((pgtq.schedule('w1-nightly', '0 3 * * *', 'reports', 'report', as_of => '2030-01-01 00:04+00')).next_run_at,
     '2030-01-01 03:00+00', 'the worker registers a periodic task');
@@ -148,6 +166,8 @@ SELECT throws_ok($$SELECT pgtq.push('q', 't')$$, '42501', 'permission denied for
     'the worker cannot push (grant pgtq_producer too if its handlers push)');
 SELECT throws_ok($$SELECT pgtq.retry(1)$$, '42501', 'permission denied for function retry',
     'the worker cannot retry');
+SELECT throws_ok($$SELECT * FROM pgtq.outcomes('{1}')$$, '42501', 'permission denied for function outcomes',
+    'the worker cannot read outcomes (grant pgtq_producer too if its handlers wait for jobs)');
 SELECT throws_ok($$SELECT pgtq.prune('0')$$, '42501', 'permission denied for function prune',
     'the worker cannot prune');
 SELECT throws_ok($$SELECT result FROM pgtq.jobs$$, '42501', 'permission denied for view jobs',
@@ -160,9 +180,9 @@ RESET ROLE;
 
 -- The admin: everything through the API, still no table.
 SET ROLE pgtq_test_app_admin;
-SELECT is((SELECT count(*)::int FROM pgtq.jobs WHERE queue = 'q'), 2, 'the admin reads pgtq.jobs');
-SELECT is(pgtq.cancel(ids.id), true, 'the admin cancels') FROM ids WHERE name = 'p2';
-SELECT is(pgtq.retry(ids.id), true, 'the admin retries') FROM ids WHERE name = 'p2';
+SELECT is((SELECT count(*)::int FROM pgtq.jobs WHERE queue = 'q'), 3, 'the admin reads pgtq.jobs');
+SELECT is(pgtq.cancel(ids.id), true, 'the admin cancels') FROM ids WHERE name = 'p3';
+SELECT is(pgtq.retry(ids.id), true, 'the admin retries') FROM ids WHERE name = 'p3';
 SELECT is(pgtq.prune('1 hour', as_of => '2030-01-02 00:00+00'), 1, 'the admin prunes');
 SELECT is((SELECT max_payload_bytes FROM pgtq.configure(max_payload_bytes => 4096)), 4096, 'the admin configures');
 SELECT is((SELECT max_payload_bytes FROM pgtq.settings), 4096, 'and reads the settings');
@@ -178,7 +198,7 @@ RESET ROLE;
 
 -- The observer: reads everything an admin reads, changes nothing.
 SET ROLE pgtq_test_app_observer;
-SELECT is((SELECT count(*)::int FROM pgtq.jobs WHERE queue = 'q'), 2, 'the observer reads pgtq.jobs');
+SELECT is((SELECT count(*)::int FROM pgtq.jobs WHERE queue = 'q'), 3, 'the observer reads pgtq.jobs');
 SELECT lives_ok($$SELECT * FROM pgtq.queue_stats, pgtq.workers, pgtq.settings, pgtq.queue_history$$,
     'the observer reads queue_stats, workers, settings and queue_history');
 SELECT is((SELECT value FROM pgtq.metrics() WHERE metric = 'jobs' AND queue = 'q' AND state = 'ready'), 2::float8,
@@ -223,7 +243,11 @@ SELECT is((SELECT count(*)::int FROM pg_proc p JOIN acl_before b USING (proname)
     0, 'and changes no right');
 SELECT is(pgtq.install_roles('pgtq_test_p', 'pgtq_test_w', 'pgtq_test_a', 'pgtq_test_o'),
     ARRAY['pgtq_test_p', 'pgtq_test_w', 'pgtq_test_a', 'pgtq_test_o'], 'install_roles creates roles of other names');
-SELECT ok(has_function_privilege('pgtq_test_p', 'pgtq.push(text, text, jsonb, jsonb, timestamptz, integer, integer, timestamptz)', 'EXECUTE')
+SELECT ok(has_function_privilege('pgtq_test_p', 'pgtq.push(text, text, jsonb, jsonb, timestamptz, integer, integer, text, text, interval, interval, timestamptz)', 'EXECUTE')
+      AND has_function_privilege('pgtq_test_p', 'pgtq.watch(bigint)', 'EXECUTE')
+      AND has_function_privilege('pgtq_test_w', 'pgtq.heartbeat_many(bigint[], uuid[], interval, timestamptz)', 'EXECUTE')
+      AND NOT has_function_privilege('pgtq_test_w', 'pgtq.watch(bigint)', 'EXECUTE')
+      AND NOT has_function_privilege('pgtq_test_o', 'pgtq.watch(bigint)', 'EXECUTE')
       AND NOT has_function_privilege('pgtq_test_p', 'pgtq.cancel(bigint, timestamptz)', 'EXECUTE')
       AND has_function_privilege('pgtq_test_a', 'pgtq.cancel(bigint, timestamptz)', 'EXECUTE')
       AND has_table_privilege('pgtq_test_o', 'pgtq.queue_history', 'SELECT')

@@ -9,7 +9,7 @@
 -- to a temp table; the pgTAP checks run afterwards with the role and path
 -- reset, so pgTAP's own functions never meet the traps.
 BEGIN;
-SELECT plan(36);
+SELECT plan(44);
 SET LOCAL TIME ZONE 'UTC';
 
 -- Mallory holds every pgtq role, so every public function can be called.
@@ -44,6 +44,15 @@ CREATE FUNCTION public.cardinality(jsonb[]) RETURNS integer LANGUAGE plpgsql
     AS $$ BEGIN RAISE EXCEPTION 'hijacked: cardinality'; END $$;
 CREATE FUNCTION public.random() RETURNS double precision LANGUAGE plpgsql
     AS $$ BEGIN RAISE EXCEPTION 'hijacked: random'; END $$;
+CREATE FUNCTION public.pg_notify(text, text) RETURNS void LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hijacked: pg_notify'; END $$;
+CREATE FUNCTION public.make_interval(integer, integer, integer, integer, integer, integer, double precision)
+    RETURNS interval LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hijacked: make_interval'; END $$;
+CREATE FUNCTION public.pg_has_role(name, oid, text) RETURNS boolean LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hijacked: pg_has_role'; END $$;
+CREATE FUNCTION public.concat_ws(text, text, text) RETURNS text LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hijacked: concat_ws'; END $$;
 CREATE FUNCTION public.trap_bigint_eq(bigint, bigint) RETURNS boolean LANGUAGE plpgsql
     AS $$ BEGIN RAISE EXCEPTION 'hijacked: = (bigint, bigint)'; END $$;
 CREATE OPERATOR public.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = public.trap_bigint_eq);
@@ -107,7 +116,16 @@ DECLARE
         'retry_failed|SELECT pgtq.retry_failed(''q2'', ''t'', ''2030-01-01 00:00+00'')::text',
         'purge|SELECT pgtq.purge(''0'', ''{done,cancelled}'', ''q2'', as_of => ''2030-01-01 00:00+00'')::text',
         'delete_job|SELECT pgtq.delete_job(-1)::text',
-        'tick_for|CALL pgtq.tick_for(''1 second'', ''1 second'')'
+        'tick_for|CALL pgtq.tick_for(''1 second'', ''1 second'')',
+        'push_keyed|SELECT (pgtq.push(''q5'', ''t'', ''[1]'', job_key => ''k'', backoff_base => ''1 second'','
+            ' as_of => ''2030-01-01 00:00+00'')::text'
+            ' = pgtq.push(''q5'', ''t'', ''[2]'', job_key => ''k'', job_key_mode => ''replace'','
+            ' as_of => ''2030-01-01 00:00+00'')::text)::text',
+        'push_many_keyed|SELECT count(DISTINCT k)::text FROM pgtq.push_many(''q6'', ''t'','
+            ' ARRAY[''[1]'', ''[2]'']::jsonb[], job_keys => ARRAY[''a'', ''a'']) AS k',
+        'watch|SELECT w.state::text FROM pgtq.watch((SELECT id FROM pgtq.jobs WHERE queue = ''q5'')) AS w',
+        'outcomes|SELECT count(*)::text FROM pgtq.outcomes((SELECT array_agg(id) FROM pgtq.jobs WHERE queue = ''q5''))',
+        'unwatch|SELECT pgtq.unwatch((SELECT id FROM pgtq.jobs WHERE queue = ''q5''))::text'
     ];
     step text;
     answer text;
@@ -175,6 +193,26 @@ BEGIN
     EXCEPTION WHEN OTHERS THEN answer := SQLSTATE || ' ' || SQLERRM;
     END;
     INSERT INTO outcome VALUES ('complete_many', answer);
+END
+$$;
+DELETE FROM claimed;
+INSERT INTO claimed SELECT * FROM pgtq.pop('q5', 'w', 1, '1 minute', '2030-01-01 00:06+00');
+DO $$
+DECLARE
+    answer text;
+BEGIN
+    BEGIN
+        SELECT string_agg(h.held::text || '/' || h.cancel_requested::text, ',') INTO answer
+        FROM pgtq.heartbeat_many((SELECT array_agg(c.id) FROM claimed c), (SELECT array_agg(c.lease) FROM claimed c),
+                                 '1 minute', '2030-01-01 00:06:10+00') AS h;
+    EXCEPTION WHEN OTHERS THEN answer := SQLSTATE || ' ' || SQLERRM;
+    END;
+    INSERT INTO outcome VALUES ('heartbeat_many', answer);
+    BEGIN
+        SELECT pgtq.abort(c.id, c.lease, 'hopeless', '2030-01-01 00:06:20+00') INTO answer FROM claimed c;
+    EXCEPTION WHEN OTHERS THEN answer := SQLSTATE || ' ' || SQLERRM;
+    END;
+    INSERT INTO outcome VALUES ('abort', answer);
 END
 $$;
 -- The traps are live: an ordinary unqualified call in this session finds them.
@@ -251,6 +289,18 @@ SELECT is((SELECT result FROM outcome WHERE step = 'tick_for'), '2D000 invalid t
 SELECT is((SELECT array_agg(DISTINCT sampled_at ORDER BY sampled_at) FROM pgtq.queue_history),
     ARRAY['2030-01-01 00:03+00', '2030-01-01 01:30+00']::timestamptz[],
     'the ticks took their history samples with the real operators and tables');
+SELECT is((SELECT result FROM outcome WHERE step = 'push_keyed'), 'true',
+    'a keyed push, kept then replaced, uses the real length, = and unnest');
+SELECT is((SELECT result FROM outcome WHERE step = 'push_many_keyed'), '1',
+    'push_many with keys uses the real cardinality and length');
+SELECT is((SELECT args FROM pgtq.jobs WHERE queue = 'q5'), '[2]'::jsonb, 'the replace wrote the real job');
+SELECT is((SELECT result FROM outcome WHERE step = 'watch'), 'ready',
+    'watch uses the real session check and pg_notify');
+SELECT is((SELECT result FROM outcome WHERE step = 'outcomes'), '1', 'outcomes uses the real pg_has_role');
+SELECT is((SELECT result FROM outcome WHERE step = 'unwatch'), 'true', 'unwatch uses the real operators');
+SELECT is((SELECT result FROM outcome WHERE step = 'heartbeat_many'), 'true/false',
+    'heartbeat_many uses the real cardinality and +');
+SELECT is((SELECT result FROM outcome WHERE step = 'abort'), 'failed', 'abort uses the real operators');
 -- Every public function was called by the attacker above (install_roles is
 -- the owner's alone: PUBLIC and the roles may not run it).
 SELECT is(

@@ -4,7 +4,7 @@
 -- because push checks everything before it inserts). Complements the
 -- basic cases of 01-push and 02-pop.
 BEGIN;
-SELECT plan(181);
+SELECT plan(216);
 SET LOCAL TIME ZONE 'UTC';
 
 -- ---------------------------------------------------------------- push
@@ -54,6 +54,36 @@ SELECT throws_ok($$SELECT pgtq.push('bad', 't', as_of => 'infinity')$$, 'PT004',
     'pgtq: as_of must be a finite time, got infinity', 'infinite as_of');
 SELECT throws_ok($$SELECT pgtq.push('bad', 't', '[1]', '{}', NULL, NULL, NULL, NULL)$$, 'PT004',
     'pgtq: priority must not be NULL', 'several NULLs: the first bad parameter is named');
+
+-- Job keys and the backoff policy (push and push_many).
+SELECT throws_ok($$SELECT pgtq.push('bad', 't', job_key => '')$$, 'PT004',
+    'pgtq: job_key must be 1 to 200 characters, got 0 characters', 'an empty job_key');
+SELECT throws_ok($$SELECT pgtq.push('bad', 't', job_key => repeat('é', 201))$$, 'PT004',
+    'pgtq: job_key must be 1 to 200 characters, got 201 characters', 'a job_key over 200 characters');
+SELECT throws_ok($$SELECT pgtq.push('bad', 't', job_key => 'k', job_key_mode => NULL)$$, 'PT004',
+    'pgtq: job_key_mode must be ''keep'' or ''replace'', got NULL', 'a NULL job_key_mode');
+SELECT throws_ok($$SELECT pgtq.push('bad', 't', job_key_mode => 'upsert')$$, 'PT004',
+    'pgtq: job_key_mode must be ''keep'' or ''replace'', got ''upsert''', 'an unknown job_key_mode, even without a key');
+SELECT throws_ok($$SELECT pgtq.push('bad', 't', backoff_base => '-1 second')$$, 'PT004',
+    'pgtq: backoff_base must be between 0 and 100 years, got -00:00:01', 'a negative backoff_base');
+SELECT throws_ok($$SELECT pgtq.push('bad', 't', backoff_cap => '101 years')$$, 'PT004',
+    'pgtq: backoff_cap must be between 0 and 100 years, got 101 years', 'a backoff_cap over 100 years');
+SELECT throws_ok($$SELECT pgtq.push('bad', 't', '{}', job_key => 'k')$$, 'PT001',
+    'pgtq: args must be a JSON array, got object', 'a keyed push checks its args first');
+SELECT throws_ok($$SELECT pgtq.push_many('bad', 't', ARRAY['[]', '[]']::jsonb[], job_keys => ARRAY['a'])$$, 'PT004',
+    'pgtq: push_many needs one job_key per job (NULL for none), got 1 job_keys for 2 jobs',
+    'push_many: fewer keys than jobs');
+SELECT throws_ok($$SELECT pgtq.push_many('bad', 't', ARRAY['[]', '[]', '[]']::jsonb[], job_keys => ARRAY['a', NULL, ''])$$,
+    'PT004', 'pgtq: job_key of job 3 must be 1 to 200 characters, got 0 characters',
+    'push_many: a bad key is named by its position (NULL keys are fine)');
+SELECT throws_ok($$SELECT pgtq.push_many('bad', 't', ARRAY['[]']::jsonb[], job_key_mode => 'merge')$$, 'PT004',
+    'pgtq: job_key_mode must be ''keep'' or ''replace'', got ''merge''', 'push_many: an unknown job_key_mode');
+SELECT throws_ok($$SELECT pgtq.push_many('bad', 't', ARRAY['[]']::jsonb[], backoff_base => '-1 day')$$, 'PT004',
+    'pgtq: backoff_base must be between 0 and 100 years, got -1 days', 'push_many: a negative backoff_base');
+SELECT throws_ok($$SELECT pgtq.push_many('bad', 't', ARRAY['[]']::jsonb[], backoff_cap => '-1 day')$$, 'PT004',
+    'pgtq: backoff_cap must be between 0 and 100 years, got -1 days', 'push_many: a negative backoff_cap');
+SELECT throws_ok($$SELECT pgtq.push_many('bad', 't', ARRAY['"x"']::jsonb[], job_keys => ARRAY['a'])$$, 'PT001',
+    'pgtq: args of job 1 must be a JSON array, got string', 'push_many with keys checks every element');
 
 -- The payload limit, changed with configure.
 SELECT is((SELECT max_payload_bytes FROM pgtq.settings), 1048576, 'the payload limit is 1 MiB by default');
@@ -207,6 +237,23 @@ FROM c WHERE c.task = 'second';
 SELECT is(pgtq.fail(999999999, c.lease, 'x'), NULL, 'fail: an unknown id is refused')
 FROM c WHERE c.task = 'second';
 
+-- ----------------------------------------------------------------- abort
+SELECT throws_ok($$SELECT pgtq.abort(NULL, '00000000-0000-0000-0000-000000000000', 'x')$$, 'PT004',
+    'pgtq: abort needs a job id and its lease, got id NULL and lease 00000000-0000-0000-0000-000000000000',
+    'abort: NULL id');
+SELECT throws_ok($$SELECT pgtq.abort(1, NULL, 'x')$$, 'PT004',
+    'pgtq: abort needs a job id and its lease, got id 1 and lease NULL', 'abort: NULL lease');
+SELECT throws_ok(format('SELECT pgtq.abort(%s, %L, NULL)', c.id, c.lease), 'PT004',
+    'pgtq: error must not be NULL (say why the job is aborted)', 'abort: NULL error')
+FROM c WHERE c.task = 'second';
+SELECT throws_ok(format('SELECT pgtq.abort(%s, %L, %L, NULL)', c.id, c.lease, 'x'), 'PT004',
+    'pgtq: as_of must be a finite time, got NULL', 'abort: NULL as_of')
+FROM c WHERE c.task = 'second';
+SELECT is(pgtq.abort(c.id, gen_random_uuid(), 'x'), NULL, 'abort: a forged lease is refused')
+FROM c WHERE c.task = 'second';
+SELECT is(pgtq.abort(999999999, c.lease, 'x'), NULL, 'abort: an unknown id is refused')
+FROM c WHERE c.task = 'second';
+
 -- ------------------------------------------------------------- heartbeat
 SELECT throws_ok($$SELECT pgtq.heartbeat(NULL, '00000000-0000-0000-0000-000000000000')$$, 'PT004',
     'pgtq: heartbeat needs a job id and its lease, got id NULL and lease 00000000-0000-0000-0000-000000000000',
@@ -228,6 +275,28 @@ SELECT throws_ok(format('SELECT pgtq.heartbeat(%s, %L, %L, NULL)', c.id, c.lease
 FROM c WHERE c.task = 'second';
 SELECT is(pgtq.heartbeat(c.id, gen_random_uuid()), false, 'heartbeat: a forged lease is refused')
 FROM c WHERE c.task = 'second';
+SELECT throws_ok($$SELECT * FROM pgtq.heartbeat_many(NULL, '{}')$$, 'PT004',
+    'pgtq: heartbeat_many needs ids and leases of one length of at most 10000, got NULL ids and 0 leases',
+    'heartbeat_many: NULL ids');
+SELECT throws_ok($$SELECT * FROM pgtq.heartbeat_many('{1, 2}', '{00000000-0000-0000-0000-000000000000}')$$, 'PT004',
+    'pgtq: heartbeat_many needs ids and leases of one length of at most 10000, got 2 ids and 1 leases',
+    'heartbeat_many: arrays of different lengths');
+SELECT throws_ok($$SELECT * FROM pgtq.heartbeat_many(array_fill(1::bigint, ARRAY[10001]),
+                                                     array_fill(gen_random_uuid(), ARRAY[10001]))$$, 'PT004',
+    'pgtq: heartbeat_many needs ids and leases of one length of at most 10000, got 10001 ids and 10001 leases',
+    'heartbeat_many: over 10000 pairs');
+SELECT throws_ok($$SELECT * FROM pgtq.heartbeat_many('{}', '{}', NULL)$$, 'PT004',
+    'pgtq: extend_by must be a positive interval of at most 100 years, got NULL', 'heartbeat_many: NULL extend_by');
+SELECT throws_ok($$SELECT * FROM pgtq.heartbeat_many('{}', '{}', '0')$$, 'PT004',
+    'pgtq: extend_by must be a positive interval of at most 100 years, got 00:00:00', 'heartbeat_many: zero extend_by');
+SELECT throws_ok($$SELECT * FROM pgtq.heartbeat_many('{}', '{}', '1 minute', 'infinity')$$, 'PT004',
+    'pgtq: as_of must be a finite time, got infinity', 'heartbeat_many: infinite as_of');
+SELECT is((SELECT array_agg(h.id || ':' || h.held || '/' || h.cancel_requested)
+           FROM pgtq.heartbeat_many(ARRAY[c.id, c.id, 999999999, NULL], ARRAY[gen_random_uuid(), NULL, c.lease, c.lease],
+                                    '1 hour', '2030-01-01 00:00+00') AS h),
+    ARRAY[c.id || ':false/false', c.id || ':false/false', '999999999:false/false', NULL],
+    'heartbeat_many: forged, NULL and foreign pairs are reported not held, in the order given')
+FROM c WHERE c.task = 'second';
 SELECT is(pgtq.heartbeat(c.id, c.lease, '1 second', '2030-01-01 00:00+00'), true,
     'heartbeat: a short extension is accepted')
 FROM c WHERE c.task = 'second';
@@ -239,6 +308,9 @@ SELECT throws_ok($$SELECT pgtq.release(NULL, '00000000-0000-0000-0000-0000000000
 SELECT throws_ok($$SELECT pgtq.release(1, NULL)$$, 'PT004',
     'pgtq: release needs a job id and its lease, got id 1 and lease NULL', 'release: NULL lease');
 SELECT is(pgtq.release(c.id, gen_random_uuid()), false, 'release: a forged lease is refused')
+FROM c WHERE c.task = 'second';
+SELECT throws_ok(format('SELECT pgtq.release(%s, %L, NULL)', c.id, c.lease), 'PT004',
+    'pgtq: as_of must be a finite time, got NULL', 'release: NULL as_of')
 FROM c WHERE c.task = 'second';
 SELECT is((SELECT count(*)::int FROM pgtq.jobs j JOIN before b USING (id)
            WHERE j.task = 'second' AND row(j.*)::text IS DISTINCT FROM row(b.*)::text), 0,
@@ -271,6 +343,19 @@ SELECT throws_ok($$SELECT pgtq.retry(1, 'infinity')$$, 'PT004',
     'pgtq: as_of must be a finite time, got infinity', 'retry: infinite as_of');
 SELECT is(pgtq.retry(-1), false, 'retry: an unknown id changes nothing');
 SELECT is(pgtq.retry(c.id), false, 'retry: a scheduled job is not retried') FROM c WHERE c.task = 'second';
+
+-- ------------------------------------------------ watch, unwatch, outcomes
+SELECT throws_ok($$SELECT * FROM pgtq.watch(NULL)$$, 'PT004', 'pgtq: id must not be NULL', 'watch: NULL id');
+SELECT is((SELECT count(*)::int FROM pgtq.watch(-1)), 0, 'watch: an unknown id gives no row');
+SELECT throws_ok($$SELECT pgtq.unwatch(NULL)$$, 'PT004', 'pgtq: id must not be NULL', 'unwatch: NULL id');
+SELECT is(pgtq.unwatch(-1), false, 'unwatch: an unknown id changes nothing');
+SELECT is(pgtq.unwatch(c.id), false, 'unwatch: a job nobody watches keeps waiters at 0')
+FROM c WHERE c.task = 'second';
+SELECT throws_ok($$SELECT * FROM pgtq.outcomes(NULL)$$, 'PT004',
+    'pgtq: outcomes needs an array of at most 10000 ids, got NULL', 'outcomes: NULL ids');
+SELECT throws_ok($$SELECT * FROM pgtq.outcomes(array_fill(1::bigint, ARRAY[10001]))$$, 'PT004',
+    'pgtq: outcomes needs an array of at most 10000 ids, got 10001', 'outcomes: over 10000 ids');
+SELECT is((SELECT count(*)::int FROM pgtq.outcomes(ARRAY[-1, NULL])), 0, 'outcomes: unknown and NULL ids give no row');
 
 -- ----------------------------------------------------------------- prune
 SELECT throws_ok($$SELECT pgtq.prune(NULL)$$, 'PT004',
