@@ -233,8 +233,10 @@ class Pool:
     plan for its actual parameters (the dashboard's optional filters fold
     away). ``read_only`` makes every transaction of its sessions read-only
     (a second guard beside a read-only role); ``statement_timeout`` cancels
-    a statement that runs longer. ``call(f, ...)`` runs a gateway function
-    ``f(conn, ...)`` on a pooled connection.
+    a statement that runs longer. A connection is checked before it is
+    handed out, so one lost in a server restart is replaced, not used.
+    ``call(f, ...)`` runs a gateway function ``f(conn, ...)`` on a pooled
+    connection.
     """
 
     def __init__(
@@ -264,6 +266,7 @@ class Pool:
             timeout=wait_timeout,
             kwargs={"autocommit": True, "prepare_threshold": None},
             configure=self._configure,
+            check=ConnectionPool.check_connection,
         )
 
     def _configure(self, conn: Connection) -> None:
