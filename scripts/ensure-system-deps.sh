@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the system packages pgtq's tests and demo need are present:
-# a PostgreSQL server (initdb, pg_ctl, postgres), pgTAP and pg_prove.
+# a PostgreSQL server (initdb, pg_ctl, postgres), pgTAP and pg_prove, and
+# for the dashboard's browser test Debian's chromium and its chromedriver.
 # As root, missing packages are installed with apt-get. Otherwise the exact
 # command to run is printed and the script fails, installing nothing.
 set -euo pipefail
@@ -15,6 +16,8 @@ missing=()
 command -v psql >/dev/null 2>&1 || missing+=("postgresql-client-${PG_MAJOR}")
 [[ -f "${PG_SHARE}/extension/pgtap.control" ]] || missing+=("postgresql-${PG_MAJOR}-pgtap")
 command -v pg_prove >/dev/null 2>&1 || missing+=("libtap-parser-sourcehandler-pgtap-perl")
+[[ -x /usr/bin/chromium ]] || missing+=("chromium")
+[[ -x /usr/bin/chromedriver ]] || missing+=("chromium-driver")
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     exit 0
