@@ -94,12 +94,13 @@ def dsn(server_dsn: str, template_dsn: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def login_role(db: psycopg.Connection[Any]) -> Iterator[Callable[[str], str]]:
-    """Make LOGIN roles that are members of a pgtq role; drop them after."""
+def login_role(db: psycopg.Connection[Any]) -> Iterator[Callable[..., str]]:
+    """Make LOGIN roles that are members of a pgtq role (named after it, or
+    after ``label``, made unique); drop them after."""
     made: list[str] = []
 
-    def make(member_of: str) -> str:
-        name = f"app_{member_of}_{os.getpid()}_{next(_role_numbers)}"
+    def make(member_of: str, label: str | None = None) -> str:
+        name = f"{label or 'app_' + member_of}_{os.getpid()}_{next(_role_numbers)}"
         db.execute(
             sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(sql.Identifier(name), sql.Identifier(member_of))
         )

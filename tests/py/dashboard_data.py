@@ -106,7 +106,7 @@ def populate(dsn: str, now: datetime | None = None) -> Populated:
             clock.complete(later, clock.pop(later, "images", 60, "worker-b"))
             clock.complete(later, clock.pop(later, "reports", 6, "worker-a"))
             delivered = clock.pop(later, "webhooks", 17, "worker-c")
-            failing = 1 + minute % 4 if 35 <= minute < 50 else minute % 2
+            failing = 5 + minute % 4 if 38 <= minute < 47 else minute % 2  # an endpoint in trouble
             for claimed in delivered[:failing]:
                 clock.fail(
                     later, claimed, traceback_text("ConnectionError: endpoint timed out", "deliver", 57)

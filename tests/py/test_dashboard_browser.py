@@ -125,10 +125,10 @@ def data(dsn: str) -> Populated:
 
 
 @pytest.fixture
-def serve(dsn: str, login_role: Callable[[str], str]) -> Iterator[Callable[..., DashboardServer]]:
+def serve(dsn: str, login_role: Callable[..., str]) -> Iterator[Callable[..., DashboardServer]]:
     """Start dashboards reading as an observer (and acting as an admin unless read-only)."""
-    reader = make_conninfo(dsn, user=login_role("pgtq_observer"))
-    admin = make_conninfo(dsn, user=login_role("pgtq_admin"))
+    reader = make_conninfo(dsn, user=login_role("pgtq_observer", "dashboard"))
+    admin = make_conninfo(dsn, user=login_role("pgtq_admin", "dashboard_admin"))
     servers: list[DashboardServer] = []
 
     def start(*args: str) -> DashboardServer:
