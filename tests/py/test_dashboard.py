@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -425,3 +426,16 @@ def test_the_runner_refuses_bad_settings_in_one_line(dsn: str) -> None:
     assert unreachable.returncode == 1
     assert unreachable.stderr.startswith("pgtq dashboard: error: cannot connect to the pgtq database")
     assert "Traceback" not in unreachable.stderr
+
+
+def test_the_runner_has_the_options_the_readme_names() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### Dashboard") : readme.index("**Job lists stay fast")]
+    usage = run_dashboard("--help")
+    assert usage.returncode == 0
+    for option in sorted(
+        set(re.findall(r"`(--[a-z-]+)", section)) | set(re.findall(r"\((--[a-z-]+)", section))
+    ):
+        assert option in usage.stdout, option
+    for variable in ("PGTQ_DSN", "PGTQ_ADMIN_DSN", "PGTQ_DASHBOARD_TOKEN"):
+        assert variable in section and variable in usage.stdout
