@@ -13,6 +13,8 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from pgtq.task import JobInfo
+
 JOB_STATES = ("scheduled", "ready", "running", "done", "failed", "cancelled")
 LIVE_STATES = ("scheduled", "ready", "running")
 FINISHED_STATES = ("done", "failed", "cancelled")
@@ -103,28 +105,13 @@ class JobPage:
 
 
 @dataclass(frozen=True)
-class JobDetail:
-    """A job as the ``pgtq.jobs`` view shows it (every column but the lease
-    token). ``extra`` holds the columns of later schema versions that the
-    installed one has (``job_key``, ``cancel_requested_at``), by name."""
+class JobDetail(JobInfo):
+    """A job as the ``pgtq.jobs`` view shows it, every column but the lease
+    token: ``JobInfo``, its lease expiry, and in ``extra`` the columns of
+    later schema versions that the installed one has (``job_key``,
+    ``cancel_requested_at``), by name."""
 
-    id: int
-    queue: str
-    task: str
-    args: list[Any]
-    kwargs: dict[str, Any]
-    state: str
-    priority: int
-    attempt: int
-    max_attempts: int
-    run_at: datetime
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
     lease_expires_at: datetime | None
-    worker: str | None
-    last_error: str | None
-    result: Any
     extra: dict[str, Any]
 
 

@@ -10,7 +10,7 @@ and the reading of its rows exist once.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
@@ -342,7 +342,7 @@ def job_detail(job_id: int, extra_columns: Sequence[str] = ()) -> Query[JobDetai
         raise ValueError(f"not an optional column of pgtq.jobs: {sorted(unknown)}")
     names = list(extra_columns)
     extra = psycopg.sql.SQL("").join(psycopg.sql.SQL(", {}").format(psycopg.sql.Identifier(n)) for n in names)
-    fixed = len(JobDetail.__dataclass_fields__) - 1
+    fixed = len(fields(JobDetail)) - 1  # all but extra
 
     def read(rows: list[Row]) -> JobDetail | None:
         if not rows:

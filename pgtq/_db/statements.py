@@ -181,11 +181,12 @@ SCHEDULES: Final = (
 # The columns in the order of pgtq._inspection.WorkerInfo's fields.
 WORKERS: Final = "SELECT id, host, pid, queues, started_at, last_seen_at FROM pgtq.workers ORDER BY id"
 
-# The columns in the order of pgtq._inspection.JobDetail's fields (but
-# extra); the optional columns of pgtq.jobs that the schema has follow.
+# The columns in the order of pgtq._inspection.JobDetail's fields (JOB's,
+# then lease_expires_at); the optional columns of pgtq.jobs that the
+# schema has follow.
 JOB_DETAIL: Final = psycopg.sql.SQL(
     "SELECT id, queue, task, args, kwargs, state::text, priority, attempt, max_attempts, run_at,"
-    " created_at, started_at, finished_at, lease_expires_at, worker, last_error, result{extra}"
+    " created_at, started_at, finished_at, worker, last_error, result, lease_expires_at{extra}"
     " FROM pgtq.jobs WHERE id = %(id)s::bigint"
 )
 

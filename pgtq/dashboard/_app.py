@@ -206,27 +206,34 @@ class Dashboard:
     def _back(url: str) -> Response:
         return RedirectResponse(url, status_code=303)
 
-    async def retry(self, request: Request) -> Response:
+    async def _act_on_job(
+        self, request: Request, action: Callable[[int], bool], done: str, refused: str
+    ) -> Response:
+        """A POST acting on one job: run ``action(id)``, say ``done`` or
+        ``refused`` (formatted with the id) and go back to the job."""
         job_id = _job_id(request)
         await self._form(request)
-        if await self._call(self.backend.retry, job_id):
-            self._flash(request, "success", f"Job {job_id} retried: it is ready again.")
-        else:
-            self._flash(
-                request, "warning", f"Job {job_id} was not retried: only failed or cancelled jobs can be."
-            )
+        acted = await self._call(action, job_id)
+        self._flash(
+            request, "success" if acted else "warning", (done if acted else refused).format(id=job_id)
+        )
         return self._back(f"/jobs/{job_id}")
 
+    async def retry(self, request: Request) -> Response:
+        return await self._act_on_job(
+            request,
+            self.backend.retry,
+            "Job {id} retried: it is ready again.",
+            "Job {id} was not retried: only failed or cancelled jobs can be.",
+        )
+
     async def cancel(self, request: Request) -> Response:
-        job_id = _job_id(request)
-        await self._form(request)
-        if await self._call(self.backend.cancel, job_id):
-            self._flash(request, "success", f"Job {job_id} cancelled.")
-        else:
-            self._flash(
-                request, "warning", f"Job {job_id} was not cancelled: it has started or finished already."
-            )
-        return self._back(f"/jobs/{job_id}")
+        return await self._act_on_job(
+            request,
+            self.backend.cancel,
+            "Job {id} cancelled.",
+            "Job {id} was not cancelled: it has started or finished already.",
+        )
 
     async def confirm_delete(self, request: Request) -> Response:
         job_id = _job_id(request)

@@ -92,7 +92,8 @@ def summarize(
     notes = []
     if history_age is None:
         notes.append(
-            "No history sample yet: pgtq.tick (run by workers, the scheduler or pg_cron) samples once a minute."
+            "No history sample yet: pgtq.tick (run by workers, the scheduler or pg_cron)"
+            " samples once a minute."
         )
     elif history_age > 120:
         notes.append(

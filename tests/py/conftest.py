@@ -143,8 +143,15 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: fl
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the ``pgtq`` command line in the test apps' folder."""
+    return run_module("pgtq.cli", *args, env=env)
+
+
+def run_module(
+    module: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m module args`` in the test apps' folder, with its output."""
     return subprocess.run(
-        [sys.executable, "-m", "pgtq.cli", *args],
+        [sys.executable, "-m", module, *args],
         capture_output=True,
         text=True,
         timeout=60,

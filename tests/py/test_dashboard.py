@@ -10,7 +10,6 @@ import itertools
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -19,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 import pytest
-from conftest import TEMPLATE, recreate, scalar
+from conftest import TEMPLATE, recreate, run_module, scalar
 from dashboard_data import HOSTILE_ARG, HOSTILE_TASK, QUEUES, WORKERS, Populated, populate
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
@@ -406,13 +405,7 @@ def test_metrics_in_the_prometheus_format_match_the_jobs(
 
 
 def run_dashboard(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pgtq.dashboard", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_module("pgtq.dashboard", *args)
 
 
 def test_the_runner_refuses_bad_settings_in_one_line(dsn: str) -> None:
