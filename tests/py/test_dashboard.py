@@ -200,6 +200,28 @@ def test_the_job_page_shows_the_traceback_and_escapes_what_jobs_hold(
     assert HOSTILE_ARG not in client.get("/").text
 
 
+def test_the_job_page_shows_the_columns_a_later_schema_adds(
+    data: Populated, db: psycopg.Connection[Any], open_dashboard: Callable[..., TestClient]
+) -> None:
+    """Job keys and cancel requests (a later 0.2.0 part) show once pgtq.jobs
+    has their columns: read from the catalog at start, not guessed."""
+    assert "job key" not in open_dashboard().get(f"/jobs/{data.failed_job}").text
+    running = scalar(db, "SELECT id FROM pgtq.jobs WHERE state = 'running' LIMIT 1")
+    assert 'id="cancel"' not in open_dashboard().get(f"/jobs/{running}").text  # cancel cannot stop it yet
+    view = scalar(db, "SELECT pg_get_viewdef('pgtq.jobs'::regclass)").rstrip().rstrip(";")
+    db.execute(
+        "CREATE OR REPLACE VIEW pgtq.jobs AS "
+        + view.replace(
+            " FROM ", ", 'key-' || j.id AS job_key, NULL::timestamptz AS cancel_requested_at FROM ", 1
+        )
+    )
+    client = open_dashboard()
+    page = client.get(f"/jobs/{data.failed_job}").text
+    assert re.search(rf"<th>job key</th><td>key-{data.failed_job}</td>", page)
+    assert re.search(r"<th>cancel requested at</th><td><span class=\"muted\">none</span>", page)
+    assert 'id="cancel"' in client.get(f"/jobs/{running}").text
+
+
 def test_schedules_and_workers(data: Populated, open_dashboard: Callable[..., TestClient]) -> None:
     client = open_dashboard()
     schedules = client.get("/schedules").text

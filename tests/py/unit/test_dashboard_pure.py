@@ -15,6 +15,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from pgtq._db import queries
 from pgtq._inspection import HistoryPoint, JobFilter, JobRow, ListOrder, Metric
 from pgtq.dashboard import _security
 from pgtq.dashboard._app import jobs_url, template_environment
@@ -330,3 +331,10 @@ def test_times_and_durations_read_well() -> None:
     assert relative(T0 - timedelta(minutes=5), T0) == "5 min ago"
     assert relative(T0 + timedelta(seconds=12), T0) == "in 12 s"
     assert relative(T0, T0) == "now"
+
+
+def test_a_job_reads_only_the_optional_columns_it_knows() -> None:
+    query = queries.job_detail(7, ["job_key"])
+    assert '"job_key"' in query.sql.as_string(None)  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match=r"not an optional column of pgtq.jobs: \['lease'\]"):
+        queries.job_detail(7, ["lease"])
