@@ -110,6 +110,10 @@ bench-bouncer: system-deps $(BENCH_VENV)/.installed ## what PgBouncer and prepar
 bench-peers: system-deps $(BENCH_VENV)/.installed $(BENCH_PEERS_VENV)/.installed ## the benchmark with Procrastinate and PgQueuer in the same run
 	$(BENCH_VENV)/bin/python -m bench --peers all --peers-python $(BENCH_PEERS_VENV)/bin/python $(BENCH_ARGS)
 
+.PHONY: bench-paging
+bench-paging: system-deps $(BENCH_VENV)/.installed ## dashboard job lists on 1,000,000 finished jobs: EXPLAIN ANALYZE of first, middle, last page
+	$(BENCH_VENV)/bin/python -m bench.paging $(BENCH_ARGS)
+
 .PHONY: lint
 lint: venv ## ruff (also run by the test suite)
 	$(VENV)/bin/ruff check pgtq tests migrations examples scripts $(wildcard bench)

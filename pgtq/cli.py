@@ -605,20 +605,19 @@ def schedules(dsn: str | None, as_json: bool) -> int:
             f"this database's pgtq schema ({installed}) has no schedules: they arrive with the cron "
             "schedules feature of pgtq 0.2.0 (the view pgtq.schedules)"
         )
-    found.sort(key=lambda row: str(row.get("name", "")))
+    rows = [asdict(schedule) for schedule in found]
     if as_json:
-        _print_json(found)
+        _print_json(rows)
         return EXIT_OK
-    if not found:
+    if not rows:
         click.echo("no schedules")
         return EXIT_OK
-    preferred = ["name", "cron", "timezone", "queue", "task", "next_run_at", "last_run_at", "last_error"]
-    columns = [c for c in preferred if c in found[0]] or list(found[0])
+    columns = ["name", "cron", "timezone", "queue", "task", "next_run_at", "last_run_at", "last_error"]
     table = Table()
     for column in columns:
         table.add_column(column, overflow="fold")
-    for row in found:
-        table.add_row(*("-" if row.get(c) is None else str(row.get(c)) for c in columns))
+    for row in rows:
+        table.add_row(*("-" if row[c] is None else str(row[c]) for c in columns))
     _out().print(table)
     return EXIT_OK
 
@@ -1022,8 +1021,35 @@ DASHBOARD_MISSING = "the dashboard needs the extra pgtq[dashboard]: pip install 
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
 @click.option("--read-only", is_flag=True, help="no actions at all")
 @click.option("--token", envvar="PGTQ_DASHBOARD_TOKEN", help="required to bind to a non-loopback address")
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="another Host name to serve (repeatable)",
+)
+@click.option(
+    "--pool-size", type=click.IntRange(1, 100), default=4, show_default=True, help="reading connections"
+)
+@click.option(
+    "--admin-pool-size",
+    type=click.IntRange(1, 100),
+    default=2,
+    show_default=True,
+    help="connections for actions",
+)
+@click.option("--secure-cookies", is_flag=True, help="mark the session cookie Secure (behind an HTTPS proxy)")
 def dashboard(
-    dsn: str | None, admin_dsn: str | None, host: str, port: int, read_only: bool, token: str | None
+    dsn: str | None,
+    admin_dsn: str | None,
+    host: str,
+    port: int,
+    read_only: bool,
+    token: str | None,
+    allowed_hosts: tuple[str, ...],
+    pool_size: int,
+    admin_pool_size: int,
+    secure_cookies: bool,
 ) -> int:
     chosen = _dsn_or_env(dsn)
     try:
@@ -1031,9 +1057,19 @@ def dashboard(
     except ModuleNotFoundError as error:  # the module, or a package it needs, is not installed
         missing = "" if error.name == "pgtq.dashboard" else f" ({error.name} is missing)"
         raise Unavailable(f"{DASHBOARD_MISSING}{missing}") from error
-    return int(
-        web.serve(chosen, admin_dsn=admin_dsn, host=host, port=port, read_only=read_only, token=token) or 0
+    served = web.serve(
+        chosen,
+        admin_dsn=admin_dsn,
+        host=host,
+        port=port,
+        read_only=read_only,
+        token=token,
+        allowed_hosts=allowed_hosts,
+        pool_size=pool_size,
+        admin_pool_size=admin_pool_size,
+        secure_cookies=secure_cookies,
     )
+    return int(served or 0)
 
 
 # -- the entry point -----------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from pgtq._db import gateway
 from pgtq._db.schema import parse_version, schema_version
+from pgtq._inspection import Schedule
 from pgtq._values import as_interval
 from pgtq.errors import SchemaMissingError, SchemaVersionError
 from pgtq.task import JobInfo, Metric, QueueStat, WorkerInfo
@@ -209,10 +210,11 @@ class Database:
         """Remove the pg_cron jobs of these names; how many there were."""
         return self._call(None, gateway.cron_unschedule, names)
 
-    def schedules(self) -> list[dict[str, Any]] | None:
-        """The periodic schedules (``pgtq.schedules``), or None when this
-        schema has none (they arrive with 0.2.0's cron feature)."""
-        return self._call(None, gateway.schedules)
+    def schedules(self) -> list[Schedule] | None:
+        """The periodic schedules (``pgtq.schedules``) by name, or None when
+        this schema has none (they arrive with 0.2.0's cron feature)."""
+        with self._session() as conn:
+            return gateway.schedules(conn) if gateway.schedules_exist(conn) else None
 
 
 def check_schema(conn: psycopg.Connection[Any]) -> str:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from pgtq.database import Database
 from pgtq.errors import PgTqError
+from pgtq.task import Metric
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
@@ -89,13 +90,24 @@ def _prometheus() -> Any:
     return prometheus_client
 
 
+Source = Database | Callable[[], Iterable[Metric]]
+
+
+def _reader(source: Source, period: timedelta) -> Callable[[], Iterable[Metric]]:
+    """What a collector calls at each scrape: ``pgtq.metrics(period)`` of a
+    Database, or a function that returns those rows (the dashboard's, on
+    its read-only pool)."""
+    if isinstance(source, Database):
+        return lambda: source.metrics(period)
+    return source
+
+
 class QueueCollector:
     """A Prometheus collector that reads ``pgtq.metrics()`` at each scrape."""
 
-    def __init__(self, database: Database, period: timedelta = timedelta(minutes=5)) -> None:
-        self.database = database
-        self.period = period
-        self._lock = threading.Lock()  # one scrape at a time on the shared connection
+    def __init__(self, source: Source, period: timedelta = timedelta(minutes=5)) -> None:
+        self._read = _reader(source, period)
+        self._lock = threading.Lock()  # one scrape at a time on a shared connection
 
     def describe(self) -> Iterable[Any]:
         """Nothing: registering the collector must not query the database."""
@@ -108,7 +120,7 @@ class QueueCollector:
         up = GaugeMetricFamily("pgtq_database_up", "1 when pgtq.metrics() answered, 0 when it failed.")
         try:
             with self._lock:
-                rows = self.database.metrics(self.period)
+                rows = list(self._read())
         except PgTqError:
             up.add_metric([], 0)
             yield up
@@ -178,10 +190,11 @@ class WorkerMetrics:
             thread.join(timeout=5)
 
 
-def queue_registry(database: Database, period: timedelta = timedelta(minutes=5)) -> CollectorRegistry:
-    """A registry with the queue-level figures of ``database`` only."""
+def queue_registry(source: Source, period: timedelta = timedelta(minutes=5)) -> CollectorRegistry:
+    """A registry with the queue-level figures of ``source`` only (a
+    Database, or a function returning the rows of ``pgtq.metrics()``)."""
     registry = _prometheus().CollectorRegistry()
-    registry.register(QueueCollector(database, period))
+    registry.register(QueueCollector(source, period))
     return registry
 
 
@@ -191,9 +204,14 @@ def asgi_app(database: Database, period: timedelta = timedelta(minutes=5)) -> Ca
     return _prometheus().make_asgi_app(registry=queue_registry(database, period))
 
 
-def text(database: Database, period: timedelta = timedelta(minutes=5)) -> str:
+def text(source: Source, period: timedelta = timedelta(minutes=5)) -> str:
     """The queue-level figures in Prometheus text format, once."""
-    return _prometheus().generate_latest(queue_registry(database, period)).decode()
+    return _prometheus().generate_latest(queue_registry(source, period)).decode()
+
+
+def content_type() -> str:
+    """The media type of ``text``'s output (prometheus_client's)."""
+    return str(_prometheus().exposition.CONTENT_TYPE_LATEST)
 
 
 def parse(exposition: str) -> Iterator[Sample]:

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Make sure the system packages pgtq's tests and demo need are present:
-# a PostgreSQL server (initdb, pg_ctl, postgres), pgTAP, pg_prove, and
-# pg_cron (the tests of `pgtq cron install` run a cluster that preloads it).
-# PgBouncer (the tests and `make chaos` run pgtq through it).
+# a PostgreSQL server (initdb, pg_ctl, postgres), pgTAP, pg_prove,
+# pg_cron (the tests of `pgtq cron install` run a cluster that preloads it),
+# PgBouncer (the tests and `make chaos` run pgtq through it), and for the
+# dashboard's browser test Debian's chromium and its chromedriver.
 # As root, missing packages are installed with apt-get. Otherwise the exact
 # command to run is printed and the script fails, installing nothing.
 set -euo pipefail
@@ -19,6 +20,8 @@ command -v psql >/dev/null 2>&1 || missing+=("postgresql-client-${PG_MAJOR}")
 command -v pg_prove >/dev/null 2>&1 || missing+=("libtap-parser-sourcehandler-pgtap-perl")
 [[ -f "${PG_SHARE}/extension/pg_cron.control" ]] || missing+=("postgresql-${PG_MAJOR}-cron")
 [[ -x /usr/sbin/pgbouncer ]] || command -v pgbouncer >/dev/null 2>&1 || missing+=("pgbouncer")
+[[ -x /usr/bin/chromium ]] || missing+=("chromium")
+[[ -x /usr/bin/chromedriver ]] || missing+=("chromium-driver")
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     exit 0

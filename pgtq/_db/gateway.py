@@ -198,14 +198,16 @@ delete_job = _runs(queries.delete_job)
 cron_version = _runs(queries.cron_version)
 cron_schedule = _runs(queries.cron_schedule)
 cron_unschedule = _runs(queries.cron_unschedule)
-
-
-def schedules(conn: Connection) -> list[dict[str, Any]] | None:
-    """The rows of ``pgtq.schedules``, or None when the schema has no such
-    view (it arrives with 0.2.0's cron feature)."""
-    if not run(conn, queries.schedules_exist()):
-        return None
-    return run(conn, queries.schedules())
+schedules_exist = _runs(queries.schedules_exist)
+schema_features = _runs(queries.schema_features)
+role_rights = _runs(queries.role_rights)
+failed_by_queue = _runs(queries.failed_by_queue)
+failed_count = _runs(queries.failed_count)
+history_queues = _runs(queries.history_queues)
+history = _runs(queries.history)
+schedules = _runs(queries.schedules)
+job_detail = _runs(queries.job_detail)
+job_page = _runs(queries.job_page)
 
 
 def usable(conn: Connection) -> bool:
@@ -338,3 +340,78 @@ def notifications(conn: Connection, timeout: float) -> Iterator[str]:
     with _session_errors():
         for notify in conn.notifies(timeout=timeout):
             yield notify.payload
+
+
+# -- pooled connections (the dashboard) ------------------------------------------
+
+
+class Pool:
+    """A small pool of autocommit connections to one DSN (``psycopg_pool``,
+    an optional dependency: ``pip install 'pgtq[dashboard]'``), for a
+    server that answers many short requests at once.
+
+    Its connections never prepare statements, so every statement gets a
+    plan for its actual parameters (the dashboard's optional filters fold
+    away). ``read_only`` makes every transaction of its sessions read-only
+    (a second guard beside a read-only role); ``statement_timeout`` cancels
+    a statement that runs longer. A connection is checked before it is
+    handed out, so one lost in a server restart is replaced, not used.
+    ``call(f, ...)`` runs a gateway function ``f(conn, ...)`` on a pooled
+    connection.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        size: int,
+        name: str,
+        read_only: bool = False,
+        statement_timeout: timedelta | None = None,
+        wait_timeout: float = 10.0,
+    ) -> None:
+        from psycopg_pool import ConnectionPool
+
+        if size < 1:
+            raise ValueError(f"a pool needs at least one connection, got size {size}")
+        self._setup = [
+            *([queries.read_only_session()] if read_only else []),
+            *([queries.statement_timeout(statement_timeout)] if statement_timeout else []),
+        ]
+        self._pool: ConnectionPool[Connection] = ConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=size,
+            name=name,
+            open=False,
+            timeout=wait_timeout,
+            kwargs={"autocommit": True, "prepare_threshold": None},
+            configure=self._configure,
+            check=ConnectionPool.check_connection,
+        )
+
+    def _configure(self, conn: Connection) -> None:
+        for query in self._setup:
+            run(conn, query)
+
+    def open(self) -> None:
+        """Open the pool (its first connection is made in the background)."""
+        self._pool.open()
+
+    def close(self) -> None:
+        """Close every connection of the pool."""
+        self._pool.close()
+
+    def call(
+        self, function: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """``function(conn, *args, **kwargs)`` on a connection of the pool;
+        raises ``ConnectionFailedError`` when none comes within the pool's
+        wait timeout."""
+        from psycopg_pool import PoolTimeout
+
+        try:
+            with self._pool.connection() as conn:
+                return function(conn, *args, **kwargs)
+        except PoolTimeout as error:
+            raise ConnectionFailedError(f"no database connection available: {error}") from error

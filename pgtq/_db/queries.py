@@ -10,13 +10,25 @@ and the reading of its rows exist once.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 import psycopg.sql
 
 from pgtq._db import statements
+from pgtq._inspection import (
+    HistoryPoint,
+    JobDetail,
+    JobFilter,
+    JobPage,
+    JobRow,
+    ListOrder,
+    PageKey,
+    RoleRights,
+    Schedule,
+    SchemaFeatures,
+)
 from pgtq._records import Outcome, WorkerIdentity
 from pgtq.task import JobInfo, Metric, QueueStat, Task, WorkerInfo
 
@@ -92,10 +104,6 @@ def _metrics(rows: list[Row]) -> list[Metric]:
 
 def _workers(rows: list[Row]) -> list[WorkerInfo]:
     return [WorkerInfo(*row) for row in rows]
-
-
-def _objects(rows: list[Row]) -> list[dict[str, Any]]:
-    return [dict(row[0]) for row in rows]
 
 
 # -- the calls -------------------------------------------------------------------
@@ -303,11 +311,6 @@ def schedules_exist() -> Query[bool]:
     return Query(statements.SCHEDULES_EXIST, None, _boolean)
 
 
-def schedules() -> Query[list[dict[str, Any]]]:
-    """Every row of ``pgtq.schedules``, each as a dict of its columns."""
-    return Query(statements.SCHEDULES, None, _objects)
-
-
 def cron_version() -> Query[str | None]:
     """The version of the pg_cron extension in this database, or None."""
     return Query(statements.CRON_VERSION, None, _text_or_none)
@@ -331,3 +334,118 @@ def listen() -> Query[None]:
 def notify(payload: str) -> Query[None]:
     """Send ``payload`` on the channel ``pgtq`` (the listener's probe)."""
     return Query(statements.NOTIFY, {"payload": payload}, _nothing)
+
+
+# -- inspection and operator actions (the dashboard) -------------------------------
+
+# Columns of pgtq.jobs that later schema versions add and the job page shows
+# when the installed schema has them (SchemaFeatures.job_columns).
+OPTIONAL_JOB_COLUMNS = ("job_key", "cancel_requested_at")
+
+
+def read_only_session() -> Query[None]:
+    """Make every later transaction of the session read-only."""
+    return Query(statements.READ_ONLY_SESSION, None, _nothing)
+
+
+def statement_timeout(timeout: timedelta) -> Query[None]:
+    """Cancel any later statement of the session that runs longer than ``timeout``."""
+    milliseconds = max(1, int(timeout.total_seconds() * 1000))
+    return Query(statements.STATEMENT_TIMEOUT, {"timeout": f"{milliseconds}ms"}, _nothing)
+
+
+def schema_features() -> Query[SchemaFeatures]:
+    """The columns of ``pgtq.jobs`` and the public function names of the
+    installed schema, from the catalog."""
+    return Query(
+        statements.SCHEMA_FEATURES,
+        None,
+        lambda rows: SchemaFeatures(frozenset(rows[0][0]), frozenset(rows[0][1])),
+    )
+
+
+def role_rights() -> Query[RoleRights]:
+    """What the connection's role may do: read the jobs, retry them."""
+    return Query(statements.ROLE_RIGHTS, None, lambda rows: RoleRights(*rows[0]))
+
+
+def failed_by_queue() -> Query[dict[str, int]]:
+    """How many failed jobs each queue keeps."""
+    return Query(statements.FAILED_BY_QUEUE, None, lambda rows: {queue: int(n) for queue, n in rows})
+
+
+def failed_count(queue: str | None, task: str | None) -> Query[int]:
+    """How many failed jobs a queue and/or task keeps (None: any)."""
+    return Query(statements.FAILED_COUNT, {"queue": queue, "task": task}, _integer)
+
+
+def history_queues() -> Query[list[str]]:
+    """The queues the kept history names."""
+    return Query(statements.HISTORY_QUEUES, None, lambda rows: [row[0] for row in rows])
+
+
+def history(window: timedelta) -> Query[list[HistoryPoint]]:
+    """The history samples of the last ``window``, per queue (tasks summed), oldest first."""
+    return Query(statements.HISTORY, {"window": window}, lambda rows: [HistoryPoint(*row) for row in rows])
+
+
+def schedules() -> Query[list[Schedule]]:
+    """Every periodic schedule, by name."""
+    return Query(statements.SCHEDULES, None, lambda rows: [Schedule(*row) for row in rows])
+
+
+def job_detail(job_id: int, extra_columns: Sequence[str] = ()) -> Query[JobDetail | None]:
+    """One job of ``pgtq.jobs`` with every column but the lease, and the
+    ``extra_columns`` (names from OPTIONAL_JOB_COLUMNS only); None when unknown."""
+    unknown = set(extra_columns) - set(OPTIONAL_JOB_COLUMNS)
+    if unknown:
+        raise ValueError(f"not an optional column of pgtq.jobs: {sorted(unknown)}")
+    names = list(extra_columns)
+    extra = psycopg.sql.SQL("").join(psycopg.sql.SQL(", {}").format(psycopg.sql.Identifier(n)) for n in names)
+    fixed = len(fields(JobDetail)) - 1  # all but extra
+
+    def read(rows: list[Row]) -> JobDetail | None:
+        if not rows:
+            return None
+        row = rows[0]
+        return JobDetail(*row[:fixed], extra=dict(zip(names, row[fixed:], strict=True)))
+
+    return Query(statements.JOB_DETAIL.format(extra=extra), {"id": job_id}, read)
+
+
+_JOB_LISTS = {
+    ListOrder.NEWEST_FINISHED: statements.JOBS_NEWEST_FINISHED,
+    ListOrder.NEXT_DUE: statements.JOBS_NEXT_DUE,
+    ListOrder.LEASE_EXPIRY: statements.JOBS_LEASE_EXPIRY,
+    ListOrder.POP_ORDER: statements.JOBS_POP_ORDER,
+    ListOrder.NEWEST: statements.JOBS_NEWEST,
+}
+
+
+def job_page(where: JobFilter, after: PageKey | None, limit: int) -> Query[JobPage]:
+    """Up to ``limit`` jobs that ``where`` selects, in the list order of its
+    state, after the row whose key is ``after`` (None: from the start)."""
+    order = where.order
+    params: dict[str, Any] = {
+        "queue": where.queue,
+        "task": where.task,
+        "state": where.state,
+        "limit": limit + 1,  # one more tells whether a next page exists
+        "after_id": None,
+        "after_time": None,
+        "after_queue": None,
+        "after_priority": None,
+    }
+    if after is not None:
+        if order is ListOrder.POP_ORDER:
+            params["after_queue"], params["after_priority"], params["after_id"] = after
+        elif order is ListOrder.NEWEST:
+            (params["after_id"],) = after
+        else:
+            params["after_time"], params["after_id"] = after
+
+    def read(rows: list[Row]) -> JobPage:
+        jobs = [JobRow(*row) for row in rows[:limit]]
+        return JobPage(jobs, jobs[-1].key(order) if len(rows) > limit else None)
+
+    return Query(_JOB_LISTS[order], params, read)

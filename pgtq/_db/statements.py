@@ -166,9 +166,6 @@ DELETE_JOB: Final = "SELECT pgtq.delete_job(id => %(id)s::bigint)"
 # Detected, never assumed: the schedules view arrives with 0.2.0's cron feature.
 SCHEDULES_EXIST: Final = "SELECT to_regclass('pgtq.schedules') IS NOT NULL"
 
-# Every column the view has, whatever the version, as one JSON object a row.
-SCHEDULES: Final = "SELECT to_jsonb(s) FROM pgtq.schedules AS s"
-
 # -- pg_cron ---------------------------------------------------------------------
 
 CRON_VERSION: Final = "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pg_cron'"
@@ -187,4 +184,130 @@ CRON_TICK: Final = "SELECT pgtq.tick()"
 CRON_PURGE_LOG: Final = (
     "DELETE FROM cron.job_run_details WHERE end_time < now() - interval '1 hour'"
     " AND jobid IN (SELECT jobid FROM cron.job WHERE jobname = 'pgtq-tick')"
+)
+
+# -- inspection and operator actions (the dashboard) ------------------------------
+#
+# The dashboard reads the views and pgtq.metrics() with a read-only role
+# (pgtq_observer), and acts through the admin functions. Its sessions run
+# every statement with a custom plan (no prepared statements), so the
+# optional filters written `(%(x)s IS NULL OR column = %(x)s)` fold away
+# and each list keeps to its index.
+
+READ_ONLY_SESSION: Final = "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"
+
+STATEMENT_TIMEOUT: Final = "SELECT pg_catalog.set_config('statement_timeout', %(timeout)s::text, false)"
+
+SCHEMA_FEATURES: Final = (
+    "SELECT ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute AS a"
+    " WHERE a.attrelid = 'pgtq.jobs'::regclass AND a.attnum > 0 AND NOT a.attisdropped),"
+    " ARRAY(SELECT DISTINCT p.proname::text FROM pg_catalog.pg_proc AS p"
+    " WHERE p.pronamespace = 'pgtq'::regnamespace AND p.proname !~ '^_')"
+)
+
+ROLE_RIGHTS: Final = (
+    "SELECT current_user::text,"
+    " pg_catalog.has_table_privilege('pgtq.jobs', 'SELECT'),"
+    " pg_catalog.has_function_privilege('pgtq.retry(bigint, timestamptz)', 'EXECUTE')"
+)
+
+# Failed jobs are kept until retried or purged: counted through job_failed_idx.
+FAILED_BY_QUEUE: Final = (
+    "SELECT j.queue, count(*) FROM pgtq.jobs AS j WHERE j.state = 'failed' GROUP BY j.queue ORDER BY j.queue"
+)
+
+FAILED_COUNT: Final = (
+    "SELECT count(*) FROM pgtq.jobs AS j WHERE j.state = 'failed'"
+    " AND (%(queue)s::text IS NULL OR j.queue = %(queue)s::text)"
+    " AND (%(task)s::text IS NULL OR j.task = %(task)s::text)"
+)
+
+# The queues the history holds (kept for pgtq.settings.history_retention).
+HISTORY_QUEUES: Final = "SELECT DISTINCT h.queue FROM pgtq.queue_history AS h ORDER BY h.queue"
+
+# The columns in the order of pgtq._inspection.HistoryPoint's fields.
+HISTORY: Final = (
+    "SELECT h.sampled_at, h.queue, sum(h.scheduled)::bigint, sum(h.ready)::bigint, sum(h.running)::bigint,"
+    " sum(h.completed)::bigint, sum(h.failed)::bigint, sum(h.lease_expired)::bigint"
+    " FROM pgtq.queue_history AS h"
+    " WHERE h.sampled_at > now() - %(window)s::interval"
+    " GROUP BY h.sampled_at, h.queue ORDER BY h.sampled_at, h.queue"
+)
+
+# The columns in the order of pgtq._inspection.Schedule's fields.
+SCHEDULES: Final = (
+    "SELECT name, cron, timezone, queue, task, args, kwargs, priority, max_attempts,"
+    " next_run_at, last_run_at, last_job_id, last_error FROM pgtq.schedules ORDER BY name"
+)
+
+# The columns in the order of pgtq._inspection.JobDetail's fields (JOB's,
+# then lease_expires_at); the optional columns of pgtq.jobs that the
+# schema has follow.
+JOB_DETAIL: Final = psycopg.sql.SQL(
+    "SELECT id, queue, task, args, kwargs, state::text, priority, attempt, max_attempts, run_at,"
+    " created_at, started_at, finished_at, worker, last_error, result, lease_expires_at{extra}"
+    " FROM pgtq.jobs WHERE id = %(id)s::bigint"
+)
+
+# Job lists, one statement per pgtq._inspection.ListOrder, each walking
+# the index its order follows from the key of the page before (NULL: the
+# first page). The columns in the order of pgtq._inspection.JobRow's fields.
+_JOB_ROW = (
+    "SELECT j.id, j.queue, j.task, j.state::text AS state, j.priority, j.attempt, j.max_attempts,"
+    " j.run_at, j.created_at, j.started_at, j.finished_at, j.lease_expires_at, j.worker,"
+    " left(j.args::text, 200), left(split_part(j.last_error, E'\\n', 1), 200)"
+    " FROM pgtq.jobs AS j WHERE"
+)
+_JOB_FILTERS = (
+    " AND (%(queue)s::text IS NULL OR j.queue = %(queue)s::text)"
+    " AND (%(task)s::text IS NULL OR j.task = %(task)s::text)"
+)
+
+JOBS_NEWEST_FINISHED: Final = (
+    f"{_JOB_ROW} j.state IN ('done', 'failed', 'cancelled') AND j.state = %(state)s::pgtq.job_state"
+    f"{_JOB_FILTERS}"
+    " AND (%(after_id)s::bigint IS NULL"
+    " OR (j.finished_at, j.id) < (%(after_time)s::timestamptz, %(after_id)s::bigint))"
+    " ORDER BY j.finished_at DESC, j.id DESC LIMIT %(limit)s::integer"
+)
+
+JOBS_NEXT_DUE: Final = (
+    f"{_JOB_ROW} j.state = 'scheduled'{_JOB_FILTERS}"
+    " AND (%(after_id)s::bigint IS NULL"
+    " OR (j.run_at, j.id) > (%(after_time)s::timestamptz, %(after_id)s::bigint))"
+    " ORDER BY j.run_at, j.id LIMIT %(limit)s::integer"
+)
+
+JOBS_LEASE_EXPIRY: Final = (
+    f"{_JOB_ROW} j.state = 'running'{_JOB_FILTERS}"
+    " AND (%(after_id)s::bigint IS NULL"
+    " OR (j.lease_expires_at, j.id) > (%(after_time)s::timestamptz, %(after_id)s::bigint))"
+    " ORDER BY j.lease_expires_at, j.id LIMIT %(limit)s::integer"
+)
+
+JOBS_NEWEST: Final = (
+    f"{_JOB_ROW} (%(after_id)s::bigint IS NULL OR j.id < %(after_id)s::bigint){_JOB_FILTERS}"
+    " ORDER BY j.id DESC LIMIT %(limit)s::integer"
+)
+
+# Ready jobs in the order pop takes them: queue, priority DESC, id. The
+# mixed directions cannot be one row comparison, so the page after
+# (queue, priority, id) is the union of three index range scans of
+# job_ready_idx: the same queue and priority with a larger id, the same
+# queue with a lower priority, and the queues after it.
+JOBS_POP_ORDER: Final = (
+    "SELECT * FROM ("
+    f"({_JOB_ROW} j.state = 'ready'{_JOB_FILTERS}"
+    " AND j.queue = %(after_queue)s::text AND j.priority = %(after_priority)s::integer"
+    " AND j.id > %(after_id)s::bigint"
+    " ORDER BY j.priority DESC, j.id LIMIT %(limit)s::integer)"
+    " UNION ALL"
+    f" ({_JOB_ROW} j.state = 'ready'{_JOB_FILTERS}"
+    " AND j.queue = %(after_queue)s::text AND j.priority < %(after_priority)s::integer"
+    " ORDER BY j.priority DESC, j.id LIMIT %(limit)s::integer)"
+    " UNION ALL"
+    f" ({_JOB_ROW} j.state = 'ready'{_JOB_FILTERS}"
+    " AND (%(after_queue)s::text IS NULL OR j.queue > %(after_queue)s::text)"
+    " ORDER BY j.queue, j.priority DESC, j.id LIMIT %(limit)s::integer)"
+    ") AS page ORDER BY page.queue, page.priority DESC, page.id LIMIT %(limit)s::integer"
 )

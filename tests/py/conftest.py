@@ -38,6 +38,7 @@ APPS = Path(__file__).resolve().parent / "apps"
 TEMPLATE = "pgtq_test_template"
 SKIP_SERVER_CONTROL = "PGTQ_SKIP_SERVER_CONTROL"  # opt-out for an outside server, see server_datadir
 _database_numbers = itertools.count()
+_role_numbers = itertools.count()
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +51,8 @@ def server_dsn() -> str:
     return dsn
 
 
-def _recreate(admin: psycopg.Connection[Any], name: str, template: str | None = None) -> None:
+def recreate(admin: psycopg.Connection[Any], name: str, template: str | None = None) -> None:
+    """Drop database ``name`` if it exists and create it afresh (a copy of ``template``)."""
     admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
     if template is None:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -66,7 +68,7 @@ def _recreate(admin: psycopg.Connection[Any], name: str, template: str | None = 
 def template_dsn(server_dsn: str) -> str:
     """A database with the pgtq schema, installed once through alembic."""
     with psycopg.connect(server_dsn, autocommit=True) as admin:
-        _recreate(admin, TEMPLATE)
+        recreate(admin, TEMPLATE)
     dsn = make_conninfo(server_dsn, dbname=TEMPLATE)
     install_test_schema(dsn)
     return dsn
@@ -89,7 +91,7 @@ def empty_dsn(server_dsn: str) -> Iterator[str]:
     """A fresh database without the pgtq schema."""
     name = f"pgtq_test_empty_{os.getpid()}_{next(_database_numbers)}"
     with psycopg.connect(server_dsn, autocommit=True) as admin:
-        _recreate(admin, name)
+        recreate(admin, name)
     yield make_conninfo(server_dsn, dbname=name)
     with psycopg.connect(server_dsn, autocommit=True) as admin:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -100,10 +102,30 @@ def dsn(server_dsn: str, template_dsn: str) -> Iterator[str]:
     """A fresh database with the pgtq schema, for this test only."""
     name = f"pgtq_test_{os.getpid()}_{next(_database_numbers)}"
     with psycopg.connect(server_dsn, autocommit=True) as admin:
-        _recreate(admin, name, template=TEMPLATE)
+        recreate(admin, name, template=TEMPLATE)
     yield make_conninfo(server_dsn, dbname=name)
     with psycopg.connect(server_dsn, autocommit=True) as admin:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def login_role(db: psycopg.Connection[Any]) -> Iterator[Callable[..., str]]:
+    """Make LOGIN roles that are members of a pgtq role (named after it, or
+    after ``label``, made unique); drop them after."""
+    made: list[str] = []
+
+    def make(member_of: str, label: str | None = None) -> str:
+        name = f"{label or 'app_' + member_of}_{os.getpid()}_{next(_role_numbers)}"
+        db.execute(
+            sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(sql.Identifier(name), sql.Identifier(member_of))
+        )
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        db.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+        db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
 
 
 @pytest.fixture
@@ -136,8 +158,15 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: fl
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the ``pgtq`` command line in the test apps' folder."""
+    return run_module("pgtq.cli", *args, env=env)
+
+
+def run_module(
+    module: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m module args`` in the test apps' folder, with its output."""
     return subprocess.run(
-        [sys.executable, "-m", "pgtq.cli", *args],
+        [sys.executable, "-m", module, *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -41,6 +41,7 @@ LAYERS = {
     "pgtq.errors": BASE,
     "pgtq.task": BASE,
     "pgtq._records": BASE,
+    "pgtq._inspection": BASE,
     "pgtq._db": SQL_ENGINE,
     "pgtq.migrate": CLIENT_API,
     "pgtq.cron": CLIENT_API,
@@ -54,6 +55,8 @@ LAYERS = {
     "pgtq._values": CLIENT_API,
     "pgtq.worker": WORKER_RUNTIME,
     "pgtq.cli": CLI,
+    # the web dashboard: a top layer beside the command line
+    "pgtq.dashboard": CLI,
 }
 
 SQL_START = re.compile(
