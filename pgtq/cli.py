@@ -169,7 +169,9 @@ def parse_duration(text: str, what: str) -> timedelta:
 
 
 def _out() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    """Tables for people: as wide as the terminal, or 200 columns when the
+    output goes to a pipe or a file (rich would assume 80 and cut names)."""
+    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 
 def _print_json(data: Any) -> None:

@@ -301,23 +301,23 @@ def test_workers(dsn: str, db: psycopg.Connection[Any]) -> None:
 
 
 def test_schedules_are_detected_not_guessed(dsn: str, db: psycopg.Connection[Any]) -> None:
+    assert pgtq_cli(dsn, "schedules").stdout.strip() == "no schedules"
+    db.execute("SELECT pgtq.schedule('nightly', '0 3 * * *', 'mail', 'digest')")
+    listed = json.loads(pgtq_cli(dsn, "schedules", "--json").stdout)
+    assert [(s["name"], s["cron"], s["queue"], s["task"]) for s in listed] == [
+        ("nightly", "0 3 * * *", "mail", "digest")
+    ]
+    assert "nightly" in pgtq_cli(dsn, "schedules").stdout
+    # A schema without the view (before 0.2.0's cron feature) is detected, not guessed.
+    db.execute("DROP VIEW pgtq.schedules")
     one_line_error(
         pgtq_cli(dsn, "schedules"), 4, "has no schedules: they arrive with the cron schedules feature"
     )
-    # A stand-in for the view of the cron feature (another branch): the
-    # command shows whatever columns the view has.
-    db.execute(
-        "CREATE VIEW pgtq.schedules AS SELECT 'nightly'::text AS name, '0 3 * * *'::text AS cron,"
-        " 'mail'::text AS queue, 'digest'::text AS task, now() AS next_run_at"
-    )
-    assert json.loads(pgtq_cli(dsn, "schedules", "--json").stdout)[0]["cron"] == "0 3 * * *"
-    assert "nightly" in pgtq_cli(dsn, "schedules").stdout
 
 
 def test_features_that_are_not_here_exit_4(dsn: str) -> None:
     one_line_error(pgtq_cli(dsn, "pause", "mail"), 4, "not available in this version of pgtq")
     one_line_error(pgtq_cli(dsn, "resume", "mail"), 4, "(issue 9)")
-    one_line_error(pgtq_cli(dsn, "dashboard"), 4, "pip install 'pgtq[dashboard]'")
     one_line_error(pgtq_cli(dsn, "cron", "install"), 4, "pg_cron is not installed in this database")
     one_line_error(pgtq_cli(dsn, "cron", "install", "--every", "90s"), 2, "from 1s to 60s")
 
