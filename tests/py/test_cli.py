@@ -309,7 +309,7 @@ def test_schedules_are_detected_not_guessed(dsn: str, db: psycopg.Connection[Any
     ]
     assert "nightly" in pgtq_cli(dsn, "schedules").stdout
     # A schema without the view (before 0.2.0's cron feature) is detected, not guessed.
-    db.execute("DROP VIEW pgtq.schedules")
+    db.execute("DROP VIEW pgtq.schedules CASCADE")  # schedule() returns its row type
     one_line_error(
         pgtq_cli(dsn, "schedules"), 4, "has no schedules: they arrive with the cron schedules feature"
     )
