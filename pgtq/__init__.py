@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from importlib import metadata as _metadata
 
+from pgtq._retry import Abort, Retry
 from pgtq.database import Database
 from pgtq.errors import (
     ConnectionFailedError,
@@ -39,6 +40,7 @@ except _metadata.PackageNotFoundError:  # running from a checkout without instal
     __version__ = "0+unknown"
 
 __all__ = [
+    "Abort",
     "ConnectionFailedError",
     "Database",
     "Handler",
@@ -50,6 +52,7 @@ __all__ = [
     "PgTqError",
     "PushOptions",
     "QueueStat",
+    "Retry",
     "SchemaMissingError",
     "SchemaVersionError",
     "Task",

@@ -6,17 +6,22 @@ runtime hands to the SQL-engine layer, how one run of a job ended
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Literal
 
 from pgtq.task import Task
 
-OutcomeKind = Literal["done", "error"]
+# done: pgtq.complete; error: pgtq.fail (a retry by the usual rule, at
+# retry_in from now when given); abort: pgtq.abort (no further attempt).
+OutcomeKind = Literal["done", "error", "abort"]
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """How one run of a job ended: ``done`` with a JSON result, or ``error``
-    with the text ``pgtq.fail`` records."""
+    """How one run of a job ended: ``done`` with a JSON result, ``error``
+    with the text ``pgtq.fail`` records (retried ``retry_in`` from now, or
+    after the job's backoff when None), or ``abort`` with the text
+    ``pgtq.abort`` records."""
 
     task: Task
     kind: OutcomeKind
@@ -24,6 +29,7 @@ class Outcome:
     result_json: str | None = None
     error: str | None = None
     summary: str = ""
+    retry_in: timedelta | None = None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
+from pgtq._retry import RetryOn
+
 if TYPE_CHECKING:
     import psycopg
 
@@ -31,6 +33,8 @@ class PushOptions(Generic[P, R]):
     max_attempts: int | None = None
     conn: psycopg.Connection[Any] | None = None
     queue: str | None = None
+    backoff_base: timedelta | float | None = None
+    backoff_cap: timedelta | float | None = None
 
     def push(self, *args: P.args, **kwargs: P.kwargs) -> int:
         """Enqueue one job with these options; returns its id."""
@@ -53,6 +57,8 @@ class PushOptions(Generic[P, R]):
             "max_attempts": handler.max_attempts if self.max_attempts is None else self.max_attempts,
             "conn": self.conn,
             "queue": self.queue,
+            "backoff_base": handler.backoff_base if self.backoff_base is None else self.backoff_base,
+            "backoff_cap": handler.backoff_cap if self.backoff_cap is None else self.backoff_cap,
         }
 
 
@@ -61,6 +67,11 @@ class Handler(Generic[P, R]):
 
     Calling it runs the function now, in this thread. ``.push(...)`` enqueues
     it instead; ``.options(...).push(...)`` enqueues with push options.
+
+    Its retry policy: ``backoff_base`` and ``backoff_cap`` (timedeltas, None:
+    the SQL defaults) are pushed with each job and applied by SQL; a worker
+    retries an exception of the handler by the usual rule when ``retry_on``
+    is None or holds its class, and fails the job at once otherwise.
     """
 
     def __init__(
@@ -72,6 +83,9 @@ class Handler(Generic[P, R]):
         priority: int = 0,
         max_attempts: int = 25,
         timeout: float | None = None,
+        backoff_base: timedelta | None = None,
+        backoff_cap: timedelta | None = None,
+        retry_on: RetryOn | None = None,
     ) -> None:
         self.pgtq = pgtq
         self.func = func
@@ -79,6 +93,9 @@ class Handler(Generic[P, R]):
         self.priority = priority
         self.max_attempts = max_attempts
         self.timeout = timeout
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.retry_on = retry_on
         self.__doc__ = func.__doc__
         self.__name__ = getattr(func, "__name__", name)
         self.__wrapped__ = func
@@ -106,10 +123,14 @@ class Handler(Generic[P, R]):
         max_attempts: int | None = None,
         conn: psycopg.Connection[Any] | None = None,
         queue: str | None = None,
+        backoff_base: timedelta | float | None = None,
+        backoff_cap: timedelta | float | None = None,
     ) -> PushOptions[P, R]:
         """Push options: ``run_at`` or ``delay`` (seconds or timedelta),
-        ``priority``, ``max_attempts``, ``queue``, and ``conn``, a psycopg
-        connection whose open transaction the push joins."""
+        ``priority``, ``max_attempts``, ``queue``, ``backoff_base`` and
+        ``backoff_cap`` (seconds or timedelta; the handler's when not given),
+        and ``conn``, a psycopg connection whose open transaction the push
+        joins."""
         return replace(
             PushOptions(self),
             run_at=run_at,
@@ -118,6 +139,8 @@ class Handler(Generic[P, R]):
             max_attempts=max_attempts,
             conn=conn,
             queue=queue,
+            backoff_base=backoff_base,
+            backoff_cap=backoff_cap,
         )
 
     def __repr__(self) -> str:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from pgtq._db import gateway
 from pgtq._json import encode_arguments, encode_result
+from pgtq._retry import checked_delay, checked_retry_on
 from pgtq._values import as_interval
 from pgtq.database import Database
 from pgtq.errors import UnknownTaskError
@@ -84,6 +85,9 @@ class PgTq:
         priority: int = 0,
         max_attempts: int = 25,
         timeout: float | None = None,
+        backoff_base: timedelta | float | None = None,
+        backoff_cap: timedelta | float | None = None,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
     ) -> Callable[[F], Handler[Any, Any]]: ...
 
     def handler(
@@ -95,13 +99,30 @@ class PgTq:
         priority: int = 0,
         max_attempts: int = 25,
         timeout: float | None = None,
+        backoff_base: timedelta | float | None = None,
+        backoff_cap: timedelta | float | None = None,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
     ) -> Handler[Any, Any] | Callable[[F], Handler[Any, Any]]:
         """Register a function as the handler of a task.
 
         The task is stored under ``name`` (default: the function's name).
         ``priority`` and ``max_attempts`` are the defaults of its pushes;
         ``timeout`` (seconds) bounds one run in a worker.
+
+        Retry policy: ``backoff_base`` and ``backoff_cap`` (seconds or
+        timedelta, 0 to 100 years; default 2 s and 1 hour) are stored on each
+        job pushed, and SQL computes each retry's delay from them
+        (``options()`` overrides them per push). ``retry_on``: the exception
+        classes a worker retries; any other exception of the handler fails
+        the job at once, with no further attempt (None, the default:
+        every exception is retried; ``()``: none is). ``pgtq.Retry`` and
+        ``pgtq.Abort`` act whatever ``retry_on`` says.
         """
+        policy = {
+            "backoff_base": checked_delay(backoff_base, "backoff_base"),
+            "backoff_cap": checked_delay(backoff_cap, "backoff_cap"),
+            "retry_on": checked_retry_on(retry_on),
+        }
 
         def register(target: Callable[..., Any]) -> Handler[Any, Any]:
             task_name = name if name is not None else target.__name__
@@ -114,6 +135,7 @@ class PgTq:
                 priority=priority,
                 max_attempts=max_attempts,
                 timeout=timeout,
+                **policy,
             )
             self.handlers[task_name] = registered
             return registered
@@ -156,6 +178,8 @@ class PgTq:
         priority: int,
         max_attempts: int,
         queue: str | None,
+        backoff_base: timedelta | float | None,
+        backoff_cap: timedelta | float | None,
     ) -> dict[str, Any]:
         """The checked options of a push, as the gateway's parameters."""
         if run_at is not None and delay is not None:
@@ -169,6 +193,8 @@ class PgTq:
             "delay": as_interval(delay, "delay"),
             "priority": priority,
             "max_attempts": max_attempts,
+            "backoff_base": checked_delay(backoff_base, "backoff_base"),
+            "backoff_cap": checked_delay(backoff_cap, "backoff_cap"),
         }
 
     def push(
@@ -183,6 +209,8 @@ class PgTq:
         max_attempts: int = 25,
         conn: psycopg.Connection[Any] | None = None,
         queue: str | None = None,
+        backoff_base: timedelta | float | None = None,
+        backoff_cap: timedelta | float | None = None,
     ) -> int:
         """Enqueue a job for ``task`` and return its id (``pgtq.push``).
 
@@ -190,9 +218,13 @@ class PgTq:
         transaction: the job exists only if that transaction commits.
         ``run_at`` (an aware datetime) or ``delay`` (seconds or timedelta,
         measured by the database clock) schedule it for later.
+        ``backoff_base`` and ``backoff_cap`` (seconds or timedelta) are the
+        job's own retry policy (None: the SQL defaults, 2 s and 1 hour).
         """
         args_json, kwargs_json = encode_arguments(task, args, kwargs or {})
-        params = self._push_params(task, run_at, delay, priority, max_attempts, queue)
+        params = self._push_params(
+            task, run_at, delay, priority, max_attempts, queue, backoff_base, backoff_cap
+        )
         return self.database._call(conn, gateway.push, args_json=args_json, kwargs_json=kwargs_json, **params)
 
     def push_many(
@@ -207,6 +239,8 @@ class PgTq:
         max_attempts: int = 25,
         conn: psycopg.Connection[Any] | None = None,
         queue: str | None = None,
+        backoff_base: timedelta | float | None = None,
+        backoff_cap: timedelta | float | None = None,
     ) -> list[int]:
         """Enqueue one job of ``task`` per element of ``args_list`` (with the
         matching element of ``kwargs_list``) in one call (``pgtq.push_many``);
@@ -218,7 +252,9 @@ class PgTq:
             encode_arguments(task, args, kwargs_list[n] if kwargs_list is not None else {})
             for n, args in enumerate(args_list)
         ]
-        params = self._push_params(task, run_at, delay, priority, max_attempts, queue)
+        params = self._push_params(
+            task, run_at, delay, priority, max_attempts, queue, backoff_base, backoff_cap
+        )
         return self.database._call(
             conn,
             gateway.push_many,
@@ -291,7 +327,8 @@ class PgTq:
         return self.database.tick(None if all_queues else self.queue, conn=conn)
 
     def cancel(self, job_id: int) -> bool:
-        """Cancel a job that has not started (``pgtq.cancel``)."""
+        """Cancel a job that has not started, or ask a running one to stop
+        (``pgtq.cancel``); False for a finished job or an unknown id."""
         return self.database.cancel(job_id)
 
     def retry(self, job_id: int) -> bool:

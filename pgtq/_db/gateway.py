@@ -179,6 +179,7 @@ pop = _runs(queries.pop)
 complete = _runs(queries.complete)
 fail = _runs(queries.fail)
 heartbeat = _runs(queries.heartbeat)
+abort = _runs(queries.abort)
 release = _runs(queries.release)
 tick = _runs(queries.tick)
 cancel = _runs(queries.cancel)
@@ -231,8 +232,8 @@ def installed_version(conn: Connection) -> str | None:
 @dataclass(frozen=True)
 class Written:
     """The replies to a batch of outcomes: the ids ``complete_many``
-    completed, and the state ``fail`` gave each failed job by id (None: its
-    lease was stale)."""
+    completed, and the state ``fail`` or ``abort`` gave each other job by id
+    (None: its lease was stale)."""
 
     completed: set[int]
     failed: dict[int, str | None]
@@ -254,17 +255,25 @@ def _send(conn: Connection, query: Query[T]) -> _Sent[T]:
     return _Sent(query, conn.execute(query.sql, query.params))
 
 
+def _ending(outcome: Outcome) -> Query[str | None]:
+    """The call that writes an unsuccessful run: ``pgtq.abort`` (no further
+    attempt) or ``pgtq.fail`` (a retry by the usual rule, or at ``retry_in``)."""
+    if outcome.kind == "abort":
+        return queries.abort(outcome.task, outcome.error)
+    return queries.fail(outcome.task, outcome.error, outcome.retry_in)
+
+
 class _SentOutcomes:
     """Outcomes queued in an open pipeline, in one transaction (one WAL
     flush for the lot): the successes with one ``pgtq.complete_many``, each
-    failure with ``pgtq.fail``."""
+    other run with ``pgtq.fail`` or ``pgtq.abort``."""
 
     def __init__(self, conn: Connection, outcomes: Sequence[Outcome]) -> None:
         done = [outcome for outcome in outcomes if outcome.kind == "done"]
         failed = [outcome for outcome in outcomes if outcome.kind != "done"]
         with conn.transaction():
             self._completing = _send(conn, queries.complete_many(done)) if done else None
-            self._failing = [(o.task.id, _send(conn, queries.fail(o.task, o.error))) for o in failed]
+            self._failing = [(o.task.id, _send(conn, _ending(o))) for o in failed]
 
     def replies(self) -> Written:
         """Read the replies (once the pipeline has synced)."""
@@ -274,7 +283,8 @@ class _SentOutcomes:
 
 def write_outcomes(conn: Connection, outcomes: Sequence[Outcome]) -> Written:
     """Write finished runs in one round trip and one transaction: the
-    successes with one ``pgtq.complete_many``, each failure with ``pgtq.fail``."""
+    successes with one ``pgtq.complete_many``, each other run with
+    ``pgtq.fail`` or ``pgtq.abort``."""
     with _calling(conn):
         with conn.pipeline():
             sent = _SentOutcomes(conn, outcomes)

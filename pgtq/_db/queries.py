@@ -142,10 +142,14 @@ def push(
     delay: timedelta | None,
     priority: int,
     max_attempts: int,
+    backoff_base: timedelta | None = None,
+    backoff_cap: timedelta | None = None,
 ) -> Query[int]:
     """``pgtq.push`` of one job (due at ``run_at``, or ``delay`` from the
-    database's now); its result is the job's id."""
-    params = _push_params(queue, task, args_json, kwargs_json, run_at, delay, priority, max_attempts)
+    database's now, with its own backoff when given); its result is the job's id."""
+    params = _push_params(
+        queue, task, args_json, kwargs_json, run_at, delay, priority, max_attempts, backoff_base, backoff_cap
+    )
     return Query(statements.PUSH if delay is None else statements.PUSH_DELAYED, params, _integer)
 
 
@@ -159,9 +163,13 @@ def push_many(
     delay: timedelta | None,
     priority: int,
     max_attempts: int,
+    backoff_base: timedelta | None = None,
+    backoff_cap: timedelta | None = None,
 ) -> Query[list[int]]:
     """``pgtq.push_many``: one job per element of ``args_json``; the ids in order."""
-    params = _push_params(queue, task, args_json, kwargs_json, run_at, delay, priority, max_attempts)
+    params = _push_params(
+        queue, task, args_json, kwargs_json, run_at, delay, priority, max_attempts, backoff_base, backoff_cap
+    )
     return Query(statements.PUSH_MANY, params, _integers)
 
 
@@ -174,6 +182,8 @@ def _push_params(
     delay: timedelta | None,
     priority: int,
     max_attempts: int,
+    backoff_base: timedelta | None,
+    backoff_cap: timedelta | None,
 ) -> dict[str, Any]:
     return {
         "queue": queue,
@@ -184,6 +194,8 @@ def _push_params(
         "delay": delay,
         "priority": priority,
         "max_attempts": max_attempts,
+        "backoff_base": backoff_base,
+        "backoff_cap": backoff_cap,
     }
 
 
@@ -217,6 +229,12 @@ def heartbeat(task: Task, extend_by: timedelta | None) -> Query[bool]:
     """``pgtq.heartbeat``: False when the lease is stale."""
     params = {"id": task.id, "lease": task.lease, "extend_by": extend_by}
     return Query(statements.HEARTBEAT, params, _boolean)
+
+
+def abort(task: Task, error: str | None) -> Query[str | None]:
+    """``pgtq.abort``: the job's new state (failed, or cancelled), or None
+    when the lease is stale."""
+    return Query(statements.ABORT, {"id": task.id, "lease": task.lease, "error": error}, _text_or_none)
 
 
 def release(task: Task) -> Query[bool]:

@@ -22,12 +22,15 @@ SCHEMA_EXISTS: Final = (
     " WHERE n.nspname = 'pgtq' AND p.proname = 'version')"
 )
 
+# The job's own retry policy (NULL: backoff()'s defaults), stored on the job.
+_BACKOFF = " backoff_base => %(backoff_base)s::interval, backoff_cap => %(backoff_cap)s::interval"
+
 PUSH: Final = (
     "SELECT pgtq.push("
     "queue => %(queue)s::text, task => %(task)s::text,"
     " args => %(args)s::jsonb, kwargs => %(kwargs)s::jsonb,"
     " run_at => %(run_at)s::timestamptz, priority => %(priority)s::integer,"
-    " max_attempts => %(max_attempts)s::integer)"
+    f" max_attempts => %(max_attempts)s::integer,{_BACKOFF})"
 )
 
 PUSH_DELAYED: Final = (
@@ -35,7 +38,7 @@ PUSH_DELAYED: Final = (
     "queue => %(queue)s::text, task => %(task)s::text,"
     " args => %(args)s::jsonb, kwargs => %(kwargs)s::jsonb,"
     " run_at => now() + %(delay)s::interval, priority => %(priority)s::integer,"
-    " max_attempts => %(max_attempts)s::integer)"
+    f" max_attempts => %(max_attempts)s::integer,{_BACKOFF})"
 )
 
 PUSH_MANY: Final = (
@@ -43,7 +46,7 @@ PUSH_MANY: Final = (
     "queue => %(queue)s::text, task => %(task)s::text,"
     " args => %(args)s::jsonb[], kwargs => %(kwargs)s::jsonb[],"
     " run_at => coalesce(%(run_at)s::timestamptz, now() + %(delay)s::interval),"
-    " priority => %(priority)s::integer, max_attempts => %(max_attempts)s::integer)"
+    f" priority => %(priority)s::integer, max_attempts => %(max_attempts)s::integer,{_BACKOFF})"
 )
 
 # The columns in the order of pgtq.task.Task's fields (queries.py reads them by position).
@@ -72,6 +75,9 @@ HEARTBEAT: Final = (
     "SELECT pgtq.heartbeat(id => %(id)s::bigint, lease => %(lease)s::uuid,"
     " extend_by => %(extend_by)s::interval)"
 )
+
+ABORT: Final = "SELECT pgtq.abort(id => %(id)s::bigint, lease => %(lease)s::uuid, error => %(error)s::text)"
+
 
 RELEASE: Final = "SELECT pgtq.release(id => %(id)s::bigint, lease => %(lease)s::uuid)"
 

@@ -34,9 +34,9 @@ def child_main(target: str, pipe: multiprocessing.connection.Connection) -> None
         except UnknownTaskError as error:  # this child's import of the module lacks it
             outcome = unknown_task_outcome(task, error)
         else:
-            outcome = run_task(task, handler.func, handler.timeout)
+            outcome = run_task(task, handler)
         try:
-            pipe.send((outcome.kind, outcome.result_json, outcome.error, outcome.summary))
+            pipe.send((outcome.kind, outcome.result_json, outcome.error, outcome.summary, outcome.retry_in))
         except OSError:
             log.warning("parent went away; child exits")
             return

@@ -1,7 +1,10 @@
 """Worker runtime: running one handler call and describing how it ended.
 
 Shared by the thread slots and the child processes of the worker, so a
-job ends the same way whichever pool ran it.
+job ends the same way whichever pool ran it. How an exception of the
+handler ends its job (a retry by the usual rule, a retry at a given time,
+no further attempt) is ``pgtq._retry.decide``'s; when the job runs again
+is SQL's.
 """
 
 from __future__ import annotations
@@ -13,12 +16,14 @@ import inspect
 import threading
 import time
 import traceback
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 from pgtq._json import encode_result
 from pgtq._records import Outcome
+from pgtq._retry import decide
 from pgtq.errors import UnknownTaskError
+from pgtq.handler import Handler
 from pgtq.task import Task, _current_task
 
 
@@ -90,34 +95,46 @@ def unknown_task_outcome(task: Task, error: UnknownTaskError) -> Outcome:
     return Outcome(task, "error", 0.0, error=f"UnknownTaskError: {error}", summary="unknown task")
 
 
-def run_task(task: Task, func: Callable[..., Any], timeout: float | None = None) -> Outcome:
-    """Call ``func`` with the task's arguments and report how it ended.
+def run_task(task: Task, handler: Handler[Any, Any]) -> Outcome:
+    """Call the handler with the task's arguments and report how it ended.
 
-    An exception becomes an ``error`` outcome; it never escapes. ``async``
-    handlers run on a shared event loop and are cancelled at ``timeout``;
-    a synchronous handler cannot be interrupted here (the worker abandons
-    it at its deadline instead).
+    An exception becomes an ``error`` outcome (retried by the usual rule,
+    or at the delay of a ``pgtq.Retry``) or an ``abort`` outcome (a
+    ``pgtq.Abort``, or an exception outside the handler's ``retry_on``);
+    it never escapes. ``async`` handlers run on a shared event loop and are
+    cancelled at their timeout; a synchronous handler cannot be interrupted
+    here (the worker abandons it at its deadline instead).
     """
     started = time.monotonic()
     token = _current_task.set(task)
     try:
-        result = func(*task.args, **task.kwargs)
+        result = handler.func(*task.args, **task.kwargs)
         if inspect.isawaitable(result):
-            result = _ASYNC.run(_await(result), contextvars.copy_context(), timeout)
+            context = contextvars.copy_context()
+            result = _ASYNC.run(_await(result), context, handler.timeout)
         result_json = encode_result(result)
     except HandlerTimeout:
-        return timeout_outcome(task, timeout or 0.0, time.monotonic() - started)
+        return timeout_outcome(task, handler.timeout or 0.0, time.monotonic() - started)
     except Exception as error:  # a handler's failure fails its job, not the worker
-        return Outcome(
-            task,
-            "error",
-            time.monotonic() - started,
-            error=describe_exception(error),
-            summary=type(error).__name__,
-        )
+        return failure_outcome(task, error, handler, time.monotonic() - started)
     finally:
         _current_task.reset(token)
     return Outcome(task, "done", time.monotonic() - started, result_json=result_json, summary="done")
+
+
+def failure_outcome(task: Task, error: Exception, handler: Handler[Any, Any], duration: float) -> Outcome:
+    """The outcome of a run whose handler raised ``error``, as ``decide``
+    rules with the handler's ``retry_on``."""
+    decision = decide(error, handler.retry_on)
+    summary = f"{type(error).__name__} ({decision.why})" if decision.why else type(error).__name__
+    return Outcome(
+        task,
+        "abort" if decision.final else "error",
+        duration,
+        error=describe_exception(error),
+        summary=summary,
+        retry_in=decision.retry_in,
+    )
 
 
 async def _await(awaitable: Any) -> Any:

@@ -175,7 +175,7 @@ class ThreadPool(_WorkQueue):
             slot.job = key
             self.started[key] = self.clock()
         try:
-            outcome = run_task(task, handler.func, handler.timeout)
+            outcome = run_task(task, handler)
         finally:
             with self._lock:
                 slot.job = None
@@ -343,8 +343,8 @@ def _run_in_child(
         pipe.send(task)
         ready = multiprocessing.connection.wait([pipe, process.sentinel])
         if pipe in ready:
-            kind, result_json, error, summary = pipe.recv()
-            return Outcome(task, kind, clock() - started, result_json, error, summary)
+            kind, result_json, error, summary, retry_in = pipe.recv()
+            return Outcome(task, kind, clock() - started, result_json, error, summary, retry_in)
     except (EOFError, OSError):
         pass
     process.join(timeout=5)
