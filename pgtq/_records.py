@@ -1,6 +1,7 @@
 """Internal records, at the bottom beside ``pgtq.task``: what the worker
-runtime hands to the SQL-engine layer, how one run of a job ended
-(``Outcome``) and who a worker is (``WorkerIdentity``).
+runtime hands to the SQL-engine layer and gets back: how one run of a job
+ended (``Outcome``), who a worker is (``WorkerIdentity``), and what a lease
+renewal found (``Heartbeat``).
 """
 
 from __future__ import annotations
@@ -40,3 +41,12 @@ class WorkerIdentity:
     host: str
     pid: int
     queues: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """The reply of ``pgtq.heartbeat_many`` for one claimed job: whether
+    the lease is still held, and whether a cancel was requested."""
+
+    held: bool
+    cancel_requested: bool

@@ -143,7 +143,8 @@ class Database:
         return self._call(None, gateway.job, job_id)
 
     def cancel(self, job_id: int) -> bool:
-        """Cancel a job that has not started (``pgtq.cancel``)."""
+        """Cancel a job that has not started, or ask a running one to stop
+        (``pgtq.cancel``); False for a finished job or an unknown id."""
         return self._call(None, gateway.cancel, job_id)
 
     def retry(self, job_id: int) -> bool:

@@ -1,6 +1,7 @@
 """Client API, at the bottom: the records pgtq hands back (claimed tasks,
-job details, queue stats) and ``current_task()``, the task whose handler
-runs in this context.
+job details, queue stats), ``current_task()``, the task whose handler
+runs in this context, and the ``Cancellation`` by which the worker tells a
+running handler that its job was asked to stop.
 
 The SQL-engine layer builds these records from rows, so it sits above this
 module; everything else reads them.
@@ -9,15 +10,85 @@ module; everything else reads them.
 from __future__ import annotations
 
 import contextvars
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+# One lock for every Cancellation: taken only when a cancel request comes
+# or a handler asks for the event, never on the hot path of a job.
+_CANCEL_LOCK = threading.Lock()
+
+
+class Cancellation:
+    """Whether this process was told that a claimed job was asked to stop
+    (``pgtq.cancel`` on a running job). The worker calls ``request()`` once
+    it learns of it (a notification on ``pgtq_cancel``, checked with
+    ``pgtq.heartbeat_many``, or the next heartbeat); handlers read it
+    through ``Task.cancel_requested`` and ``Task.cancel_event``.
+
+    Cheap to make (one per claimed job): the ``threading.Event`` exists only
+    once a handler asks for it. A copy sent to another process (a process
+    pool's child) starts unrequested: that child is stopped instead.
+    """
+
+    __slots__ = ("_callbacks", "_event", "_requested")
+
+    def __init__(self) -> None:
+        self._requested = False
+        self._event: threading.Event | None = None
+        self._callbacks: list[Callable[[], object]] | None = None
+
+    def __reduce__(self) -> tuple[type[Cancellation], tuple[()]]:
+        return (Cancellation, ())
+
+    @property
+    def requested(self) -> bool:
+        """Whether a cancel request reached this process."""
+        return self._requested
+
+    def event(self) -> threading.Event:
+        """An event set when the request comes (already set if it came)."""
+        with _CANCEL_LOCK:
+            if self._event is None:
+                self._event = threading.Event()
+                if self._requested:
+                    self._event.set()
+            return self._event
+
+    def on_request(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` when the request comes (at once if it came),
+        in the thread that requests."""
+        with _CANCEL_LOCK:
+            if not self._requested:
+                self._callbacks = [*(self._callbacks or ()), callback]
+                return
+        callback()
+
+    def request(self) -> bool:
+        """Record the request, set the event and run the callbacks; whether
+        this was the first request."""
+        with _CANCEL_LOCK:
+            if self._requested:
+                return False
+            self._requested = True
+            callbacks, self._callbacks = self._callbacks or [], None
+            if self._event is not None:
+                self._event.set()
+        for callback in callbacks:
+            callback()
+        return True
+
 
 @dataclass(frozen=True)
 class Task:
-    """A job claimed by ``pop``: run it, then complete or fail it with its lease."""
+    """A job claimed by ``pop``: run it, then complete or fail it with its lease.
+
+    Inside a worker's handler (``pgtq.current_task()``), ``cancel_requested``
+    and ``cancel_event`` say whether the job was asked to stop.
+    """
 
     id: int
     queue: str
@@ -29,11 +100,26 @@ class Task:
     max_attempts: int = 25
     lease: UUID | None = None
     lease_expires_at: datetime | None = None
+    cancellation: Cancellation = field(default_factory=Cancellation, init=False, repr=False, compare=False)
 
     @property
     def is_last_attempt(self) -> bool:
         """Whether a failure now makes the job ``failed`` for good."""
         return self.attempt >= self.max_attempts
+
+    @property
+    def cancel_requested(self) -> bool:
+        """Whether the worker running this job learnt that it was asked to
+        stop (``pgtq.cancel``). A thread handler that sees it should return
+        (or raise) soon: the job ends ``cancelled`` whatever it does."""
+        return self.cancellation.requested
+
+    @property
+    def cancel_event(self) -> threading.Event:
+        """A ``threading.Event`` set when a cancel request reaches the worker:
+        ``task.cancel_event.wait(5)`` instead of ``time.sleep(5)`` stops
+        waiting at once."""
+        return self.cancellation.event()
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ call these; no other module opens a connection or sends SQL.
 
 The worker's batched calls are pipelined here too: its outcomes and its
 next claim go in one round trip (``write_outcomes_and_pop``), its lease
-renewals in another (``renew_leases``).
+renewals (one ``pgtq.heartbeat_many``) in another (``renew_leases``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import psycopg
 
 from pgtq._db import queries, statements
 from pgtq._db.queries import Query
-from pgtq._records import Outcome, WorkerIdentity
+from pgtq._records import Heartbeat, Outcome, WorkerIdentity
 from pgtq.errors import ConnectionFailedError, database_errors
 from pgtq.task import Task
 
@@ -179,6 +179,7 @@ pop = _runs(queries.pop)
 complete = _runs(queries.complete)
 fail = _runs(queries.fail)
 heartbeat = _runs(queries.heartbeat)
+heartbeat_many = _runs(queries.heartbeat_many)
 abort = _runs(queries.abort)
 release = _runs(queries.release)
 tick = _runs(queries.tick)
@@ -304,17 +305,25 @@ def write_outcomes_and_pop(
         return (sent.replies() if sent is not None else None), claiming.result()
 
 
+# pgtq.heartbeat_many takes at most this many jobs per call.
+HEARTBEAT_BATCH = 10_000
+
+
 def renew_leases(
     conn: Connection, identity: WorkerIdentity, held: Sequence[Task], extend_by: timedelta
-) -> list[bool]:
+) -> list[Heartbeat]:
     """Refresh the worker's registration and extend the lease of each held
-    task, in one transaction and one round trip; whether each lease was
-    still the task's."""
+    task with ``pgtq.heartbeat_many``, in one transaction and one round
+    trip; per task, in order, whether its lease was still held and whether
+    a cancel was requested."""
     with _calling(conn):
         with conn.transaction(), conn.pipeline():
             _send(conn, queries.register_worker(identity))
-            renewals = [_send(conn, queries.heartbeat(task, extend_by)) for task in held]
-        return [renewal.result() for renewal in renewals]
+            renewals = [
+                _send(conn, queries.heartbeat_many(held[start : start + HEARTBEAT_BATCH], extend_by))
+                for start in range(0, len(held), HEARTBEAT_BATCH)
+            ]
+        return [beat for renewal in renewals for beat in renewal.result()]
 
 
 def release_all(conn: Connection, tasks: Sequence[Task]) -> None:
@@ -339,17 +348,20 @@ def _session_errors() -> Iterator[None]:
 
 
 def listen(conn: Connection) -> None:
-    """Subscribe ``conn`` to the notifications of pushed jobs."""
+    """Subscribe ``conn`` to the notifications of pushed jobs (channel
+    ``pgtq``) and of cancel requests for running jobs (``pgtq_cancel``)."""
     with _session_errors():
+        run(conn, queries.listen_cancel())
         run(conn, queries.listen())
 
 
-def notifications(conn: Connection, timeout: float) -> Iterator[str]:
-    """The payloads (queue names) of the notifications that arrive on a
-    listening connection within ``timeout`` seconds."""
+def notifications(conn: Connection, timeout: float) -> Iterator[tuple[str, str]]:
+    """The notifications that arrive on a listening connection within
+    ``timeout`` seconds, as (channel, payload): a queue name on ``pgtq``,
+    a job id on ``pgtq_cancel`` (``statements.CANCEL_CHANNEL``)."""
     with _session_errors():
         for notify in conn.notifies(timeout=timeout):
-            yield notify.payload
+            yield notify.channel, notify.payload
 
 
 # -- pooled connections (the dashboard) ------------------------------------------

@@ -29,7 +29,7 @@ from pgtq._inspection import (
     Schedule,
     SchemaFeatures,
 )
-from pgtq._records import Outcome, WorkerIdentity
+from pgtq._records import Heartbeat, Outcome, WorkerIdentity
 from pgtq.task import JobInfo, Metric, QueueStat, Task, WorkerInfo
 
 T = TypeVar("T")
@@ -84,6 +84,10 @@ def _tasks(rows: list[Row]) -> list[Task]:
         Task(job_id, queue, name, tuple(args), kwargs, priority, attempt, max_attempts, lease, expires)
         for job_id, queue, name, args, kwargs, priority, attempt, max_attempts, lease, expires in rows
     ]
+
+
+def _heartbeats(rows: list[Row]) -> list[Heartbeat]:
+    return [Heartbeat(held, cancel_requested) for held, cancel_requested in rows]
 
 
 def _job(rows: list[Row]) -> JobInfo | None:
@@ -231,6 +235,17 @@ def heartbeat(task: Task, extend_by: timedelta | None) -> Query[bool]:
     return Query(statements.HEARTBEAT, params, _boolean)
 
 
+def heartbeat_many(tasks: Sequence[Task], extend_by: timedelta | None) -> Query[list[Heartbeat]]:
+    """``pgtq.heartbeat_many``: per task, in order, whether its lease is
+    still held (and now extended) and whether a cancel was requested."""
+    params = {
+        "ids": [task.id for task in tasks],
+        "leases": [task.lease for task in tasks],
+        "extend_by": extend_by,
+    }
+    return Query(statements.HEARTBEAT_MANY, params, _heartbeats)
+
+
 def abort(task: Task, error: str | None) -> Query[str | None]:
     """``pgtq.abort``: the job's new state (failed, or cancelled), or None
     when the lease is stale."""
@@ -347,6 +362,11 @@ def cron_unschedule(names: Sequence[str]) -> Query[int]:
 def listen() -> Query[None]:
     """LISTEN on the channel ``pgtq._announce`` notifies."""
     return Query(statements.LISTEN, None, _nothing)
+
+
+def listen_cancel() -> Query[None]:
+    """LISTEN on the channel ``pgtq.cancel`` notifies for a running job."""
+    return Query(statements.LISTEN_CANCEL, None, _nothing)
 
 
 def notify(payload: str) -> Query[None]:

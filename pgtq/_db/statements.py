@@ -78,6 +78,11 @@ HEARTBEAT: Final = (
 
 ABORT: Final = "SELECT pgtq.abort(id => %(id)s::bigint, lease => %(lease)s::uuid, error => %(error)s::text)"
 
+# One row per (id, lease) pair, in the order given (queries.py reads them by position).
+HEARTBEAT_MANY: Final = (
+    "SELECT held, cancel_requested FROM pgtq.heartbeat_many(ids => %(ids)s::bigint[],"
+    " leases => %(leases)s::uuid[], extend_by => %(extend_by)s::interval)"
+)
 
 RELEASE: Final = "SELECT pgtq.release(id => %(id)s::bigint, lease => %(lease)s::uuid)"
 
@@ -123,6 +128,10 @@ UPDATE_EXTENSION_TO: Final = psycopg.sql.SQL("ALTER EXTENSION pgtq UPDATE TO {ve
 
 # pgtq._announce() notifies this channel with the queue name as payload.
 LISTEN: Final = "LISTEN pgtq"
+
+# pgtq.cancel() of a running job notifies this channel with the job id as payload.
+CANCEL_CHANNEL: Final = "pgtq_cancel"
+LISTEN_CANCEL: Final = "LISTEN pgtq_cancel"
 
 # The pid of the backend that runs the query: against the pid the server
 # reported at login, it tells whether a pooler sits between (gateway.behind_pooler).

@@ -3,11 +3,18 @@
 One dispatcher thread owns the worker's database connections. It claims
 jobs with ``pgtq.pop`` (in batches when several slots are free), hands them
 to a pool (threads, or child processes), writes each outcome with
-``pgtq.complete`` / ``pgtq.fail`` (batched in one round trip), extends the
-leases of running jobs with ``pgtq.heartbeat``, and calls ``pgtq.tick``
-now and then so scheduled jobs, retries and dead workers' jobs move on even
-when no scheduler runs. What a failure means (retry when, or give up) is
-decided by ``pgtq.fail`` in the database, never here.
+``pgtq.complete`` / ``pgtq.fail`` / ``pgtq.abort`` (batched in one round
+trip), extends the leases of running jobs with ``pgtq.heartbeat_many``,
+and calls ``pgtq.tick`` now and then so scheduled jobs, retries and dead
+workers' jobs move on even when no scheduler runs. When a failed job runs
+again is decided by ``pgtq.fail`` in the database, never here.
+
+Cancelling a running job: ``pgtq.heartbeat_many`` reports a cancel
+request with each lease renewal, and the listener hears it at once on
+``pgtq_cancel`` (a hint, checked with a ``heartbeat_many`` of the jobs it
+names). The pool then stops the job (``_pools.py``) and the outcome it
+reports is written as any other: whatever ends the attempt, the database
+ends the job ``cancelled``.
 
 Idle, it waits for a notification from the listener thread (a push wakes it
 at once) or for its poll interval. It survives any database error after
@@ -58,7 +65,7 @@ from pgtq.worker._decisions import (
     flush_due,
     timeout_deadline,
 )
-from pgtq.worker._execution import timeout_outcome, unknown_task_outcome
+from pgtq.worker._execution import cancelled_outcome, timeout_outcome, unknown_task_outcome
 from pgtq.worker._link import DATABASE_ERRORS, describe, unreachable
 from pgtq.worker._pools import Pool, ProcessPool, ThreadPool
 from pgtq.worker._routing import JobKey, job_key, plan_servers
@@ -90,6 +97,15 @@ class _Finished:
 @dataclass(frozen=True)
 class _StopRequest:
     force: bool
+
+
+@dataclass(frozen=True)
+class _CancelHint:
+    server: Server
+    job_id: int
+
+
+_Event = _Wake | _Finished | _StopRequest | _CancelHint
 
 
 class Worker:
@@ -125,7 +141,7 @@ class Worker:
         self.target = target
         self.worker_id = new_worker_id()
         self._clock = clock
-        self._events: queue_module.SimpleQueue[_Wake | _Finished | _StopRequest] = queue_module.SimpleQueue()
+        self._events: queue_module.SimpleQueue[_Event] = queue_module.SimpleQueue()
         self.servers = [
             Server(
                 plan,
@@ -133,6 +149,7 @@ class Worker:
                 settings=self.settings,
                 clock=clock,
                 wake=self._wake,
+                cancel_hint=self._cancel_hint,
                 named=len(plans) > 1,
                 on_written=on_written,
             )
@@ -238,6 +255,9 @@ class Worker:
     def _wake(self, queues: Iterable[str]) -> None:
         self._events.put(_Wake(tuple(queues)))
 
+    def _cancel_hint(self, server: Server, job_id: int) -> None:
+        self._events.put(_CancelHint(server, job_id))
+
     def _route(self, task: Task) -> Server:
         """The server a job lives on: its queue's."""
         return self._server_of[task.queue]
@@ -273,6 +293,8 @@ class Worker:
         """One round of calls to ``server``; a database error is its link's
         to handle (the other servers carry on)."""
         try:
+            if server.cancel_hints:
+                self._check_cancel_hints(server)
             if self._stopping:
                 server.write_outcomes()
                 server.hand_back()
@@ -281,7 +303,7 @@ class Worker:
                     server.tick()
                     server.timers.ticked(now)
                 if server.timers.heartbeat_due(now):
-                    server.renew_leases(self._held_on(server))
+                    self._stop_cancelled(server.renew_leases(self._held_on(server)))
                     server.timers.heartbeat_sent(now)
                 self._flush_and_claim(server, now)
                 self._claim_more(server)
@@ -302,10 +324,12 @@ class Worker:
             except queue_module.Empty:
                 return
 
-    def _handle(self, event: _Wake | _Finished | _StopRequest) -> None:
+    def _handle(self, event: _Event) -> None:
         if isinstance(event, _Wake):
             for name in event.queues:
                 self._server_of[name].turns.wake([name])
+        elif isinstance(event, _CancelHint):
+            event.server.cancel_hints.add(event.job_id)
         elif isinstance(event, _Finished):
             running = self._running.pop(job_key(event.outcome.task), None)
             if running is not None:
@@ -418,6 +442,31 @@ class Worker:
             assert running.handler.timeout is not None
             elapsed = now - (started if started is not None else now)
             self._add_outcome(timeout_outcome(running.task, running.handler.timeout, elapsed))
+
+    # -- cancelling running jobs ---------------------------------------------
+
+    def _check_cancel_hints(self, server: Server) -> None:
+        """Check the jobs named on ``pgtq_cancel`` that the worker holds of
+        ``server`` with the database (anyone may NOTIFY), and stop those
+        really asked to cancel."""
+        ids, server.cancel_hints = server.cancel_hints, set()
+        named = [task for task in self._held_on(server) if task.id in ids and not task.cancel_requested]
+        if named:
+            self._stop_cancelled(server.check_cancels(named))
+
+    def _stop_cancelled(self, tasks: list[Task]) -> None:
+        """Stop the jobs the database says were asked to cancel: the pool
+        stops a running one (its outcome comes as usual); one that has not
+        started never will, and its outcome is written now."""
+        assert self._pool is not None
+        for task in tasks:
+            key = job_key(task)
+            if key not in self._running or task.cancel_requested:
+                continue  # finished meanwhile, or already told
+            if self._pool.cancel(task):
+                del self._running[key]
+                self._add_outcome(cancelled_outcome(task, 0.0, "it had not started and never will"))
+            logger.info("task %s id=%d: cancel requested, stopping it", task.name, task.id)
 
     def _take_back_unstarted(self) -> None:
         """Take back the jobs still queued in the pool, to be released on

@@ -24,7 +24,7 @@ from pgtq._records import Outcome
 from pgtq._retry import decide
 from pgtq.errors import UnknownTaskError
 from pgtq.handler import Handler
-from pgtq.task import Task, _current_task
+from pgtq.task import Cancellation, Task, _current_task
 
 
 def describe_exception(error: BaseException) -> str:
@@ -50,17 +50,28 @@ class AsyncRunner:
             return self._loop
 
     def run(
-        self, coroutine: Coroutine[Any, Any, Any], context: contextvars.Context, timeout: float | None
+        self,
+        coroutine: Coroutine[Any, Any, Any],
+        context: contextvars.Context,
+        timeout: float | None,
+        cancellation: Cancellation,
     ) -> Any:
         """Run ``coroutine`` on the shared loop and wait for its result; past
-        ``timeout`` seconds it is cancelled and TimeoutError raised."""
+        ``timeout`` seconds it is cancelled and HandlerTimeout raised. When
+        ``cancellation`` is requested it is cancelled (``CancelledError``
+        inside it) and HandlerCancelled raised, without waiting for it."""
         loop = self._ensure_loop()
         future = asyncio.run_coroutine_threadsafe(_in_context(coroutine, context), loop)
+        cancellation.on_request(future.cancel)
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise HandlerTimeout(timeout) from None
+        except concurrent.futures.CancelledError:
+            if cancellation.requested:
+                raise HandlerCancelled from None
+            raise  # the coroutine was cancelled by something else: an ordinary failure
 
 
 async def _in_context(coroutine: Coroutine[Any, Any, Any], context: contextvars.Context) -> Any:
@@ -77,6 +88,23 @@ class HandlerTimeout(Exception):
     def __init__(self, timeout: float | None) -> None:
         super().__init__(f"handler exceeded its timeout of {timeout:g} s")
         self.timeout = timeout
+
+
+class HandlerCancelled(Exception):
+    """A handler was stopped because its job was asked to cancel."""
+
+
+def cancelled_outcome(task: Task, duration: float, how: str) -> Outcome:
+    """The outcome of a run stopped by a cancel request (``how``: what
+    became of the handler). Written with ``pgtq.abort``: the job ends
+    ``cancelled`` (its cancel request makes sure) and never runs again."""
+    return Outcome(
+        task,
+        "abort",
+        duration,
+        error=f"Cancelled: job {task.id} was asked to cancel while it ran; {how}",
+        summary="cancelled",
+    )
 
 
 def timeout_outcome(task: Task, timeout: float, duration: float) -> Outcome:
@@ -102,8 +130,9 @@ def run_task(task: Task, handler: Handler[Any, Any]) -> Outcome:
     or at the delay of a ``pgtq.Retry``) or an ``abort`` outcome (a
     ``pgtq.Abort``, or an exception outside the handler's ``retry_on``);
     it never escapes. ``async`` handlers run on a shared event loop and are
-    cancelled at their timeout; a synchronous handler cannot be interrupted
-    here (the worker abandons it at its deadline instead).
+    cancelled at their timeout or when the job is asked to cancel; a
+    synchronous handler cannot be interrupted here (the worker abandons it
+    at its deadline, and it reads a cancel request from its task).
     """
     started = time.monotonic()
     token = _current_task.set(task)
@@ -111,10 +140,12 @@ def run_task(task: Task, handler: Handler[Any, Any]) -> Outcome:
         result = handler.func(*task.args, **task.kwargs)
         if inspect.isawaitable(result):
             context = contextvars.copy_context()
-            result = _ASYNC.run(_await(result), context, handler.timeout)
+            result = _ASYNC.run(_await(result), context, handler.timeout, task.cancellation)
         result_json = encode_result(result)
     except HandlerTimeout:
         return timeout_outcome(task, handler.timeout or 0.0, time.monotonic() - started)
+    except HandlerCancelled:
+        return cancelled_outcome(task, time.monotonic() - started, "its coroutine was cancelled")
     except Exception as error:  # a handler's failure fails its job, not the worker
         return failure_outcome(task, error, handler, time.monotonic() - started)
     finally:

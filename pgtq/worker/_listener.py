@@ -1,9 +1,14 @@
-"""Worker runtime: waking idle workers, a thread that LISTENs for pushed jobs.
+"""Worker runtime: waking idle workers, a thread that LISTENs for pushed jobs
+and for cancel requests.
 
 ``pgtq.push`` (and ``tick``, ``release``, ``retry``) notify channel ``pgtq``
-with the queue name as payload when a job becomes ready. A notification is
-only a hint: the worker still polls, and after every (re)connection the
-listener wakes it once, since notifications sent meanwhile are lost.
+with the queue name as payload when a job becomes ready; ``pgtq.cancel`` of
+a running job notifies channel ``pgtq_cancel`` with the job's id. A
+notification is only a hint: the worker still polls, and after every
+(re)connection the listener wakes it once, since notifications sent
+meanwhile are lost; a cancel request is checked with the database before
+the worker acts on it (anyone may NOTIFY), and the worker's next lease
+renewal finds it anyway.
 
 LISTEN needs a session of its own. Through PgBouncer in transaction mode
 the LISTEN lands on whichever server connection runs it, and what that
@@ -23,6 +28,7 @@ import uuid
 from collections.abc import Callable, Collection
 
 from pgtq._db import gateway
+from pgtq._db.statements import CANCEL_CHANNEL
 from pgtq.worker._link import DATABASE_ERRORS, describe
 
 logger = logging.getLogger("pgtq.worker")
@@ -41,7 +47,8 @@ def probe_payload() -> str:
 
 
 class Listener(threading.Thread):
-    """Calls ``wake(queue)`` for each notification of a served queue.
+    """Calls ``wake(queue)`` for each notification of a served queue, and
+    ``cancel(job_id)`` for each cancel request of a running job.
 
     It listens at ``dsn``; its probe is sent at ``notify_dsn`` (where jobs
     are pushed; default ``dsn``). ``name``, when given, names the server in
@@ -54,6 +61,7 @@ class Listener(threading.Thread):
         queues: Collection[str],
         wake: Callable[[str], None],
         *,
+        cancel: Callable[[int], None] | None = None,
         notify_dsn: str | None = None,
         probe_timeout: float = PROBE_TIMEOUT,
         name: str = "",
@@ -64,6 +72,7 @@ class Listener(threading.Thread):
         self._notify_dsn = notify_dsn or dsn
         self._queues = frozenset(queues)
         self._wake = wake
+        self._cancel = cancel
         self._probe_timeout = probe_timeout
         self._stopping = threading.Event()
         self._probed = False
@@ -97,12 +106,11 @@ class Listener(threading.Thread):
         with gateway.connect(self._notify_dsn) as sender:
             gateway.notify(sender, payload)
         self._probed = True
-        for heard in gateway.notifications(conn, timeout=self._probe_timeout):
-            if heard == payload:
+        for channel, heard in gateway.notifications(conn, timeout=self._probe_timeout):
+            if heard == payload and channel != CANCEL_CHANNEL:
                 logger.info("%s: notifications arrive; an idle worker wakes at once on a push", self._who)
                 return True
-            if heard in self._queues:
-                self._wake(heard)
+            self._heard(channel, heard)
         logger.warning(
             "%s: notifications cannot reach this worker (its probe never came back within %.0f s): "
             "its listen DSN goes through a pooler in transaction mode, or through something else "
@@ -115,6 +123,12 @@ class Listener(threading.Thread):
 
     def _listen(self, conn: gateway.Connection) -> None:
         while not self._stopping.is_set():
-            for queue in gateway.notifications(conn, timeout=0.5):
-                if queue in self._queues:
-                    self._wake(queue)
+            for channel, payload in gateway.notifications(conn, timeout=0.5):
+                self._heard(channel, payload)
+
+    def _heard(self, channel: str, payload: str) -> None:
+        if channel != CANCEL_CHANNEL:
+            if payload in self._queues:
+                self._wake(payload)
+        elif self._cancel is not None and payload.isascii() and payload.isdigit():
+            self._cancel(int(payload))

@@ -13,6 +13,12 @@ and never decide what a failure means: that is ``pgtq.fail``'s job. They
 record when each job starts by the worker's clock, which its timeouts use.
 A job is known by its ``JobKey`` (queue, id and lease: ids are unique on
 one server only, and a worker may serve several).
+
+A job asked to cancel (``cancel``) is stopped as each pool can: a job not
+started yet never starts (the worker writes its outcome at once); in a
+thread, its ``Task.cancellation`` is requested (the handler reads it, an
+``async def`` handler's coroutine is cancelled); in a child process, the
+child is killed and replaced.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from pgtq.handler import Handler
 from pgtq.task import Task
 from pgtq.worker._child import child_main
 from pgtq.worker._decisions import Clock
-from pgtq.worker._execution import run_task
+from pgtq.worker._execution import cancelled_outcome, run_task
 from pgtq.worker._routing import JobKey, job_key
 
 Report = Callable[[Outcome], None]
@@ -53,6 +59,8 @@ class Pool(Protocol):
 
     def abandon(self, task: Task) -> None: ...
 
+    def cancel(self, task: Task) -> bool: ...
+
     def started_at(self, key: JobKey) -> float | None: ...
 
     def unstarted(self) -> int: ...
@@ -65,18 +73,46 @@ class Pool(Protocol):
 class _WorkQueue:
     """Tasks submitted to a pool, taken by whichever slot is free first (so
     a batch flows through the slots without a round trip to the dispatcher),
-    and the time each one started."""
+    the time each one started, and the ones withdrawn (cancelled before they
+    started) that a slot skips."""
 
     def __init__(self, clock: Clock) -> None:
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.started: dict[JobKey, float] = {}
         self.clock = clock
+        self._lock = threading.Lock()
+        self._queued: set[JobKey] = set()  # submitted, not started, not withdrawn
+        self._withdrawn: set[JobKey] = set()  # still in the queue, to be skipped
+
+    def submit(self, task: Task, handler: Handler[Any, Any]) -> None:
+        with self._lock:
+            self._queued.add(job_key(task))
+        self.queue.put((task, handler))
 
     def started_at(self, key: JobKey) -> float | None:
         return self.started.get(key)
 
     def unstarted(self) -> int:
-        return self.queue.qsize()
+        return len(self._queued)
+
+    def _start(self, key: JobKey) -> float | None:
+        """A slot takes the job: the time it starts, or None when it was
+        withdrawn (the slot skips it). Called with ``_lock`` held."""
+        if key in self._withdrawn:
+            self._withdrawn.discard(key)
+            return None
+        self._queued.discard(key)
+        started = self.started[key] = self.clock()
+        return started
+
+    def _withdraw(self, key: JobKey) -> bool:
+        """Withdraw the job if it has not started; whether it was. Called
+        with ``_lock`` held."""
+        if key not in self._queued:
+            return False
+        self._queued.discard(key)
+        self._withdrawn.add(key)
+        return True
 
     def take_unstarted(self) -> list[Task]:
         taken = []
@@ -88,6 +124,12 @@ class _WorkQueue:
             if item is None:  # a stop marker: leave it for the slots
                 self.queue.put(None)
                 return taken
+            key = job_key(item[0])
+            with self._lock:
+                if key in self._withdrawn:
+                    self._withdrawn.discard(key)
+                    continue
+                self._queued.discard(key)
             taken.append(item[0])
 
 
@@ -132,7 +174,6 @@ class ThreadPool(_WorkQueue):
         self._report = report
         self._max_abandoned = capacity if max_abandoned is None else max_abandoned
         self._interrupt_abandoned = interrupt_abandoned
-        self._lock = threading.Lock()
         self._slots: list[_Slot] = []
         self._abandoned: set[JobKey] = set()
         self._abandoned_running = 0  # retired threads whose handler has not returned
@@ -172,8 +213,9 @@ class ThreadPool(_WorkQueue):
     def _run(self, slot: _Slot, task: Task, handler: Handler[Any, Any]) -> None:
         key = job_key(task)
         with self._lock:
+            if self._start(key) is None:
+                return  # cancelled before it started: the worker wrote its outcome
             slot.job = key
-            self.started[key] = self.clock()
         try:
             outcome = run_task(task, handler)
         finally:
@@ -195,8 +237,15 @@ class ThreadPool(_WorkQueue):
             logger.info("an abandoned thread ended: the pool takes back a slot")
             self._add_slot()
 
-    def submit(self, task: Task, handler: Handler[Any, Any]) -> None:
-        self.queue.put((task, handler))
+    def cancel(self, task: Task) -> bool:
+        """Stop a job asked to cancel: one not started yet never starts
+        (returns True: its outcome is the caller's to write); a running one
+        has its ``cancellation`` requested, which cancels an ``async def``
+        handler's coroutine and which a synchronous handler reads."""
+        with self._lock:
+            withdrawn = self._withdraw(job_key(task))
+        task.cancellation.request()
+        return withdrawn
 
     def abandon(self, task: Task) -> None:
         key = job_key(task)
@@ -248,7 +297,8 @@ class ProcessPool(_WorkQueue):
 
     Each child imports ``target`` (``MODULE:QUEUE_OBJECT``) itself. A child
     that dies while running a job fails that job with an error saying so and
-    is replaced at once; a handler past its timeout has its child killed.
+    is replaced at once; a handler past its timeout, or whose job is asked
+    to cancel, has its child killed (and replaced).
     """
 
     def __init__(self, capacity: int, report: Report, target: str, clock: Clock) -> None:
@@ -257,9 +307,9 @@ class ProcessPool(_WorkQueue):
         self._report = report
         self._target = target
         self._context = multiprocessing.get_context("spawn")
-        self._lock = threading.Lock()
         self._children: dict[JobKey, Any] = {}  # the process running each job
         self._abandoned: set[JobKey] = set()
+        self._cancelled: set[JobKey] = set()  # running jobs whose child is killed for a cancel
         self._threads: list[threading.Thread] = []
         self._closed = False
 
@@ -287,24 +337,31 @@ class ProcessPool(_WorkQueue):
                 key = job_key(task)
                 if not process.is_alive():
                     process, pipe = self._replace(process, pipe)
-                started = self.clock()
                 with self._lock:
+                    started = self._start(key)
+                    if started is None:
+                        continue  # cancelled before it started: the worker wrote its outcome
                     self._children[key] = process
-                    self.started[key] = started
                 outcome = _run_in_child(task, process, pipe, started, self.clock)
                 with self._lock:
                     self._children.pop(key, None)
                     self.started.pop(key, None)
                     ignored = key in self._abandoned
                     self._abandoned.discard(key)
-                if outcome is None:  # the child died: report it, replace it at once
-                    if self._closed:  # killed by close(): the worker has stopped listening
-                        return
-                    crash = _crash_outcome(task, process.exitcode, self.clock() - started)
+                    cancelled = key in self._cancelled
+                    self._cancelled.discard(key)
+                died = outcome is None
+                if died and self._closed:  # killed by close(): the worker has stopped listening
+                    return
+                if outcome is None:  # the child died, or was killed for a cancel
+                    duration = self.clock() - started
+                    if cancelled:
+                        outcome = cancelled_outcome(task, duration, "its child process was killed")
+                    else:
+                        outcome = _crash_outcome(task, process.exitcode, duration)
+                if died or cancelled or ignored:  # dead, or killed and maybe still dying: a fresh child
                     process, pipe = self._replace(process, pipe)
-                    if not ignored:
-                        self._report(crash)
-                elif not ignored:
+                if not ignored:
                     self._report(outcome)
         finally:
             _stop_child(process, pipe)
@@ -313,8 +370,24 @@ class ProcessPool(_WorkQueue):
         _stop_child(process, pipe)
         return self._spawn()
 
-    def submit(self, task: Task, handler: Handler[Any, Any]) -> None:
-        self.queue.put((task, handler))
+    def cancel(self, task: Task) -> bool:
+        """Stop a job asked to cancel: one not started yet never starts
+        (returns True: its outcome is the caller's to write); a running
+        one's child is killed (its outcome then says so) and replaced."""
+        key = job_key(task)
+        with self._lock:
+            if self._withdraw(key):
+                process = None
+                withdrawn = True
+            else:
+                process = self._children.get(key)
+                withdrawn = False
+                if process is not None:
+                    self._cancelled.add(key)
+        task.cancellation.request()
+        if process is not None:
+            process.kill()
+        return withdrawn
 
     def abandon(self, task: Task) -> None:
         key = job_key(task)

@@ -4,7 +4,8 @@ A worker holds one ``Server`` for each server its queues live on (see
 ``_routing.py``): the link (connection, backoff, reconnection), the
 timers of its ticks, lease renewals and polls, the turns of its queues,
 the outcomes not yet written there and the jobs to hand back there, the
-worker's registration in that server's ``pgtq.workers``, and a listener.
+cancel requests heard there and not yet checked, the worker's
+registration in that server's ``pgtq.workers``, and a listener.
 A server that fails leaves the others alone: its outcomes wait in its own
 list, its link backs off on its own, its listener reconnects on its own.
 
@@ -23,7 +24,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from pgtq._db import gateway
-from pgtq._records import Outcome, WorkerIdentity
+from pgtq._records import Heartbeat, Outcome, WorkerIdentity
 from pgtq.task import Task
 from pgtq.worker._decisions import Clock, PopTurns, Timers
 from pgtq.worker._link import DATABASE_ERRORS, DatabaseLink
@@ -37,13 +38,17 @@ if TYPE_CHECKING:
 logger = logging.getLogger("pgtq.worker")
 
 Wake = Callable[[Iterable[str]], None]
+# Called, from the listener's thread, with a server and the id of a job of
+# it whose cancel was announced (a hint, to be checked with the database).
+CancelHint = Callable[["Server", int], None]
 
 
 class Server:
     """One server of a worker, from its ``plan``. ``named``: whether log
     lines name the server (a worker with several servers); ``wake(queues)``
     is called, from the listener's thread, when queues of this server may
-    have ready jobs."""
+    have ready jobs; ``cancel_hint(server, job_id)`` likewise when a cancel
+    of one of its running jobs was announced."""
 
     def __init__(
         self,
@@ -53,6 +58,7 @@ class Server:
         settings: WorkerSettings,
         clock: Clock,
         wake: Wake,
+        cancel_hint: CancelHint | None = None,
         named: bool = False,
         on_written: Callable[[Outcome, bool], None] | None = None,
     ) -> None:
@@ -76,8 +82,10 @@ class Server:
         self.pending: list[Outcome] = []  # finished runs not yet written here
         self.pending_since = 0.0
         self.releasing: list[Task] = []  # claimed jobs to hand back here (stopping)
+        self.cancel_hints: set[int] = set()  # ids announced on pgtq_cancel, not checked yet
         self.listener: Listener | None = None
         self._wake = wake
+        self._cancel_hint = cancel_hint
         self._lease = timedelta(seconds=settings.lease)
         # Told of each outcome once written, and whether the database took it
         # (its lease still held): the worker-local metrics (pgtq.metrics).
@@ -103,12 +111,24 @@ class Server:
     def start_listening(self) -> None:
         """Start the listener thread, which wakes the worker on a push."""
         self.listener = Listener(
-            self.plan.listen_dsn, self.queues, self._heard, notify_dsn=self.plan.dsn, name=self.name
+            self.plan.listen_dsn,
+            self.queues,
+            self._heard,
+            cancel=self._heard_cancel,
+            notify_dsn=self.plan.dsn,
+            name=self.name,
         )
         self.listener.start()
 
     def _heard(self, queue: str) -> None:
         self._wake(self.queues if queue == ANY_QUEUE else (queue,))
+
+    def _heard_cancel(self, job_id: int) -> None:
+        logger.debug(
+            "%sheard a cancel request for job %d; checking it with the database", self._prefix, job_id
+        )
+        if self._cancel_hint is not None:
+            self._cancel_hint(self, job_id)
 
     def stop_listening(self) -> None:
         if self.listener is not None:
@@ -177,13 +197,27 @@ class Server:
         self._log_written(written)
         return tasks
 
-    def renew_leases(self, held: list[Task]) -> None:
+    def renew_leases(self, held: list[Task]) -> list[Task]:
         """Refresh the registration and extend the leases of ``held`` (this
-        server's running jobs) in one round trip."""
-        alive = gateway.renew_leases(self.link.use(), self.identity, held, self._lease)
-        for task, kept in zip(held, alive, strict=True):
-            if not kept:
+        server's running jobs) in one round trip (``pgtq.heartbeat_many``);
+        returns those asked to cancel."""
+        return self._asked_to_cancel(
+            held, gateway.renew_leases(self.link.use(), self.identity, held, self._lease)
+        )
+
+    def check_cancels(self, tasks: list[Task]) -> list[Task]:
+        """Ask the database which of ``tasks`` were asked to cancel (a
+        ``pgtq.heartbeat_many`` of them, which extends their leases too)."""
+        return self._asked_to_cancel(tasks, gateway.heartbeat_many(self.link.use(), tasks, self._lease))
+
+    def _asked_to_cancel(self, held: list[Task], beats: list[Heartbeat]) -> list[Task]:
+        asked = []
+        for task, beat in zip(held, beats, strict=True):
+            if not beat.held:
                 logger.warning("lost the lease of job %d (%s): it was handed on", task.id, task.name)
+            elif beat.cancel_requested:
+                asked.append(task)
+        return asked
 
     def tick(self) -> None:
         """``pgtq.tick`` for each queue of this server; a queue whose jobs
@@ -210,12 +244,18 @@ class Server:
 
 
 def _log_outcome(outcome: Outcome, reply: Any) -> None:
+    """One line per written outcome. A job that was asked to cancel ends
+    ``cancelled`` in the database whatever its outcome; a cancel request
+    this worker had not heard of yet when it wrote a success is logged as
+    ``done`` (the job's state says ``cancelled``)."""
     task = outcome.task
-    if outcome.kind == "done":
-        ending = "done" if reply else "done, but the lease was lost (the job was handed on)"
-    else:
+    if outcome.kind != "done":
         ending = f"{outcome.summary} -> {reply}" if reply is not None else f"{outcome.summary}, lease lost"
-    level = logging.INFO if outcome.kind == "done" else logging.WARNING
+    elif not reply:
+        ending = "done, but the lease was lost (the job was handed on)"
+    else:
+        ending = "done after a cancel request -> cancelled" if task.cancel_requested else "done"
+    level = logging.INFO if outcome.kind == "done" or reply == "cancelled" else logging.WARNING
     logger.log(
         level,
         "task %s id=%d attempt=%d/%d %.3fs %s",

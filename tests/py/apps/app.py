@@ -145,6 +145,50 @@ async def too_slow_async(token: str) -> str:
     return token
 
 
+def running_task() -> pgtq.Task:
+    task = pgtq.current_task()
+    assert task is not None, "called by a worker"
+    return task
+
+
+@q.handler()
+def waits_for_cancel(token: str) -> str:
+    """Record 'started', then wait on the task's cancel event (a
+    cooperative handler): record 'cancel seen' and return when it is set."""
+    record(token, "started")
+    if not running_task().cancel_event.wait(120):
+        raise TimeoutError(f"no cancel for {token} within 120 s")
+    record(token, "cancel seen")
+    return "stopped early"
+
+
+@q.handler()
+def polls_cancel(token: str) -> str:
+    """Record 'started', then poll the task's cancel flag (a cooperative
+    handler): record 'cancel seen' and return once it is set."""
+    record(token, "started")
+    if not wait_for(lambda: running_task().cancel_requested, 120):
+        raise TimeoutError(f"no cancel for {token} within 120 s")
+    record(token, "cancel seen")
+    return "stopped early"
+
+
+@q.handler()
+async def sleeps_until_cancelled(token: str) -> str:
+    """Record 'started' and sleep; record 'cancelled' when the worker
+    cancels the coroutine (CancelledError at its await)."""
+    import asyncio
+
+    record(token, "started")
+    try:
+        await asyncio.sleep(120)
+    except asyncio.CancelledError:
+        record(token, "cancelled")
+        raise
+    record(token)
+    return token
+
+
 @q.handler()
 def poison_exit(token: str) -> None:
     """Kills its own process."""

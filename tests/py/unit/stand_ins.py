@@ -28,6 +28,7 @@ class RecordingPool:
     def __init__(self) -> None:
         self.submitted: list[Task] = []
         self.abandoned: list[Task] = []
+        self.cancelled: list[Task] = []
         self.starts: dict[JobKey, float] = {}
 
     def start(self) -> None: ...
@@ -37,6 +38,12 @@ class RecordingPool:
 
     def abandon(self, task: Task) -> None:
         self.abandoned.append(task)
+
+    def cancel(self, task: Task) -> bool:
+        """Request the task's cancellation; True (withdrawn) when not started."""
+        self.cancelled.append(task)
+        task.cancellation.request()
+        return job_key(task) not in self.starts
 
     def started_at(self, key: JobKey) -> float | None:
         return self.starts.get(key)
