@@ -16,8 +16,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import pgtq
 from pgtq.migrate import upgrade
+from pgtq.worker import Worker, WorkerSettings
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
@@ -154,6 +157,21 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: fl
         if time.monotonic() > deadline:
             pytest.fail(f"condition not met within {timeout} s: {predicate}")
         time.sleep(interval)
+
+
+@contextmanager
+def worker_running(q: pgtq.PgTq, concurrency: int = 2) -> Iterator[Worker]:
+    """A worker serving ``q`` in a thread of this process (its handlers may
+    be defined in the test), stopped gracefully at the end of the block."""
+    worker = Worker(q, WorkerSettings(concurrency=concurrency, poll_interval=0.5))
+    thread = threading.Thread(target=worker.run, name="test-worker")
+    thread.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        thread.join(timeout=30)
+    assert not thread.is_alive(), "the worker stopped"
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

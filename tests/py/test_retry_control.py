@@ -10,33 +10,15 @@ the database's ``now()`` when the test looks."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import psycopg
-from conftest import wait_until
+from conftest import wait_until, worker_running
 
 import pgtq
-from pgtq.worker import Worker, WorkerSettings
 
 HOUR = timedelta(hours=1)
-
-
-@contextmanager
-def worker_running(q: pgtq.PgTq) -> Iterator[Worker]:
-    """A worker serving ``q`` in a thread of this process, stopped after."""
-    worker = Worker(q, WorkerSettings(concurrency=2, poll_interval=0.5))
-    thread = threading.Thread(target=worker.run, name="test-worker")
-    thread.start()
-    try:
-        yield worker
-    finally:
-        worker.stop()
-        thread.join(timeout=30)
-    assert not thread.is_alive()
 
 
 def job(db: psycopg.Connection[Any], job_id: int) -> dict[str, Any]:

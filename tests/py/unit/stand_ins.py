@@ -1,13 +1,28 @@
 """Stand-ins for the unit tests: a clock moved by hand and a pool that runs
-nothing. Neither imitates the database."""
+nothing (neither imitates the database), and a wait with a deadline for
+the tests that use real threads."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 from pgtq.handler import Handler
 from pgtq.task import Task
 from pgtq.worker._routing import JobKey, job_key
+
+WAIT = 30.0  # a deadline for things that take milliseconds: only a hung test reaches it
+
+
+def wait_for(condition: Callable[[], Any], what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {WAIT} s: {what}")
+        time.sleep(0.01)
 
 
 class HandClock:

@@ -13,8 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-from stand_ins import HandClock, RecordingPool
+from stand_ins import WAIT, HandClock, RecordingPool, wait_for
 
 import pgtq
 from pgtq._records import Outcome
@@ -23,16 +22,6 @@ from pgtq.worker import Worker, WorkerSettings
 from pgtq.worker._dispatcher import _CancelHint
 from pgtq.worker._pools import ThreadPool
 from pgtq.worker._routing import job_key
-
-WAIT = 30.0  # a deadline for things that take milliseconds: only a hung test reaches it
-
-
-def wait_for(condition: Callable[[], Any], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {WAIT} s: {what}")
-        time.sleep(0.01)
 
 
 def test_a_cancellation_is_a_flag_an_event_and_callbacks() -> None:

@@ -13,22 +13,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from stand_ins import wait_for
 
 import pgtq
 from pgtq._records import Outcome
 from pgtq.task import Task
 from pgtq.worker._pools import ThreadPool
 from pgtq.worker._routing import job_key
-
-WAIT = 30.0  # a deadline for things that take milliseconds: only a hung test reaches it
-
-
-def wait_for(condition: Callable[[], Any], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {WAIT} s: {what}")
-        time.sleep(0.01)
 
 
 class Blocking:
