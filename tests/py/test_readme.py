@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 import subprocess
+from datetime import timedelta
 from typing import Any
 
 import psycopg
-from conftest import REPO, scalar
+from conftest import REPO, scalar, wait_until, worker_running
 from psycopg.conninfo import conninfo_to_dict
 
 README = (REPO / "README.md").read_text()
@@ -87,3 +88,65 @@ def test_periodic_tasks_example_in_psql(dsn: str, db: psycopg.Connection[Any]) -
     assert "morning-report" in result.stdout, "schedule and the view show it"
     assert "30 7 * * MON-FRI | Europe/Paris" in result.stdout
     assert scalar(db, "SELECT count(*) FROM pgtq.schedules") == 0, "and unschedule removed it"
+
+
+def run_python(after_heading: str, dsn: str) -> dict[str, Any]:
+    """Run the first Python block after a heading against this test's database."""
+    namespace: dict[str, Any] = {}
+    exec(
+        compile(code_block(after_heading, "python").replace("dbname=app", dsn), "README.md", "exec"),
+        namespace,
+    )
+    return namespace
+
+
+def job_state(db: psycopg.Connection[Any], job_id: int) -> str:
+    return str(scalar(db, "SELECT state::text FROM pgtq.jobs WHERE id = %s", [job_id]))
+
+
+def test_cancelling_a_running_job_example(dsn: str, db: psycopg.Connection[Any]) -> None:
+    example = run_python("### Cancelling a running job", dsn)
+    q, build_report, fetch_feed = example["q"], example["build_report"], example["fetch_feed"]
+    assert job_state(db, example["job_id"]) == "cancelled", "cancelled before it started"
+
+    report, feed = build_report.push(43, pages=10_000), fetch_feed.push("https://example.com/feed")
+    with worker_running(q):
+        wait_until(lambda: job_state(db, report) == job_state(db, feed) == "running")
+        assert q.cancel(report) and q.cancel(feed)
+        wait_until(lambda: job_state(db, report) == job_state(db, feed) == "cancelled")
+    assert str(scalar(db, "SELECT result FROM pgtq.jobs WHERE id = %s", [report])).startswith(
+        "stopped at page"
+    )
+    error = str(scalar(db, "SELECT last_error FROM pgtq.jobs WHERE id = %s", [feed]))
+    assert error.startswith(
+        f"Cancelled: job {feed} was asked to cancel while it ran; its coroutine was cancelled"
+    )
+    q.close()
+
+
+def test_retry_control_example(dsn: str, db: psycopg.Connection[Any]) -> None:
+    example = run_python("### Retry control", dsn)
+    q, send = example["q"], example["send"]
+    policies = db.execute("SELECT args, backoff_base, backoff_cap FROM pgtq.jobs ORDER BY id").fetchall()
+    assert policies == [
+        (["ann", "hi"], timedelta(seconds=30), timedelta(minutes=10)),
+        (["bob", "hi"], timedelta(seconds=5), timedelta(seconds=60)),
+    ]
+    ids = {account: send.push(account, "hi") for account in ("closed", "busy", "flaky", "nobody")}
+    with worker_running(q):
+        wait_until(lambda: all(job_state(db, i) in ("scheduled", "failed") for i in ids.values()))
+    ended = {
+        account: (job_state(db, i), scalar(db, "SELECT attempt FROM pgtq.jobs WHERE id = %s", [i]))
+        for account, i in ids.items()
+    }
+    assert ended == {
+        "closed": ("failed", 1),
+        "busy": ("scheduled", 1),
+        "flaky": ("scheduled", 1),
+        "nobody": ("failed", 1),
+    }
+    waits = scalar(db, "SELECT run_at - started_at FROM pgtq.jobs WHERE id = %s", [ids["busy"]])
+    assert timedelta(minutes=2) <= waits < timedelta(minutes=3), "Retry(delay=120)"
+    waits = scalar(db, "SELECT run_at - started_at FROM pgtq.jobs WHERE id = %s", [ids["flaky"]])
+    assert timedelta(seconds=24) <= waits < timedelta(minutes=1), "the handler's backoff: 30 s, jittered"
+    q.close()
