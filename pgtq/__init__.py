@@ -18,20 +18,25 @@ from __future__ import annotations
 
 from importlib import metadata as _metadata
 
+from pgtq._inspection import Schedule
 from pgtq.database import Database
 from pgtq.errors import (
     ConnectionFailedError,
     InvalidJobError,
+    JobCancelledError,
+    JobFailedError,
+    JobNotFoundError,
     PayloadTooLargeError,
     PermissionDeniedError,
     PgTqError,
     SchemaMissingError,
     SchemaVersionError,
     UnknownTaskError,
+    WaitTimeoutError,
 )
-from pgtq.handler import Handler, PushOptions
+from pgtq.handler import Handler, JobKeyMode, PushOptions
 from pgtq.queue import PgTq
-from pgtq.task import JobInfo, QueueStat, Task, current_task
+from pgtq.task import JobInfo, JobOutcome, PeriodicTask, QueueStat, Task, current_task
 
 try:
     __version__ = _metadata.version("pgtq")
@@ -43,17 +48,25 @@ __all__ = [
     "Database",
     "Handler",
     "InvalidJobError",
+    "JobCancelledError",
+    "JobFailedError",
     "JobInfo",
+    "JobKeyMode",
+    "JobNotFoundError",
+    "JobOutcome",
     "PayloadTooLargeError",
+    "PeriodicTask",
     "PermissionDeniedError",
     "PgTq",
     "PgTqError",
     "PushOptions",
     "QueueStat",
+    "Schedule",
     "SchemaMissingError",
     "SchemaVersionError",
     "Task",
     "UnknownTaskError",
+    "WaitTimeoutError",
     "__version__",
     "current_task",
 ]

@@ -22,12 +22,16 @@ SCHEMA_EXISTS: Final = (
     " WHERE n.nspname = 'pgtq' AND p.proname = 'version')"
 )
 
+# Job keys (0.2.0): a job_key makes at most one pending job per queue and
+# key; job_key_mode says what a push finding one does ('keep' or 'replace').
+# Without a key push pays two comparisons for them.
 PUSH: Final = (
     "SELECT pgtq.push("
     "queue => %(queue)s::text, task => %(task)s::text,"
     " args => %(args)s::jsonb, kwargs => %(kwargs)s::jsonb,"
     " run_at => %(run_at)s::timestamptz, priority => %(priority)s::integer,"
-    " max_attempts => %(max_attempts)s::integer)"
+    " max_attempts => %(max_attempts)s::integer,"
+    " job_key => %(job_key)s::text, job_key_mode => %(job_key_mode)s::text)"
 )
 
 PUSH_DELAYED: Final = (
@@ -35,7 +39,8 @@ PUSH_DELAYED: Final = (
     "queue => %(queue)s::text, task => %(task)s::text,"
     " args => %(args)s::jsonb, kwargs => %(kwargs)s::jsonb,"
     " run_at => now() + %(delay)s::interval, priority => %(priority)s::integer,"
-    " max_attempts => %(max_attempts)s::integer)"
+    " max_attempts => %(max_attempts)s::integer,"
+    " job_key => %(job_key)s::text, job_key_mode => %(job_key_mode)s::text)"
 )
 
 PUSH_MANY: Final = (
@@ -43,7 +48,8 @@ PUSH_MANY: Final = (
     "queue => %(queue)s::text, task => %(task)s::text,"
     " args => %(args)s::jsonb[], kwargs => %(kwargs)s::jsonb[],"
     " run_at => coalesce(%(run_at)s::timestamptz, now() + %(delay)s::interval),"
-    " priority => %(priority)s::integer, max_attempts => %(max_attempts)s::integer)"
+    " priority => %(priority)s::integer, max_attempts => %(max_attempts)s::integer,"
+    " job_keys => %(job_keys)s::text[], job_key_mode => %(job_key_mode)s::text)"
 )
 
 # The columns in the order of pgtq.task.Task's fields (queries.py reads them by position).
@@ -95,7 +101,7 @@ UNREGISTER_WORKER: Final = "SELECT pgtq.unregister_worker(worker => %(worker)s::
 
 # The columns in the order of pgtq.task.QueueStat's fields.
 QUEUE_STATS: Final = (
-    "SELECT queue, state::text, jobs, oldest_age FROM pgtq.queue_stats"
+    "SELECT queue, state::text, jobs, oldest_age, cancel_requested FROM pgtq.queue_stats"
     " WHERE %(queue)s::text IS NULL OR queue = %(queue)s::text"
     " ORDER BY queue, array_position(enum_range(NULL::pgtq.job_state), state)"
 )
@@ -125,6 +131,39 @@ BACKEND_PID: Final = "SELECT pg_catalog.pg_backend_pid()"
 # The listener's probe: a payload that can never be a queue name (names
 # have no control characters), so every listener ignores it but its sender.
 NOTIFY: Final = "SELECT pg_catalog.pg_notify('pgtq', %(payload)s::text)"
+
+# -- waiting for outcomes (pgtq.watch's protocol; pgtq/_waiting.py) -------------
+
+# Jobs somebody watch()es notify this channel when they finish, the id as payload.
+LISTEN_FINISHED: Final = "LISTEN pgtq_finished"
+
+# One registration per transaction (watch holds the job row's lock until
+# commit): a waiter pipelines BEGIN, WATCH, COMMIT for each job. The
+# columns in the order of pgtq.task.JobOutcome's fields, here and in OUTCOMES.
+BEGIN: Final = "BEGIN"
+COMMIT: Final = "COMMIT"
+
+WATCH: Final = "SELECT id, state::text, result, error, finished_at FROM pgtq.watch(id => %(id)s::bigint)"
+
+UNWATCH: Final = "SELECT pgtq.unwatch(id => %(id)s::bigint)"
+
+OUTCOMES: Final = (
+    "SELECT id, state::text, result, error, finished_at FROM pgtq.outcomes(ids => %(ids)s::bigint[])"
+)
+
+# -- periodic schedules -------------------------------------------------------------
+
+# The columns in the order of pgtq._inspection.Schedule's fields (as SCHEDULES).
+SCHEDULE: Final = (
+    "SELECT name, cron, timezone, queue, task, args, kwargs, priority, max_attempts,"
+    " next_run_at, last_run_at, last_job_id, last_error"
+    " FROM pgtq.schedule(name => %(name)s::text, cron => %(cron)s::text,"
+    " queue => %(queue)s::text, task => %(task)s::text,"
+    " args => %(args)s::jsonb, kwargs => %(kwargs)s::jsonb, timezone => %(timezone)s::text,"
+    " priority => %(priority)s::integer, max_attempts => %(max_attempts)s::integer)"
+)
+
+UNSCHEDULE: Final = "SELECT pgtq.unschedule(name => %(name)s::text)"
 
 # -- the operator's reads and actions (CLI, dashboard, metrics) -----------------
 
