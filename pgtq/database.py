@@ -22,6 +22,7 @@ from pgtq._json import encode_arguments
 from pgtq._values import as_interval, as_seconds
 from pgtq._waiting import wait_for
 from pgtq.errors import SchemaMissingError, SchemaVersionError
+from pgtq.periodic import register as register_periodic
 from pgtq.task import JobInfo, JobOutcome, Metric, PeriodicTask, QueueStat, WorkerInfo
 
 if TYPE_CHECKING:
@@ -219,7 +220,7 @@ class Database:
     def register_periodic(self, periodic: Sequence[PeriodicTask]) -> list[Schedule]:
         """``pgtq.schedule`` of each periodic task in one transaction (what
         a worker does at start for those of its queues); the schedules."""
-        return self._call(None, gateway.schedule_all, periodic)
+        return self._call(None, register_periodic, periodic)
 
     def unschedule(self, name: str) -> bool:
         """Remove the periodic schedule ``name`` (``pgtq.unschedule``);

@@ -29,7 +29,7 @@ from pgtq._db import queries, statements
 from pgtq._db.queries import Query
 from pgtq._inspection import Schedule
 from pgtq._records import Outcome, WorkerIdentity
-from pgtq.errors import ConnectionFailedError, database_errors
+from pgtq.errors import ConnectionFailedError, InvalidJobError, database_errors
 from pgtq.task import JobOutcome, PeriodicTask, Task
 
 if TYPE_CHECKING:
@@ -331,6 +331,17 @@ def schedule_all(conn: Connection, periodic: Sequence[PeriodicTask]) -> list[Sch
         with conn.transaction(), conn.pipeline():
             sent = [_send(conn, queries.schedule(task)) for task in ordered]
         return [reply.result() for reply in sent]
+
+
+def schedule_refused(conn: Connection, periodic: PeriodicTask) -> bool:
+    """Whether ``pgtq.schedule`` refuses ``periodic`` as invalid, tried in a
+    transaction that is rolled back (nothing is written either way)."""
+    try:
+        with _calling(conn), conn.transaction(force_rollback=True):
+            run(conn, queries.schedule(periodic))
+    except InvalidJobError:
+        return True
+    return False
 
 
 # -- waiting for outcomes (pgtq.watch's protocol, driven by pgtq/_waiting.py) -----
