@@ -294,22 +294,40 @@ class Database:
             return gateway.schedules(conn) if gateway.schedules_exist(conn) else None
 
 
-def check_schema(conn: psycopg.Connection[Any]) -> str:
+def check_schema(conn: psycopg.Connection[Any], *, allow_newer: bool = False) -> str:
     """The schema version installed where ``conn`` points; raises
     ``SchemaMissingError`` without one and ``SchemaVersionError`` when it is
-    not the version this package was written for."""
+    not the version this package was written for (a newer one passes with
+    ``allow_newer``: a running worker's reconnection, see ``schema_problem``)."""
     installed = gateway.installed_version(conn)
+    problem = schema_problem(installed, schema_version(), allow_newer=allow_newer)
+    if problem is not None:
+        raise problem
+    assert installed is not None
+    return installed
+
+
+def schema_problem(
+    installed: str | None, known: str, *, allow_newer: bool = False
+) -> SchemaMissingError | SchemaVersionError | None:
+    """What is wrong with schema ``installed`` (None: no schema) for a
+    package written for schema ``known``, or None when nothing is.
+
+    A newer schema is refused, unless ``allow_newer``: a worker that was
+    running when the database was upgraded (it finds the newer version when
+    it reconnects) goes on, because every upgrade keeps the SQL calls of
+    the release before it working (tested by tests/py/test_rolling_upgrade.py);
+    a worker that starts refuses it."""
     if installed is None:
-        raise SchemaMissingError("this database has no pgtq schema; install it with `pgtq migrate DSN`")
-    known = schema_version()
-    if parse_version(installed) > parse_version(known):
-        raise SchemaVersionError(
+        return SchemaMissingError("this database has no pgtq schema; install it with `pgtq migrate DSN`")
+    if parse_version(installed) > parse_version(known) and not allow_newer:
+        return SchemaVersionError(
             f"the database has pgtq schema {installed}, newer than {known} that this "
             "package knows; upgrade the pgtq Python package"
         )
     if parse_version(installed) < parse_version(known):
-        raise SchemaVersionError(
+        return SchemaVersionError(
             f"the database has pgtq schema {installed}, older than {known} that this "
             "package needs; upgrade it with `pgtq migrate DSN`"
         )
-    return installed
+    return None

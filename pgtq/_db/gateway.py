@@ -173,7 +173,6 @@ def _runs(build: Callable[P, Query[T]]) -> Callable[Concatenate[Connection, P], 
 
 
 extension_version = _runs(queries.extension_version)
-update_extension = _runs(queries.update_extension)
 push = _runs(queries.push)
 push_many = _runs(queries.push_many)
 pop = _runs(queries.pop)
@@ -211,6 +210,22 @@ job_detail = _runs(queries.job_detail)
 job_page = _runs(queries.job_page)
 outcomes = _runs(queries.outcomes)
 unschedule = _runs(queries.unschedule)
+
+
+# How long an upgrade's transaction waits for each lock before it gives up
+# (and ``pgtq.migrate`` tries again): workers queue behind a waiting lock.
+MIGRATION_LOCK_WAIT = timedelta(seconds=5)
+
+
+def update_extension(conn: Connection, version: str | None) -> None:
+    """``ALTER EXTENSION pgtq UPDATE`` (to ``version``, or the newest), in
+    one transaction that first takes every pgtq table (see
+    ``statements.LOCK_PGTQ_TABLES``), waiting at most MIGRATION_LOCK_WAIT
+    for each lock."""
+    with _calling(conn), conn.transaction():
+        run(conn, queries.migration_lock_timeout(MIGRATION_LOCK_WAIT))
+        run(conn, queries.lock_pgtq_tables())
+        run(conn, queries.update_extension(version))
 
 
 def usable(conn: Connection) -> bool:

@@ -132,6 +132,17 @@ def update_extension(version: str | None) -> Query[None]:
     return Query(statements.UPDATE_EXTENSION_TO.format(version=psycopg.sql.Literal(version)), None, _nothing)
 
 
+def migration_lock_timeout(timeout: timedelta) -> Query[None]:
+    """For the rest of the transaction, wait at most ``timeout`` for a lock."""
+    milliseconds = max(1, int(timeout.total_seconds() * 1000))
+    return Query(statements.MIGRATION_LOCK_TIMEOUT, {"timeout": f"{milliseconds}ms"}, _nothing)
+
+
+def lock_pgtq_tables() -> Query[None]:
+    """Lock every table of schema pgtq (if any) for an upgrade, at once."""
+    return Query(statements.LOCK_PGTQ_TABLES, None, _nothing)
+
+
 def push(
     *,
     queue: str,

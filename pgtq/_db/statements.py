@@ -121,6 +121,25 @@ UPDATE_EXTENSION: Final = "ALTER EXTENSION pgtq UPDATE"
 # The version is composed as a literal (DDL takes no parameters).
 UPDATE_EXTENSION_TO: Final = psycopg.sql.SQL("ALTER EXTENSION pgtq UPDATE TO {version}")
 
+# An upgrade under load (workers running): before the script, its
+# transaction waits at most this long for each lock ...
+MIGRATION_LOCK_TIMEOUT: Final = "SELECT pg_catalog.set_config('lock_timeout', %(timeout)s::text, true)"
+
+# ... and takes every table of schema pgtq in ACCESS EXCLUSIVE mode at
+# once, so no statement of the script takes a weaker lock on a table first
+# and a stronger one later (CREATE INDEX, then ALTER TABLE), which
+# deadlocks with workers that hold and want that table in between. The
+# busiest table last: a push or a lease renewal takes another table first.
+LOCK_PGTQ_TABLES: Final = (
+    "DO $$DECLARE tables text; BEGIN"
+    " SELECT pg_catalog.string_agg('pgtq.' || pg_catalog.quote_ident(c.relname), ', '"
+    " ORDER BY c.relname OPERATOR(pg_catalog.=) '_job', c.relname) INTO tables"
+    " FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace"
+    " WHERE n.nspname OPERATOR(pg_catalog.=) 'pgtq' AND c.relkind IN ('r', 'p');"
+    " IF tables IS NOT NULL THEN EXECUTE 'LOCK TABLE ' || tables || ' IN ACCESS EXCLUSIVE MODE'; END IF;"
+    " END$$"
+)
+
 # pgtq._announce() notifies this channel with the queue name as payload.
 LISTEN: Final = "LISTEN pgtq"
 
