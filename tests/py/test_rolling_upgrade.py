@@ -195,7 +195,7 @@ def drain_across_the_upgrade(
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
         for worker in workers:
-            assert worker.wait(timeout=60) != 0
+            assert worker.wait(timeout=60) == 1
             assert (
                 f"the database has pgtq schema {CURRENT}, newer than {PREVIOUS} that this package knows;"
                 " upgrade the pgtq Python package" in old_workers.output(worker)
@@ -244,7 +244,7 @@ def test_a_running_worker_goes_on_with_a_newer_schema_and_a_starting_one_refuses
     assert worker.poll() is None
 
     refused = processes.worker()
-    assert refused.wait(timeout=60) != 0
+    assert refused.wait(timeout=60) == 1
     assert (
         f"the database has pgtq schema {newer}, newer than {CURRENT} that this package knows;"
         " upgrade the pgtq Python package" in processes.output(refused)
