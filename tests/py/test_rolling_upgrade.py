@@ -71,50 +71,29 @@ def previous_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-class OldWorkers:
-    """Worker processes of the previous release (``pgtq worker`` of its
-    package, ``rolling_app:q``); always reaped."""
+class OldWorkers(Processes):
+    """``pgtq`` processes of the previous release's package (its folder first
+    on PYTHONPATH; they run in the test apps' folder, which holds no pgtq);
+    always reaped."""
 
     def __init__(self, package: Path, dsn: str, log_dir: Path) -> None:
-        self.package, self.dsn, self.log_dir = package, dsn, log_dir
-        self.started: list[subprocess.Popen[bytes]] = []
+        super().__init__(dsn, log_dir)
+        self.package = package
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ, PGTQ_DSN=self.dsn)
-        env["PYTHONPATH"] = os.pathsep.join([str(self.package), str(APPS)])
-        return env
+        return super().env() | {"PYTHONPATH": os.pathsep.join([str(self.package), str(APPS)])}
 
     def run_python(self, code: str) -> None:
-        subprocess.run(
-            [sys.executable, "-c", code], env=self.env(), cwd=self.log_dir, check=True, timeout=120
-        )
+        subprocess.run([sys.executable, "-c", code], env=self.env(), cwd=APPS, check=True, timeout=120)
 
-    def start(self) -> subprocess.Popen[bytes]:
-        log = self.log_dir / f"old-worker-{len(self.started)}.log"
-        with log.open("wb") as output:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "pgtq.cli", "worker", "rolling_app:q", "--concurrency", "4"],
-                env=self.env(),
-                cwd=self.log_dir,  # not the checkout: only PYTHONPATH finds a pgtq
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
-        self.started.append(process)
-        return process
-
-    def output(self, process: subprocess.Popen[bytes]) -> str:
-        return (self.log_dir / f"old-worker-{self.started.index(process)}.log").read_text()
-
-    def stop_all(self) -> None:
-        for process in self.started:
-            if process.poll() is None:
-                process.kill()
-            process.wait(timeout=30)
+    def start(self) -> subprocess.Popen[str]:
+        return self.worker("rolling_app:q", "--concurrency", "4")
 
 
 @pytest.fixture
 def old_workers(previous_package: Path, empty_dsn: str, tmp_path: Path) -> Iterator[OldWorkers]:
-    workers = OldWorkers(previous_package, empty_dsn, tmp_path)
+    (tmp_path / "old").mkdir()
+    workers = OldWorkers(previous_package, empty_dsn, tmp_path / "old")
     yield workers
     workers.stop_all()
 
@@ -144,7 +123,8 @@ def test_workers_of_the_previous_release_drain_a_queue_while_the_database_is_upg
     tmp_path: Path,
     install_previous: Callable[[str, OldWorkers], None],
 ) -> None:
-    new_workers = Processes(empty_dsn, tmp_path)
+    (tmp_path / "new").mkdir()
+    new_workers = Processes(empty_dsn, tmp_path / "new")
     try:
         drain_across_the_upgrade(empty_dsn, old_workers, new_workers, install_previous)
     finally:

@@ -24,12 +24,11 @@ import psycopg
 import pytest
 from conftest import Processes, scalar, wait_until
 from psycopg.conninfo import make_conninfo
+from test_notifications import announced
 
 import pgtq
 from pgtq._db import gateway
 from pgtq._waiting import SAFETY_POLL_INTERVAL, Await, Listen, Watch, _perform, waiting
-
-SENTINEL = "-- sentinel --"
 
 
 def claim(q: pgtq.PgTq, task: str = "task", **options: Any) -> pgtq.Task:
@@ -262,13 +261,7 @@ def test_jobs_nobody_waits_for_send_no_notification(
         listener.execute("LISTEN pgtq_finished")
 
         def heard() -> list[str]:
-            db.execute("SELECT pg_notify('pgtq_finished', %s)", [SENTINEL])
-            payloads = []
-            for notify in listener.notifies(timeout=30):
-                if notify.payload == SENTINEL:
-                    return payloads
-                payloads.append(notify.payload)
-            raise AssertionError(f"the sentinel did not arrive (got {payloads})")
+            return announced(listener, db, "pgtq_finished")
 
         q.push("task", [1])
         q.push_many("task", [[2], [3]])
