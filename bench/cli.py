@@ -78,12 +78,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-profile", action="store_true", help="skip EXPLAIN ANALYZE and the worker profile"
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="REF",
+        help="also run the pgtq enqueue and drain scenarios against this commit of the repository (e.g. the "
+        "last commit of a previous release), each right after this checkout's, reported side by side",
+    )
     parser.add_argument("--output", type=Path, help="results folder (default bench/results)")
     parser.add_argument("--stem", help="file name stem (default: the date and time, with -quick for --quick)")
     return parser
 
 
-def _scenarios(names: list[str]) -> list[tuple[str, Scenario]]:
+def _scenarios(names: list[str], ref: dict[str, Scenario] | None = None) -> list[tuple[str, Scenario]]:
+    """The scenarios to run, in order; with a ``--baseline`` ref, each of its
+    scenarios right after the one of this checkout it follows."""
     from bench import peers, profile
     from bench.scenarios import bloat, drain, enqueue, sqldrain, sustained, wakeup
 
@@ -97,6 +105,11 @@ def _scenarios(names: list[str]) -> list[tuple[str, Scenario]]:
         "sustained": sustained.run,
         "bloat": bloat.run,
     }
+    if ref:
+        from bench.reference import interleave
+
+        table |= {f"ref_{name}": scenario for name, scenario in ref.items()}
+        names = interleave(names, ref)
     return [(name, table[name]) for name in names]
 
 
@@ -169,13 +182,14 @@ def main(argv: list[str] | None = None) -> int:
             )
             if args.concurrency:
                 ctx.pgtq_best_concurrency, ctx.tune = args.concurrency, False
+            ref_scenarios = _baseline(args.baseline, ctx, cluster, results) if args.baseline else None
             log(
                 f"machine: {results['machine']['cores']} cores, {results['machine']['memory_gib']} GiB; "
                 f"PostgreSQL {results['settings'].get('server_version')}, "
                 f"synchronous_commit={results['settings'].get('synchronous_commit')}"
             )
             try:
-                run_scenarios(ctx, _scenarios(names))
+                run_scenarios(ctx, _scenarios(names, ref_scenarios))
                 if args.async_commit_pass:
                     results["async_commit_pass"] = _async_pass(ctx)
             finally:
@@ -184,19 +198,36 @@ def main(argv: list[str] | None = None) -> int:
         log("interrupted: writing what was measured (not as latest)")
         interrupted = True
     results["total_seconds"] = round(time.monotonic() - started, 1)
-    from bench.report.markdown import bloat_table, headline_table, machine_block, sustained_table
+    from bench.report.markdown import bloat_table, headline_table, machine_block, ref_table, sustained_table
     from bench.report.write import RESULTS_DIR, write
 
     paths = write(results, stem, args.output or RESULTS_DIR, latest=not (args.only or interrupted))
     print(machine_block(results))
     print()
-    for table in (headline_table(results), sustained_table(results), bloat_table(results)):
+    for table in (
+        headline_table(results),
+        ref_table(results),
+        sustained_table(results),
+        bloat_table(results),
+    ):
         if table:
             print(table)
             print()
     for kind, path in paths.items():
         print(f"wrote {kind}: {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
     return 1 if _report_problems(results) or interrupted else 0
+
+
+def _baseline(ref: str, ctx: Context, cluster: Any, results: dict[str, Any]) -> dict[str, Scenario]:
+    """Set up ``--baseline REF``: its code from git, its database; its
+    scenarios (see bench/reference.py)."""
+    from bench import reference
+
+    info = reference.export(ref, ctx.scratch / "ref")
+    reference.log_ref(info)
+    results["ref"] = info
+    ref_ctx = reference.context(ctx, Path(info["path"]), reference.install(cluster, Path(info["path"])))
+    return reference.scenarios(ctx, ref_ctx)
 
 
 def _report_problems(results: dict[str, Any]) -> bool:

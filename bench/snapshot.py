@@ -11,6 +11,7 @@ schema from it, and reports a digest of what it measured.
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -37,4 +38,9 @@ def freeze(dest: Path) -> dict[str, Any]:
         digest.update(str(path.relative_to(dest)).encode())
         digest.update(path.read_bytes())
     sys.path.insert(0, str(dest))
-    return {"path": str(dest), "sha256": digest.hexdigest()[:16]}
+    version = re.search(r"^default_version = '([^']+)'", (dest / "pgtq.control").read_text(), re.MULTILINE)
+    return {
+        "path": str(dest),
+        "sha256": digest.hexdigest()[:16],
+        "version": version.group(1) if version else "?",
+    }

@@ -137,6 +137,35 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+# pgtq's figures compared with a --baseline ref: (label, scenario, match).
+_REF_ROWS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("enqueue, 1 job per transaction, 1 client (`pgtq.push`)", "enqueue", {"kind": "pgtq-sql", "clients": 1}),
+    (
+        "enqueue, 1 job per transaction, 4 clients (`pgtq.push`)",
+        "enqueue",
+        {"kind": "pgtq-sql", "clients": 4},
+    ),
+    ("enqueue, 1 job per transaction, 1 client, Python `PgTq.push`", "enqueue", {"kind": "pgtq-python"}),
+    ("enqueue, bulk 1,000 per call (`pgtq.push_many`)", "enqueue", {"kind": "pgtq-push-many"}),
+    ("drain, real worker, best settings, 1 process", "drain", {"label": "best", "processes": 1}),
+    ("drain, real worker, best settings, 2 processes", "drain", {"label": "best", "processes": 2}),
+    ("drain, real worker, defaults, 1 process", "drain", {"label": "defaults", "processes": 1}),
+    ("drain, real worker, defaults, 2 processes", "drain", {"label": "defaults", "processes": 2}),
+)
+
+
+def against_ref(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """This checkout's pgtq figures beside a ``--baseline`` ref's (jobs/s),
+    with their ratio; rows either side did not measure are left out."""
+    rows = []
+    for metric, scenario, match in _REF_ROWS:
+        this = _value(_find(_list(results, scenario), system="pgtq", **match))
+        ref = _value(_find(_list(results, f"ref_{scenario}"), system="pgtq", **match))
+        if this is not None or ref is not None:
+            rows.append({"metric": metric, "this": this, "ref": ref, "ratio": ratio(this, ref)})
+    return rows
+
+
 def steady_sizes(sustained: dict[str, Any]) -> tuple[int, int] | None:
     """The largest table + indexes size (bytes) in the earlier and in the
     later part of a sustained run's steady phase (40-70% and 70-100% of the

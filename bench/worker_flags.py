@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -24,9 +24,12 @@ class WorkerFlags:
     batch_size: bool
 
 
-def detect(pgtq_cli: Sequence[str]) -> WorkerFlags:
-    """Ask ``pgtq worker --help`` which flags exist."""
-    result = subprocess.run([*pgtq_cli, "worker", "--help"], capture_output=True, text=True, check=False)
+def detect(pgtq_cli: Sequence[str], env: Mapping[str, str] | None = None) -> WorkerFlags:
+    """Ask ``pgtq worker --help`` which flags exist (in ``env``: the code
+    under test first on its PYTHONPATH)."""
+    result = subprocess.run(
+        [*pgtq_cli, "worker", "--help"], capture_output=True, text=True, check=False, env=env
+    )
     text = result.stdout + result.stderr
     choices: tuple[str, ...] = ()
     match = re.search(r"--pool\s+\{([^}]*)\}", text)

@@ -18,21 +18,26 @@ from __future__ import annotations
 
 from importlib import metadata as _metadata
 
+from pgtq._inspection import Schedule
 from pgtq._retry import Abort, Retry
 from pgtq.database import Database
 from pgtq.errors import (
     ConnectionFailedError,
     InvalidJobError,
+    JobCancelledError,
+    JobFailedError,
+    JobNotFoundError,
     PayloadTooLargeError,
     PermissionDeniedError,
     PgTqError,
     SchemaMissingError,
     SchemaVersionError,
     UnknownTaskError,
+    WaitTimeoutError,
 )
-from pgtq.handler import Handler, PushOptions
+from pgtq.handler import Handler, JobKeyMode, PushOptions
 from pgtq.queue import PgTq
-from pgtq.task import JobInfo, QueueStat, Task, current_task
+from pgtq.task import JobInfo, JobOutcome, PeriodicTask, QueueStat, Task, current_task
 
 try:
     __version__ = _metadata.version("pgtq")
@@ -45,18 +50,26 @@ __all__ = [
     "Database",
     "Handler",
     "InvalidJobError",
+    "JobCancelledError",
+    "JobFailedError",
     "JobInfo",
+    "JobKeyMode",
+    "JobNotFoundError",
+    "JobOutcome",
     "PayloadTooLargeError",
+    "PeriodicTask",
     "PermissionDeniedError",
     "PgTq",
     "PgTqError",
     "PushOptions",
     "QueueStat",
     "Retry",
+    "Schedule",
     "SchemaMissingError",
     "SchemaVersionError",
     "Task",
     "UnknownTaskError",
+    "WaitTimeoutError",
     "__version__",
     "current_task",
 ]

@@ -355,6 +355,8 @@ def queue_overview(database: Database, queue: str | None, period: timedelta) -> 
                 "oldest_ready_age_seconds": 0.0,
                 "recent": {"completed": 0, "failed": 0, "lease_expiries": 0},
                 "workers": 0,
+                # Running jobs asked to cancel that have not stopped yet.
+                "cancel_requested": 0,
                 # Not in this schema yet (issue 9): None means "unknown", not "no".
                 "paused": None,
                 "limit": None,
@@ -363,6 +365,7 @@ def queue_overview(database: Database, queue: str | None, period: timedelta) -> 
 
     for stat in stats:
         entry(stat.queue)["jobs"][stat.state] = stat.jobs
+        entry(stat.queue)["cancel_requested"] += stat.cancel_requested
     recent_names = {
         "recent_completed": "completed",
         "recent_failed": "failed",
@@ -405,6 +408,10 @@ def _stats_table(overview: dict[str, Any], server: str = "") -> Table:
     table.add_column("done/min", justify="right")
     table.add_column("failed/min", justify="right")
     table.add_column("workers", justify="right")
+    # Running jobs asked to cancel, shown only while there are some.
+    cancelling = any(item["cancel_requested"] for item in overview["queues"])
+    if cancelling:
+        table.add_column("cancel asked", justify="right")
     for item in overview["queues"]:
         table.add_row(
             item["queue"],
@@ -413,6 +420,7 @@ def _stats_table(overview: dict[str, Any], server: str = "") -> Table:
             f"{item['recent']['completed_per_minute']:g}",
             f"{item['recent']['failed_per_minute']:g}",
             str(item["workers"]),
+            *([str(item["cancel_requested"])] if cancelling else []),
         )
     return table
 
@@ -624,6 +632,26 @@ def schedules(dsn: str | None, as_json: bool) -> int:
     return EXIT_OK
 
 
+@cli.command(
+    help="Remove the periodic schedule NAME (pgtq.unschedule); the jobs it enqueued stay. Removing "
+    "a @q.periodic from the code does not remove its schedule: this does."
+)
+@click.argument("name", metavar="NAME")
+@dsn_option
+@json_option
+def unschedule(name: str, dsn: str | None, as_json: bool) -> int:
+    with _database(dsn) as database:
+        if database.schedules() is None:
+            raise Unavailable("this database's pgtq schema has no schedules (they arrive with pgtq 0.2.0)")
+        if not database.unschedule(name):
+            raise NothingToDo(f"no schedule named {name!r} (pgtq schedules lists them)")
+    if as_json:
+        _print_json({"unscheduled": name})
+    else:
+        click.echo(f"schedule {name!r} removed")
+    return EXIT_OK
+
+
 # -- acting: retry, cancel, delete, purge --------------------------------------------
 
 
@@ -674,14 +702,26 @@ def _act_on_one(
     return EXIT_OK
 
 
-@cli.command(help="Cancel a job that has not started (scheduled or ready).")
+@cli.command(
+    help="Cancel a job that has not started (scheduled or ready); ask a running one to stop (it ends "
+    "cancelled when its worker's handler stops)."
+)
 @click.argument("job_id", type=int, metavar="ID")
 @dsn_option
 @json_option
 def cancel(job_id: int, dsn: str | None, as_json: bool) -> int:
-    return _act_on_one(
-        job_id, dsn, as_json, Database.cancel, "cancelled", "only scheduled or ready jobs are cancelled"
-    )
+    with _database(dsn) as database:
+        asked = database.cancel(job_id)
+        found = _job_or_nothing(database, job_id)
+    if not asked:
+        raise NothingToDo(f"job {job_id} is {found.state}: a finished job cannot be cancelled")
+    if as_json:
+        _print_json({"cancelled": 1, "id": job_id, "state": found.state})
+    elif found.state == "running":
+        click.echo(f"job {job_id} is running: asked to stop (it ends cancelled when its worker stops it)")
+    else:
+        click.echo(f"job {job_id} {found.state}")
+    return EXIT_OK
 
 
 @cli.command(help="Delete one finished job (done, failed or cancelled).")

@@ -10,7 +10,7 @@ the gateway (``pgtq._db.gateway``).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
@@ -18,9 +18,12 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 from pgtq._db import gateway
 from pgtq._db.schema import parse_version, schema_version
 from pgtq._inspection import Schedule
-from pgtq._values import as_interval
+from pgtq._json import encode_arguments
+from pgtq._values import as_interval, as_seconds
+from pgtq._waiting import wait_for
 from pgtq.errors import SchemaMissingError, SchemaVersionError
-from pgtq.task import JobInfo, Metric, QueueStat, WorkerInfo
+from pgtq.periodic import register as register_periodic
+from pgtq.task import JobInfo, JobOutcome, Metric, PeriodicTask, QueueStat, WorkerInfo
 
 if TYPE_CHECKING:
     import psycopg
@@ -151,6 +154,80 @@ class Database:
         """Run a failed or cancelled job again (``pgtq.retry``)."""
         return self._call(None, gateway.retry, job_id)
 
+    # -- waiting for outcomes ------------------------------------------------
+
+    def wait(self, job_id: int, timeout: float | timedelta | None = None) -> Any:
+        """Wait until job ``job_id`` finishes and return its result (the
+        handler's return value, as JSON gave it back).
+
+        Raises ``JobFailedError`` (with the stored error and traceback) when
+        it failed, ``JobCancelledError`` when it was cancelled,
+        ``WaitTimeoutError`` (a ``TimeoutError``) when it has not finished
+        after ``timeout`` seconds (None: wait as long as it takes; 0: look
+        once), and ``JobNotFoundError`` for a job this login role may not
+        wait for (only the jobs it pushed: SECURITY.md). It waits for a
+        notification (``pgtq.watch``'s protocol, on a connection of its own
+        for the duration of the call), not by polling: see ``wait_many``.
+        """
+        (outcome,) = self.wait_many([job_id], timeout)
+        return outcome.value()
+
+    def wait_many(self, job_ids: Iterable[int], timeout: float | timedelta | None = None) -> list[JobOutcome]:
+        """Wait until every job of ``job_ids`` has finished; their outcomes
+        (``JobOutcome``: state, result, error), in the order of ``job_ids``.
+
+        A failed or cancelled job does not raise here: look at each
+        outcome's ``state`` (or ``ok``), or call its ``value()``, which
+        returns the result or raises as ``wait`` does. ``WaitTimeoutError``
+        after ``timeout`` seconds names the jobs not yet finished and holds
+        the outcomes of the others; ``JobNotFoundError`` names ids this
+        login role may not wait for (nothing is waited for then).
+
+        One connection of its own LISTENs on ``pgtq_finished`` and registers
+        with ``pgtq.watch`` for every job (pipelined, one transaction each),
+        then waits for their notifications; at the timeout it takes its
+        registrations back. LISTEN needs a session: through PgBouncer in
+        transaction mode, wait on a ``Database``/``PgTq`` with a direct DSN.
+        """
+        return wait_for(self.dsn, job_ids, as_seconds(timeout, "timeout"))
+
+    # -- periodic schedules --------------------------------------------------
+
+    def schedule(
+        self,
+        name: str,
+        cron: str,
+        queue: str,
+        task: str,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        timezone: str = "UTC",
+        priority: int = 0,
+        max_attempts: int = 25,
+    ) -> Schedule:
+        """Create or change the periodic schedule ``name`` (``pgtq.schedule``,
+        an upsert): from then on ``tick`` enqueues ``task`` into ``queue``
+        with these arguments at each occurrence of ``cron`` in ``timezone``.
+        Returns the schedule; a bad cron expression or time zone raises
+        ``InvalidJobError`` naming it. ``@q.periodic`` declares the same
+        from code."""
+        args_json, kwargs_json = encode_arguments(task, args, kwargs or {})
+        periodic = PeriodicTask(
+            name, cron, queue, task, args_json, kwargs_json, timezone, priority, max_attempts
+        )
+        return self.register_periodic([periodic])[0]
+
+    def register_periodic(self, periodic: Sequence[PeriodicTask]) -> list[Schedule]:
+        """``pgtq.schedule`` of each periodic task in one transaction (what
+        a worker does at start for those of its queues); the schedules."""
+        return self._call(None, register_periodic, periodic)
+
+    def unschedule(self, name: str) -> bool:
+        """Remove the periodic schedule ``name`` (``pgtq.unschedule``);
+        whether it existed. Jobs it enqueued stay."""
+        return self._call(None, gateway.unschedule, name)
+
     # -- the operator's reads and actions ----------------------------------
 
     def metrics(self, period: timedelta | float = 300) -> list[Metric]:
@@ -218,22 +295,40 @@ class Database:
             return gateway.schedules(conn) if gateway.schedules_exist(conn) else None
 
 
-def check_schema(conn: psycopg.Connection[Any]) -> str:
+def check_schema(conn: psycopg.Connection[Any], *, allow_newer: bool = False) -> str:
     """The schema version installed where ``conn`` points; raises
     ``SchemaMissingError`` without one and ``SchemaVersionError`` when it is
-    not the version this package was written for."""
+    not the version this package was written for (a newer one passes with
+    ``allow_newer``: a running worker's reconnection, see ``schema_problem``)."""
     installed = gateway.installed_version(conn)
+    problem = schema_problem(installed, schema_version(), allow_newer=allow_newer)
+    if problem is not None:
+        raise problem
+    assert installed is not None
+    return installed
+
+
+def schema_problem(
+    installed: str | None, known: str, *, allow_newer: bool = False
+) -> SchemaMissingError | SchemaVersionError | None:
+    """What is wrong with schema ``installed`` (None: no schema) for a
+    package written for schema ``known``, or None when nothing is.
+
+    A newer schema is refused, unless ``allow_newer``: a worker that was
+    running when the database was upgraded (it finds the newer version when
+    it reconnects) goes on, because every upgrade keeps the SQL calls of
+    the release before it working (tested by tests/py/test_rolling_upgrade.py);
+    a worker that starts refuses it."""
     if installed is None:
-        raise SchemaMissingError("this database has no pgtq schema; install it with `pgtq migrate DSN`")
-    known = schema_version()
-    if parse_version(installed) > parse_version(known):
-        raise SchemaVersionError(
+        return SchemaMissingError("this database has no pgtq schema; install it with `pgtq migrate DSN`")
+    if parse_version(installed) > parse_version(known) and not allow_newer:
+        return SchemaVersionError(
             f"the database has pgtq schema {installed}, newer than {known} that this "
             "package knows; upgrade the pgtq Python package"
         )
     if parse_version(installed) < parse_version(known):
-        raise SchemaVersionError(
+        return SchemaVersionError(
             f"the database has pgtq schema {installed}, older than {known} that this "
             "package needs; upgrade it with `pgtq migrate DSN`"
         )
-    return installed
+    return None

@@ -4,7 +4,7 @@ layer, which therefore sits above this module)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
 import psycopg
@@ -13,12 +13,16 @@ from psycopg import errors as pg_errors
 __all__ = [
     "ConnectionFailedError",
     "InvalidJobError",
+    "JobCancelledError",
+    "JobFailedError",
+    "JobNotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "PgTqError",
     "SchemaMissingError",
     "SchemaVersionError",
     "UnknownTaskError",
+    "WaitTimeoutError",
     "database_errors",
 ]
 
@@ -67,6 +71,87 @@ class UnknownTaskError(PgTqError, LookupError):
         super().__init__(f"no handler for task {task!r} in queue {queue!r} (known tasks: {names})")
         self.task = task
         self.queue = queue
+
+
+class JobFailedError(PgTqError):
+    """The job a waiter waited for failed for good (``pgtq.wait``): its
+    last attempt failed with no attempt left, or it was aborted.
+
+    ``error`` is the error text the job stored (as ``pgtq.jobs.last_error``:
+    for a handler's exception, its type and message on the first line, then
+    the traceback), ``traceback`` the traceback part of it (None when the
+    error has none)."""
+
+    def __init__(self, job_id: int, error: str | None) -> None:
+        self.job_id = job_id
+        self.error = error
+        super().__init__(f"job {job_id} failed: {_first_line(error) or 'no error recorded'}")
+
+    @property
+    def traceback(self) -> str | None:
+        """The traceback the stored error carries, from its
+        ``Traceback (most recent call last):`` line on; None without one."""
+        if self.error is None:
+            return None
+        start = self.error.find("Traceback (most recent call last):")
+        return None if start < 0 else self.error[start:]
+
+
+class JobCancelledError(PgTqError):
+    """The job a waiter waited for was cancelled (``pgtq.wait``): before it
+    ran, or by a cancel request while it ran, or superseded by a newer job
+    with its job key. ``error`` is the last error it stored (None when
+    there is none; for a superseded job, which job took its place),
+    ``result`` the result of a run that completed after the request."""
+
+    def __init__(self, job_id: int, error: str | None = None, result: object = None) -> None:
+        self.job_id = job_id
+        self.error = error
+        self.result = result
+        reason = _first_line(error)
+        super().__init__(f"job {job_id} was cancelled{f': {reason}' if reason else ''}")
+
+
+class JobNotFoundError(PgTqError, LookupError):
+    """A waiter asked for jobs it cannot see (``pgtq.wait``): unknown ids,
+    jobs another login role pushed (a waiter sees only the jobs its login
+    role pushed, or a role it is a member of: SECURITY.md), jobs pushed
+    before schema 0.2.0, or jobs deleted meanwhile. ``job_ids`` names them."""
+
+    def __init__(self, job_ids: Iterable[int]) -> None:
+        self.job_ids = sorted(job_ids)
+        shown = ", ".join(str(job_id) for job_id in self.job_ids[:10])
+        more = f" and {len(self.job_ids) - 10} more" if len(self.job_ids) > 10 else ""
+        what = "job" if len(self.job_ids) == 1 else "jobs"
+        super().__init__(
+            f"no {what} {shown}{more} that this login role may wait for: unknown, pushed by another "
+            "login role, pushed before pgtq 0.2.0, or deleted"
+        )
+
+
+class WaitTimeoutError(PgTqError, TimeoutError):
+    """Jobs a waiter waited for did not all finish within its timeout
+    (``pgtq.wait``). ``job_ids``: those that had not finished, in the order
+    asked; ``outcomes``: those that had, by id (``pgtq.JobOutcome``)."""
+
+    def __init__(self, job_ids: Iterable[int], timeout: float, outcomes: Mapping[int, object]) -> None:
+        self.job_ids = list(job_ids)
+        self.timeout = timeout
+        self.outcomes = dict(outcomes)
+        if len(self.job_ids) == 1 and not self.outcomes:
+            message = f"job {self.job_ids[0]} did not finish within {timeout:g} s"
+        else:
+            shown = ", ".join(str(job_id) for job_id in self.job_ids[:10])
+            more = ", ..." if len(self.job_ids) > 10 else ""
+            total = len(self.job_ids) + len(self.outcomes)
+            late = f"{len(self.job_ids)} of {total} jobs"
+            message = f"{late} did not finish within {timeout:g} s ({shown}{more})"
+        super().__init__(message)
+
+
+def _first_line(text: str | None) -> str:
+    """The first line of a stored error ('' for None)."""
+    return (text or "").strip().split("\n", 1)[0]
 
 
 _INVALID_INPUT_STATES = {"PT001", "PT002", "PT003", "PT004"}

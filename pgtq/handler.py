@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar
 
 from pgtq._retry import RetryOn
 
@@ -16,6 +16,11 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+# What a push with a job key does when a pending job has the key: "keep"
+# changes nothing and returns that job's id, "replace" gives it this push's
+# arguments, run_at, priority and max_attempts (pgtq.push checks the mode).
+JobKeyMode = Literal["keep", "replace"]
 
 
 @dataclass(frozen=True)
@@ -35,17 +40,41 @@ class PushOptions(Generic[P, R]):
     queue: str | None = None
     backoff_base: timedelta | float | None = None
     backoff_cap: timedelta | float | None = None
+    job_key: str | None = None
+    job_key_mode: JobKeyMode = "keep"
 
     def push(self, *args: P.args, **kwargs: P.kwargs) -> int:
-        """Enqueue one job with these options; returns its id."""
-        return self.handler.pgtq.push(self.handler.name, args, kwargs, **self._push_options())
+        """Enqueue one job with these options; returns its id (with a job
+        key, the id of the pending job that holds it, if one did)."""
+        return self.handler.pgtq.push(
+            self.handler.name,
+            args,
+            kwargs,
+            job_key=self.job_key,
+            job_key_mode=self.job_key_mode,
+            **self._push_options(),
+        )
 
     def push_many(
-        self, args_list: Sequence[Sequence[Any]], kwargs_list: Sequence[Mapping[str, Any]] | None = None
+        self,
+        args_list: Sequence[Sequence[Any]],
+        kwargs_list: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        job_keys: Sequence[str | None] | None = None,
     ) -> list[int]:
         """Enqueue one job per element of ``args_list`` (and ``kwargs_list``)
-        with these options, in one call; returns their ids."""
-        return self.handler.pgtq.push_many(self.handler.name, args_list, kwargs_list, **self._push_options())
+        with these options, in one call; returns their ids. ``job_keys``:
+        one job key per job (None: no key), with these options' mode."""
+        if self.job_key is not None:
+            raise ValueError("a job_key names one job: give push_many job_keys=[...], one per job")
+        return self.handler.pgtq.push_many(
+            self.handler.name,
+            args_list,
+            kwargs_list,
+            job_keys=job_keys,
+            job_key_mode=self.job_key_mode,
+            **self._push_options(),
+        )
 
     def _push_options(self) -> dict[str, Any]:
         """These options, with the handler's defaults where none was given."""
@@ -108,11 +137,16 @@ class Handler(Generic[P, R]):
         return PushOptions(self).push(*args, **kwargs)
 
     def push_many(
-        self, args_list: Sequence[Sequence[Any]], kwargs_list: Sequence[Mapping[str, Any]] | None = None
+        self,
+        args_list: Sequence[Sequence[Any]],
+        kwargs_list: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        job_keys: Sequence[str | None] | None = None,
     ) -> list[int]:
         """Enqueue many jobs of this handler in one call (``pgtq.push_many``):
-        one per element of ``args_list``, with ``kwargs_list``'s element."""
-        return PushOptions(self).push_many(args_list, kwargs_list)
+        one per element of ``args_list``, with ``kwargs_list``'s element
+        (and ``job_keys``', its job key)."""
+        return PushOptions(self).push_many(args_list, kwargs_list, job_keys=job_keys)
 
     def options(
         self,
@@ -125,12 +159,15 @@ class Handler(Generic[P, R]):
         queue: str | None = None,
         backoff_base: timedelta | float | None = None,
         backoff_cap: timedelta | float | None = None,
+        job_key: str | None = None,
+        job_key_mode: JobKeyMode = "keep",
     ) -> PushOptions[P, R]:
         """Push options: ``run_at`` or ``delay`` (seconds or timedelta),
         ``priority``, ``max_attempts``, ``queue``, ``backoff_base`` and
         ``backoff_cap`` (seconds or timedelta; the handler's when not given),
-        and ``conn``, a psycopg connection whose open transaction the push
-        joins."""
+        ``conn``, a psycopg connection whose open transaction the push
+        joins, and ``job_key`` with ``job_key_mode`` (``"keep"`` or
+        ``"replace"``: see ``PgTq.push``)."""
         return replace(
             PushOptions(self),
             run_at=run_at,
@@ -141,6 +178,8 @@ class Handler(Generic[P, R]):
             queue=queue,
             backoff_base=backoff_base,
             backoff_cap=backoff_cap,
+            job_key=job_key,
+            job_key_mode=job_key_mode,
         )
 
     def __repr__(self) -> str:

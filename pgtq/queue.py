@@ -10,18 +10,19 @@ holds as ``.database``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from pgtq._db import gateway
+from pgtq._inspection import Schedule
 from pgtq._json import encode_arguments, encode_result
 from pgtq._retry import checked_delay, checked_retry_on
 from pgtq._values import as_interval
 from pgtq.database import Database
 from pgtq.errors import UnknownTaskError
-from pgtq.handler import Handler
-from pgtq.task import JobInfo, QueueStat, Task
+from pgtq.handler import Handler, JobKeyMode
+from pgtq.task import JobInfo, JobOutcome, PeriodicTask, QueueStat, Task
 
 if TYPE_CHECKING:
     import psycopg
@@ -54,6 +55,8 @@ class PgTq:
             raise ValueError(f"queue name must be a non-empty string, got {queue!r}")
         self.queue = queue
         self.handlers: dict[str, Handler[Any, Any]] = {}
+        # Declared with @q.periodic, by schedule name; workers register them.
+        self.periodic_tasks: dict[str, PeriodicTask] = {}
         self.database = Database(dsn, pool=pool)
 
     @property
@@ -125,6 +128,8 @@ class PgTq:
         }
 
         def register(target: Callable[..., Any]) -> Handler[Any, Any]:
+            if isinstance(target, Handler):
+                raise ValueError(f"{target!r} is a handler already: put @periodic(...) above @handler(...)")
             task_name = name if name is not None else target.__name__
             if task_name in self.handlers and self.handlers[task_name].func is not target:
                 raise ValueError(f"task {task_name!r} already has a handler in queue {self.queue!r}")
@@ -207,6 +212,8 @@ class PgTq:
         delay: timedelta | float | None = None,
         priority: int = 0,
         max_attempts: int = 25,
+        job_key: str | None = None,
+        job_key_mode: JobKeyMode = "keep",
         conn: psycopg.Connection[Any] | None = None,
         queue: str | None = None,
         backoff_base: timedelta | float | None = None,
@@ -220,12 +227,27 @@ class PgTq:
         measured by the database clock) schedule it for later.
         ``backoff_base`` and ``backoff_cap`` (seconds or timedelta) are the
         job's own retry policy (None: the SQL defaults, 2 s and 1 hour).
+
+        With a ``job_key`` the queue holds at most one pending (scheduled or
+        ready) job with that key: when there is one, ``job_key_mode="keep"``
+        changes nothing and returns its id (dedupe), ``"replace"`` gives it
+        this push's arguments, run_at, priority and max_attempts and returns
+        its id (debounce). A running job does not hold its key: the push
+        queues a new pending job. Another mode raises ``InvalidJobError``.
         """
         args_json, kwargs_json = encode_arguments(task, args, kwargs or {})
         params = self._push_params(
             task, run_at, delay, priority, max_attempts, queue, backoff_base, backoff_cap
         )
-        return self.database._call(conn, gateway.push, args_json=args_json, kwargs_json=kwargs_json, **params)
+        return self.database._call(
+            conn,
+            gateway.push,
+            args_json=args_json,
+            kwargs_json=kwargs_json,
+            job_key=job_key,
+            job_key_mode=job_key_mode,
+            **params,
+        )
 
     def push_many(
         self,
@@ -237,6 +259,8 @@ class PgTq:
         delay: timedelta | float | None = None,
         priority: int = 0,
         max_attempts: int = 25,
+        job_keys: Sequence[str | None] | None = None,
+        job_key_mode: JobKeyMode = "keep",
         conn: psycopg.Connection[Any] | None = None,
         queue: str | None = None,
         backoff_base: timedelta | float | None = None,
@@ -245,7 +269,10 @@ class PgTq:
         """Enqueue one job of ``task`` per element of ``args_list`` (with the
         matching element of ``kwargs_list``) in one call (``pgtq.push_many``);
         returns their ids in order. All are written or none. The options are
-        those of :meth:`push` and apply to every job."""
+        those of :meth:`push` and apply to every job; ``job_keys`` gives one
+        job key per element (None: no key), each acting as :meth:`push`
+        with that key would (two elements with one key act as two pushes in
+        order, and both get that job's id)."""
         if kwargs_list is not None and len(kwargs_list) != len(args_list):
             raise ValueError(f"got {len(args_list)} argument lists but {len(kwargs_list)} keyword mappings")
         encoded = [
@@ -260,6 +287,8 @@ class PgTq:
             gateway.push_many,
             args_json=[args_json for args_json, _ in encoded],
             kwargs_json=None if kwargs_list is None else [kwargs_json for _, kwargs_json in encoded],
+            job_keys=job_keys,
+            job_key_mode=job_key_mode,
             **params,
         )
 
@@ -354,3 +383,82 @@ class PgTq:
         """The installed schema version; raises when it is missing or not
         the version this package was written for."""
         return self.database.check_schema(conn)
+
+    # -- waiting for outcomes ------------------------------------------------
+
+    def wait(self, job_id: int, timeout: float | timedelta | None = None) -> Any:
+        """Wait until a job finishes and return its result; raises
+        ``JobFailedError``, ``JobCancelledError`` or, after ``timeout``
+        seconds, ``WaitTimeoutError`` (see :meth:`Database.wait`). The job
+        may be of any queue of this database that this login role pushed."""
+        return self.database.wait(job_id, timeout)
+
+    def wait_many(self, job_ids: Iterable[int], timeout: float | timedelta | None = None) -> list[JobOutcome]:
+        """Wait until every job of ``job_ids`` has finished; their outcomes
+        in that order (see :meth:`Database.wait_many`)."""
+        return self.database.wait_many(job_ids, timeout)
+
+    # -- periodic tasks ------------------------------------------------------
+
+    def periodic(
+        self,
+        cron: str,
+        *,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        timezone: str = "UTC",
+        name: str | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+    ) -> Callable[[Callable[..., Any]], Handler[Any, Any]]:
+        """Declare a periodic task: at each occurrence of ``cron`` (five
+        fields, or ``@hourly``, ``@daily``, ...) in ``timezone``, ``tick``
+        enqueues the decorated handler's task with ``args`` and ``kwargs``.
+
+        Put it on a handler (above ``@q.handler(...)``), or on a plain
+        function, which it registers as a handler with the defaults. A
+        worker serving this queue registers its periodic tasks when it
+        starts (``pgtq.schedule``: an upsert, so any number of workers may).
+        The schedule is named ``name`` (default ``"QUEUE:TASK"``; schedule
+        names are unique in the database: name a second schedule of the
+        same task). ``priority`` and ``max_attempts`` default to the
+        handler's. The arguments must be JSON (TypeError otherwise, now);
+        the cron expression and time zone are checked by the database when
+        registered (``InvalidJobError`` naming the bad field).
+
+        Removing the decorator does not remove the schedule from the
+        database: unschedule it (``pgtq unschedule NAME``; README,
+        "Periodic tasks").
+        """
+
+        def declare(target: Callable[..., Any]) -> Handler[Any, Any]:
+            handler = target if isinstance(target, Handler) else self.handler()(target)
+            if handler.pgtq is not self:
+                raise ValueError(f"{handler!r} is a handler of another queue object, not of {self!r}")
+            schedule_name = name if name is not None else f"{self.queue}:{handler.name}"
+            if schedule_name in self.periodic_tasks:
+                raise ValueError(
+                    f"queue {self.queue!r} already has a periodic task named {schedule_name!r}: "
+                    "give this one another name="
+                )
+            args_json, kwargs_json = encode_arguments(handler.name, args, kwargs or {})
+            self.periodic_tasks[schedule_name] = PeriodicTask(
+                name=schedule_name,
+                cron=cron,
+                queue=self.queue,
+                task=handler.name,
+                args_json=args_json,
+                kwargs_json=kwargs_json,
+                timezone=timezone,
+                priority=handler.priority if priority is None else priority,
+                max_attempts=handler.max_attempts if max_attempts is None else max_attempts,
+            )
+            return handler
+
+        return declare
+
+    def register_periodic(self) -> list[Schedule]:
+        """Register this queue object's periodic tasks now (``pgtq.schedule``
+        of each, one transaction), as a worker does when it starts; the
+        schedules."""
+        return self.database.register_periodic(list(self.periodic_tasks.values()))

@@ -1,7 +1,7 @@
 """Client API, at the bottom: the records pgtq hands back (claimed tasks,
-job details, queue stats), ``current_task()``, the task whose handler
-runs in this context, and the ``Cancellation`` by which the worker tells a
-running handler that its job was asked to stop.
+job details, queue stats, the outcomes waiters get), ``current_task()``,
+the task whose handler runs in this context, and the ``Cancellation`` by
+which the worker tells a running handler that its job was asked to stop.
 
 The SQL-engine layer builds these records from rows, so it sits above this
 module; everything else reads them.
@@ -10,12 +10,15 @@ module; everything else reads them.
 from __future__ import annotations
 
 import contextvars
+import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
+
+from pgtq.errors import JobCancelledError, JobFailedError
 
 # One lock for every Cancellation: taken only when a cancel request comes
 # or a handler asks for the event, never on the hot path of a job.
@@ -146,12 +149,53 @@ class JobInfo:
 
 @dataclass(frozen=True)
 class QueueStat:
-    """One row of ``pgtq.queue_stats``: jobs of a queue in one state."""
+    """One row of ``pgtq.queue_stats``: jobs of a queue in one state (of
+    running ones, ``cancel_requested`` were asked to cancel)."""
 
     queue: str
     state: str
     jobs: int
     oldest_age: timedelta
+    cancel_requested: int = 0
+
+
+FINISHED_STATES = ("done", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """A job's state and outcome as a waiter reads it (``pgtq.outcomes``,
+    ``pgtq.watch``; ``PgTq.wait_many`` returns these): ``result`` for a done
+    job (kept too for one cancelled after its run completed), ``error`` the
+    last error it stored (for a failed or cancelled one: why)."""
+
+    id: int
+    state: str
+    result: Any = None
+    error: str | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job has ended: done, failed or cancelled."""
+        return self.state in FINISHED_STATES
+
+    @property
+    def ok(self) -> bool:
+        """Whether the job is done (its handler returned)."""
+        return self.state == "done"
+
+    def value(self) -> Any:
+        """The job's result when it is done; raises ``JobFailedError`` for a
+        failed job, ``JobCancelledError`` for a cancelled one, and
+        ``ValueError`` for one that has not finished."""
+        if self.state == "done":
+            return self.result
+        if self.state == "failed":
+            raise JobFailedError(self.id, self.error)
+        if self.state == "cancelled":
+            raise JobCancelledError(self.id, self.error, self.result)
+        raise ValueError(f"job {self.id} has not finished: it is {self.state}")
 
 
 # Set by the worker runtime around each handler call (pgtq/worker/_execution.py).
@@ -186,3 +230,31 @@ class WorkerInfo:
     queues: list[str]
     started_at: datetime
     last_seen_at: datetime
+
+
+@dataclass(frozen=True)
+class PeriodicTask:
+    """A periodic task declared with ``@q.periodic``: the schedule ``name``
+    that enqueues ``task`` into ``queue`` at each occurrence of ``cron`` in
+    ``timezone`` (``pgtq.schedule``), with these arguments (JSON, checked
+    when declared), priority and max_attempts."""
+
+    name: str
+    cron: str
+    queue: str
+    task: str
+    args_json: str = "[]"
+    kwargs_json: str = "{}"
+    timezone: str = "UTC"
+    priority: int = 0
+    max_attempts: int = 25
+
+    @property
+    def args(self) -> list[Any]:
+        """The positional arguments of each job it enqueues."""
+        return list(json.loads(self.args_json))
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of each job it enqueues."""
+        return dict(json.loads(self.kwargs_json))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.summary import PEERS, correctness_failures, headline, scenario_errors, steady_sizes
+from bench.summary import PEERS, against_ref, correctness_failures, headline, scenario_errors, steady_sizes
 
 
 def _fmt(value: Any, unit: str = "") -> str:
@@ -40,6 +40,28 @@ def headline_table(results: dict[str, Any]) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def ref_table(results: dict[str, Any]) -> str:
+    """This checkout's pgtq beside the ``--baseline`` ref's (empty without one)."""
+    ref = results.get("ref")
+    rows = against_ref(results)
+    if not ref or not rows:
+        return ""
+    this = results.get("code_under_test", {})
+    lines = [
+        f"pgtq of this checkout (schema {this.get('version', '?')}) beside `--baseline {ref['ref']}` "
+        f"(commit {ref['commit']}, schema {ref['version']}), each ref scenario run right after this "
+        "checkout's, jobs/s:",
+        "",
+        f"| figure | this checkout | {ref['ref']} | this / {ref['ref']} |",
+        "|---|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['metric']} | {_fmt(row['this'])} | {_fmt(row['ref'])} | {_ratio(row['ratio'])} |"
+        )
+    return "\n".join(lines)
 
 
 def machine_block(results: dict[str, Any]) -> str:
@@ -144,6 +166,7 @@ def render(results: dict[str, Any], charts: list[str]) -> str:
     ]
     for title, table in (
         ("Headline", headline_table(results)),
+        ("Against the baseline ref", ref_table(results)),
         ("Sustained load and held snapshot", sustained_table(results)),
         ("Load and bloat", bloat_table(results)),
     ):

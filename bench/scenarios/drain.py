@@ -13,7 +13,7 @@ queue's table holds every job as done (pgtq: after exactly one attempt).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -218,9 +218,10 @@ def tune(ctx: Context, flags: WorkerFlags, candidates: tuple[int, ...]) -> list[
     return runs
 
 
-def run(ctx: Context) -> dict[str, Any]:
-    """Every drain for pgtq and the hand-written queue."""
-    flags = detect(ctx.pgtq_cli)
+def run(ctx: Context, systems: Sequence[str] = ("baseline", "pgtq")) -> dict[str, Any]:
+    """Every drain for pgtq and the hand-written queue (of these systems:
+    ``pgtq`` alone for a ``--baseline`` ref)."""
+    flags = detect(ctx.pgtq_cli, ctx.env())
     jobs = ctx.sizes.drain_jobs
     tuning = (
         tune(ctx, flags, ctx.sizes.tune_concurrency)
@@ -230,11 +231,13 @@ def run(ctx: Context) -> dict[str, Any]:
     results = []
     slow = ctx.sizes.drain_jobs_slow
     for processes in (1, 2):
-        best, defaults = pgtq_specs(ctx, flags, processes)
-        results.append(drain_once(ctx, best, pgtq_ops(ctx), jobs))
-        results.append(drain_once(ctx, defaults, pgtq_ops(ctx), slow))
-        results.append(drain_once(ctx, baseline_spec(ctx, 1, processes), baseline_ops(ctx), slow))
-        results.append(drain_once(ctx, baseline_spec(ctx, 100, processes), baseline_ops(ctx), jobs))
+        if "pgtq" in systems:
+            best, defaults = pgtq_specs(ctx, flags, processes)
+            results.append(drain_once(ctx, best, pgtq_ops(ctx), jobs))
+            results.append(drain_once(ctx, defaults, pgtq_ops(ctx), slow))
+        if "baseline" in systems:
+            results.append(drain_once(ctx, baseline_spec(ctx, 1, processes), baseline_ops(ctx), slow))
+            results.append(drain_once(ctx, baseline_spec(ctx, 100, processes), baseline_ops(ctx), jobs))
     ctx.execute(pgtq_sql.RESET)
     ctx.execute(baseline.RESET)
     return {

@@ -10,6 +10,8 @@ transaction; the report takes the best.
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -30,13 +32,17 @@ def enqueue_client(
     first: int,
     count: int,
     per_call: int,
+    code_dir: str | None = None,
     *,
     prepare_only: bool = False,
     prepared: Any = None,
 ) -> Any:
-    """One client: push jobs ``first .. first+count-1`` the way ``kind`` says."""
+    """One client: push jobs ``first .. first+count-1`` the way ``kind`` says
+    (the Python API from ``code_dir``, the code under test, when given)."""
     if prepare_only:
         if kind == "pgtq-python":
+            if code_dir is not None and "pgtq" not in sys.modules:
+                sys.path.insert(0, code_dir)
             import pgtq
 
             q = pgtq.PgTq(QUEUE, dsn)
@@ -118,7 +124,8 @@ def measure(ctx: Context, kind: str, clients: int, total: int, per_call: int = 1
     """Push ``total`` jobs with ``clients`` processes; jobs per second."""
     _reset(ctx)
     share = total // clients
-    args = [(kind, ctx.dsn, i * share, share, per_call) for i in range(clients)]
+    code_dir = str(ctx.code_dir) if ctx.code_dir else None
+    args = [(kind, ctx.dsn, i * share, share, per_call, code_dir) for i in range(clients)]
     outcome = run_clients(enqueue_client, args)
     count = share * clients
     result = {
@@ -139,14 +146,17 @@ def _system(kind: str) -> str:
     return "baseline" if kind.startswith("base") else "pgtq"
 
 
-def run(ctx: Context) -> list[dict[str, Any]]:
-    """Every enqueue variant."""
+def run(ctx: Context, systems: Sequence[str] = ("baseline", "pgtq")) -> list[dict[str, Any]]:
+    """Every enqueue variant (of these systems: ``pgtq`` alone for a
+    ``--baseline`` ref)."""
     sizes = ctx.sizes
     results = []
     for clients in (1, 4):
         for kind in SINGLE_KINDS:
-            results.append(measure(ctx, kind, clients, sizes.enqueue_single))
+            if _system(kind) in systems:
+                results.append(measure(ctx, kind, clients, sizes.enqueue_single))
     for kind in BULK_KINDS:
-        results.append(measure(ctx, kind, 1, sizes.enqueue_bulk, sizes.bulk_per_call))
+        if _system(kind) in systems:
+            results.append(measure(ctx, kind, 1, sizes.enqueue_bulk, sizes.bulk_per_call))
     _reset(ctx)
     return results

@@ -27,9 +27,10 @@ import psycopg
 
 from pgtq._db import queries, statements
 from pgtq._db.queries import Query
+from pgtq._inspection import Schedule
 from pgtq._records import Heartbeat, Outcome, WorkerIdentity
-from pgtq.errors import ConnectionFailedError, database_errors
-from pgtq.task import Task
+from pgtq.errors import ConnectionFailedError, InvalidJobError, database_errors
+from pgtq.task import JobOutcome, PeriodicTask, Task
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
@@ -172,7 +173,6 @@ def _runs(build: Callable[P, Query[T]]) -> Callable[Concatenate[Connection, P], 
 
 
 extension_version = _runs(queries.extension_version)
-update_extension = _runs(queries.update_extension)
 push = _runs(queries.push)
 push_many = _runs(queries.push_many)
 pop = _runs(queries.pop)
@@ -210,6 +210,24 @@ history = _runs(queries.history)
 schedules = _runs(queries.schedules)
 job_detail = _runs(queries.job_detail)
 job_page = _runs(queries.job_page)
+outcomes = _runs(queries.outcomes)
+unschedule = _runs(queries.unschedule)
+
+
+# How long an upgrade's transaction waits for each lock before it gives up
+# (and ``pgtq.migrate`` tries again): workers queue behind a waiting lock.
+MIGRATION_LOCK_WAIT = timedelta(seconds=5)
+
+
+def update_extension(conn: Connection, version: str | None) -> None:
+    """``ALTER EXTENSION pgtq UPDATE`` (to ``version``, or the newest), in
+    one transaction that first takes every pgtq table (see
+    ``statements.LOCK_PGTQ_TABLES``), waiting at most MIGRATION_LOCK_WAIT
+    for each lock."""
+    with _calling(conn), conn.transaction():
+        run(conn, queries.migration_lock_timeout(MIGRATION_LOCK_WAIT))
+        run(conn, queries.lock_pgtq_tables())
+        run(conn, queries.update_extension(version))
 
 
 def usable(conn: Connection) -> bool:
@@ -332,6 +350,79 @@ def release_all(conn: Connection, tasks: Sequence[Task]) -> None:
     with _calling(conn), conn.transaction(), conn.pipeline():
         for task in tasks:
             _send(conn, queries.release(task))
+
+
+# -- periodic schedules ---------------------------------------------------------------
+
+
+def schedule_all(conn: Connection, periodic: Sequence[PeriodicTask]) -> list[Schedule]:
+    """``pgtq.schedule`` of each periodic task (an idempotent upsert), in
+    one transaction and one round trip; the schedules, by name. The rows are
+    written in name order, so workers registering the same schedules at
+    once never deadlock."""
+    ordered = sorted(periodic, key=lambda task: task.name)
+    with _calling(conn):
+        with conn.transaction(), conn.pipeline():
+            sent = [_send(conn, queries.schedule(task)) for task in ordered]
+        return [reply.result() for reply in sent]
+
+
+def schedule_refused(conn: Connection, periodic: PeriodicTask) -> bool:
+    """Whether ``pgtq.schedule`` refuses ``periodic`` as invalid, tried in a
+    transaction that is rolled back (nothing is written either way)."""
+    try:
+        with _calling(conn), conn.transaction(force_rollback=True):
+            run(conn, queries.schedule(periodic))
+    except InvalidJobError:
+        return True
+    return False
+
+
+# -- waiting for outcomes (pgtq.watch's protocol, driven by pgtq/_waiting.py) -----
+
+
+def listen_finished(conn: Connection) -> None:
+    """LISTEN on ``pgtq_finished`` (a waiter's first step)."""
+    with _calling(conn):
+        run(conn, queries.listen_finished())
+
+
+def _each_in_a_transaction(conn: Connection, calls: Sequence[Query[T]]) -> list[T]:
+    """Run each query in a transaction of its own (BEGIN, query, COMMIT),
+    all pipelined: one round trip. On an autocommit connection."""
+    with _calling(conn):
+        with conn.pipeline():
+            sent = []
+            for call in calls:
+                _send(conn, queries.begin())
+                sent.append(_send(conn, call))
+                _send(conn, queries.commit())
+        return [reply.result() for reply in sent]
+
+
+def watch_each(conn: Connection, job_ids: Sequence[int]) -> list[JobOutcome | None]:
+    """``pgtq.watch`` of each job, each in its own transaction (a
+    registration holds its job row's lock until commit: holding several
+    could deadlock with a worker finishing them in another order), in one
+    round trip; the replies in the order of ``job_ids``."""
+    return _each_in_a_transaction(conn, [queries.watch(job_id) for job_id in job_ids])
+
+
+def unwatch_each(conn: Connection, job_ids: Sequence[int]) -> list[bool]:
+    """``pgtq.unwatch`` of each job, each in its own transaction, in one round trip."""
+    return _each_in_a_transaction(conn, [queries.unwatch(job_id) for job_id in job_ids])
+
+
+def notifications_within(conn: Connection, timeout: float) -> list[str]:
+    """The payloads of the notifications that reach a listening connection
+    within ``timeout`` seconds: it waits for the first one, then takes
+    those already there. Those that arrived while the connection ran a
+    query come first (psycopg keeps them)."""
+    with _calling(conn):
+        payloads = [notify.payload for notify in conn.notifies(timeout=timeout, stop_after=1)]
+        if payloads:
+            payloads += [notify.payload for notify in conn.notifies(timeout=0)]
+    return payloads
 
 
 # -- the listener's session ------------------------------------------------------

@@ -8,6 +8,8 @@ import logging
 import psycopg
 from alembic import op
 
+from pgtq._db import queries
+from pgtq._db.gateway import MIGRATION_LOCK_WAIT
 from pgtq._db.schema import sql_file
 
 logger = logging.getLogger("pgtq")
@@ -33,6 +35,9 @@ def apply_sql_file(name: str) -> None:
     The script goes to psycopg unchanged (no parameters, so no placeholder
     parsing), which is what ``CREATE EXTENSION`` runs too, and with the same
     trusted search_path; the caller's search_path is restored afterwards.
+    Before it, the transaction takes every pgtq table there is at once and
+    waits at most MIGRATION_LOCK_WAIT for a lock, as the extension route
+    does (``gateway.update_extension``): workers may be running.
     """
     dbapi_connection = op.get_bind().connection.dbapi_connection
     assert dbapi_connection is not None
@@ -41,6 +46,8 @@ def apply_sql_file(name: str) -> None:
     assert saved is not None
     conn.add_notice_handler(_log_pgtq_notice)
     try:
+        for query in (queries.migration_lock_timeout(MIGRATION_LOCK_WAIT), queries.lock_pgtq_tables()):
+            conn.execute(query.sql, query.params)
         conn.execute("SELECT pg_catalog.set_config('search_path', %s, true)", [INSTALL_SEARCH_PATH])
         conn.execute(sql_file(name).read_text())
         conn.execute("SELECT pg_catalog.set_config('search_path', %s, true)", [saved[0]])

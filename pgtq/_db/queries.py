@@ -30,7 +30,7 @@ from pgtq._inspection import (
     SchemaFeatures,
 )
 from pgtq._records import Heartbeat, Outcome, WorkerIdentity
-from pgtq.task import JobInfo, Metric, QueueStat, Task, WorkerInfo
+from pgtq.task import JobInfo, JobOutcome, Metric, PeriodicTask, QueueStat, Task, WorkerInfo
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
@@ -136,6 +136,17 @@ def update_extension(version: str | None) -> Query[None]:
     return Query(statements.UPDATE_EXTENSION_TO.format(version=psycopg.sql.Literal(version)), None, _nothing)
 
 
+def migration_lock_timeout(timeout: timedelta) -> Query[None]:
+    """For the rest of the transaction, wait at most ``timeout`` for a lock."""
+    milliseconds = max(1, int(timeout.total_seconds() * 1000))
+    return Query(statements.MIGRATION_LOCK_TIMEOUT, {"timeout": f"{milliseconds}ms"}, _nothing)
+
+
+def lock_pgtq_tables() -> Query[None]:
+    """Lock every table of schema pgtq (if any) for an upgrade, at once."""
+    return Query(statements.LOCK_PGTQ_TABLES, None, _nothing)
+
+
 def push(
     *,
     queue: str,
@@ -148,12 +159,17 @@ def push(
     max_attempts: int,
     backoff_base: timedelta | None = None,
     backoff_cap: timedelta | None = None,
+    job_key: str | None = None,
+    job_key_mode: str = "keep",
 ) -> Query[int]:
     """``pgtq.push`` of one job (due at ``run_at``, or ``delay`` from the
-    database's now, with its own backoff when given); its result is the job's id."""
+    database's now, with its own backoff when given), with its job key; its
+    result is the job's id (with a key, the pending job's that has it, if
+    there was one)."""
     params = _push_params(
         queue, task, args_json, kwargs_json, run_at, delay, priority, max_attempts, backoff_base, backoff_cap
     )
+    params |= {"job_key": job_key, "job_key_mode": job_key_mode}
     return Query(statements.PUSH if delay is None else statements.PUSH_DELAYED, params, _integer)
 
 
@@ -169,11 +185,15 @@ def push_many(
     max_attempts: int,
     backoff_base: timedelta | None = None,
     backoff_cap: timedelta | None = None,
+    job_keys: Sequence[str | None] | None = None,
+    job_key_mode: str = "keep",
 ) -> Query[list[int]]:
-    """``pgtq.push_many``: one job per element of ``args_json``; the ids in order."""
+    """``pgtq.push_many``: one job per element of ``args_json`` (with the
+    job key at its position in ``job_keys``); the ids in order."""
     params = _push_params(
         queue, task, args_json, kwargs_json, run_at, delay, priority, max_attempts, backoff_base, backoff_cap
     )
+    params |= {"job_keys": None if job_keys is None else list(job_keys), "job_key_mode": job_key_mode}
     return Query(statements.PUSH_MANY, params, _integers)
 
 
@@ -372,6 +392,79 @@ def listen_cancel() -> Query[None]:
 def notify(payload: str) -> Query[None]:
     """Send ``payload`` on the channel ``pgtq`` (the listener's probe)."""
     return Query(statements.NOTIFY, {"payload": payload}, _nothing)
+
+
+# -- waiting for outcomes (pgtq.watch's protocol: pgtq/_waiting.py) ---------------
+
+
+def _outcomes(rows: list[Row]) -> list[JobOutcome]:
+    return [JobOutcome(*row) for row in rows]
+
+
+def _outcome_or_none(rows: list[Row]) -> JobOutcome | None:
+    return JobOutcome(*rows[0]) if rows else None
+
+
+def listen_finished() -> Query[None]:
+    """LISTEN on ``pgtq_finished``, where watched jobs that finish are told."""
+    return Query(statements.LISTEN_FINISHED, None, _nothing)
+
+
+def begin() -> Query[None]:
+    """Start a transaction (on an autocommit connection, in a pipeline)."""
+    return Query(statements.BEGIN, None, _nothing)
+
+
+def commit() -> Query[None]:
+    """Commit the transaction ``begin`` started."""
+    return Query(statements.COMMIT, None, _nothing)
+
+
+def watch(job_id: int) -> Query[JobOutcome | None]:
+    """``pgtq.watch``: register as a waiter of an unfinished job; the job's
+    state and outcome, or None for a job the caller may not see."""
+    return Query(statements.WATCH, {"id": job_id}, _outcome_or_none)
+
+
+def unwatch(job_id: int) -> Query[bool]:
+    """``pgtq.unwatch``: take one registration back; whether there was one."""
+    return Query(statements.UNWATCH, {"id": job_id}, _boolean)
+
+
+# pgtq.outcomes reads at most this many ids per call.
+OUTCOMES_PER_CALL = 10_000
+
+
+def outcomes(job_ids: Sequence[int]) -> Query[list[JobOutcome]]:
+    """``pgtq.outcomes``: state and outcome of the jobs among ``job_ids``
+    (at most OUTCOMES_PER_CALL) that the caller may see, in no order."""
+    return Query(statements.OUTCOMES, {"ids": list(job_ids)}, _outcomes)
+
+
+# -- periodic schedules -------------------------------------------------------------
+
+
+def schedule(periodic: PeriodicTask) -> Query[Schedule]:
+    """``pgtq.schedule``: create or change the periodic schedule of
+    ``periodic`` (an upsert: the same definition again changes nothing);
+    the schedule as it now is."""
+    params = {
+        "name": periodic.name,
+        "cron": periodic.cron,
+        "queue": periodic.queue,
+        "task": periodic.task,
+        "args": periodic.args_json,
+        "kwargs": periodic.kwargs_json,
+        "timezone": periodic.timezone,
+        "priority": periodic.priority,
+        "max_attempts": periodic.max_attempts,
+    }
+    return Query(statements.SCHEDULE, params, lambda rows: Schedule(*rows[0]))
+
+
+def unschedule(name: str) -> Query[bool]:
+    """``pgtq.unschedule``: remove a schedule; whether it existed."""
+    return Query(statements.UNSCHEDULE, {"name": name}, _boolean)
 
 
 # -- inspection and operator actions (the dashboard) -------------------------------

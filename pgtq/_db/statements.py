@@ -25,12 +25,17 @@ SCHEMA_EXISTS: Final = (
 # The job's own retry policy (NULL: backoff()'s defaults), stored on the job.
 _BACKOFF = " backoff_base => %(backoff_base)s::interval, backoff_cap => %(backoff_cap)s::interval"
 
+# Job keys (0.2.0): a job_key makes at most one pending job per queue and
+# key; job_key_mode says what a push finding one does ('keep' or 'replace').
+# Without a key push pays two comparisons for them.
 PUSH: Final = (
     "SELECT pgtq.push("
     "queue => %(queue)s::text, task => %(task)s::text,"
     " args => %(args)s::jsonb, kwargs => %(kwargs)s::jsonb,"
     " run_at => %(run_at)s::timestamptz, priority => %(priority)s::integer,"
-    f" max_attempts => %(max_attempts)s::integer,{_BACKOFF})"
+    " max_attempts => %(max_attempts)s::integer,"
+    " job_key => %(job_key)s::text, job_key_mode => %(job_key_mode)s::text,"
+    f"{_BACKOFF})"
 )
 
 PUSH_DELAYED: Final = (
@@ -38,7 +43,9 @@ PUSH_DELAYED: Final = (
     "queue => %(queue)s::text, task => %(task)s::text,"
     " args => %(args)s::jsonb, kwargs => %(kwargs)s::jsonb,"
     " run_at => now() + %(delay)s::interval, priority => %(priority)s::integer,"
-    f" max_attempts => %(max_attempts)s::integer,{_BACKOFF})"
+    " max_attempts => %(max_attempts)s::integer,"
+    " job_key => %(job_key)s::text, job_key_mode => %(job_key_mode)s::text,"
+    f"{_BACKOFF})"
 )
 
 PUSH_MANY: Final = (
@@ -46,7 +53,9 @@ PUSH_MANY: Final = (
     "queue => %(queue)s::text, task => %(task)s::text,"
     " args => %(args)s::jsonb[], kwargs => %(kwargs)s::jsonb[],"
     " run_at => coalesce(%(run_at)s::timestamptz, now() + %(delay)s::interval),"
-    f" priority => %(priority)s::integer, max_attempts => %(max_attempts)s::integer,{_BACKOFF})"
+    " priority => %(priority)s::integer, max_attempts => %(max_attempts)s::integer,"
+    " job_keys => %(job_keys)s::text[], job_key_mode => %(job_key_mode)s::text,"
+    f"{_BACKOFF})"
 )
 
 # The columns in the order of pgtq.task.Task's fields (queries.py reads them by position).
@@ -106,7 +115,7 @@ UNREGISTER_WORKER: Final = "SELECT pgtq.unregister_worker(worker => %(worker)s::
 
 # The columns in the order of pgtq.task.QueueStat's fields.
 QUEUE_STATS: Final = (
-    "SELECT queue, state::text, jobs, oldest_age FROM pgtq.queue_stats"
+    "SELECT queue, state::text, jobs, oldest_age, cancel_requested FROM pgtq.queue_stats"
     " WHERE %(queue)s::text IS NULL OR queue = %(queue)s::text"
     " ORDER BY queue, array_position(enum_range(NULL::pgtq.job_state), state)"
 )
@@ -126,6 +135,25 @@ UPDATE_EXTENSION: Final = "ALTER EXTENSION pgtq UPDATE"
 # The version is composed as a literal (DDL takes no parameters).
 UPDATE_EXTENSION_TO: Final = psycopg.sql.SQL("ALTER EXTENSION pgtq UPDATE TO {version}")
 
+# An upgrade under load (workers running): before the script, its
+# transaction waits at most this long for each lock ...
+MIGRATION_LOCK_TIMEOUT: Final = "SELECT pg_catalog.set_config('lock_timeout', %(timeout)s::text, true)"
+
+# ... and takes every table of schema pgtq in ACCESS EXCLUSIVE mode at
+# once, so no statement of the script takes a weaker lock on a table first
+# and a stronger one later (CREATE INDEX, then ALTER TABLE), which
+# deadlocks with workers that hold and want that table in between. The
+# busiest table last: a push or a lease renewal takes another table first.
+LOCK_PGTQ_TABLES: Final = (
+    "DO $$DECLARE tables text; BEGIN"
+    " SELECT pg_catalog.string_agg('pgtq.' || pg_catalog.quote_ident(c.relname), ', '"
+    " ORDER BY c.relname OPERATOR(pg_catalog.=) '_job', c.relname) INTO tables"
+    " FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace"
+    " WHERE n.nspname OPERATOR(pg_catalog.=) 'pgtq' AND c.relkind IN ('r', 'p');"
+    " IF tables IS NOT NULL THEN EXECUTE 'LOCK TABLE ' || tables || ' IN ACCESS EXCLUSIVE MODE'; END IF;"
+    " END$$"
+)
+
 # pgtq._announce() notifies this channel with the queue name as payload.
 LISTEN: Final = "LISTEN pgtq"
 
@@ -140,6 +168,39 @@ BACKEND_PID: Final = "SELECT pg_catalog.pg_backend_pid()"
 # The listener's probe: a payload that can never be a queue name (names
 # have no control characters), so every listener ignores it but its sender.
 NOTIFY: Final = "SELECT pg_catalog.pg_notify('pgtq', %(payload)s::text)"
+
+# -- waiting for outcomes (pgtq.watch's protocol; pgtq/_waiting.py) -------------
+
+# Jobs somebody watch()es notify this channel when they finish, the id as payload.
+LISTEN_FINISHED: Final = "LISTEN pgtq_finished"
+
+# One registration per transaction (watch holds the job row's lock until
+# commit): a waiter pipelines BEGIN, WATCH, COMMIT for each job. The
+# columns in the order of pgtq.task.JobOutcome's fields, here and in OUTCOMES.
+BEGIN: Final = "BEGIN"
+COMMIT: Final = "COMMIT"
+
+WATCH: Final = "SELECT id, state::text, result, error, finished_at FROM pgtq.watch(id => %(id)s::bigint)"
+
+UNWATCH: Final = "SELECT pgtq.unwatch(id => %(id)s::bigint)"
+
+OUTCOMES: Final = (
+    "SELECT id, state::text, result, error, finished_at FROM pgtq.outcomes(ids => %(ids)s::bigint[])"
+)
+
+# -- periodic schedules -------------------------------------------------------------
+
+# The columns in the order of pgtq._inspection.Schedule's fields (as SCHEDULES).
+SCHEDULE: Final = (
+    "SELECT name, cron, timezone, queue, task, args, kwargs, priority, max_attempts,"
+    " next_run_at, last_run_at, last_job_id, last_error"
+    " FROM pgtq.schedule(name => %(name)s::text, cron => %(cron)s::text,"
+    " queue => %(queue)s::text, task => %(task)s::text,"
+    " args => %(args)s::jsonb, kwargs => %(kwargs)s::jsonb, timezone => %(timezone)s::text,"
+    " priority => %(priority)s::integer, max_attempts => %(max_attempts)s::integer)"
+)
+
+UNSCHEDULE: Final = "SELECT pgtq.unschedule(name => %(name)s::text)"
 
 # -- the operator's reads and actions (CLI, dashboard, metrics) -----------------
 

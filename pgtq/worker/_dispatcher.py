@@ -49,12 +49,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from pgtq._db.conninfo import server_label
 from pgtq._records import Outcome
 from pgtq.errors import ConnectionFailedError, UnknownTaskError
 from pgtq.handler import Handler
+from pgtq.periodic import register_for_worker
 from pgtq.queue import PgTq
 from pgtq.task import Task
 from pgtq.worker._decisions import (
@@ -152,6 +154,7 @@ class Worker:
                 cancel_hint=self._cancel_hint,
                 named=len(plans) > 1,
                 on_written=on_written,
+                register_periodic=partial(register_for_worker, queues=[self.queues[n] for n in plan.queues]),
             )
             for plan in plans
         ]

@@ -9,7 +9,10 @@ dispatcher keeps the outcomes it could not write and writes them once the
 database answers again: a job whose lease ran out meanwhile refuses them,
 so writing again is safe. Only the first connection at start lets errors
 through (a bad DSN, a missing or unknown schema version): they are
-configuration errors, and the worker exits with their message.
+configuration errors, and the worker exits with their message. A
+reconnection that finds a newer schema (the database was upgraded while the
+worker ran: a rolling upgrade) goes on with a warning naming both versions;
+an older one is refused like any failed connection.
 
 A worker whose queues live on several servers holds one link per server
 (``_server.py``); each backs off on its own, and its log lines start with
@@ -25,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from pgtq._db import gateway
+from pgtq._db.schema import schema_version
 from pgtq.database import check_schema
 from pgtq.errors import PgTqError
 from pgtq.worker._decisions import Backoff, Clock, reconnect_needed
@@ -92,15 +96,31 @@ class DatabaseLink:
         self._used = False
         self._failing = False
 
-    def open(self) -> None:
-        """Connect and check the schema; raises on any error."""
+    def open(self, *, reconnecting: bool = False) -> None:
+        """Connect and check the schema; raises on any error. At start a
+        schema newer than the package's is refused; ``reconnecting``, the
+        worker goes on with it (the database was upgraded while it ran:
+        every upgrade keeps the calls of the release before it working),
+        and says so."""
         conn = gateway.connect(self.dsn)
         try:
-            check_schema(conn)
+            installed = check_schema(conn, allow_newer=reconnecting)
         except BaseException:
             conn.close()
             raise
         self.conn = conn
+        if installed != schema_version():
+            logger.warning(
+                "%sthe database now has pgtq schema %s, newer than %s that this worker was written for "
+                "(it was upgraded while the worker ran): the worker goes on with the calls of %s, which "
+                "the upgrade keeps working, but a worker of this version would refuse to start; deploy "
+                "workers of the pgtq package for schema %s",
+                self._prefix,
+                installed,
+                schema_version(),
+                schema_version(),
+                installed,
+            )
 
     def waiting(self, now: float) -> bool:
         """Whether the link waits after an error (see ``backoff``)."""
@@ -164,7 +184,7 @@ class DatabaseLink:
 
     def _reconnect(self, now: float) -> bool:
         try:
-            self.open()
+            self.open(reconnecting=True)
             assert self.conn is not None
             self._on_connect(self.conn)
         except DATABASE_ERRORS as error:

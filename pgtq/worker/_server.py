@@ -42,6 +42,9 @@ Wake = Callable[[Iterable[str]], None]
 # it whose cancel was announced (a hint, to be checked with the database).
 CancelHint = Callable[["Server", int], None]
 
+# Registers the periodic tasks of the server's queues on a connection.
+RegisterPeriodic = Callable[["psycopg.Connection[Any]"], None]
+
 
 class Server:
     """One server of a worker, from its ``plan``. ``named``: whether log
@@ -61,6 +64,7 @@ class Server:
         cancel_hint: CancelHint | None = None,
         named: bool = False,
         on_written: Callable[[Outcome, bool], None] | None = None,
+        register_periodic: RegisterPeriodic | None = None,
     ) -> None:
         self.plan = plan
         self.queues = plan.queues
@@ -90,6 +94,9 @@ class Server:
         # Told of each outcome once written, and whether the database took it
         # (its lease still held): the worker-local metrics (pgtq.metrics).
         self._on_written = on_written
+        # Once per worker and server: at start, or at the first connection
+        # of a server that could not be reached at start.
+        self._register_periodic = register_periodic
 
     def __repr__(self) -> str:
         return f"<Server {self.plan.label} queues={self.queues!r}>"
@@ -97,11 +104,17 @@ class Server:
     # -- start and stop ----------------------------------------------------
 
     def open(self) -> None:
-        """Connect, check the schema and register; raises when the server
-        cannot be reached or its schema is wrong (a configuration error at
-        start), except for an error of the registration itself, which the
+        """Connect, check the schema, register the periodic tasks and the
+        worker; raises when the server cannot be reached, its schema is
+        wrong or it refuses a periodic task (configuration errors at start),
+        except for an error of the worker's registration itself, which the
         link outlives like any later one."""
         self.link.open()
+        try:
+            self._periodic_tasks(self.link.use())
+        except BaseException:
+            self.link.close()
+            raise
         try:
             self._register(self.link.use())
             self.link.settled()
@@ -145,9 +158,16 @@ class Server:
         once: what was pushed while the connection was away sent no
         notification here."""
         gateway.register_worker(conn, self.identity)
+        self._periodic_tasks(conn)
         self.turns.wake(self.queues)
         if self.pending:
             logger.info("%swriting %d pending outcome(s)", self._prefix, len(self.pending))
+
+    def _periodic_tasks(self, conn: psycopg.Connection[Any]) -> None:
+        """Register the periodic tasks of this server's queues, once."""
+        if self._register_periodic is not None:
+            self._register_periodic(conn)
+            self._register_periodic = None
 
     @property
     def _prefix(self) -> str:

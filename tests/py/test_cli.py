@@ -107,7 +107,7 @@ def filled(dsn: str, db: psycopg.Connection[Any]) -> dict[str, int]:
 def test_every_command_has_help() -> None:
     for command in (
         "worker", "scheduler", "migrate", "install", "stats", "jobs", "job", "workers", "schedules",
-        "retry", "cancel", "delete", "purge", "push", "push-file", "pause", "resume", "cron",
+        "unschedule", "retry", "cancel", "delete", "purge", "push", "push-file", "pause", "resume", "cron",
         "dashboard", "version",
     ):  # fmt: skip
         result = run_cli(command, "--help")
@@ -212,9 +212,10 @@ def test_retry_one_and_in_bulk(dsn: str, db: psycopg.Connection[Any], filled: di
 
 def test_cancel_and_delete(dsn: str, db: psycopg.Connection[Any], filled: dict[str, int]) -> None:
     assert json.loads(pgtq_cli(dsn, "cancel", str(filled["later"]), "--json").stdout) == {
-        "cancelled": 1, "id": filled["later"],
+        "cancelled": 1, "id": filled["later"], "state": "cancelled",
     }  # fmt: skip
-    one_line_error(pgtq_cli(dsn, "cancel", str(filled["done"])), 3, "is done: only scheduled or ready")
+    one_line_error(pgtq_cli(dsn, "cancel", str(filled["done"])), 3, "is done: a finished job cannot be")
+    one_line_error(pgtq_cli(dsn, "cancel", "999999"), 3, "no job 999999")
     one_line_error(pgtq_cli(dsn, "delete", str(filled["ready1"])), 3, "is ready: only finished jobs")
     assert pgtq_cli(dsn, "delete", str(filled["later"])).stdout.strip() == f"job {filled['later']} deleted"
     assert scalar(db, "SELECT count(*) FROM pgtq.jobs WHERE id = %s", [filled["later"]]) == 0
@@ -313,6 +314,29 @@ def test_schedules_are_detected_not_guessed(dsn: str, db: psycopg.Connection[Any
     one_line_error(
         pgtq_cli(dsn, "schedules"), 4, "has no schedules: they arrive with the cron schedules feature"
     )
+
+
+def test_unschedule_removes_a_schedule_by_name(dsn: str, db: psycopg.Connection[Any]) -> None:
+    db.execute("SELECT pgtq.schedule('nightly', '0 3 * * *', 'mail', 'digest')")
+    assert pgtq_cli(dsn, "unschedule", "nightly").stdout.strip() == "schedule 'nightly' removed"
+    assert scalar(db, "SELECT count(*) FROM pgtq.schedules") == 0
+    one_line_error(pgtq_cli(dsn, "unschedule", "nightly"), 3, "no schedule named 'nightly'")
+    db.execute("SELECT pgtq.schedule('hourly', '@hourly', 'mail', 'digest')")
+    assert json.loads(pgtq_cli(dsn, "unschedule", "hourly", "--json").stdout) == {"unscheduled": "hourly"}
+
+
+def test_a_running_job_asked_to_cancel_shows_in_stats(dsn: str, db: psycopg.Connection[Any]) -> None:
+    running = scalar(db, "SELECT pgtq.push('img', 'thumb')")
+    db.execute("SELECT pgtq.pop('img', 'w1')")
+    assert pgtq_cli(dsn, "cancel", str(running)).stdout.strip() == (
+        f"job {running} is running: asked to stop (it ends cancelled when its worker stops it)"
+    )
+    [queue] = json.loads(pgtq_cli(dsn, "stats", "--json").stdout)["queues"]
+    assert (queue["jobs"]["running"], queue["cancel_requested"]) == (1, 1)
+    table = pgtq_cli(dsn, "stats").stdout
+    assert "cancel asked" in table
+    row = next(line for line in table.splitlines() if "│ img" in line)
+    assert row.split("│")[-2].strip() == "1"
 
 
 def test_features_that_are_not_here_exit_4(dsn: str) -> None:

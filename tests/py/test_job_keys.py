@@ -2,6 +2,8 @@
 pushing one key at the same moment get one pending job and every one of
 them gets its id; none errors, none gets NULL (the race of Graphile
 Worker #580). Repeated over many rounds so the sessions really collide.
+Then the Python surface: ``handler.options(job_key=..., job_key_mode=...)``,
+``PgTq.push(job_key=...)`` and ``push_many(job_keys=[...])``.
 (The rules one session at a time: tests/sql/16-job-keys.sql.)"""
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
+import pytest
 from conftest import scalar
+
+import pgtq
 
 SESSIONS = 8
 ROUNDS = 25
@@ -112,3 +117,74 @@ def test_pushes_racing_a_worker_that_claims_the_keyed_job(dsn: str, db: psycopg.
         <= 1
     )
     assert claimed, "the worker ran keyed jobs while the pushes went on"
+
+
+# -- from Python: handler.options(job_key=...), PgTq.push and push_many -------------------
+
+
+def pending_with_key(db: psycopg.Connection[Any], key: str) -> list[tuple[Any, ...]]:
+    return db.execute(
+        "SELECT id, args, priority, state::text FROM pgtq.jobs"
+        " WHERE job_key = %s AND state IN ('scheduled', 'ready') ORDER BY id",
+        [key],
+    ).fetchall()
+
+
+def test_options_job_key_keeps_or_replaces_the_pending_job(q: pgtq.PgTq, db: psycopg.Connection[Any]) -> None:
+    @q.handler()
+    def sync_user(user: int, full: bool = False) -> None: ...
+
+    first = sync_user.options(job_key="sync_user:42").push(42)
+    kept = sync_user.options(job_key="sync_user:42", priority=9).push(42, full=True)
+    assert kept == first, "keep: the pending job's id, nothing changed"
+    assert pending_with_key(db, "sync_user:42") == [(first, [42], 0, "ready")]
+
+    replaced = sync_user.options(job_key="sync_user:42", job_key_mode="replace", delay=60, priority=9).push(
+        42, full=True
+    )
+    assert replaced == first, "replace: the same job, with this push's arguments, run_at and priority"
+    assert pending_with_key(db, "sync_user:42") == [(first, [42], 9, "scheduled")]
+    assert scalar(db, "SELECT kwargs FROM pgtq.jobs WHERE id = %s", [first]) == {"full": True}
+
+
+def test_a_running_job_does_not_hold_its_key(q: pgtq.PgTq, db: psycopg.Connection[Any]) -> None:
+    first = q.push("sync", [1], job_key="k")
+    task = q.pop()
+    assert task is not None and task.id == first
+    second = q.push("sync", [2], job_key="k")
+    assert second != first, "the running job does not count: a new pending job"
+    assert q.push("sync", [3], job_key="k") == second
+    assert q.complete(task)
+    assert pending_with_key(db, "k") == [(second, [2], 0, "ready")]
+
+
+def test_push_many_takes_one_job_key_per_job(q: pgtq.PgTq, db: psycopg.Connection[Any]) -> None:
+    @q.handler()
+    def index(doc: str) -> None: ...
+
+    ids = index.push_many([("a",), ("b",), ("c",)], job_keys=["doc:1", None, "doc:1"])
+    assert ids[0] == ids[2] != ids[1], "two elements with one key: two pushes of one job"
+    assert pending_with_key(db, "doc:1") == [(ids[0], ["a"], 0, "ready")], "keep: the first one's args"
+    replaced = index.options(job_key_mode="replace").push_many([("x",), ("y",)], job_keys=["doc:1", "doc:1"])
+    assert replaced == [ids[0], ids[0]]
+    assert pending_with_key(db, "doc:1") == [(ids[0], ["y"], 0, "ready")], "replace: the last one's args"
+    assert q.push_many("index", [["p"], ["q"]], job_keys=["doc:2", "doc:3"]) != []
+
+
+def test_bad_job_key_options_are_refused_with_the_database_s_message(q: pgtq.PgTq) -> None:
+    @q.handler()
+    def sync(user: int) -> None: ...
+
+    with pytest.raises(
+        pgtq.InvalidJobError, match="job_key_mode must be 'keep' or 'replace', got 'merge'"
+    ) as bad:
+        sync.options(job_key="k", job_key_mode="merge").push(1)  # type: ignore[arg-type]
+    assert bad.value.sqlstate == "PT004"
+    with pytest.raises(pgtq.InvalidJobError, match="job_key must be 1 to 200 characters, got 201"):
+        sync.options(job_key="k" * 201).push(1)
+    with pytest.raises(pgtq.InvalidJobError, match=r"one job_key per job .* got 1 job_keys for 2 jobs"):
+        sync.push_many([(1,), (2,)], job_keys=["k"])
+    with pytest.raises(ValueError, match="give push_many job_keys"):
+        sync.options(job_key="k").push_many([(1,)])
+    with pytest.raises(pgtq.InvalidJobError, match="job_key_mode must be"):
+        q.push_many("sync", [[1]], job_keys=["k"], job_key_mode="nope")  # type: ignore[arg-type]

@@ -1,6 +1,7 @@
 """Periodic schedules across sessions, with plain psycopg connections: any
 number of sessions may tick at once and each occurrence is enqueued once;
-many sessions may register the same schedule at once.
+many sessions may register the same schedule at once. Then from Python:
+``@q.periodic`` registered by the workers serving the queue when they start.
 
 The clock is passed as ``as_of``: every process ticks at the same simulated
 instants, and a barrier makes them collide. The single-session rules
@@ -9,12 +10,16 @@ instants, and a barrier makes them collide. The single-session rules
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-from conftest import scalar
+import pytest
+from conftest import Processes, scalar, wait_until
+
+import pgtq
 
 START = datetime(2030, 1, 1, 0, 0, 30, tzinfo=UTC)
 PROCESSES = 4
@@ -132,3 +137,111 @@ def test_many_sessions_registering_the_same_schedule_at_once(dsn: str, db: psyco
     assert scalar(db, "SELECT count(*) FROM pgtq.schedules") == 1
     created, updated = db.execute("SELECT created_at, updated_at FROM pgtq.schedules").fetchone()
     assert updated == created, "the same definition again never rewrote it"
+
+
+# -- from Python: @q.periodic, registered by the workers that serve the queue ---------------
+
+
+def test_two_workers_register_one_schedule_and_simulated_minutes_give_one_job_each(
+    db: psycopg.Connection[Any], processes: Processes
+) -> None:
+    """Two worker processes start with the same periodic handler: one
+    schedule, written once (the second registration changes nothing). Then,
+    the workers stopped (their ticks in real time would rescue the jobs of
+    simulated minutes as if their leases had expired), two sessions tick
+    over three simulated minutes (``as_of``), each instant at once: one job
+    per minute."""
+    workers = [processes.worker("periodic_app:q") for _ in range(2)]
+    for worker in workers:
+        wait_until(lambda worker=worker: "periodic task 'beat-every-minute'" in processes.output(worker))
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+    rows = db.execute(
+        "SELECT name, cron, queue, task, args, created_at = updated_at, next_run_at FROM pgtq.schedules"
+    ).fetchall()
+    assert [row[:6] for row in rows] == [
+        ("beat-every-minute", "* * * * *", "periodic_queue", "beat", ["tick-tock"], True)
+    ]
+    first = rows[0][6]
+    instants = [
+        first + timedelta(minutes=minute, seconds=second) for minute in range(3) for second in (0, 30)
+    ]
+    barrier = threading.Barrier(2)
+
+    def tick_at_instants() -> None:
+        with psycopg.connect(db.info.dsn, autocommit=True) as conn:
+            for instant in instants:
+                barrier.wait(timeout=60)
+                conn.execute("SELECT pgtq.tick(as_of => %s)", [instant])
+
+    tickers = [threading.Thread(target=tick_at_instants) for _ in range(2)]
+    for ticker in tickers:
+        ticker.start()
+    for ticker in tickers:
+        ticker.join(timeout=120)
+    runs = db.execute(
+        "SELECT run_at, count(*) FROM pgtq.jobs WHERE task = 'beat' GROUP BY run_at ORDER BY run_at"
+    ).fetchall()
+    assert runs == [(first + timedelta(minutes=minute), 1) for minute in range(3)]
+
+
+def test_a_worker_says_which_schedules_of_its_queues_its_code_does_not_declare(
+    db: psycopg.Connection[Any], processes: Processes
+) -> None:
+    db.execute("SELECT pgtq.schedule('left-behind', '0 3 * * *', 'periodic_queue', 'beat')")
+    db.execute("SELECT pgtq.schedule('orphan', '0 4 * * *', 'periodic_queue', 'removed_task')")
+    db.execute("SELECT pgtq.schedule('not-mine', '0 5 * * *', 'another_queue', 'whatever')")
+    worker = processes.worker("periodic_app:q")
+    output = wait_until(lambda: "'orphan'" in processes.output(worker) and processes.output(worker))
+    assert (
+        "INFO pgtq.periodic: schedule 'left-behind' (0 3 * * * -> periodic_queue.beat) is not declared"
+        in (output)
+    )
+    assert (
+        "WARNING pgtq.periodic: schedule 'orphan' (0 4 * * *) enqueues task 'removed_task' into queue"
+        " 'periodic_queue', which has no handler in this worker" in output
+    )
+    assert "pgtq unschedule 'orphan'" in output
+    assert "not-mine" not in output
+    assert scalar(db, "SELECT count(*) FROM pgtq.schedules") == 4, "the worker removes nothing"
+
+
+def test_a_worker_whose_periodic_task_the_database_refuses_does_not_start(
+    db: psycopg.Connection[Any], processes: Processes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PERIODIC_CRON", "61 * * * *")
+    worker = processes.worker("periodic_app:q")
+    assert worker.wait(timeout=60) == 2, "a configuration error"
+    output = processes.output(worker)
+    assert (
+        "pgtq: error: periodic task 'beat-every-minute' (task 'beat' of queue 'periodic_queue', cron"
+        " '61 * * * *', timezone 'UTC') was refused: pgtq: bad cron expression '61 * * * *': minute field"
+    ) in output
+    assert scalar(db, "SELECT count(*) FROM pgtq.schedules") == 0
+
+
+def test_register_schedule_and_unschedule_from_python(q: pgtq.PgTq, db: psycopg.Connection[Any]) -> None:
+    @q.periodic("0 8 * * MON-FRI", kwargs={"to": "ops"}, timezone="Europe/Paris")
+    def digest(to: str) -> None: ...
+
+    (registered,) = q.register_periodic()
+    assert (registered.name, registered.cron, registered.timezone, registered.kwargs) == (
+        "test_queue:digest",
+        "0 8 * * MON-FRI",
+        "Europe/Paris",
+        {"to": "ops"},
+    )
+    assert q.register_periodic() == [registered], "the same definition again changes nothing"
+    nightly = q.database.schedule("nightly", "@daily", "test_queue", "digest", kwargs={"to": "all"})
+    assert (nightly.next_run_at.astimezone(UTC).hour, nightly.next_run_at.minute, nightly.kwargs) == (
+        0,
+        0,
+        {"to": "all"},
+    )
+    assert scalar(db, "SELECT count(*) FROM pgtq.schedules") == 2
+    assert q.database.unschedule("nightly") is True
+    assert q.database.unschedule("nightly") is False
+    with pytest.raises(pgtq.InvalidJobError, match="bad cron expression '0 25 \\* \\* \\*': hour field"):
+        q.database.schedule("bad", "0 25 * * *", "test_queue", "digest")
+    assert scalar(db, "SELECT count(*) FROM pgtq.schedules") == 1, "nothing half-written"

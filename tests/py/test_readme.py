@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import re
 import subprocess
+import threading
 from datetime import timedelta
 from typing import Any
 
 import psycopg
 from conftest import REPO, scalar, wait_until, worker_running
 from psycopg.conninfo import conninfo_to_dict
+
+import pgtq
+from pgtq.worker import Worker, WorkerSettings
 
 README = (REPO / "README.md").read_text()
 
@@ -90,8 +94,66 @@ def test_periodic_tasks_example_in_psql(dsn: str, db: psycopg.Connection[Any]) -
     assert scalar(db, "SELECT count(*) FROM pgtq.schedules") == 0, "and unschedule removed it"
 
 
-def run_python(after_heading: str, dsn: str) -> dict[str, Any]:
-    """Run the first Python block after a heading against this test's database."""
+def run_python(example: str, dsn: str) -> dict[str, Any]:
+    """Run a README example against this test's database; its names."""
+    namespace: dict[str, Any] = {}
+    exec(compile(example.replace('"dbname=app"', repr(dsn)), "README.md", "exec"), namespace)
+    namespace["q"].close()
+    return namespace
+
+
+def test_job_keys_python_example(dsn: str, db: psycopg.Connection[Any]) -> None:
+    names = run_python(code_block("### Job keys", "python"), dsn)
+    assert names["first"] == names["again"] == names["later"]
+    assert names["ids"][0] == names["ids"][2] != names["ids"][1]
+    jobs = db.execute("SELECT job_key, args, kwargs, state::text FROM pgtq.jobs ORDER BY id").fetchall()
+    assert jobs == [
+        ("sync_user:42", [42], {"full": True}, "scheduled"),  # replaced: the newest push, 30 s ahead
+        ("sync_user:1", [1], {}, "ready"),
+        ("sync_user:2", [2], {}, "ready"),
+    ]
+
+
+def test_waiting_python_example(dsn: str, db: psycopg.Connection[Any]) -> None:
+    """The example waits for jobs a worker runs: one runs here, in a thread,
+    with the example's handler."""
+    served = pgtq.PgTq("emails", dsn)
+
+    @served.handler()
+    def send_receipt(order_id: int) -> dict[str, int]:
+        return {"sent": order_id}
+
+    worker = Worker(served, WorkerSettings(concurrency=4, batch_size=20, poll_interval=0.5))
+    running = threading.Thread(target=worker.run)
+    running.start()
+    try:
+        names = run_python(code_block("### Waiting for a result", "python"), dsn)
+    finally:
+        worker.stop()
+        running.join(timeout=60)
+    assert names["receipt"] == {"sent": 1042}
+    assert [outcome.result for outcome in names["outcomes"]] == [{"sent": n} for n in range(100)]
+    assert names["failed"] == []
+    assert scalar(db, "SELECT count(*) FROM pgtq.jobs WHERE state = 'done'") == 101
+
+
+def test_periodic_tasks_python_example(dsn: str, db: psycopg.Connection[Any]) -> None:
+    run_python(code_block("### Periodic tasks", "python"), dsn)
+    assert db.execute("SELECT name, cron, timezone, queue, task, kwargs FROM pgtq.schedules").fetchall() == [
+        (
+            "reports:send_report",
+            "30 7 * * MON-FRI",
+            "Europe/Paris",
+            "reports",
+            "send_report",
+            {"to": "ops@example.com"},
+        )
+    ]
+
+
+def run_example(after_heading: str, dsn: str) -> dict[str, Any]:
+    """Run the first Python block after a heading against this test's database;
+    its names, the queue ``q`` left open for the test to use."""
     namespace: dict[str, Any] = {}
     exec(
         compile(code_block(after_heading, "python").replace("dbname=app", dsn), "README.md", "exec"),
@@ -105,7 +167,7 @@ def job_state(db: psycopg.Connection[Any], job_id: int) -> str:
 
 
 def test_cancelling_a_running_job_example(dsn: str, db: psycopg.Connection[Any]) -> None:
-    example = run_python("### Cancelling a running job", dsn)
+    example = run_example("### Cancelling a running job", dsn)
     q, build_report, fetch_feed = example["q"], example["build_report"], example["fetch_feed"]
     assert job_state(db, example["job_id"]) == "cancelled", "cancelled before it started"
 
@@ -125,7 +187,7 @@ def test_cancelling_a_running_job_example(dsn: str, db: psycopg.Connection[Any])
 
 
 def test_retry_control_example(dsn: str, db: psycopg.Connection[Any]) -> None:
-    example = run_python("### Retry control", dsn)
+    example = run_example("### Retry control", dsn)
     q, send = example["q"], example["send"]
     policies = db.execute("SELECT args, backoff_base, backoff_cap FROM pgtq.jobs ORDER BY id").fetchall()
     assert policies == [

@@ -1,0 +1,120 @@
+"""``--baseline REF``: the same pgtq scenarios, in the same run, against
+another commit of this repository (a previous release), reported beside
+this checkout's figures.
+
+The ref's ``pgtq/``, ``sql/``, ``migrations/`` and ``pgtq.control`` are
+taken from git (``git archive``, which changes nothing in the checkout)
+into the run's scratch folder. The ref gets a database of its own on the
+run's cluster, installed by its own migrate route (run in a child process
+with the ref first on PYTHONPATH), and every process that runs its code
+(the ``pgtq worker`` command, the Python-API enqueue clients) gets that
+PYTHONPATH. The SQL-only enqueue forms send the same statements to either
+database. The hand-written ceiling is not measured again.
+
+The ref's scenarios run right after this checkout's (enqueue, then the
+ref's enqueue; drain, then the ref's drain), at the same settings (the
+drain reuses the worker concurrency found for this checkout), so the two
+figures of a row are measured minutes apart, not a run apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import re
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from bench import baseline, procs
+from bench.cluster import REPO, BenchCluster
+from bench.context import Context, log
+from bench.runner import Scenario
+from bench.snapshot import PARTS
+
+DATABASE = "bench_ref"
+
+
+def export(ref: str, dest: Path) -> dict[str, Any]:
+    """The code of ``ref`` (a commit, tag or branch) in ``dest``: its
+    commit, schema version and folder."""
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--verify", f"{ref}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if commit.returncode != 0:
+        raise ValueError(f"--baseline: {ref!r} is not a commit of this repository ({commit.stderr.strip()})")
+    sha = commit.stdout.strip()
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", sha, *PARTS], capture_output=True, check=True
+    )
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(dest, filter="data")
+    match = re.search(r"^default_version = '([^']+)'", (dest / "pgtq.control").read_text(), re.MULTILINE)
+    return {"ref": ref, "commit": sha[:12], "version": match.group(1) if match else "?", "path": str(dest)}
+
+
+def install(cluster: BenchCluster, code_dir: Path) -> str:
+    """A database with the ref's pgtq (installed by the ref's own code) and
+    the ceiling's schema (the scenarios' resets expect it); its DSN."""
+    dsn = cluster.create_database(DATABASE)
+    subprocess.run(
+        [sys.executable, "-c", "import sys; from pgtq.migrate import upgrade; upgrade(sys.argv[1])", dsn],
+        env=_env(code_dir),
+        cwd=code_dir,  # not the checkout: only PYTHONPATH finds a pgtq
+        check=True,
+        capture_output=True,
+    )
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(baseline.SCHEMA_DDL)
+    return dsn
+
+
+def _env(code_dir: Path) -> dict[str, str]:
+    import os
+
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(code_dir), str(REPO)]))
+
+
+def context(ctx: Context, code_dir: Path, dsn: str) -> Context:
+    """The run's context for the ref: its database and code; results of its own."""
+    return dataclasses.replace(ctx, dsn=dsn, code_dir=code_dir, results={}, tune=False, peers=())
+
+
+def scenarios(ctx: Context, ref_ctx: Context) -> dict[str, Scenario]:
+    """The ref's scenarios, by the name of this checkout's scenario each
+    follows: ``ref_enqueue`` after ``enqueue``, ``ref_drain`` after ``drain``."""
+    from bench.scenarios import drain, enqueue
+
+    def ref_enqueue(_ctx: Context) -> Any:
+        return enqueue.run(ref_ctx, systems=("pgtq",))
+
+    def ref_drain(_ctx: Context) -> Any:
+        ref_ctx.pgtq_best_concurrency = ctx.pgtq_best_concurrency  # this checkout's, found by its tuning
+        try:
+            return drain.run(ref_ctx, systems=("pgtq",))
+        finally:
+            procs.stop_all()
+
+    return {"enqueue": ref_enqueue, "drain": ref_drain}
+
+
+def interleave(names: list[str], ref: dict[str, Scenario]) -> list[str]:
+    """The run's scenario names with each ref scenario right after the one it follows."""
+    ordered = []
+    for name in names:
+        ordered.append(name)
+        if name in ref:
+            ordered.append(f"ref_{name}")
+    return ordered
+
+
+def log_ref(info: dict[str, Any]) -> None:
+    log(f"baseline ref {info['ref']}: commit {info['commit']}, schema {info['version']} ({info['path']})")

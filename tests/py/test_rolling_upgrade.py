@@ -1,0 +1,233 @@
+"""Rolling upgrade: the database is upgraded while workers of the previous
+release drain a queue, then the workers are replaced.
+
+* Workers of the previous release (its Python package, from git, run with
+  PYTHONPATH pointing at it, on its schema) drain a queue while
+  ``pgtq migrate`` upgrades the database; they keep working on the new
+  schema (the upgrade keeps the SQL calls of the release before it), and
+  when their connection drops they stop with a message naming both
+  versions (0.1.x refuses the newer schema when it reconnects). No job is
+  lost or run twice.
+* This package's workers do the same towards a newer schema than theirs
+  (the situation of the next upgrade, played here by a pgtq.version()
+  that reports a newer version): a running worker that reconnects goes on
+  and says so, a worker that starts refuses it.
+
+When a version is released, add the commit of main that last had it to
+PREVIOUS_RELEASES, so this test runs the release before the current one.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+from collections.abc import Callable, Iterator
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from conftest import APPS, REPO, Processes, run_cli, scalar, wait_until
+
+import pgtq
+from pgtq._db.schema import known_versions, schema_version
+
+# The last commit of main whose schema was each released version.
+PREVIOUS_RELEASES = {"0.1.1": "bbf1a00b59ab20a158a64f225438f7d2ab230b58"}
+PREVIOUS = known_versions()[-2]
+CURRENT = schema_version()
+BACKLOG = 4000
+AFTER_MIGRATION = 500
+
+
+@pytest.fixture(scope="module")
+def previous_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The previous release's package, SQL and migrations, from git."""
+    if PREVIOUS not in PREVIOUS_RELEASES:
+        pytest.fail(f"add the last commit of main with schema {PREVIOUS} to PREVIOUS_RELEASES", pytrace=False)
+    archive = subprocess.run(
+        [
+            "git",
+            "-C",
+            str(REPO),
+            "archive",
+            PREVIOUS_RELEASES[PREVIOUS],
+            "pgtq",
+            "sql",
+            "migrations",
+            "pgtq.control",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
+    folder = tmp_path_factory.mktemp(f"pgtq-{PREVIOUS}")
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    assert f"default_version = '{PREVIOUS}'" in (folder / "pgtq.control").read_text()
+    return folder
+
+
+class OldWorkers(Processes):
+    """``pgtq`` processes of the previous release's package (its folder first
+    on PYTHONPATH; they run in the test apps' folder, which holds no pgtq);
+    always reaped."""
+
+    def __init__(self, package: Path, dsn: str, log_dir: Path) -> None:
+        super().__init__(dsn, log_dir)
+        self.package = package
+
+    def env(self) -> dict[str, str]:
+        return super().env() | {"PYTHONPATH": os.pathsep.join([str(self.package), str(APPS)])}
+
+    def run_python(self, code: str) -> None:
+        subprocess.run([sys.executable, "-c", code], env=self.env(), cwd=APPS, check=True, timeout=120)
+
+    def start(self) -> subprocess.Popen[str]:
+        return self.worker("rolling_app:q", "--concurrency", "4")
+
+
+@pytest.fixture
+def old_workers(previous_package: Path, empty_dsn: str, tmp_path: Path) -> Iterator[OldWorkers]:
+    (tmp_path / "old").mkdir()
+    workers = OldWorkers(previous_package, empty_dsn, tmp_path / "old")
+    yield workers
+    workers.stop_all()
+
+
+def install_previous_by_extension(dsn: str, old: OldWorkers) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE EXTENSION pgtq VERSION '{PREVIOUS}'")
+
+
+def install_previous_by_alembic(dsn: str, old: OldWorkers) -> None:
+    """With the previous release's own package: its alembic chain."""
+    old.run_python(f"from pgtq.migrate import upgrade; upgrade({dsn!r})")
+
+
+def done_count(db: psycopg.Connection[Any]) -> int:
+    return int(scalar(db, "SELECT count(*) FROM pgtq.jobs WHERE queue = 'rolling' AND state = 'done'"))
+
+
+@pytest.mark.parametrize(
+    "install_previous",
+    [install_previous_by_extension, install_previous_by_alembic],
+    ids=["extension", "alembic"],
+)
+def test_workers_of_the_previous_release_drain_a_queue_while_the_database_is_upgraded(
+    empty_dsn: str,
+    old_workers: OldWorkers,
+    tmp_path: Path,
+    install_previous: Callable[[str, OldWorkers], None],
+) -> None:
+    (tmp_path / "new").mkdir()
+    new_workers = Processes(empty_dsn, tmp_path / "new")
+    try:
+        drain_across_the_upgrade(empty_dsn, old_workers, new_workers, install_previous)
+    finally:
+        new_workers.stop_all()
+
+
+def drain_across_the_upgrade(
+    empty_dsn: str,
+    old_workers: OldWorkers,
+    new_workers: Processes,
+    install_previous: Callable[[str, OldWorkers], None],
+) -> None:
+    install_previous(empty_dsn, old_workers)
+    with psycopg.connect(empty_dsn, autocommit=True) as db:
+        assert scalar(db, "SELECT pgtq.version()") == PREVIOUS
+        db.execute(
+            "CREATE TABLE public.side_effects (token text NOT NULL, kind text NOT NULL DEFAULT 'ran',"
+            " pid integer NOT NULL DEFAULT pg_backend_pid(),"
+            " at timestamptz NOT NULL DEFAULT clock_timestamp())"
+        )
+        db.execute(
+            "SELECT pgtq.push_many('rolling', 'work', array(SELECT jsonb_build_array(n)"
+            " FROM generate_series(0, %s - 1) AS n))",
+            [BACKLOG],
+        )
+        workers = [old_workers.start() for _ in range(2)]
+        wait_until(lambda: done_count(db) >= 200)
+
+        # The upgrade, while they drain.
+        done_before = done_count(db)
+        migrated = run_cli("migrate", empty_dsn)
+        done_after = done_count(db)
+        assert migrated.returncode == 0, migrated.stderr[-3000:]
+        assert f"pgtq schema {PREVIOUS} -> {CURRENT}" in migrated.stdout
+        assert done_before < BACKLOG, "the backlog was still draining when the upgrade started"
+        print(f"jobs done when the upgrade started: {done_before}, when it ended: {done_after} of {BACKLOG}")
+
+        # They keep working on the new schema: a producer pushes more.
+        for n in range(BACKLOG, BACKLOG + AFTER_MIGRATION):
+            db.execute("SELECT pgtq.push('rolling', 'work', jsonb_build_array(%s))", [n])
+        wait_until(lambda: done_count(db) == BACKLOG + AFTER_MIGRATION, timeout=120)
+        assert [worker.poll() for worker in workers] == [None, None], "still running"
+
+        # When their sessions drop they refuse the newer schema on reconnecting,
+        # and stop with a message naming both versions.
+        db.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        for worker in workers:
+            assert worker.wait(timeout=60) == 1
+            assert (
+                f"the database has pgtq schema {CURRENT}, newer than {PREVIOUS} that this package knows;"
+                " upgrade the pgtq Python package" in old_workers.output(worker)
+            )
+
+        # Workers of this release take over.
+        db.execute("SELECT pgtq.push('rolling', 'work', jsonb_build_array(%s))", [BACKLOG + AFTER_MIGRATION])
+        new_worker = new_workers.worker("rolling_app:q")
+        total = BACKLOG + AFTER_MIGRATION + 1
+        wait_until(lambda: done_count(db) == total, timeout=60)
+        runs = dict(db.execute("SELECT token, count(*) FROM public.side_effects GROUP BY token").fetchall())
+        assert runs == {str(n): 1 for n in range(total)}, "every job ran, and ran once"
+        assert scalar(db, "SELECT count(*) FROM pgtq.jobs WHERE state <> 'done'") == 0
+        new_worker.send_signal(signal.SIGTERM)
+        assert new_worker.wait(timeout=60) == 0
+
+
+def pretend_upgraded(db: psycopg.Connection[Any], version: str) -> None:
+    """Make the database report a newer schema version, as the next upgrade
+    will (the rest of the schema stays: it keeps this release's calls)."""
+    db.execute(
+        f"CREATE OR REPLACE FUNCTION pgtq.version() RETURNS text LANGUAGE sql AS $$ SELECT '{version}' $$"
+    )
+
+
+def test_a_running_worker_goes_on_with_a_newer_schema_and_a_starting_one_refuses_it(
+    q: pgtq.PgTq, db: psycopg.Connection[Any], processes: Processes
+) -> None:
+    newer = ".".join([*CURRENT.split(".")[:-1], str(int(CURRENT.split(".")[-1]) + 1)])
+    worker = processes.worker()
+    first = q.push("add", [1, 2])
+    assert q.wait(first, timeout=60) == 3
+
+    pretend_upgraded(db, newer)
+    db.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    q.close()
+    warning = (
+        f"the database now has pgtq schema {newer}, newer than {CURRENT} that this worker was written for"
+    )
+    wait_until(lambda: warning in processes.output(worker), timeout=60)
+    second = q.push("add", [2, 3])
+    assert q.wait(second, timeout=60) == 5, "it goes on"
+    assert worker.poll() is None
+
+    refused = processes.worker()
+    assert refused.wait(timeout=60) == 1
+    assert (
+        f"the database has pgtq schema {newer}, newer than {CURRENT} that this package knows;"
+        " upgrade the pgtq Python package" in processes.output(refused)
+    )
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0
