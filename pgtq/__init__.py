@@ -31,7 +31,7 @@ from pgtq.errors import (
 )
 from pgtq.handler import Handler, PushOptions
 from pgtq.queue import PgTq
-from pgtq.task import JobInfo, QueueStat, Task, current_task
+from pgtq.task import JobInfo, QueueInfo, QueueStat, Task, current_task
 
 try:
     __version__ = _metadata.version("pgtq")
@@ -49,6 +49,7 @@ __all__ = [
     "PgTq",
     "PgTqError",
     "PushOptions",
+    "QueueInfo",
     "QueueStat",
     "SchemaMissingError",
     "SchemaVersionError",

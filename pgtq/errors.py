@@ -29,7 +29,8 @@ class PgTqError(Exception):
 
 class InvalidJobError(PgTqError, ValueError):
     """The database refused a job or call because an argument is invalid
-    (SQLSTATE PT001-PT004); nothing was written."""
+    (SQLSTATE PT001-PT004), or because the call cannot run as it was made
+    (PT007: a pop that needs READ COMMITTED); nothing was written."""
 
     def __init__(self, message: str, sqlstate: str | None = None) -> None:
         super().__init__(message)
@@ -69,7 +70,7 @@ class UnknownTaskError(PgTqError, LookupError):
         self.queue = queue
 
 
-_INVALID_INPUT_STATES = {"PT001", "PT002", "PT003", "PT004"}
+_INVALID_INPUT_STATES = {"PT001", "PT002", "PT003", "PT004", "PT007"}
 
 
 def translate(error: psycopg.Error) -> PgTqError | None:

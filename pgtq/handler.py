@@ -31,6 +31,7 @@ class PushOptions(Generic[P, R]):
     max_attempts: int | None = None
     conn: psycopg.Connection[Any] | None = None
     queue: str | None = None
+    lock_key: str | None = None
 
     def push(self, *args: P.args, **kwargs: P.kwargs) -> int:
         """Enqueue one job with these options; returns its id."""
@@ -53,6 +54,7 @@ class PushOptions(Generic[P, R]):
             "max_attempts": handler.max_attempts if self.max_attempts is None else self.max_attempts,
             "conn": self.conn,
             "queue": self.queue,
+            "lock_key": self.lock_key,
         }
 
 
@@ -106,10 +108,13 @@ class Handler(Generic[P, R]):
         max_attempts: int | None = None,
         conn: psycopg.Connection[Any] | None = None,
         queue: str | None = None,
+        lock_key: str | None = None,
     ) -> PushOptions[P, R]:
         """Push options: ``run_at`` or ``delay`` (seconds or timedelta),
-        ``priority``, ``max_attempts``, ``queue``, and ``conn``, a psycopg
-        connection whose open transaction the push joins."""
+        ``priority``, ``max_attempts``, ``queue``, ``conn``, a psycopg
+        connection whose open transaction the push joins, and ``lock_key``:
+        at most one job of that key runs at a time, across queues and
+        workers, in the key's order."""
         return replace(
             PushOptions(self),
             run_at=run_at,
@@ -118,6 +123,7 @@ class Handler(Generic[P, R]):
             max_attempts=max_attempts,
             conn=conn,
             queue=queue,
+            lock_key=lock_key,
         )
 
     def __repr__(self) -> str:

@@ -20,7 +20,7 @@ from pgtq._values import as_interval
 from pgtq.database import Database
 from pgtq.errors import UnknownTaskError
 from pgtq.handler import Handler
-from pgtq.task import JobInfo, QueueStat, Task
+from pgtq.task import JobInfo, QueueInfo, QueueStat, Task
 
 if TYPE_CHECKING:
     import psycopg
@@ -156,6 +156,7 @@ class PgTq:
         priority: int,
         max_attempts: int,
         queue: str | None,
+        lock_key: str | None,
     ) -> dict[str, Any]:
         """The checked options of a push, as the gateway's parameters."""
         if run_at is not None and delay is not None:
@@ -169,6 +170,7 @@ class PgTq:
             "delay": as_interval(delay, "delay"),
             "priority": priority,
             "max_attempts": max_attempts,
+            "lock_key": lock_key,
         }
 
     def push(
@@ -183,16 +185,19 @@ class PgTq:
         max_attempts: int = 25,
         conn: psycopg.Connection[Any] | None = None,
         queue: str | None = None,
+        lock_key: str | None = None,
     ) -> int:
         """Enqueue a job for ``task`` and return its id (``pgtq.push``).
 
         With ``conn`` the push runs on that connection and joins its open
         transaction: the job exists only if that transaction commits.
         ``run_at`` (an aware datetime) or ``delay`` (seconds or timedelta,
-        measured by the database clock) schedule it for later.
+        measured by the database clock) schedule it for later. With
+        ``lock_key`` at most one job of that key runs at a time, in any
+        queue, in the key's order (priority, then push order).
         """
         args_json, kwargs_json = encode_arguments(task, args, kwargs or {})
-        params = self._push_params(task, run_at, delay, priority, max_attempts, queue)
+        params = self._push_params(task, run_at, delay, priority, max_attempts, queue, lock_key)
         return self.database._call(conn, gateway.push, args_json=args_json, kwargs_json=kwargs_json, **params)
 
     def push_many(
@@ -207,18 +212,20 @@ class PgTq:
         max_attempts: int = 25,
         conn: psycopg.Connection[Any] | None = None,
         queue: str | None = None,
+        lock_key: str | None = None,
     ) -> list[int]:
         """Enqueue one job of ``task`` per element of ``args_list`` (with the
         matching element of ``kwargs_list``) in one call (``pgtq.push_many``);
         returns their ids in order. All are written or none. The options are
-        those of :meth:`push` and apply to every job."""
+        those of :meth:`push` and apply to every job (with ``lock_key``, they
+        run one at a time, in order)."""
         if kwargs_list is not None and len(kwargs_list) != len(args_list):
             raise ValueError(f"got {len(args_list)} argument lists but {len(kwargs_list)} keyword mappings")
         encoded = [
             encode_arguments(task, args, kwargs_list[n] if kwargs_list is not None else {})
             for n, args in enumerate(args_list)
         ]
-        params = self._push_params(task, run_at, delay, priority, max_attempts, queue)
+        params = self._push_params(task, run_at, delay, priority, max_attempts, queue, lock_key)
         return self.database._call(
             conn,
             gateway.push_many,
@@ -312,6 +319,36 @@ class PgTq:
     def stats(self, *, all_queues: bool = False) -> list[QueueStat]:
         """Job counts per state (``pgtq.queue_stats``) for this queue or all."""
         return self.database.stats(None if all_queues else self.queue)
+
+    # -- flow control ------------------------------------------------------
+
+    def pause(self) -> bool:
+        """Pause this queue: no worker takes its jobs until :meth:`resume`
+        (see :meth:`Database.pause`)."""
+        return self.database.pause(self.queue)
+
+    def resume(self) -> bool:
+        """Resume this queue (see :meth:`Database.resume`)."""
+        return self.database.resume(self.queue)
+
+    def configure_queue(
+        self,
+        *,
+        max_running: int | None = None,
+        rate_limit: int | None = None,
+        rate_period: timedelta | float | None = None,
+    ) -> bool:
+        """Set this queue's limits to exactly these (see
+        :meth:`Database.configure_queue`); whether that changed them."""
+        return self.database.configure_queue(
+            self.queue, max_running=max_running, rate_limit=rate_limit, rate_period=rate_period
+        )
+
+    def info(self) -> QueueInfo | None:
+        """This queue's pause, limits and backlog (``pgtq.queues``), or None
+        when it is not known (no jobs, nothing configured)."""
+        found = self.database.queues(self.queue)
+        return found[0] if found else None
 
     def check_schema(self, conn: psycopg.Connection[Any] | None = None) -> str:
         """The installed schema version; raises when it is missing or not

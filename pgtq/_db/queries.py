@@ -30,7 +30,7 @@ from pgtq._inspection import (
     SchemaFeatures,
 )
 from pgtq._records import Outcome, WorkerIdentity
-from pgtq.task import JobInfo, Metric, QueueStat, Task, WorkerInfo
+from pgtq.task import JobInfo, Metric, QueueInfo, QueueStat, Task, WorkerInfo
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
@@ -142,10 +142,12 @@ def push(
     delay: timedelta | None,
     priority: int,
     max_attempts: int,
+    lock_key: str | None = None,
 ) -> Query[int]:
     """``pgtq.push`` of one job (due at ``run_at``, or ``delay`` from the
-    database's now); its result is the job's id."""
+    database's now), with ``lock_key`` if given; its result is the job's id."""
     params = _push_params(queue, task, args_json, kwargs_json, run_at, delay, priority, max_attempts)
+    params["lock_key"] = lock_key
     return Query(statements.PUSH if delay is None else statements.PUSH_DELAYED, params, _integer)
 
 
@@ -159,9 +161,12 @@ def push_many(
     delay: timedelta | None,
     priority: int,
     max_attempts: int,
+    lock_key: str | None = None,
 ) -> Query[list[int]]:
-    """``pgtq.push_many``: one job per element of ``args_json``; the ids in order."""
+    """``pgtq.push_many``: one job per element of ``args_json``, each with
+    ``lock_key`` if given; the ids in order."""
     params = _push_params(queue, task, args_json, kwargs_json, run_at, delay, priority, max_attempts)
+    params["lock_keys"] = None if lock_key is None else [lock_key] * len(args_json)
     return Query(statements.PUSH_MANY, params, _integers)
 
 
@@ -304,6 +309,35 @@ def purge(older_than: timedelta, states: Sequence[str], queue: str | None, batch
 def delete_job(job_id: int) -> Query[bool]:
     """``pgtq.delete_job``: False for a live job or an unknown id."""
     return Query(statements.DELETE_JOB, {"id": job_id}, _boolean)
+
+
+def pause(queue: str) -> Query[bool]:
+    """``pgtq.pause``: False when the queue was paused already."""
+    return Query(statements.PAUSE, {"queue": queue}, _boolean)
+
+
+def resume(queue: str) -> Query[bool]:
+    """``pgtq.resume``: False when the queue was not paused."""
+    return Query(statements.RESUME, {"queue": queue}, _boolean)
+
+
+def configure_queue(
+    queue: str, *, max_running: int | None, rate_limit: int | None, rate_period: timedelta | None
+) -> Query[bool]:
+    """``pgtq.configure_queue``: set the queue's limits to these (None: no
+    such limit); whether that changed them."""
+    limits = {"max_running": max_running, "rate_limit": rate_limit, "rate_period": rate_period}
+    return Query(statements.CONFIGURE_QUEUE, {"queue": queue, **limits}, _boolean)
+
+
+def queues(queue: str | None) -> Query[list[QueueInfo]]:
+    """``pgtq.queues``: every known queue by name, or ``queue`` only."""
+    return Query(statements.QUEUES, {"queue": queue}, lambda rows: [QueueInfo(*row) for row in rows])
+
+
+def queues_exist() -> Query[bool]:
+    """Whether the schema has the view ``pgtq.queues`` (pause and limits)."""
+    return Query(statements.QUEUES_EXIST, None, _boolean)
 
 
 def schedules_exist() -> Query[bool]:
