@@ -37,7 +37,7 @@ from pgtq.errors import (
 )
 from pgtq.handler import Handler, JobKeyMode, PushOptions
 from pgtq.queue import PgTq
-from pgtq.task import JobInfo, JobOutcome, PeriodicTask, QueueStat, Task, current_task
+from pgtq.task import JobInfo, JobOutcome, PeriodicTask, QueueInfo, QueueStat, Task, current_task
 
 try:
     __version__ = _metadata.version("pgtq")
@@ -62,6 +62,7 @@ __all__ = [
     "PgTq",
     "PgTqError",
     "PushOptions",
+    "QueueInfo",
     "QueueStat",
     "Retry",
     "Schedule",

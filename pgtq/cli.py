@@ -14,10 +14,12 @@ Exit codes (``EXIT_CODES``), the same for every command:
          database refuses as invalid), a missing DSN, a target that does
          not name a queue
     3    nothing to act on: an unknown job id, or a job whose state does
-         not allow the action (nothing was changed)
+         not allow the action, a queue paused already (pause) or not
+         paused (resume): nothing was changed
     4    not available here: a feature this schema, this server or this
-         installation does not have (pause/resume, schedules before the
-         cron feature, pg_cron not installed, the dashboard extra missing)
+         installation does not have (pause, resume and limits before schema
+         0.3.0, schedules before the cron feature, pg_cron not installed,
+         the dashboard extra missing)
     130  interrupted (Ctrl-C)
 
 Errors are one line on stderr, ``pgtq: error: ...``, with no traceback.
@@ -37,7 +39,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -50,7 +52,7 @@ from pgtq._targets import TargetError, load_queue
 from pgtq.database import Database
 from pgtq.errors import InvalidJobError, PgTqError
 from pgtq.queue import PgTq
-from pgtq.task import JobInfo, Metric
+from pgtq.task import JobInfo, Metric, QueueInfo
 
 logger = logging.getLogger("pgtq")
 
@@ -59,7 +61,8 @@ EXIT_CODES = {
     EXIT_OK: "done",
     EXIT_ERROR: "operational error (database, rights, declined confirmation)",
     EXIT_USAGE: "usage error (bad option or value, missing DSN)",
-    EXIT_NOTHING: "nothing to act on (unknown job, or its state does not allow the action)",
+    EXIT_NOTHING: "nothing to act on (unknown job, or its state does not allow the action; a queue paused or "
+    "running already)",
     EXIT_UNAVAILABLE: "not available here (this schema, server or installation lacks the feature)",
     EXIT_INTERRUPTED: "interrupted",
 }
@@ -341,9 +344,12 @@ def version() -> int:
 
 def queue_overview(database: Database, queue: str | None, period: timedelta) -> dict[str, Any]:
     """Everything ``stats`` shows: per queue, the jobs by state, the oldest
-    ready age, what the history counted over ``period``, live workers."""
+    ready age, what the history counted over ``period``, live workers, and
+    its pause and limits (``paused`` and ``limit`` are None on a schema
+    without them, before 0.3.0)."""
     stats = database.stats(queue)
     metrics: list[Metric] = [m for m in database.metrics(period) if queue is None or m.queue in (None, queue)]
+    flows = database.queues(queue)
     queues: dict[str, dict[str, Any]] = {}
 
     def entry(name: str) -> dict[str, Any]:
@@ -357,9 +363,9 @@ def queue_overview(database: Database, queue: str | None, period: timedelta) -> 
                 "workers": 0,
                 # Running jobs asked to cancel that have not stopped yet.
                 "cancel_requested": 0,
-                # Not in this schema yet (issue 9): None means "unknown", not "no".
-                "paused": None,
-                "limit": None,
+                # None: this schema has no pause and limits ("unknown", not "no").
+                "paused": None if flows is None else False,
+                "limit": None if flows is None else _limit_record(None),
             },
         )
 
@@ -380,6 +386,10 @@ def queue_overview(database: Database, queue: str | None, period: timedelta) -> 
             entry(metric.queue)["recent"][recent_names[metric.metric]] += int(metric.value)
         elif metric.metric == "workers":
             entry(metric.queue)["workers"] = int(metric.value)
+    for flow in flows or ():
+        if flow.paused or flow.max_running is not None or flow.rate_limit is not None:
+            item = entry(flow.queue)
+            item["paused"], item["limit"] = flow.paused, _limit_record(flow)
     minutes = period.total_seconds() / 60
     for item in queues.values():
         item["recent"]["completed_per_minute"] = round(item["recent"]["completed"] / minutes, 2)
@@ -391,6 +401,38 @@ def queue_overview(database: Database, queue: str | None, period: timedelta) -> 
         "history_age_seconds": singles.get("history_age_seconds"),
         "period_seconds": period.total_seconds(),
     }
+
+
+def _limit_record(flow: QueueInfo | None) -> dict[str, Any]:
+    """A queue's limits for --json (None: no such limit)."""
+    return {
+        "max_running": flow.max_running if flow else None,
+        "rate_limit": flow.rate_limit if flow else None,
+        "rate_period_seconds": _seconds(flow.rate_period) if flow else None,
+    }
+
+
+def _flow_text(paused: bool | None, limit: dict[str, Any] | None) -> str:
+    """A queue's pause and limits in a table cell: ``paused, max 2, 20/1s``,
+    ``-`` for none, ``?`` on a schema without them."""
+    if paused is None or limit is None:
+        return "?"
+    parts = ["paused"] if paused else []
+    if limit["max_running"] is not None:
+        parts.append(f"max {limit['max_running']}")
+    if limit["rate_limit"] is not None:
+        parts.append(f"{limit['rate_limit']}/{_duration_text(limit['rate_period_seconds'])}")
+    return ", ".join(parts) or "-"
+
+
+def _duration_text(seconds: float) -> str:
+    """A period as the CLI writes durations: ``1s``, ``500ms``, ``1m``, ``1h30m``."""
+    if seconds < 1:
+        return f"{seconds * 1000:g}ms"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
 
 
 def _stats_table(overview: dict[str, Any], server: str = "") -> Table:
@@ -408,6 +450,7 @@ def _stats_table(overview: dict[str, Any], server: str = "") -> Table:
     table.add_column("done/min", justify="right")
     table.add_column("failed/min", justify="right")
     table.add_column("workers", justify="right")
+    table.add_column("paused / limits")
     # Running jobs asked to cancel, shown only while there are some.
     cancelling = any(item["cancel_requested"] for item in overview["queues"])
     if cancelling:
@@ -420,6 +463,7 @@ def _stats_table(overview: dict[str, Any], server: str = "") -> Table:
             f"{item['recent']['completed_per_minute']:g}",
             f"{item['recent']['failed_per_minute']:g}",
             str(item["workers"]),
+            _flow_text(item["paused"], item["limit"]),
             *([str(item["cancel_requested"])] if cancelling else []),
         )
     return table
@@ -969,28 +1013,119 @@ def push_file(
     return EXIT_OK
 
 
-# -- not yet: pause, resume ------------------------------------------------------------
+# -- flow control: pause, resume, configure-queue, queues -------------------------------
 
 
-def _not_yet(action: str) -> NoReturn:
-    raise Unavailable(
-        f"{action} a queue is not available in this version of pgtq: it comes with queue pausing "
-        "and limits (issue 9)"
-    )
+def _flow(database: Database) -> list[QueueInfo]:
+    """Every known queue's pause and limits; exit 4 on a schema without them."""
+    found = database.queues()
+    if found is None:
+        raise Unavailable(
+            f"this database's pgtq schema ({database.installed_version()}) has no pause and limits: they "
+            "arrive with schema 0.3.0 (pgtq migrate)"
+        )
+    return found
 
 
-@cli.command(help="Stop workers taking jobs of QUEUE (not available yet: issue 9).")
+def _pause_or_resume(queue: str, dsn: str | None, as_json: bool, pausing: bool) -> int:
+    with _database(dsn) as database:
+        _flow(database)
+        changed = database.pause(queue) if pausing else database.resume(queue)
+    if not changed:
+        raise NothingToDo(f"queue {queue!r} is {'paused already' if pausing else 'not paused'}")
+    if as_json:
+        _print_json({"queue": queue, "paused": pausing})
+    else:
+        click.echo(f"queue {queue} {'paused' if pausing else 'resumed'}")
+    return EXIT_OK
+
+
+@cli.command(
+    help="Pause QUEUE: workers take none of its jobs until `pgtq resume`; pushes still enqueue and "
+    "running jobs finish. Exit 3 if it was paused already."
+)
 @click.argument("queue")
 @dsn_option
-def pause(queue: str, dsn: str | None) -> int:
-    _not_yet("pausing")
+@json_option
+def pause(queue: str, dsn: str | None, as_json: bool) -> int:
+    return _pause_or_resume(queue, dsn, as_json, pausing=True)
 
 
-@cli.command(help="Let workers take jobs of QUEUE again (not available yet: issue 9).")
+@cli.command(help="Resume a paused QUEUE: workers take its jobs again. Exit 3 if it was not paused.")
 @click.argument("queue")
 @dsn_option
-def resume(queue: str, dsn: str | None) -> int:
-    _not_yet("resuming")
+@json_option
+def resume(queue: str, dsn: str | None, as_json: bool) -> int:
+    return _pause_or_resume(queue, dsn, as_json, pausing=False)
+
+
+@cli.command(
+    name="configure-queue",
+    help="Set the limits of QUEUE to exactly those given (pgtq.configure_queue): --max-running N jobs at "
+    "once, --rate-limit R starts in any --rate-period; a limit left out is lifted. Exit 3 if nothing "
+    "changed.",
+)
+@click.argument("queue")
+@click.option("--max-running", type=click.IntRange(1, 100000), metavar="N", help="at most N jobs run at once")
+@click.option("--rate-limit", type=click.IntRange(1, 1000000), metavar="R", help="at most R jobs start ...")
+@click.option("--rate-period", metavar="DURATION", help="... in any window of this length, e.g. 1s, 1m")
+@dsn_option
+@json_option
+def configure_queue(
+    queue: str,
+    max_running: int | None,
+    rate_limit: int | None,
+    rate_period: str | None,
+    dsn: str | None,
+    as_json: bool,
+) -> int:
+    if (rate_limit is None) != (rate_period is None):
+        raise UsageError("--rate-limit and --rate-period go together (at most R starts in any period)")
+    period = parse_duration(rate_period, "--rate-period") if rate_period else None
+    with _database(dsn) as database:
+        _flow(database)
+        changed = database.configure_queue(
+            queue, max_running=max_running, rate_limit=rate_limit, rate_period=period
+        )
+    if not changed:
+        raise NothingToDo(f"queue {queue!r} has these limits already")
+    limits = {"max_running": max_running, "rate_limit": rate_limit, "rate_period_seconds": _seconds(period)}
+    if as_json:
+        _print_json({"queue": queue, "limit": limits})
+    else:
+        click.echo(f"queue {queue}: {_flow_text(False, limits)}")
+    return EXIT_OK
+
+
+@cli.command(
+    help="Every known queue (paused or limited, or with live jobs): its pause, limits, what counts "
+    "against them now, and its backlog (pgtq.queues)."
+)
+@dsn_option
+@json_option
+def queues(dsn: str | None, as_json: bool) -> int:
+    with _database(dsn) as database:
+        found = _flow(database)
+    if as_json:
+        _print_json([{**asdict(flow), "rate_period": _seconds(flow.rate_period)} for flow in found])
+        return EXIT_OK
+    if not found:
+        click.echo("no queues")
+        return EXIT_OK
+    table = Table()
+    for column in ("queue", "paused / limits", "running", "started in window", "ready", "scheduled"):
+        table.add_column(column, justify="left" if column in ("queue", "paused / limits") else "right")
+    for flow in found:
+        table.add_row(
+            flow.queue,
+            _flow_text(flow.paused, _limit_record(flow)),
+            str(flow.running) + (f"/{flow.max_running}" if flow.max_running is not None else ""),
+            "-" if flow.rate_used is None else f"{flow.rate_used}/{flow.rate_limit}",
+            str(flow.ready),
+            str(flow.scheduled),
+        )
+    _out().print(table)
+    return EXIT_OK
 
 
 # -- pg_cron ---------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from pgtq._values import as_interval, as_seconds
 from pgtq._waiting import wait_for
 from pgtq.errors import SchemaMissingError, SchemaVersionError
 from pgtq.periodic import register as register_periodic
-from pgtq.task import JobInfo, JobOutcome, Metric, PeriodicTask, QueueStat, WorkerInfo
+from pgtq.task import JobInfo, JobOutcome, Metric, PeriodicTask, QueueInfo, QueueStat, WorkerInfo
 
 if TYPE_CHECKING:
     import psycopg
@@ -275,6 +275,49 @@ class Database:
         """Delete one finished job (``pgtq.delete_job``); False for a live
         job or an unknown id."""
         return self._call(None, gateway.delete_job, job_id)
+
+    # -- flow control: pause, resume, limits -------------------------------
+
+    def pause(self, queue: str) -> bool:
+        """Pause ``queue`` (``pgtq.pause``): from the commit on, no worker
+        takes its jobs; pushes still enqueue and running jobs finish.
+        False when it was paused already."""
+        return self._call(None, gateway.pause, queue)
+
+    def resume(self, queue: str) -> bool:
+        """Resume a paused ``queue`` (``pgtq.resume``); its idle workers are
+        woken. False when it was not paused."""
+        return self._call(None, gateway.resume, queue)
+
+    def configure_queue(
+        self,
+        queue: str,
+        *,
+        max_running: int | None = None,
+        rate_limit: int | None = None,
+        rate_period: timedelta | float | None = None,
+    ) -> bool:
+        """Set the limits of ``queue`` to exactly these (``pgtq.configure_queue``):
+        at most ``max_running`` of its jobs run at once, at most ``rate_limit``
+        start in any window of ``rate_period`` (seconds or a timedelta), across
+        all workers. A limit left out is no limit, so ``configure_queue(q)``
+        lifts both; the pause is not touched. Returns whether that changed them."""
+        period = as_interval(rate_period, "rate_period")
+        return self._call(
+            None,
+            gateway.configure_queue,
+            queue,
+            max_running=max_running,
+            rate_limit=rate_limit,
+            rate_period=period,
+        )
+
+    def queues(self, queue: str | None = None) -> list[QueueInfo] | None:
+        """Every known queue (``pgtq.queues``: paused or limited, or with live
+        jobs) with its pause, limits and backlog, by name; only ``queue``
+        when given. None when the schema has no pause and limits (before 0.3.0)."""
+        with self._session() as conn:
+            return gateway.queues(conn, queue) if gateway.queues_exist(conn) else None
 
     def cron_version(self) -> str | None:
         """The version of pg_cron in this database, or None without it."""

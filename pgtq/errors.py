@@ -33,7 +33,8 @@ class PgTqError(Exception):
 
 class InvalidJobError(PgTqError, ValueError):
     """The database refused a job or call because an argument is invalid
-    (SQLSTATE PT001-PT004); nothing was written."""
+    (SQLSTATE PT001-PT004), or because the call cannot run as it was made
+    (PT007: a pop that needs READ COMMITTED); nothing was written."""
 
     def __init__(self, message: str, sqlstate: str | None = None) -> None:
         super().__init__(message)
@@ -154,7 +155,7 @@ def _first_line(text: str | None) -> str:
     return (text or "").strip().split("\n", 1)[0]
 
 
-_INVALID_INPUT_STATES = {"PT001", "PT002", "PT003", "PT004"}
+_INVALID_INPUT_STATES = {"PT001", "PT002", "PT003", "PT004", "PT007"}
 
 
 def translate(error: psycopg.Error) -> PgTqError | None:

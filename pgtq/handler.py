@@ -42,6 +42,7 @@ class PushOptions(Generic[P, R]):
     backoff_cap: timedelta | float | None = None
     job_key: str | None = None
     job_key_mode: JobKeyMode = "keep"
+    lock_key: str | None = None
 
     def push(self, *args: P.args, **kwargs: P.kwargs) -> int:
         """Enqueue one job with these options; returns its id (with a job
@@ -88,6 +89,7 @@ class PushOptions(Generic[P, R]):
             "queue": self.queue,
             "backoff_base": handler.backoff_base if self.backoff_base is None else self.backoff_base,
             "backoff_cap": handler.backoff_cap if self.backoff_cap is None else self.backoff_cap,
+            "lock_key": self.lock_key,
         }
 
 
@@ -161,13 +163,16 @@ class Handler(Generic[P, R]):
         backoff_cap: timedelta | float | None = None,
         job_key: str | None = None,
         job_key_mode: JobKeyMode = "keep",
+        lock_key: str | None = None,
     ) -> PushOptions[P, R]:
         """Push options: ``run_at`` or ``delay`` (seconds or timedelta),
         ``priority``, ``max_attempts``, ``queue``, ``backoff_base`` and
         ``backoff_cap`` (seconds or timedelta; the handler's when not given),
         ``conn``, a psycopg connection whose open transaction the push
-        joins, and ``job_key`` with ``job_key_mode`` (``"keep"`` or
-        ``"replace"``: see ``PgTq.push``)."""
+        joins, ``job_key`` with ``job_key_mode`` (``"keep"`` or
+        ``"replace"``: see ``PgTq.push``), and ``lock_key``: at most one job
+        of that key runs at a time, across queues and workers, in the key's
+        order."""
         return replace(
             PushOptions(self),
             run_at=run_at,
@@ -180,6 +185,7 @@ class Handler(Generic[P, R]):
             backoff_cap=backoff_cap,
             job_key=job_key,
             job_key_mode=job_key_mode,
+            lock_key=lock_key,
         )
 
     def __repr__(self) -> str:

@@ -9,8 +9,11 @@ Two kinds of figures, on one registry:
   ``pgtq_queue_recent_failed_jobs``, ``pgtq_queue_recent_lease_expiries``
   (in the history samples of the last ``period``, 5 minutes by default),
   ``pgtq_queue_workers{queue}``, ``pgtq_workers``,
-  ``pgtq_history_age_seconds``, and ``pgtq_database_up`` (0 when the query
-  failed: the other queue-level figures are then left out);
+  ``pgtq_history_age_seconds``, the pause and limits of the queues that
+  have any (``pgtq_queue_paused``, ``pgtq_queue_max_running``,
+  ``pgtq_queue_rate_limit``, ``pgtq_queue_rate_period_seconds``), and
+  ``pgtq_database_up`` (0 when the query failed: the other queue-level
+  figures are then left out);
 * **worker-local**, counted by a worker as it writes outcomes
   (``WorkerMetrics``): ``pgtq_worker_jobs_completed_total{queue,task}``,
   ``pgtq_worker_jobs_failed_total{queue,task}`` (failed attempts, retried
@@ -78,6 +81,18 @@ FAMILIES = {
     "workers_total": _Family("pgtq_workers", "Live workers.", ()),
     "history_age_seconds": _Family(
         "pgtq_history_age_seconds", "Seconds since the last history sample (over 60: nobody ticks).", ()
+    ),
+    "paused": _Family(
+        "pgtq_queue_paused", "1 while the queue is paused, 0 for a limited queue that is not.", ("queue",)
+    ),
+    "max_running": _Family(
+        "pgtq_queue_max_running", "At most this many of the queue's jobs run at once.", ("queue",)
+    ),
+    "rate_limit": _Family(
+        "pgtq_queue_rate_limit", "At most this many of the queue's jobs start in any rate period.", ("queue",)
+    ),
+    "rate_period_seconds": _Family(
+        "pgtq_queue_rate_period_seconds", "The window of the queue's rate limit.", ("queue",)
     ),
 }
 

@@ -22,7 +22,7 @@ from pgtq._values import as_interval
 from pgtq.database import Database
 from pgtq.errors import UnknownTaskError
 from pgtq.handler import Handler, JobKeyMode
-from pgtq.task import JobInfo, JobOutcome, PeriodicTask, QueueStat, Task
+from pgtq.task import JobInfo, JobOutcome, PeriodicTask, QueueInfo, QueueStat, Task
 
 if TYPE_CHECKING:
     import psycopg
@@ -185,6 +185,7 @@ class PgTq:
         queue: str | None,
         backoff_base: timedelta | float | None,
         backoff_cap: timedelta | float | None,
+        lock_key: str | None,
     ) -> dict[str, Any]:
         """The checked options of a push, as the gateway's parameters."""
         if run_at is not None and delay is not None:
@@ -200,6 +201,7 @@ class PgTq:
             "max_attempts": max_attempts,
             "backoff_base": checked_delay(backoff_base, "backoff_base"),
             "backoff_cap": checked_delay(backoff_cap, "backoff_cap"),
+            "lock_key": lock_key,
         }
 
     def push(
@@ -218,6 +220,7 @@ class PgTq:
         queue: str | None = None,
         backoff_base: timedelta | float | None = None,
         backoff_cap: timedelta | float | None = None,
+        lock_key: str | None = None,
     ) -> int:
         """Enqueue a job for ``task`` and return its id (``pgtq.push``).
 
@@ -227,6 +230,8 @@ class PgTq:
         measured by the database clock) schedule it for later.
         ``backoff_base`` and ``backoff_cap`` (seconds or timedelta) are the
         job's own retry policy (None: the SQL defaults, 2 s and 1 hour).
+        With ``lock_key`` at most one job of that key runs at a time, in any
+        queue, in the key's order (priority, then push order).
 
         With a ``job_key`` the queue holds at most one pending (scheduled or
         ready) job with that key: when there is one, ``job_key_mode="keep"``
@@ -237,7 +242,7 @@ class PgTq:
         """
         args_json, kwargs_json = encode_arguments(task, args, kwargs or {})
         params = self._push_params(
-            task, run_at, delay, priority, max_attempts, queue, backoff_base, backoff_cap
+            task, run_at, delay, priority, max_attempts, queue, backoff_base, backoff_cap, lock_key
         )
         return self.database._call(
             conn,
@@ -265,6 +270,7 @@ class PgTq:
         queue: str | None = None,
         backoff_base: timedelta | float | None = None,
         backoff_cap: timedelta | float | None = None,
+        lock_key: str | None = None,
     ) -> list[int]:
         """Enqueue one job of ``task`` per element of ``args_list`` (with the
         matching element of ``kwargs_list``) in one call (``pgtq.push_many``);
@@ -272,7 +278,8 @@ class PgTq:
         those of :meth:`push` and apply to every job; ``job_keys`` gives one
         job key per element (None: no key), each acting as :meth:`push`
         with that key would (two elements with one key act as two pushes in
-        order, and both get that job's id)."""
+        order, and both get that job's id). With ``lock_key`` they run one at
+        a time, in order."""
         if kwargs_list is not None and len(kwargs_list) != len(args_list):
             raise ValueError(f"got {len(args_list)} argument lists but {len(kwargs_list)} keyword mappings")
         encoded = [
@@ -280,7 +287,7 @@ class PgTq:
             for n, args in enumerate(args_list)
         ]
         params = self._push_params(
-            task, run_at, delay, priority, max_attempts, queue, backoff_base, backoff_cap
+            task, run_at, delay, priority, max_attempts, queue, backoff_base, backoff_cap, lock_key
         )
         return self.database._call(
             conn,
@@ -378,6 +385,36 @@ class PgTq:
     def stats(self, *, all_queues: bool = False) -> list[QueueStat]:
         """Job counts per state (``pgtq.queue_stats``) for this queue or all."""
         return self.database.stats(None if all_queues else self.queue)
+
+    # -- flow control ------------------------------------------------------
+
+    def pause(self) -> bool:
+        """Pause this queue: no worker takes its jobs until :meth:`resume`
+        (see :meth:`Database.pause`)."""
+        return self.database.pause(self.queue)
+
+    def resume(self) -> bool:
+        """Resume this queue (see :meth:`Database.resume`)."""
+        return self.database.resume(self.queue)
+
+    def configure_queue(
+        self,
+        *,
+        max_running: int | None = None,
+        rate_limit: int | None = None,
+        rate_period: timedelta | float | None = None,
+    ) -> bool:
+        """Set this queue's limits to exactly these (see
+        :meth:`Database.configure_queue`); whether that changed them."""
+        return self.database.configure_queue(
+            self.queue, max_running=max_running, rate_limit=rate_limit, rate_period=rate_period
+        )
+
+    def info(self) -> QueueInfo | None:
+        """This queue's pause, limits and backlog (``pgtq.queues``), or None
+        when it is not known (no jobs, nothing configured)."""
+        found = self.database.queues(self.queue)
+        return found[0] if found else None
 
     def check_schema(self, conn: psycopg.Connection[Any] | None = None) -> str:
         """The installed schema version; raises when it is missing or not

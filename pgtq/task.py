@@ -148,6 +148,27 @@ class JobInfo:
 
 
 @dataclass(frozen=True)
+class QueueInfo:
+    """One row of ``pgtq.queues``: a queue's pause and limits (None: no
+    limit), what counts against them now (``running``: its running jobs
+    whose lease is live; ``rate_used``: the jobs started in its rate window),
+    and its backlog. ``configured_at`` is when its pause or limits last
+    changed (None: the queue has jobs and nothing configured)."""
+
+    queue: str
+    paused: bool
+    paused_at: datetime | None
+    max_running: int | None
+    rate_limit: int | None
+    rate_period: timedelta | None
+    running: int
+    rate_used: int | None
+    ready: int
+    scheduled: int
+    configured_at: datetime | None
+
+
+@dataclass(frozen=True)
 class QueueStat:
     """One row of ``pgtq.queue_stats``: jobs of a queue in one state (of
     running ones, ``cancel_requested`` were asked to cancel)."""

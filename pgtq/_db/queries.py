@@ -30,7 +30,7 @@ from pgtq._inspection import (
     SchemaFeatures,
 )
 from pgtq._records import Heartbeat, Outcome, WorkerIdentity
-from pgtq.task import JobInfo, JobOutcome, Metric, PeriodicTask, QueueStat, Task, WorkerInfo
+from pgtq.task import JobInfo, JobOutcome, Metric, PeriodicTask, QueueInfo, QueueStat, Task, WorkerInfo
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
@@ -161,15 +161,16 @@ def push(
     backoff_cap: timedelta | None = None,
     job_key: str | None = None,
     job_key_mode: str = "keep",
+    lock_key: str | None = None,
 ) -> Query[int]:
     """``pgtq.push`` of one job (due at ``run_at``, or ``delay`` from the
-    database's now, with its own backoff when given), with its job key; its
-    result is the job's id (with a key, the pending job's that has it, if
-    there was one)."""
+    database's now, with its own backoff when given), with its job key and
+    ``lock_key`` if given; its result is the job's id (with a job key, the
+    pending job's that has it, if there was one)."""
     params = _push_params(
         queue, task, args_json, kwargs_json, run_at, delay, priority, max_attempts, backoff_base, backoff_cap
     )
-    params |= {"job_key": job_key, "job_key_mode": job_key_mode}
+    params |= {"job_key": job_key, "job_key_mode": job_key_mode, "lock_key": lock_key}
     return Query(statements.PUSH if delay is None else statements.PUSH_DELAYED, params, _integer)
 
 
@@ -187,13 +188,16 @@ def push_many(
     backoff_cap: timedelta | None = None,
     job_keys: Sequence[str | None] | None = None,
     job_key_mode: str = "keep",
+    lock_key: str | None = None,
 ) -> Query[list[int]]:
     """``pgtq.push_many``: one job per element of ``args_json`` (with the
-    job key at its position in ``job_keys``); the ids in order."""
+    job key at its position in ``job_keys``), each with ``lock_key`` if
+    given; the ids in order."""
     params = _push_params(
         queue, task, args_json, kwargs_json, run_at, delay, priority, max_attempts, backoff_base, backoff_cap
     )
     params |= {"job_keys": None if job_keys is None else list(job_keys), "job_key_mode": job_key_mode}
+    params["lock_keys"] = None if lock_key is None else [lock_key] * len(args_json)
     return Query(statements.PUSH_MANY, params, _integers)
 
 
@@ -357,6 +361,35 @@ def purge(older_than: timedelta, states: Sequence[str], queue: str | None, batch
 def delete_job(job_id: int) -> Query[bool]:
     """``pgtq.delete_job``: False for a live job or an unknown id."""
     return Query(statements.DELETE_JOB, {"id": job_id}, _boolean)
+
+
+def pause(queue: str) -> Query[bool]:
+    """``pgtq.pause``: False when the queue was paused already."""
+    return Query(statements.PAUSE, {"queue": queue}, _boolean)
+
+
+def resume(queue: str) -> Query[bool]:
+    """``pgtq.resume``: False when the queue was not paused."""
+    return Query(statements.RESUME, {"queue": queue}, _boolean)
+
+
+def configure_queue(
+    queue: str, *, max_running: int | None, rate_limit: int | None, rate_period: timedelta | None
+) -> Query[bool]:
+    """``pgtq.configure_queue``: set the queue's limits to these (None: no
+    such limit); whether that changed them."""
+    limits = {"max_running": max_running, "rate_limit": rate_limit, "rate_period": rate_period}
+    return Query(statements.CONFIGURE_QUEUE, {"queue": queue, **limits}, _boolean)
+
+
+def queues(queue: str | None) -> Query[list[QueueInfo]]:
+    """``pgtq.queues``: every known queue by name, or ``queue`` only."""
+    return Query(statements.QUEUES, {"queue": queue}, lambda rows: [QueueInfo(*row) for row in rows])
+
+
+def queues_exist() -> Query[bool]:
+    """Whether the schema has the view ``pgtq.queues`` (pause and limits)."""
+    return Query(statements.QUEUES_EXIST, None, _boolean)
 
 
 def schedules_exist() -> Query[bool]:

@@ -33,7 +33,7 @@ PUSH: Final = (
     "queue => %(queue)s::text, task => %(task)s::text,"
     " args => %(args)s::jsonb, kwargs => %(kwargs)s::jsonb,"
     " run_at => %(run_at)s::timestamptz, priority => %(priority)s::integer,"
-    " max_attempts => %(max_attempts)s::integer,"
+    " max_attempts => %(max_attempts)s::integer, lock_key => %(lock_key)s::text,"
     " job_key => %(job_key)s::text, job_key_mode => %(job_key_mode)s::text,"
     f"{_BACKOFF})"
 )
@@ -43,7 +43,7 @@ PUSH_DELAYED: Final = (
     "queue => %(queue)s::text, task => %(task)s::text,"
     " args => %(args)s::jsonb, kwargs => %(kwargs)s::jsonb,"
     " run_at => now() + %(delay)s::interval, priority => %(priority)s::integer,"
-    " max_attempts => %(max_attempts)s::integer,"
+    " max_attempts => %(max_attempts)s::integer, lock_key => %(lock_key)s::text,"
     " job_key => %(job_key)s::text, job_key_mode => %(job_key_mode)s::text,"
     f"{_BACKOFF})"
 )
@@ -55,6 +55,7 @@ PUSH_MANY: Final = (
     " run_at => coalesce(%(run_at)s::timestamptz, now() + %(delay)s::interval),"
     " priority => %(priority)s::integer, max_attempts => %(max_attempts)s::integer,"
     " job_keys => %(job_keys)s::text[], job_key_mode => %(job_key_mode)s::text,"
+    " lock_keys => %(lock_keys)s::text[],"
     f"{_BACKOFF})"
 )
 
@@ -238,6 +239,27 @@ PURGE: Final = (
 )
 
 DELETE_JOB: Final = "SELECT pgtq.delete_job(id => %(id)s::bigint)"
+
+# -- flow control: pause, resume, limits -------------------------------------------
+
+PAUSE: Final = "SELECT pgtq.pause(queue => %(queue)s::text)"
+
+RESUME: Final = "SELECT pgtq.resume(queue => %(queue)s::text)"
+
+CONFIGURE_QUEUE: Final = (
+    "SELECT pgtq.configure_queue(queue => %(queue)s::text, max_running => %(max_running)s::integer,"
+    " rate_limit => %(rate_limit)s::integer, rate_period => %(rate_period)s::interval)"
+)
+
+# The columns in the order of pgtq.task.QueueInfo's fields.
+QUEUES: Final = (
+    "SELECT queue, paused, paused_at, max_running, rate_limit, rate_period, running, rate_used,"
+    " ready, scheduled, configured_at FROM pgtq.queues"
+    " WHERE %(queue)s::text IS NULL OR queue = %(queue)s::text ORDER BY queue"
+)
+
+# Detected, never assumed: pause and limits arrive with schema 0.3.0.
+QUEUES_EXIST: Final = "SELECT to_regclass('pgtq.queues') IS NOT NULL"
 
 # Detected, never assumed: the schedules view arrives with 0.2.0's cron feature.
 SCHEDULES_EXIST: Final = "SELECT to_regclass('pgtq.schedules') IS NOT NULL"

@@ -3,10 +3,11 @@ server): its pages, its actions and how each request is guarded.
 
 Pages: the overview (``/``), job lists (``/jobs``), a job (``/jobs/ID``),
 schedules, workers, and ``/metrics``. Actions, only when they are on: retry,
-cancel and delete of one job, and the bulk retry of a queue's failed jobs;
-each is a POST carrying the session's CSRF token, and the ones that touch
-many jobs or cannot be undone ask for confirmation on a page of their own
-first. Without actions their routes do not exist (404) and no page shows a
+cancel and delete of one job, the bulk retry of a queue's failed jobs, and
+pause and resume of a queue; each is a POST carrying the session's CSRF
+token, and the ones that touch many jobs or cannot be undone ask for
+confirmation on a page of their own first (a pause touches no job, and a
+resume undoes it). Without actions their routes do not exist (404) and no page shows a
 form.
 """
 
@@ -203,6 +204,12 @@ class Dashboard:
     def _flash(request: Request, kind: str, text: str) -> None:
         request.session.setdefault("flash", []).append([kind, text])
 
+    @classmethod
+    def _report(cls, request: Request, acted: bool, done: str, refused: str, **names: Any) -> None:
+        """Flash what an action did: ``done`` when it acted, else ``refused``
+        (each formatted with ``names``)."""
+        cls._flash(request, "success" if acted else "warning", (done if acted else refused).format(**names))
+
     @staticmethod
     def _back(url: str) -> Response:
         return RedirectResponse(url, status_code=303)
@@ -214,10 +221,7 @@ class Dashboard:
         ``refused`` (formatted with the id) and go back to the job."""
         job_id = _job_id(request)
         await self._form(request)
-        acted = await self._call(action, job_id)
-        self._flash(
-            request, "success" if acted else "warning", (done if acted else refused).format(id=job_id)
-        )
+        self._report(request, await self._call(action, job_id), done, refused, id=job_id)
         return self._back(f"/jobs/{job_id}")
 
     async def retry(self, request: Request) -> Response:
@@ -300,6 +304,35 @@ class Dashboard:
         self._flash(request, "success", f"Retried {retried} failed jobs of {what}: they are ready again.")
         return self._back(jobs_url(queue=queue, task=task, state="ready"))
 
+    async def _act_on_queue(
+        self, request: Request, action: Callable[[str], bool], done: str, refused: str
+    ) -> Response:
+        """A POST acting on the queue its form names: run ``action(queue)``,
+        say ``done`` or ``refused`` (formatted with the queue) and go back to
+        the overview."""
+        form = await self._form(request)
+        queue = form.get("queue")
+        if not isinstance(queue, str) or not queue or len(queue) > MAX_NAME:
+            raise HTTPException(400, "this action needs a queue name of 1 to 200 characters")
+        self._report(request, await self._call(action, queue), done, refused, queue=queue)
+        return self._back("/")
+
+    async def pause(self, request: Request) -> Response:
+        return await self._act_on_queue(
+            request,
+            self.backend.pause,
+            "Queue {queue} paused: workers take none of its jobs until it is resumed.",
+            "Queue {queue} was paused already.",
+        )
+
+    async def resume(self, request: Request) -> Response:
+        return await self._act_on_queue(
+            request,
+            self.backend.resume,
+            "Queue {queue} resumed: workers take its jobs again.",
+            "Queue {queue} was not paused.",
+        )
+
     # -- errors ----------------------------------------------------------------------
 
     async def http_error(self, request: Request, error: Exception) -> Response:
@@ -345,6 +378,11 @@ class Dashboard:
                 Route("/retry-failed", self.confirm_retry_failed, methods=["GET"]),
                 Route("/retry-failed", self.retry_failed, methods=["POST"]),
             ]
+            if self.backend.has_pause:
+                routes += [
+                    Route("/pause", self.pause, methods=["POST"]),
+                    Route("/resume", self.resume, methods=["POST"]),
+                ]
         return routes
 
 

@@ -4,7 +4,7 @@ as the admin role (only when actions are on).
 
 Each method is one page's or one action's calls; the queue rules stay in
 SQL (``pgtq.retry``, ``pgtq.cancel``, ``pgtq.delete_job``,
-``pgtq.retry_failed``).
+``pgtq.retry_failed``, ``pgtq.pause``, ``pgtq.resume``).
 """
 
 from __future__ import annotations
@@ -125,8 +125,8 @@ class Backend:
 
     @property
     def has_pause(self) -> bool:
-        """Whether the schema has pause and resume (pgtq issue 9)."""
-        return {"pause", "resume"} <= self.features.functions
+        """Whether the schema has pause, resume and limits (schema 0.3.0)."""
+        return {"pause", "resume", "configure_queue"} <= self.features.functions
 
     # -- reads -----------------------------------------------------------------
 
@@ -183,3 +183,9 @@ class Backend:
 
     def retry_failed(self, queue: str | None, task: str | None) -> int:
         return self._act(gateway.retry_failed, queue, task)
+
+    def pause(self, queue: str) -> bool:
+        return self._act(gateway.pause, queue)
+
+    def resume(self, queue: str) -> bool:
+        return self._act(gateway.resume, queue)

@@ -1,7 +1,8 @@
 """The overview page's figures, put together from what the SQL reports:
 ``pgtq.metrics()`` (live jobs by state, oldest ready age, what finished in
-the last hour, live workers), the failed jobs kept per queue, and the
-queues the history names. Pure: no database.
+the last hour, live workers, the pause and limits of the queues that have
+any), the failed jobs kept per queue, and the queues the history names.
+Pure: no database.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from datetime import datetime, timedelta
 
 from pgtq._inspection import HistoryPoint, Metric
 from pgtq.dashboard._chart import Chart, depth_chart, throughput_chart
+from pgtq.dashboard._format import duration
 
 # pgtq.metrics() is asked for this period, so its recent_* figures are the last hour's.
 PERIOD = timedelta(hours=1)
@@ -31,6 +33,20 @@ class QueueSummary:
     completed_last_hour: int = 0
     failed_last_hour: int = 0
     lease_expiries_last_hour: int = 0
+    paused: bool = False
+    max_running: int | None = None  # None: no such limit
+    rate_limit: int | None = None
+    rate_period_seconds: float | None = None
+
+    @property
+    def limits(self) -> str:
+        """Its limits in words: 'max 2 running', '20 per 1 s', both, or ''."""
+        parts = []
+        if self.max_running is not None:
+            parts.append(f"max {self.max_running} running")
+        if self.rate_limit is not None and self.rate_period_seconds is not None:
+            parts.append(f"{self.rate_limit} per {duration(self.rate_period_seconds)}")
+        return " · ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -55,7 +71,8 @@ def summarize(
     """The overview from the figures of ``pgtq.metrics(period => PERIOD)``,
     the failed jobs kept per queue, the queues the history names and the
     history samples of the last hour. Every queue that has live or failed
-    jobs, or appears in the kept history, gets a row, by name."""
+    jobs, is paused or limited, or appears in the kept history, gets a row,
+    by name."""
     queues: dict[str, QueueSummary] = {}
 
     def queue(name: str) -> QueueSummary:
@@ -81,6 +98,14 @@ def summarize(
             queue(metric.queue).lease_expiries_last_hour += int(value)
         elif metric.metric == "workers" and metric.queue is not None:
             queue(metric.queue).workers = int(value)
+        elif metric.metric == "paused" and metric.queue is not None:
+            queue(metric.queue).paused = value == 1
+        elif metric.metric == "max_running" and metric.queue is not None:
+            queue(metric.queue).max_running = int(value)
+        elif metric.metric == "rate_limit" and metric.queue is not None:
+            queue(metric.queue).rate_limit = int(value)
+        elif metric.metric == "rate_period_seconds" and metric.queue is not None:
+            queue(metric.queue).rate_period_seconds = value
         elif metric.metric == "workers_total":
             workers_total = int(value)
         elif metric.metric == "history_age_seconds":

@@ -107,8 +107,8 @@ def filled(dsn: str, db: psycopg.Connection[Any]) -> dict[str, int]:
 def test_every_command_has_help() -> None:
     for command in (
         "worker", "scheduler", "migrate", "install", "stats", "jobs", "job", "workers", "schedules",
-        "unschedule", "retry", "cancel", "delete", "purge", "push", "push-file", "pause", "resume", "cron",
-        "dashboard", "version",
+        "unschedule", "retry", "cancel", "delete", "purge", "push", "push-file", "pause", "resume",
+        "configure-queue", "queues", "cron", "dashboard", "version",
     ):  # fmt: skip
         result = run_cli(command, "--help")
         assert result.returncode == 0 and "Usage: pgtq" in result.stdout, command
@@ -140,7 +140,8 @@ def test_stats_table_and_json(dsn: str, filled: dict[str, int]) -> None:
         "scheduled": 1, "ready": 2, "running": 0, "done": 0, "failed": 0, "cancelled": 0,
     }  # fmt: skip
     assert by_queue["img"]["jobs"]["failed"] == 1 and by_queue["mail"]["oldest_ready_age_seconds"] >= 0
-    assert by_queue["mail"]["paused"] is None, "pausing arrives with issue 9: unknown, not false"
+    assert by_queue["mail"]["paused"] is False
+    assert by_queue["mail"]["limit"] == {"max_running": None, "rate_limit": None, "rate_period_seconds": None}
     assert overview["history_age_seconds"] is not None and overview["period_seconds"] == 300
     only = json.loads(pgtq_cli(dsn, "stats", "--queue", "img", "--json").stdout)
     assert [item["queue"] for item in only["queues"]] == ["img"]
@@ -339,11 +340,60 @@ def test_a_running_job_asked_to_cancel_shows_in_stats(dsn: str, db: psycopg.Conn
     assert row.split("│")[-2].strip() == "1"
 
 
-def test_features_that_are_not_here_exit_4(dsn: str) -> None:
-    one_line_error(pgtq_cli(dsn, "pause", "mail"), 4, "not available in this version of pgtq")
-    one_line_error(pgtq_cli(dsn, "resume", "mail"), 4, "(issue 9)")
+def test_pause_resume_and_limits(dsn: str, filled: dict[str, int], db: psycopg.Connection[Any]) -> None:
+    paused = pgtq_cli(dsn, "pause", "mail")
+    assert paused.returncode == 0 and paused.stdout.strip() == "queue mail paused", paused.stderr
+    assert scalar(db, "SELECT paused FROM pgtq.queues WHERE queue = 'mail'") is True
+    assert scalar(db, "SELECT count(*) FROM pgtq.pop('mail')") == 0, "no job of a paused queue is handed out"
+    one_line_error(pgtq_cli(dsn, "pause", "mail"), 3, "queue 'mail' is paused already")
+    limited = pgtq_cli(
+        dsn, "configure-queue", "img", "--max-running", "2", "--rate-limit", "20", "--rate-period", "1s"
+    )
+    assert limited.returncode == 0 and limited.stdout.strip() == "queue img: max 2, 20/1s", limited.stderr
+    one_line_error(
+        pgtq_cli(
+            dsn, "configure-queue", "img", "--max-running", "2", "--rate-limit", "20", "--rate-period", "1s"
+        ),
+        3,
+        "has these limits already",
+    )
+    one_line_error(pgtq_cli(dsn, "configure-queue", "img", "--rate-limit", "20"), 2, "go together")
+    one_line_error(pgtq_cli(dsn, "configure-queue", "img", "--max-running", "0"), 2, "0 is not in the range")
+
+    overview = json.loads(pgtq_cli(dsn, "stats", "--json").stdout)
+    by_queue = {item["queue"]: item for item in overview["queues"]}
+    assert (by_queue["mail"]["paused"], by_queue["img"]["paused"]) == (True, False)
+    assert by_queue["img"]["limit"] == {"max_running": 2, "rate_limit": 20, "rate_period_seconds": 1.0}
+    table = pgtq_cli(dsn, "stats").stdout
+    assert "│ paused" in table and "│ max 2, 20/1s" in table, table
+
+    listed = {q["queue"]: q for q in json.loads(pgtq_cli(dsn, "queues", "--json").stdout)}
+    assert listed["mail"]["paused"] is True and listed["mail"]["ready"] == 2
+    assert (listed["img"]["max_running"], listed["img"]["running"]) == (2, 1)
+    assert (listed["img"]["rate_limit"], listed["img"]["rate_period"], listed["img"]["rate_used"]) == (
+        20,
+        1.0,
+        0,
+    )
+    assert "mail" in pgtq_cli(dsn, "queues").stdout
+
+    resumed = pgtq_cli(dsn, "resume", "mail", "--json")
+    assert resumed.returncode == 0 and json.loads(resumed.stdout) == {"queue": "mail", "paused": False}
+    one_line_error(pgtq_cli(dsn, "resume", "mail"), 3, "queue 'mail' is not paused")
+    lifted = pgtq_cli(dsn, "configure-queue", "img")
+    assert lifted.returncode == 0 and lifted.stdout.strip() == "queue img: -"
+    assert scalar(db, "SELECT count(*) FROM pgtq.queues WHERE configured_at IS NOT NULL") == 0
+
+
+def test_features_that_are_not_here_exit_4(dsn: str, db: psycopg.Connection[Any]) -> None:
     one_line_error(pgtq_cli(dsn, "cron", "install"), 4, "pg_cron is not installed in this database")
     one_line_error(pgtq_cli(dsn, "cron", "install", "--every", "90s"), 2, "from 1s to 60s")
+    # A schema without pause and limits (before 0.3.0) is detected, not guessed.
+    db.execute("DROP VIEW pgtq.queues")
+    for command in (["pause", "mail"], ["resume", "mail"], ["queues"], ["configure-queue", "mail"]):
+        one_line_error(pgtq_cli(dsn, *command), 4, "has no pause and limits: they arrive with schema 0.3.0")
+    overview = json.loads(pgtq_cli(dsn, "stats", "--json").stdout)
+    assert overview["queues"] == [] and pgtq_cli(dsn, "stats").returncode == 0
 
 
 def test_operational_errors_exit_1(empty_dsn: str) -> None:

@@ -297,6 +297,49 @@ def test_bulk_retry_asks_first_then_retries_the_queues_failed_jobs(
     )
 
 
+def paused(db: psycopg.Connection[Any], queue: str) -> bool | None:
+    return scalar(db, "SELECT paused FROM pgtq.queues WHERE queue = %s", [queue])  # type: ignore[no-any-return]
+
+
+def test_pause_and_resume_a_queue_with_the_session_token(
+    data: Populated, db: psycopg.Connection[Any], open_dashboard: Callable[..., TestClient]
+) -> None:
+    db.execute(
+        "SELECT pgtq.configure_queue('emails', max_running => 3, rate_limit => 20, rate_period => '1 minute')"
+    )
+    client = open_dashboard()
+    overview = client.get("/")
+    row = dict(re.findall(r'<tr data-queue="([^"]+)">(.*?)</tr>', overview.text, re.S))["emails"]
+    assert "max 3 running · 20 per 1 min" in row and "state-paused" not in row
+    token = csrf_of(overview.text)
+
+    done = client.post("/pause", data={"csrf": token, "queue": "emails"})
+    assert done.status_code == 200  # followed the 303 back to the overview
+    assert "Queue emails paused: workers take none of its jobs until it is resumed." in done.text
+    assert paused(db, "emails") is True
+    row = dict(re.findall(r'<tr data-queue="([^"]+)">(.*?)</tr>', done.text, re.S))["emails"]
+    assert '<span class="state state-paused"' in row and 'action="/resume"' in row
+    assert scalar(db, "SELECT count(*) FROM pgtq.pop('emails')") == 0, "a paused queue hands out nothing"
+    again = client.post("/pause", data={"csrf": token, "queue": "emails"})
+    assert "Queue emails was paused already." in again.text
+
+    resumed = client.post("/resume", data={"csrf": token, "queue": "emails"})
+    assert "Queue emails resumed: workers take its jobs again." in resumed.text
+    assert paused(db, "emails") is False
+    assert scalar(db, "SELECT max_running FROM pgtq.queues WHERE queue = 'emails'") == 3, "limits stay"
+    assert (
+        "Queue emails was not paused." in client.post("/resume", data={"csrf": token, "queue": "emails"}).text
+    )
+
+    # A queue nobody pushed to yet can be paused too; a forged or missing token or queue changes nothing.
+    client.post("/pause", data={"csrf": token, "queue": "new-queue"})
+    assert paused(db, "new-queue") is True
+    assert client.post("/pause", data={"csrf": "forged", "queue": "reports"}).status_code == 403
+    assert client.post("/pause", data={"csrf": token}).status_code == 400
+    assert client.post("/pause", data={"csrf": token, "queue": "x" * 201}).status_code == 400
+    assert paused(db, "reports") is False
+
+
 def test_a_post_without_the_sessions_csrf_token_is_refused(
     data: Populated, db: psycopg.Connection[Any], open_dashboard: Callable[..., TestClient]
 ) -> None:
@@ -355,7 +398,10 @@ def test_without_actions_no_page_has_a_form_and_the_action_routes_are_gone(
         == 404
     )
     assert client.get("/retry-failed?queue=webhooks").status_code == 404
+    for url in ("/pause", "/resume"):
+        assert client.post(url, data={"csrf": token, "queue": "webhooks"}).status_code == 404
     assert state_of(db, data.failed_job) == "failed"
+    assert scalar(db, "SELECT count(*) FROM pgtq.queues WHERE paused") == 0
 
 
 # -- roles, token, runner ----------------------------------------------------------------

@@ -230,18 +230,23 @@ def test_a_post_without_the_csrf_token_is_refused_in_the_browser(
 
 
 def test_pause_a_queue_in_the_browser(
-    browser: WebDriver, data: Populated, db: psycopg.Connection[Any]
+    browser: WebDriver, data: Populated, db: psycopg.Connection[Any], serve: Callable[..., DashboardServer]
 ) -> None:
-    has_pause = scalar(
-        db,
-        "SELECT count(*) = 2 FROM pg_proc"
-        " WHERE pronamespace = 'pgtq'::regnamespace AND proname IN ('pause', 'resume')",
-    )
-    if not has_pause:
-        pytest.skip("pgtq.pause and pgtq.resume are not in this schema: pause and limits come with issue 9")
-    pytest.fail(
-        "the schema has pause and resume now (issue 9): give the dashboard its pause and resume actions"
-    )
+    server = serve()
+    browser.get(server.url + "/")
+    wait(browser).until(
+        seen.element_to_be_clickable((By.CSS_SELECTOR, "tr[data-queue='images'] button.pause"))
+    ).click()
+    wait_for_flash(browser, "Queue images paused: workers take none of its jobs until it is resumed.")
+    cell = browser.find_element(By.CSS_SELECTOR, "tr[data-queue='images'] td.flow")
+    assert cell.text.strip() == "paused"
+    assert scalar(db, "SELECT paused FROM pgtq.queues WHERE queue = 'images'") is True
+    assert scalar(db, "SELECT count(*) FROM pgtq.pop('images')") == 0, "a paused queue hands out nothing"
+
+    browser.find_element(By.CSS_SELECTOR, "tr[data-queue='images'] button.resume").click()
+    wait_for_flash(browser, "Queue images resumed: workers take its jobs again.")
+    assert browser.find_elements(By.CSS_SELECTOR, "tr[data-queue='images'] button.pause")
+    assert scalar(db, "SELECT paused FROM pgtq.queues WHERE queue = 'images'") is False
 
 
 def test_read_only_shows_no_action_and_refuses_every_post(

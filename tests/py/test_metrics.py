@@ -84,8 +84,16 @@ def test_worker_metrics_after_a_known_set_of_jobs(processes: Processes, db: psyc
 def test_the_queue_figures_alone_and_a_database_that_is_down(dsn: str, db: psycopg.Connection[Any]) -> None:
     db.execute("SELECT pgtq.push('mail', 'send')")
     with pgtq.Database(dsn) as database:
+        database.pause("mail")
+        database.configure_queue("img", max_running=3, rate_limit=20, rate_period=timedelta(seconds=2))
         samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for s in parse(text(database))}
     assert samples[("pgtq_queue_jobs", (("queue", "mail"), ("state", "ready")))] == 1
+    assert samples[("pgtq_queue_paused", (("queue", "mail"),))] == 1
+    assert samples[("pgtq_queue_paused", (("queue", "img"),))] == 0
+    assert samples[("pgtq_queue_max_running", (("queue", "img"),))] == 3
+    assert samples[("pgtq_queue_rate_limit", (("queue", "img"),))] == 20
+    assert samples[("pgtq_queue_rate_period_seconds", (("queue", "img"),))] == 2
+    assert ("pgtq_queue_max_running", (("queue", "mail"),)) not in samples, "mail has no limit"
     with pgtq.Database("host=127.0.0.1 port=1 connect_timeout=2") as unreachable:
         down = {s.name: s.value for s in parse(text(unreachable))}
     assert down == {"pgtq_database_up": 0}

@@ -66,9 +66,10 @@ def jobs_in_every_state(conn: psycopg.Connection[Any]) -> dict[str, int]:
     return ids
 
 
-# Columns 0.2.0 added to pgtq._job, and what an upgrade gives the jobs it
-# finds: no key, backoff()'s defaults, no cancel request, no waiters, and
-# no known pusher (so only pgtq.jobs shows their outcome, not outcomes()).
+# Columns added to pgtq._job since the oldest release, and what an upgrade
+# gives the jobs it finds: no key, backoff()'s defaults, no cancel request,
+# no waiters, no known pusher (so only pgtq.jobs shows their outcome, not
+# outcomes()) (0.2.0); no lock key (0.3.0).
 ADDED_COLUMNS = {
     "job_key": None,
     "backoff_base": None,
@@ -76,6 +77,7 @@ ADDED_COLUMNS = {
     "cancel_requested_at": None,
     "waiters": 0,
     "pushed_by": None,
+    "lock_key": None,
 }
 
 

@@ -1,20 +1,30 @@
 -- The public SQL surface: every function with its exact signature, the
 -- job states, the views. A change here is a change of the public API.
 BEGIN;
-SELECT plan(55);
+SELECT plan(61);
 
 SELECT has_schema('pgtq');
 SELECT has_function('pgtq', 'version', ARRAY[]::text[]);
 SELECT is(pgtq.version(), :'pgtq_version', 'version() is the control file''s default_version');
 SELECT has_function('pgtq', 'push',
     ARRAY['text', 'text', 'jsonb', 'jsonb', 'timestamp with time zone', 'integer', 'integer',
-          'text', 'text', 'interval', 'interval', 'timestamp with time zone']);
+          'text', 'text', 'interval', 'interval', 'text', 'timestamp with time zone']);
 SELECT has_function('pgtq', 'push_many',
     ARRAY['text', 'text', 'jsonb[]', 'jsonb[]', 'timestamp with time zone', 'integer', 'integer',
-          'text[]', 'text', 'interval', 'interval', 'timestamp with time zone']);
+          'text[]', 'text', 'interval', 'interval', 'text[]', 'timestamp with time zone']);
+SELECT is((SELECT array_agg(pg_get_function_identity_arguments(oid) ORDER BY proname)
+           FROM pg_proc WHERE pronamespace = 'pgtq'::regnamespace AND proname IN ('push', 'push_many')),
+    ARRAY['queue text, task text, args jsonb, kwargs jsonb, run_at timestamp with time zone, priority integer, '
+          'max_attempts integer, job_key text, job_key_mode text, backoff_base interval, backoff_cap interval, '
+          'lock_key text, as_of timestamp with time zone',
+          'queue text, task text, args jsonb[], kwargs jsonb[], run_at timestamp with time zone, priority integer, '
+          'max_attempts integer, job_keys text[], job_key_mode text, backoff_base interval, backoff_cap interval, '
+          'lock_keys text[], as_of timestamp with time zone'],
+    'push takes lock_key and push_many lock_keys, before as_of (0.3.0)');
 SELECT is((SELECT count(*)::int FROM pg_proc WHERE pronamespace = 'pgtq'::regnamespace
-           AND proname IN ('push', 'push_many', 'release', '_state_after_failure')), 4,
-    'push, push_many and release have one signature each (the 0.1 ones are gone)');
+           AND proname IN ('push', 'push_many', 'release', '_state_after_failure', '_check_job_options',
+                           '_push_keyed')), 6,
+    'push, push_many and release have one signature each (the earlier ones are gone)');
 SELECT has_function('pgtq', 'pop',
     ARRAY['text', 'text', 'integer', 'interval', 'timestamp with time zone']);
 SELECT has_function('pgtq', 'complete',
@@ -54,6 +64,10 @@ SELECT has_function('pgtq', 'purge',
     ARRAY['interval', 'pgtq.job_state[]', 'text', 'integer', 'timestamp with time zone']);
 SELECT has_function('pgtq', 'delete_job', ARRAY['bigint']);
 SELECT has_function('pgtq', 'metrics', ARRAY['interval', 'timestamp with time zone']);
+SELECT has_function('pgtq', 'pause', ARRAY['text', 'timestamp with time zone']);
+SELECT has_function('pgtq', 'resume', ARRAY['text', 'timestamp with time zone']);
+SELECT has_function('pgtq', 'configure_queue',
+    ARRAY['text', 'integer', 'integer', 'interval', 'timestamp with time zone']);
 SELECT is((SELECT pg_get_function_identity_arguments('pgtq.tick_for'::regproc) || ' ' || prokind::text
            FROM pg_proc WHERE oid = 'pgtq.tick_for'::regproc),
     'IN duration interval, IN every interval p', 'tick_for(duration, every) is a procedure (it commits)');
@@ -79,8 +93,15 @@ SELECT is(
      FROM pg_attribute WHERE attrelid = 'pgtq.jobs'::regclass AND attnum > 0),
     ARRAY['id', 'queue', 'task', 'args', 'kwargs', 'state', 'priority', 'attempt', 'max_attempts', 'run_at',
           'created_at', 'started_at', 'finished_at', 'lease_expires_at', 'worker', 'last_error', 'result',
-          'job_key', 'backoff_base', 'backoff_cap', 'cancel_requested_at', 'waiters', 'pushed_by'],
-    'pgtq.jobs shows each job''s key, backoff policy, cancel request, waiters and pusher');
+          'job_key', 'backoff_base', 'backoff_cap', 'cancel_requested_at', 'waiters', 'pushed_by', 'lock_key'],
+    'pgtq.jobs shows each job''s key, backoff policy, cancel request, waiters, pusher and lock key');
+SELECT has_view('pgtq', 'queues', 'view pgtq.queues');
+SELECT is(
+    (SELECT array_agg(attname::text ORDER BY attnum)
+     FROM pg_attribute WHERE attrelid = 'pgtq.queues'::regclass AND attnum > 0),
+    ARRAY['queue', 'paused', 'paused_at', 'max_running', 'rate_limit', 'rate_period', 'running', 'rate_used',
+          'ready', 'scheduled', 'configured_at'],
+    'pgtq.queues: each queue''s pause and limits, what counts against them, its backlog');
 SELECT has_column('pgtq', 'queue_stats', 'cancel_requested', 'queue_stats counts the cancel requests');
 
 -- The pop result carries what a worker needs.
@@ -107,9 +128,9 @@ SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname)
      FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace AND p.prosecdef),
     ARRAY['_sample_history', '_tick_schedules', 'abort', 'cancel', 'complete', 'complete_many', 'configure',
-          'delete_job', 'fail', 'heartbeat', 'heartbeat_many', 'metrics', 'outcomes', 'pop', 'prune', 'purge',
-          'push', 'push_many', 'register_worker', 'release', 'retry', 'retry_failed', 'schedule', 'tick',
-          'unregister_worker', 'unschedule', 'unwatch', 'watch'],
+          'configure_queue', 'delete_job', 'fail', 'heartbeat', 'heartbeat_many', 'metrics', 'outcomes', 'pause',
+          'pop', 'prune', 'purge', 'push', 'push_many', 'register_worker', 'release', 'resume', 'retry',
+          'retry_failed', 'schedule', 'tick', 'unregister_worker', 'unschedule', 'unwatch', 'watch'],
     'the SECURITY DEFINER functions are the ones that write the tables, metrics and outcomes');
 SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname)

@@ -2,7 +2,7 @@
 -- and what they, and everyone else, may not. Every refusal is checked by
 -- acting as the role (SET ROLE), not only by reading the ACLs.
 BEGIN;
-SELECT plan(89);
+SELECT plan(96);
 
 -- The roles exist, as group roles.
 SELECT has_role('pgtq_producer');
@@ -37,10 +37,10 @@ SELECT is(
     ARRAY(SELECT p.proname::text FROM pg_proc p
           WHERE p.pronamespace = 'pgtq'::regnamespace AND has_function_privilege('pgtq_admin', p.oid, 'EXECUTE')
           ORDER BY 1),
-    ARRAY['abort', 'backoff', 'cancel', 'complete', 'complete_many', 'configure', 'delete_job', 'fail',
-          'heartbeat', 'heartbeat_many', 'metrics', 'outcomes', 'pop', 'prune', 'purge', 'push', 'push_many',
-          'register_worker', 'release', 'retry', 'retry_failed', 'schedule', 'tick', 'tick_for',
-          'unregister_worker', 'unschedule', 'unwatch', 'version', 'watch'],
+    ARRAY['abort', 'backoff', 'cancel', 'complete', 'complete_many', 'configure', 'configure_queue',
+          'delete_job', 'fail', 'heartbeat', 'heartbeat_many', 'metrics', 'outcomes', 'pause', 'pop', 'prune',
+          'purge', 'push', 'push_many', 'register_worker', 'release', 'resume', 'retry', 'retry_failed',
+          'schedule', 'tick', 'tick_for', 'unregister_worker', 'unschedule', 'unwatch', 'version', 'watch'],
     'pgtq_admin may execute every public function, and no helper nor install_roles');
 SELECT is(
     ARRAY(SELECT p.proname::text FROM pg_proc p
@@ -62,9 +62,10 @@ SELECT is(
           WHERE c.relnamespace = 'pgtq'::regnamespace AND c.relkind = 'v'
             AND has_table_privilege(r.rolname, c.oid, 'SELECT')
           ORDER BY 1),
-    ARRAY['pgtq_admin:jobs', 'pgtq_admin:queue_history', 'pgtq_admin:queue_stats', 'pgtq_admin:schedules',
-          'pgtq_admin:settings', 'pgtq_admin:workers', 'pgtq_observer:jobs', 'pgtq_observer:queue_history',
-          'pgtq_observer:queue_stats', 'pgtq_observer:schedules', 'pgtq_observer:settings', 'pgtq_observer:workers',
+    ARRAY['pgtq_admin:jobs', 'pgtq_admin:queue_history', 'pgtq_admin:queue_stats', 'pgtq_admin:queues',
+          'pgtq_admin:schedules', 'pgtq_admin:settings', 'pgtq_admin:workers', 'pgtq_observer:jobs',
+          'pgtq_observer:queue_history', 'pgtq_observer:queue_stats', 'pgtq_observer:queues',
+          'pgtq_observer:schedules', 'pgtq_observer:settings', 'pgtq_observer:workers',
           'pgtq_worker:queue_stats', 'pgtq_worker:schedules', 'pgtq_worker:workers'],
     'views: the admin and the observer read all, the worker reads stats, schedules and workers, the producer none');
 SELECT is(
@@ -166,6 +167,8 @@ SELECT throws_ok($$SELECT pgtq.push('q', 't')$$, '42501', 'permission denied for
     'the worker cannot push (grant pgtq_producer too if its handlers push)');
 SELECT throws_ok($$SELECT pgtq.retry(1)$$, '42501', 'permission denied for function retry',
     'the worker cannot retry');
+SELECT throws_ok($$SELECT pgtq.pause('q')$$, '42501', 'permission denied for function pause',
+    'the worker cannot pause a queue (an operator holding pgtq_admin does)');
 SELECT throws_ok($$SELECT * FROM pgtq.outcomes('{1}')$$, '42501', 'permission denied for function outcomes',
     'the worker cannot read outcomes (grant pgtq_producer too if its handlers wait for jobs)');
 SELECT throws_ok($$SELECT pgtq.prune('0')$$, '42501', 'permission denied for function prune',
@@ -188,6 +191,11 @@ SELECT is((SELECT max_payload_bytes FROM pgtq.configure(max_payload_bytes => 409
 SELECT is((SELECT max_payload_bytes FROM pgtq.settings), 4096, 'and reads the settings');
 SELECT isnt(pgtq.push('q', 'by_admin'), NULL, 'the admin pushes');
 SELECT is(pgtq.unschedule('w1-nightly'), true, 'the admin unschedules');
+SELECT is(pgtq.configure_queue('q', max_running => 2), true, 'the admin limits a queue');
+SELECT is(pgtq.pause('q'), true, 'the admin pauses a queue');
+SELECT is((SELECT paused::text || ' ' || max_running FROM pgtq.queues WHERE queue = 'q'), 'true 2',
+    'and reads it in pgtq.queues');
+SELECT is(pgtq.resume('q') AND pgtq.configure_queue('q'), true, 'the admin resumes it and lifts its limit');
 SELECT throws_ok($$DELETE FROM pgtq._job$$, '42501', 'permission denied for table _job',
     'the admin cannot write the tables either');
 SELECT throws_ok($$UPDATE pgtq._settings SET max_payload_bytes = 0$$, '42501', 'permission denied for table _settings',
@@ -219,6 +227,10 @@ SELECT throws_ok($$SELECT pgtq.tick()$$, '42501', 'permission denied for functio
     'the observer cannot tick (tick writes)');
 SELECT throws_ok($$SELECT pgtq.configure(max_payload_bytes => 1)$$, '42501', 'permission denied for function configure',
     'nor configure');
+SELECT throws_ok($$SELECT pgtq.pause('q')$$, '42501', 'permission denied for function pause',
+    'nor pause a queue');
+SELECT throws_ok($$SELECT pgtq.configure_queue('q', max_running => 1)$$, '42501',
+    'permission denied for function configure_queue', 'nor limit one');
 SELECT throws_ok($$SELECT * FROM pgtq._history$$, '42501', 'permission denied for table _history',
     'the observer cannot read the tables');
 SELECT throws_ok($$DELETE FROM pgtq.queue_history$$, '42501', 'permission denied for view queue_history',
@@ -243,13 +255,15 @@ SELECT is((SELECT count(*)::int FROM pg_proc p JOIN acl_before b USING (proname)
     0, 'and changes no right');
 SELECT is(pgtq.install_roles('pgtq_test_p', 'pgtq_test_w', 'pgtq_test_a', 'pgtq_test_o'),
     ARRAY['pgtq_test_p', 'pgtq_test_w', 'pgtq_test_a', 'pgtq_test_o'], 'install_roles creates roles of other names');
-SELECT ok(has_function_privilege('pgtq_test_p', 'pgtq.push(text, text, jsonb, jsonb, timestamptz, integer, integer, text, text, interval, interval, timestamptz)', 'EXECUTE')
+SELECT ok(has_function_privilege('pgtq_test_p', 'pgtq.push(text, text, jsonb, jsonb, timestamptz, integer, integer, text, text, interval, interval, text, timestamptz)', 'EXECUTE')
       AND has_function_privilege('pgtq_test_p', 'pgtq.watch(bigint)', 'EXECUTE')
       AND has_function_privilege('pgtq_test_w', 'pgtq.heartbeat_many(bigint[], uuid[], interval, timestamptz)', 'EXECUTE')
       AND NOT has_function_privilege('pgtq_test_w', 'pgtq.watch(bigint)', 'EXECUTE')
       AND NOT has_function_privilege('pgtq_test_o', 'pgtq.watch(bigint)', 'EXECUTE')
       AND NOT has_function_privilege('pgtq_test_p', 'pgtq.cancel(bigint, timestamptz)', 'EXECUTE')
       AND has_function_privilege('pgtq_test_a', 'pgtq.cancel(bigint, timestamptz)', 'EXECUTE')
+      AND has_function_privilege('pgtq_test_a', 'pgtq.pause(text, timestamptz)', 'EXECUTE')
+      AND NOT has_function_privilege('pgtq_test_w', 'pgtq.pause(text, timestamptz)', 'EXECUTE')
       AND has_table_privilege('pgtq_test_o', 'pgtq.queue_history', 'SELECT')
       AND NOT has_function_privilege('pgtq_test_o', 'pgtq.cancel(bigint, timestamptz)', 'EXECUTE'),
     'and grants them the rights of their kind');

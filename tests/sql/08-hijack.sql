@@ -9,7 +9,7 @@
 -- to a temp table; the pgTAP checks run afterwards with the role and path
 -- reset, so pgTAP's own functions never meet the traps.
 BEGIN;
-SELECT plan(44);
+SELECT plan(49);
 SET LOCAL TIME ZONE 'UTC';
 
 -- Mallory holds every pgtq role, so every public function can be called.
@@ -77,6 +77,16 @@ CREATE FUNCTION public.make_timestamp(integer, integer, integer, integer, intege
 CREATE FUNCTION public.trap_tstz_le(timestamptz, timestamptz) RETURNS boolean LANGUAGE plpgsql
     AS $$ BEGIN RAISE EXCEPTION 'hijacked: <= (timestamptz, timestamptz)'; END $$;
 CREATE OPERATOR public.<= (LEFTARG = timestamptz, RIGHTARG = timestamptz, FUNCTION = public.trap_tstz_le);
+-- What flow control calls: the key's lock and hash, the isolation check,
+-- the rate window's bucket.
+CREATE FUNCTION public.pg_try_advisory_xact_lock(bigint) RETURNS boolean LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hijacked: pg_try_advisory_xact_lock'; END $$;
+CREATE FUNCTION public.hashtextextended(text, bigint) RETURNS bigint LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hijacked: hashtextextended'; END $$;
+CREATE FUNCTION public.current_setting(text) RETURNS text LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hijacked: current_setting'; END $$;
+CREATE FUNCTION public.floor(numeric) RETURNS numeric LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hijacked: floor'; END $$;
 -- pg_temp: temporary look-alikes of a function and of pgtq's tables.
 CREATE FUNCTION pg_temp.jsonb_typeof(jsonb) RETURNS text LANGUAGE plpgsql
     AS $$ BEGIN RAISE EXCEPTION 'hijacked: pg_temp.jsonb_typeof'; END $$;
@@ -125,7 +135,15 @@ DECLARE
             ' ARRAY[''[1]'', ''[2]'']::jsonb[], job_keys => ARRAY[''a'', ''a'']) AS k',
         'watch|SELECT w.state::text FROM pgtq.watch((SELECT id FROM pgtq.jobs WHERE queue = ''q5'')) AS w',
         'outcomes|SELECT count(*)::text FROM pgtq.outcomes((SELECT array_agg(id) FROM pgtq.jobs WHERE queue = ''q5''))',
-        'unwatch|SELECT pgtq.unwatch((SELECT id FROM pgtq.jobs WHERE queue = ''q5''))::text'
+        'unwatch|SELECT pgtq.unwatch((SELECT id FROM pgtq.jobs WHERE queue = ''q5''))::text',
+        'configure_queue|SELECT pgtq.configure_queue(''q7'', max_running => 1, rate_limit => 5,'
+            ' rate_period => ''1 minute'', as_of => ''2030-01-01 00:00+00'')::text',
+        'push_locked|SELECT count(*)::text FROM pgtq.push_many(''q7'', ''t'', ARRAY[''[1]'', ''[2]'', ''[3]'']::jsonb[],'
+            ' lock_keys => ARRAY[''k'', ''k'', NULL], as_of => ''2030-01-01 00:00+00'')',
+        'pop_limited|SELECT string_agg(p.args::text, '','') FROM pgtq.pop(''q7'', ''w'', 5, ''1 minute'','
+            ' ''2030-01-01 00:00+00'') AS p',
+        'pause|SELECT pgtq.pause(''q7'')::text',
+        'resume|SELECT pgtq.resume(''q7'')::text'
     ];
     step text;
     answer text;
@@ -301,6 +319,13 @@ SELECT is((SELECT result FROM outcome WHERE step = 'unwatch'), 'true', 'unwatch 
 SELECT is((SELECT result FROM outcome WHERE step = 'heartbeat_many'), 'true/false',
     'heartbeat_many uses the real cardinality and +');
 SELECT is((SELECT result FROM outcome WHERE step = 'abort'), 'failed', 'abort uses the real operators');
+SELECT is((SELECT result FROM outcome WHERE step = 'configure_queue'), 'true', 'configure_queue writes the real table');
+SELECT is((SELECT result FROM outcome WHERE step = 'push_locked'), '3',
+    'push_many with lock keys uses the real cardinality and length');
+SELECT is((SELECT result FROM outcome WHERE step = 'pop_limited'), '[1]',
+    'a pop with a limit and lock keys uses the real current_setting, floor, hashtextextended and advisory lock');
+SELECT is((SELECT result FROM outcome WHERE step = 'pause'), 'true', 'pause uses the real table');
+SELECT is((SELECT result FROM outcome WHERE step = 'resume'), 'true', 'resume uses the real table and pg_notify');
 -- Every public function was called by the attacker above (install_roles is
 -- the owner's alone: PUBLIC and the roles may not run it).
 SELECT is(

@@ -4,7 +4,7 @@
 -- because push checks everything before it inserts). Complements the
 -- basic cases of 01-push and 02-pop.
 BEGIN;
-SELECT plan(216);
+SELECT plan(239);
 SET LOCAL TIME ZONE 'UTC';
 
 -- ---------------------------------------------------------------- push
@@ -85,6 +85,24 @@ SELECT throws_ok($$SELECT pgtq.push_many('bad', 't', ARRAY['[]']::jsonb[], backo
 SELECT throws_ok($$SELECT pgtq.push_many('bad', 't', ARRAY['"x"']::jsonb[], job_keys => ARRAY['a'])$$, 'PT001',
     'pgtq: args of job 1 must be a JSON array, got string', 'push_many with keys checks every element');
 
+-- Lock keys (push and push_many).
+SELECT throws_ok($$SELECT pgtq.push('bad', 't', lock_key => '')$$, 'PT004',
+    'pgtq: lock_key must be 1 to 200 characters, got 0 characters', 'an empty lock_key');
+SELECT throws_ok($$SELECT pgtq.push('bad', 't', lock_key => repeat('é', 201))$$, 'PT004',
+    'pgtq: lock_key must be 1 to 200 characters, got 201 characters', 'a lock_key over 200 characters');
+SELECT throws_ok($$SELECT pgtq.push('bad', 't', job_key => 'k', lock_key => '')$$, 'PT004',
+    'pgtq: lock_key must be 1 to 200 characters, got 0 characters', 'an empty lock_key beside a job key');
+SELECT throws_ok($$SELECT pgtq.push_many('bad', 't', ARRAY['[]', '[]']::jsonb[], lock_keys => ARRAY['a'])$$, 'PT004',
+    'pgtq: push_many needs one lock_key per job (NULL for none), got 1 lock_keys for 2 jobs',
+    'push_many: fewer lock keys than jobs');
+SELECT throws_ok($$SELECT pgtq.push_many('bad', 't', ARRAY['[]', '[]']::jsonb[], lock_keys => ARRAY[NULL, ''])$$,
+    'PT004', 'pgtq: lock_key of job 2 must be 1 to 200 characters, got 0 characters',
+    'push_many: a bad lock key is named by its position');
+SELECT throws_ok($$SELECT pgtq.push_many('bad', 't', ARRAY['[]']::jsonb[], job_keys => ARRAY['j'],
+                                         lock_keys => ARRAY[repeat('x', 201)])$$,
+    'PT004', 'pgtq: lock_key of job 1 must be 1 to 200 characters, got 201 characters',
+    'push_many: lock keys are checked beside job keys');
+
 -- The payload limit, changed with configure.
 SELECT is((SELECT max_payload_bytes FROM pgtq.settings), 1048576, 'the payload limit is 1 MiB by default');
 SELECT throws_ok($$SELECT pgtq.push('bad', 'huge', jsonb_build_array(repeat('x', 1048576)))$$, 'PT005',
@@ -108,6 +126,45 @@ SELECT throws_ok($$SELECT pgtq.configure(worker_timeout => '101 years')$$, 'PT00
 SELECT throws_ok($$SELECT pgtq.configure(history_retention => '-1 second')$$, 'PT004',
     'pgtq: history_retention must be an interval between 0 and 31 days, got -00:00:01',
     'a negative history retention is refused');
+
+-- Flow control: pause, resume, configure_queue. Nothing is written by a refusal.
+SELECT throws_ok($$SELECT pgtq.pause(NULL)$$, 'PT003', 'pgtq: queue name must not be NULL', 'pause: NULL queue');
+SELECT throws_ok($$SELECT pgtq.pause(E'a\nb')$$, 'PT003',
+    E'pgtq: queue name ''a\nb'' contains a control character', 'pause: a control character');
+SELECT throws_ok($$SELECT pgtq.pause('bad', 'infinity')$$, 'PT004',
+    'pgtq: as_of must be a finite time, got infinity', 'pause: an infinite as_of');
+SELECT throws_ok($$SELECT pgtq.resume('')$$, 'PT003',
+    'pgtq: queue name must be 1 to 200 characters, got 0 characters', 'resume: empty queue');
+SELECT throws_ok($$SELECT pgtq.resume('bad', NULL)$$, 'PT004',
+    'pgtq: as_of must be a finite time, got NULL', 'resume: NULL as_of');
+SELECT throws_ok($$SELECT pgtq.configure_queue(NULL, max_running => 1)$$, 'PT003',
+    'pgtq: queue name must not be NULL', 'configure_queue: NULL queue');
+SELECT throws_ok($$SELECT pgtq.configure_queue('bad', max_running => 0)$$, 'PT004',
+    'pgtq: max_running must be between 1 and 100000 (NULL: no limit), got 0', 'configure_queue: max_running 0');
+SELECT throws_ok($$SELECT pgtq.configure_queue('bad', max_running => 100001)$$, 'PT004',
+    'pgtq: max_running must be between 1 and 100000 (NULL: no limit), got 100001',
+    'configure_queue: max_running over 100000');
+SELECT throws_ok($$SELECT pgtq.configure_queue('bad', rate_limit => 0, rate_period => '1 second')$$, 'PT004',
+    'pgtq: rate_limit must be between 1 and 1000000 (NULL: no limit), got 0', 'configure_queue: rate_limit 0');
+SELECT throws_ok($$SELECT pgtq.configure_queue('bad', rate_limit => 5)$$, 'PT004',
+    'pgtq: rate_limit and rate_period go together (at most rate_limit jobs start in any rate_period), '
+    'got rate_limit 5 and rate_period NULL', 'configure_queue: a rate limit without its period');
+SELECT throws_ok($$SELECT pgtq.configure_queue('bad', rate_period => '1 second')$$, 'PT004',
+    'pgtq: rate_limit and rate_period go together (at most rate_limit jobs start in any rate_period), '
+    'got rate_limit NULL and rate_period 00:00:01', 'configure_queue: a period without its rate limit');
+SELECT throws_ok($$SELECT pgtq.configure_queue('bad', rate_limit => 5, rate_period => '1 millisecond')$$, 'PT004',
+    'pgtq: rate_period must be an interval between 10 milliseconds and 1 year, got 00:00:00.001',
+    'configure_queue: a period under 10 ms');
+SELECT throws_ok($$SELECT pgtq.configure_queue('bad', rate_limit => 5, rate_period => '2 years')$$, 'PT004',
+    'pgtq: rate_period must be an interval between 10 milliseconds and 1 year, got 2 years',
+    'configure_queue: a period over a year');
+SELECT throws_ok($$SELECT pgtq.configure_queue('bad', max_running => 1, as_of => '-infinity')$$, 'PT004',
+    'pgtq: as_of must be a finite time, got -infinity', 'configure_queue: an infinite as_of');
+SELECT is((SELECT count(*)::int FROM pgtq.queues WHERE queue = 'bad' AND (paused OR max_running IS NOT NULL
+                                                                        OR rate_limit IS NOT NULL)),
+    0, 'the refused calls paused and limited nothing');
+SELECT is(pgtq.resume('never-paused'), false, 'resume: a queue that is not paused');
+SELECT is(pgtq.configure_queue('never-limited'), false, 'configure_queue without limits on a queue without any');
 SELECT throws_ok($$SELECT pgtq.configure(history_retention => '32 days')$$, 'PT004',
     'pgtq: history_retention must be an interval between 0 and 31 days, got 32 days',
     'a history retention over 31 days is refused');

@@ -316,6 +316,21 @@ def test_the_overview_sums_the_metrics_per_queue() -> None:
     assert "10 minutes old" in stale.notes[0]
 
 
+def test_the_overview_shows_pause_and_limits() -> None:
+    metrics = [
+        Metric("jobs", "emails", None, "ready", 7),
+        Metric("paused", "emails", None, None, 1),
+        Metric("max_running", "emails", None, None, 2),
+        Metric("paused", "quiet", None, None, 0),  # limited, not paused, no jobs: still shown
+        Metric("rate_limit", "quiet", None, None, 20),
+        Metric("rate_period_seconds", "quiet", None, None, 1),
+    ]
+    emails, quiet = summarize(metrics, {}, [], [], T0).queues
+    assert (emails.name, emails.paused, emails.limits) == ("emails", True, "max 2 running")
+    assert (quiet.name, quiet.paused, quiet.limits) == ("quiet", False, "20 per 1 s")
+    assert summarize([Metric("jobs", "x", None, "ready", 1)], {}, [], [], T0).queues[0].limits == ""
+
+
 def test_times_and_durations_read_well() -> None:
     assert when(T0) == "2030-01-01 12:00:00 UTC"
     assert when(None) == ""
