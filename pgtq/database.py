@@ -221,7 +221,13 @@ def check_schema(conn: psycopg.Connection[Any]) -> str:
     """The schema version installed where ``conn`` points; raises
     ``SchemaMissingError`` without one and ``SchemaVersionError`` when it is
     not the version this package was written for."""
-    installed = gateway.installed_version(conn)
+    return check_version(gateway.installed_version(conn))
+
+
+def check_version(installed: str | None) -> str:
+    """``installed`` (a schema version, None: no schema) when it is the
+    version this package was written for; else the error ``check_schema``
+    raises."""
     if installed is None:
         raise SchemaMissingError("this database has no pgtq schema; install it with `pgtq migrate DSN`")
     known = schema_version()

@@ -29,7 +29,7 @@ class PushOptions(Generic[P, R]):
     delay: timedelta | float | None = None
     priority: int | None = None
     max_attempts: int | None = None
-    conn: psycopg.Connection[Any] | None = None
+    conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any] | None = None
     queue: str | None = None
 
     def push(self, *args: P.args, **kwargs: P.kwargs) -> int:
@@ -42,6 +42,19 @@ class PushOptions(Generic[P, R]):
         """Enqueue one job per element of ``args_list`` (and ``kwargs_list``)
         with these options, in one call; returns their ids."""
         return self.handler.pgtq.push_many(self.handler.name, args_list, kwargs_list, **self._push_options())
+
+    async def push_async(self, *args: P.args, **kwargs: P.kwargs) -> int:
+        """``push`` for asyncio code: through the queue's ``aio``
+        (``pgtq.aio.AsyncPgTq``), or on ``conn`` when it is an ``AsyncConnection``."""
+        return await self.handler.pgtq.aio.push(self.handler.name, args, kwargs, **self._push_options())
+
+    async def push_many_async(
+        self, args_list: Sequence[Sequence[Any]], kwargs_list: Sequence[Mapping[str, Any]] | None = None
+    ) -> list[int]:
+        """``push_many`` for asyncio code (see ``push_async``)."""
+        return await self.handler.pgtq.aio.push_many(
+            self.handler.name, args_list, kwargs_list, **self._push_options()
+        )
 
     def _push_options(self) -> dict[str, Any]:
         """These options, with the handler's defaults where none was given."""
@@ -97,6 +110,17 @@ class Handler(Generic[P, R]):
         one per element of ``args_list``, with ``kwargs_list``'s element."""
         return PushOptions(self).push_many(args_list, kwargs_list)
 
+    async def push_async(self, *args: P.args, **kwargs: P.kwargs) -> int:
+        """``push`` for asyncio code (``await send.push_async(...)``), through
+        the queue's ``aio`` (``pgtq.aio.AsyncPgTq``)."""
+        return await PushOptions(self).push_async(*args, **kwargs)
+
+    async def push_many_async(
+        self, args_list: Sequence[Sequence[Any]], kwargs_list: Sequence[Mapping[str, Any]] | None = None
+    ) -> list[int]:
+        """``push_many`` for asyncio code."""
+        return await PushOptions(self).push_many_async(args_list, kwargs_list)
+
     def options(
         self,
         *,
@@ -104,12 +128,13 @@ class Handler(Generic[P, R]):
         delay: timedelta | float | None = None,
         priority: int | None = None,
         max_attempts: int | None = None,
-        conn: psycopg.Connection[Any] | None = None,
+        conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any] | None = None,
         queue: str | None = None,
     ) -> PushOptions[P, R]:
         """Push options: ``run_at`` or ``delay`` (seconds or timedelta),
         ``priority``, ``max_attempts``, ``queue``, and ``conn``, a psycopg
-        connection whose open transaction the push joins."""
+        connection whose open transaction the push joins (an
+        ``AsyncConnection`` for ``push_async``)."""
         return replace(
             PushOptions(self),
             run_at=run_at,

@@ -15,7 +15,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from pgtq._db import gateway
-from pgtq._json import encode_arguments, encode_result
+from pgtq._db.async_gateway import is_async_connection
+from pgtq._json import encode_result
+from pgtq._pushes import push_many_query, push_query
 from pgtq._values import as_interval
 from pgtq.database import Database
 from pgtq.errors import UnknownTaskError
@@ -25,6 +27,8 @@ from pgtq.task import JobInfo, QueueStat, Task
 if TYPE_CHECKING:
     import psycopg
     from psycopg_pool import ConnectionPool
+
+    from pgtq.aio import AsyncPgTq
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,6 +58,7 @@ class PgTq:
         self.queue = queue
         self.handlers: dict[str, Handler[Any, Any]] = {}
         self.database = Database(dsn, pool=pool)
+        self._aio: AsyncPgTq | None = None
 
     @property
     def dsn(self) -> str:
@@ -65,6 +70,7 @@ class PgTq:
     def dsn(self, dsn: str) -> None:
         self.database.close()
         self.database = Database(dsn)
+        self._aio = None
 
     def __repr__(self) -> str:
         return f"<pgtq.PgTq queue={self.queue!r}>"
@@ -140,6 +146,23 @@ class PgTq:
         """Close the shared connection (it reopens on the next call)."""
         self.database.close()
 
+    @property
+    def aio(self) -> AsyncPgTq:
+        """This queue for asyncio code (``pgtq.aio.AsyncPgTq``): the same
+        queue, DSN and handlers, with async methods over a connection of its
+        own (``await q.aio.push(...)``; handlers' ``push_async`` use it).
+        Made on first use; assign ``q.aio = AsyncPgTq(q, pool=...)`` to
+        give it an ``AsyncConnectionPool`` instead."""
+        if self._aio is None:
+            from pgtq.aio import AsyncPgTq
+
+            self._aio = AsyncPgTq(self)
+        return self._aio
+
+    @aio.setter
+    def aio(self, value: AsyncPgTq) -> None:
+        self._aio = value
+
     def __enter__(self) -> PgTq:
         return self
 
@@ -147,29 +170,6 @@ class PgTq:
         self.close()
 
     # -- the SQL API -------------------------------------------------------
-
-    def _push_params(
-        self,
-        task: str,
-        run_at: datetime | None,
-        delay: timedelta | float | None,
-        priority: int,
-        max_attempts: int,
-        queue: str | None,
-    ) -> dict[str, Any]:
-        """The checked options of a push, as the gateway's parameters."""
-        if run_at is not None and delay is not None:
-            raise ValueError("give run_at or delay, not both")
-        if run_at is not None and (not isinstance(run_at, datetime) or run_at.tzinfo is None):
-            raise ValueError(f"run_at must be a timezone-aware datetime, got {run_at!r}")
-        return {
-            "queue": self.queue if queue is None else queue,
-            "task": task,
-            "run_at": run_at,
-            "delay": as_interval(delay, "delay"),
-            "priority": priority,
-            "max_attempts": max_attempts,
-        }
 
     def push(
         self,
@@ -191,9 +191,17 @@ class PgTq:
         ``run_at`` (an aware datetime) or ``delay`` (seconds or timedelta,
         measured by the database clock) schedule it for later.
         """
-        args_json, kwargs_json = encode_arguments(task, args, kwargs or {})
-        params = self._push_params(task, run_at, delay, priority, max_attempts, queue)
-        return self.database._call(conn, gateway.push, args_json=args_json, kwargs_json=kwargs_json, **params)
+        query = push_query(
+            self.queue if queue is None else queue,
+            task,
+            args,
+            kwargs,
+            run_at=run_at,
+            delay=delay,
+            priority=priority,
+            max_attempts=max_attempts,
+        )
+        return self.database._call(_sync(conn), gateway.run, query)
 
     def push_many(
         self,
@@ -212,20 +220,17 @@ class PgTq:
         matching element of ``kwargs_list``) in one call (``pgtq.push_many``);
         returns their ids in order. All are written or none. The options are
         those of :meth:`push` and apply to every job."""
-        if kwargs_list is not None and len(kwargs_list) != len(args_list):
-            raise ValueError(f"got {len(args_list)} argument lists but {len(kwargs_list)} keyword mappings")
-        encoded = [
-            encode_arguments(task, args, kwargs_list[n] if kwargs_list is not None else {})
-            for n, args in enumerate(args_list)
-        ]
-        params = self._push_params(task, run_at, delay, priority, max_attempts, queue)
-        return self.database._call(
-            conn,
-            gateway.push_many,
-            args_json=[args_json for args_json, _ in encoded],
-            kwargs_json=None if kwargs_list is None else [kwargs_json for _, kwargs_json in encoded],
-            **params,
+        query = push_many_query(
+            self.queue if queue is None else queue,
+            task,
+            args_list,
+            kwargs_list,
+            run_at=run_at,
+            delay=delay,
+            priority=priority,
+            max_attempts=max_attempts,
         )
+        return self.database._call(_sync(conn), gateway.run, query)
 
     def pop(
         self,
@@ -317,3 +322,11 @@ class PgTq:
         """The installed schema version; raises when it is missing or not
         the version this package was written for."""
         return self.database.check_schema(conn)
+
+
+def _sync(conn: Any) -> psycopg.Connection[Any] | None:
+    """``conn`` as given for a sync call; an ``AsyncConnection`` is refused
+    with the way out."""
+    if is_async_connection(conn):
+        raise TypeError("this is an AsyncConnection: await the async twin (push_async, or q.aio.push)")
+    return conn

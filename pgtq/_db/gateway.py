@@ -87,11 +87,22 @@ def behind_pooler(conn: Connection) -> bool:
     return row is not None and row[0] != conn.info.backend_pid
 
 
+def prepares_nothing() -> bool | None:
+    """Whether new connections must prepare nothing: True or False when the
+    policy says so without looking (``off``, ``on``, or a failure seen
+    before under ``auto``), None when the connection must be probed
+    (``behind_pooler``)."""
+    policy = prepared_statements_policy()
+    if policy == "off" or _prepared_statements_failed:
+        return True
+    return None if policy == "auto" else False
+
+
 def configure(conn: Connection) -> None:
     """Apply the prepared-statement policy to ``conn`` (see above); one
     round trip under ``auto``, none otherwise."""
-    policy = prepared_statements_policy()
-    if policy == "off" or _prepared_statements_failed or (policy == "auto" and behind_pooler(conn)):
+    off = prepares_nothing()
+    if off or (off is None and behind_pooler(conn)):
         conn.prepare_threshold = None
     _configured.add(conn)
 
@@ -129,8 +140,8 @@ def borrow(pool: ConnectionPool[Any]) -> Iterator[Connection]:
 
 
 @contextmanager
-def _calling(conn: Connection) -> Iterator[None]:
-    """Around every call: pgtq's errors for psycopg's; and after a
+def calling(conn: Connection | psycopg.AsyncConnection[Any]) -> Iterator[None]:
+    """Around every call (sync or async): pgtq's errors for psycopg's; and after a
     prepared-statement error that detection missed (a pooler that passes
     the server's key on), no more prepared statements in this process."""
     global _prepared_statements_failed
@@ -153,7 +164,7 @@ def _calling(conn: Connection) -> Iterator[None]:
 
 def run(conn: Connection, query: Query[T]) -> T:
     """Send one query and return its result."""
-    with _calling(conn):
+    with calling(conn):
         cursor = conn.execute(query.sql, query.params)
         rows = cursor.fetchall() if cursor.description is not None else []
     return query.result(rows)
@@ -275,7 +286,7 @@ class _SentOutcomes:
 def write_outcomes(conn: Connection, outcomes: Sequence[Outcome]) -> Written:
     """Write finished runs in one round trip and one transaction: the
     successes with one ``pgtq.complete_many``, each failure with ``pgtq.fail``."""
-    with _calling(conn):
+    with calling(conn):
         with conn.pipeline():
             sent = _SentOutcomes(conn, outcomes)
         return sent.replies()
@@ -287,7 +298,7 @@ def write_outcomes_and_pop(
     """One round trip for both directions: write ``outcomes`` (as
     ``write_outcomes``; None when there are none) and claim up to ``n`` jobs
     of ``queue`` (``pgtq.pop``), pipelined."""
-    with _calling(conn):
+    with calling(conn):
         with conn.pipeline():
             sent = _SentOutcomes(conn, outcomes) if outcomes else None
             claiming = _send(conn, queries.pop(queue=queue, worker=worker, n=n, lease=lease))
@@ -300,7 +311,7 @@ def renew_leases(
     """Refresh the worker's registration and extend the lease of each held
     task, in one transaction and one round trip; whether each lease was
     still the task's."""
-    with _calling(conn):
+    with calling(conn):
         with conn.transaction(), conn.pipeline():
             _send(conn, queries.register_worker(identity))
             renewals = [_send(conn, queries.heartbeat(task, extend_by)) for task in held]
@@ -310,7 +321,7 @@ def renew_leases(
 def release_all(conn: Connection, tasks: Sequence[Task]) -> None:
     """Hand back claimed tasks (``pgtq.release``) in one transaction and
     one round trip."""
-    with _calling(conn), conn.transaction(), conn.pipeline():
+    with calling(conn), conn.transaction(), conn.pipeline():
         for task in tasks:
             _send(conn, queries.release(task))
 
