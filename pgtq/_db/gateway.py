@@ -75,6 +75,12 @@ def prepared_statements_policy() -> str:
     return policy
 
 
+def is_connection(conn: object) -> bool:
+    """Whether ``conn`` is a (sync) psycopg ``Connection``: the integrations
+    check what a framework hands them with it."""
+    return isinstance(conn, psycopg.Connection)
+
+
 def behind_pooler(conn: Connection) -> bool:
     """Whether a connection pooler sits between ``conn`` and PostgreSQL.
 
