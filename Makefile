@@ -38,6 +38,10 @@ install-extension: system-deps ## install the extension files (control, scripts)
 		echo "pgtq: could not install into $(EXT_DIR); as a user who may write it, run: sudo make install-extension" >&2; \
 		exit 1; }
 
+.PHONY: install
+install: ## install the extension with PGXS (PG_CONFIG=/path/to/pg_config, DESTDIR= to stage): extension/Makefile
+	$(MAKE) -C extension install PG_CONFIG="$(PG_CONFIG)" PYTHON="$(PYTHON)"
+
 .PHONY: test
 test: system-deps venv ## run every test (schema drift guard, pgTAP, pytest) on a throwaway cluster
 	$(PY) scripts/pgcluster.py run -- $(MAKE) --no-print-directory verify test-sql test-py

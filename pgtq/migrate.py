@@ -13,6 +13,7 @@ Two routes install the very same SQL files of ``sql/``:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 from sqlalchemy.exc import DBAPIError
@@ -49,6 +50,16 @@ def upgrade(dsn: str, version: str | None = None) -> MigrationResult:
     with gateway.connect(dsn) as conn:
         after = gateway.installed_version(conn)
     return MigrationResult("alembic", before, after or schema_version())
+
+
+def alembic_version_location() -> Path:
+    """The folder of pgtq's alembic revisions, for an application that keeps
+    them in its own alembic history (``version_locations``). They form the
+    branch ``pgtq`` (its first revision's label); an application revision
+    that needs pgtq names ``depends_on = "pgtq_0_1_0"`` (or a later one). In
+    an ``alembic.ini`` the same folder is ``pgtq:_data/migrations/versions``
+    (pgtq installed from a wheel)."""
+    return migrations_dir() / "versions"
 
 
 def _check_target(version: str | None, installed: str | None) -> None:
