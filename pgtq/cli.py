@@ -956,7 +956,7 @@ def resume(queue: str, dsn: str | None) -> int:
 # -- pg_cron ---------------------------------------------------------------------------
 
 
-@cli.group(help="Tick from pg_cron, inside the server (see README: Operating pgtq, pg_cron).")
+@cli.group(help="Tick from pg_cron, inside the server (see docs/operations.md: pg_cron).")
 def cron() -> None:
     """pg_cron jobs of pgtq."""
 

@@ -5,67 +5,29 @@ wheel carries (importlib.resources), a worker runs a job, and an
 application's own alembic history installs and upgrades pgtq beside its
 schema (``alembic upgrade heads``). Also: the extension installs with PGXS.
 
-Slow (a build and an install from the package index, about a minute):
-the wheel and its virtualenv are made once for the module."""
+Slow (a build and an install from the package index, 15 to 60 s): the
+wheel and its virtualenv are made once per session (conftest: ``wheel``,
+``installed``), shared with the documentation's walkthroughs."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import textwrap
-import venv
 import zipfile
 from email.parser import Parser
 from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import REPO, pgcluster, scalar, wait_until
+from conftest import REPO, outside_env, pgcluster, run, scalar, wait_until
 from psycopg.conninfo import conninfo_to_dict
 
 sys.path.insert(0, str(REPO / "scripts"))
 import build_extension
 
 pytestmark = pytest.mark.slow
-
-
-def run(command: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 600) -> str:
-    result = subprocess.run(
-        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
-    assert result.returncode == 0, (
-        f"{command} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
-    )
-    return result.stdout
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel of this checkout."""
-    out = tmp_path_factory.mktemp("dist")
-    run([sys.executable, "-m", "build", "--wheel", "--outdir", str(out), str(REPO)], cwd=out)
-    (built,) = out.glob("pgtq-*.whl")
-    return built
-
-
-@pytest.fixture(scope="module")
-def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh virtualenv outside the repository with the wheel installed
-    (and its dependencies from the package index); its bin folder."""
-    root = tmp_path_factory.mktemp("venv")
-    venv.create(root, with_pip=True)
-    bindir = root / "bin"
-    run([str(bindir / "python"), "-m", "pip", "install", "--quiet", str(wheel)], cwd=root)
-    return bindir
-
-
-def outside_env(bindir: Path, **extra: str) -> dict[str, str]:
-    """An environment in which only the installed wheel can be imported."""
-    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
-    return {**env, **extra}
 
 
 def test_the_wheel_carries_sql_control_file_migrations_and_metadata(wheel: Path) -> None:

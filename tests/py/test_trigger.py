@@ -12,10 +12,9 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import REPO, scalar
+from conftest import REPO, psql_output, scalar
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
-from test_readme import psql_output
 
 EXAMPLE = REPO / "examples" / "trigger" / "welcome_trigger.sql"
 
