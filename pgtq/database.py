@@ -33,9 +33,11 @@ T = TypeVar("T")
 class Database:
     """The pgtq database at ``dsn``: every queue in it.
 
-    >>> db = Database("dbname=app")
-    >>> db.stats()                        # job counts of every queue
-    >>> db.prune(timedelta(days=7))       # delete old finished jobs
+    Example::
+
+        db = Database("dbname=app")
+        db.stats()                        # job counts of every queue
+        db.prune(timedelta(days=7))       # delete old finished jobs
 
     It opens one autocommit connection lazily, shared by its methods
     (psycopg serialises its use across threads); ``close()`` closes it.

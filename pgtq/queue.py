@@ -38,10 +38,14 @@ DEFAULT_LEASE = timedelta(minutes=5)
 class PgTq:
     """A queue named ``queue`` in the database at ``dsn``.
 
-    >>> q = PgTq("emails", "dbname=app")
-    >>> @q.handler()
-    ... def send(to): ...
-    >>> send.push("a@example.com")   # enqueue; send("a@...") runs it now
+    Example::
+
+        q = PgTq("emails", "dbname=app")
+
+        @q.handler()
+        def send(to): ...
+
+        send.push("a@example.com")   # enqueue; send("a@...") runs it now
 
     The object opens one autocommit connection lazily, shared by its
     methods (psycopg serialises its use across threads). With ``pool`` (a
