@@ -38,6 +38,10 @@ install-extension: system-deps ## install the extension files (control, scripts)
 		echo "pgtq: could not install into $(EXT_DIR); as a user who may write it, run: sudo make install-extension" >&2; \
 		exit 1; }
 
+.PHONY: install
+install: ## install the extension with PGXS (PG_CONFIG=/path/to/pg_config, DESTDIR= to stage): extension/Makefile
+	$(MAKE) -C extension install PG_CONFIG="$(PG_CONFIG)" PYTHON="$(PYTHON)"
+
 .PHONY: test
 test: system-deps venv ## run every test (schema drift guard, pgTAP, pytest) on a throwaway cluster
 	$(PY) scripts/pgcluster.py run -- $(MAKE) --no-print-directory verify test-sql test-py
@@ -114,6 +118,14 @@ bench-peers: system-deps $(BENCH_VENV)/.installed $(BENCH_PEERS_VENV)/.installed
 bench-paging: system-deps $(BENCH_VENV)/.installed ## dashboard job lists on 1,000,000 finished jobs: EXPLAIN ANALYZE of first, middle, last page
 	$(BENCH_VENV)/bin/python -m bench.paging $(BENCH_ARGS)
 
+.PHONY: docs
+docs: venv ## build the documentation site into site/ (MkDocs + Material; any warning fails it)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+.PHONY: docs-serve
+docs-serve: venv ## serve the documentation site on 127.0.0.1:8000, rebuilt on each change
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
+
 .PHONY: lint
 lint: venv ## ruff (also run by the test suite)
 	$(VENV)/bin/ruff check pgtq tests migrations examples scripts $(wildcard bench)
@@ -132,5 +144,5 @@ demo-stop: ## stop the demo's local cluster
 	@$(PY) scripts/pgcluster.py stop $(DEMO_DIR)
 
 .PHONY: clean
-clean: demo-stop ## remove the virtualenv and the demo cluster
-	rm -rf $(VENV) $(DEMO_DIR)
+clean: demo-stop ## remove the virtualenv, the demo cluster, the built site and the Node.js example's packages
+	rm -rf $(VENV) $(DEMO_DIR) site examples/node/node_modules

@@ -48,7 +48,7 @@ from pgtq.migrate import upgrade
 from pgtq.worker import Worker, WorkerSettings
 
 CLIENTS = 4
-# The documented setting (README, Deploying pgtq): bench/ uses pgtq's public interface only.
+# The documented setting (docs/deployment.md): bench/ uses pgtq's public interface only.
 PREPARED_STATEMENTS_VARIABLE = "PGTQ_PREPARED_STATEMENTS"
 
 

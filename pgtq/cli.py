@@ -1131,7 +1131,7 @@ def queues(dsn: str | None, as_json: bool) -> int:
 # -- pg_cron ---------------------------------------------------------------------------
 
 
-@cli.group(help="Tick from pg_cron, inside the server (see README: Operating pgtq, pg_cron).")
+@cli.group(help="Tick from pg_cron, inside the server (see docs/operations.md: pg_cron).")
 def cron() -> None:
     """pg_cron jobs of pgtq."""
 

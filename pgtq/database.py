@@ -36,9 +36,11 @@ T = TypeVar("T")
 class Database:
     """The pgtq database at ``dsn``: every queue in it.
 
-    >>> db = Database("dbname=app")
-    >>> db.stats()                        # job counts of every queue
-    >>> db.prune(timedelta(days=7))       # delete old finished jobs
+    Example::
+
+        db = Database("dbname=app")
+        db.stats()                        # job counts of every queue
+        db.prune(timedelta(days=7))       # delete old finished jobs
 
     It opens one autocommit connection lazily, shared by its methods
     (psycopg serialises its use across threads); ``close()`` closes it.
@@ -343,7 +345,12 @@ def check_schema(conn: psycopg.Connection[Any], *, allow_newer: bool = False) ->
     ``SchemaMissingError`` without one and ``SchemaVersionError`` when it is
     not the version this package was written for (a newer one passes with
     ``allow_newer``: a running worker's reconnection, see ``schema_problem``)."""
-    installed = gateway.installed_version(conn)
+    return check_version(gateway.installed_version(conn), allow_newer=allow_newer)
+
+
+def check_version(installed: str | None, *, allow_newer: bool = False) -> str:
+    """``installed`` (a schema version, None: no schema) when this package
+    can use it; else the error ``check_schema`` raises."""
     problem = schema_problem(installed, schema_version(), allow_newer=allow_newer)
     if problem is not None:
         raise problem

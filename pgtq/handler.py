@@ -36,7 +36,7 @@ class PushOptions(Generic[P, R]):
     delay: timedelta | float | None = None
     priority: int | None = None
     max_attempts: int | None = None
-    conn: psycopg.Connection[Any] | None = None
+    conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any] | None = None
     queue: str | None = None
     backoff_base: timedelta | float | None = None
     backoff_cap: timedelta | float | None = None
@@ -69,6 +69,37 @@ class PushOptions(Generic[P, R]):
         if self.job_key is not None:
             raise ValueError("a job_key names one job: give push_many job_keys=[...], one per job")
         return self.handler.pgtq.push_many(
+            self.handler.name,
+            args_list,
+            kwargs_list,
+            job_keys=job_keys,
+            job_key_mode=self.job_key_mode,
+            **self._push_options(),
+        )
+
+    async def push_async(self, *args: P.args, **kwargs: P.kwargs) -> int:
+        """``push`` for asyncio code: through the queue's ``aio``
+        (``pgtq.aio.AsyncPgTq``), or on ``conn`` when it is an ``AsyncConnection``."""
+        return await self.handler.pgtq.aio.push(
+            self.handler.name,
+            args,
+            kwargs,
+            job_key=self.job_key,
+            job_key_mode=self.job_key_mode,
+            **self._push_options(),
+        )
+
+    async def push_many_async(
+        self,
+        args_list: Sequence[Sequence[Any]],
+        kwargs_list: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        job_keys: Sequence[str | None] | None = None,
+    ) -> list[int]:
+        """``push_many`` for asyncio code (see ``push_async``)."""
+        if self.job_key is not None:
+            raise ValueError("a job_key names one job: give push_many_async job_keys=[...], one per job")
+        return await self.handler.pgtq.aio.push_many(
             self.handler.name,
             args_list,
             kwargs_list,
@@ -150,6 +181,21 @@ class Handler(Generic[P, R]):
         (and ``job_keys``', its job key)."""
         return PushOptions(self).push_many(args_list, kwargs_list, job_keys=job_keys)
 
+    async def push_async(self, *args: P.args, **kwargs: P.kwargs) -> int:
+        """``push`` for asyncio code (``await send.push_async(...)``), through
+        the queue's ``aio`` (``pgtq.aio.AsyncPgTq``)."""
+        return await PushOptions(self).push_async(*args, **kwargs)
+
+    async def push_many_async(
+        self,
+        args_list: Sequence[Sequence[Any]],
+        kwargs_list: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        job_keys: Sequence[str | None] | None = None,
+    ) -> list[int]:
+        """``push_many`` for asyncio code."""
+        return await PushOptions(self).push_many_async(args_list, kwargs_list, job_keys=job_keys)
+
     def options(
         self,
         *,
@@ -157,7 +203,7 @@ class Handler(Generic[P, R]):
         delay: timedelta | float | None = None,
         priority: int | None = None,
         max_attempts: int | None = None,
-        conn: psycopg.Connection[Any] | None = None,
+        conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any] | None = None,
         queue: str | None = None,
         backoff_base: timedelta | float | None = None,
         backoff_cap: timedelta | float | None = None,
@@ -169,7 +215,7 @@ class Handler(Generic[P, R]):
         ``priority``, ``max_attempts``, ``queue``, ``backoff_base`` and
         ``backoff_cap`` (seconds or timedelta; the handler's when not given),
         ``conn``, a psycopg connection whose open transaction the push
-        joins, ``job_key`` with ``job_key_mode`` (``"keep"`` or
+        joins (an ``AsyncConnection`` for ``push_async``), ``job_key`` with ``job_key_mode`` (``"keep"`` or
         ``"replace"``: see ``PgTq.push``), and ``lock_key``: at most one job
         of that key runs at a time, across queues and workers, in the key's
         order."""

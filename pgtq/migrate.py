@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import psycopg
@@ -94,6 +95,16 @@ def _retrying_when_busy(upgrade_once: Callable[[], T]) -> T:
             )
             time.sleep(wait)
     return upgrade_once()
+
+
+def alembic_version_location() -> Path:
+    """The folder of pgtq's alembic revisions, for an application that keeps
+    them in its own alembic history (``version_locations``). They form the
+    branch ``pgtq`` (its first revision's label); an application revision
+    that needs pgtq names ``depends_on = "pgtq_0_1_0"`` (or a later one). In
+    an ``alembic.ini`` the same folder is ``pgtq:_data/migrations/versions``
+    (pgtq installed from a wheel)."""
+    return migrations_dir() / "versions"
 
 
 def _check_target(version: str | None, installed: str | None) -> None:

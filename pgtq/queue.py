@@ -15,8 +15,10 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from pgtq._db import gateway
+from pgtq._db.async_gateway import is_async_connection
 from pgtq._inspection import Schedule
 from pgtq._json import encode_arguments, encode_result
+from pgtq._pushes import push_many_query, push_query
 from pgtq._retry import checked_delay, checked_retry_on
 from pgtq._values import as_interval
 from pgtq.database import Database
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
     import psycopg
     from psycopg_pool import ConnectionPool
 
+    from pgtq.aio import AsyncPgTq
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_LEASE = timedelta(minutes=5)
@@ -36,10 +40,14 @@ DEFAULT_LEASE = timedelta(minutes=5)
 class PgTq:
     """A queue named ``queue`` in the database at ``dsn``.
 
-    >>> q = PgTq("emails", "dbname=app")
-    >>> @q.handler()
-    ... def send(to): ...
-    >>> send.push("a@example.com")   # enqueue; send("a@...") runs it now
+    Example::
+
+        q = PgTq("emails", "dbname=app")
+
+        @q.handler()
+        def send(to): ...
+
+        send.push("a@example.com")   # enqueue; send("a@...") runs it now
 
     The object opens one autocommit connection lazily, shared by its
     methods (psycopg serialises its use across threads). With ``pool`` (a
@@ -58,6 +66,7 @@ class PgTq:
         # Declared with @q.periodic, by schedule name; workers register them.
         self.periodic_tasks: dict[str, PeriodicTask] = {}
         self.database = Database(dsn, pool=pool)
+        self._aio: AsyncPgTq | None = None
 
     @property
     def dsn(self) -> str:
@@ -69,6 +78,7 @@ class PgTq:
     def dsn(self, dsn: str) -> None:
         self.database.close()
         self.database = Database(dsn)
+        self._aio = None
 
     def __repr__(self) -> str:
         return f"<pgtq.PgTq queue={self.queue!r}>"
@@ -167,6 +177,23 @@ class PgTq:
         """Close the shared connection (it reopens on the next call)."""
         self.database.close()
 
+    @property
+    def aio(self) -> AsyncPgTq:
+        """This queue for asyncio code (``pgtq.aio.AsyncPgTq``): the same
+        queue, DSN and handlers, with async methods over a connection of its
+        own (``await q.aio.push(...)``; handlers' ``push_async`` use it).
+        Made on first use; assign ``q.aio = AsyncPgTq(q, pool=...)`` to
+        give it an ``AsyncConnectionPool`` instead."""
+        if self._aio is None:
+            from pgtq.aio import AsyncPgTq
+
+            self._aio = AsyncPgTq(self)
+        return self._aio
+
+    @aio.setter
+    def aio(self, value: AsyncPgTq) -> None:
+        self._aio = value
+
     def __enter__(self) -> PgTq:
         return self
 
@@ -174,35 +201,6 @@ class PgTq:
         self.close()
 
     # -- the SQL API -------------------------------------------------------
-
-    def _push_params(
-        self,
-        task: str,
-        run_at: datetime | None,
-        delay: timedelta | float | None,
-        priority: int,
-        max_attempts: int,
-        queue: str | None,
-        backoff_base: timedelta | float | None,
-        backoff_cap: timedelta | float | None,
-        lock_key: str | None,
-    ) -> dict[str, Any]:
-        """The checked options of a push, as the gateway's parameters."""
-        if run_at is not None and delay is not None:
-            raise ValueError("give run_at or delay, not both")
-        if run_at is not None and (not isinstance(run_at, datetime) or run_at.tzinfo is None):
-            raise ValueError(f"run_at must be a timezone-aware datetime, got {run_at!r}")
-        return {
-            "queue": self.queue if queue is None else queue,
-            "task": task,
-            "run_at": run_at,
-            "delay": as_interval(delay, "delay"),
-            "priority": priority,
-            "max_attempts": max_attempts,
-            "backoff_base": checked_delay(backoff_base, "backoff_base"),
-            "backoff_cap": checked_delay(backoff_cap, "backoff_cap"),
-            "lock_key": lock_key,
-        }
 
     def push(
         self,
@@ -240,19 +238,22 @@ class PgTq:
         its id (debounce). A running job does not hold its key: the push
         queues a new pending job. Another mode raises ``InvalidJobError``.
         """
-        args_json, kwargs_json = encode_arguments(task, args, kwargs or {})
-        params = self._push_params(
-            task, run_at, delay, priority, max_attempts, queue, backoff_base, backoff_cap, lock_key
-        )
-        return self.database._call(
-            conn,
-            gateway.push,
-            args_json=args_json,
-            kwargs_json=kwargs_json,
+        query = push_query(
+            self.queue if queue is None else queue,
+            task,
+            args,
+            kwargs,
+            run_at=run_at,
+            delay=delay,
+            priority=priority,
+            max_attempts=max_attempts,
+            backoff_base=backoff_base,
+            backoff_cap=backoff_cap,
             job_key=job_key,
             job_key_mode=job_key_mode,
-            **params,
+            lock_key=lock_key,
         )
+        return self.database._call(_sync(conn), gateway.run, query)
 
     def push_many(
         self,
@@ -280,24 +281,22 @@ class PgTq:
         with that key would (two elements with one key act as two pushes in
         order, and both get that job's id). With ``lock_key`` they run one at
         a time, in order."""
-        if kwargs_list is not None and len(kwargs_list) != len(args_list):
-            raise ValueError(f"got {len(args_list)} argument lists but {len(kwargs_list)} keyword mappings")
-        encoded = [
-            encode_arguments(task, args, kwargs_list[n] if kwargs_list is not None else {})
-            for n, args in enumerate(args_list)
-        ]
-        params = self._push_params(
-            task, run_at, delay, priority, max_attempts, queue, backoff_base, backoff_cap, lock_key
-        )
-        return self.database._call(
-            conn,
-            gateway.push_many,
-            args_json=[args_json for args_json, _ in encoded],
-            kwargs_json=None if kwargs_list is None else [kwargs_json for _, kwargs_json in encoded],
+        query = push_many_query(
+            self.queue if queue is None else queue,
+            task,
+            args_list,
+            kwargs_list,
+            run_at=run_at,
+            delay=delay,
+            priority=priority,
+            max_attempts=max_attempts,
+            backoff_base=backoff_base,
+            backoff_cap=backoff_cap,
             job_keys=job_keys,
             job_key_mode=job_key_mode,
-            **params,
+            lock_key=lock_key,
         )
+        return self.database._call(_sync(conn), gateway.run, query)
 
     def pop(
         self,
@@ -499,3 +498,11 @@ class PgTq:
         of each, one transaction), as a worker does when it starts; the
         schedules."""
         return self.database.register_periodic(list(self.periodic_tasks.values()))
+
+
+def _sync(conn: Any) -> psycopg.Connection[Any] | None:
+    """``conn`` as given for a sync call; an ``AsyncConnection`` is refused
+    with the way out."""
+    if is_async_connection(conn):
+        raise TypeError("this is an AsyncConnection: await the async twin (push_async, or q.aio.push)")
+    return conn

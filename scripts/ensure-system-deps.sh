@@ -2,8 +2,10 @@
 # Make sure the system packages pgtq's tests and demo need are present:
 # a PostgreSQL server (initdb, pg_ctl, postgres), pgTAP, pg_prove,
 # pg_cron (the tests of `pgtq cron install` run a cluster that preloads it),
-# PgBouncer (the tests and `make chaos` run pgtq through it), and for the
-# dashboard's browser test Debian's chromium and its chromedriver.
+# PgBouncer (the tests and `make chaos` run pgtq through it), for the
+# dashboard's browser test Debian's chromium and its chromedriver, and
+# Node.js with npm (the Node.js example's test installs `pg` with npm ci).
+# PGXS (`make install`) comes with the PostgreSQL client package here.
 # As root, missing packages are installed with apt-get. Otherwise the exact
 # command to run is printed and the script fails, installing nothing.
 set -euo pipefail
@@ -22,6 +24,8 @@ command -v pg_prove >/dev/null 2>&1 || missing+=("libtap-parser-sourcehandler-pg
 [[ -x /usr/sbin/pgbouncer ]] || command -v pgbouncer >/dev/null 2>&1 || missing+=("pgbouncer")
 [[ -x /usr/bin/chromium ]] || missing+=("chromium")
 [[ -x /usr/bin/chromedriver ]] || missing+=("chromium-driver")
+command -v node >/dev/null 2>&1 || missing+=("nodejs")
+command -v npm >/dev/null 2>&1 || missing+=("npm")
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     exit 0

@@ -8,7 +8,9 @@ from pgtq._db.migration import apply_sql_file, drop_schema
 
 revision = "pgtq_0_1_0"
 down_revision = None
-branch_labels = None
+# Applications that include pgtq's revisions in their own alembic history
+# name this branch: `alembic upgrade pgtq@head` (docs: "alembic").
+branch_labels = ("pgtq",)
 depends_on = None
 
 

@@ -76,6 +76,12 @@ def prepared_statements_policy() -> str:
     return policy
 
 
+def is_connection(conn: object) -> bool:
+    """Whether ``conn`` is a (sync) psycopg ``Connection``: the integrations
+    check what a framework hands them with it."""
+    return isinstance(conn, psycopg.Connection)
+
+
 def behind_pooler(conn: Connection) -> bool:
     """Whether a connection pooler sits between ``conn`` and PostgreSQL.
 
@@ -88,11 +94,22 @@ def behind_pooler(conn: Connection) -> bool:
     return row is not None and row[0] != conn.info.backend_pid
 
 
+def prepares_nothing() -> bool | None:
+    """Whether new connections must prepare nothing: True or False when the
+    policy says so without looking (``off``, ``on``, or a failure seen
+    before under ``auto``), None when the connection must be probed
+    (``behind_pooler``)."""
+    policy = prepared_statements_policy()
+    if policy == "off" or _prepared_statements_failed:
+        return True
+    return None if policy == "auto" else False
+
+
 def configure(conn: Connection) -> None:
     """Apply the prepared-statement policy to ``conn`` (see above); one
     round trip under ``auto``, none otherwise."""
-    policy = prepared_statements_policy()
-    if policy == "off" or _prepared_statements_failed or (policy == "auto" and behind_pooler(conn)):
+    off = prepares_nothing()
+    if off or (off is None and behind_pooler(conn)):
         conn.prepare_threshold = None
     _configured.add(conn)
 
@@ -130,8 +147,8 @@ def borrow(pool: ConnectionPool[Any]) -> Iterator[Connection]:
 
 
 @contextmanager
-def _calling(conn: Connection) -> Iterator[None]:
-    """Around every call: pgtq's errors for psycopg's; and after a
+def calling(conn: Connection | psycopg.AsyncConnection[Any]) -> Iterator[None]:
+    """Around every call (sync or async): pgtq's errors for psycopg's; and after a
     prepared-statement error that detection missed (a pooler that passes
     the server's key on), no more prepared statements in this process."""
     global _prepared_statements_failed
@@ -154,7 +171,7 @@ def _calling(conn: Connection) -> Iterator[None]:
 
 def run(conn: Connection, query: Query[T]) -> T:
     """Send one query and return its result."""
-    with _calling(conn):
+    with calling(conn):
         cursor = conn.execute(query.sql, query.params)
         rows = cursor.fetchall() if cursor.description is not None else []
     return query.result(rows)
@@ -229,7 +246,7 @@ def update_extension(conn: Connection, version: str | None) -> None:
     one transaction that first takes every pgtq table (see
     ``statements.LOCK_PGTQ_TABLES``), waiting at most MIGRATION_LOCK_WAIT
     for each lock."""
-    with _calling(conn), conn.transaction():
+    with calling(conn), conn.transaction():
         run(conn, queries.migration_lock_timeout(MIGRATION_LOCK_WAIT))
         run(conn, queries.lock_pgtq_tables())
         run(conn, queries.update_extension(version))
@@ -309,7 +326,7 @@ def write_outcomes(conn: Connection, outcomes: Sequence[Outcome]) -> Written:
     """Write finished runs in one round trip and one transaction: the
     successes with one ``pgtq.complete_many``, each other run with
     ``pgtq.fail`` or ``pgtq.abort``."""
-    with _calling(conn):
+    with calling(conn):
         with conn.pipeline():
             sent = _SentOutcomes(conn, outcomes)
         return sent.replies()
@@ -321,7 +338,7 @@ def write_outcomes_and_pop(
     """One round trip for both directions: write ``outcomes`` (as
     ``write_outcomes``; None when there are none) and claim up to ``n`` jobs
     of ``queue`` (``pgtq.pop``), pipelined."""
-    with _calling(conn):
+    with calling(conn):
         with conn.pipeline():
             sent = _SentOutcomes(conn, outcomes) if outcomes else None
             claiming = _send(conn, queries.pop(queue=queue, worker=worker, n=n, lease=lease))
@@ -339,7 +356,7 @@ def renew_leases(
     task with ``pgtq.heartbeat_many``, in one transaction and one round
     trip; per task, in order, whether its lease was still held and whether
     a cancel was requested."""
-    with _calling(conn):
+    with calling(conn):
         with conn.transaction(), conn.pipeline():
             _send(conn, queries.register_worker(identity))
             renewals = [
@@ -352,7 +369,7 @@ def renew_leases(
 def release_all(conn: Connection, tasks: Sequence[Task]) -> None:
     """Hand back claimed tasks (``pgtq.release``) in one transaction and
     one round trip."""
-    with _calling(conn), conn.transaction(), conn.pipeline():
+    with calling(conn), conn.transaction(), conn.pipeline():
         for task in tasks:
             _send(conn, queries.release(task))
 
@@ -366,7 +383,7 @@ def schedule_all(conn: Connection, periodic: Sequence[PeriodicTask]) -> list[Sch
     written in name order, so workers registering the same schedules at
     once never deadlock."""
     ordered = sorted(periodic, key=lambda task: task.name)
-    with _calling(conn):
+    with calling(conn):
         with conn.transaction(), conn.pipeline():
             sent = [_send(conn, queries.schedule(task)) for task in ordered]
         return [reply.result() for reply in sent]
@@ -376,7 +393,7 @@ def schedule_refused(conn: Connection, periodic: PeriodicTask) -> bool:
     """Whether ``pgtq.schedule`` refuses ``periodic`` as invalid, tried in a
     transaction that is rolled back (nothing is written either way)."""
     try:
-        with _calling(conn), conn.transaction(force_rollback=True):
+        with calling(conn), conn.transaction(force_rollback=True):
             run(conn, queries.schedule(periodic))
     except InvalidJobError:
         return True
@@ -388,14 +405,14 @@ def schedule_refused(conn: Connection, periodic: PeriodicTask) -> bool:
 
 def listen_finished(conn: Connection) -> None:
     """LISTEN on ``pgtq_finished`` (a waiter's first step)."""
-    with _calling(conn):
+    with calling(conn):
         run(conn, queries.listen_finished())
 
 
 def _each_in_a_transaction(conn: Connection, calls: Sequence[Query[T]]) -> list[T]:
     """Run each query in a transaction of its own (BEGIN, query, COMMIT),
     all pipelined: one round trip. On an autocommit connection."""
-    with _calling(conn):
+    with calling(conn):
         with conn.pipeline():
             sent = []
             for call in calls:
@@ -423,7 +440,7 @@ def notifications_within(conn: Connection, timeout: float) -> list[str]:
     within ``timeout`` seconds: it waits for the first one, then takes
     those already there. Those that arrived while the connection ran a
     query come first (psycopg keeps them)."""
-    with _calling(conn):
+    with calling(conn):
         payloads = [notify.payload for notify in conn.notifies(timeout=timeout, stop_after=1)]
         if payloads:
             payloads += [notify.payload for notify in conn.notifies(timeout=0)]

@@ -9,7 +9,7 @@ command line: every SQL call goes through the gateway (``pgtq._db``).
     from pgtq.dashboard import serve
     serve("dbname=app user=pgtq_dashboard", admin_dsn="dbname=app user=pgtq_ops")
 
-or ``python -m pgtq.dashboard --help``. README "Dashboard" and SECURITY.md
+or ``python -m pgtq.dashboard --help``. docs/operations.md "Dashboard" and SECURITY.md
 describe the roles, the token and the read-only mode.
 """
 

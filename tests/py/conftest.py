@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+import venv
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -335,3 +336,62 @@ def bouncers(server_dsn: str) -> Iterator[BouncerFactory]:
 def through(bouncer: pgbouncer.Bouncer, dsn: str, **options: Any) -> str:
     """``dsn`` (of the test server) rerouted through ``bouncer``."""
     return make_conninfo(dsn, host="127.0.0.1", port=str(bouncer.port), **options)
+
+
+# -- pgtq as users install it: a wheel in a virtualenv outside the repository ---------
+
+
+def run(command: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 600) -> str:
+    result = subprocess.run(
+        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert result.returncode == 0, (
+        f"{command} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+    )
+    return result.stdout
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel of this checkout."""
+    out = tmp_path_factory.mktemp("dist")
+    run([sys.executable, "-m", "build", "--wheel", "--outdir", str(out), str(REPO)], cwd=out)
+    (built,) = out.glob("pgtq-*.whl")
+    return built
+
+
+@pytest.fixture(scope="session")
+def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh virtualenv outside the repository with the wheel installed
+    (and its dependencies from the package index); its bin folder."""
+    root = tmp_path_factory.mktemp("venv")
+    venv.create(root, with_pip=True)
+    bindir = root / "bin"
+    run([str(bindir / "python"), "-m", "pip", "install", "--quiet", str(wheel)], cwd=root)
+    return bindir
+
+
+def outside_env(bindir: Path, **extra: str) -> dict[str, str]:
+    """An environment in which only the installed wheel can be imported."""
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
+    return {**env, **extra}
+
+
+def run_psql(dsn: str, script: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` with psql against the database at ``dsn``, stopping at the first error."""
+    return subprocess.run(
+        ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-d", dsn],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def psql_output(dsn: str, script: str) -> str:
+    """What ``script`` printed in psql; it must succeed."""
+    result = run_psql(dsn, script)
+    assert result.returncode == 0, result.stderr
+    return result.stdout

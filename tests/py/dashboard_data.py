@@ -1,5 +1,5 @@
 """A realistic hour of queue life for the dashboard's tests (and its
-README screenshot), made through the SQL API alone with the clock passed as
+documentation screenshot), made through the SQL API alone with the clock passed as
 ``as_of``: four queues pushed to, popped, completed and failed minute by
 minute, ticked at each minute (so the history has an hour of samples with
 a shape: a burst of images that backs up and drains, failing webhooks),

@@ -5,7 +5,7 @@ a login role granted pgtq_observer and acting as one granted pgtq_admin.
 
 Every wait waits for an element or its text (WebDriverWait), never for
 time. With PGTQ_DASHBOARD_SCREENSHOT=PATH the overview is also saved as
-a PNG there (the README's docs/dashboard.png comes from this run).
+a PNG there (the docs' docs/dashboard.png comes from this run).
 """
 
 from __future__ import annotations

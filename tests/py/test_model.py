@@ -1,6 +1,6 @@
 """Model-based test: random sequences of queue operations against the real
 database, each step checked against a small Python model of the job state
-machine (README "States").
+machine (docs/concepts.md "Job states").
 
 Hypothesis drives push, pop, complete, fail, heartbeat, release, tick,
 cancel (of a running job: a cancel request, honoured by whatever ends its

@@ -130,7 +130,7 @@ def test_every_sql_api_call_works_through_every_route(routed: str) -> None:
 def test_a_callers_own_connection_joins_its_transaction_through_every_route(
     routed: str, db: psycopg.Connection[Any]
 ) -> None:
-    """What the README asks of the caller behind a transaction-mode bouncer:
+    """What docs/deployment.md asks of the caller behind a transaction-mode bouncer:
     open the connection with prepare_threshold=None."""
     q = pgtq.PgTq("test_queue", routed)
 

@@ -53,6 +53,9 @@ LAYERS = {
     "pgtq._targets": CLIENT_API,
     "pgtq._json": CLIENT_API,
     "pgtq._values": CLIENT_API,
+    "pgtq._pushes": CLIENT_API,
+    "pgtq.aio": CLIENT_API,
+    "pgtq.integrations": CLIENT_API,
     "pgtq.worker": WORKER_RUNTIME,
     "pgtq.cli": CLI,
     # the web dashboard: a top layer beside the command line
@@ -293,3 +296,40 @@ def test_the_checks_catch_psycopg_and_sql_outside_the_engine() -> None:
         "line 2: 'SELECT pgtq.version()'"
     ]
     assert sql_strings(_parse('logger.info("tick moved %d jobs")\n')) == []
+
+
+def test_the_async_gateway_runs_the_same_queries() -> None:
+    """No second copy of SQL for asyncio: the async gateway holds no SQL
+    string, names only statements the sync gateway names too, and each of
+    its calls is built from a builder of queries.py, as the sync one's."""
+    parsed = sources()
+    asynchronous = parsed["pgtq._db.async_gateway"]
+    assert sql_strings(asynchronous) == []
+
+    def statement_names(tree: ast.Module) -> set[str]:
+        return {
+            node.attr
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "statements"
+        }
+
+    assert statement_names(asynchronous) <= statement_names(parsed["pgtq._db.gateway"])
+
+    def built_from_queries(tree: ast.Module) -> dict[str, str]:
+        return {
+            node.targets[0].id: node.value.args[0].attr
+            for node in tree.body
+            if isinstance(node, ast.Assign)
+            and isinstance(node.targets[0], ast.Name)
+            and isinstance(node.value, ast.Call)
+            and isinstance(node.value.func, ast.Name)
+            and node.value.func.id == "_runs"
+            and isinstance(node.value.args[0], ast.Attribute)
+        }
+
+    async_calls = built_from_queries(asynchronous)
+    sync_calls = built_from_queries(parsed["pgtq._db.gateway"])
+    assert len(async_calls) >= 10
+    assert {name: sync_calls.get(name) for name in async_calls} == async_calls
