@@ -4,10 +4,10 @@ release drain a queue, then the workers are replaced.
 * Workers of the previous release (its Python package, from git, run with
   PYTHONPATH pointing at it, on its schema) drain a queue while
   ``pgtq migrate`` upgrades the database; they keep working on the new
-  schema (the upgrade keeps the SQL calls of the release before it), and
-  when their connection drops they stop with a message naming both
-  versions (0.1.x refuses the newer schema when it reconnects). No job is
-  lost or run twice.
+  schema (the upgrade keeps the SQL calls of the release before it). When
+  their connection drops, 0.1.x workers stop with a message naming both
+  versions, 0.2.0 workers keep trying to reconnect with that message, and
+  from 0.3.0 on they go on and say so. No job is lost or run twice.
 * This package's workers do the same towards a newer schema than theirs
   (the situation of the next upgrade, played here by a pgtq.version()
   that reports a newer version): a running worker that reconnects goes on
@@ -34,10 +34,13 @@ import pytest
 from conftest import APPS, REPO, Processes, run_cli, scalar, wait_until
 
 import pgtq
-from pgtq._db.schema import known_versions, schema_version
+from pgtq._db.schema import known_versions, parse_version, schema_version
 
 # The last commit of main whose schema was each released version.
-PREVIOUS_RELEASES = {"0.1.1": "bbf1a00b59ab20a158a64f225438f7d2ab230b58"}
+PREVIOUS_RELEASES = {
+    "0.1.1": "bbf1a00b59ab20a158a64f225438f7d2ab230b58",
+    "0.2.0": "c1e52faa4b99ddac96121b309645bc6f610be9c8",
+}
 PREVIOUS = known_versions()[-2]
 CURRENT = schema_version()
 BACKLOG = 4000
@@ -168,18 +171,33 @@ def drain_across_the_upgrade(
         wait_until(lambda: done_count(db) == BACKLOG + AFTER_MIGRATION, timeout=120)
         assert [worker.poll() for worker in workers] == [None, None], "still running"
 
-        # When their sessions drop they refuse the newer schema on reconnecting,
-        # and stop with a message naming both versions.
+        # When their sessions drop, each release's workers act as it was
+        # written: 0.1.x refuses the newer schema on reconnecting and stops
+        # with a message naming both versions; 0.2.0 (which survives every
+        # database error) keeps trying to reconnect with that message and
+        # takes no job; 0.3.0 and later go on, saying so. Then they are
+        # replaced (SIGTERM), as a deploy does.
         db.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+        refused = (
+            f"the database has pgtq schema {CURRENT}, newer than {PREVIOUS} that this package knows;"
+            " upgrade the pgtq Python package"
+        )
         for worker in workers:
-            assert worker.wait(timeout=60) == 1
-            assert (
-                f"the database has pgtq schema {CURRENT}, newer than {PREVIOUS} that this package knows;"
-                " upgrade the pgtq Python package" in old_workers.output(worker)
-            )
+            if parse_version(PREVIOUS) < parse_version("0.2.0"):
+                assert worker.wait(timeout=60) == 1
+                assert refused in old_workers.output(worker)
+                continue
+            if parse_version(PREVIOUS) < parse_version("0.3.0"):
+                said = f"could not reconnect (SchemaVersionError: {refused})"
+            else:
+                said = f"the database now has pgtq schema {CURRENT}, newer than {PREVIOUS}"
+            wait_until(lambda worker=worker, said=said: said in old_workers.output(worker), timeout=60)
+            assert worker.poll() is None, "it is still running"
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=60) == 0
 
         # Workers of this release take over.
         db.execute("SELECT pgtq.push('rolling', 'work', jsonb_build_array(%s))", [BACKLOG + AFTER_MIGRATION])
