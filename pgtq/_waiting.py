@@ -179,13 +179,15 @@ def waiting(
 # -- the drivers: the same steps on a sync or an async connection ------------------
 
 
-def _checked(job_ids: Iterable[int], timeout: float | None) -> list[int]:
-    """The job ids to wait for; bad ids or a negative timeout are refused
-    before any connection is made."""
+def _protocol(
+    job_ids: Iterable[int], timeout: float | None, clock: Clock, poll_interval: float
+) -> Generator[Step, Any, list[JobOutcome]] | None:
+    """The protocol's steps for these arguments (``waiting``), checked
+    before any connection is made; None when there is nothing to wait for."""
     ids = checked_ids(job_ids)
     if timeout is not None and timeout < 0:
         raise ValueError(f"timeout must be None or at least 0 seconds, got {timeout!r}")
-    return ids
+    return waiting(ids, timeout, clock, poll_interval) if ids else None
 
 
 def wait_for(
@@ -199,19 +201,17 @@ def wait_for(
     """Wait on a connection of its own to ``dsn`` until every job of
     ``job_ids`` has finished; their outcomes in the order given (see
     ``waiting``). The connection is closed when it returns or raises."""
-    ids = _checked(job_ids, timeout)
-    if not ids:
+    steps = _protocol(job_ids, timeout, clock, poll_interval)
+    if steps is None:
         return []
-    steps = waiting(ids, timeout, clock, poll_interval)
-    step = next(steps)
     with gateway.connect(dsn) as conn:
+        reply = None  # sent to start the protocol
         while True:
-            reply = _perform(conn, step)
             try:
                 step = steps.send(reply)
             except StopIteration as done:
-                result: list[JobOutcome] = done.value
-                return result
+                return list(done.value)
+            reply = _perform(conn, step)
 
 
 async def wait_for_async(
@@ -227,19 +227,17 @@ async def wait_for_async(
     tasks. Cancelled, it closes its connection; the registrations it made
     stay until their jobs end (each then costs one notification nobody
     hears)."""
-    ids = _checked(job_ids, timeout)
-    if not ids:
+    steps = _protocol(job_ids, timeout, clock, poll_interval)
+    if steps is None:
         return []
-    steps = waiting(ids, timeout, clock, poll_interval)
-    step = next(steps)
     async with await async_gateway.connect(dsn) as conn:
+        reply = None  # sent to start the protocol
         while True:
-            reply = await _perform(conn, step, async_gateway)
             try:
                 step = steps.send(reply)
             except StopIteration as done:
-                result: list[JobOutcome] = done.value
-                return result
+                return list(done.value)
+            reply = await _perform(conn, step, async_gateway)
 
 
 def _perform(conn: Any, step: Step, engine: ModuleType = gateway) -> Any:

@@ -103,16 +103,21 @@ def test_flask_app_commits_the_user_and_the_job_together(
     assert scalar(db, "SELECT welcomed_at IS NOT NULL FROM users") is True
 
 
-def test_django_app_tests_pass_on_the_test_server(empty_dsn: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "manage.py", "test", "welcome", "--noinput", "-v", "2"],
-        cwd=EXAMPLES / "django_app",
-        env={**os.environ, "PGTQ_DSN": empty_dsn},
+def run_example(example: str, dsn: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """``python ARGUMENTS`` in examples/EXAMPLE with PGTQ_DSN set; its output."""
+    return subprocess.run(
+        [sys.executable, *arguments],
+        cwd=EXAMPLES / example,
+        env={**os.environ, "PGTQ_DSN": dsn},
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
+
+
+def test_django_app_tests_pass_on_the_test_server(empty_dsn: str) -> None:
+    result = run_example("django_app", empty_dsn, "manage.py", "test", "welcome", "--noinput", "-v", "2")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Ran 2 tests" in result.stderr and "OK" in result.stderr
     assert "Applying welcome.0001_initial... OK" in result.stdout + result.stderr
@@ -120,14 +125,7 @@ def test_django_app_tests_pass_on_the_test_server(empty_dsn: str) -> None:
 
 def test_the_demo_runs_end_to_end(empty_dsn: str) -> None:
     """examples/demo.py, as `make demo` runs it (on this test's database)."""
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES / "demo.py")],
-        env={**os.environ, "PGTQ_DSN": empty_dsn},
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    result = run_example(".", empty_dsn, "demo.py")
     assert result.returncode == 0, result.stdout + result.stderr
     with psycopg.connect(empty_dsn) as db:
         states = dict(db.execute("SELECT task, state::text FROM pgtq.jobs").fetchall())
@@ -175,15 +173,7 @@ def test_fan_out_example_collects_every_result_and_reports_a_failure(
         path.write_bytes(os.urandom(n * 997))
         expected[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
     with example_worker("fan_out", dsn, tmp_path / "worker.log", "--concurrency", "4"):
-        result = subprocess.run(
-            [sys.executable, "app.py", str(folder)],
-            cwd=EXAMPLES / "fan_out",
-            env={**os.environ, "PGTQ_DSN": dsn},
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        result = run_example("fan_out", dsn, "app.py", str(folder))
         assert result.returncode == 0, result.stdout + result.stderr
         printed = dict(reversed(line.split("  ", 1)) for line in result.stdout.splitlines())
         assert printed == expected
