@@ -35,7 +35,8 @@ CURRENT = build_extension.current_version()
     ids=["fresh", "upgraded"],
 )
 def test_extension_marks_job_tables_for_pg_dump(empty_dsn: str, install: Callable[[str], None]) -> None:
-    """The tables holding queue data (jobs, settings, schedules) are marked,
+    """The tables holding queue data (jobs, settings, schedules, the queues'
+    pause and limits) are marked,
     whether the extension was installed at this version or updated to it
     (a table an update script adds must be marked by that script)."""
     install(empty_dsn)
@@ -45,7 +46,7 @@ def test_extension_marks_job_tables_for_pg_dump(empty_dsn: str, install: Callabl
             "SELECT array_agg(c::regclass::text ORDER BY c::regclass::text)"
             " FROM pg_extension e, unnest(e.extconfig) AS c WHERE e.extname = 'pgtq'",
         )
-    assert marked == ["pgtq._job", "pgtq._job_id_seq", "pgtq._schedule", "pgtq._settings"]
+    assert marked == ["pgtq._job", "pgtq._job_id_seq", "pgtq._queue", "pgtq._schedule", "pgtq._settings"]
 
 
 def test_verify_fails_on_a_schema_change_without_a_snapshot_update(
