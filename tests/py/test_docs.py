@@ -58,13 +58,19 @@ def blocks(markdown: str) -> list[Block]:
 
 
 def section(path: Path, heading: str) -> str:
-    """The text of a page from ``heading`` to the next heading of its level or above."""
+    """The text of a page from ``heading`` to the next heading of its level
+    or above (a ``# comment`` inside a code block is not a heading)."""
     text = path.read_text()
     start = text.index(heading + "\n")
     level = len(heading) - len(heading.lstrip("#"))
-    following = re.compile(rf"^#{{1,{level}}} ", re.MULTILINE)
-    end = following.search(text, start + len(heading))
-    return text[start : end.start() if end else len(text)]
+    following = re.compile(rf"#{{1,{level}}} ")
+    offset, fenced = start + len(heading) + 1, False
+    for line in text[offset:].splitlines(keepends=True):
+        fenced ^= line.startswith("```")
+        if not fenced and following.match(line):
+            return text[start:offset]
+        offset += len(line)
+    return text[start:]
 
 
 # -- walkthroughs: the README and the quickstart ------------------------------------
