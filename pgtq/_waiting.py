@@ -11,9 +11,10 @@ Giving up at the timeout, the waiter takes its registrations back
 The protocol is written once, without I/O: ``waiting()`` is a generator
 that yields the steps to take (``Listen``, ``Watch``, ``Await``, ``Read``,
 ``Unwatch``) and is sent each step's reply. ``wait_for`` drives it on a
-psycopg connection through the gateway; an asyncio driver sends the same
-steps to an async connection (the statements are ``pgtq._db.queries``'
-values, shared too).
+psycopg connection through the gateway, ``wait_for_async`` on an
+``AsyncConnection`` through the async gateway: one ``_perform`` maps each
+step to the function of the same name in either, and both run the same
+``pgtq._db.queries`` values (no second copy of the protocol or the SQL).
 
 A safety poll reads the outcomes of the jobs still awaited every
 ``SAFETY_POLL_INTERVAL`` seconds (30). No notification is lost by the
@@ -32,9 +33,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
-from pgtq._db import gateway
+from pgtq._db import async_gateway, gateway
 from pgtq._db.queries import OUTCOMES_PER_CALL
 from pgtq.errors import JobNotFoundError, WaitTimeoutError
 from pgtq.task import JobOutcome
@@ -174,7 +176,18 @@ def waiting(
     return [finished[job_id] for job_id in job_ids]
 
 
-# -- the synchronous driver --------------------------------------------------------
+# -- the drivers: the same steps on a sync or an async connection ------------------
+
+
+def _protocol(
+    job_ids: Iterable[int], timeout: float | None, clock: Clock, poll_interval: float
+) -> Generator[Step, Any, list[JobOutcome]] | None:
+    """The protocol's steps for these arguments (``waiting``), checked
+    before any connection is made; None when there is nothing to wait for."""
+    ids = checked_ids(job_ids)
+    if timeout is not None and timeout < 0:
+        raise ValueError(f"timeout must be None or at least 0 seconds, got {timeout!r}")
+    return waiting(ids, timeout, clock, poll_interval) if ids else None
 
 
 def wait_for(
@@ -188,31 +201,55 @@ def wait_for(
     """Wait on a connection of its own to ``dsn`` until every job of
     ``job_ids`` has finished; their outcomes in the order given (see
     ``waiting``). The connection is closed when it returns or raises."""
-    ids = checked_ids(job_ids)
-    if timeout is not None and timeout < 0:
-        raise ValueError(f"timeout must be None or at least 0 seconds, got {timeout!r}")
-    if not ids:
+    steps = _protocol(job_ids, timeout, clock, poll_interval)
+    if steps is None:
         return []
-    steps = waiting(ids, timeout, clock, poll_interval)
-    step = next(steps)
     with gateway.connect(dsn) as conn:
+        reply = None  # sent to start the protocol
         while True:
-            reply = _perform(conn, step)
             try:
                 step = steps.send(reply)
             except StopIteration as done:
-                result: list[JobOutcome] = done.value
-                return result
+                return list(done.value)
+            reply = _perform(conn, step)
 
 
-def _perform(conn: gateway.Connection, step: Step) -> Any:
-    """Take one step of the protocol on ``conn``; its reply."""
+async def wait_for_async(
+    dsn: str,
+    job_ids: Iterable[int],
+    timeout: float | None = None,
+    *,
+    clock: Clock = time.monotonic,
+    poll_interval: float = SAFETY_POLL_INTERVAL,
+) -> list[JobOutcome]:
+    """``wait_for`` for asyncio: the same steps on an ``AsyncConnection``
+    of its own, awaiting the notifications while the event loop runs other
+    tasks. Cancelled, it closes its connection; the registrations it made
+    stay until their jobs end (each then costs one notification nobody
+    hears)."""
+    steps = _protocol(job_ids, timeout, clock, poll_interval)
+    if steps is None:
+        return []
+    async with await async_gateway.connect(dsn) as conn:
+        reply = None  # sent to start the protocol
+        while True:
+            try:
+                step = steps.send(reply)
+            except StopIteration as done:
+                return list(done.value)
+            reply = await _perform(conn, step, async_gateway)
+
+
+def _perform(conn: Any, step: Step, engine: ModuleType = gateway) -> Any:
+    """Take one step of the protocol on ``conn`` with the functions of
+    ``engine``: the gateway's return the step's reply, the async gateway's
+    (the same names, on an ``AsyncConnection``) an awaitable of it."""
     if isinstance(step, Listen):
-        return gateway.listen_finished(conn)
+        return engine.listen_finished(conn)
     if isinstance(step, Watch):
-        return gateway.watch_each(conn, step.job_ids)
+        return engine.watch_each(conn, step.job_ids)
     if isinstance(step, Await):
-        return gateway.notifications_within(conn, step.timeout)
+        return engine.notifications_within(conn, step.timeout)
     if isinstance(step, Read):
-        return gateway.outcomes(conn, step.job_ids)
-    return gateway.unwatch_each(conn, step.job_ids)
+        return engine.outcomes(conn, step.job_ids)
+    return engine.unwatch_each(conn, step.job_ids)

@@ -2,7 +2,8 @@
 coroutines over psycopg's ``AsyncConnection``.
 
 It mirrors ``PgTq`` method for method (push, push_many, pop, complete,
-fail, heartbeat, release, tick, cancel, retry, job, stats, check_schema),
+fail, heartbeat, release, tick, cancel, retry, job, stats, check_schema,
+wait, wait_many),
 each one call of the SQL API, through the async gateway
 (``pgtq._db.async_gateway``), which runs the very same query values as the
 sync one. Push inside your own transaction with ``conn=`` (an
@@ -13,6 +14,12 @@ sync one. Push inside your own transaction with ``conn=`` (an
         async with conn.transaction():
             await conn.execute("INSERT INTO users ...")
             await aq.push("send_welcome", [user_id], conn=conn)
+
+Wait for results without blocking the event loop::
+
+    job_ids = await aq.push_many("resize", [[url] for url in urls])
+    outcomes = await aq.wait_many(job_ids, timeout=60)
+    total = await aq.wait(await aq.push("add", [2, 3]))   # 5, or JobFailedError...
 
 Handlers have async twins that use the queue's ``aio``:
 ``await send_welcome.push_async(user_id)``,
@@ -25,7 +32,7 @@ loop of its own (``pgtq.worker``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
@@ -34,9 +41,10 @@ from pgtq._db import async_gateway
 from pgtq._db.queries import Query
 from pgtq._json import encode_result
 from pgtq._pushes import push_many_query, push_query
-from pgtq._values import as_interval
+from pgtq._values import as_interval, as_seconds
+from pgtq._waiting import wait_for_async
 from pgtq.database import check_version
-from pgtq.task import JobInfo, QueueStat, Task
+from pgtq.task import JobInfo, JobOutcome, QueueStat, Task
 
 if TYPE_CHECKING:
     import psycopg
@@ -320,3 +328,24 @@ class AsyncPgTq:
         """The installed schema version; raises ``SchemaMissingError`` or
         ``SchemaVersionError`` as ``PgTq.check_schema`` does."""
         return check_version(await self._call(conn, async_gateway.installed_version))
+
+    # -- waiting for outcomes ------------------------------------------------
+
+    async def wait(self, job_id: int, timeout: float | timedelta | None = None) -> Any:
+        """Wait until job ``job_id`` finishes and return its result; raises
+        as ``PgTq.wait`` does (``JobFailedError``, ``JobCancelledError``,
+        ``WaitTimeoutError`` after ``timeout`` seconds, ``JobNotFoundError``).
+        The event loop runs other tasks meanwhile: many waits may run at
+        once, each on a connection of its own for its duration (to wait for
+        many jobs with one connection, use ``wait_many``)."""
+        (outcome,) = await self.wait_many([job_id], timeout)
+        return outcome.value()
+
+    async def wait_many(
+        self, job_ids: Iterable[int], timeout: float | timedelta | None = None
+    ) -> list[JobOutcome]:
+        """Wait until every job of ``job_ids`` has finished; their outcomes
+        in that order, as ``PgTq.wait_many`` returns them (same protocol,
+        same SQL, on an ``AsyncConnection`` of its own to the queue's DSN,
+        never one of the pool: LISTEN needs a session of its own)."""
+        return await wait_for_async(self.dsn, job_ids, as_seconds(timeout, "timeout"))

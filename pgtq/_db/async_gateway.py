@@ -11,8 +11,8 @@ and database errors become pgtq's exceptions in the same place
 from __future__ import annotations
 
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import aclosing, asynccontextmanager
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import psycopg
@@ -21,6 +21,7 @@ from pgtq._db import queries, statements
 from pgtq._db.gateway import calling, prepares_nothing
 from pgtq._db.queries import Query
 from pgtq.errors import ConnectionFailedError, database_errors
+from pgtq.task import JobOutcome
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
@@ -116,6 +117,7 @@ cancel = _runs(queries.cancel)
 retry = _runs(queries.retry)
 job = _runs(queries.job)
 queue_stats = _runs(queries.queue_stats)
+outcomes = _runs(queries.outcomes)
 
 
 async def installed_version(conn: AsyncConnection) -> str | None:
@@ -123,3 +125,56 @@ async def installed_version(conn: AsyncConnection) -> str | None:
     if not await run(conn, queries.schema_exists()):
         return None
     return await run(conn, queries.version())
+
+
+# -- waiting for outcomes (pgtq.watch's protocol, driven by pgtq/_waiting.py) -----
+#
+# The twins of the sync gateway's functions of the same names, which
+# pgtq._waiting's driver calls for each step of the protocol.
+
+
+async def listen_finished(conn: AsyncConnection) -> None:
+    """LISTEN on ``pgtq_finished`` (a waiter's first step)."""
+    await run(conn, queries.listen_finished())
+
+
+async def _send(conn: AsyncConnection, query: Query[Any]) -> psycopg.AsyncCursor[Any]:
+    """Send ``query`` in an open pipeline; its reply comes on the cursor."""
+    return await conn.execute(query.sql, query.params)
+
+
+async def _each_in_a_transaction(conn: AsyncConnection, calls: Sequence[Query[T]]) -> list[T]:
+    """Run each query in a transaction of its own (BEGIN, query, COMMIT),
+    all pipelined: one round trip. On an autocommit connection."""
+    with calling(conn):
+        async with conn.pipeline():
+            cursors = []
+            for call in calls:
+                await _send(conn, queries.begin())
+                cursors.append(await _send(conn, call))
+                await _send(conn, queries.commit())
+        return [call.result(await cursor.fetchall()) for call, cursor in zip(calls, cursors, strict=True)]
+
+
+async def watch_each(conn: AsyncConnection, job_ids: Sequence[int]) -> list[JobOutcome | None]:
+    """``pgtq.watch`` of each job, each in its own transaction, in one
+    round trip (see ``gateway.watch_each``); the replies in order."""
+    return await _each_in_a_transaction(conn, [queries.watch(job_id) for job_id in job_ids])
+
+
+async def unwatch_each(conn: AsyncConnection, job_ids: Sequence[int]) -> list[bool]:
+    """``pgtq.unwatch`` of each job, each in its own transaction, in one round trip."""
+    return await _each_in_a_transaction(conn, [queries.unwatch(job_id) for job_id in job_ids])
+
+
+async def notifications_within(conn: AsyncConnection, timeout: float) -> list[str]:
+    """The payloads of the notifications that reach a listening connection
+    within ``timeout`` seconds (see ``gateway.notifications_within``). The
+    event loop runs other tasks meanwhile."""
+    with calling(conn):
+        async with aclosing(conn.notifies(timeout=timeout, stop_after=1)) as first:
+            payloads = [notify.payload async for notify in first]
+        if payloads:
+            async with aclosing(conn.notifies(timeout=0)) as more:
+                payloads += [notify.payload async for notify in more]
+    return payloads

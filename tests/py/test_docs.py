@@ -12,7 +12,7 @@
   comment in sql/pgtq.sql, and an example; the examples run in order.
 * The examples of the guides run: job keys (SQL and Python), the Python
   API, periodic tasks (SQL and Python), cancelling a running job, retry
-  control and waiting for a result.
+  control, waiting for a result, and waiting from asyncio.
 """
 
 from __future__ import annotations
@@ -317,6 +317,22 @@ def test_waiting_python_example(dsn: str, db: psycopg.Connection[Any]) -> None:
     assert [outcome.result for outcome in names["outcomes"]] == [{"sent": n} for n in range(100)]
     assert names["failed"] == []
     assert scalar(db, "SELECT count(*) FROM pgtq.jobs WHERE state = 'done'") == 101
+
+
+def test_waiting_from_asyncio_example(dsn: str, db: psycopg.Connection[Any]) -> None:
+    """The asyncio example waits for jobs a worker runs here, in a thread,
+    with the example's handler."""
+    served = pgtq.PgTq("thumbnails", dsn)
+
+    @served.handler()
+    def thumbnail(url: str) -> str:
+        return url.replace(".png", "-128.png")
+
+    with worker_running(served, concurrency=4):
+        names = run_python(guide_python("guides/enqueue.md", "### Waiting for results from asyncio"), dsn)
+    assert names["small"] == [f"https://img.example.com/{n}-128.png" for n in range(50)]
+    assert names["each"] == ["https://img.example.com/a-128.png", "https://img.example.com/b-128.png"]
+    assert scalar(db, "SELECT count(*) FROM pgtq.jobs WHERE state = 'done'") == 52
 
 
 def test_periodic_tasks_python_example(dsn: str, db: psycopg.Connection[Any]) -> None:

@@ -1,4 +1,4 @@
-"""The web app examples of examples/, run as their READMEs say.
+"""The examples of examples/, run as their docstrings say.
 
 * examples/flask_app: POST /users through Flask's test client; a created
   user commits with their welcome job, a request that fails after the push
@@ -6,16 +6,23 @@
 * examples/django_app: its own tests (``python manage.py test``), on a test
   database Django's runner makes on the test server, migrated by the app's
   migration that installs pgtq.
+* examples/periodic: a worker registers the schedule when it starts; a tick
+  as of its next run (the database clock, passed in: no waiting for the
+  five minutes) enqueues the job, and the worker runs it.
+* examples/fan_out: ``python app.py FOLDER`` under real workers prints
+  what sha256sum prints; a job that fails is reported beside the others.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -28,15 +35,48 @@ from psycopg_pool import ConnectionPool
 EXAMPLES = REPO / "examples"
 
 
+def load(example: str, dsn: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """examples/EXAMPLE/app.py, imported against this test's database."""
+    monkeypatch.setenv("PGTQ_DSN", dsn)
+    path = EXAMPLES / example / "app.py"
+    spec = importlib.util.spec_from_file_location(f"{example}_example_app", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextmanager
+def example_worker(example: str, dsn: str, log: Path, *options: str) -> Iterator[None]:
+    """``pgtq worker app:q`` in examples/EXAMPLE, as its docstring says to
+    start it; stopped with SIGTERM at the end, and it must exit cleanly."""
+    env = {**os.environ, "PGTQ_DSN": dsn, "PYTHONPATH": str(EXAMPLES / example)}
+    with log.open("w") as output:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "pgtq.cli", "worker", "app:q", "--poll-interval", "0.2", *options],
+            cwd=EXAMPLES / example,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            status = worker.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+            raise
+        assert status == 0, log.read_text()
+
+
 @pytest.fixture
 def flask_app(dsn: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     """examples/flask_app/app.py imported against this test's database, its tables made."""
     psql_output(dsn, (EXAMPLES / "flask_app" / "schema.sql").read_text())
-    monkeypatch.setenv("PGTQ_DSN", dsn)
-    spec = importlib.util.spec_from_file_location("flask_example_app", EXAMPLES / "flask_app" / "app.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load("flask_app", dsn, monkeypatch)
     yield module
     module.q.close()
 
@@ -57,34 +97,27 @@ def test_flask_app_commits_the_user_and_the_job_together(
     ]
     assert scalar(db, "SELECT array_agg(email) FROM users") == ["ann@example.com"]
 
-    env = {**os.environ, "PGTQ_DSN": dsn, "PYTHONPATH": str(EXAMPLES / "flask_app")}
-    with (tmp_path / "worker.log").open("w") as log:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "pgtq.cli", "worker", "app:q", "--poll-interval", "0.2"],
-            cwd=EXAMPLES / "flask_app",
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
+    with example_worker("flask_app", dsn, tmp_path / "worker.log"):
         wait_until(lambda: scalar(db, "SELECT state::text FROM pgtq.jobs") == "done")
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=60) == 0, (tmp_path / "worker.log").read_text()
     assert scalar(db, "SELECT result FROM pgtq.jobs") == {"sent_to": "ann@example.com"}
     assert scalar(db, "SELECT welcomed_at IS NOT NULL FROM users") is True
 
 
-def test_django_app_tests_pass_on_the_test_server(empty_dsn: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "manage.py", "test", "welcome", "--noinput", "-v", "2"],
-        cwd=EXAMPLES / "django_app",
-        env={**os.environ, "PGTQ_DSN": empty_dsn},
+def run_example(example: str, dsn: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """``python ARGUMENTS`` in examples/EXAMPLE with PGTQ_DSN set; its output."""
+    return subprocess.run(
+        [sys.executable, *arguments],
+        cwd=EXAMPLES / example,
+        env={**os.environ, "PGTQ_DSN": dsn},
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
+
+
+def test_django_app_tests_pass_on_the_test_server(empty_dsn: str) -> None:
+    result = run_example("django_app", empty_dsn, "manage.py", "test", "welcome", "--noinput", "-v", "2")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Ran 2 tests" in result.stderr and "OK" in result.stderr
     assert "Applying welcome.0001_initial... OK" in result.stdout + result.stderr
@@ -92,15 +125,62 @@ def test_django_app_tests_pass_on_the_test_server(empty_dsn: str) -> None:
 
 def test_the_demo_runs_end_to_end(empty_dsn: str) -> None:
     """examples/demo.py, as `make demo` runs it (on this test's database)."""
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES / "demo.py")],
-        env={**os.environ, "PGTQ_DSN": empty_dsn},
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    result = run_example(".", empty_dsn, "demo.py")
     assert result.returncode == 0, result.stdout + result.stderr
     with psycopg.connect(empty_dsn) as db:
         states = dict(db.execute("SELECT task, state::text FROM pgtq.jobs").fetchall())
     assert set(states.values()) <= {"done", "failed", "cancelled"}, states
+
+
+def test_periodic_example_registered_by_its_worker_and_fired_by_a_tick(
+    dsn: str, db: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    psql_output(dsn, (EXAMPLES / "periodic" / "schema.sql").read_text())
+    db.execute(
+        "INSERT INTO sessions VALUES"
+        " ('old', 1, now() - interval '1 hour'), ('live', 2, now() + interval '1 hour')"
+    )
+    name = "maintenance:purge_expired_sessions"
+    with example_worker("periodic", dsn, tmp_path / "worker.log"):
+        schedule = wait_until(
+            lambda: db.execute(
+                "SELECT cron, queue, task, next_run_at FROM pgtq.schedules WHERE name = %s", [name]
+            ).fetchone()
+        )
+        cron, queue, task, next_run = schedule
+        assert (cron, queue, task) == ("*/5 * * * *", "maintenance", "purge_expired_sessions")
+        assert next_run.minute % 5 == 0 and next_run.second == 0
+        # The tick a worker makes when the clock reaches the next run, now.
+        assert scalar(db, "SELECT pgtq.tick(as_of => %s)", [next_run]) >= 1
+        wait_until(
+            lambda: scalar(db, "SELECT bool_and(state = 'done') FROM pgtq.jobs WHERE run_at = %s", [next_run])
+        )
+    assert scalar(db, "SELECT next_run_at FROM pgtq.schedules WHERE name = %s", [name]) > next_run
+    # One job per occurrence: the worker's own ticks fire an occurrence the
+    # wall clock reached during the test (rarely) with the same result.
+    assert scalar(db, "SELECT sum(result::int) FROM pgtq.jobs") == 1, "the one expired session"
+    assert scalar(db, "SELECT array_agg(id) FROM sessions") == ["live"]
+
+
+def test_fan_out_example_collects_every_result_and_reports_a_failure(
+    dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "files"
+    (folder / "nested").mkdir(parents=True)
+    expected = {}
+    for n in range(60):
+        path = folder / ("nested" if n % 3 == 0 else "") / f"file-{n:02}.bin"
+        path.write_bytes(os.urandom(n * 997))
+        expected[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    with example_worker("fan_out", dsn, tmp_path / "worker.log", "--concurrency", "4"):
+        result = run_example("fan_out", dsn, "app.py", str(folder))
+        assert result.returncode == 0, result.stdout + result.stderr
+        printed = dict(reversed(line.split("  ", 1)) for line in result.stdout.splitlines())
+        assert printed == expected
+
+        app = load("fan_out", dsn, monkeypatch)
+        missing = str(tmp_path / "gone.bin")
+        done, failed = app.digests([*sorted(expected)[:3], missing], timeout=120)
+        app.q.close()
+    assert done == {path: expected[path] for path in sorted(expected)[:3]}
+    assert list(failed) == [missing] and failed[missing].startswith("FileNotFoundError")
