@@ -10,6 +10,7 @@ holds as ``.database``.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -101,6 +102,7 @@ class PgTq:
         backoff_base: timedelta | float | None = None,
         backoff_cap: timedelta | float | None = None,
         retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+        transactional: bool = False,
     ) -> Callable[[F], Handler[Any, Any]]: ...
 
     def handler(
@@ -115,6 +117,7 @@ class PgTq:
         backoff_base: timedelta | float | None = None,
         backoff_cap: timedelta | float | None = None,
         retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+        transactional: bool = False,
     ) -> Handler[Any, Any] | Callable[[F], Handler[Any, Any]]:
         """Register a function as the handler of a task.
 
@@ -130,6 +133,18 @@ class PgTq:
         the job at once, with no further attempt (None, the default:
         every exception is retried; ``()``: none is). ``pgtq.Retry`` and
         ``pgtq.Abort`` act whatever ``retry_on`` says.
+
+        ``transactional``: exactly-once database effects. In a worker (its
+        thread pool; the process pool refuses such handlers at start) the
+        handler runs inside a transaction on a connection of its slot,
+        ``pgtq.current_task().conn``, to the queue's database; once it
+        returns, the job is completed in that same transaction, which then
+        commits: its writes and the completion commit together or not at
+        all. A raise rolls the writes back and fails the job by the usual
+        rules; a stale lease (the job was handed on) rolls them back too;
+        a worker killed mid-run leaves neither. Only for plain (not
+        ``async def``) functions. Called directly, it is a plain function:
+        no task, no transaction.
         """
         policy = {
             "backoff_base": checked_delay(backoff_base, "backoff_base"),
@@ -140,6 +155,11 @@ class PgTq:
         def register(target: Callable[..., Any]) -> Handler[Any, Any]:
             if isinstance(target, Handler):
                 raise ValueError(f"{target!r} is a handler already: put @periodic(...) above @handler(...)")
+            if transactional and inspect.iscoroutinefunction(target):
+                raise ValueError(
+                    f"{target.__name__!r} is an async def function: transactional=True needs a plain "
+                    "function (its transaction runs on a synchronous connection in the worker's thread)"
+                )
             task_name = name if name is not None else target.__name__
             if task_name in self.handlers and self.handlers[task_name].func is not target:
                 raise ValueError(f"task {task_name!r} already has a handler in queue {self.queue!r}")
@@ -150,6 +170,7 @@ class PgTq:
                 priority=priority,
                 max_attempts=max_attempts,
                 timeout=timeout,
+                transactional=transactional,
                 **policy,
             )
             self.handlers[task_name] = registered
