@@ -10,7 +10,6 @@ holds as ``.database``.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -142,9 +141,10 @@ class PgTq:
         commits: its writes and the completion commit together or not at
         all. A raise rolls the writes back and fails the job by the usual
         rules; a stale lease (the job was handed on) rolls them back too;
-        a worker killed mid-run leaves neither. Only for plain (not
-        ``async def``) functions. Called directly, it is a plain function:
-        no task, no transaction.
+        a worker killed mid-run leaves neither. An ``async def`` handler gets
+        an ``AsyncConnection``, ``pgtq.current_task().aconn``; cancelled at
+        its timeout or by a cancel request, it rolls back too. Called
+        directly, it is a plain function: no task, no transaction.
         """
         policy = {
             "backoff_base": checked_delay(backoff_base, "backoff_base"),
@@ -155,11 +155,6 @@ class PgTq:
         def register(target: Callable[..., Any]) -> Handler[Any, Any]:
             if isinstance(target, Handler):
                 raise ValueError(f"{target!r} is a handler already: put @periodic(...) above @handler(...)")
-            if transactional and inspect.iscoroutinefunction(target):
-                raise ValueError(
-                    f"{target.__name__!r} is an async def function: transactional=True needs a plain "
-                    "function (its transaction runs on a synchronous connection in the worker's thread)"
-                )
             task_name = name if name is not None else target.__name__
             if task_name in self.handlers and self.handlers[task_name].func is not target:
                 raise ValueError(f"task {task_name!r} already has a handler in queue {self.queue!r}")

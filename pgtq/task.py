@@ -122,8 +122,8 @@ class Task:
 
     @property
     def conn(self) -> psycopg.Connection[Any]:
-        """In a transactional handler (``@q.handler(transactional=True)``)
-        run by a worker: the connection whose open transaction will also
+        """In a transactional plain-function handler
+        (``@q.handler(transactional=True)``) run by a worker: the connection whose open transaction will also
         complete this job. Write with it and neither commit nor roll back:
         the worker completes the job in the same transaction and commits,
         so the writes and the completion commit together or not at all.
@@ -131,11 +131,27 @@ class Task:
         transactional, or after its run)."""
         conn = _transaction_conn.get()
         if conn is None:
-            raise RuntimeError(
-                f"job {self.id} (task {self.name!r}) has no transaction: only a handler declared with "
-                "@handler(transactional=True) gets one, while a worker runs it"
-            )
+            raise RuntimeError(self._no_transaction("conn", "aconn" if _transaction_aconn.get() else None))
         return conn
+
+    @property
+    def aconn(self) -> psycopg.AsyncConnection[Any]:
+        """``conn`` for an ``async def`` transactional handler: the
+        ``AsyncConnection`` whose open transaction will also complete this
+        job. Raises ``RuntimeError`` anywhere else."""
+        conn = _transaction_aconn.get()
+        if conn is None:
+            raise RuntimeError(self._no_transaction("aconn", "conn" if _transaction_conn.get() else None))
+        return conn
+
+    def _no_transaction(self, asked: str, instead: str | None) -> str:
+        if instead is not None:
+            kind = "an async def" if instead == "aconn" else "a plain (not async def)"
+            return f"job {self.id} (task {self.name!r}) has {kind} handler: its connection is task.{instead}"
+        return (
+            f"job {self.id} (task {self.name!r}) has no transaction: only a handler declared with "
+            f"@handler(transactional=True) gets one (task.{asked}), while a worker runs it"
+        )
 
     @property
     def cancel_event(self) -> threading.Event:
@@ -245,6 +261,10 @@ _current_task: contextvars.ContextVar[Task | None] = contextvars.ContextVar("pgt
 # transaction (pgtq/worker/_transactional.py), read by ``Task.conn``.
 _transaction_conn: contextvars.ContextVar[psycopg.Connection[Any] | None] = contextvars.ContextVar(
     "pgtq_transaction_conn", default=None
+)
+# The same for an async def transactional handler, read by ``Task.aconn``.
+_transaction_aconn: contextvars.ContextVar[psycopg.AsyncConnection[Any] | None] = contextvars.ContextVar(
+    "pgtq_transaction_aconn", default=None
 )
 
 

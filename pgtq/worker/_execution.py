@@ -26,7 +26,12 @@ from pgtq._retry import decide
 from pgtq.errors import UnknownTaskError
 from pgtq.handler import Handler
 from pgtq.task import Cancellation, Task, _current_task
-from pgtq.worker._transactional import SlotConnections, StaleLease, run_in_transaction
+from pgtq.worker._transactional import (
+    SlotConnections,
+    StaleLease,
+    run_in_async_transaction,
+    run_in_transaction,
+)
 
 
 def describe_exception(error: BaseException) -> str:
@@ -167,10 +172,14 @@ def _run_transactional(
 ) -> Outcome:
     if connections is None:
         raise RuntimeError(f"task {task.name!r} is transactional: it runs only in a worker's thread pool")
+    call = partial(handler.func, *task.args, **task.kwargs)
     try:
-        result_json = run_in_transaction(
-            task, partial(handler.func, *task.args, **task.kwargs), handler.pgtq.dsn, connections
-        )
+        if inspect.iscoroutinefunction(handler.func):
+            coroutine = run_in_async_transaction(task, call, handler.pgtq.dsn, connections)
+            context = contextvars.copy_context()
+            result_json = _ASYNC.run(coroutine, context, handler.timeout, task.cancellation)
+        else:
+            result_json = run_in_transaction(task, call, handler.pgtq.dsn, connections)
     except StaleLease:
         duration = time.monotonic() - started
         return Outcome(task, "done", duration, summary="rolled back (lease stale)", written=False)

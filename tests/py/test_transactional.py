@@ -10,8 +10,12 @@ completion commit together or not at all.
   job with a tick past the lease) rolls the write back; the job's next
   attempt writes the one row.
 
-And, without a database: what is refused (async handlers, the process
-pool) and what ``Task.conn`` says outside a transactional run.
+* ``async def`` handlers, on their ``AsyncConnection``: a success commits,
+  a raise and a timeout (cancelled mid-transaction) roll back, and the
+  slot serves the next job.
+
+And, without a database: the process pool refuses transactional
+handlers, and what ``Task.conn`` says outside a transactional run.
 """
 
 from __future__ import annotations
@@ -135,19 +139,24 @@ def test_a_stale_lease_rolls_the_writes_back(processes: Processes, tables: psyco
     assert state(db, job) == ("done", 1)
 
 
+def test_async_handlers_commit_on_success_and_roll_back_on_a_raise_or_their_timeout(
+    processes: Processes, tables: psycopg.Connection[Any]
+) -> None:
+    db = tables
+    jobs = [
+        scalar(db, "SELECT pgtq.push('txn', 'awrite', '[6, \"ok\"]')"),
+        scalar(db, "SELECT pgtq.push('txn', 'awrite', '[7, \"raise\"]', max_attempts => 1)"),
+        scalar(db, "SELECT pgtq.push('txn', 'aslow', '[8]', max_attempts => 1)"),
+        scalar(db, "SELECT pgtq.push('txn', 'awrite', '[9, \"ok\"]')"),  # the same slot, after the timeout
+    ]
+    processes.worker("txn_app:q", "--concurrency", "1")
+    wait_until(lambda: all(finished(db, job) for job in jobs), timeout=WAIT)
+    assert [state(db, job)[0] for job in jobs] == ["done", "failed", "failed", "done"]
+    assert [effects(db, job) for job in jobs] == [[(6, 1, True)], [], [], [(9, 1, True)]]
+    assert "exceeded its timeout" in scalar(db, "SELECT last_error FROM pgtq.jobs WHERE id = %s", [jobs[2]])
+
+
 # -- without a database ------------------------------------------------------------------
-
-
-def test_an_async_handler_cannot_be_transactional() -> None:
-    q = pgtq.PgTq("txn", "dbname=unused")
-
-    async def write() -> None: ...
-
-    with pytest.raises(
-        ValueError, match="'write' is an async def function: transactional=True needs a plain"
-    ):
-        q.handler(transactional=True)(write)
-    assert q.handlers == {}
 
 
 def test_the_process_pool_refuses_transactional_handlers() -> None:
@@ -168,3 +177,5 @@ def test_a_direct_call_is_a_plain_call_and_task_conn_needs_a_transactional_run()
     task = pgtq.Task(id=7, queue="txn", name="add", args=(1, 2))
     with pytest.raises(RuntimeError, match="job 7 \\(task 'add'\\) has no transaction"):
         _ = task.conn
+    with pytest.raises(RuntimeError, match=r"only a handler declared with .* gets one \(task.aconn\)"):
+        _ = task.aconn

@@ -13,11 +13,15 @@ transaction (``pgtq.current_task().conn``), then, by ``mode``:
 
 Each row says whether it was written by the job's first run.
 
+``awrite`` and ``aslow`` do the same as ``async def`` handlers, on
+``task.aconn``: ``aslow`` writes, then sleeps past its timeout.
+
 The test makes the tables.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 
@@ -51,3 +55,26 @@ def write(n: int, mode: str) -> dict[str, int]:
                     break
                 time.sleep(0.05)
     return {"n": n}
+
+
+INSERT = "INSERT INTO public.txn_effects (job_id, n, attempt, first_run) VALUES (%s, %s, %s, true)"
+
+
+@q.handler(transactional=True)
+async def awrite(n: int, mode: str) -> dict[str, int]:
+    """``write`` for asyncio: one row through ``task.aconn``; ``ok`` or ``raise``."""
+    task = pgtq.current_task()
+    assert task is not None
+    await task.aconn.execute(INSERT, [task.id, n, task.attempt])
+    if mode == "raise":
+        raise ValueError(f"job {task.id} fails after its write")
+    return {"n": n}
+
+
+@q.handler(transactional=True, timeout=0.5)
+async def aslow(n: int) -> None:
+    """One row, then past its timeout: cancelled in the middle of its transaction."""
+    task = pgtq.current_task()
+    assert task is not None
+    await task.aconn.execute(INSERT, [task.id, n, task.attempt])
+    await asyncio.sleep(60)
