@@ -10,6 +10,7 @@ completion commit together or not at all.
   job with a tick past the lease) rolls the write back; the job's next
   attempt writes the one row.
 
+* through PgBouncer in transaction mode, successes and raises alike;
 * ``async def`` handlers, on their ``AsyncConnection``: a success commits,
   a raise and a timeout (cancelled mid-transaction) roll back, and the
   slot serves the next job.
@@ -21,11 +22,12 @@ handlers, and what ``Task.conn`` says outside a transactional run.
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from conftest import Processes, scalar, wait_until
+from conftest import BouncerFactory, Processes, scalar, through, wait_until
 
 import pgtq
 from pgtq.worker import Worker, WorkerSettings
@@ -154,6 +156,33 @@ def test_async_handlers_commit_on_success_and_roll_back_on_a_raise_or_their_time
     assert [state(db, job)[0] for job in jobs] == ["done", "failed", "failed", "done"]
     assert [effects(db, job) for job in jobs] == [[(6, 1, True)], [], [], [(9, 1, True)]]
     assert "exceeded its timeout" in scalar(db, "SELECT last_error FROM pgtq.jobs WHERE id = %s", [jobs[2]])
+
+
+def test_through_a_transaction_mode_bouncer(
+    dsn: str, bouncers: BouncerFactory, tmp_path: Path, tables: psycopg.Connection[Any]
+) -> None:
+    """Each handler's transaction holds one of the bouncer's 2 server
+    connections while it runs; 4 slots and the dispatcher share them."""
+    db = tables
+    routed = through(bouncers("transaction", pool_size=2), dsn)
+    oks = [push(db, n, "ok") for n in range(10)]
+    raised = [
+        scalar(db, "SELECT pgtq.push('txn', 'write', jsonb_build_array(%s, 'raise'), max_attempts => 1)", [n])
+        for n in range(10, 20)
+    ]
+    workers = Processes(routed, tmp_path)
+    try:
+        worker = workers.worker("txn_app:q", "--concurrency", "4", "--listen-dsn", dsn)
+        wait_until(lambda: all(finished(db, job) for job in oks + raised), timeout=WAIT)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+    finally:
+        workers.stop_all()
+    assert [state(db, job)[0] for job in oks] == ["done"] * 10
+    assert [effects(db, job) for job in oks] == [[(n, 1, True)] for n in range(10)]
+    assert [state(db, job)[0] for job in raised] == ["failed"] * 10
+    assert scalar(db, "SELECT count(*) FROM public.txn_effects WHERE n >= 10") == 0
+    assert "prepared statement" not in workers.output(worker)
 
 
 # -- without a database ------------------------------------------------------------------
