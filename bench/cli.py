@@ -21,7 +21,7 @@ from bench.setup_db import create_bench_database
 from bench.snapshot import freeze
 
 SCENARIOS = ("enqueue", "drain", "sql_drain", "wakeup", "peers", "profile", "sustained")
-OPTIONAL_SCENARIOS = ("bloat",)  # long: run only when named with --only
+OPTIONAL_SCENARIOS = ("bloat", "limits")  # run only when named with --only
 DEFAULT_PEERS_PYTHON = REPO / "bench" / ".venv-peers" / "bin" / "python"
 
 
@@ -93,7 +93,7 @@ def _scenarios(names: list[str], ref: dict[str, Scenario] | None = None) -> list
     """The scenarios to run, in order; with a ``--baseline`` ref, each of its
     scenarios right after the one of this checkout it follows."""
     from bench import peers, profile
-    from bench.scenarios import bloat, drain, enqueue, sqldrain, sustained, wakeup
+    from bench.scenarios import bloat, drain, enqueue, limits, sqldrain, sustained, wakeup
 
     table: dict[str, Scenario] = {
         "enqueue": enqueue.run,
@@ -104,6 +104,7 @@ def _scenarios(names: list[str], ref: dict[str, Scenario] | None = None) -> list
         "profile": profile.run,
         "sustained": sustained.run,
         "bloat": bloat.run,
+        "limits": limits.run,
     }
     if ref:
         from bench.reference import interleave

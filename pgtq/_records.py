@@ -22,7 +22,10 @@ class Outcome:
     """How one run of a job ended: ``done`` with a JSON result, ``error``
     with the text ``pgtq.fail`` records (retried ``retry_in`` from now, or
     after the job's backoff when None), or ``abort`` with the text
-    ``pgtq.abort`` records."""
+    ``pgtq.abort`` records. ``written``: None when the dispatcher is to
+    write it; True or False when it was already written in a transactional
+    handler's own transaction (whether ``pgtq.complete`` took its lease:
+    False means the transaction was rolled back)."""
 
     task: Task
     kind: OutcomeKind
@@ -31,6 +34,7 @@ class Outcome:
     error: str | None = None
     summary: str = ""
     retry_in: timedelta | None = None
+    written: bool | None = None
 
 
 @dataclass(frozen=True)

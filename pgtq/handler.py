@@ -134,6 +134,11 @@ class Handler(Generic[P, R]):
     the SQL defaults) are pushed with each job and applied by SQL; a worker
     retries an exception of the handler by the usual rule when ``retry_on``
     is None or holds its class, and fails the job at once otherwise.
+
+    A ``transactional`` handler runs, in a worker, inside a transaction on
+    a connection of the worker's (``pgtq.current_task().conn``) that also
+    completes its job: its writes there and the completion commit
+    together, or not at all (see ``PgTq.handler``).
     """
 
     def __init__(
@@ -148,6 +153,7 @@ class Handler(Generic[P, R]):
         backoff_base: timedelta | None = None,
         backoff_cap: timedelta | None = None,
         retry_on: RetryOn | None = None,
+        transactional: bool = False,
     ) -> None:
         self.pgtq = pgtq
         self.func = func
@@ -158,6 +164,7 @@ class Handler(Generic[P, R]):
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.retry_on = retry_on
+        self.transactional = transactional
         self.__doc__ = func.__doc__
         self.__name__ = getattr(func, "__name__", name)
         self.__wrapped__ = func

@@ -101,6 +101,7 @@ class PgTq:
         backoff_base: timedelta | float | None = None,
         backoff_cap: timedelta | float | None = None,
         retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+        transactional: bool = False,
     ) -> Callable[[F], Handler[Any, Any]]: ...
 
     def handler(
@@ -115,6 +116,7 @@ class PgTq:
         backoff_base: timedelta | float | None = None,
         backoff_cap: timedelta | float | None = None,
         retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+        transactional: bool = False,
     ) -> Handler[Any, Any] | Callable[[F], Handler[Any, Any]]:
         """Register a function as the handler of a task.
 
@@ -130,6 +132,19 @@ class PgTq:
         the job at once, with no further attempt (None, the default:
         every exception is retried; ``()``: none is). ``pgtq.Retry`` and
         ``pgtq.Abort`` act whatever ``retry_on`` says.
+
+        ``transactional``: exactly-once database effects. In a worker (its
+        thread pool; the process pool refuses such handlers at start) the
+        handler runs inside a transaction on a connection of its slot,
+        ``pgtq.current_task().conn``, to the queue's database; once it
+        returns, the job is completed in that same transaction, which then
+        commits: its writes and the completion commit together or not at
+        all. A raise rolls the writes back and fails the job by the usual
+        rules; a stale lease (the job was handed on) rolls them back too;
+        a worker killed mid-run leaves neither. An ``async def`` handler gets
+        an ``AsyncConnection``, ``pgtq.current_task().aconn``; cancelled at
+        its timeout or by a cancel request, it rolls back too. Called
+        directly, it is a plain function: no task, no transaction.
         """
         policy = {
             "backoff_base": checked_delay(backoff_base, "backoff_base"),
@@ -150,6 +165,7 @@ class PgTq:
                 priority=priority,
                 max_attempts=max_attempts,
                 timeout=timeout,
+                transactional=transactional,
                 **policy,
             )
             self.handlers[task_name] = registered

@@ -15,10 +15,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from pgtq.errors import JobCancelledError, JobFailedError
+
+if TYPE_CHECKING:
+    import psycopg
 
 # One lock for every Cancellation: taken only when a cancel request comes
 # or a handler asks for the event, never on the hot path of a job.
@@ -116,6 +119,39 @@ class Task:
         stop (``pgtq.cancel``). A thread handler that sees it should return
         (or raise) soon: the job ends ``cancelled`` whatever it does."""
         return self.cancellation.requested
+
+    @property
+    def conn(self) -> psycopg.Connection[Any]:
+        """In a transactional plain-function handler
+        (``@q.handler(transactional=True)``) run by a worker: the connection whose open transaction will also
+        complete this job. Write with it and neither commit nor roll back:
+        the worker completes the job in the same transaction and commits,
+        so the writes and the completion commit together or not at all.
+        Raises ``RuntimeError`` anywhere else (a handler that is not
+        transactional, or after its run)."""
+        conn = _transaction_conn.get()
+        if conn is None:
+            raise RuntimeError(self._no_transaction("conn", "aconn" if _transaction_aconn.get() else None))
+        return conn
+
+    @property
+    def aconn(self) -> psycopg.AsyncConnection[Any]:
+        """``conn`` for an ``async def`` transactional handler: the
+        ``AsyncConnection`` whose open transaction will also complete this
+        job. Raises ``RuntimeError`` anywhere else."""
+        conn = _transaction_aconn.get()
+        if conn is None:
+            raise RuntimeError(self._no_transaction("aconn", "conn" if _transaction_conn.get() else None))
+        return conn
+
+    def _no_transaction(self, asked: str, instead: str | None) -> str:
+        if instead is not None:
+            kind = "an async def" if instead == "aconn" else "a plain (not async def)"
+            return f"job {self.id} (task {self.name!r}) has {kind} handler: its connection is task.{instead}"
+        return (
+            f"job {self.id} (task {self.name!r}) has no transaction: only a handler declared with "
+            f"@handler(transactional=True) gets one (task.{asked}), while a worker runs it"
+        )
 
     @property
     def cancel_event(self) -> threading.Event:
@@ -221,11 +257,22 @@ class JobOutcome:
 
 # Set by the worker runtime around each handler call (pgtq/worker/_execution.py).
 _current_task: contextvars.ContextVar[Task | None] = contextvars.ContextVar("pgtq_current_task", default=None)
+# Set around a transactional handler's call: the connection of its
+# transaction (pgtq/worker/_transactional.py), read by ``Task.conn``.
+_transaction_conn: contextvars.ContextVar[psycopg.Connection[Any] | None] = contextvars.ContextVar(
+    "pgtq_transaction_conn", default=None
+)
+# The same for an async def transactional handler, read by ``Task.aconn``.
+_transaction_aconn: contextvars.ContextVar[psycopg.AsyncConnection[Any] | None] = contextvars.ContextVar(
+    "pgtq_transaction_aconn", default=None
+)
 
 
 def current_task() -> Task | None:
     """The task whose handler is running in this context (its id, attempt,
-    ...), or None outside a worker's handler call."""
+    ..., and for a transactional handler its ``conn``), or None outside a
+    worker's handler call (a handler called directly runs as a plain
+    function: no task, no transaction)."""
     return _current_task.get()
 
 

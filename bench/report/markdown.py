@@ -153,6 +153,41 @@ def bloat_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def limits_table(results: dict[str, Any]) -> str:
+    """The limits scenario: a max_running queue against an unlimited one,
+    and the cost of counting beside running jobs (empty if it did not run)."""
+    run = results.get("limits")
+    if not isinstance(run, dict) or "drain" not in run:
+        return ""
+    lines = [
+        "Each figure is the median of its rounds (jobs/s of each round in brackets).",
+        "",
+        "| run | settings | jobs | jobs/s |",
+        "| --- | --- | ---: | ---: |",
+    ]
+    for part, rows in (("drain", run["drain"]), ("SQL pop + complete, batch 1", run["counting"])):
+        for row in rows:
+            rounds = ", ".join(f"{value:,.0f}" for value in row["rounds"])
+            lines.append(
+                f"| {part}, {row['label']} | {row['settings']} x{row['processes']} | {row['jobs']:,}"
+                f" | {_fmt(row['jobs_per_s'])} ({rounds}) |"
+            )
+    ratio = _ratio(run["limited_vs_unlimited"])
+    same = _ratio(run.get("limited_vs_same_slots"))
+    lines += [
+        "",
+        f"max_running => 50 drains at {ratio} of the unlimited queue (target: more than 80%), "
+        f"and at {same} of the unlimited queue served with 50 slots in all.",
+    ]
+    if run.get("count_alone"):
+        counts = ", ".join(f"{row['held']:,}: {row['us_per_count']:,.1f} us" for row in run["count_alone"])
+        lines += [
+            "",
+            f"One room check of a max_running queue (pgtq._room), by running jobs in the database: {counts}.",
+        ]
+    return "\n".join(lines)
+
+
 def _steady(row: dict[str, Any]) -> str:
     sizes = steady_sizes(row)
     return "too short to tell" if sizes is None else f"{sizes[0] // 1024:,} / {sizes[1] // 1024:,} KiB"
@@ -169,6 +204,7 @@ def render(results: dict[str, Any], charts: list[str]) -> str:
         ("Against the baseline ref", ref_table(results)),
         ("Sustained load and held snapshot", sustained_table(results)),
         ("Load and bloat", bloat_table(results)),
+        ("The price of the limits", limits_table(results)),
     ):
         if table:
             parts.append(f"## {title}\n\n{table}")

@@ -18,7 +18,7 @@ import psycopg
 from bench import baseline, pgtq_sql
 from bench.context import QUEUE, Context, log
 from bench.scenarios.clients import run_clients
-from bench.scenarios.drain import baseline_ops, pgtq_ops
+from bench.scenarios.drain import QueueOps, baseline_ops, pgtq_ops
 from bench.stats import rate
 
 PROCESSES = 2
@@ -59,9 +59,13 @@ def drain_client(kind: str, dsn: str, batch: int, *, prepare_only: bool = False,
     return done
 
 
-def measure(ctx: Context, kind: str, batch: int, jobs: int, processes: int = PROCESSES) -> dict[str, Any]:
-    """Drain ``jobs`` pre-enqueued jobs with ``processes`` SQL-only clients."""
-    ops = baseline_ops(ctx) if kind == "baseline" else pgtq_ops(ctx)
+def measure(
+    ctx: Context, kind: str, batch: int, jobs: int, processes: int = PROCESSES, ops: QueueOps | None = None
+) -> dict[str, Any]:
+    """Drain ``jobs`` pre-enqueued jobs with ``processes`` SQL-only clients
+    (``ops``: how to fill and audit the queue, when not the usual way)."""
+    if ops is None:
+        ops = baseline_ops(ctx) if kind == "baseline" else pgtq_ops(ctx)
     ops.preload(jobs)
     ctx.checkpoint()
     outcome = run_clients(drain_client, [(kind, ctx.dsn, batch)] * processes)

@@ -120,6 +120,22 @@ queue_stats = _runs(queries.queue_stats)
 outcomes = _runs(queries.outcomes)
 
 
+def usable(conn: AsyncConnection) -> bool:
+    """``gateway.usable`` for an async connection: open, not broken, and
+    outside any transaction."""
+    return (
+        not (conn.closed or conn.broken) and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    )
+
+
+@asynccontextmanager
+async def transaction(conn: AsyncConnection) -> AsyncIterator[None]:
+    """``gateway.transaction`` for an async connection: COMMIT at the end
+    of the block, ROLLBACK when it raises (the exception goes on unchanged)."""
+    async with conn.transaction():
+        yield
+
+
 async def installed_version(conn: AsyncConnection) -> str | None:
     """The installed pgtq schema version, or None when there is none."""
     if not await run(conn, queries.schema_exists()):

@@ -252,6 +252,15 @@ def update_extension(conn: Connection, version: str | None) -> None:
         run(conn, queries.update_extension(version))
 
 
+@contextmanager
+def transaction(conn: Connection) -> Iterator[None]:
+    """A transaction on ``conn`` (autocommit) for the block: COMMIT at its
+    end, ROLLBACK when it raises (the exception goes on unchanged: it may
+    be a handler's own). Only BEGIN, COMMIT and ROLLBACK are sent here."""
+    with conn.transaction():
+        yield
+
+
 def usable(conn: Connection) -> bool:
     """Whether ``conn`` can take the next call as it is: open, not broken,
     and outside any transaction (a failed call in autocommit leaves it so)."""

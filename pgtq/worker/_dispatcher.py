@@ -140,6 +140,14 @@ class Worker:
         self.settings = settings or WorkerSettings()
         if self.settings.pool == "process" and target is None:
             raise ValueError("the process pool needs target='MODULE:QUEUE_OBJECT' so children can import it")
+        transactional = [
+            f"{q.queue}.{h.name}" for q in served for h in q.handlers.values() if h.transactional
+        ]
+        if self.settings.pool == "process" and transactional:
+            raise ValueError(
+                f"transactional handlers run only in the thread pool, and {', '.join(transactional)} "
+                "is one: serve it with pool='thread' (pgtq worker --pool thread)"
+            )
         self.target = target
         self.worker_id = new_worker_id()
         self._clock = clock

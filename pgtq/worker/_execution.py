@@ -17,6 +17,7 @@ import threading
 import time
 import traceback
 from collections.abc import Coroutine
+from functools import partial
 from typing import Any
 
 from pgtq._json import encode_result
@@ -25,6 +26,12 @@ from pgtq._retry import decide
 from pgtq.errors import UnknownTaskError
 from pgtq.handler import Handler
 from pgtq.task import Cancellation, Task, _current_task
+from pgtq.worker._transactional import (
+    SlotConnections,
+    StaleLease,
+    run_in_async_transaction,
+    run_in_transaction,
+)
 
 
 def describe_exception(error: BaseException) -> str:
@@ -123,7 +130,7 @@ def unknown_task_outcome(task: Task, error: UnknownTaskError) -> Outcome:
     return Outcome(task, "error", 0.0, error=f"UnknownTaskError: {error}", summary="unknown task")
 
 
-def run_task(task: Task, handler: Handler[Any, Any]) -> Outcome:
+def run_task(task: Task, handler: Handler[Any, Any], connections: SlotConnections | None = None) -> Outcome:
     """Call the handler with the task's arguments and report how it ended.
 
     An exception becomes an ``error`` outcome (retried by the usual rule,
@@ -133,10 +140,17 @@ def run_task(task: Task, handler: Handler[Any, Any]) -> Outcome:
     cancelled at their timeout or when the job is asked to cancel; a
     synchronous handler cannot be interrupted here (the worker abandons it
     at its deadline, and it reads a cancel request from its task).
+
+    A transactional handler runs in a transaction on the slot's connection
+    of ``connections`` that also completes its job (``_transactional.py``):
+    its outcome comes back already written (``Outcome.written``), unless it
+    raised (the transaction rolled back; the outcome is written as usual).
     """
     started = time.monotonic()
     token = _current_task.set(task)
     try:
+        if handler.transactional:
+            return _run_transactional(task, handler, connections, started)
         result = handler.func(*task.args, **task.kwargs)
         if inspect.isawaitable(result):
             context = contextvars.copy_context()
@@ -151,6 +165,26 @@ def run_task(task: Task, handler: Handler[Any, Any]) -> Outcome:
     finally:
         _current_task.reset(token)
     return Outcome(task, "done", time.monotonic() - started, result_json=result_json, summary="done")
+
+
+def _run_transactional(
+    task: Task, handler: Handler[Any, Any], connections: SlotConnections | None, started: float
+) -> Outcome:
+    if connections is None:
+        raise RuntimeError(f"task {task.name!r} is transactional: it runs only in a worker's thread pool")
+    call = partial(handler.func, *task.args, **task.kwargs)
+    try:
+        if inspect.iscoroutinefunction(handler.func):
+            coroutine = run_in_async_transaction(task, call, handler.pgtq.dsn, connections)
+            context = contextvars.copy_context()
+            result_json = _ASYNC.run(coroutine, context, handler.timeout, task.cancellation)
+        else:
+            result_json = run_in_transaction(task, call, handler.pgtq.dsn, connections)
+    except StaleLease:
+        duration = time.monotonic() - started
+        return Outcome(task, "done", duration, summary="rolled back (lease stale)", written=False)
+    duration = time.monotonic() - started
+    return Outcome(task, "done", duration, result_json=result_json, summary="done", written=True)
 
 
 def failure_outcome(task: Task, error: Exception, handler: Handler[Any, Any], duration: float) -> Outcome:

@@ -32,7 +32,7 @@ import queue
 import signal
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pgtq._records import Outcome
@@ -42,6 +42,7 @@ from pgtq.worker._child import child_main
 from pgtq.worker._decisions import Clock
 from pgtq.worker._execution import cancelled_outcome, run_task
 from pgtq.worker._routing import JobKey, job_key
+from pgtq.worker._transactional import SlotConnections
 
 Report = Callable[[Outcome], None]
 
@@ -142,6 +143,8 @@ class _Slot:
     thread: threading.Thread | None = None
     retired: bool = False
     job: JobKey | None = None
+    # Its connections for transactional handlers (opened at first use).
+    connections: SlotConnections = field(default_factory=SlotConnections)
 
 
 class ThreadPool(_WorkQueue):
@@ -207,6 +210,7 @@ class ThreadPool(_WorkQueue):
         except _Abandoned:
             pass  # raised on purpose (interrupt_abandoned): the job was already failed
         finally:
+            slot.connections.close()
             if slot.retired:
                 self._abandoned_thread_ended()
 
@@ -217,7 +221,7 @@ class ThreadPool(_WorkQueue):
                 return  # cancelled before it started: the worker wrote its outcome
             slot.job = key
         try:
-            outcome = run_task(task, handler)
+            outcome = run_task(task, handler, slot.connections)
         finally:
             with self._lock:
                 slot.job = None

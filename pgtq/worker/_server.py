@@ -176,7 +176,13 @@ class Server:
     # -- outcomes ----------------------------------------------------------
 
     def add_outcome(self, outcome: Outcome, now: float) -> None:
-        """Keep a finished run to be written here."""
+        """Keep a finished run to be written here (one that a transactional
+        handler's transaction already wrote is only logged)."""
+        if outcome.written is not None:
+            _log_outcome(outcome, outcome.written)
+            if self._on_written is not None:
+                self._on_written(outcome, outcome.written)
+            return
         if not self.pending:
             self.pending_since = now
         self.pending.append(outcome)
@@ -273,6 +279,8 @@ def _log_outcome(outcome: Outcome, reply: Any) -> None:
         ending = f"{outcome.summary} -> {reply}" if reply is not None else f"{outcome.summary}, lease lost"
     elif not reply:
         ending = "done, but the lease was lost (the job was handed on)"
+        if outcome.written is False:
+            ending += ": its transaction was rolled back"
     else:
         ending = "done after a cancel request -> cancelled" if task.cancel_requested else "done"
     level = logging.INFO if outcome.kind == "done" or reply == "cancelled" else logging.WARNING

@@ -408,3 +408,70 @@ def test_retry_control_example(dsn: str, db: psycopg.Connection[Any]) -> None:
     waits = scalar(db, "SELECT run_at - started_at FROM pgtq.jobs WHERE id = %s", [ids["flaky"]])
     assert timedelta(seconds=24) <= waits < timedelta(minutes=1), "the handler's backoff: 30 s, jittered"
     q.close()
+
+
+# -- flow control (docs/guides/flow.md) ---------------------------------------------------
+
+FLOW = "guides/flow.md"
+
+
+def flow_sql(heading: str) -> str:
+    return next(b.code for b in blocks(section(DOCS / FLOW, heading)) if b.language == "sql")
+
+
+def test_pause_and_resume_example_in_psql(dsn: str, db: psycopg.Connection[Any]) -> None:
+    output = psql_output(dsn, flow_sql("## Pause and resume"))
+    handed_out = re.findall(r"handed_out\s*\n-+\n\s*(\d+)", output)
+    assert handed_out == ["0", "2"], output
+    assert " reports | t      |     2" in output
+    assert scalar(db, "SELECT paused FROM pgtq.queues WHERE queue = 'reports'") is False
+
+
+def test_limits_example_in_psql(dsn: str, db: psycopg.Connection[Any]) -> None:
+    output = psql_output(dsn, flow_sql("## Global concurrency limit and rate limit"))
+    assert (
+        "thumbnails |           5 |" in output
+        and "mailer     |             |         20 | 00:00:01" in output
+    )
+    limits = db.execute("SELECT queue, max_running, rate_limit FROM pgtq.queues ORDER BY queue").fetchall()
+    assert limits == [("crawler", 2, 100), ("mailer", None, 20)], "the last call removed thumbnails' limit"
+
+
+def test_limits_python_example(dsn: str) -> None:
+    names = run_python(guide_python(FLOW, "## Global concurrency limit and rate limit"), dsn)
+    info = names["info"]
+    assert (info.queue, info.rate_limit, info.rate_period, info.paused) == (
+        "mailer",
+        20,
+        timedelta(seconds=1),
+        False,
+    )
+    assert names["paused"] is True
+    assert names["limits"] == {"mailer": None, "thumbnails": 5}
+
+
+def test_lock_keys_example_in_psql(dsn: str) -> None:
+    output = psql_output(dsn, flow_sql("## Lock keys: one job at a time per key"))
+    assert [line.strip() for line in output.splitlines() if line.strip().startswith("[")] == [
+        "[1, 10]",
+        "[2, 30]",
+        "[]",
+    ]
+
+
+def test_transactional_handler_example(dsn: str, db: psycopg.Connection[Any]) -> None:
+    db.execute(
+        "CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL);"
+        "CREATE TABLE ledger (account_id int NOT NULL, cents int NOT NULL);"
+        "INSERT INTO accounts VALUES (1, 100), (2, 5)"
+    )
+    example = run_example(FLOW, "## Transactional handlers: exactly-once database effects", dsn)
+    q, charge = example["q"], example["charge"]
+    db.execute("ALTER TABLE accounts ADD CONSTRAINT not_overdrawn CHECK (balance >= 0)")
+    paid, overdrawn = charge.push(1, 30), charge.options(max_attempts=1).push(2, 30)
+    with worker_running(q):
+        wait_until(lambda: job_state(db, paid) == "done" and job_state(db, overdrawn) == "failed")
+    assert db.execute("SELECT id, balance FROM accounts ORDER BY id").fetchall() == [(1, 70), (2, 5)]
+    assert db.execute("SELECT account_id, cents FROM ledger").fetchall() == [(1, -30)], "nothing of job 2"
+    assert scalar(db, "SELECT result FROM pgtq.jobs WHERE id = %s", [paid]) == {"charged": 30}
+    q.close()

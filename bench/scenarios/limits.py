@@ -1,0 +1,189 @@
+"""Limits: what flow control costs (issue 9, "the price of the limits").
+
+* **drain**: the real ``pgtq worker`` (2 processes, batch 100, the
+  concurrency of this run's best settings) drains the same no-op jobs from
+  a queue with no limit and from one configured ``max_running => 50``, one
+  right after the other. Target: the limited queue drains at more than 80%
+  of the unlimited one. A drain of a queue without limits against the
+  release before flow control is ``--baseline`` (the ``drain`` scenario).
+* **counting**: ``pop`` of a ``max_running`` queue counts the running jobs
+  with a live lease (``_room_of``), and that count walks the running jobs
+  of every queue. Here ``held`` jobs of another queue are claimed with a
+  long lease and left running; then two SQL-only clients drain the same
+  jobs at batch 1 (``pop``, then ``complete``) from an unlimited queue and
+  from a limited one (``max_running`` high enough never to bind, so only
+  the counting shows), for each number of held jobs. Those drains are
+  client round trips on a shared machine, so the count itself is also
+  timed alone, in the server: ``COUNT_CALLS`` calls of pop's room check
+  (``pgtq._room``, private: no public function counts alone) in one
+  statement, beside 0 to 50,000 running jobs.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from bench import pgtq_sql
+from bench.context import QUEUE, Context, log
+from bench.scenarios.drain import drain_once, pgtq_ops, pgtq_specs
+from bench.scenarios.sqldrain import measure
+from bench.worker_flags import detect
+
+LIMIT = 50
+PROCESSES = 2
+HELD_QUEUE = "bench-held"
+HELD_COUNTS = (0, 1_000, 10_000)
+COUNT_HELD = (0, 1_000, 10_000, 50_000)
+COUNT_CALLS = 200
+ROOM_CALLS: str = (
+    "SELECT extract(epoch FROM clock_timestamp() - now()) FROM"
+    " (SELECT count(pgtq._room(%s::text, 1, now())) FROM generate_series(1, %s::integer)) AS c"
+)
+ROUNDS = 3  # the machine is shared: each figure is the median of its rounds
+COUNTING_JOBS = 2_000
+NEVER_BINDS = 100_000
+
+CONFIGURE: str = "SELECT pgtq.configure_queue(queue => %s::text, max_running => %s::integer)"
+HOLD: str = (
+    "SELECT count(*) FROM pgtq.pop(queue => %s::text, worker => 'bench-held', n => %s::integer,"
+    " lease => '1 hour'::interval)"
+)
+
+
+def _configure(ctx: Context, max_running: int | None) -> None:
+    ctx.execute(CONFIGURE, (QUEUE, max_running))
+
+
+def _hold(ctx: Context, jobs: int) -> None:
+    """Leave ``jobs`` jobs of another queue running with a long lease."""
+    if jobs == 0:
+        return
+    ctx.execute(pgtq_sql.PUSH_SERIES, (HELD_QUEUE, "held", 0, jobs - 1))
+    claimed = sum(
+        int(ctx.execute(HOLD, (HELD_QUEUE, min(10_000, jobs - n)))[0][0]) for n in range(0, jobs, 10_000)
+    )
+    assert claimed == jobs, f"held {claimed} of {jobs} jobs"
+
+
+def drain_limited(ctx: Context) -> list[dict[str, Any]]:
+    """The same drain, in ROUNDS rounds: no limit with the run's slots, no
+    limit with as many slots as the limit (2 x 25: what the limit leaves),
+    max_running => 50 with the run's slots, and max_running => 200 (a limit
+    that the run's 2 x 50 slots seldom reach: the cost of the limit's
+    locking and counting without the cap on jobs in flight)."""
+    flags = detect(ctx.pgtq_cli, ctx.env())
+    jobs = ctx.sizes.drain_jobs
+    best = ctx.pgtq_best_concurrency
+    variants = [(None, best), (None, LIMIT // PROCESSES), (LIMIT, best), (LIMIT * 4, best)]
+    runs = []
+    for round_number in range(ROUNDS):
+        for max_running, concurrency in variants:
+            _configure(ctx, max_running)
+            ctx.pgtq_best_concurrency = concurrency
+            spec = pgtq_specs(ctx, flags, PROCESSES)[0]
+            spec.label = (
+                f"max_running {max_running}" if max_running else f"no limit, {concurrency} slots each"
+            )
+            run = drain_once(ctx, spec, pgtq_ops(ctx), jobs)
+            runs.append(run | {"max_running": max_running, "concurrency": concurrency, "round": round_number})
+    ctx.pgtq_best_concurrency = best
+    _configure(ctx, None)
+    return runs
+
+
+def counting(ctx: Context) -> list[dict[str, Any]]:
+    """Batch-1 SQL drains, unlimited and limited, beside ``held`` running
+    jobs, in ROUNDS rounds."""
+    jobs = COUNTING_JOBS if ctx.sizes.drain_jobs > 5_000 else COUNTING_JOBS // 4
+    runs = []
+    for round_number in range(ROUNDS):
+        for held in HELD_COUNTS:
+            for max_running in (None, NEVER_BINDS):
+                _configure(ctx, max_running)
+                run = measure_beside_held(ctx, jobs, held)
+                label = _label(held, max_running)
+                runs.append(
+                    run | {"held": held, "max_running": max_running, "label": label, "round": round_number}
+                )
+            _configure(ctx, None)
+    ctx.execute(pgtq_sql.RESET)
+    return runs
+
+
+def count_alone(ctx: Context) -> list[dict[str, Any]]:
+    """Microseconds per room check of a max_running queue beside ``held``
+    running jobs (the median of ROUNDS statements of COUNT_CALLS checks)."""
+    rows = []
+    for held in COUNT_HELD:
+        ctx.execute(pgtq_sql.RESET)
+        _hold(ctx, held)
+        ctx.execute("VACUUM ANALYZE pgtq._job")
+        _configure(ctx, NEVER_BINDS)
+        seconds = [float(ctx.execute(ROOM_CALLS, (QUEUE, COUNT_CALLS))[0][0]) for _ in range(ROUNDS)]
+        per_call = statistics.median(seconds) / COUNT_CALLS * 1e6
+        rows.append({"held": held, "us_per_count": round(per_call, 1), "rounds_s": seconds})
+        log(f"limits: a room check beside {held:,} running jobs: {per_call:.1f} us")
+    _configure(ctx, None)
+    ctx.execute(pgtq_sql.RESET)
+    return rows
+
+
+def medians(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per label: the median jobs/s of its rounds, and each round's."""
+    by_label: dict[str, list[dict[str, Any]]] = {}
+    for row in runs:
+        by_label.setdefault(row["label"], []).append(row)
+    return [
+        {
+            "label": label,
+            "settings": rows[0].get("settings", "SQL clients"),
+            "processes": rows[0]["processes"],
+            "jobs": rows[0]["jobs"],
+            "jobs_per_s": statistics.median(row["jobs_per_s"] for row in rows),
+            "rounds": [row["jobs_per_s"] for row in rows],
+        }
+        for label, rows in by_label.items()
+    ]
+
+
+def measure_beside_held(ctx: Context, jobs: int, held: int) -> dict[str, Any]:
+    """``sqldrain.measure`` of batch 1 with ``held`` jobs of another queue
+    running (its preload empties the table, then they are claimed again)."""
+    ops = pgtq_ops(ctx)
+    original = ops.preload
+
+    def preload(count: int) -> None:
+        original(count)
+        _hold(ctx, held)
+
+    ops.preload = preload
+    return measure(ctx, "pgtq-each", 1, jobs, ops=ops)
+
+
+def _label(held: int, max_running: int | None) -> str:
+    return f"{'limited' if max_running else 'unlimited'}, {held:,} running elsewhere"
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    """Both parts, their medians, and the ratios the report prints."""
+    drains = drain_limited(ctx)
+    counts = counting(ctx)
+    alone = count_alone(ctx)
+    drain_medians = medians(drains)
+    unlimited, same_slots, limited, _loose = (row["jobs_per_s"] for row in drain_medians)
+    ratio = round(limited / unlimited, 3) if unlimited else None
+    same_slots_ratio = round(limited / same_slots, 3) if same_slots else None
+    log(
+        f"limits: max_running {LIMIT} drains at {ratio} of unlimited (target > 0.8), "
+        f"{same_slots_ratio} of unlimited with {LIMIT} slots"
+    )
+    ctx.execute(pgtq_sql.RESET)
+    return {
+        "drain": drain_medians,
+        "counting": medians(counts),
+        "count_alone": alone,
+        "limited_vs_unlimited": ratio,
+        "limited_vs_same_slots": same_slots_ratio,
+        "runs": drains + counts,
+    }
