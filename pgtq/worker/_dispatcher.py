@@ -1,7 +1,9 @@
 """Worker runtime: the dispatcher, a loop over SQL calls that runs handlers.
 
 One dispatcher thread owns the worker's database connections. It claims
-jobs with ``pgtq.pop`` (in batches when several slots are free), hands them
+jobs with ``pgtq.pop`` (in batches when several slots are free, and with
+no batch size set up to ``MAX_PREFETCH`` ahead while handlers are quick:
+``ClaimLimit``), hands them
 to a pool (threads, or child processes), writes each outcome with
 ``pgtq.complete`` / ``pgtq.fail`` / ``pgtq.abort`` (batched in one round
 trip), extends the leases of running jobs with ``pgtq.heartbeat_many``,
@@ -62,6 +64,7 @@ from pgtq.task import Task
 from pgtq.worker._decisions import (
     FLUSH_DELAY,
     UNSTARTED_RECHECK,
+    ClaimLimit,
     Clock,
     claim_size,
     flush_due,
@@ -161,6 +164,7 @@ class Worker:
         self._server_of = {name: server for server in self.servers for name in server.queues}
         self._turn = 0
         self._running: dict[JobKey, _Running] = {}
+        self._limit = ClaimLimit(self.settings.concurrency, self.settings.batch_size)
         self._stopping = False
         self._forced = False
         self._shutdown_deadline = 0.0
@@ -336,6 +340,7 @@ class Worker:
         elif isinstance(event, _Finished):
             running = self._running.pop(job_key(event.outcome.task), None)
             if running is not None:
+                self._limit.ran(event.outcome.duration)
                 self._add_outcome(event.outcome)
         elif event.force or self._stopping:
             logger.warning("stopping at once; the leases protect the jobs still held")
@@ -378,7 +383,7 @@ class Worker:
         if server.timers.poll_due(now):
             server.turns.wake(server.queues)
         assert self._pool is not None
-        return claim_size(self.settings.jobs_in_hand, len(self._running), self._pool.unstarted())
+        return claim_size(self._limit.jobs_in_hand, len(self._running), self._pool.unstarted())
 
     def _flush_and_claim(self, server: Server, now: float) -> None:
         """One round trip for both directions: write the server's pending
@@ -444,6 +449,7 @@ class Worker:
             self._pool.abandon(running.task)
             assert running.handler.timeout is not None
             elapsed = now - (started if started is not None else now)
+            self._limit.ran(elapsed)
             self._add_outcome(timeout_outcome(running.task, running.handler.timeout, elapsed))
 
     # -- cancelling running jobs ---------------------------------------------
@@ -491,7 +497,7 @@ class Worker:
             pending_since=server.pending_since,
             stopping=self._stopping,
             running=len(self._held_on(server)),
-            jobs_in_hand=self.settings.jobs_in_hand,
+            jobs_in_hand=self._limit.jobs_in_hand,
         )
 
     # -- stopping ----------------------------------------------------------
