@@ -41,7 +41,11 @@ MAX_PREFETCH = 100
 # how long its handlers ran lately: a claimed job waits briefly for a slot.
 PREFETCH_SECONDS = 0.25
 
-# How fast the typical run time follows shorter runs (a longer run counts at once).
+# How fast the typical run time follows longer runs (quickly: half the way
+# at once) and shorter ones (slowly). Not all the way at once: a quick
+# handler's thread that waited for the GIL (up to a 5 ms switch interval)
+# must not stop the prefetch.
+RUN_TIME_RISE = 0.5
 RUN_TIME_DECAY = 0.1
 
 
@@ -55,8 +59,9 @@ class ClaimLimit:
     at the typical run time, between ``concurrency`` and MAX_PREFETCH. A
     deep queue of quick jobs is then claimed, and its outcomes written, up
     to MAX_PREFETCH at a time; slow handlers keep it at ``concurrency``. The
-    typical run time rises at once with a longer run and falls slowly, so
-    one slow job stops the prefetch at once.
+    typical run time rises fast with longer runs and falls slowly, so one
+    slow job (a quarter of a second per slot or longer) stops the prefetch
+    at once.
     """
 
     def __init__(self, concurrency: int, batch_size: int | None) -> None:
@@ -68,10 +73,11 @@ class ClaimLimit:
         """A handler ran for ``duration`` seconds."""
         if self.fixed is not None:
             return
-        if self.typical_run is None or duration >= self.typical_run:
+        if self.typical_run is None:
             self.typical_run = duration
         else:
-            self.typical_run += (duration - self.typical_run) * RUN_TIME_DECAY
+            weight = RUN_TIME_RISE if duration > self.typical_run else RUN_TIME_DECAY
+            self.typical_run += (duration - self.typical_run) * weight
 
     @property
     def jobs_in_hand(self) -> int:

@@ -80,7 +80,7 @@ from pgtq.worker._settings import PoolKind, WorkerSettings, new_worker_id
 logger = logging.getLogger("pgtq.worker")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Running:
     """A claimed job handed to the pool (running, or queued for a slot)."""
 
@@ -95,11 +95,6 @@ class _Wake:
 
 
 @dataclass(frozen=True)
-class _Finished:
-    outcome: Outcome
-
-
-@dataclass(frozen=True)
 class _StopRequest:
     force: bool
 
@@ -110,7 +105,8 @@ class _CancelHint:
     job_id: int
 
 
-_Event = _Wake | _Finished | _StopRequest | _CancelHint
+# A finished run comes as its Outcome itself (one object fewer per job).
+_Event = Outcome | _Wake | _StopRequest | _CancelHint
 
 
 class Worker:
@@ -257,7 +253,7 @@ class Worker:
         )
 
     def _on_finished(self, outcome: Outcome) -> None:
-        self._events.put(_Finished(outcome))
+        self._events.put(outcome)
 
     def _wake(self, queues: Iterable[str]) -> None:
         self._events.put(_Wake(tuple(queues)))
@@ -272,6 +268,10 @@ class Worker:
     def _held_on(self, server: Server) -> list[Task]:
         """The claimed jobs the worker holds of ``server``."""
         return [running.task for running in self._running.values() if self._route(running.task) is server]
+
+    def _held_count(self, server: Server) -> int:
+        """How many claimed jobs the worker holds of ``server``."""
+        return len(self._running) if len(self.servers) == 1 else len(self._held_on(server))
 
     # -- the loop ----------------------------------------------------------
 
@@ -332,16 +332,16 @@ class Worker:
                 return
 
     def _handle(self, event: _Event) -> None:
-        if isinstance(event, _Wake):
+        if isinstance(event, Outcome):
+            running = self._running.pop(job_key(event.task), None)
+            if running is not None:
+                self._limit.ran(event.duration)
+                self._add_outcome(event)
+        elif isinstance(event, _Wake):
             for name in event.queues:
                 self._server_of[name].turns.wake([name])
         elif isinstance(event, _CancelHint):
             event.server.cancel_hints.add(event.job_id)
-        elif isinstance(event, _Finished):
-            running = self._running.pop(job_key(event.outcome.task), None)
-            if running is not None:
-                self._limit.ran(event.outcome.duration)
-                self._add_outcome(event.outcome)
         elif event.force or self._stopping:
             logger.warning("stopping at once; the leases protect the jobs still held")
             self._forced = True
@@ -424,7 +424,7 @@ class Worker:
             return
         # An async handler cancels itself at its timeout; the deadline here is
         # the backstop. A synchronous one is abandoned at the deadline.
-        grace = 1.0 if inspect.iscoroutinefunction(handler.func) else 0.0
+        grace = 1.0 if handler.timeout is not None and inspect.iscoroutinefunction(handler.func) else 0.0
         self._running[job_key(task)] = _Running(task, handler, grace)
         assert self._pool is not None
         self._pool.submit(task, handler)
@@ -496,7 +496,7 @@ class Worker:
             pending=len(server.pending),
             pending_since=server.pending_since,
             stopping=self._stopping,
-            running=len(self._held_on(server)),
+            running=self._held_count(server),
             jobs_in_hand=self._limit.jobs_in_hand,
         )
 

@@ -61,6 +61,13 @@ def test_the_adaptive_limit_holds_what_the_slots_get_through_in_the_prefetch_tim
     assert limit.jobs_in_hand == 2, "slow handlers: the slots only"
 
 
+def test_a_quick_run_that_waited_for_the_gil_does_not_stop_the_prefetch() -> None:
+    limit = ClaimLimit(concurrency=1, batch_size=None)
+    limit.ran(0.00002)
+    limit.ran(0.005)  # a switch interval
+    assert limit.jobs_in_hand >= MAX_PREFETCH // 2, "still prefetching"
+
+
 def test_one_slow_run_stops_the_prefetch_at_once_and_quick_runs_bring_it_back_slowly() -> None:
     limit = ClaimLimit(concurrency=1, batch_size=None)
     limit.ran(0.0001)
