@@ -88,13 +88,14 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
             " (ceiling: batch 100)",
             _value(_find(drain, system="pgtq", label="best", processes=processes)),
             _value(_find(drain, system="baseline", label="batch 100", processes=processes)),
-            **{peer: _peer(results, peer, "drain", processes=processes) for peer in PEERS},
+            **{peer: _peer(results, peer, "drain", label="best", processes=processes) for peer in PEERS},
         )
     for processes in (1, 2):
         add(
             f"drain, real worker, defaults, {processes} process(es) (ceiling: batch 1)",
             _value(_find(drain, system="pgtq", label="defaults", processes=processes)),
             _value(_find(drain, system="baseline", label="batch 1", processes=processes)),
+            **{peer: _peer(results, peer, "drain", label="defaults", processes=processes) for peer in PEERS},
         )
     add(
         "SQL-only drain, batch 1: `pgtq.pop` + `pgtq.complete` vs hand-written claim",

@@ -251,7 +251,12 @@ def cli(log_level: str) -> None:
     show_default=True,
     help="threads for I/O-bound handlers, processes for CPU-bound ones",
 )
-@click.option("--batch-size", type=int, help="jobs claimed per pop (default: --concurrency)")
+@click.option(
+    "--batch-size",
+    type=int,
+    help="jobs claimed per pop and held at most (default: adaptive, from --concurrency up to 100 ahead "
+    "while handlers are quick; --batch-size equal to --concurrency holds none ahead)",
+)
 @click.option("--lease", type=float, default=30.0, show_default=True, help="lease length in seconds")
 @click.option("--heartbeat-interval", type=float, help="seconds between lease renewals (lease/3)")
 @click.option("--poll-interval", type=float, default=2.0, show_default=True, help="fallback poll, seconds")

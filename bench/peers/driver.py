@@ -6,7 +6,9 @@ PEER: procrastinate or pgqueuer. ACTION:
   install                      create the peer's schema
   enqueue --mode single|bulk --clients K --jobs N [--per-call 1000]
                                push N jobs numbered 0..N-1; prints JSON
-  worker [--drain]             serve the queue (``--drain``: exit once empty)
+  worker [--drain] [--defaults]
+                               serve the queue (``--drain``: exit once empty;
+                               ``--defaults``: PgQueuer at its own defaults)
   push-timed --jobs N --gap S --first F --out FILE
                                push jobs one by one, noting the clock around
                                each call; writes JSON {seq: [before, after]}
@@ -14,7 +16,9 @@ PEER: procrastinate or pgqueuer. ACTION:
 Each handler records its job number (``bench.records``). Settings are each
 peer's best documented ones for no-op jobs: Procrastinate runs an async task
 with ``concurrency=10`` and LISTEN/NOTIFY; PgQueuer runs asyncpg with
-``batch_size=100``.
+``batch_size=100``, and with ``--defaults`` at the defaults of its
+``QueueManager.run`` (``batch_size=10``), the figure pgtq's worker with no
+flags is held against.
 """
 
 from __future__ import annotations
@@ -141,7 +145,10 @@ async def pgqueuer_async(action: str, args: argparse.Namespace) -> Any:
 
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, pgq.qm.shutdown.set)
         mode = QueueExecutionMode.drain if args.drain else QueueExecutionMode.continuous
-        await pgq.qm.run(batch_size=PGQUEUER_BATCH, mode=mode, dequeue_timeout=timedelta(seconds=5))
+        if args.defaults:
+            await pgq.qm.run(mode=mode)
+        else:
+            await pgq.qm.run(batch_size=PGQUEUER_BATCH, mode=mode, dequeue_timeout=timedelta(seconds=5))
         return None
     if action == "push-timed":
         queries = Queries(AsyncpgDriver(conn))
@@ -215,6 +222,7 @@ def main() -> int:
     parser.add_argument("--first", type=int, default=0)
     parser.add_argument("--gap", type=float, default=0.02)
     parser.add_argument("--drain", action="store_true")
+    parser.add_argument("--defaults", action="store_true", help="pgqueuer worker: its own defaults")
     parser.add_argument("--out")
     args = parser.parse_args()
     if args.action == "enqueue":

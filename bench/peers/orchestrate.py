@@ -52,6 +52,9 @@ PEER_SQL = {
     ),
 }
 
+# The peers also drained at their own defaults, beside pgtq's worker with no flags.
+DEFAULTS_SETTINGS = {"pgqueuer": "asyncpg driver, QueueManager.run defaults (batch_size=10)"}
+
 
 class Peer:
     """One peer: its database and the driver commands."""
@@ -124,6 +127,11 @@ class Peer:
             self.name, "best", processes, self.argv("worker"), self.ctx.env(), self.sql.settings
         )
 
+    def defaults_spec(self, processes: int) -> WorkerSpec:
+        """The worker at the peer's own defaults (DEFAULTS_SETTINGS)."""
+        argv, settings = self.argv("worker", "--defaults"), DEFAULTS_SETTINGS[self.name]
+        return WorkerSpec(self.name, "defaults", processes, argv, self.ctx.env(), settings)
+
     # -- wake-up ------------------------------------------------------------------
 
     def pusher(self) -> Pusher:
@@ -155,6 +163,8 @@ def run_peer(ctx: Context, name: str) -> dict[str, Any]:
     enqueue.append(peer.enqueue("bulk", 1, sizes.enqueue_bulk))
     jobs = sizes.drain_jobs_slow if name == "procrastinate" else sizes.drain_jobs  # a few hundred per second
     drains = [drain_once(ctx, peer.worker_spec(p), peer.ops(), jobs) for p in (1, 2)]
+    if name in DEFAULTS_SETTINGS:
+        drains += [drain_once(ctx, peer.defaults_spec(p), peer.ops(), jobs) for p in (1, 2)]
     wakeup = wakeup_once(ctx, peer.worker_spec(1), peer.pusher(), peer.reset)
     peer.reset()
     return {"settings": peer.sql.settings, "enqueue": enqueue, "drain": drains, "wakeup": wakeup}

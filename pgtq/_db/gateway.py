@@ -8,7 +8,8 @@ exceptions here (``pgtq.errors.database_errors``). The client API
 call these; no other module opens a connection or sends SQL.
 
 The worker's batched calls are pipelined here too: its outcomes and its
-next claim go in one round trip (``write_outcomes_and_pop``), its lease
+next claim go in one round trip and one transaction
+(``write_outcomes_and_pop``), its lease
 renewals (one ``pgtq.heartbeat_many``) in another (``renew_leases``).
 """
 
@@ -314,16 +315,16 @@ def _ending(outcome: Outcome) -> Query[str | None]:
 
 
 class _SentOutcomes:
-    """Outcomes queued in an open pipeline, in one transaction (one WAL
-    flush for the lot): the successes with one ``pgtq.complete_many``, each
-    other run with ``pgtq.fail`` or ``pgtq.abort``."""
+    """Outcomes queued in an open pipeline and transaction (the caller's:
+    one WAL flush for the lot): the successes with one
+    ``pgtq.complete_many``, each other run with ``pgtq.fail`` or
+    ``pgtq.abort``."""
 
     def __init__(self, conn: Connection, outcomes: Sequence[Outcome]) -> None:
         done = [outcome for outcome in outcomes if outcome.kind == "done"]
         failed = [outcome for outcome in outcomes if outcome.kind != "done"]
-        with conn.transaction():
-            self._completing = _send(conn, queries.complete_many(done)) if done else None
-            self._failing = [(o.task.id, _send(conn, _ending(o))) for o in failed]
+        self._completing = _send(conn, queries.complete_many(done)) if done else None
+        self._failing = [(o.task.id, _send(conn, _ending(o))) for o in failed]
 
     def replies(self) -> Written:
         """Read the replies (once the pipeline has synced)."""
@@ -336,7 +337,7 @@ def write_outcomes(conn: Connection, outcomes: Sequence[Outcome]) -> Written:
     successes with one ``pgtq.complete_many``, each other run with
     ``pgtq.fail`` or ``pgtq.abort``."""
     with calling(conn):
-        with conn.pipeline():
+        with conn.pipeline(), conn.transaction():
             sent = _SentOutcomes(conn, outcomes)
         return sent.replies()
 
@@ -344,11 +345,13 @@ def write_outcomes(conn: Connection, outcomes: Sequence[Outcome]) -> Written:
 def write_outcomes_and_pop(
     conn: Connection, outcomes: Sequence[Outcome], *, queue: str, worker: str, n: int, lease: timedelta
 ) -> tuple[Written | None, list[Task]]:
-    """One round trip for both directions: write ``outcomes`` (as
-    ``write_outcomes``; None when there are none) and claim up to ``n`` jobs
-    of ``queue`` (``pgtq.pop``), pipelined."""
+    """One round trip and one transaction (one commit, one WAL flush) for
+    both directions: write ``outcomes`` (as ``write_outcomes``; None when
+    there are none) and claim up to ``n`` jobs of ``queue`` (``pgtq.pop``),
+    pipelined. Both take effect or neither does: after an error the
+    outcomes stay to be written again and nothing was claimed."""
     with calling(conn):
-        with conn.pipeline():
+        with conn.pipeline(), conn.transaction():
             sent = _SentOutcomes(conn, outcomes) if outcomes else None
             claiming = _send(conn, queries.pop(queue=queue, worker=worker, n=n, lease=lease))
         return (sent.replies() if sent is not None else None), claiming.result()

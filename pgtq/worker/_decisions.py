@@ -33,6 +33,65 @@ FIRST_RECONNECT_DELAY = 0.5
 UNSTARTED_RECHECK = 0.05
 
 
+# With no batch size set, a worker holds at most this many claimed jobs
+# (running, or waiting for a slot) when its handlers are quick...
+MAX_PREFETCH = 100
+
+# ...and no more than its slots get through in about this long, judged by
+# how long its handlers ran lately: a claimed job waits briefly for a slot.
+PREFETCH_SECONDS = 0.25
+
+# How fast the typical run time follows longer runs (quickly: half the way
+# at once) and shorter ones (slowly). Not all the way at once: a quick
+# handler's thread that waited for the GIL (up to a 5 ms switch interval)
+# must not stop the prefetch.
+RUN_TIME_RISE = 0.5
+RUN_TIME_DECAY = 0.1
+
+
+class ClaimLimit:
+    """How many claimed jobs a worker holds at most, running or waiting for
+    a slot (each one leased and renewed like a running one).
+
+    With a fixed ``batch_size``: the larger of it and ``concurrency``.
+    Without one the limit adapts: it starts at ``concurrency`` and, once
+    handlers have run, holds what the slots get through in PREFETCH_SECONDS
+    at the typical run time, between ``concurrency`` and MAX_PREFETCH. A
+    deep queue of quick jobs is then claimed, and its outcomes written, up
+    to MAX_PREFETCH at a time; slow handlers keep it at ``concurrency``. The
+    typical run time rises fast with longer runs and falls slowly, so one
+    slow job (a quarter of a second per slot or longer) stops the prefetch
+    at once.
+    """
+
+    def __init__(self, concurrency: int, batch_size: int | None) -> None:
+        self.concurrency = concurrency
+        self.fixed = None if batch_size is None else max(concurrency, batch_size)
+        self.typical_run: float | None = None
+
+    def ran(self, duration: float) -> None:
+        """A handler ran for ``duration`` seconds."""
+        if self.fixed is not None:
+            return
+        if self.typical_run is None:
+            self.typical_run = duration
+        else:
+            weight = RUN_TIME_RISE if duration > self.typical_run else RUN_TIME_DECAY
+            self.typical_run += (duration - self.typical_run) * weight
+
+    @property
+    def jobs_in_hand(self) -> int:
+        """How many claimed jobs to hold at most now."""
+        if self.fixed is not None:
+            return self.fixed
+        if self.typical_run is None:
+            return self.concurrency
+        if self.typical_run <= 0:
+            return max(self.concurrency, MAX_PREFETCH)
+        fits = int(self.concurrency * PREFETCH_SECONDS / self.typical_run)
+        return max(self.concurrency, min(MAX_PREFETCH, fits))
+
+
 def claim_size(jobs_in_hand: int, held: int, unstarted: int) -> int:
     """How many jobs to claim now, holding ``held`` of at most
     ``jobs_in_hand``, ``unstarted`` of them waiting for a slot: none while

@@ -1,7 +1,9 @@
 """Worker runtime: the dispatcher, a loop over SQL calls that runs handlers.
 
 One dispatcher thread owns the worker's database connections. It claims
-jobs with ``pgtq.pop`` (in batches when several slots are free), hands them
+jobs with ``pgtq.pop`` (in batches when several slots are free, and with
+no batch size set up to ``MAX_PREFETCH`` ahead while handlers are quick:
+``ClaimLimit``), hands them
 to a pool (threads, or child processes), writes each outcome with
 ``pgtq.complete`` / ``pgtq.fail`` / ``pgtq.abort`` (batched in one round
 trip), extends the leases of running jobs with ``pgtq.heartbeat_many``,
@@ -62,6 +64,7 @@ from pgtq.task import Task
 from pgtq.worker._decisions import (
     FLUSH_DELAY,
     UNSTARTED_RECHECK,
+    ClaimLimit,
     Clock,
     claim_size,
     flush_due,
@@ -77,7 +80,7 @@ from pgtq.worker._settings import PoolKind, WorkerSettings, new_worker_id
 logger = logging.getLogger("pgtq.worker")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Running:
     """A claimed job handed to the pool (running, or queued for a slot)."""
 
@@ -92,11 +95,6 @@ class _Wake:
 
 
 @dataclass(frozen=True)
-class _Finished:
-    outcome: Outcome
-
-
-@dataclass(frozen=True)
 class _StopRequest:
     force: bool
 
@@ -107,7 +105,8 @@ class _CancelHint:
     job_id: int
 
 
-_Event = _Wake | _Finished | _StopRequest | _CancelHint
+# A finished run comes as its Outcome itself (one object fewer per job).
+_Event = Outcome | _Wake | _StopRequest | _CancelHint
 
 
 class Worker:
@@ -169,6 +168,7 @@ class Worker:
         self._server_of = {name: server for server in self.servers for name in server.queues}
         self._turn = 0
         self._running: dict[JobKey, _Running] = {}
+        self._limit = ClaimLimit(self.settings.concurrency, self.settings.batch_size)
         self._stopping = False
         self._forced = False
         self._shutdown_deadline = 0.0
@@ -261,7 +261,7 @@ class Worker:
         )
 
     def _on_finished(self, outcome: Outcome) -> None:
-        self._events.put(_Finished(outcome))
+        self._events.put(outcome)
 
     def _wake(self, queues: Iterable[str]) -> None:
         self._events.put(_Wake(tuple(queues)))
@@ -276,6 +276,10 @@ class Worker:
     def _held_on(self, server: Server) -> list[Task]:
         """The claimed jobs the worker holds of ``server``."""
         return [running.task for running in self._running.values() if self._route(running.task) is server]
+
+    def _held_count(self, server: Server) -> int:
+        """How many claimed jobs the worker holds of ``server``."""
+        return len(self._running) if len(self.servers) == 1 else len(self._held_on(server))
 
     # -- the loop ----------------------------------------------------------
 
@@ -336,15 +340,16 @@ class Worker:
                 return
 
     def _handle(self, event: _Event) -> None:
-        if isinstance(event, _Wake):
+        if isinstance(event, Outcome):
+            running = self._running.pop(job_key(event.task), None)
+            if running is not None:
+                self._limit.ran(event.duration)
+                self._add_outcome(event)
+        elif isinstance(event, _Wake):
             for name in event.queues:
                 self._server_of[name].turns.wake([name])
         elif isinstance(event, _CancelHint):
             event.server.cancel_hints.add(event.job_id)
-        elif isinstance(event, _Finished):
-            running = self._running.pop(job_key(event.outcome.task), None)
-            if running is not None:
-                self._add_outcome(event.outcome)
         elif event.force or self._stopping:
             logger.warning("stopping at once; the leases protect the jobs still held")
             self._forced = True
@@ -386,7 +391,7 @@ class Worker:
         if server.timers.poll_due(now):
             server.turns.wake(server.queues)
         assert self._pool is not None
-        return claim_size(self.settings.jobs_in_hand, len(self._running), self._pool.unstarted())
+        return claim_size(self._limit.jobs_in_hand, len(self._running), self._pool.unstarted())
 
     def _flush_and_claim(self, server: Server, now: float) -> None:
         """One round trip for both directions: write the server's pending
@@ -427,7 +432,7 @@ class Worker:
             return
         # An async handler cancels itself at its timeout; the deadline here is
         # the backstop. A synchronous one is abandoned at the deadline.
-        grace = 1.0 if inspect.iscoroutinefunction(handler.func) else 0.0
+        grace = 1.0 if handler.timeout is not None and inspect.iscoroutinefunction(handler.func) else 0.0
         self._running[job_key(task)] = _Running(task, handler, grace)
         assert self._pool is not None
         self._pool.submit(task, handler)
@@ -452,6 +457,7 @@ class Worker:
             self._pool.abandon(running.task)
             assert running.handler.timeout is not None
             elapsed = now - (started if started is not None else now)
+            self._limit.ran(elapsed)
             self._add_outcome(timeout_outcome(running.task, running.handler.timeout, elapsed))
 
     # -- cancelling running jobs ---------------------------------------------
@@ -498,8 +504,8 @@ class Worker:
             pending=len(server.pending),
             pending_since=server.pending_since,
             stopping=self._stopping,
-            running=len(self._held_on(server)),
-            jobs_in_hand=self.settings.jobs_in_hand,
+            running=self._held_count(server),
+            jobs_in_hand=self._limit.jobs_in_hand,
         )
 
     # -- stopping ----------------------------------------------------------

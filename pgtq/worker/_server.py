@@ -45,6 +45,13 @@ CancelHint = Callable[["Server", int], None]
 # Registers the periodic tasks of the server's queues on a connection.
 RegisterPeriodic = Callable[["psycopg.Connection[Any]"], None]
 
+# A job that ends as it should (done) is logged on a line of its own at
+# DEBUG only: at thousands of jobs a second, a line each would cost the
+# worker more than the jobs. At INFO a summary says how many ended, at most
+# this often while jobs end (and once more when the worker stops). Every
+# other ending (a failure, a retry, a cancel, a lost lease) keeps its line.
+SUMMARY_INTERVAL = 10.0
+
 
 class Server:
     """One server of a worker, from its ``plan``. ``named``: whether log
@@ -88,6 +95,8 @@ class Server:
         self.releasing: list[Task] = []  # claimed jobs to hand back here (stopping)
         self.cancel_hints: set[int] = set()  # ids announced on pgtq_cancel, not checked yet
         self.listener: Listener | None = None
+        self._clock = clock
+        self._summary = _Summary(clock())
         self._wake = wake
         self._cancel_hint = cancel_hint
         self._lease = timedelta(seconds=settings.lease)
@@ -150,6 +159,7 @@ class Server:
     def unregister(self) -> None:
         """Write what is pending, then leave ``pgtq.workers``."""
         self.write_outcomes()
+        self._summary.log(self._prefix, self._clock(), final=True)
         gateway.unregister_worker(self.link.use(), self.identity.worker)
 
     def _register(self, conn: psycopg.Connection[Any]) -> None:
@@ -204,17 +214,18 @@ class Server:
                 reply: Any = outcome.task.id in written.completed
             else:
                 reply = written.failed.get(outcome.task.id)
-            _log_outcome(outcome, reply)
+            self._summary.count(_log_outcome(outcome, reply))
             if self._on_written is not None:
                 self._on_written(outcome, bool(reply))
         self.pending.clear()
+        self._summary.log(self._prefix, self._clock(), final=False)
 
     # -- claims, renewals, ticks, hand-backs ------------------------------
 
     def claim(self, queue: str, n: int, worker: str, *, with_outcomes: bool) -> list[Task]:
         """Claim up to ``n`` jobs of ``queue`` (``pgtq.pop``); with
         ``with_outcomes`` the pending outcomes are written in the same
-        round trip (pipelined, the outcomes in a transaction of their own)."""
+        round trip and transaction (pipelined: one commit for both)."""
         if not with_outcomes:
             return gateway.pop(self.link.use(), queue=queue, worker=worker, n=n, lease=self._lease)
         written, tasks = gateway.write_outcomes_and_pop(
@@ -269,8 +280,42 @@ class Server:
             self.releasing = []
 
 
-def _log_outcome(outcome: Outcome, reply: Any) -> None:
-    """One line per written outcome. A job that was asked to cancel ends
+class _Summary:
+    """How many written outcomes ended done, and otherwise, since the last
+    summary line (see SUMMARY_INTERVAL)."""
+
+    def __init__(self, now: float) -> None:
+        self.since = now
+        self.done = 0
+        self.other = 0
+
+    def count(self, plain_done: bool) -> None:
+        if plain_done:
+            self.done += 1
+        else:
+            self.other += 1
+
+    def log(self, prefix: str, now: float, *, final: bool) -> None:
+        """Log the summary when SUMMARY_INTERVAL has passed (or ``final``) and a job ended."""
+        elapsed = now - self.since
+        if not (final or elapsed >= SUMMARY_INTERVAL):
+            return
+        if self.done or self.other:
+            logger.info(
+                "%s%d job(s) done, %d ended otherwise, in the last %.0f s (%.0f/s)",
+                prefix,
+                self.done,
+                self.other,
+                elapsed,
+                (self.done + self.other) / elapsed if elapsed > 0 else 0.0,
+            )
+        self.since, self.done, self.other = now, 0, 0
+
+
+def _log_outcome(outcome: Outcome, reply: Any) -> bool:
+    """One line per written outcome, at DEBUG for a job done as it should
+    (returns True for one: it is counted in the summary instead). A job
+    that was asked to cancel ends
     ``cancelled`` in the database whatever its outcome; a cancel request
     this worker had not heard of yet when it wrote a success is logged as
     ``done`` (the job's state says ``cancelled``)."""
@@ -283,7 +328,15 @@ def _log_outcome(outcome: Outcome, reply: Any) -> None:
             ending += ": its transaction was rolled back"
     else:
         ending = "done after a cancel request -> cancelled" if task.cancel_requested else "done"
-    level = logging.INFO if outcome.kind == "done" or reply == "cancelled" else logging.WARNING
+    plain_done = outcome.kind == "done" and bool(reply) and not task.cancel_requested
+    if plain_done:
+        level = logging.DEBUG
+    elif outcome.kind == "done" or reply == "cancelled":
+        level = logging.INFO
+    else:
+        level = logging.WARNING
+    if not logger.isEnabledFor(level):
+        return plain_done
     logger.log(
         level,
         "task %s id=%d attempt=%d/%d %.3fs %s",
@@ -294,3 +347,4 @@ def _log_outcome(outcome: Outcome, reply: Any) -> None:
         outcome.duration,
         ending,
     )
+    return plain_done

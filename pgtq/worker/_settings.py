@@ -16,7 +16,10 @@ class WorkerSettings:
     """How a worker runs. Times are in seconds.
 
     ``concurrency``: jobs run at once. ``batch_size``: jobs claimed per pop
-    and held at most (default: ``concurrency``; larger values prefetch).
+    and held at most (larger values prefetch; ``concurrency`` holds no job
+    beyond the slots). Without it the worker adapts: it holds ``concurrency``
+    jobs, and up to ``MAX_PREFETCH`` (100) while its handlers are quick
+    enough to get through them in about 0.25 s (``_decisions.ClaimLimit``).
     ``lease``: how long a claimed job is reserved without a heartbeat;
     ``heartbeat_interval`` (default lease / 3) renews it while the job runs.
     ``poll_interval``: the fallback poll when no notification arrives.
@@ -65,7 +68,9 @@ class WorkerSettings:
 
     @property
     def jobs_in_hand(self) -> int:
-        """How many claimed jobs (running or waiting for a slot) it holds at most."""
+        """How many claimed jobs (running or waiting for a slot) it holds at
+        most with a fixed ``batch_size``; without one, the least it holds at
+        most (the worker may hold more while its handlers are quick)."""
         return max(self.concurrency, self.batch_size or self.concurrency)
 
     @property

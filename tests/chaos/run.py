@@ -89,7 +89,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=4, help="slots per worker")
-    parser.add_argument("--batch-size", type=int, default=10, help="jobs claimed per pop")
+    parser.add_argument(
+        "--batch-size", type=int, default=10, help="jobs claimed per pop (0: the worker's adaptive default)"
+    )
     parser.add_argument("--lease", type=float, default=2.0, help="worker lease, seconds")
     parser.add_argument("--kills", type=int, default=20, help="worker SIGKILLs, spread over the run")
     parser.add_argument("--restarts", type=int, default=2, help="PostgreSQL immediate stops")
@@ -224,8 +226,7 @@ class Crew:
             "chaos_app:q",
             "--concurrency",
             str(options.concurrency),
-            "--batch-size",
-            str(options.batch_size),
+            *(["--batch-size", str(options.batch_size)] if options.batch_size else []),
             "--lease",
             str(options.lease),
             "--tick-interval",

@@ -19,9 +19,10 @@ from pgtq.worker import Worker, WorkerSettings
 def test_outcomes_ride_with_the_next_claim_in_one_round_trip(
     q: pgtq.PgTq, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With one slot, each finished job's outcome is written in the same
-    pipelined round trip that claims the next job; written alone only when
-    no claim follows (the queue drained, or stopping)."""
+    """With one slot and one job held (``batch_size=1``: no prefetch), each
+    finished job's outcome is written in the same pipelined round trip that
+    claims the next job; written alone only when no claim follows (the
+    queue drained, or stopping)."""
     alone: list[int] = []
     with_claim: list[int] = []
     write_outcomes, write_outcomes_and_pop = gateway.write_outcomes, gateway.write_outcomes_and_pop
@@ -43,7 +44,7 @@ def test_outcomes_ride_with_the_next_claim_in_one_round_trip(
 
     total = 30
     noop.push_many([(n,) for n in range(total)])
-    worker = Worker(q, WorkerSettings(concurrency=1, poll_interval=0.5))
+    worker = Worker(q, WorkerSettings(concurrency=1, batch_size=1, poll_interval=0.5))
     thread = threading.Thread(target=worker.run)
     thread.start()
     try:
@@ -57,3 +58,60 @@ def test_outcomes_ride_with_the_next_claim_in_one_round_trip(
     # one may go alone, and so may one written while the worker stops.
     assert sum(with_claim) >= total - 1, f"written with a claim: {sum(with_claim)}; alone: {alone}"
     assert len(alone) <= 2, f"outcomes written in round trips of their own: {alone}"
+
+
+def test_by_default_a_deep_queue_of_quick_jobs_is_claimed_and_written_in_batches(
+    q: pgtq.PgTq, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the default settings (one slot, no batch size) the worker claims
+    more than one job once its handler proved quick, and writes the
+    outcomes of many jobs per round trip: far fewer round trips than jobs."""
+    claims: list[tuple[int, int]] = []  # (asked, got)
+    writes: list[int] = []
+    pop, write_outcomes, write_outcomes_and_pop = (
+        gateway.pop,
+        gateway.write_outcomes,
+        gateway.write_outcomes_and_pop,
+    )
+
+    def counting_pop(conn: Any, **claim: Any) -> Any:
+        tasks = pop(conn, **claim)
+        claims.append((claim["n"], len(tasks)))
+        return tasks
+
+    def counting_write(conn: Any, outcomes: Sequence[Outcome]) -> Any:
+        writes.append(len(outcomes))
+        return write_outcomes(conn, outcomes)
+
+    def counting_write_and_pop(conn: Any, outcomes: Sequence[Outcome], **claim: Any) -> Any:
+        written, tasks = write_outcomes_and_pop(conn, outcomes, **claim)
+        if outcomes:
+            writes.append(len(outcomes))
+        claims.append((claim["n"], len(tasks)))
+        return written, tasks
+
+    monkeypatch.setattr(gateway, "pop", counting_pop)
+    monkeypatch.setattr(gateway, "write_outcomes", counting_write)
+    monkeypatch.setattr(gateway, "write_outcomes_and_pop", counting_write_and_pop)
+
+    @q.handler()
+    def noop(n: int) -> int:
+        return n
+
+    total = 600
+    noop.push_many([(n,) for n in range(total)])
+    worker = Worker(q, WorkerSettings(poll_interval=0.5))
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        wait_until(lambda: [(s.state, s.jobs) for s in q.stats()] == [("done", total)], timeout=60)
+    finally:
+        worker.stop()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert sum(got for _, got in claims) == total and sum(writes) == total, (
+        "each job claimed and written once"
+    )
+    assert claims[0] == (1, 1), "nothing ran yet: the first claim takes one job per slot"
+    assert max(asked for asked, _ in claims) > 1, f"claims (asked, got): {claims}"
+    assert len(claims) < total / 5 and len(writes) < total / 5, f"claims: {claims}; writes: {writes}"

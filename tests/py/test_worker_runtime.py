@@ -165,6 +165,28 @@ def test_sigterm_hands_back_jobs_that_outlive_the_grace_period(
     assert "handed back" in processes.output(worker)
 
 
+def test_by_default_jobs_claimed_ahead_of_the_slot_are_handed_back_at_once_on_sigterm(
+    q: pgtq.PgTq, db: psycopg.Connection[Any], processes: Processes
+) -> None:
+    """With no flags the worker claims ahead once its handlers proved quick
+    (ClaimLimit): those jobs are leased like the running one, and a graceful
+    stop hands them back without running them."""
+    warm_up = [q.push("add", [n, 1]) for n in range(5)]
+    worker = processes.worker("app:q", "--shutdown-timeout", "0.5")
+    wait_until(lambda: all(q.job(job_id).state == "done" for job_id in warm_up), timeout=30)  # type: ignore[union-attr]
+    with db.transaction():  # one commit: the worker's next claim sees all four
+        slow_id = q.push("slow", ["holds-the-slot", 30.0], conn=db)
+        ahead = [q.push("add", [n, 2], priority=-1, conn=db) for n in range(3)]
+    wait_until(lambda: recorded(db, "holds-the-slot", "started") == 1)
+    assert [q.job(job_id).state for job_id in ahead] == ["running"] * 3, "claimed ahead of the one slot"  # type: ignore[union-attr]
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    for handed_back in (slow_id, *ahead):
+        job = q.job(handed_back)
+        assert job is not None and (job.state, job.attempt) == ("ready", 0), "released, attempt not counted"
+    assert "handed back" in processes.output(worker)
+
+
 def test_second_signal_stops_at_once(q: pgtq.PgTq, db: psycopg.Connection[Any], processes: Processes) -> None:
     job_id = q.push("slow", ["stuck", 30.0])
     worker = processes.worker("app:q", "--shutdown-timeout", "60")

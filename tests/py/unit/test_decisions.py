@@ -10,7 +10,10 @@ from pgtq.worker import WorkerSettings
 from pgtq.worker._decisions import (
     FIRST_RECONNECT_DELAY,
     FLUSH_DELAY,
+    MAX_PREFETCH,
+    PREFETCH_SECONDS,
     Backoff,
+    ClaimLimit,
     PopTurns,
     Timers,
     claim_size,
@@ -29,6 +32,55 @@ def timers(**settings: float) -> Timers:
 
 
 # -- claiming ----------------------------------------------------------------------
+
+
+def test_a_fixed_batch_size_is_held_whatever_the_handlers_take() -> None:
+    limit = ClaimLimit(concurrency=4, batch_size=20)
+    assert limit.jobs_in_hand == 20
+    limit.ran(0.0001)
+    assert limit.jobs_in_hand == 20
+    limit.ran(60.0)
+    assert limit.jobs_in_hand == 20
+    assert ClaimLimit(concurrency=8, batch_size=2).jobs_in_hand == 8, "never fewer than the slots"
+
+
+def test_the_adaptive_limit_starts_at_the_slots_and_prefetches_for_quick_handlers() -> None:
+    limit = ClaimLimit(concurrency=2, batch_size=None)
+    assert limit.jobs_in_hand == 2, "nothing ran yet: the slots only"
+    limit.ran(0.00002)
+    assert limit.jobs_in_hand == MAX_PREFETCH
+    limit.ran(0.0)
+    assert limit.jobs_in_hand == MAX_PREFETCH
+
+
+def test_the_adaptive_limit_holds_what_the_slots_get_through_in_the_prefetch_time() -> None:
+    limit = ClaimLimit(concurrency=2, batch_size=None)
+    limit.ran(PREFETCH_SECONDS / 10)
+    assert limit.jobs_in_hand == 20
+    limit.ran(PREFETCH_SECONDS * 3)
+    assert limit.jobs_in_hand == 2, "slow handlers: the slots only"
+
+
+def test_a_quick_run_that_waited_for_the_gil_does_not_stop_the_prefetch() -> None:
+    limit = ClaimLimit(concurrency=1, batch_size=None)
+    limit.ran(0.00002)
+    limit.ran(0.005)  # a switch interval
+    assert limit.jobs_in_hand >= MAX_PREFETCH // 2, "still prefetching"
+
+
+def test_one_slow_run_stops_the_prefetch_at_once_and_quick_runs_bring_it_back_slowly() -> None:
+    limit = ClaimLimit(concurrency=1, batch_size=None)
+    limit.ran(0.0001)
+    assert limit.jobs_in_hand == MAX_PREFETCH
+    limit.ran(1.0)
+    assert limit.jobs_in_hand == 1
+    limit.ran(0.0001)
+    assert limit.jobs_in_hand == 1, "one quick run is not enough"
+    held = []
+    for _ in range(60):
+        limit.ran(0.0001)
+        held.append(limit.jobs_in_hand)
+    assert held == sorted(held) and held[-1] == MAX_PREFETCH
 
 
 @pytest.mark.parametrize(

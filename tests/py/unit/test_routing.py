@@ -15,7 +15,6 @@ from pgtq._db.conninfo import server_key, server_label
 from pgtq._records import Outcome
 from pgtq.task import Task
 from pgtq.worker import Worker, WorkerSettings
-from pgtq.worker._dispatcher import _Finished
 from pgtq.worker._listener import ANY_QUEUE
 from pgtq.worker._routing import job_key, plan_servers
 
@@ -123,7 +122,7 @@ def test_claimed_jobs_and_their_outcomes_reach_the_server_of_their_queue() -> No
     assert pool.submitted == [on_a, on_b], "both held at once"
     assert worker._held_on(server_a) == [on_a] and worker._held_on(server_b) == [on_b]
 
-    worker._handle(_Finished(Outcome(on_b, "done", 0.1)))
+    worker._handle(Outcome(on_b, "done", 0.1))
     assert [o.task for o in server_b.pending] == [on_b] and server_a.pending == []
     assert worker._held_on(server_a) == [on_a], "A's job with the same id still runs"
 
