@@ -105,8 +105,6 @@ def _runs(build: Callable[P, Query[T]]) -> Callable[Concatenate[AsyncConnection,
     return call
 
 
-push = _runs(queries.push)
-push_many = _runs(queries.push_many)
 pop = _runs(queries.pop)
 complete = _runs(queries.complete)
 fail = _runs(queries.fail)

@@ -191,8 +191,6 @@ def _runs(build: Callable[P, Query[T]]) -> Callable[Concatenate[Connection, P], 
 
 
 extension_version = _runs(queries.extension_version)
-push = _runs(queries.push)
-push_many = _runs(queries.push_many)
 pop = _runs(queries.pop)
 complete = _runs(queries.complete)
 fail = _runs(queries.fail)
