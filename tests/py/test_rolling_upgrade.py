@@ -41,6 +41,7 @@ PREVIOUS_RELEASES = {
     "0.1.1": "bbf1a00b59ab20a158a64f225438f7d2ab230b58",
     "0.2.0": "c1e52faa4b99ddac96121b309645bc6f610be9c8",
     "0.3.0": "fcf3631e87ab2cffb216f1bce675046a36f295a6",
+    "0.4.0": "cea332142c4084dfc140ec3bb5191dbab588d39f",
 }
 PREVIOUS = known_versions()[-2]
 CURRENT = schema_version()

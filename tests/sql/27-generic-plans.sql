@@ -1,0 +1,61 @@
+-- The hot calls run generic plans (0.5.0), planned once per session:
+-- until 0.4.0 pop's claim and the announce step of every job end were
+-- planned anew at each call (a custom plan for a known LIMIT looked
+-- cheaper than the generic one). The generic claim still walks
+-- job_ready_idx in order and stops after the jobs it takes, for every
+-- queue, however many ready jobs other queues hold. And a pop of a full
+-- max_running queue looks without locking: it leaves the queue's row
+-- unlocked and writes nothing.
+BEGIN;
+SELECT plan(7);
+
+SELECT ok('plan_cache_mode=force_generic_plan' = ANY (p.proconfig), 'pop runs generic plans')
+FROM pg_proc AS p WHERE p.oid = 'pgtq.pop(text, text, integer, interval, timestamptz)'::regprocedure;
+SELECT ok('plan_cache_mode=force_generic_plan' = ANY (p.proconfig),
+          'the announce step after a job ends runs generic plans')
+FROM pg_proc AS p WHERE p.oid = 'pgtq._wake_after_end(text[], text[])'::regprocedure;
+
+SELECT count(*) FROM pgtq.push_many('first', 'job', ARRAY(SELECT jsonb_build_array(n) FROM generate_series(1, 3000) AS n));
+SELECT count(*) FROM pgtq.push_many('second', 'job', ARRAY(SELECT jsonb_build_array(n) FROM generate_series(1, 3000) AS n));
+ANALYZE pgtq._job;
+
+-- How many entries of job_ready_idx `call` read (the counts of the
+-- current transaction; entries of jobs this transaction claimed count too).
+CREATE FUNCTION pg_temp.ready_idx_reads(call text)
+RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    before bigint := pg_stat_get_xact_tuples_returned('pgtq.job_ready_idx'::regclass);
+BEGIN
+    EXECUTE call;
+    RETURN pg_stat_get_xact_tuples_returned('pgtq.job_ready_idx'::regclass) - before;
+END
+$$;
+
+-- Ten single pops read the ten claimed entries and the ones claimed
+-- before them in this transaction (1 + 2 + ... + 10 = 55), never the
+-- queue's other 2,990 or the other queue's 3,000.
+SELECT cmp_ok(pg_temp.ready_idx_reads($$SELECT count(*) FROM generate_series(1, 10), pgtq.pop('first')$$),
+              '<=', 60::bigint, 'ten pop(1) of the first queue read only the head of job_ready_idx');
+SELECT cmp_ok(pg_temp.ready_idx_reads($$SELECT count(*) FROM generate_series(1, 10), pgtq.pop('second')$$),
+              '<=', 60::bigint, 'ten pop(1) of a queue pushed after another read only its own head');
+SELECT cmp_ok(pg_temp.ready_idx_reads($$SELECT count(*) FROM generate_series(1, 3), pgtq.pop('second', n => 100)$$),
+              '<=', 400::bigint, 'three pop(100) read about the 300 entries they claim');
+
+-- A full max_running queue: a pop looks, finds no room and returns
+-- without locking the queue's row (a lock would mark the row with this
+-- transaction's id as its xmax, as the pop of 0.4.0 did).
+SELECT pgtq.configure_queue('full', max_running => 1);
+SELECT pgtq.push('full', 'job');
+SELECT pgtq.push('full', 'job');
+UPDATE pgtq._job  -- one job runs, as a pop would have claimed it
+SET state = 'running', attempt = 1, lease = gen_random_uuid(), lease_expires_at = now() + interval '1 hour',
+    started_at = now()
+WHERE id = (SELECT min(id) FROM pgtq._job WHERE queue = 'full');
+SELECT is((SELECT count(*) FROM pgtq.pop('full')), 0::bigint, 'a pop of a full queue claims nothing');
+SELECT is((SELECT f.xmax::text FROM pgtq._queue AS f WHERE f.queue = 'full'), '0',
+          'and leaves the queue''s row unlocked');
+
+SELECT * FROM finish();
+ROLLBACK;
