@@ -15,12 +15,25 @@
 --     first, and returns at once when there is none: no lock on the
 --     queue's row, nothing written, and the pop that can claim never
 --     waits for the commit of one that found the queue full.
+--   * pgtq._job loses its CHECK constraints on the shape of args and
+--     kwargs (job_args_array_ck, job_kwargs_object_ck): PostgreSQL checks
+--     every CHECK constraint at every UPDATE, so they read each job's
+--     payload (from TOAST, when large) at every pop, complete and fail.
+--     push and push_many keep the rule, as they did before.
 
 CREATE OR REPLACE FUNCTION pgtq.version()
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$ SELECT '0.5.0'::text $$;
+
+-- ===========================================================================
+-- No payload read at each change of a job's state
+-- ===========================================================================
+
+ALTER TABLE pgtq._job
+    DROP CONSTRAINT job_args_array_ck,
+    DROP CONSTRAINT job_kwargs_object_ck;
 
 -- ===========================================================================
 -- Generic plans, and a look before the lock
