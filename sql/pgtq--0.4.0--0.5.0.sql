@@ -20,6 +20,11 @@
 --     every CHECK constraint at every UPDATE, so they read each job's
 --     payload (from TOAST, when large) at every pop, complete and fail.
 --     push and push_many keep the rule, as they did before.
+--   * job_running_idx is keyed by (queue, lease_expires_at), no longer by
+--     lease_expires_at alone: counting the running jobs of a max_running
+--     queue reads only that queue's entries (it looked at every running
+--     job of the database), and tick finds expired leases queue by queue
+--     (tick of every queue: the queues that run jobs, _running_queues).
 
 CREATE OR REPLACE FUNCTION pgtq.version()
 RETURNS text
@@ -103,7 +108,7 @@ $$;
 --     Until 0.4.0 the claim was planned anew at every call, because its
 --     plan for an unknown `LIMIT room` looked dearer than one for a known
 --     room: 60% of the time of a pop(1). The generic plan scans
---     job_ready_idx in order (tests/sql/27-generic-plans.sql checks it);
+--     job_ready_idx in order (tests/sql/27-pop-costs.sql checks it);
 --   * the claimed rows are updated by an array of their ids, which the
 --     plan reads with one job_pkey probe each (a join with the claimed
 --     rows let the generic plan merge-join along job_pkey from its first
@@ -194,6 +199,164 @@ BEGIN
             PERFORM pgtq._count_starts(pop.queue, started, pop.as_of);
         END IF;
     END IF;
+END
+$$;
+
+-- ===========================================================================
+-- Running jobs counted per queue
+-- ===========================================================================
+
+DROP INDEX pgtq.job_running_idx;
+CREATE INDEX job_running_idx ON pgtq._job (queue, lease_expires_at)
+    WHERE state = 'running';
+
+-- Guarantees: the queues that have running jobs, each once. Reads job_running_idx with one probe per such queue (a loose index
+-- scan), not one entry per running job, so tick's rescue of every queue
+-- costs about as much per queue as a tick of that queue alone.
+CREATE FUNCTION pgtq._running_queues()
+RETURNS text[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+    WITH RECURSIVE running (queue) AS (
+        (SELECT r.queue FROM pgtq._job AS r WHERE r.state = 'running' ORDER BY r.queue LIMIT 1)
+        UNION ALL
+        SELECT (SELECT r.queue FROM pgtq._job AS r
+                WHERE r.state = 'running' AND r.queue > running.queue
+                ORDER BY r.queue
+                LIMIT 1)
+        FROM running
+        WHERE running.queue IS NOT NULL
+    )
+    SELECT coalesce(array_agg(running.queue), '{}') FROM running WHERE running.queue IS NOT NULL
+$$;
+
+-- Guarantees: moves every due job of `queue` (all queues when NULL):
+--   1. scheduled jobs with run_at <= as_of become ready;
+--   2. running jobs whose lease expired before as_of (their worker died)
+--      go through the same rule as fail() (_end_failed_attempt), with an
+--      error saying the lease expired and a retry after backoff(attempt)
+--      with the job's own backoff policy: cancelled if a cancel was
+--      requested, retried if attempts remain, failed otherwise. They are
+--      rescued one at a time: a worker's death leaves a handful, and a
+--      keyed job may meet its key taken (_requeue_keyed). They are
+--      counted for the queue history (_lease_expiry);
+--   2b. queues with a max_running or a rate limit that have room again
+--      (the rate window moved on, a lease ran out) and ready jobs are
+--      announced, so that workers whose pop met the limit come back (a
+--      slot freed by a job's end is announced at that end); a look at
+--      _queue, which holds only the paused and limited queues;
+--   3. workers not seen for _settings.worker_timeout are forgotten;
+--   4. periodic schedules whose next run has come enqueue one job, for
+--      their most recent occurrence (_tick_schedules);
+--   5. once a minute, the queue history takes a sample of every queue
+--      (_sample_history); when none is due this costs one read of a
+--      one-row table.
+-- Returns how many jobs it moved or enqueued. Rows are taken with FOR
+-- UPDATE SKIP LOCKED and their state is rechecked, so any number of
+-- sessions may tick at once (schedulers, workers, pg_cron): no job is
+-- moved twice, no occurrence enqueued twice, no minute sampled twice.
+-- Waiters of the jobs that finished are told; queues that got ready jobs
+-- are announced. A bad queue name raises PT003, a NULL or infinite as_of
+-- PT004.
+CREATE OR REPLACE FUNCTION pgtq.tick(queue text DEFAULT NULL,
+                          as_of timestamptz DEFAULT now())
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    promoted        integer;
+    promoted_queues text[];
+    rescued         integer := 0;
+    rescued_queues  text[] := '{}';
+    rescued_tasks   text[] := '{}';
+    expired         pgtq._job%ROWTYPE;
+    enqueued        integer := 0;
+    worker_timeout  interval;
+BEGIN
+    IF tick.queue IS NOT NULL THEN
+        PERFORM pgtq._checked_name('queue', tick.queue);
+    END IF;
+    IF NOT coalesce(isfinite(tick.as_of), false) THEN
+        PERFORM pgtq._reject_time('as_of', tick.as_of);
+    END IF;
+    WITH due AS MATERIALIZED (
+        SELECT d.id
+        FROM pgtq._job AS d
+        WHERE d.state = 'scheduled'
+          AND d.run_at <= tick.as_of
+          AND (tick.queue IS NULL OR d.queue = tick.queue)
+        FOR UPDATE SKIP LOCKED
+    ), moved AS (
+        UPDATE pgtq._job AS j
+        SET state = 'ready'
+        FROM due
+        WHERE j.id = due.id
+        RETURNING j.queue
+    )
+    SELECT count(*), coalesce(array_agg(DISTINCT moved.queue), '{}')
+    INTO promoted, promoted_queues
+    FROM moved;
+
+    FOR expired IN
+        SELECT e.*
+        FROM pgtq._job AS e
+        WHERE e.state = 'running'
+          AND e.queue = ANY (CASE WHEN tick.queue IS NULL THEN pgtq._running_queues()
+                                  ELSE ARRAY[tick.queue] END)
+          AND e.lease_expires_at < tick.as_of
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        PERFORM pgtq._end_failed_attempt(
+            expired, pgtq._lease_expired_error(expired.lease_expires_at, expired.worker),
+            tick.as_of + pgtq.backoff(expired.attempt, expired.backoff_base, expired.backoff_cap),
+            tick.as_of);
+        rescued := rescued + 1;
+        rescued_queues := rescued_queues || expired.queue;
+        rescued_tasks := rescued_tasks || expired.task;
+    END LOOP;
+    -- Counted for the queue history (a statement only when there are some).
+    IF rescued > 0 THEN
+        INSERT INTO pgtq._lease_expiry (expired_at, queue, task, jobs)
+        SELECT tick.as_of, r.queue, r.task, count(*)
+        FROM unnest(rescued_queues, rescued_tasks) AS r (queue, task)
+        GROUP BY r.queue, r.task;
+    END IF;
+
+    -- Each queue that got ready jobs is announced once.
+    PERFORM pgtq._announce(q.queue) FROM unnest(promoted_queues) AS q (queue);
+
+    -- Limited queues whose room came back with time.
+    PERFORM pgtq._announce(f.queue)
+    FROM pgtq._queue AS f
+    WHERE f.queue = coalesce(tick.queue, f.queue)
+      AND (f.max_running IS NOT NULL OR f.rate_limit IS NOT NULL)
+      AND pgtq._room_of(f, 1, tick.as_of) > 0
+      AND EXISTS (SELECT 1 FROM pgtq._job AS r WHERE r.queue = f.queue AND r.state = 'ready');
+
+    -- Forget workers that stopped without saying goodbye.
+    SELECT s.worker_timeout INTO worker_timeout FROM pgtq._settings AS s;
+    DELETE FROM pgtq._worker AS w WHERE w.last_seen_at < tick.as_of - worker_timeout;
+
+    -- Periodic schedules. None due (or none at all) costs one probe: the
+    -- earliest next run, which the cached generic plan reads from
+    -- schedule_next_run_idx whatever as_of is (a filter on next_run_at
+    -- would make it scan the table; `(queue IS NULL OR ...)` would make it
+    -- plan anew on every call).
+    IF (SELECT min(s.next_run_at) FROM pgtq._schedule AS s
+        WHERE s.queue = coalesce(tick.queue, s.queue)) <= tick.as_of THEN
+        enqueued := pgtq._tick_schedules(tick.queue, tick.as_of);
+    END IF;
+
+    -- Queue history: one sample a minute, by whichever tick comes first.
+    IF EXISTS (SELECT 1 FROM pgtq._sampler AS h
+               WHERE tick.as_of >= h.next_sample_at
+                  OR tick.as_of < h.last_sampled_at - interval '1 minute') THEN
+        PERFORM pgtq._sample_history(tick.as_of);
+    END IF;
+
+    RETURN promoted + rescued + enqueued;
 END
 $$;
 

@@ -184,7 +184,12 @@ CREATE INDEX job_ready_idx ON pgtq._job (queue, priority DESC, id)
 -- tick: scheduled jobs that have come due.
 CREATE INDEX job_scheduled_idx ON pgtq._job (run_at)
     WHERE state = 'scheduled';
--- tick: running jobs whose lease ran out.
+-- tick: running jobs whose lease ran out, queue by queue; pop of a
+-- max_running queue: its running jobs with a live lease. Keyed by queue
+-- first (0.5.0; until 0.4.0 by lease_expires_at alone), so counting the
+-- running jobs of one queue reads only that queue's entries, however
+-- many jobs other queues run (tick of every queue walks the queues that
+-- run jobs with one probe each, _running_queues).
 -- The calls that find a claimed job by its id and lease (complete,
 -- complete_many, fail, abort, heartbeat, heartbeat_many, release) match
 -- the lease alone, not also state = 'running': a lease implies running
@@ -193,7 +198,7 @@ CREATE INDEX job_scheduled_idx ON pgtq._job (run_at)
 -- job_pkey probe (it did, in 0.3.0, whenever the statistics were taken
 -- while few jobs ran: a batch of 100 leases beside 5,000 running jobs
 -- took 200 ms to renew).
-CREATE INDEX job_running_idx ON pgtq._job (lease_expires_at)
+CREATE INDEX job_running_idx ON pgtq._job (queue, lease_expires_at)
     WHERE state = 'running';
 -- prune: finished jobs by age.
 CREATE INDEX job_finished_idx ON pgtq._job (finished_at)
@@ -907,9 +912,10 @@ $$;
 -- more, whether tick rescued it yet or not; a job that ended counts no
 -- more once its end committed); with rate_limit, the starts left in its
 -- rate window: rate_limit minus the jobs started in the window's buckets
--- (_rate_slot). Counting walks job_running_idx from as_of on and looks
--- at each live running job, of every queue: its cost grows with the
--- running jobs of the database. Takes no lock (_room does).
+-- (_rate_slot). Counting reads the queue's entries of job_running_idx
+-- from as_of on: its live running jobs, at most max_running of them
+-- (0.5.0; until 0.4.0 it looked at each live running job of every
+-- queue). Takes no lock (_room does).
 CREATE FUNCTION pgtq._room_of(flow pgtq._queue, n integer, as_of timestamptz)
 RETURNS integer
 LANGUAGE plpgsql STABLE
@@ -1100,6 +1106,27 @@ BEGIN
           WHERE k.key IS NOT NULL) AS w
     WHERE w.queue IS NOT NULL;
 END
+$$;
+
+-- Guarantees: the queues that have running jobs, each once. Reads job_running_idx with one probe per such queue (a loose index
+-- scan), not one entry per running job, so tick's rescue of every queue
+-- costs about as much per queue as a tick of that queue alone.
+CREATE FUNCTION pgtq._running_queues()
+RETURNS text[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+    WITH RECURSIVE running (queue) AS (
+        (SELECT r.queue FROM pgtq._job AS r WHERE r.state = 'running' ORDER BY r.queue LIMIT 1)
+        UNION ALL
+        SELECT (SELECT r.queue FROM pgtq._job AS r
+                WHERE r.state = 'running' AND r.queue > running.queue
+                ORDER BY r.queue
+                LIMIT 1)
+        FROM running
+        WHERE running.queue IS NOT NULL
+    )
+    SELECT coalesce(array_agg(running.queue), '{}') FROM running WHERE running.queue IS NOT NULL
 $$;
 
 -- ---------------------------------------------------------------------------
@@ -2111,7 +2138,7 @@ $$;
 --     Until 0.4.0 the claim was planned anew at every call, because its
 --     plan for an unknown `LIMIT room` looked dearer than one for a known
 --     room: 60% of the time of a pop(1). The generic plan scans
---     job_ready_idx in order (tests/sql/27-generic-plans.sql checks it);
+--     job_ready_idx in order (tests/sql/27-pop-costs.sql checks it);
 --   * the claimed rows are updated by an array of their ids, which the
 --     plan reads with one job_pkey probe each (a join with the claimed
 --     rows let the generic plan merge-join along job_pkey from its first
@@ -2665,8 +2692,9 @@ BEGIN
         SELECT e.*
         FROM pgtq._job AS e
         WHERE e.state = 'running'
+          AND e.queue = ANY (CASE WHEN tick.queue IS NULL THEN pgtq._running_queues()
+                                  ELSE ARRAY[tick.queue] END)
           AND e.lease_expires_at < tick.as_of
-          AND (tick.queue IS NULL OR e.queue = tick.queue)
         FOR UPDATE SKIP LOCKED
     LOOP
         PERFORM pgtq._end_failed_attempt(

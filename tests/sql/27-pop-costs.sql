@@ -5,9 +5,11 @@
 -- job_ready_idx in order and stops after the jobs it takes, for every
 -- queue, however many ready jobs other queues hold. And a pop of a full
 -- max_running queue looks without locking: it leaves the queue's row
--- unlocked and writes nothing.
+-- unlocked and writes nothing. Counting a max_running queue's running jobs
+-- reads only its own entries of job_running_idx, and tick finds expired
+-- leases queue by queue (0.5.0: the index is keyed by queue first).
 BEGIN;
-SELECT plan(7);
+SELECT plan(12);
 
 SELECT ok('plan_cache_mode=force_generic_plan' = ANY (p.proconfig), 'pop runs generic plans')
 FROM pg_proc AS p WHERE p.oid = 'pgtq.pop(text, text, integer, interval, timestamptz)'::regprocedure;
@@ -56,6 +58,36 @@ WHERE id = (SELECT min(id) FROM pgtq._job WHERE queue = 'full');
 SELECT is((SELECT count(*) FROM pgtq.pop('full')), 0::bigint, 'a pop of a full queue claims nothing');
 SELECT is((SELECT f.xmax::text FROM pgtq._queue AS f WHERE f.queue = 'full'), '0',
           'and leaves the queue''s row unlocked');
+
+-- 3,000 jobs of another queue run; counting 'full' (max_running 1, one
+-- running job) reads its own entry, not theirs.
+SELECT count(*) FROM pgtq.pop('first', n => 3000);
+CREATE FUNCTION pg_temp.running_idx_reads(call text)
+RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    before bigint := pg_stat_get_xact_tuples_returned('pgtq.job_running_idx'::regclass);
+BEGIN
+    EXECUTE call;
+    RETURN pg_stat_get_xact_tuples_returned('pgtq.job_running_idx'::regclass) - before;
+END
+$$;
+SELECT cmp_ok(pg_temp.running_idx_reads($$SELECT count(*) FROM pgtq.pop('full')$$), '<=', 2::bigint,
+              'a pop of a max_running queue counts its own running jobs only');
+
+-- Expired leases in two queues beside 3,000 live ones: a tick of one
+-- queue rescues that queue's, a tick of every queue the rest.
+SELECT count(*) FROM pgtq.push_many('late1', 'job', ARRAY['[1]', '[2]']::jsonb[]);
+SELECT count(*) FROM pgtq.push_many('late2', 'job', ARRAY['[1]', '[2]', '[3]']::jsonb[]);
+SELECT count(*) FROM pgtq.pop('late1', n => 2, lease => '1 minute', as_of => now() - interval '1 hour');
+SELECT count(*) FROM pgtq.pop('late2', n => 3, lease => '1 minute', as_of => now() - interval '1 hour');
+SELECT is(pgtq.tick('late2'), 3, 'a tick of one queue rescues its expired leases');
+SELECT is((SELECT count(*) FROM pgtq.jobs WHERE queue = 'late1' AND state = 'running'), 2::bigint,
+          'and no other queue''s');
+SELECT is(pgtq.tick(), 2, 'a tick of every queue rescues the expired leases of each');
+SELECT is((SELECT count(*) FROM pgtq.jobs WHERE queue IN ('late1', 'late2', 'first') AND state = 'running'),
+          3000::bigint, 'and leaves the live leases running');
 
 SELECT * FROM finish();
 ROLLBACK;
