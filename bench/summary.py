@@ -64,6 +64,13 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
             _value(_find(enq, kind="base-insert", clients=clients)),
             **{peer: _peer(results, peer, "enqueue", kind="single", clients=clients) for peer in PEERS},
         )
+    for clients in (1, 4):
+        add(
+            f"enqueue, 1 job per transaction, {clients} client(s): `pgtq.push`, `pgtq.notify = off`,"
+            " vs raw INSERT",
+            _value(_find(enq, kind="pgtq-sql-quiet", clients=clients)),
+            _value(_find(enq, kind="base-insert", clients=clients)),
+        )
     add(
         "enqueue, 1 job per transaction, 1 client, Python API `PgTq.push`",
         _value(_find(enq, kind="pgtq-python", clients=1)),
@@ -145,6 +152,11 @@ _REF_ROWS: tuple[tuple[str, str, dict[str, Any]], ...] = (
         "enqueue, 1 job per transaction, 4 clients (`pgtq.push`)",
         "enqueue",
         {"kind": "pgtq-sql", "clients": 4},
+    ),
+    (
+        "enqueue, 1 job per transaction, 4 clients, `pgtq.notify = off`",
+        "enqueue",
+        {"kind": "pgtq-sql-quiet", "clients": 4},
     ),
     ("enqueue, 1 job per transaction, 1 client, Python `PgTq.push`", "enqueue", {"kind": "pgtq-python"}),
     ("enqueue, bulk 1,000 per call (`pgtq.push_many`)", "enqueue", {"kind": "pgtq-push-many"}),

@@ -801,12 +801,28 @@ $$;
 -- PostgreSQL folds identical notifications of one transaction into one, so
 -- a bulk push announces each queue once. The channel is fixed and the queue
 -- name travels as the payload: nothing is spliced into an identifier.
+-- The opt-out (0.6.0): where the caller set pgtq.notify to 'off' (SET, or
+-- SET LOCAL for one transaction), it sends nothing: a notification makes
+-- commits take turns (PostgreSQL serialises the commits of notifying
+-- transactions), which producers of many small transactions may not want.
+-- Workers then find those jobs at their next poll, or at once while they
+-- are draining the queue. Unset, empty or 'on' notify; any other value
+-- raises PT004 naming it, so the transaction writes nothing.
 CREATE FUNCTION pgtq._announce(queue text)
 RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
-    SELECT pg_catalog.pg_notify('pgtq', queue)
+DECLARE
+    notify text := current_setting('pgtq.notify', true);
+BEGIN
+    IF notify IS NULL OR notify IN ('', 'on') THEN
+        PERFORM pg_notify('pgtq', _announce.queue);
+    ELSIF notify <> 'off' THEN
+        RAISE EXCEPTION 'pgtq: the setting pgtq.notify must be on or off, got %', quote_literal(notify)
+            USING ERRCODE = 'PT004';
+    END IF;
+END
 $$;
 
 -- Guarantees: why push would refuse `args` and `kwargs` for `task`, worded

@@ -1,5 +1,8 @@
 """Enqueue: one job per transaction (1 and 4 clients) and bulk
-(1,000 jobs per call), on pgtq and on the hand-written queue.
+(1,000 jobs per call), on pgtq and on the hand-written queue. One job per
+transaction also with the producer's opt-out of the wake-up
+(``SET pgtq.notify = 'off'``, ``pgtq-sql-quiet``): a notification makes the
+commits of the clients take turns.
 
 pgtq's bulk is measured three ways: ``pgtq.push_many`` (1,000 jobs per
 call), one statement calling ``pgtq.push`` for each element of an array
@@ -22,7 +25,7 @@ from bench.context import QUEUE, TASK, Context, log
 from bench.scenarios.clients import run_clients
 from bench.stats import rate
 
-SINGLE_KINDS = ("base-insert", "base-insert-notify", "pgtq-sql", "pgtq-python")
+SINGLE_KINDS = ("base-insert", "base-insert-notify", "pgtq-sql", "pgtq-sql-quiet", "pgtq-python")
 BULK_KINDS = ("base-unnest", "base-copy", "pgtq-push-many", "pgtq-unnest", "pgtq-executemany")
 
 
@@ -50,6 +53,8 @@ def enqueue_client(
             return q
         conn = psycopg.connect(dsn, autocommit=True)
         conn.execute("SELECT 1")
+        if kind == "pgtq-sql-quiet":  # the producer's opt-out of the wake-up (schema 0.6.0)
+            conn.execute("SET pgtq.notify = 'off'")
         return conn
     if kind == "pgtq-python":
         for seq in range(first, first + count):

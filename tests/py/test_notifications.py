@@ -1,7 +1,8 @@
 """What pgtq announces on channel ``pgtq``: one notification per queue and
-transaction that made jobs ready, none for jobs that are not ready yet;
-and on ``pgtq_cancel``: the id of a running job asked to cancel, nothing
-else. (``pgtq_finished``, for waiters: tests/py/test_waiting.py.)
+transaction that made jobs ready, none for jobs that are not ready yet,
+none from a producer that set ``pgtq.notify`` to off; and on
+``pgtq_cancel``: the id of a running job asked to cancel, nothing else.
+(``pgtq_finished``, for waiters: tests/py/test_waiting.py.)
 
 Each check ends with a sentinel notification sent after the calls under
 test: notifications arrive in commit order, so everything before the
@@ -96,3 +97,25 @@ def test_only_a_cancel_request_for_a_running_job_notifies_pgtq_cancel(dsn: str) 
         admin.execute("SELECT pgtq.complete(%s, %s)", claimed)
         admin.execute("SELECT pgtq.cancel(%s)", [running[0]])
         assert announced(listener, admin, "pgtq_cancel") == [], "nor does anything once it ended"
+
+
+def test_a_producer_that_set_pgtq_notify_off_announces_nothing(dsn: str) -> None:
+    with (
+        psycopg.connect(dsn, autocommit=True) as listener,
+        psycopg.connect(dsn, autocommit=True) as producer,
+    ):
+        listener.execute("LISTEN pgtq")
+        with producer.transaction():
+            producer.execute("SET LOCAL pgtq.notify = 'off'")
+            producer.execute("SELECT pgtq.push('quiet', 'send')")
+        producer.execute("SELECT pgtq.push('loud', 'send')")
+        assert announced(listener, producer) == ["loud"], "SET LOCAL silences its own transaction only"
+
+        producer.execute("SET pgtq.notify = 'off'")
+        producer.execute("SELECT pgtq.push('quiet', 'send')")
+        producer.execute("SELECT pgtq.push_many('quiet', 'send', ARRAY['[1]', '[2]']::jsonb[])")
+        assert announced(listener, producer) == [], "SET silences the session"
+        producer.execute("RESET pgtq.notify")
+        producer.execute("SELECT pgtq.push('quiet', 'send')")
+        assert announced(listener, producer) == ["quiet"], "RESET brings the wake-up back"
+        assert producer.execute("SELECT count(*) FROM pgtq.jobs WHERE queue = 'quiet'").fetchone() == (5,)

@@ -42,6 +42,7 @@ PREVIOUS_RELEASES = {
     "0.2.0": "c1e52faa4b99ddac96121b309645bc6f610be9c8",
     "0.3.0": "fcf3631e87ab2cffb216f1bce675046a36f295a6",
     "0.4.0": "cea332142c4084dfc140ec3bb5191dbab588d39f",
+    "0.5.0": "8ebc70bbcb6d140969f2c8e4f38cd44dd9ec4c32",
 }
 PREVIOUS = known_versions()[-2]
 CURRENT = schema_version()
