@@ -21,28 +21,27 @@ SELECT count(*) FROM pgtq.push_many('first', 'job', ARRAY(SELECT jsonb_build_arr
 SELECT count(*) FROM pgtq.push_many('second', 'job', ARRAY(SELECT jsonb_build_array(n) FROM generate_series(1, 3000) AS n));
 ANALYZE pgtq._job;
 
--- How many entries of job_ready_idx `call` read (the counts of the
--- current transaction; entries of jobs this transaction claimed count too).
-CREATE FUNCTION pg_temp.ready_idx_reads(call text)
+-- How many entries of index `idx` `call` read (the counts of the current
+-- transaction; entries of jobs this transaction claimed count too).
+CREATE FUNCTION pg_temp.index_reads(idx regclass, call text)
 RETURNS bigint
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    before bigint := pg_stat_get_xact_tuples_returned('pgtq.job_ready_idx'::regclass);
+    before bigint := pg_stat_get_xact_tuples_returned(idx);
 BEGIN
     EXECUTE call;
-    RETURN pg_stat_get_xact_tuples_returned('pgtq.job_ready_idx'::regclass) - before;
+    RETURN pg_stat_get_xact_tuples_returned(idx) - before;
 END
 $$;
-
 -- Ten single pops read the ten claimed entries and the ones claimed
 -- before them in this transaction (1 + 2 + ... + 10 = 55), never the
 -- queue's other 2,990 or the other queue's 3,000.
-SELECT cmp_ok(pg_temp.ready_idx_reads($$SELECT count(*) FROM generate_series(1, 10), pgtq.pop('first')$$),
+SELECT cmp_ok(pg_temp.index_reads('pgtq.job_ready_idx', $$SELECT count(*) FROM generate_series(1, 10), pgtq.pop('first')$$),
               '<=', 60::bigint, 'ten pop(1) of the first queue read only the head of job_ready_idx');
-SELECT cmp_ok(pg_temp.ready_idx_reads($$SELECT count(*) FROM generate_series(1, 10), pgtq.pop('second')$$),
+SELECT cmp_ok(pg_temp.index_reads('pgtq.job_ready_idx', $$SELECT count(*) FROM generate_series(1, 10), pgtq.pop('second')$$),
               '<=', 60::bigint, 'ten pop(1) of a queue pushed after another read only its own head');
-SELECT cmp_ok(pg_temp.ready_idx_reads($$SELECT count(*) FROM generate_series(1, 3), pgtq.pop('second', n => 100)$$),
+SELECT cmp_ok(pg_temp.index_reads('pgtq.job_ready_idx', $$SELECT count(*) FROM generate_series(1, 3), pgtq.pop('second', n => 100)$$),
               '<=', 400::bigint, 'three pop(100) read about the 300 entries they claim');
 
 -- A full max_running queue: a pop looks, finds no room and returns
@@ -62,18 +61,7 @@ SELECT is((SELECT f.xmax::text FROM pgtq._queue AS f WHERE f.queue = 'full'), '0
 -- 3,000 jobs of another queue run; counting 'full' (max_running 1, one
 -- running job) reads its own entry, not theirs.
 SELECT count(*) FROM pgtq.pop('first', n => 3000);
-CREATE FUNCTION pg_temp.running_idx_reads(call text)
-RETURNS bigint
-LANGUAGE plpgsql
-AS $$
-DECLARE
-    before bigint := pg_stat_get_xact_tuples_returned('pgtq.job_running_idx'::regclass);
-BEGIN
-    EXECUTE call;
-    RETURN pg_stat_get_xact_tuples_returned('pgtq.job_running_idx'::regclass) - before;
-END
-$$;
-SELECT cmp_ok(pg_temp.running_idx_reads($$SELECT count(*) FROM pgtq.pop('full')$$), '<=', 2::bigint,
+SELECT cmp_ok(pg_temp.index_reads('pgtq.job_running_idx', $$SELECT count(*) FROM pgtq.pop('full')$$), '<=', 2::bigint,
               'a pop of a max_running queue counts its own running jobs only');
 
 -- Expired leases in two queues beside 3,000 live ones: a tick of one
