@@ -1124,9 +1124,10 @@ BEGIN
 END
 $$;
 
--- Guarantees: the queues that have running jobs, each once. Reads job_running_idx with one probe per such queue (a loose index
--- scan), not one entry per running job, so tick's rescue of every queue
--- costs about as much per queue as a tick of that queue alone.
+-- Guarantees: the queues that have running jobs, each once. Reads
+-- job_running_idx with one probe per such queue (a loose index scan), not
+-- one entry per running job, so tick's rescue of every queue costs about
+-- as much per queue as a tick of that queue alone.
 CREATE FUNCTION pgtq._running_queues()
 RETURNS text[]
 LANGUAGE sql STABLE
