@@ -14,6 +14,7 @@ class Sizes:
     bulk_per_call: int = 1_000
     drain_jobs: int = 20_000
     drain_jobs_slow: int = 4_000  # batch-1 and default-settings drains, and Procrastinate
+    deep_drain_jobs: int = 100_000  # the deep-backlog drain: best settings, 2 processes
     sql_drain_jobs_batch1: int = 3_000
     sql_drain_jobs_batch100: int = 20_000
     wakeup_jobs: int = 200
@@ -42,6 +43,7 @@ QUICK = Sizes(
     enqueue_bulk=5_000,
     drain_jobs=1_000,
     drain_jobs_slow=500,
+    deep_drain_jobs=3_000,
     sql_drain_jobs_batch1=300,
     sql_drain_jobs_batch100=5_000,
     wakeup_jobs=60,

@@ -90,8 +90,9 @@ def context(ctx: Context, code_dir: Path, dsn: str) -> Context:
 
 def scenarios(ctx: Context, ref_ctx: Context) -> dict[str, Scenario]:
     """The ref's scenarios, by the name of this checkout's scenario each
-    follows: ``ref_enqueue`` after ``enqueue``, ``ref_drain`` after ``drain``."""
-    from bench.scenarios import drain, enqueue
+    follows: ``ref_enqueue`` after ``enqueue``, ``ref_drain`` after ``drain``,
+    ``ref_wakeup`` after ``wakeup``."""
+    from bench.scenarios import drain, enqueue, wakeup
 
     def ref_enqueue(_ctx: Context) -> Any:
         return enqueue.run(ref_ctx, systems=("pgtq",))
@@ -103,7 +104,13 @@ def scenarios(ctx: Context, ref_ctx: Context) -> dict[str, Scenario]:
         finally:
             procs.stop_all()
 
-    return {"enqueue": ref_enqueue, "drain": ref_drain}
+    def ref_wakeup(_ctx: Context) -> Any:
+        try:
+            return wakeup.run(ref_ctx, systems=("pgtq",))
+        finally:
+            procs.stop_all()
+
+    return {"enqueue": ref_enqueue, "drain": ref_drain, "wakeup": ref_wakeup}
 
 
 def interleave(names: list[str], ref: dict[str, Scenario]) -> list[str]:

@@ -93,10 +93,21 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
         add(
             f"drain {jobs}no-op jobs, real worker, best settings, {processes} process(es)"
             " (ceiling: batch 100)",
-            _value(_find(drain, system="pgtq", label="best", processes=processes)),
-            _value(_find(drain, system="baseline", label="batch 100", processes=processes)),
-            **{peer: _peer(results, peer, "drain", label="best", processes=processes) for peer in PEERS},
+            _value(_find(drain, system="pgtq", label="best", processes=processes, deep=None)),
+            _value(_find(drain, system="baseline", label="batch 100", processes=processes, deep=None)),
+            **{
+                peer: _peer(results, peer, "drain", label="best", processes=processes, deep=None)
+                for peer in PEERS
+            },
         )
+    deep = results.get("sizes", {}).get("deep_drain_jobs")
+    add(
+        f"drain {f'{deep:,} ' if deep else ''}no-op jobs (a deep backlog), real worker, best settings,"
+        " 2 process(es) (ceiling: batch 100)",
+        _value(_find(drain, system="pgtq", label="best", processes=2, deep=True)),
+        _value(_find(drain, system="baseline", label="batch 100", processes=2, deep=True)),
+        **{peer: _peer(results, peer, "drain", label="best", processes=2, deep=True) for peer in PEERS},
+    )
     for processes in (1, 2):
         add(
             f"drain, real worker, defaults, {processes} process(es) (ceiling: batch 1)",
@@ -160,21 +171,55 @@ _REF_ROWS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ),
     ("enqueue, 1 job per transaction, 1 client, Python `PgTq.push`", "enqueue", {"kind": "pgtq-python"}),
     ("enqueue, bulk 1,000 per call (`pgtq.push_many`)", "enqueue", {"kind": "pgtq-push-many"}),
-    ("drain, real worker, best settings, 1 process", "drain", {"label": "best", "processes": 1}),
-    ("drain, real worker, best settings, 2 processes", "drain", {"label": "best", "processes": 2}),
+    (
+        "drain, real worker, best settings, 1 process",
+        "drain",
+        {"label": "best", "processes": 1, "deep": None},
+    ),
+    (
+        "drain, real worker, best settings, 2 processes",
+        "drain",
+        {"label": "best", "processes": 2, "deep": None},
+    ),
+    (
+        "drain of a deep backlog, real worker, best settings, 2 processes",
+        "drain",
+        {"label": "best", "processes": 2, "deep": True},
+    ),
     ("drain, real worker, defaults, 1 process", "drain", {"label": "defaults", "processes": 1}),
     ("drain, real worker, defaults, 2 processes", "drain", {"label": "defaults", "processes": 2}),
 )
 
 
+# pgtq's wake-up latencies compared with a --baseline ref: (label, span, percentile).
+_REF_WAKEUP_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("wake-up, enqueue -> handler start, p50 (ms)", "enqueue_to_start", "p50_ms"),
+    ("wake-up, enqueue -> handler start, p99 (ms)", "enqueue_to_start", "p99_ms"),
+    ("wake-up, commit -> handler start, p50 (ms)", "commit_to_start", "p50_ms"),
+    ("wake-up, commit -> handler start, p99 (ms)", "commit_to_start", "p99_ms"),
+)
+
+
+def _latency(rows: list[dict[str, Any]], span: str, pct: str) -> float | None:
+    row = _find(rows, system="pgtq")
+    value = row.get(span, {}).get(pct) if row else None
+    return float(value) if isinstance(value, int | float) else None
+
+
 def against_ref(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """This checkout's pgtq figures beside a ``--baseline`` ref's (jobs/s),
-    with their ratio; rows either side did not measure are left out."""
+    """This checkout's pgtq figures beside a ``--baseline`` ref's (jobs/s,
+    and the wake-up's milliseconds), with their ratio; rows either side did
+    not measure are left out."""
     rows = []
     for metric, scenario, match in _REF_ROWS:
         this = _value(_find(_list(results, scenario), system="pgtq", **match))
         ref = _value(_find(_list(results, f"ref_{scenario}"), system="pgtq", **match))
         if this is not None or ref is not None:
+            rows.append({"metric": metric, "this": this, "ref": ref, "ratio": ratio(this, ref)})
+    for metric, span, pct in _REF_WAKEUP_ROWS:
+        this = _latency(_list(results, "wakeup"), span, pct)
+        ref = _latency(_list(results, "ref_wakeup"), span, pct)
+        if this is not None and ref is not None:
             rows.append({"metric": metric, "this": this, "ref": ref, "ratio": ratio(this, ref)})
     return rows
 

@@ -165,6 +165,10 @@ def run_peer(ctx: Context, name: str) -> dict[str, Any]:
     drains = [drain_once(ctx, peer.worker_spec(p), peer.ops(), jobs) for p in (1, 2)]
     if name in DEFAULTS_SETTINGS:
         drains += [drain_once(ctx, peer.defaults_spec(p), peer.ops(), jobs) for p in (1, 2)]
+    if name != "procrastinate":  # the deep backlog, as pgtq's (scenarios/drain.py: deep_drains)
+        deep = peer.worker_spec(2)
+        deep.extra["deep"] = True
+        drains.append(drain_once(ctx, deep, peer.ops(), sizes.deep_drain_jobs))
     wakeup = wakeup_once(ctx, peer.worker_spec(1), peer.pusher(), peer.reset)
     peer.reset()
     return {"settings": peer.sql.settings, "enqueue": enqueue, "drain": drains, "wakeup": wakeup}

@@ -52,7 +52,7 @@ def ref_table(results: dict[str, Any]) -> str:
     lines = [
         f"pgtq of this checkout (schema {this.get('version', '?')}) beside `--baseline {ref['ref']}` "
         f"(commit {ref['commit']}, schema {ref['version']}), each ref scenario run right after this "
-        "checkout's, jobs/s:",
+        "checkout's, jobs/s (the wake-up: milliseconds, lower is better):",
         "",
         f"| figure | this checkout | {ref['ref']} | this / {ref['ref']} |",
         "|---|---:|---:|---:|",

@@ -6,6 +6,9 @@ defaults, 1 and 2 processes); the hand-written queue runs
 ``bench.apps.base_worker`` at batch 1 and 100. Throughput is measured from
 the handlers' own records (first to last handler start), so process start-up
 is not counted; the wall time from launch to an empty queue is reported too.
+A deep backlog (``deep_drain_jobs``, 100,000) is drained once more at the
+best settings with 2 processes, by pgtq and the ceiling: a claim that gets
+slower as finished rows pile up behind it shows there and not at 20,000.
 Correctness: every pushed job number is recorded exactly once, and the
 queue's table holds every job as done (pgtq: after exactly one attempt).
 """
@@ -218,6 +221,23 @@ def tune(ctx: Context, flags: WorkerFlags, candidates: tuple[int, ...]) -> list[
     return runs
 
 
+def deep_drains(ctx: Context, flags: WorkerFlags, systems: Sequence[str]) -> list[dict[str, Any]]:
+    """The deep backlog: ``deep_drain_jobs`` drained at the best settings
+    with 2 processes (pgtq, and the ceiling at batch 100); each row carries
+    ``deep: True``."""
+    deep = ctx.sizes.deep_drain_jobs
+    specs: list[tuple[WorkerSpec, QueueOps]] = []
+    if "pgtq" in systems:
+        specs.append((pgtq_specs(ctx, flags, 2)[0], pgtq_ops(ctx)))
+    if "baseline" in systems:
+        specs.append((baseline_spec(ctx, 100, 2), baseline_ops(ctx)))
+    runs = []
+    for spec, ops in specs:
+        spec.extra["deep"] = True
+        runs.append(drain_once(ctx, spec, ops, deep))
+    return runs
+
+
 def run(ctx: Context, systems: Sequence[str] = ("baseline", "pgtq")) -> dict[str, Any]:
     """Every drain for pgtq and the hand-written queue (of these systems:
     ``pgtq`` alone for a ``--baseline`` ref)."""
@@ -238,6 +258,7 @@ def run(ctx: Context, systems: Sequence[str] = ("baseline", "pgtq")) -> dict[str
         if "baseline" in systems:
             results.append(drain_once(ctx, baseline_spec(ctx, 1, processes), baseline_ops(ctx), slow))
             results.append(drain_once(ctx, baseline_spec(ctx, 100, processes), baseline_ops(ctx), jobs))
+    results += deep_drains(ctx, flags, systems)
     ctx.execute(pgtq_sql.RESET)
     ctx.execute(baseline.RESET)
     return {

@@ -10,7 +10,7 @@ own durable commit; "commit -> start" is the wake-up alone.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -99,13 +99,17 @@ def wakeup_once(ctx: Context, spec: WorkerSpec, pusher: Pusher, reset: Callable[
     return result
 
 
-def run(ctx: Context) -> list[dict[str, Any]]:
-    """The real pgtq worker and the hand-written worker, both idle on LISTEN."""
-    flags = detect(ctx.pgtq_cli)
-    pgtq_spec = pgtq_specs(ctx, flags, 1)[0]
-    return [
-        wakeup_once(ctx, pgtq_spec, pgtq_pusher(ctx.dsn), lambda: ctx.execute(pgtq_sql.RESET)),
-        wakeup_once(
-            ctx, baseline_spec(ctx, 100, 1), baseline_pusher(ctx.dsn), lambda: ctx.execute(baseline.RESET)
-        ),
-    ]
+def run(ctx: Context, systems: Sequence[str] = ("pgtq", "baseline")) -> list[dict[str, Any]]:
+    """The real pgtq worker and the hand-written worker, both idle on LISTEN
+    (of these systems: ``pgtq`` alone for a ``--baseline`` ref)."""
+    results = []
+    if "pgtq" in systems:
+        pgtq_spec = pgtq_specs(ctx, detect(ctx.pgtq_cli), 1)[0]
+        results.append(wakeup_once(ctx, pgtq_spec, pgtq_pusher(ctx.dsn), lambda: ctx.execute(pgtq_sql.RESET)))
+    if "baseline" in systems:
+        results.append(
+            wakeup_once(
+                ctx, baseline_spec(ctx, 100, 1), baseline_pusher(ctx.dsn), lambda: ctx.execute(baseline.RESET)
+            )
+        )
+    return results
