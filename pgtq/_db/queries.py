@@ -86,6 +86,13 @@ def _tasks(rows: list[Row]) -> list[Task]:
     ]
 
 
+def _completed_and_tasks(rows: list[Row]) -> tuple[set[int], list[Task]]:
+    """The ids completed and the tasks claimed, from the rows of
+    ``COMPLETE_MANY_AND_POP`` (with nothing claimed: one row, job columns NULL)."""
+    completed = set(rows[0][0]) if rows else set()
+    return completed, _tasks([row[1:] for row in rows if row[1] is not None])
+
+
 def _heartbeats(rows: list[Row]) -> list[Heartbeat]:
     return [Heartbeat(held, cancel_requested) for held, cancel_requested in rows]
 
@@ -245,6 +252,24 @@ def complete_many(done: Sequence[Outcome]) -> Query[set[int]]:
         "results": [outcome.result_json for outcome in done],
     }
     return Query(statements.COMPLETE_MANY, params, _id_set)
+
+
+def complete_many_and_pop(
+    done: Sequence[Outcome], *, queue: str, worker: str | None, n: int, lease: timedelta | None
+) -> Query[tuple[set[int], list[Task]]]:
+    """``pgtq.complete_many`` of successful runs, then ``pgtq.pop`` of up
+    to ``n`` jobs of ``queue``, in one statement: the ids completed and the
+    claimed tasks."""
+    params = {
+        "ids": [outcome.task.id for outcome in done],
+        "leases": [outcome.task.lease for outcome in done],
+        "results": [outcome.result_json for outcome in done],
+        "queue": queue,
+        "worker": worker,
+        "n": n,
+        "lease": lease,
+    }
+    return Query(statements.COMPLETE_MANY_AND_POP, params, _completed_and_tasks)
 
 
 def fail(task: Task, error: str | None, retry_in: timedelta | None = None) -> Query[str | None]:

@@ -76,6 +76,24 @@ COMPLETE_MANY: Final = (
     " results => %(results)s::jsonb[])"
 )
 
+# A worker's successes written and its next jobs claimed in one statement:
+# one transaction and one round trip, without a pipeline's BEGIN, COMMIT and
+# syncs. complete_many runs first: pop sits in a LATERAL subquery that
+# refers to its result, so it runs after it and sees its changes (a slot of
+# a max_running queue or a lock key freed here can be claimed here). Each
+# row carries the ids completed, then a claimed job's columns in POP's
+# order; when nothing was claimed, one row with those columns NULL.
+COMPLETE_MANY_AND_POP: Final = (
+    "WITH done AS MATERIALIZED ("
+    "SELECT array(SELECT pgtq.complete_many(ids => %(ids)s::bigint[], leases => %(leases)s::uuid[],"
+    " results => %(results)s::jsonb[])) AS ids)"
+    " SELECT done.ids, p.id, p.queue, p.task, p.args, p.kwargs, p.priority, p.attempt, p.max_attempts,"
+    " p.lease, p.lease_expires_at"
+    " FROM done LEFT JOIN LATERAL ("
+    "SELECT * FROM pgtq.pop(queue => %(queue)s::text, worker => %(worker)s::text,"
+    " n => %(n)s::integer, lease => %(lease)s::interval) WHERE done.ids IS NOT NULL) AS p ON true"
+)
+
 FAIL: Final = (
     "SELECT pgtq.fail(id => %(id)s::bigint, lease => %(lease)s::uuid,"
     " error => %(error)s::text, retry_in => %(retry_in)s::interval)"

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
 from conftest import wait_until
 
@@ -20,8 +22,8 @@ def test_outcomes_ride_with_the_next_claim_in_one_round_trip(
     q: pgtq.PgTq, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With one slot and one job held (``batch_size=1``: no prefetch), each
-    finished job's outcome is written in the same pipelined round trip that
-    claims the next job; written alone only when no claim follows (the
+    finished job's outcome is written in the same round trip (and
+    transaction) that claims the next job; written alone only when no claim follows (the
     queue drained, or stopping)."""
     alone: list[int] = []
     with_claim: list[int] = []
@@ -115,3 +117,53 @@ def test_by_default_a_deep_queue_of_quick_jobs_is_claimed_and_written_in_batches
     assert claims[0] == (1, 1), "nothing ran yet: the first claim takes one job per slot"
     assert max(asked for asked, _ in claims) > 1, f"claims (asked, got): {claims}"
     assert len(claims) < total / 5 and len(writes) < total / 5, f"claims: {claims}; writes: {writes}"
+
+
+@pytest.mark.parametrize("with_a_failure", [False, True], ids=["successes only", "with a failure"])
+def test_the_claim_written_with_outcomes_takes_the_slots_they_free(
+    q: pgtq.PgTq, dsn: str, db: psycopg.Connection[Any], with_a_failure: bool
+) -> None:
+    """``write_outcomes_and_pop`` ends the jobs first and claims after, in
+    one transaction: on a ``max_running => 2`` queue whose two slots are
+    held, the claim takes the slots that the outcomes free. Successes alone
+    go in one statement; with a failure among them, in a pipeline."""
+    db.execute("SELECT pgtq.configure_queue(queue => 'test_queue', max_running => 2)")
+    for n in range(4):
+        q.push("noop", args=(n,))
+    conn = gateway.connect(dsn)
+    try:
+        held = gateway.pop(conn, queue="test_queue", worker="w", n=4, lease=timedelta(minutes=5))
+        assert [task.args for task in held] == [(0,), (1,)], "the limit holds: two of four"
+        outcomes = [Outcome(held[0], "done", 0.0, result_json="null")]
+        outcomes.append(
+            Outcome(held[1], "abort", 0.0, error="boom")
+            if with_a_failure
+            else Outcome(held[1], "done", 0.0, result_json="null")
+        )
+        written, claimed = gateway.write_outcomes_and_pop(
+            conn, outcomes, queue="test_queue", worker="w", n=4, lease=timedelta(minutes=5)
+        )
+    finally:
+        conn.close()
+    assert written is not None
+    assert written.completed == ({held[0].id} if with_a_failure else {held[0].id, held[1].id})
+    assert written.failed == ({held[1].id: "failed"} if with_a_failure else {})
+    assert [task.args for task in claimed] == [(2,), (3,)], "the freed slots were claimed at once"
+    states = db.execute("SELECT args->>0, state::text FROM pgtq.jobs ORDER BY id").fetchall()
+    second = "failed" if with_a_failure else "done"
+    assert states == [("0", "done"), ("1", second), ("2", "running"), ("3", "running")]
+
+
+def test_write_outcomes_and_pop_without_outcomes_only_claims(q: pgtq.PgTq, dsn: str) -> None:
+    """With no outcome to write, the call claims (one statement) and says
+    there was nothing written."""
+    q.push("noop", args=(1,))
+    conn = gateway.connect(dsn)
+    try:
+        written, claimed = gateway.write_outcomes_and_pop(
+            conn, [], queue="test_queue", worker="w", n=5, lease=timedelta(minutes=5)
+        )
+    finally:
+        conn.close()
+    assert written is None
+    assert [task.args for task in claimed] == [(1,)]
