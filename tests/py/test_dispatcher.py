@@ -23,8 +23,8 @@ def test_outcomes_ride_with_the_next_claim_in_one_round_trip(
 ) -> None:
     """With one slot and one job held (``batch_size=1``: no prefetch), each
     finished job's outcome is written in the same round trip (and
-    transaction) that claims the next job; written alone only when no claim follows (the
-    queue drained, or stopping)."""
+    transaction) that claims the next job; written alone only when no
+    claim follows (the queue drained, or stopping)."""
     alone: list[int] = []
     with_claim: list[int] = []
     write_outcomes, write_outcomes_and_pop = gateway.write_outcomes, gateway.write_outcomes_and_pop
