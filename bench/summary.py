@@ -135,8 +135,6 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
     spans = [("enqueue_to_start", p) for p in ("p50_ms", "p95_ms", "p99_ms")]
     spans += [("commit_to_start", p) for p in ("p50_ms", "p99_ms")]
     for span, pct in spans:
-        pg = _find(wake, system="pgtq")
-        base = _find(wake, system="baseline")
         peers = {}
         for peer in PEERS:
             data = results.get("peers", {}).get(peer, {})
@@ -147,8 +145,8 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
             {
                 "metric": f"wake-up, {label}, {pct[:3]}",
                 "unit": "ms",
-                "pgtq": pg[span][pct] if pg else None,
-                "ceiling": base[span][pct] if base else None,
+                "pgtq": _latency(wake, span, pct),
+                "ceiling": _latency(wake, span, pct, system="baseline"),
                 "ratio": None,
                 **peers,
             }
@@ -200,8 +198,9 @@ _REF_WAKEUP_ROWS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _latency(rows: list[dict[str, Any]], span: str, pct: str) -> float | None:
-    row = _find(rows, system="pgtq")
+def _latency(rows: list[dict[str, Any]], span: str, pct: str, system: str = "pgtq") -> float | None:
+    """A wake-up latency (ms) of ``system`` from a wake-up scenario's rows."""
+    row = _find(rows, system=system)
     value = row.get(span, {}).get(pct) if row else None
     return float(value) if isinstance(value, int | float) else None
 

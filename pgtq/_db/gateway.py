@@ -7,9 +7,9 @@ exceptions here (``pgtq.errors.database_errors``). The client API
 (``PgTq``, ``Database``), the worker runtime, the scheduler and the CLI all
 call these; no other module opens a connection or sends SQL.
 
-The worker's batched calls are pipelined here too: its outcomes and its
-next claim go in one round trip and one transaction
-(``write_outcomes_and_pop``), its lease
+The worker's batched calls are here too: its outcomes and its next claim
+go in one round trip and one transaction (``write_outcomes_and_pop``: one
+statement when all succeeded, else pipelined), its lease
 renewals (one ``pgtq.heartbeat_many``) in another (``renew_leases``).
 """
 

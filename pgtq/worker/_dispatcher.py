@@ -395,8 +395,8 @@ class Worker:
 
     def _flush_and_claim(self, server: Server, now: float) -> None:
         """One round trip for both directions: write the server's pending
-        outcomes (one transaction) and claim the next jobs of one of its
-        queues, pipelined. With nothing to claim, the outcomes go alone once
+        outcomes and claim the next jobs of one of its queues, in one
+        transaction (``Server.claim``). With nothing to claim, the outcomes go alone once
         they are due (see ``flush_due``); until then they wait for more of
         the batch."""
         room = self._room_to_claim(server, now)

@@ -225,7 +225,8 @@ class Server:
     def claim(self, queue: str, n: int, worker: str, *, with_outcomes: bool) -> list[Task]:
         """Claim up to ``n`` jobs of ``queue`` (``pgtq.pop``); with
         ``with_outcomes`` the pending outcomes are written in the same
-        round trip and transaction (pipelined: one commit for both)."""
+        round trip and transaction (one commit for both; see
+        ``gateway.write_outcomes_and_pop``)."""
         if not with_outcomes:
             return gateway.pop(self.link.use(), queue=queue, worker=worker, n=n, lease=self._lease)
         written, tasks = gateway.write_outcomes_and_pop(
