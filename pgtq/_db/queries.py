@@ -78,19 +78,29 @@ def _id_set(rows: list[Row]) -> set[int]:
     return {row[0] for row in rows}
 
 
-def _tasks(rows: list[Row]) -> list[Task]:
-    """Tasks from the rows of ``pgtq.pop`` (columns in Task's order)."""
+def _tasks(queue: str, claimed: Row) -> list[Task]:
+    """Tasks of ``queue`` from the arrays of claimed jobs that ``POP`` and
+    ``COMPLETE_MANY_AND_POP`` return (all NULL when none was claimed)."""
+    ids, names, payloads, priorities, attempts, max_attempts, leases, expiries = claimed
+    if ids is None:
+        return []
     return [
-        Task(job_id, queue, name, tuple(args), kwargs, priority, attempt, max_attempts, lease, expires)
-        for job_id, queue, name, args, kwargs, priority, attempt, max_attempts, lease, expires in rows
+        Task(job_id, queue, name, tuple(args), kwargs, priority, attempt, most, lease, expires)
+        for job_id, name, (args, kwargs), priority, attempt, most, lease, expires in zip(
+            ids, names, payloads, priorities, attempts, max_attempts, leases, expiries, strict=True
+        )
     ]
 
 
-def _completed_and_tasks(rows: list[Row]) -> tuple[set[int], list[Task]]:
-    """The ids completed and the tasks claimed, from the rows of
-    ``COMPLETE_MANY_AND_POP`` (with nothing claimed: one row, job columns NULL)."""
-    completed = set(rows[0][0]) if rows else set()
-    return completed, _tasks([row[1:] for row in rows if row[1] is not None])
+def _claimed(queue: str) -> Callable[[list[Row]], list[Task]]:
+    """How the row of ``POP`` becomes the tasks it claimed."""
+    return lambda rows: _tasks(queue, rows[0])
+
+
+def _completed_and_claimed(queue: str) -> Callable[[list[Row]], tuple[set[int], list[Task]]]:
+    """How the row of ``COMPLETE_MANY_AND_POP`` becomes the ids it
+    completed and the tasks it claimed."""
+    return lambda rows: (set(rows[0][0]), _tasks(queue, rows[0][1:]))
 
 
 def _heartbeats(rows: list[Row]) -> list[Heartbeat]:
@@ -236,7 +246,7 @@ def _push_params(
 
 def pop(*, queue: str, worker: str | None, n: int, lease: timedelta | None) -> Query[list[Task]]:
     """``pgtq.pop``: claim up to ``n`` ready jobs of ``queue``."""
-    return Query(statements.POP, {"queue": queue, "worker": worker, "n": n, "lease": lease}, _tasks)
+    return Query(statements.POP, {"queue": queue, "worker": worker, "n": n, "lease": lease}, _claimed(queue))
 
 
 def complete(task: Task, result_json: str | None) -> Query[bool]:
@@ -269,7 +279,7 @@ def complete_many_and_pop(
         "n": n,
         "lease": lease,
     }
-    return Query(statements.COMPLETE_MANY_AND_POP, params, _completed_and_tasks)
+    return Query(statements.COMPLETE_MANY_AND_POP, params, _completed_and_claimed(queue))
 
 
 def fail(task: Task, error: str | None, retry_in: timedelta | None = None) -> Query[str | None]:

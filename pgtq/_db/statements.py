@@ -59,13 +59,26 @@ PUSH_MANY: Final = (
     f"{_BACKOFF})"
 )
 
-# The columns in the order of pgtq.task.Task's fields (queries.py reads them by position).
-POP: Final = (
-    "SELECT id, queue, task, args, kwargs, priority, attempt, max_attempts,"
-    " lease, lease_expires_at"
-    " FROM pgtq.pop(queue => %(queue)s::text, worker => %(worker)s::text,"
-    " n => %(n)s::integer, lease => %(lease)s::interval)"
+# The claimed jobs come back as one row of arrays, not one row per job:
+# psycopg turns each row of ten columns into Python values one by one (two
+# JSON documents and a UUID per job), which cost a worker more than the rest
+# of a no-op job's run. One row of arrays, with every job's args and kwargs
+# in one JSON document, is read in a few calls for the whole batch. The
+# aggregates read pop's rows in one pass, so their arrays line up element
+# by element, in pop's order; with no job claimed they are all NULL.
+# queries.py reads the columns by position.
+_CLAIMED: Final = (
+    "array_agg(p.id), array_agg(p.task), json_agg(json_build_array(p.args, p.kwargs)),"
+    " array_agg(p.priority), array_agg(p.attempt), array_agg(p.max_attempts),"
+    " array_agg(p.lease), array_agg(p.lease_expires_at)"
 )
+
+_POP_CALL: Final = (
+    "pgtq.pop(queue => %(queue)s::text, worker => %(worker)s::text,"
+    " n => %(n)s::integer, lease => %(lease)s::interval) AS p"
+)
+
+POP: Final = f"SELECT {_CLAIMED} FROM {_POP_CALL}"
 
 COMPLETE: Final = (
     "SELECT pgtq.complete(id => %(id)s::bigint, lease => %(lease)s::uuid, result => %(result)s::jsonb)"
@@ -80,18 +93,14 @@ COMPLETE_MANY: Final = (
 # one transaction and one round trip, without a pipeline's BEGIN, COMMIT and
 # syncs. complete_many runs first: pop sits in a LATERAL subquery that
 # refers to its result, so it runs after it and sees its changes (a slot of
-# a max_running queue or a lock key freed here can be claimed here). Each
-# row carries the ids completed, then a claimed job's columns in POP's
-# order; when nothing was claimed, one row with those columns NULL.
+# a max_running queue or a lock key freed here can be claimed here). One
+# row: the ids completed, then the claimed jobs as POP returns them.
 COMPLETE_MANY_AND_POP: Final = (
     "WITH done AS MATERIALIZED ("
     "SELECT array(SELECT pgtq.complete_many(ids => %(ids)s::bigint[], leases => %(leases)s::uuid[],"
     " results => %(results)s::jsonb[])) AS ids)"
-    " SELECT done.ids, p.id, p.queue, p.task, p.args, p.kwargs, p.priority, p.attempt, p.max_attempts,"
-    " p.lease, p.lease_expires_at"
-    " FROM done LEFT JOIN LATERAL ("
-    "SELECT * FROM pgtq.pop(queue => %(queue)s::text, worker => %(worker)s::text,"
-    " n => %(n)s::integer, lease => %(lease)s::interval) WHERE done.ids IS NOT NULL) AS p ON true"
+    " SELECT done.ids, claimed.* FROM done CROSS JOIN LATERAL ("
+    f"SELECT {_CLAIMED} FROM {_POP_CALL} WHERE done.ids IS NOT NULL) AS claimed"
 )
 
 FAIL: Final = (

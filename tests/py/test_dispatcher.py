@@ -167,3 +167,43 @@ def test_write_outcomes_and_pop_without_outcomes_only_claims(q: pgtq.PgTq, dsn: 
         conn.close()
     assert written is None
     assert [task.args for task in claimed] == [(1,)]
+
+
+def test_a_claimed_batch_reads_every_field_of_every_job_in_pops_order(
+    q: pgtq.PgTq, dsn: str, db: psycopg.Connection[Any]
+) -> None:
+    """A claim comes back as one row of arrays (statements.POP); each task
+    gets its own job's fields, in pop's order (priority, then push order),
+    and a claim that finds no job, alone or after outcomes, claims none."""
+    q.push("plain", args=(1, [2, {"three": 3}]), kwargs={"k": None}, max_attempts=3)
+    q.push("urgent", args=(), priority=5)
+    q.push("plain", args=("x",), kwargs={"nested": {"list": [1.5, True]}})
+    conn = gateway.connect(dsn)
+    try:
+        claimed = gateway.pop(conn, queue="test_queue", worker="w", n=10, lease=timedelta(minutes=5))
+        rows = db.execute(
+            "SELECT id, queue, task, priority, attempt, max_attempts, lease, lease_expires_at"
+            " FROM pgtq._job ORDER BY priority DESC, id"
+        ).fetchall()
+        assert [
+            (t.id, t.queue, t.name, t.priority, t.attempt, t.max_attempts, t.lease, t.lease_expires_at)
+            for t in claimed
+        ] == rows
+        assert [(t.args, t.kwargs) for t in claimed] == [
+            ((), {}),
+            ((1, [2, {"three": 3}]), {"k": None}),
+            (("x",), {"nested": {"list": [1.5, True]}}),
+        ]
+        assert gateway.pop(conn, queue="test_queue", worker="w", n=10, lease=timedelta(minutes=5)) == []
+        written, none_left = gateway.write_outcomes_and_pop(
+            conn,
+            [Outcome(task, "done", 0.0, result_json="null") for task in claimed],
+            queue="test_queue",
+            worker="w",
+            n=10,
+            lease=timedelta(minutes=5),
+        )
+    finally:
+        conn.close()
+    assert written is not None and written.completed == {task.id for task in claimed}
+    assert none_left == []
