@@ -84,10 +84,17 @@ COMPLETE: Final = (
     "SELECT pgtq.complete(id => %(id)s::bigint, lease => %(lease)s::uuid, result => %(result)s::jsonb)"
 )
 
-COMPLETE_MANY: Final = (
-    "SELECT pgtq.complete_many(ids => %(ids)s::bigint[], leases => %(leases)s::uuid[],"
-    " results => %(results)s::jsonb[])"
+# The arrays of ids, leases and results go in binary (%(...)b): psycopg
+# writes a list as text one element at a time in Python, quoting each one
+# (11 us a job for ids, UUID leases and results, measured with psycopg
+# 3.3 on one client); in binary a lease is its 16 bytes and an id its 8,
+# and the three lists of 100 jobs cost a third as much.
+_COMPLETE_MANY_CALL: Final = (
+    "pgtq.complete_many(ids => %(ids)b::bigint[], leases => %(leases)b::uuid[],"
+    " results => %(results)b::jsonb[])"
 )
+
+COMPLETE_MANY: Final = f"SELECT {_COMPLETE_MANY_CALL}"
 
 # A worker's successes written and its next jobs claimed in one statement:
 # one transaction and one round trip, without a pipeline's BEGIN, COMMIT and
@@ -97,8 +104,7 @@ COMPLETE_MANY: Final = (
 # row: the ids completed, then the claimed jobs as POP returns them.
 COMPLETE_MANY_AND_POP: Final = (
     "WITH done AS MATERIALIZED ("
-    "SELECT array(SELECT pgtq.complete_many(ids => %(ids)s::bigint[], leases => %(leases)s::uuid[],"
-    " results => %(results)s::jsonb[])) AS ids)"
+    f"SELECT array(SELECT {_COMPLETE_MANY_CALL}) AS ids)"
     " SELECT done.ids, claimed.* FROM done CROSS JOIN LATERAL ("
     f"SELECT {_CLAIMED} FROM {_POP_CALL} WHERE done.ids IS NOT NULL) AS claimed"
 )
@@ -115,10 +121,11 @@ HEARTBEAT: Final = (
 
 ABORT: Final = "SELECT pgtq.abort(id => %(id)s::bigint, lease => %(lease)s::uuid, error => %(error)s::text)"
 
-# One row per (id, lease) pair, in the order given (queries.py reads them by position).
+# One row per (id, lease) pair, in the order given (queries.py reads them
+# by position). The arrays go in binary, as for COMPLETE_MANY.
 HEARTBEAT_MANY: Final = (
-    "SELECT held, cancel_requested FROM pgtq.heartbeat_many(ids => %(ids)s::bigint[],"
-    " leases => %(leases)s::uuid[], extend_by => %(extend_by)s::interval)"
+    "SELECT held, cancel_requested FROM pgtq.heartbeat_many(ids => %(ids)b::bigint[],"
+    " leases => %(leases)b::uuid[], extend_by => %(extend_by)s::interval)"
 )
 
 RELEASE: Final = "SELECT pgtq.release(id => %(id)s::bigint, lease => %(lease)s::uuid)"
