@@ -207,3 +207,31 @@ def test_a_claimed_batch_reads_every_field_of_every_job_in_pops_order(
         conn.close()
     assert written is not None and written.completed == {task.id for task in claimed}
     assert none_left == []
+
+
+def test_outcomes_written_together_keep_every_result_and_renew_every_lease(
+    q: pgtq.PgTq, dsn: str, db: psycopg.Connection[Any]
+) -> None:
+    """The arrays of ``complete_many`` and ``heartbeat_many`` go in binary
+    (statements.py): results with quotes, commas, backslashes and
+    non-ASCII text, a NULL result, and ids and leases all arrive intact."""
+    results = ['{"a": "x,y\\"z"}', '"\\\\ {} é"', None, "[1, 2.5, null]"]
+    for n in range(len(results)):
+        q.push("noop", args=(n,))
+    conn = gateway.connect(dsn)
+    try:
+        held = gateway.pop(conn, queue="test_queue", worker="w", n=10, lease=timedelta(minutes=5))
+        beats = gateway.heartbeat_many(conn, held, extend_by=timedelta(hours=1))
+        assert [beat.held for beat in beats] == [True] * len(held)
+        extended = db.execute(
+            "SELECT count(*) FROM pgtq._job WHERE lease_expires_at > now() + interval '50 minutes'"
+        ).fetchone()
+        assert extended == (len(results),)
+        written = gateway.write_outcomes(
+            conn, [Outcome(task, "done", 0.0, result_json=r) for task, r in zip(held, results, strict=True)]
+        )
+    finally:
+        conn.close()
+    assert written.completed == {task.id for task in held}
+    stored = db.execute("SELECT result::text FROM pgtq._job ORDER BY id").fetchall()
+    assert [row[0] for row in stored] == ['{"a": "x,y\\"z"}', '"\\\\ {} é"', None, "[1, 2.5, null]"]
