@@ -128,3 +128,70 @@ def test_interrupting_an_abandoned_thread_is_opt_in() -> None:
     finally:
         blocking.release.set()
         pool.close()
+
+
+# -- quick plain jobs in turns -------------------------------------------------------
+
+
+def turns_pool(capacity: int) -> tuple[ThreadPool, list[Outcome], list[list[Outcome]]]:
+    single: list[Outcome] = []
+    together: list[list[Outcome]] = []
+    pool = ThreadPool(capacity, single.append, time.monotonic, report_many=together.append)
+    pool.start()
+    return pool, single, together
+
+
+def test_jobs_in_turns_each_run_once_and_each_turn_reports_together() -> None:
+    ran: list[int] = []
+    handler = pgtq.PgTq("q", "dbname=never_connected").handler(name="job")(ran.append)
+    pool, single, together = turns_pool(capacity=4)
+    try:
+        pool.submit_in_turns([(task(job), handler) for job in range(10)], per_turn=4)
+        wait_for(lambda: sum(len(turn) for turn in together) == 10, "every job reported")
+        assert sorted(ran) == list(range(10))
+        assert single == []
+        assert sorted(len(turn) for turn in together) == [3, 3, 4], "10 jobs in turns of even length"
+        for turn in together:
+            ids = [outcome.task.id for outcome in turn]
+            assert ids == sorted(ids), "a turn runs its jobs in the order claimed"
+        assert pool.unstarted() == 0
+    finally:
+        pool.close()
+
+
+def test_a_turn_skips_jobs_withdrawn_before_they_start() -> None:
+    gate = Blocking()
+    queue = pgtq.PgTq("q", "dbname=never_connected")
+    handler = queue.handler(name="job")(gate)
+    pool, _single, together = turns_pool(capacity=1)
+    try:
+        pool.submit_in_turns([(task(job), handler) for job in (1, 2, 3, 4)], per_turn=4)
+        wait_for(lambda: started(pool, 1), "job 1 starts, the rest of its turn waits")
+        assert pool.cancel(task(3)) is True, "job 3 had not started: withdrawn"
+        assert pool.take_unstarted() == [task(2), task(4)]
+        assert pool.unstarted() == 0
+        gate.release.set()
+        wait_for(lambda: together, "the turn ends")
+        assert [outcome.task.id for outcome in together[0]] == [1]
+        assert gate.finished == [1], "no withdrawn or taken-back job ran"
+    finally:
+        gate.release.set()
+        pool.close()
+
+
+def test_when_a_job_of_a_turn_is_abandoned_another_slot_runs_the_rest() -> None:
+    gate = Blocking()
+    queue = pgtq.PgTq("q", "dbname=never_connected")
+    handler = queue.handler(name="job")(gate)
+    pool, _single, together = turns_pool(capacity=1)
+    try:
+        pool.submit_in_turns([(task(job), handler) for job in (1, 2, 3)], per_turn=3)
+        wait_for(lambda: started(pool, 1), "job 1 starts")
+        pool.abandon(task(1))
+        gate.release.set()
+        wait_for(lambda: together, "a fresh slot runs jobs 2 and 3")
+        assert [outcome.task.id for outcome in together[-1]] == [2, 3]
+        assert all(outcome.task.id != 1 for turn in together for outcome in turn), "job 1's result is ignored"
+    finally:
+        gate.release.set()
+        pool.close()
