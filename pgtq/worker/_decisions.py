@@ -48,12 +48,6 @@ PREFETCH_SECONDS = 0.25
 RUN_TIME_RISE = 0.5
 RUN_TIME_DECAY = 0.1
 
-# Jobs of quick plain handlers (synchronous, no timeout, not transactional)
-# take turns in a slot: one slot runs about this long of them one after the
-# other and reports them together, which spares a thread hand-off (and a
-# fight for the GIL) per job. Slow handlers get a slot each, as before.
-SLOT_TURN_SECONDS = 0.001
-
 
 class ClaimLimit:
     """How many claimed jobs a worker holds at most, running or waiting for
@@ -67,8 +61,7 @@ class ClaimLimit:
     to MAX_PREFETCH at a time; slow handlers keep it at ``concurrency``. The
     typical run time rises fast with longer runs and falls slowly, so one
     slow job (a quarter of a second per slot or longer) stops the prefetch
-    at once. The typical run time is followed with a fixed batch size too
-    (``jobs_per_turn`` reads it).
+    at once.
     """
 
     def __init__(self, concurrency: int, batch_size: int | None) -> None:
@@ -78,6 +71,8 @@ class ClaimLimit:
 
     def ran(self, duration: float) -> None:
         """A handler ran for ``duration`` seconds."""
+        if self.fixed is not None:
+            return
         if self.typical_run is None:
             self.typical_run = duration
         else:
@@ -95,17 +90,6 @@ class ClaimLimit:
             return max(self.concurrency, MAX_PREFETCH)
         fits = int(self.concurrency * PREFETCH_SECONDS / self.typical_run)
         return max(self.concurrency, min(MAX_PREFETCH, fits))
-
-
-def jobs_per_turn(typical_run: float | None) -> int:
-    """How many jobs of quick plain handlers one slot runs in a row (see
-    SLOT_TURN_SECONDS): one while no handler has run yet or handlers take a
-    millisecond or more, and at most MAX_PREFETCH."""
-    if typical_run is None:
-        return 1
-    if typical_run <= 0:
-        return MAX_PREFETCH
-    return max(1, min(MAX_PREFETCH, int(SLOT_TURN_SECONDS / typical_run)))
 
 
 def claim_size(jobs_in_hand: int, held: int, unstarted: int) -> int:

@@ -68,7 +68,6 @@ from pgtq.worker._decisions import (
     Clock,
     claim_size,
     flush_due,
-    jobs_per_turn,
     timeout_deadline,
 )
 from pgtq.worker._execution import cancelled_outcome, timeout_outcome, unknown_task_outcome
@@ -106,9 +105,8 @@ class _CancelHint:
     job_id: int
 
 
-# A finished run comes as its Outcome itself (one object fewer per job); a
-# turn of quick jobs run by one slot, as the list of their outcomes.
-_Event = Outcome | list[Outcome] | _Wake | _StopRequest | _CancelHint
+# A finished run comes as its Outcome itself (one object fewer per job).
+_Event = Outcome | _Wake | _StopRequest | _CancelHint
 
 
 class Worker:
@@ -170,7 +168,6 @@ class Worker:
         self._server_of = {name: server for server in self.servers for name in server.queues}
         self._turn = 0
         self._running: dict[JobKey, _Running] = {}
-        self._plain: dict[Handler[Any, Any], bool] = {}
         self._limit = ClaimLimit(self.settings.concurrency, self.settings.batch_size)
         self._stopping = False
         self._forced = False
@@ -259,7 +256,6 @@ class Worker:
             self.settings.concurrency,
             report,
             self._clock,
-            report_many=self._events.put,
             max_abandoned=self.settings.max_abandoned_threads,
             interrupt_abandoned=self.settings.interrupt_timed_out_threads,
         )
@@ -345,10 +341,10 @@ class Worker:
 
     def _handle(self, event: _Event) -> None:
         if isinstance(event, Outcome):
-            self._finished(event)
-        elif isinstance(event, list):
-            for outcome in event:
-                self._finished(outcome)
+            running = self._running.pop(job_key(event.task), None)
+            if running is not None:
+                self._limit.ran(event.duration)
+                self._add_outcome(event)
         elif isinstance(event, _Wake):
             for name in event.queues:
                 self._server_of[name].turns.wake([name])
@@ -365,13 +361,6 @@ class Worker:
             )
             self._stopping = True
             self._shutdown_deadline = self._clock() + self.settings.shutdown_timeout
-
-    def _finished(self, outcome: Outcome) -> None:
-        """A handler's run ended: its outcome is to be written (unless the
-        job was given up meanwhile: timed out, or handed back)."""
-        if self._running.pop(job_key(outcome.task), None) is not None:
-            self._limit.ran(outcome.duration)
-            self._add_outcome(outcome)
 
     def _next_wakeup(self, now: float) -> float:
         if self._forced:
@@ -432,43 +421,21 @@ class Worker:
     def _took(self, server: Server, name: str, asked: int, tasks: list[Task]) -> None:
         if len(tasks) < asked:
             server.turns.drained(name)  # wait for a wake-up
-        self._hand_to_pool(*tasks)
-
-    def _hand_to_pool(self, *tasks: Task) -> None:
-        """Submit claimed jobs to the pool: those of plain handlers
-        (synchronous, no timeout, not transactional) together, in turns
-        (``ThreadPool.submit_in_turns``), the others one by one."""
-        assert self._pool is not None
-        plain: list[tuple[Task, Handler[Any, Any]]] = []
         for task in tasks:
-            try:
-                handler = self.queues[task.queue].handler_for(task.name)
-            except UnknownTaskError as error:
-                self._add_outcome(unknown_task_outcome(task, error))
-                continue
-            if self._is_plain(handler):
-                self._running[job_key(task)] = _Running(task, handler)
-                plain.append((task, handler))
-                continue
-            # An async handler cancels itself at its timeout; the deadline here
-            # is the backstop. A synchronous one is abandoned at the deadline.
-            grace = 1.0 if handler.timeout is not None and inspect.iscoroutinefunction(handler.func) else 0.0
-            self._running[job_key(task)] = _Running(task, handler, grace)
-            self._pool.submit(task, handler)
-        if plain:
-            self._pool.submit_in_turns(plain, jobs_per_turn(self._limit.typical_run))
+            self._hand_to_pool(task)
 
-    def _is_plain(self, handler: Handler[Any, Any]) -> bool:
-        """Whether ``handler`` is a synchronous function with no timeout that
-        is not transactional (remembered per handler)."""
-        plain = self._plain.get(handler)
-        if plain is None:
-            plain = self._plain[handler] = (
-                handler.timeout is None
-                and not handler.transactional
-                and not inspect.iscoroutinefunction(handler.func)
-            )
-        return plain
+    def _hand_to_pool(self, task: Task) -> None:
+        try:
+            handler = self.queues[task.queue].handler_for(task.name)
+        except UnknownTaskError as error:
+            self._add_outcome(unknown_task_outcome(task, error))
+            return
+        # An async handler cancels itself at its timeout; the deadline here is
+        # the backstop. A synchronous one is abandoned at the deadline.
+        grace = 1.0 if handler.timeout is not None and inspect.iscoroutinefunction(handler.func) else 0.0
+        self._running[job_key(task)] = _Running(task, handler, grace)
+        assert self._pool is not None
+        self._pool.submit(task, handler)
 
     def _deadline(self, running: _Running) -> float | None:
         """When a started job with a timeout must be stopped (None: no

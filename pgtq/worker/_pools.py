@@ -14,11 +14,6 @@ record when each job starts by the worker's clock, which its timeouts use.
 A job is known by its ``JobKey`` (queue, id and lease: ids are unique on
 one server only, and a worker may serve several).
 
-Jobs of quick plain handlers (synchronous, no timeout, not transactional)
-may be submitted in turns (``submit_in_turns``): a thread slot runs a
-turn's jobs one after the other and reports them together, so a batch of
-no-op jobs costs one thread hand-off per turn instead of one per job.
-
 A job asked to cancel (``cancel``) is stopped as each pool can: a job not
 started yet never starts (the worker writes its outcome at once); in a
 thread, its ``Task.cancellation`` is requested (the handler reads it, an
@@ -50,7 +45,6 @@ from pgtq.worker._routing import JobKey, job_key
 from pgtq.worker._transactional import SlotConnections
 
 Report = Callable[[Outcome], None]
-ReportMany = Callable[[list[Outcome]], None]
 
 logger = logging.getLogger("pgtq.worker")
 
@@ -63,8 +57,6 @@ class Pool(Protocol):
     def start(self) -> None: ...
 
     def submit(self, task: Task, handler: Handler[Any, Any]) -> None: ...
-
-    def submit_in_turns(self, jobs: list[tuple[Task, Handler[Any, Any]]], per_turn: int) -> None: ...
 
     def abandon(self, task: Task) -> None: ...
 
@@ -90,22 +82,13 @@ class _WorkQueue:
         self.started: dict[JobKey, float] = {}
         self.clock = clock
         self._lock = threading.Lock()
-        self._queued: dict[JobKey, Task] = {}  # submitted, not started, not withdrawn
+        self._queued: set[JobKey] = set()  # submitted, not started, not withdrawn
         self._withdrawn: set[JobKey] = set()  # still in the queue, to be skipped
 
     def submit(self, task: Task, handler: Handler[Any, Any]) -> None:
         with self._lock:
-            self._queued[job_key(task)] = task
+            self._queued.add(job_key(task))
         self.queue.put((task, handler))
-
-    def submit_in_turns(self, jobs: list[tuple[Task, Handler[Any, Any]]], per_turn: int) -> None:
-        """Submit the jobs of quick plain handlers (synchronous, no
-        timeout, not transactional) in turns of about ``per_turn`` jobs:
-        one slot runs a turn's jobs one after the other (``submit`` each
-        when ``per_turn`` is 1, or in a pool whose slots run one job at a
-        time)."""
-        for task, handler in jobs:
-            self.submit(task, handler)
 
     def started_at(self, key: JobKey) -> float | None:
         return self.started.get(key)
@@ -119,26 +102,36 @@ class _WorkQueue:
         if key in self._withdrawn:
             self._withdrawn.discard(key)
             return None
-        del self._queued[key]
+        self._queued.discard(key)
         started = self.started[key] = self.clock()
         return started
 
     def _withdraw(self, key: JobKey) -> bool:
         """Withdraw the job if it has not started; whether it was. Called
         with ``_lock`` held."""
-        if self._queued.pop(key, None) is None:
+        if key not in self._queued:
             return False
+        self._queued.discard(key)
         self._withdrawn.add(key)
         return True
 
     def take_unstarted(self) -> list[Task]:
-        """Withdraw every job not started yet (a slot skips it when it comes
-        to it, in the queue or in its turn) and return them."""
-        with self._lock:
-            taken = list(self._queued.values())
-            self._withdrawn.update(self._queued)
-            self._queued.clear()
-        return taken
+        taken = []
+        while True:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                return taken
+            if item is None:  # a stop marker: leave it for the slots
+                self.queue.put(None)
+                return taken
+            key = job_key(item[0])
+            with self._lock:
+                if key in self._withdrawn:
+                    self._withdrawn.discard(key)
+                    continue
+                self._queued.discard(key)
+            taken.append(item[0])
 
 
 class _Abandoned(BaseException):
@@ -168,10 +161,6 @@ class ThreadPool(_WorkQueue):
     best-effort basis: it lands whenever the thread next runs Python code,
     which may be inside the handler's ``finally`` or in the middle of its
     own transaction.
-
-    Jobs submitted in turns (``submit_in_turns``) are run by one slot one
-    after the other, and their outcomes reported together, through
-    ``report_many`` when given.
     """
 
     def __init__(
@@ -180,14 +169,12 @@ class ThreadPool(_WorkQueue):
         report: Report,
         clock: Clock,
         *,
-        report_many: ReportMany | None = None,
         max_abandoned: int | None = None,
         interrupt_abandoned: bool = False,
     ) -> None:
         super().__init__(clock)
         self.capacity = capacity
         self._report = report
-        self._report_many = report_many
         self._max_abandoned = capacity if max_abandoned is None else max_abandoned
         self._interrupt_abandoned = interrupt_abandoned
         self._slots: list[_Slot] = []
@@ -213,29 +200,13 @@ class ThreadPool(_WorkQueue):
             self._slots.append(slot)
         slot.thread.start()
 
-    def submit_in_turns(self, jobs: list[tuple[Task, Handler[Any, Any]]], per_turn: int) -> None:
-        if per_turn <= 1 or len(jobs) <= 1:
-            super().submit_in_turns(jobs, per_turn)
-            return
-        turns = -(-len(jobs) // per_turn)  # as few as per_turn allows, of lengths one apart at most
-        with self._lock:
-            for task, _handler in jobs:
-                self._queued[job_key(task)] = task
-        for turn in range(turns):
-            self.queue.put(jobs[turn * len(jobs) // turns : (turn + 1) * len(jobs) // turns])
-
     def _serve(self, slot: _Slot) -> None:
         try:
             while not slot.retired:
                 item = self.queue.get()
                 if item is None:
                     return
-                if type(item) is list:
-                    self._run_turn(slot, item)
-                else:
-                    outcome = self._run(slot, *item)
-                    if outcome is not None:
-                        self._report(outcome)
+                self._run(slot, *item)
         except _Abandoned:
             pass  # raised on purpose (interrupt_abandoned): the job was already failed
         finally:
@@ -243,35 +214,11 @@ class ThreadPool(_WorkQueue):
             if slot.retired:
                 self._abandoned_thread_ended()
 
-    def _run_turn(self, slot: _Slot, jobs: list[tuple[Task, Handler[Any, Any]]]) -> None:
-        """Run a turn's jobs one after the other and report their outcomes
-        together. A slot retired meanwhile (its job abandoned) leaves the
-        jobs it did not start to the other slots."""
-        outcomes: list[Outcome] = []
-        next_job = 0
-        try:
-            while next_job < len(jobs) and not slot.retired:
-                task, handler = jobs[next_job]
-                next_job += 1
-                outcome = self._run(slot, task, handler)
-                if outcome is not None:
-                    outcomes.append(outcome)
-        finally:  # also when an abandoned handler's thread is interrupted (_Abandoned)
-            if next_job < len(jobs):
-                self.queue.put(jobs[next_job:])
-            if outcomes and self._report_many is not None:
-                self._report_many(outcomes)
-            else:
-                for outcome in outcomes:
-                    self._report(outcome)
-
-    def _run(self, slot: _Slot, task: Task, handler: Handler[Any, Any]) -> Outcome | None:
-        """Run one job; its outcome, or None when it was withdrawn before it
-        started (the worker wrote its outcome) or abandoned (ignored)."""
+    def _run(self, slot: _Slot, task: Task, handler: Handler[Any, Any]) -> None:
         key = job_key(task)
         with self._lock:
             if self._start(key) is None:
-                return None
+                return  # cancelled before it started: the worker wrote its outcome
             slot.job = key
         try:
             outcome = run_task(task, handler, slot.connections)
@@ -281,7 +228,8 @@ class ThreadPool(_WorkQueue):
                 self.started.pop(key, None)
                 ignored = key in self._abandoned
                 self._abandoned.discard(key)
-        return None if ignored else outcome
+        if not ignored:
+            self._report(outcome)
 
     def _abandoned_thread_ended(self) -> None:
         with self._lock:

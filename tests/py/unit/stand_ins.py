@@ -51,9 +51,6 @@ class RecordingPool:
     def submit(self, task: Task, handler: Handler[Any, Any]) -> None:
         self.submitted.append(task)
 
-    def submit_in_turns(self, jobs: list[tuple[Task, Handler[Any, Any]]], per_turn: int) -> None:
-        self.submitted.extend(task for task, _handler in jobs)
-
     def abandon(self, task: Task) -> None:
         self.abandoned.append(task)
 

@@ -12,14 +12,12 @@ from pgtq.worker._decisions import (
     FLUSH_DELAY,
     MAX_PREFETCH,
     PREFETCH_SECONDS,
-    SLOT_TURN_SECONDS,
     Backoff,
     ClaimLimit,
     PopTurns,
     Timers,
     claim_size,
     flush_due,
-    jobs_per_turn,
     timeout_deadline,
 )
 
@@ -44,23 +42,6 @@ def test_a_fixed_batch_size_is_held_whatever_the_handlers_take() -> None:
     limit.ran(60.0)
     assert limit.jobs_in_hand == 20
     assert ClaimLimit(concurrency=8, batch_size=2).jobs_in_hand == 8, "never fewer than the slots"
-
-
-def test_quick_plain_jobs_take_turns_in_a_slot_of_about_a_millisecond() -> None:
-    assert jobs_per_turn(None) == 1, "nothing ran yet: a slot per job"
-    assert jobs_per_turn(SLOT_TURN_SECONDS / 40) == 40
-    assert jobs_per_turn(SLOT_TURN_SECONDS / 2) == 2
-    assert jobs_per_turn(SLOT_TURN_SECONDS * 5) == 1, "slow handlers get a slot each"
-    assert jobs_per_turn(0.0) == MAX_PREFETCH
-    assert jobs_per_turn(1e-9) == MAX_PREFETCH
-
-
-def test_the_typical_run_is_followed_with_a_fixed_batch_size_too() -> None:
-    limit = ClaimLimit(concurrency=4, batch_size=20)
-    assert limit.typical_run is None
-    limit.ran(0.00002)
-    assert limit.typical_run == 0.00002
-    assert limit.jobs_in_hand == 20, "the batch size still decides what is held"
 
 
 def test_the_adaptive_limit_starts_at_the_slots_and_prefetches_for_quick_handlers() -> None:
