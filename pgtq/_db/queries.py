@@ -254,14 +254,21 @@ def complete(task: Task, result_json: str | None) -> Query[bool]:
     return Query(statements.COMPLETE, {"id": task.id, "lease": task.lease, "result": result_json}, _boolean)
 
 
-def complete_many(done: Sequence[Outcome]) -> Query[set[int]]:
-    """``pgtq.complete_many`` of successful runs: the ids it completed."""
-    params = {
+def _completions(done: Sequence[Outcome]) -> dict[str, Any]:
+    """The arrays ``pgtq.complete_many`` takes for the runs ``done``. The
+    results go as NULL when no run returned one (complete_many's default):
+    an array of NULLs costs the driver as much to encode as real results."""
+    results = [outcome.result_json for outcome in done]
+    return {
         "ids": [outcome.task.id for outcome in done],
         "leases": [outcome.task.lease for outcome in done],
-        "results": [outcome.result_json for outcome in done],
+        "results": results if any(result is not None for result in results) else None,
     }
-    return Query(statements.COMPLETE_MANY, params, _id_set)
+
+
+def complete_many(done: Sequence[Outcome]) -> Query[set[int]]:
+    """``pgtq.complete_many`` of successful runs: the ids it completed."""
+    return Query(statements.COMPLETE_MANY, _completions(done), _id_set)
 
 
 def complete_many_and_pop(
@@ -270,10 +277,7 @@ def complete_many_and_pop(
     """``pgtq.complete_many`` of successful runs, then ``pgtq.pop`` of up
     to ``n`` jobs of ``queue``, in one statement: the ids completed and the
     claimed tasks."""
-    params = {
-        "ids": [outcome.task.id for outcome in done],
-        "leases": [outcome.task.lease for outcome in done],
-        "results": [outcome.result_json for outcome in done],
+    params = _completions(done) | {
         "queue": queue,
         "worker": worker,
         "n": n,

@@ -321,14 +321,6 @@ def _log_outcome(outcome: Outcome, reply: Any) -> bool:
     this worker had not heard of yet when it wrote a success is logged as
     ``done`` (the job's state says ``cancelled``)."""
     task = outcome.task
-    if outcome.kind != "done":
-        ending = f"{outcome.summary} -> {reply}" if reply is not None else f"{outcome.summary}, lease lost"
-    elif not reply:
-        ending = "done, but the lease was lost (the job was handed on)"
-        if outcome.written is False:
-            ending += ": its transaction was rolled back"
-    else:
-        ending = "done after a cancel request -> cancelled" if task.cancel_requested else "done"
     plain_done = outcome.kind == "done" and bool(reply) and not task.cancel_requested
     if plain_done:
         level = logging.DEBUG
@@ -338,6 +330,14 @@ def _log_outcome(outcome: Outcome, reply: Any) -> bool:
         level = logging.WARNING
     if not logger.isEnabledFor(level):
         return plain_done
+    if outcome.kind != "done":
+        ending = f"{outcome.summary} -> {reply}" if reply is not None else f"{outcome.summary}, lease lost"
+    elif not reply:
+        ending = "done, but the lease was lost (the job was handed on)"
+        if outcome.written is False:
+            ending += ": its transaction was rolled back"
+    else:
+        ending = "done after a cancel request -> cancelled" if task.cancel_requested else "done"
     logger.log(
         level,
         "task %s id=%d attempt=%d/%d %.3fs %s",

@@ -235,3 +235,33 @@ def test_outcomes_written_together_keep_every_result_and_renew_every_lease(
     assert written.completed == {task.id for task in held}
     stored = db.execute("SELECT result::text FROM pgtq._job ORDER BY id").fetchall()
     assert [row[0] for row in stored] == ['{"a": "x,y\\"z"}', '"\\\\ {} é"', None, "[1, 2.5, null]"]
+
+
+def test_outcomes_with_no_result_complete_every_job_alone_and_with_a_claim(
+    q: pgtq.PgTq, dsn: str, db: psycopg.Connection[Any]
+) -> None:
+    """When no run of a batch returned a result, complete_many gets NULL
+    for the results (queries._completions), alone and in the statement that
+    also claims: every job still ends done, with no result."""
+    for n in range(6):
+        q.push("noop", args=(n,))
+    conn = gateway.connect(dsn)
+    try:
+        first = gateway.pop(conn, queue="test_queue", worker="w", n=3, lease=timedelta(minutes=5))
+        alone = gateway.write_outcomes(conn, [Outcome(task, "done", 0.0) for task in first])
+        second = gateway.pop(conn, queue="test_queue", worker="w", n=3, lease=timedelta(minutes=5))
+        together, claimed = gateway.write_outcomes_and_pop(
+            conn,
+            [Outcome(task, "done", 0.0) for task in second],
+            queue="test_queue",
+            worker="w",
+            n=3,
+            lease=timedelta(minutes=5),
+        )
+    finally:
+        conn.close()
+    assert alone is not None and alone.completed == {task.id for task in first}
+    assert together is not None and together.completed == {task.id for task in second}
+    assert claimed == []
+    stored = db.execute("SELECT state::text, result FROM pgtq._job ORDER BY id").fetchall()
+    assert stored == [("done", None)] * 6
