@@ -18,6 +18,15 @@ from pgtq._records import Outcome
 from pgtq.worker import Worker, WorkerSettings
 
 
+def write_and_claim(
+    conn: gateway.Connection, outcomes: Sequence[Outcome], *, n: int
+) -> tuple[gateway.Written | None, list[pgtq.Task]]:
+    """``write_outcomes_and_pop`` of test_queue, as worker "w" with a 5-minute lease."""
+    return gateway.write_outcomes_and_pop(
+        conn, outcomes, queue="test_queue", worker="w", n=n, lease=timedelta(minutes=5)
+    )
+
+
 def test_outcomes_ride_with_the_next_claim_in_one_round_trip(
     q: pgtq.PgTq, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -195,13 +204,8 @@ def test_a_claimed_batch_reads_every_field_of_every_job_in_pops_order(
             (("x",), {"nested": {"list": [1.5, True]}}),
         ]
         assert gateway.pop(conn, queue="test_queue", worker="w", n=10, lease=timedelta(minutes=5)) == []
-        written, none_left = gateway.write_outcomes_and_pop(
-            conn,
-            [Outcome(task, "done", 0.0, result_json="null") for task in claimed],
-            queue="test_queue",
-            worker="w",
-            n=10,
-            lease=timedelta(minutes=5),
+        written, none_left = write_and_claim(
+            conn, [Outcome(task, "done", 0.0, result_json="null") for task in claimed], n=10
         )
     finally:
         conn.close()
@@ -250,14 +254,7 @@ def test_outcomes_with_no_result_complete_every_job_alone_and_with_a_claim(
         first = gateway.pop(conn, queue="test_queue", worker="w", n=3, lease=timedelta(minutes=5))
         alone = gateway.write_outcomes(conn, [Outcome(task, "done", 0.0) for task in first])
         second = gateway.pop(conn, queue="test_queue", worker="w", n=3, lease=timedelta(minutes=5))
-        together, claimed = gateway.write_outcomes_and_pop(
-            conn,
-            [Outcome(task, "done", 0.0) for task in second],
-            queue="test_queue",
-            worker="w",
-            n=3,
-            lease=timedelta(minutes=5),
-        )
+        together, claimed = write_and_claim(conn, [Outcome(task, "done", 0.0) for task in second], n=3)
     finally:
         conn.close()
     assert alone is not None and alone.completed == {task.id for task in first}
