@@ -107,6 +107,7 @@ class Job:
             "lease_expires_at": self.lease_expires_at,
             "finished_at": self.finished_at,
             "cancel_requested": self.cancel_requested,
+            "rules_broken": [],
         }
 
 
@@ -144,10 +145,14 @@ class Model:
         return job.state
 
 
+# rules_broken: the bookkeeping rules the row breaks, as the database sees
+# them (pgtq.job_rule_breaks; kept by the functions since 0.8.0, no longer by
+# CHECK constraints); the model expects none.
 STATE_QUERY = (
-    "SELECT id, queue, priority, max_attempts, state::text AS state, run_at, attempt, lease,"
-    " lease_expires_at, finished_at, cancel_requested_at IS NOT NULL AS cancel_requested"
-    " FROM pgtq._job ORDER BY id"
+    "SELECT j.id, j.queue, j.priority, j.max_attempts, j.state::text AS state, j.run_at, j.attempt, j.lease,"
+    " j.lease_expires_at, j.finished_at, j.cancel_requested_at IS NOT NULL AS cancel_requested,"
+    " ARRAY(SELECT b.rule FROM pgtq.job_rule_breaks AS b WHERE b.id = j.id) AS rules_broken"
+    " FROM pgtq._job AS j ORDER BY j.id"
 )
 
 

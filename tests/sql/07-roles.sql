@@ -62,9 +62,9 @@ SELECT is(
           WHERE c.relnamespace = 'pgtq'::regnamespace AND c.relkind = 'v'
             AND has_table_privilege(r.rolname, c.oid, 'SELECT')
           ORDER BY 1),
-    ARRAY['pgtq_admin:jobs', 'pgtq_admin:queue_history', 'pgtq_admin:queue_stats', 'pgtq_admin:queues',
-          'pgtq_admin:schedules', 'pgtq_admin:settings', 'pgtq_admin:workers', 'pgtq_observer:jobs',
-          'pgtq_observer:queue_history', 'pgtq_observer:queue_stats', 'pgtq_observer:queues',
+    ARRAY['pgtq_admin:job_rule_breaks', 'pgtq_admin:jobs', 'pgtq_admin:queue_history', 'pgtq_admin:queue_stats',
+          'pgtq_admin:queues', 'pgtq_admin:schedules', 'pgtq_admin:settings', 'pgtq_admin:workers',
+          'pgtq_observer:job_rule_breaks', 'pgtq_observer:jobs', 'pgtq_observer:queue_history', 'pgtq_observer:queue_stats', 'pgtq_observer:queues',
           'pgtq_observer:schedules', 'pgtq_observer:settings', 'pgtq_observer:workers',
           'pgtq_worker:queue_stats', 'pgtq_worker:schedules', 'pgtq_worker:workers'],
     'views: the admin and the observer read all, the worker reads stats, schedules and workers, the producer none');
