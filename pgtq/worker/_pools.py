@@ -48,6 +48,12 @@ Report = Callable[[Outcome], None]
 
 logger = logging.getLogger("pgtq.worker")
 
+# How much longer to wait for a dead child's exit status, so that its exit
+# code (or the signal that killed it) can be reported. _run_in_child waits
+# 5 s; once, under the whole test suite on a loaded 2-core machine, the
+# status was still unknown after that ("exited with code None").
+CHILD_EXIT_WAIT = 10.0
+
 
 class Pool(Protocol):
     """What the worker needs from a pool."""
@@ -362,6 +368,7 @@ class ProcessPool(_WorkQueue):
                     if cancelled:
                         outcome = cancelled_outcome(task, duration, "its child process was killed")
                     else:
+                        process.join(timeout=CHILD_EXIT_WAIT)  # its exit status
                         outcome = _crash_outcome(task, process.exitcode, duration)
                 if died or cancelled or ignored:  # dead, or killed and maybe still dying: a fresh child
                     process, pipe = self._replace(process, pipe)
@@ -440,7 +447,9 @@ def _stop_child(process: Any, pipe: multiprocessing.connection.Connection) -> No
 
 def _crash_outcome(task: Task, process_exit_code: int | None, duration: float) -> Outcome:
     code = process_exit_code
-    if code is not None and code < 0:
+    if code is None:
+        how = f"broke its pipe and had not exited {CHILD_EXIT_WAIT + 5:.0f} s later"
+    elif code < 0:
         how = f"was killed by signal {signal.Signals(-code).name}"
     else:
         how = f"exited with code {code}"
