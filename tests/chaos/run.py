@@ -18,7 +18,8 @@ Afterwards ``verdict.judge`` applies the pass rule it prints first
 (``verdict.RULE``): every job done and its completing run recorded, no claim
 run twice, every duplicate cut off by a kill of its own worker or by the
 stop of the server while that worker held the job, and at least the planned
-kills and restarts done. Prints the figures; exits 1 if the rule is broken,
+kills and restarts done. No row may break a bookkeeping rule
+(``pgtq.job_rule_breaks``). Prints the figures; exits 1 if the rule is broken,
 listing what broke it and keeping the processes' logs.
 
 With --bouncer (`make chaos` passes it) the workers and the scheduler reach
@@ -455,9 +456,21 @@ def read_ledger(dsn: str, lease: float) -> tuple[list[Job], list[Run]]:
     return jobs, runs
 
 
+def read_rule_breaks(dsn: str) -> list[str]:
+    """Rows that break a bookkeeping rule of pgtq._job (kept by the
+    functions, not by constraints, since 0.8.0): none, after any crash."""
+    with psycopg.connect(dsn) as conn:
+        return [
+            f"job {job_id}: {rule}"
+            for job_id, rule in conn.execute("SELECT id, rule FROM pgtq.job_rule_breaks")
+        ]
+
+
 def audit(dsn: str, plan: Plan, books: Books, lease: float, wall: float, logs: Path) -> int:
     jobs, runs = read_ledger(dsn, lease)
     verdict = judge(plan, books, jobs, runs)
+    if breaks := read_rule_breaks(dsn):
+        verdict.failures.append(f"rows that break a bookkeeping rule: {', '.join(breaks[:5])}")
     f = verdict.figures
     print(
         f"chaos: jobs={f['jobs']} done={f['done']} runs={f['runs']} "
