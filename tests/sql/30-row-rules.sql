@@ -11,7 +11,7 @@ SET LOCAL TIME ZONE 'UTC';
 CREATE TEMP TABLE made (name text PRIMARY KEY, id bigint);
 CREATE TEMP TABLE held (name text PRIMARY KEY, id bigint, lease uuid);
 
--- push, push_many, keyed push (replacing), push_many with a job key.
+-- push (ready, scheduled, keyed, the keyed one replaced), push_many, cancel of a ready job.
 INSERT INTO made SELECT 'done', pgtq.push('rq', 'done', as_of => '2030-01-01 00:00+00');
 INSERT INTO made SELECT 'retried', pgtq.push('rq', 'retried', max_attempts => 2, as_of => '2030-01-01 00:00+00');
 INSERT INTO made SELECT 'failed', pgtq.push('rq', 'failed', max_attempts => 1, as_of => '2030-01-01 00:00+00');
