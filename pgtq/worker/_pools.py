@@ -48,11 +48,11 @@ Report = Callable[[Outcome], None]
 
 logger = logging.getLogger("pgtq.worker")
 
-# How much longer to wait for a dead child's exit status, so that its exit
-# code (or the signal that killed it) can be reported. _run_in_child waits
-# 5 s; once, under the whole test suite on a loaded 2-core machine, the
+# How long to wait for a dead child's exit status, so that its exit code
+# (or the signal that killed it) can be reported. Until d628ae8 this was
+# 5 s, and once, under the whole test suite on a loaded 2-core machine, the
 # status was still unknown after that ("exited with code None").
-CHILD_EXIT_WAIT = 10.0
+CHILD_EXIT_WAIT = 15.0
 
 
 class Pool(Protocol):
@@ -368,7 +368,6 @@ class ProcessPool(_WorkQueue):
                     if cancelled:
                         outcome = cancelled_outcome(task, duration, "its child process was killed")
                     else:
-                        process.join(timeout=CHILD_EXIT_WAIT)  # its exit status
                         outcome = _crash_outcome(task, process.exitcode, duration)
                 if died or cancelled or ignored:  # dead, or killed and maybe still dying: a fresh child
                     process, pipe = self._replace(process, pipe)
@@ -431,7 +430,7 @@ def _run_in_child(
             return Outcome(task, kind, clock() - started, result_json, error, summary, retry_in)
     except (EOFError, OSError):
         pass
-    process.join(timeout=5)
+    process.join(timeout=CHILD_EXIT_WAIT)
     return None
 
 
@@ -448,7 +447,7 @@ def _stop_child(process: Any, pipe: multiprocessing.connection.Connection) -> No
 def _crash_outcome(task: Task, process_exit_code: int | None, duration: float) -> Outcome:
     code = process_exit_code
     if code is None:
-        how = f"broke its pipe and had not exited {CHILD_EXIT_WAIT + 5:.0f} s later"
+        how = f"broke its pipe and had not exited {CHILD_EXIT_WAIT:.0f} s later"
     elif code < 0:
         how = f"was killed by signal {signal.Signals(-code).name}"
     else:

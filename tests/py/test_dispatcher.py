@@ -18,6 +18,11 @@ from pgtq._records import Outcome
 from pgtq.worker import Worker, WorkerSettings
 
 
+def claim(conn: gateway.Connection, *, n: int) -> list[pgtq.Task]:
+    """``pop`` of test_queue, as worker "w" with a 5-minute lease."""
+    return gateway.pop(conn, queue="test_queue", worker="w", n=n, lease=timedelta(minutes=5))
+
+
 def write_and_claim(
     conn: gateway.Connection, outcomes: Sequence[Outcome], *, n: int
 ) -> tuple[gateway.Written | None, list[pgtq.Task]]:
@@ -141,7 +146,7 @@ def test_the_claim_written_with_outcomes_takes_the_slots_they_free(
         q.push("noop", args=(n,))
     conn = gateway.connect(dsn)
     try:
-        held = gateway.pop(conn, queue="test_queue", worker="w", n=4, lease=timedelta(minutes=5))
+        held = claim(conn, n=4)
         assert [task.args for task in held] == [(0,), (1,)], "the limit holds: two of four"
         outcomes = [Outcome(held[0], "done", 0.0, result_json="null")]
         outcomes.append(
@@ -189,7 +194,7 @@ def test_a_claimed_batch_reads_every_field_of_every_job_in_pops_order(
     q.push("plain", args=("x",), kwargs={"nested": {"list": [1.5, True]}})
     conn = gateway.connect(dsn)
     try:
-        claimed = gateway.pop(conn, queue="test_queue", worker="w", n=10, lease=timedelta(minutes=5))
+        claimed = claim(conn, n=10)
         rows = db.execute(
             "SELECT id, queue, task, priority, attempt, max_attempts, lease, lease_expires_at"
             " FROM pgtq._job ORDER BY priority DESC, id"
@@ -203,7 +208,7 @@ def test_a_claimed_batch_reads_every_field_of_every_job_in_pops_order(
             ((1, [2, {"three": 3}]), {"k": None}),
             (("x",), {"nested": {"list": [1.5, True]}}),
         ]
-        assert gateway.pop(conn, queue="test_queue", worker="w", n=10, lease=timedelta(minutes=5)) == []
+        assert claim(conn, n=10) == []
         written, none_left = write_and_claim(
             conn, [Outcome(task, "done", 0.0, result_json="null") for task in claimed], n=10
         )
@@ -224,7 +229,7 @@ def test_outcomes_written_together_keep_every_result_and_renew_every_lease(
         q.push("noop", args=(n,))
     conn = gateway.connect(dsn)
     try:
-        held = gateway.pop(conn, queue="test_queue", worker="w", n=10, lease=timedelta(minutes=5))
+        held = claim(conn, n=10)
         beats = gateway.heartbeat_many(conn, held, extend_by=timedelta(hours=1))
         assert [beat.held for beat in beats] == [True] * len(held)
         extended = db.execute(
@@ -251,9 +256,9 @@ def test_outcomes_with_no_result_complete_every_job_alone_and_with_a_claim(
         q.push("noop", args=(n,))
     conn = gateway.connect(dsn)
     try:
-        first = gateway.pop(conn, queue="test_queue", worker="w", n=3, lease=timedelta(minutes=5))
+        first = claim(conn, n=3)
         alone = gateway.write_outcomes(conn, [Outcome(task, "done", 0.0) for task in first])
-        second = gateway.pop(conn, queue="test_queue", worker="w", n=3, lease=timedelta(minutes=5))
+        second = claim(conn, n=3)
         together, claimed = write_and_claim(conn, [Outcome(task, "done", 0.0) for task in second], n=3)
     finally:
         conn.close()
