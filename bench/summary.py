@@ -151,6 +151,19 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
                 **peers,
             }
         )
+    for span, pct in (("enqueue_to_start", "p50_ms"), ("enqueue_to_start", "p99_ms")):
+        loop = _latency(wake, span, pct, system="pgtq-loop")
+        if loop is not None:  # runs before the loop was measured have none
+            rows.append(
+                {
+                    "metric": f"wake-up, enqueue -> handler start, {pct[:3]}, pgtq's SQL in one thread",
+                    "unit": "ms",
+                    "pgtq": loop,
+                    "ceiling": _latency(wake, span, pct, system="baseline"),
+                    "ratio": None,
+                    **{peer: None for peer in PEERS},
+                }
+            )
     return rows
 
 

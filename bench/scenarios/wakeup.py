@@ -1,5 +1,8 @@
 """Wake-up latency: an idle worker, jobs pushed one at a time
-20 ms apart; the time from enqueue to the handler's start.
+20 ms apart; the time from enqueue to the handler's start. Three systems:
+the real ``pgtq worker``, pgtq's SQL in a one-thread loop
+(``bench.apps.pgtq_loop``: what push and pop cost, without the worker's
+threads) and the hand-written worker (the ceiling).
 
 The pusher notes the clock just before each push call (``enqueue``) and just
 after it returned (``commit``); the handler records its start. Both clocks
@@ -99,13 +102,25 @@ def wakeup_once(ctx: Context, spec: WorkerSpec, pusher: Pusher, reset: Callable[
     return result
 
 
-def run(ctx: Context, systems: Sequence[str] = ("pgtq", "baseline")) -> list[dict[str, Any]]:
-    """The real pgtq worker and the hand-written worker, both idle on LISTEN
-    (of these systems: ``pgtq`` alone for a ``--baseline`` ref)."""
+def loop_spec(ctx: Context) -> WorkerSpec:
+    """pgtq's SQL in a one-thread loop (``bench.apps.pgtq_loop``): the wake-up
+    of pgtq's push and pop without the worker's threads."""
+    argv = [ctx.python, "-m", "bench.apps.pgtq_loop", ctx.dsn, "--queue", QUEUE]
+    return WorkerSpec("pgtq-loop", "one-thread loop", 1, argv, ctx.env(), "pop(1), complete, one thread")
+
+
+def run(ctx: Context, systems: Sequence[str] = ("pgtq", "pgtq-loop", "baseline")) -> list[dict[str, Any]]:
+    """The real pgtq worker, pgtq's SQL in a one-thread loop and the
+    hand-written worker, each idle on LISTEN (of these systems: ``pgtq``
+    alone for a ``--baseline`` ref)."""
     results = []
     if "pgtq" in systems:
         pgtq_spec = pgtq_specs(ctx, detect(ctx.pgtq_cli), 1)[0]
         results.append(wakeup_once(ctx, pgtq_spec, pgtq_pusher(ctx.dsn), lambda: ctx.execute(pgtq_sql.RESET)))
+    if "pgtq-loop" in systems:
+        results.append(
+            wakeup_once(ctx, loop_spec(ctx), pgtq_pusher(ctx.dsn), lambda: ctx.execute(pgtq_sql.RESET))
+        )
     if "baseline" in systems:
         results.append(
             wakeup_once(

@@ -1,0 +1,63 @@
+"""pgtq's SQL without its worker: the wake-up scenario's third system.
+
+    python -m bench.apps.pgtq_loop DSN [--queue Q]
+
+One thread, as the hand-written worker (``base_worker``): wait on LISTEN
+``pgtq``, claim one job with ``pgtq.pop``, record its start, complete it
+with ``pgtq.complete``, claim again until the queue is empty. Beside the
+hand-written worker and the real ``pgtq worker`` it splits pgtq's wake-up
+into what its SQL costs (``push``, ``pop``: this loop against the
+hand-written one) and what its worker adds (threads, batching, leases
+renewed: the real worker against this loop). It stops on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+
+import psycopg
+
+from bench.records import record
+
+CLAIM = (
+    "SELECT id, args, lease FROM pgtq.pop(queue => %s::text, worker => 'bench-loop', n => 1,"
+    " lease => '5 minutes'::interval)"
+)
+COMPLETE = "SELECT pgtq.complete(id => %s::bigint, lease => %s::uuid)"
+
+_stopping = False
+
+
+def _on_sigterm(_signum: int, _frame: object) -> None:
+    global _stopping
+    _stopping = True
+
+
+def serve(dsn: str, queue: str) -> None:
+    """Claim, run and complete one job at a time until SIGTERM."""
+    with psycopg.connect(dsn, autocommit=True) as conn, psycopg.connect(dsn, autocommit=True) as lconn:
+        lconn.execute("LISTEN pgtq")
+        cur = conn.cursor()
+        while not _stopping:
+            rows = cur.execute(CLAIM, [queue], prepare=True).fetchall()
+            if not rows:
+                for _ in lconn.notifies(timeout=1.0, stop_after=1):
+                    pass
+                continue
+            for job_id, args, lease in rows:
+                record(int(args[0]), "loop")
+                cur.execute(COMPLETE, [job_id, lease], prepare=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("dsn")
+    parser.add_argument("--queue", default="bench")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    serve(args.dsn, args.queue)
+
+
+if __name__ == "__main__":
+    main()
