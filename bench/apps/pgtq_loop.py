@@ -5,7 +5,8 @@
 One thread, as the hand-written worker (``base_worker``): wait on LISTEN
 ``pgtq``, claim one job with ``pgtq.pop``, record its start, complete it
 with ``pgtq.complete``, claim again until the queue is empty. Beside the
-hand-written worker and the real ``pgtq worker`` it splits pgtq's wake-up
+hand-written worker and the real ``pgtq worker`` (all three idle at once,
+each on its own queue) it splits pgtq's wake-up
 into what its SQL costs (``push``, ``pop``: this loop against the
 hand-written one) and what its worker adds (threads, batching, leases
 renewed: the real worker against this loop). It stops on SIGTERM.
@@ -42,8 +43,9 @@ def serve(dsn: str, queue: str) -> None:
         while not _stopping:
             rows = cur.execute(CLAIM, [queue], prepare=True).fetchall()
             if not rows:
-                for _ in lconn.notifies(timeout=1.0, stop_after=1):
-                    pass
+                for heard in lconn.notifies(timeout=1.0):
+                    if heard.payload == queue:  # the real worker's queue beside it: not ours
+                        break
                 continue
             for job_id, args, lease in rows:
                 record(int(args[0]), "loop")

@@ -177,7 +177,8 @@ def limits_table(results: dict[str, Any]) -> str:
     lines += [
         "",
         f"max_running => 50 drains at {ratio} of the unlimited queue (target: more than 80%), "
-        f"and at {same} of the unlimited queue served with 50 slots in all.",
+        f"and at {same} of the unlimited queue drained with at most 50 jobs in hand in all "
+        "(2 x 25 slots, claims of 25: what a limit of 50 leaves, at no cost for the limit itself).",
     ]
     if run.get("count_alone"):
         counts = ", ".join(f"{row['held']:,}: {row['us_per_count']:,.1f} us" for row in run["count_alone"])

@@ -151,10 +151,10 @@ def pgtq_ops(ctx: Context) -> QueueOps:
     return QueueOps(preload, backlog, audit)
 
 
-def pgtq_specs(ctx: Context, flags: WorkerFlags, processes: int) -> list[WorkerSpec]:
-    """The real pgtq worker at its best settings and at its defaults."""
+def pgtq_specs(ctx: Context, flags: WorkerFlags, processes: int, batch: int = 100) -> list[WorkerSpec]:
+    """The real pgtq worker at its best settings (claims of ``batch``) and at its defaults."""
     target = "bench.apps.pgtq_noop:q"
-    best = best_args(flags, 100, ctx.pgtq_best_concurrency, ctx.pgtq_best_pool)
+    best = best_args(flags, batch, ctx.pgtq_best_concurrency, ctx.pgtq_best_pool)
     env = ctx.env(BENCH_QUEUE=QUEUE)
     return [
         WorkerSpec(

@@ -4,8 +4,11 @@
   concurrency of this run's best settings) drains the same no-op jobs from
   a queue with no limit and from one configured ``max_running => 50``, one
   right after the other. Target: the limited queue drains at more than 80%
-  of the unlimited one. A drain of a queue without limits against the
-  release before flow control is ``--baseline`` (the ``drain`` scenario).
+  of the unlimited one. Beside them, the unlimited queue drained with at
+  most 50 jobs in hand in all (2 x 25 slots, claims of 25): the bound a
+  limit of 50 leaves this worker when the limit itself costs nothing. A
+  drain of a queue without limits against the release before flow
+  control is ``--baseline`` (the ``drain`` scenario).
 * **counting**: ``pop`` of a ``max_running`` queue counts the running jobs
   with a live lease (``_room_of``), and that count walks the running jobs
   of every queue. Here ``held`` jobs of another queue are claimed with a
@@ -67,23 +70,29 @@ def _hold(ctx: Context, jobs: int) -> None:
 
 
 def drain_limited(ctx: Context) -> list[dict[str, Any]]:
-    """The same drain, in ROUNDS rounds: no limit with the run's slots, no
-    limit with as many slots as the limit (2 x 25: what the limit leaves),
-    max_running => 50 with the run's slots, and max_running => 200 (a limit
-    that the run's 2 x 50 slots seldom reach: the cost of the limit's
-    locking and counting without the cap on jobs in flight)."""
+    """The same drain, in ROUNDS rounds: no limit with the run's slots; no
+    limit with at most LIMIT jobs in hand in all (each process 25 slots and
+    claims of 25, so never more than 2 x 25 claimed: what a perfect limit
+    of 50 would leave, with no cost for the limit itself, the bound of the
+    next variant); max_running => 50 with the run's slots; and
+    max_running => 200 (a limit that the run's 2 x 50 slots seldom reach:
+    the cost of the limit's locking and counting without the cap on jobs
+    in flight)."""
     flags = detect(ctx.pgtq_cli, ctx.env())
     jobs = ctx.sizes.drain_jobs
     best = ctx.pgtq_best_concurrency
-    variants = [(None, best), (None, LIMIT // PROCESSES), (LIMIT, best), (LIMIT * 4, best)]
+    share = LIMIT // PROCESSES
+    variants = [(None, best, 100), (None, share, share), (LIMIT, best, 100), (LIMIT * 4, best, 100)]
     runs = []
     for round_number in range(ROUNDS):
-        for max_running, concurrency in variants:
+        for max_running, concurrency, batch in variants:
             _configure(ctx, max_running)
             ctx.pgtq_best_concurrency = concurrency
-            spec = pgtq_specs(ctx, flags, PROCESSES)[0]
+            spec = pgtq_specs(ctx, flags, PROCESSES, batch)[0]
             spec.label = (
-                f"max_running {max_running}" if max_running else f"no limit, {concurrency} slots each"
+                f"max_running {max_running}"
+                if max_running
+                else f"no limit, {concurrency} slots and claims of {batch} each"
             )
             run = drain_once(ctx, spec, pgtq_ops(ctx), jobs)
             runs.append(run | {"max_running": max_running, "concurrency": concurrency, "round": round_number})
@@ -176,7 +185,7 @@ def run(ctx: Context) -> dict[str, Any]:
     same_slots_ratio = round(limited / same_slots, 3) if same_slots else None
     log(
         f"limits: max_running {LIMIT} drains at {ratio} of unlimited (target > 0.8), "
-        f"{same_slots_ratio} of unlimited with {LIMIT} slots"
+        f"{same_slots_ratio} of unlimited with at most {LIMIT} jobs in hand"
     )
     ctx.execute(pgtq_sql.RESET)
     return {
