@@ -170,11 +170,13 @@ def loop_spec(ctx: Context) -> WorkerSpec:
 
 def run(ctx: Context, systems: Sequence[str] = ("pgtq", "pgtq-loop", "baseline")) -> list[dict[str, Any]]:
     """The real pgtq worker, pgtq's SQL in a one-thread loop and the
-    hand-written worker, idle on LISTEN side by side, measured together
-    (``wakeup_together``; of these systems: ``pgtq`` alone for a
-    ``--baseline`` ref)."""
-    ctx.execute(pgtq_sql.RESET)
-    ctx.execute(baseline.RESET)
+    hand-written worker (of these systems), idle on LISTEN side by side,
+    measured together (``wakeup_together``). A ``--baseline`` ref runs all
+    three too, its own worker beside this checkout's loop and ceiling."""
+    if {"pgtq", "pgtq-loop"} & set(systems):
+        ctx.execute(pgtq_sql.RESET)
+    if "baseline" in systems:
+        ctx.execute(baseline.RESET)
     idle = []
     if "pgtq" in systems:
         spec = pgtq_specs(ctx, detect(ctx.pgtq_cli), 1)[0]
