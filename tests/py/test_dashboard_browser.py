@@ -29,9 +29,11 @@ from conftest import pgcluster, scalar
 from dashboard_data import QUEUES, Populated, populate
 from psycopg.conninfo import make_conninfo
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as seen
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -52,6 +54,9 @@ CHROMIUM_FLAGS = (
     "--window-size=1400,1000",
 )
 WAIT = 30.0  # seconds an element may take to appear (a shared 2-core machine)
+# What chromedriver sometimes says, instead of "stale element reference",
+# when an element of a page that is being replaced is read.
+GONE_FROM_DOCUMENT = "does not belong to the document"
 SCREENSHOT_VARIABLE = "PGTQ_DASHBOARD_SCREENSHOT"
 
 
@@ -144,6 +149,36 @@ def wait(browser: WebDriver) -> WebDriverWait[WebDriver]:
     return WebDriverWait(browser, WAIT)
 
 
+def clickable(browser: WebDriver, selector: str) -> WebElement:
+    """The element the CSS selector names, once it can be clicked."""
+    return wait(browser).until(seen.element_to_be_clickable((By.CSS_SELECTOR, selector)))
+
+
+def is_gone(element: WebElement) -> bool:
+    """Whether the element's page has been replaced (a navigation happened)."""
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as error:
+        if GONE_FROM_DOCUMENT in str(error):
+            return True
+        raise
+    return False
+
+
+def click_through(browser: WebDriver, element: WebElement) -> None:
+    """Click a link or a form's button, and wait until its page has been replaced.
+
+    Reading an element while the old page is being torn down races with
+    chromedriver (it may fail with an inspector error, not a stale element);
+    after this, every read is of the new page.
+    """
+    page = browser.find_element(By.TAG_NAME, "html")
+    element.click()
+    wait(browser).until(lambda _: is_gone(page))
+
+
 def text_of(browser: WebDriver, element_id: str) -> str:
     return wait(browser).until(seen.visibility_of_element_located((By.ID, element_id))).text
 
@@ -185,15 +220,13 @@ def test_an_operator_sees_the_queues_reads_a_traceback_and_retries(
     save_screenshot(browser)
 
     # From the overview's failed count of queue webhooks to its failed jobs, then to one of them.
-    browser.find_element(By.CSS_SELECTOR, "tr[data-queue='webhooks'] a[href*='state=failed']").click()
-    wait(browser).until(
-        seen.element_to_be_clickable((By.CSS_SELECTOR, f"a[href='/jobs/{data.failed_job}']"))
-    ).click()
+    click_through(browser, clickable(browser, "tr[data-queue='webhooks'] a[href*='state=failed']"))
+    click_through(browser, clickable(browser, f"a[href='/jobs/{data.failed_job}']"))
     assert "Traceback (most recent call last):" in text_of(browser, "job-error")
     assert text_of(browser, "job-state") == "failed"
 
     kept = failed_count(db, "webhooks")
-    browser.find_element(By.ID, "retry").click()
+    click_through(browser, browser.find_element(By.ID, "retry"))
     wait_for_text(browser, "job-state", "ready")
     wait_for_flash(browser, f"Job {data.failed_job} retried: it is ready again.")
     assert scalar(db, "SELECT state::text FROM pgtq.jobs WHERE id = %s", [data.failed_job]) == "ready"
@@ -206,12 +239,10 @@ def test_bulk_retry_asks_for_confirmation_in_the_browser(
     server = serve()
     kept = failed_count(db, "webhooks")
     browser.get(server.url + "/")
-    wait(browser).until(
-        seen.element_to_be_clickable((By.CSS_SELECTOR, "tr[data-queue='webhooks'] a[href^='/retry-failed']"))
-    ).click()
+    click_through(browser, clickable(browser, "tr[data-queue='webhooks'] a[href^='/retry-failed']"))
     wait_for_text(browser, "confirm", f"Retry all {kept} failed jobs of queue webhooks?")
     assert failed_count(db, "webhooks") == kept  # asking changed nothing
-    browser.find_element(By.ID, "confirm-button").click()
+    click_through(browser, browser.find_element(By.ID, "confirm-button"))
     wait_for_flash(browser, f"Retried {kept} failed jobs of queue webhooks: they are ready again.")
     assert failed_count(db, "webhooks") == 0
     assert failed_count(db, "reports") == data.failed_by_queue["reports"]
@@ -224,7 +255,7 @@ def test_a_post_without_the_csrf_token_is_refused_in_the_browser(
     browser.get(f"{server.url}/jobs/{data.failed_job}")
     wait(browser).until(seen.element_to_be_clickable((By.ID, "retry")))
     browser.execute_script("document.querySelectorAll('input[name=csrf]').forEach(input => input.remove())")
-    browser.find_element(By.ID, "retry").click()
+    click_through(browser, browser.find_element(By.ID, "retry"))
     wait_for_text(browser, "error-message", "CSRF token missing or wrong")
     assert scalar(db, "SELECT state::text FROM pgtq.jobs WHERE id = %s", [data.failed_job]) == "failed"
 
@@ -234,16 +265,14 @@ def test_pause_a_queue_in_the_browser(
 ) -> None:
     server = serve()
     browser.get(server.url + "/")
-    wait(browser).until(
-        seen.element_to_be_clickable((By.CSS_SELECTOR, "tr[data-queue='images'] button.pause"))
-    ).click()
+    click_through(browser, clickable(browser, "tr[data-queue='images'] button.pause"))
     wait_for_flash(browser, "Queue images paused: workers take none of its jobs until it is resumed.")
     cell = browser.find_element(By.CSS_SELECTOR, "tr[data-queue='images'] td.flow")
     assert cell.text.strip() == "paused"
     assert scalar(db, "SELECT paused FROM pgtq.queues WHERE queue = 'images'") is True
     assert scalar(db, "SELECT count(*) FROM pgtq.pop('images')") == 0, "a paused queue hands out nothing"
 
-    browser.find_element(By.CSS_SELECTOR, "tr[data-queue='images'] button.resume").click()
+    click_through(browser, browser.find_element(By.CSS_SELECTOR, "tr[data-queue='images'] button.resume"))
     wait_for_flash(browser, "Queue images resumed: workers take its jobs again.")
     assert browser.find_elements(By.CSS_SELECTOR, "tr[data-queue='images'] button.pause")
     assert scalar(db, "SELECT paused FROM pgtq.queues WHERE queue = 'images'") is False
