@@ -181,6 +181,10 @@ CREATE TABLE pgtq._job (
     -- model test (tests/py/test_model.py) checks it after each step. The
     -- lease rule stays a constraint: the calls that end an attempt match a
     -- job by its lease alone, so a lease must imply running.
+    -- 0.9.0: the slot (1..max_running) a running job of a max_running
+    -- queue holds, written by the pop that claimed it (_take_slots), NULL
+    -- for a job claimed without one. Meaningful only while the job runs.
+    slot                 integer,
     CONSTRAINT job_pkey PRIMARY KEY (id),
     CONSTRAINT job_running_has_lease_ck CHECK (
         (state = 'running') = (lease IS NOT NULL AND lease_expires_at IS NOT NULL))
@@ -1020,6 +1024,133 @@ BEGIN
         RETURN _room.n;
     END IF;
     RETURN pgtq._room_of(flow, _room.n, _room.as_of);
+END
+$$;
+
+-- Guarantees: the first key of the transaction-level advisory locks of
+-- `queue`'s slots (the second key is the slot number, 1..max_running) and
+-- of its settings (second key 0), the same number in every session.
+-- Two queues sharing the hash only make their pops try each other's locks.
+CREATE FUNCTION pgtq._slot_space(queue text)
+RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+    SELECT hashtext('pgtq slots of ' || queue)
+$$;
+
+-- Guarantees: holds the lock of `queue`'s settings against every pop of
+-- the queue (pg_advisory_xact_lock(_slot_space(queue), 0), exclusive,
+-- until the caller's transaction ends), after waiting for the pops that
+-- read its settings to end. pause, resume and configure_queue call it
+-- before they write the queue's _queue row, so a pop that claims by slots
+-- (_take_slots, which holds the same lock shared) ends before the change,
+-- or starts after it and reads it.
+CREATE FUNCTION pgtq._lock_settings(queue text)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+    SELECT pg_advisory_xact_lock(pgtq._slot_space(queue), 0)
+$$;
+
+-- Guarantees: for a pop of up to n jobs from `queue` when the queue's only
+-- control is max_running (not paused, no rate limit, as read now): the
+-- slots (numbers 1..max_running) the pop may fill, at most least(n, 256,
+-- max_running minus the queue's running jobs whose lease is live at
+-- as_of); each of them is held until the caller's transaction ends, and
+-- no live running job holds it. NULL when the queue is paused, has a rate
+-- limit or no row: pop then counts under the row lock (_room). Either way
+-- it holds the lock of the queue's settings shared (_lock_settings) until
+-- the transaction ends, so the settings stay as it read them until the
+-- claim commits, and the pops of one queue all take one of the two paths.
+--
+-- Why no slot is ever filled twice. A slot passes to a claim only under
+-- its token, the advisory lock (_slot_space(queue), slot), taken with
+-- pg_try_advisory_xact_lock (never waiting, except below) and held until
+-- the claim commits. The slots already filled are dropped in a statement
+-- that starts after the token is held, so it sees every claim of that
+-- slot that committed before. Each claimed job records its slot (pop
+-- writes _job.slot), so the live running jobs of a queue hold distinct
+-- slots, and there are max_running of them. Pops of one queue therefore
+-- never wait for each other's whole claim, unlike _room's row lock.
+--
+-- When the queue has live running jobs without a distinct slot in
+-- 1..max_running (they started before the limit was set or lowered, or
+-- one lease came back to life), the count above would not bound them: the
+-- pop then also locks the queue's row (FOR UPDATE) and counts again, as
+-- _room does, so such pops take turns; their claims take slots too, so
+-- the queue comes back to the slot path as those jobs end. When every
+-- free slot is held by another
+-- pop, it waits for the first one, so a claim that is rolled back does
+-- not leave this pop refused. Needs READ COMMITTED (pop checks it). At
+-- most 256 slots per call bound the locks one pop holds.
+CREATE FUNCTION pgtq._take_slots(queue text, n integer, as_of timestamptz)
+RETURNS integer[]
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    space       integer := pgtq._slot_space(_take_slots.queue);
+    capacity    integer;            -- max_running
+    occupied    integer[];          -- the distinct slots of live running jobs, ascending
+    live        bigint;             -- the live running jobs
+    wanted      integer;
+    taken       integer[] := '{}';
+    busy        integer;            -- the first free slot that another pop holds
+    next_filled integer := 1;       -- the position in occupied of the next filled slot
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(space, 0);
+    SELECT f.max_running INTO capacity
+    FROM pgtq._queue AS f
+    WHERE f.queue = _take_slots.queue AND f.paused_at IS NULL AND f.rate_limit IS NULL;
+    IF capacity IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT coalesce(array_agg(DISTINCT r.slot ORDER BY r.slot) FILTER (WHERE r.slot BETWEEN 1 AND capacity), '{}'),
+           count(*)
+    INTO occupied, live
+    FROM pgtq._job AS r
+    WHERE r.queue = _take_slots.queue AND r.state = 'running' AND r.lease_expires_at > _take_slots.as_of;
+    IF live >= capacity THEN
+        RETURN '{}';  -- full as of now: no slot or row locked
+    END IF;
+    IF live > cardinality(occupied) THEN
+        PERFORM 1 FROM pgtq._queue AS f WHERE f.queue = _take_slots.queue FOR UPDATE;
+        SELECT coalesce(array_agg(DISTINCT r.slot ORDER BY r.slot) FILTER (WHERE r.slot BETWEEN 1 AND capacity), '{}'),
+               count(*)
+        INTO occupied, live
+        FROM pgtq._job AS r
+        WHERE r.queue = _take_slots.queue AND r.state = 'running' AND r.lease_expires_at > _take_slots.as_of;
+    END IF;
+    wanted := least(_take_slots.n, 256, capacity - live);
+    IF wanted < 1 THEN
+        RETURN '{}';
+    END IF;
+    FOR candidate IN 1 .. capacity LOOP
+        IF next_filled <= cardinality(occupied) AND occupied[next_filled] = candidate THEN
+            next_filled := next_filled + 1;
+        ELSIF pg_try_advisory_xact_lock(space, candidate) THEN
+            taken := taken || candidate;
+            EXIT WHEN cardinality(taken) >= wanted;
+        ELSIF busy IS NULL THEN
+            busy := candidate;
+        END IF;
+    END LOOP;
+    IF cardinality(taken) = 0 THEN
+        IF busy IS NULL THEN
+            RETURN taken;
+        END IF;
+        PERFORM pg_advisory_xact_lock(space, busy);
+        taken := ARRAY[busy];
+    END IF;
+    -- As of now, a newer snapshot: drop the slots that a pop which committed meanwhile filled.
+    RETURN ARRAY(SELECT t.slot
+                 FROM unnest(taken) AS t (slot)
+                 WHERE NOT EXISTS (SELECT 1 FROM pgtq._job AS r
+                                   WHERE r.queue = _take_slots.queue AND r.state = 'running'
+                                     AND r.lease_expires_at > _take_slots.as_of AND r.slot = t.slot)
+                 ORDER BY t.slot);
 END
 $$;
 
@@ -2170,10 +2301,15 @@ $$;
 -- get the same job, never wait on each other and never claim more than n.
 -- Flow control (0.3.0), in the same call:
 --   * a paused queue hands out nothing, and a queue with max_running or a
---     rate limit at most the room it has left (_room): such a pop locks
---     the queue's _queue row until its transaction ends, so pops of that
---     queue take turns and never overshoot, and its starts are counted in
---     the rate window (_count_starts);
+--     rate limit at most the room it has left;
+--   * a queue whose only control is max_running (0.9.0): the pop claims
+--     into free slots it holds the tokens of (_take_slots), and each job
+--     it claims records its slot, so pops of the queue claim side by side
+--     and never overshoot;
+--   * otherwise (paused, or a rate limit) the pop locks the queue's _queue
+--     row until its transaction ends (_room), so pops of that queue take
+--     turns and never overshoot, and its starts are counted in the rate
+--     window (_count_starts);
 --   * a job with a lock key starts only when no job of its key runs and it
 --     is the key's next; other jobs are taken past it (_choose_keyed).
 -- A queue with no pause, no limit and no ready job with a lock key pays
@@ -2217,6 +2353,7 @@ DECLARE
     flow       pgtq._queue;  -- the queue's pause and limits, if it has any
     controlled boolean;      -- paused or limited: the queue has a _queue row
     room       integer := pop.n;
+    slots      integer[];    -- the slots its claims fill (a queue whose only control is max_running)
     keyed_ids  bigint[];
     started    integer;
 BEGIN
@@ -2242,10 +2379,14 @@ BEGIN
     controlled := FOUND;
     IF controlled THEN
         PERFORM pgtq._check_read_committed(pop.queue);
-        IF pgtq._room_of(flow, pop.n, pop.as_of) < 1 THEN
+        slots := pgtq._take_slots(pop.queue, pop.n, pop.as_of);  -- NULL: paused or rate-limited
+        IF slots IS NOT NULL THEN
+            room := cardinality(slots);
+        ELSIF pgtq._room_of(flow, pop.n, pop.as_of) < 1 THEN
             RETURN;  -- full or paused as of now: no lock taken, nothing written
+        ELSE
+            room := pgtq._room(pop.queue, pop.n, pop.as_of);
         END IF;
-        room := pgtq._room(pop.queue, pop.n, pop.as_of);
         IF room < 1 THEN
             RETURN;
         END IF;
@@ -2271,14 +2412,17 @@ BEGIN
             lease = gen_random_uuid(),
             lease_expires_at = pop.as_of + pop.lease,
             started_at = pop.as_of,
-            worker = pop.worker
+            worker = pop.worker,
+            slot = CASE WHEN slots IS NOT NULL
+                        THEN slots[array_position(ARRAY(SELECT claimable.id FROM claimable) || keyed_ids, j.id)]
+                   END
         WHERE j.id = ANY (ARRAY(SELECT claimable.id FROM claimable) || keyed_ids)
         RETURNING j.id, j.queue, j.task, j.args, j.kwargs, j.priority,
                   j.attempt, j.max_attempts, j.lease, j.lease_expires_at
     )
     SELECT claimed.* FROM claimed ORDER BY claimed.priority DESC, claimed.id;
 
-    IF controlled THEN
+    IF controlled AND slots IS NULL THEN
         GET DIAGNOSTICS started = ROW_COUNT;
         IF started > 0 THEN
             PERFORM pgtq._count_starts(pop.queue, started, pop.as_of);
@@ -3387,6 +3531,7 @@ BEGIN
     IF NOT coalesce(isfinite(pause.as_of), false) THEN
         PERFORM pgtq._reject_time('as_of', pause.as_of);
     END IF;
+    PERFORM pgtq._lock_settings(pause.queue);
     INSERT INTO pgtq._queue AS f (queue, paused_at, updated_at)
     VALUES (pause.queue, pause.as_of, pause.as_of)
     ON CONFLICT ON CONSTRAINT queue_pkey DO UPDATE
@@ -3412,6 +3557,7 @@ BEGIN
     IF NOT coalesce(isfinite(resume.as_of), false) THEN
         PERFORM pgtq._reject_time('as_of', resume.as_of);
     END IF;
+    PERFORM pgtq._lock_settings(resume.queue);
     -- Nothing else controlled: the row goes (pop's fast path again).
     DELETE FROM pgtq._queue AS f
     WHERE f.queue = resume.queue
@@ -3489,6 +3635,7 @@ BEGIN
         PERFORM pgtq._reject_time('as_of', configure_queue.as_of);
     END IF;
 
+    PERFORM pgtq._lock_settings(configure_queue.queue);
     IF configure_queue.max_running IS NULL AND configure_queue.rate_limit IS NULL THEN
         -- No limits: a queue that is not paused has nothing left to control.
         DELETE FROM pgtq._queue AS f WHERE f.queue = configure_queue.queue AND f.paused_at IS NULL;

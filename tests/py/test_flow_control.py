@@ -198,6 +198,81 @@ def test_a_pop_after_a_pause_in_its_own_transaction_hands_out_nothing(
     assert scalar(db, "SELECT pgtq.complete(%s, %s)", [job_id, lease]) is True
 
 
+def waiting_on_advisory_lock(db: psycopg.Connection[Any], call: str) -> bool:
+    """Whether one session waits for an advisory lock in a query that contains ``call``."""
+    return (
+        scalar(
+            db,
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE wait_event_type = 'Lock' AND wait_event = 'advisory' AND query LIKE %s",
+            [f"%{call}%"],
+        )
+        == 1
+    )
+
+
+def test_pops_of_a_max_running_queue_claim_side_by_side(dsn: str, db: psycopg.Connection[Any]) -> None:
+    db.execute("SELECT pgtq.push_many('side', 't', array_fill('[]'::jsonb, ARRAY[10]))")
+    db.execute("SELECT pgtq.configure_queue('side', max_running => 3)")
+    with psycopg.connect(dsn) as first, psycopg.connect(dsn) as second:
+        second.execute("SET lock_timeout = '20s'")
+        held = first.execute("SELECT id FROM pgtq.pop('side', 'w', 2)").fetchall()
+        # Until 0.8.0 this pop waited for the first one's commit (both locked the queue's row).
+        beside = second.execute("SELECT id FROM pgtq.pop('side', 'w', 5)").fetchall()
+        assert (len(held), len(beside)) == (2, 1), "the second pop takes the one slot the first left, at once"
+        second.commit()
+        first.commit()
+    assert db.execute(
+        "SELECT array_agg(slot ORDER BY slot) FROM pgtq._job WHERE queue = 'side' AND state = 'running'"
+    ).fetchone() == ([1, 2, 3],)
+
+
+@pytest.mark.parametrize(("first_ends_by", "claimed_after"), [("commit", 0), ("rollback", 1)])
+def test_a_pop_that_finds_every_free_slot_held_waits_for_that_claim(
+    dsn: str, db: psycopg.Connection[Any], first_ends_by: str, claimed_after: int
+) -> None:
+    db.execute("SELECT pgtq.push_many('held', 't', array_fill('[]'::jsonb, ARRAY[5]))")
+    db.execute("SELECT pgtq.configure_queue('held', max_running => 2)")
+    claimed: list[int] = []
+
+    def pop_one() -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            claimed.append(len(conn.execute("SELECT id FROM pgtq.pop('held', 'w', 1)").fetchall()))
+
+    with psycopg.connect(dsn) as first:
+        assert len(first.execute("SELECT id FROM pgtq.pop('held', 'w', 2)").fetchall()) == 2
+        popping = threading.Thread(target=pop_one)
+        popping.start()
+        wait_until(lambda: waiting_on_advisory_lock(db, "pgtq.pop('held'"))
+        assert not claimed, "the pop waits for the claim that holds the free slots"
+        getattr(first, first_ends_by)()
+    popping.join(timeout=60)
+    assert claimed == [claimed_after], f"after a {first_ends_by}, the pop claims {claimed_after}"
+
+
+def test_configure_queue_waits_for_the_pops_that_read_its_settings(
+    dsn: str, db: psycopg.Connection[Any]
+) -> None:
+    db.execute("SELECT pgtq.push_many('conf', 't', array_fill('[]'::jsonb, ARRAY[5]))")
+    db.execute("SELECT pgtq.configure_queue('conf', max_running => 3)")
+    changed: list[bool] = []
+
+    def lower_the_limit() -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            changed.append(scalar(conn, "SELECT pgtq.configure_queue('conf', max_running => 1)"))
+
+    with psycopg.connect(dsn) as popper:
+        assert len(popper.execute("SELECT id FROM pgtq.pop('conf', 'w', 2)").fetchall()) == 2
+        configuring = threading.Thread(target=lower_the_limit)
+        configuring.start()
+        wait_until(lambda: waiting_on_advisory_lock(db, "pgtq.configure_queue('conf'"))
+        assert not changed, "the change waits for the pop that claimed by the old limit"
+        popper.commit()
+    configuring.join(timeout=60)
+    assert changed == [True]
+    assert scalar(db, "SELECT count(*) FROM pgtq.pop('conf', 'w', 5)") == 0, "two run: over the limit of 1"
+
+
 def test_a_limited_pop_needs_read_committed(dsn: str, db: psycopg.Connection[Any]) -> None:
     db.execute("SELECT pgtq.push('plain', 't')")
     db.execute("SELECT pgtq.push('lim', 't')")

@@ -45,6 +45,7 @@ PREVIOUS_RELEASES = {
     "0.5.0": "8ebc70bbcb6d140969f2c8e4f38cd44dd9ec4c32",
     "0.6.0": "d340ca08a56115200ce0cfab0b570c2222bb2d89",
     "0.7.0": "80a7493ab2087706bc4e1218e1149eaf054ab11a",
+    "0.8.0": "e929f6a14d129e9a365e95071f2db0beffdd6d92",
 }
 PREVIOUS = known_versions()[-2]
 CURRENT = schema_version()
