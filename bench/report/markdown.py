@@ -180,6 +180,11 @@ def limits_table(results: dict[str, Any]) -> str:
         f"and at {same} of the unlimited queue drained with at most 50 jobs in hand in all "
         "(2 x 25 slots, claims of 25: what a limit of 50 leaves, at no cost for the limit itself).",
     ]
+    if run.get("limited_at_bound_vs_bound") is not None:
+        lines[-1] += (
+            f" At those same settings, max_running => 50 drains at {_ratio(run['limited_at_bound_vs_bound'])}"
+            " of that bound: the limit's own cost."
+        )
     if run.get("count_alone"):
         counts = ", ".join(f"{row['held']:,}: {row['us_per_count']:,.1f} us" for row in run["count_alone"])
         lines += [

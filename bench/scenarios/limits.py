@@ -6,7 +6,9 @@
   right after the other. Target: the limited queue drains at more than 80%
   of the unlimited one. Beside them, the unlimited queue drained with at
   most 50 jobs in hand in all (2 x 25 slots, claims of 25): the bound a
-  limit of 50 leaves this worker when the limit itself costs nothing. A
+  limit of 50 leaves this worker when the limit itself costs nothing; and
+  the ``max_running => 50`` queue at those same settings, so the limit's
+  own cost shows against that bound at equal settings. A
   drain of a queue without limits against the release before flow
   control is ``--baseline`` (the ``drain`` scenario).
 * **counting**: ``pop`` of a ``max_running`` queue counts the running jobs
@@ -77,23 +79,33 @@ def drain_limited(ctx: Context) -> list[dict[str, Any]]:
     next variant); max_running => 50 with the run's slots; and
     max_running => 200 (a limit that the run's 2 x 50 slots seldom reach:
     the cost of the limit's locking and counting without the cap on jobs
-    in flight)."""
+    in flight); and max_running => 50 at the bound's settings (2 x 25
+    slots, claims of 25: the limit's own cost against the bound)."""
     flags = detect(ctx.pgtq_cli, ctx.env())
     jobs = ctx.sizes.drain_jobs
     best = ctx.pgtq_best_concurrency
     share = LIMIT // PROCESSES
-    variants = [(None, best, 100), (None, share, share), (LIMIT, best, 100), (LIMIT * 4, best, 100)]
+    variants = [
+        (None, best, 100),
+        (None, share, share),
+        (LIMIT, best, 100),
+        (LIMIT * 4, best, 100),
+        (LIMIT, share, share),
+    ]
     runs = []
     for round_number in range(ROUNDS):
         for max_running, concurrency, batch in variants:
             _configure(ctx, max_running)
             ctx.pgtq_best_concurrency = concurrency
             spec = pgtq_specs(ctx, flags, PROCESSES, batch)[0]
-            spec.label = (
-                f"max_running {max_running}"
-                if max_running
-                else f"no limit, {concurrency} slots and claims of {batch} each"
-            )
+            slots = f"{concurrency} slots and claims of {batch} each"
+            if not max_running:
+                spec.label = f"no limit, {slots}"
+            elif batch == 100:
+                spec.label = f"max_running {max_running}"
+            else:
+                spec.label = f"max_running {max_running}, {slots}"
+
             run = drain_once(ctx, spec, pgtq_ops(ctx), jobs)
             runs.append(run | {"max_running": max_running, "concurrency": concurrency, "round": round_number})
     ctx.pgtq_best_concurrency = best
@@ -180,12 +192,14 @@ def run(ctx: Context) -> dict[str, Any]:
     counts = counting(ctx)
     alone = count_alone(ctx)
     drain_medians = medians(drains)
-    unlimited, same_slots, limited, _loose = (row["jobs_per_s"] for row in drain_medians)
+    unlimited, same_slots, limited, _loose, limited_at_bound = (row["jobs_per_s"] for row in drain_medians)
     ratio = round(limited / unlimited, 3) if unlimited else None
     same_slots_ratio = round(limited / same_slots, 3) if same_slots else None
+    at_bound_ratio = round(limited_at_bound / same_slots, 3) if same_slots else None
     log(
         f"limits: max_running {LIMIT} drains at {ratio} of unlimited (target > 0.8), "
-        f"{same_slots_ratio} of unlimited with at most {LIMIT} jobs in hand"
+        f"{same_slots_ratio} of unlimited with at most {LIMIT} jobs in hand; "
+        f"at those settings, {at_bound_ratio} of them"
     )
     ctx.execute(pgtq_sql.RESET)
     return {
@@ -194,5 +208,6 @@ def run(ctx: Context) -> dict[str, Any]:
         "count_alone": alone,
         "limited_vs_unlimited": ratio,
         "limited_vs_same_slots": same_slots_ratio,
+        "limited_at_bound_vs_bound": at_bound_ratio,
         "runs": drains + counts,
     }
