@@ -179,8 +179,8 @@ $$;
 --     is the key's next; other jobs are taken past it (_choose_keyed).
 -- A queue with no pause, no limit and no ready job with a lock key pays
 -- two index probes for this and claims as before. Pop may return fewer
--- than n jobs while more are ready (a limit, busy keys, rows other pops
--- hold); whoever waits for more is told by an announcement on channel
+-- than n jobs while more are ready (a limit, at most 256 a call from a
+-- queue with max_running alone, busy keys, rows other pops hold); whoever waits for more is told by an announcement on channel
 -- pgtq when a slot or a key comes free (_wake_after_end) or the rate
 -- window moves on (tick).
 -- A pop of a paused or limited queue first counts its room without the

@@ -100,12 +100,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--deadline", type=float, default=600.0, help="give up after this many seconds")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument(
+        "--max-running",
+        type=int,
+        default=None,
+        help="limit the chaos queue to this many running jobs (checked by sampling all along)",
+    )
+    parser.add_argument(
         "--bouncer", action="store_true", help="route the workers through PgBouncer and restart it once"
     )
     return parser.parse_args(argv)
 
 
-def prepare_database(server_dsn: str) -> str:
+def prepare_database(server_dsn: str, max_running: int | None) -> str:
     with psycopg.connect(server_dsn, autocommit=True) as admin:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DATABASE)))
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
@@ -113,6 +119,8 @@ def prepare_database(server_dsn: str) -> str:
     upgrade(dsn)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(LEDGER)
+        if max_running is not None:
+            conn.execute("SELECT pgtq.configure_queue('chaos', max_running => %s)", [max_running])
     return dsn
 
 
@@ -196,6 +204,16 @@ def done_count(dsn: str) -> int | None:
     try:
         with psycopg.connect(dsn, connect_timeout=2) as conn:
             row = conn.execute("SELECT count(*) FROM pgtq.jobs WHERE state = 'done'").fetchone()
+            return int(row[0]) if row else 0
+    except psycopg.OperationalError:
+        return None
+
+
+def running_count(dsn: str) -> int | None:
+    """The chaos queue's running jobs with a live lease, or None while the database is away."""
+    try:
+        with psycopg.connect(dsn, connect_timeout=2) as conn:
+            row = conn.execute("SELECT running FROM pgtq.queues WHERE queue = 'chaos'").fetchone()
             return int(row[0]) if row else 0
     except psycopg.OperationalError:
         return None
@@ -374,10 +392,11 @@ def run(options: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    plan = Plan(options.jobs, options.kills, options.restarts, 1 if options.bouncer else 0)
+    bouncer_restarts = 1 if options.bouncer else 0
+    plan = Plan(options.jobs, options.kills, options.restarts, bouncer_restarts, options.max_running)
     print(f"chaos: pass rule: {RULE}", flush=True)
     rng = random.Random(options.seed)
-    dsn = prepare_database(server_dsn)
+    dsn = prepare_database(server_dsn, options.max_running)
     logs = Path(datadir).parent / "chaos-logs"
     logs.mkdir(exist_ok=True)
     books = Books()
@@ -415,6 +434,8 @@ def run(options: argparse.Namespace) -> int:
                 books.finished = True
                 break
             progress = (done or 0) / options.jobs
+            if options.max_running is not None:
+                books.most_running = max(books.most_running, running_count(dsn) or 0)
             crew.watch()
             if events and progress >= events[0][0]:
                 event = events[0][1]

@@ -28,7 +28,8 @@ RULE = (
     f"{CUT_OFF_WITHIN:g} s after the run; at least the planned kills (each found its worker alive, "
     "and at least one found it holding jobs) and restarts (each gave a new postmaster, or "
     "PgBouncer, pid) happened; no worker died unasked once connected, and every worker and the "
-    "scheduler stopped cleanly (exit 0) at the end"
+    "scheduler stopped cleanly (exit 0) at the end; with a max_running limit, no sample of the queue's "
+    "running jobs (live leases) saw more than the limit"
 )
 
 EXAMPLES = 5  # offending jobs named per failure
@@ -87,6 +88,7 @@ class Plan:
     kills: int
     restarts: int
     bouncer_restarts: int = 0
+    max_running: int | None = None  # the chaos queue's limit, if the run sets one
 
 
 @dataclass
@@ -101,6 +103,7 @@ class Books:
     failed_starts: list[str] = field(default_factory=list)  # could not connect at start: counted only
     unclean_stops: list[str] = field(default_factory=list)
     producer_error: str | None = None
+    most_running: int = 0  # the most running jobs (live leases) of the queue seen in one sample
 
 
 @dataclass
@@ -148,6 +151,8 @@ def _check_books(plan: Plan, books: Books, failures: list[str]) -> dict[str, int
             f"{len(bouncer_restarts)} PgBouncer restarts happened (new pid),"
             f" {plan.bouncer_restarts} were planned"
         )
+    if plan.max_running is not None and books.most_running > plan.max_running:
+        failures.append(f"{books.most_running} jobs ran at once, over max_running {plan.max_running}")
     if books.unexpected_exits:
         failures.append(f"processes that died unasked: {_names(books.unexpected_exits)}")
     if books.unclean_stops:
@@ -157,6 +162,7 @@ def _check_books(plan: Plan, books: Books, failures: list[str]) -> dict[str, int
         "kills_holding_jobs": len(holding),
         "restarts": len(restarts),
         "bouncer_restarts": len(bouncer_restarts),
+        "most_running_at_once": books.most_running,
     }
 
 

@@ -7,7 +7,7 @@
 -- no control, claim without slots. (Two sessions at once:
 -- tests/py/test_flow_control.py.)
 BEGIN;
-SELECT plan(20);
+SELECT plan(21);
 SET LOCAL TIME ZONE 'UTC';
 
 CREATE TEMP TABLE c AS SELECT * FROM pgtq.pop('s') LIMIT 0;
@@ -80,6 +80,11 @@ SELECT pgtq.push('free', 'f'), pgtq.push('rated', 'r');
 SELECT pgtq.configure_queue('rated', max_running => 5, rate_limit => 10, rate_period => '1 minute');
 SELECT is(pg_temp.take('free', 1, now()) + pg_temp.take('rated', 1, now()), 2, 'unlimited and rate-limited pops claim');
 SELECT is(pg_temp.slots('free') || pg_temp.slots('rated'), ARRAY[NULL, NULL]::integer[], 'without slots');
+
+-- At most 256 slots a call: the locks one pop holds stay few.
+SELECT pgtq.push_many('wide', 'w', array_fill('[]'::jsonb, ARRAY[300]));
+SELECT pgtq.configure_queue('wide', max_running => 1000);
+SELECT is(pg_temp.take('wide', 300, now()), 256, 'a pop of a max_running queue claims at most 256 jobs');
 
 SELECT * FROM finish();
 ROLLBACK;

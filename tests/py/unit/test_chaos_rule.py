@@ -157,3 +157,12 @@ def test_each_way_of_breaking_the_rule_fails_it(sabotage: Sabotage) -> None:
     sabotage(books, jobs, runs)
     verdict = judge(PLAN, books, jobs, runs)
     assert not verdict.ok, f"{sabotage.__name__} passed the rule"
+
+
+def test_more_running_jobs_than_the_limit_fail_a_limited_run() -> None:
+    limited = dataclasses.replace(PLAN, max_running=8)
+    books, jobs, runs = green()
+    books.most_running = 8
+    assert judge(limited, books, jobs, runs).ok, "the limit reached is fine"
+    books.most_running = 9
+    assert judge(limited, books, jobs, runs).failures == ["9 jobs ran at once, over max_running 8"]
