@@ -1054,6 +1054,27 @@ AS $$
     SELECT pg_advisory_xact_lock(pgtq._slot_space(queue), 0)
 $$;
 
+-- Guarantees: as of the call (a statement of its own, so it sees every
+-- claim that committed before it), the distinct slots in 1..capacity that
+-- live running jobs of `queue` (lease live at as_of) hold, ascending, and
+-- how many live running jobs the queue has: live > cardinality(filled)
+-- when some of them run without a distinct slot in that range. Reads the
+-- queue's entries of job_running_idx and their rows.
+CREATE FUNCTION pgtq._filled_slots(queue text, capacity integer, as_of timestamptz,
+                                   OUT filled integer[], OUT live bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+BEGIN
+    SELECT coalesce(array_agg(DISTINCT r.slot ORDER BY r.slot)
+                        FILTER (WHERE r.slot BETWEEN 1 AND _filled_slots.capacity), '{}'),
+           count(*)
+    INTO filled, live
+    FROM pgtq._job AS r
+    WHERE r.queue = _filled_slots.queue AND r.state = 'running' AND r.lease_expires_at > _filled_slots.as_of;
+END
+$$;
+
 -- Guarantees: for a pop of up to n jobs from `queue` when the queue's only
 -- control is max_running (not paused, no rate limit, as read now): the
 -- slots (numbers 1..max_running) the pop may fill, at most least(n, 256,
@@ -1069,11 +1090,14 @@ $$;
 -- its token, the advisory lock (_slot_space(queue), slot), taken with
 -- pg_try_advisory_xact_lock (never waiting, except below) and held until
 -- the claim commits. The slots already filled are dropped in a statement
--- that starts after the token is held, so it sees every claim of that
--- slot that committed before. Each claimed job records its slot (pop
--- writes _job.slot), so the live running jobs of a queue hold distinct
--- slots, and there are max_running of them. Pops of one queue therefore
--- never wait for each other's whole claim, unlike _room's row lock.
+-- that starts after the token is held (_filled_slots), so it sees every
+-- claim of that slot that committed before. Each claimed job records its
+-- slot (pop writes _job.slot), so the live running jobs of a queue hold
+-- distinct slots, and there are max_running of them. Pops of one queue
+-- therefore never wait for each other's whole claim, unlike _room's row
+-- lock. A pop that had to drop slots takes free ones again, up to three
+-- looks in all, so a claim that committed meanwhile does not leave it
+-- with none while slots are free.
 --
 -- When the queue has live running jobs without a distinct slot in
 -- 1..max_running (they started before the limit was set or lowered, or
@@ -1081,10 +1105,10 @@ $$;
 -- pop then also locks the queue's row (FOR UPDATE) and counts again, as
 -- _room does, so such pops take turns; their claims take slots too, so
 -- the queue comes back to the slot path as those jobs end. When every
--- free slot is held by another
--- pop, it waits for the first one, so a claim that is rolled back does
--- not leave this pop refused. Needs READ COMMITTED (pop checks it). At
--- most 256 slots per call bound the locks one pop holds.
+-- free slot is held by another pop, it waits for the first one, so a
+-- claim that is rolled back does not leave this pop refused. Needs READ
+-- COMMITTED (pop checks it). At most 256 slots per call bound the locks
+-- one pop holds.
 CREATE FUNCTION pgtq._take_slots(queue text, n integer, as_of timestamptz)
 RETURNS integer[]
 LANGUAGE plpgsql
@@ -1093,12 +1117,13 @@ AS $$
 DECLARE
     space       integer := pgtq._slot_space(_take_slots.queue);
     capacity    integer;            -- max_running
-    occupied    integer[];          -- the distinct slots of live running jobs, ascending
+    filled      integer[];          -- the distinct slots of live running jobs, ascending
     live        bigint;             -- the live running jobs
     wanted      integer;
-    taken       integer[] := '{}';
+    taken       integer[] := '{}';  -- the slots whose locks this pop took and that are free
     busy        integer;            -- the first free slot that another pop holds
-    next_filled integer := 1;       -- the position in occupied of the next filled slot
+    next_filled integer;            -- the position in filled of the next filled slot
+    looks       integer := 0;
 BEGIN
     PERFORM pg_advisory_xact_lock_shared(space, 0);
     SELECT f.max_running INTO capacity
@@ -1107,50 +1132,48 @@ BEGIN
     IF capacity IS NULL THEN
         RETURN NULL;
     END IF;
-    SELECT coalesce(array_agg(DISTINCT r.slot ORDER BY r.slot) FILTER (WHERE r.slot BETWEEN 1 AND capacity), '{}'),
-           count(*)
-    INTO occupied, live
-    FROM pgtq._job AS r
-    WHERE r.queue = _take_slots.queue AND r.state = 'running' AND r.lease_expires_at > _take_slots.as_of;
+    SELECT s.filled, s.live INTO filled, live
+    FROM pgtq._filled_slots(_take_slots.queue, capacity, _take_slots.as_of) AS s;
     IF live >= capacity THEN
         RETURN '{}';  -- full as of now: no slot or row locked
     END IF;
-    IF live > cardinality(occupied) THEN
+    IF live > cardinality(filled) THEN
         PERFORM 1 FROM pgtq._queue AS f WHERE f.queue = _take_slots.queue FOR UPDATE;
-        SELECT coalesce(array_agg(DISTINCT r.slot ORDER BY r.slot) FILTER (WHERE r.slot BETWEEN 1 AND capacity), '{}'),
-               count(*)
-        INTO occupied, live
-        FROM pgtq._job AS r
-        WHERE r.queue = _take_slots.queue AND r.state = 'running' AND r.lease_expires_at > _take_slots.as_of;
+        SELECT s.filled, s.live INTO filled, live
+        FROM pgtq._filled_slots(_take_slots.queue, capacity, _take_slots.as_of) AS s;
     END IF;
-    wanted := least(_take_slots.n, 256, capacity - live);
-    IF wanted < 1 THEN
-        RETURN '{}';
-    END IF;
-    FOR candidate IN 1 .. capacity LOOP
-        IF next_filled <= cardinality(occupied) AND occupied[next_filled] = candidate THEN
-            next_filled := next_filled + 1;
-        ELSIF pg_try_advisory_xact_lock(space, candidate) THEN
-            taken := taken || candidate;
+    LOOP
+        wanted := least(_take_slots.n, 256, capacity - live);
+        taken := ARRAY(SELECT t.slot FROM unnest(taken) AS t (slot) WHERE t.slot <> ALL (filled) ORDER BY t.slot);
+        busy := NULL;
+        next_filled := 1;
+        FOR candidate IN 1 .. capacity LOOP
             EXIT WHEN cardinality(taken) >= wanted;
-        ELSIF busy IS NULL THEN
-            busy := candidate;
+            IF next_filled <= cardinality(filled) AND filled[next_filled] = candidate THEN
+                next_filled := next_filled + 1;
+            ELSIF candidate = ANY (taken) THEN
+                CONTINUE;
+            ELSIF pg_try_advisory_xact_lock(space, candidate) THEN
+                taken := taken || candidate;
+            ELSIF busy IS NULL THEN
+                busy := candidate;
+            END IF;
+        END LOOP;
+        IF cardinality(taken) = 0 THEN
+            IF busy IS NULL THEN
+                RETURN taken;  -- no slot free
+            END IF;
+            PERFORM pg_advisory_xact_lock(space, busy);  -- every free slot is another pop's: wait for its commit
+            taken := ARRAY[busy];
         END IF;
+        -- As of now, a newer snapshot: the slots that pops which committed meanwhile filled.
+        SELECT s.filled, s.live INTO filled, live
+        FROM pgtq._filled_slots(_take_slots.queue, capacity, _take_slots.as_of) AS s;
+        looks := looks + 1;
+        EXIT WHEN NOT (taken && filled) OR looks >= 3;
     END LOOP;
-    IF cardinality(taken) = 0 THEN
-        IF busy IS NULL THEN
-            RETURN taken;
-        END IF;
-        PERFORM pg_advisory_xact_lock(space, busy);
-        taken := ARRAY[busy];
-    END IF;
-    -- As of now, a newer snapshot: drop the slots that a pop which committed meanwhile filled.
-    RETURN ARRAY(SELECT t.slot
-                 FROM unnest(taken) AS t (slot)
-                 WHERE NOT EXISTS (SELECT 1 FROM pgtq._job AS r
-                                   WHERE r.queue = _take_slots.queue AND r.state = 'running'
-                                     AND r.lease_expires_at > _take_slots.as_of AND r.slot = t.slot)
-                 ORDER BY t.slot);
+    RETURN ARRAY(SELECT t.slot FROM unnest(taken) AS t (slot) WHERE t.slot <> ALL (filled)
+                 ORDER BY t.slot LIMIT greatest(least(_take_slots.n, 256, capacity - live), 0));
 END
 $$;
 
@@ -2315,9 +2338,10 @@ $$;
 -- A queue with no pause, no limit and no ready job with a lock key pays
 -- two index probes for this and claims as before. Pop may return fewer
 -- than n jobs while more are ready (a limit, at most 256 a call from a
--- queue with max_running alone, busy keys, rows other pops hold); whoever waits for more is told by an announcement on channel
--- pgtq when a slot or a key comes free (_wake_after_end) or the rate
--- window moves on (tick).
+-- queue with max_running alone, busy keys, rows other pops hold);
+-- whoever waits for more is told by an announcement on channel pgtq
+-- when a slot or a key comes free (_wake_after_end) or the rate window
+-- moves on (tick).
 -- A pop of a paused or limited queue first counts its room without the
 -- lock (0.5.0): when it finds none it returns at once, taking no lock and
 -- writing nothing, so a pop that finds the queue full never makes the pop
