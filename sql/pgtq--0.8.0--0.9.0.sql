@@ -13,7 +13,9 @@
 -- count under the row lock as before (and give their claims slots).
 -- pause, resume and configure_queue take the lock of the queue's settings
 -- (_lock_settings) first, so a change waits for the pops that read the
--- settings before it.
+-- settings before it. heartbeat and heartbeat_many no longer bring back
+-- a lease that ran out when the job's queue has max_running: the job had
+-- stopped counting against the limit, and its slot may be another job's.
 
 CREATE OR REPLACE FUNCTION pgtq.version()
 RETURNS text
@@ -483,6 +485,116 @@ BEGIN
 END
 $$;
 
+-- ===========================================================================
+-- A lease that ran out comes back to life only where no limit counts it
+-- ===========================================================================
+
+-- Guarantees: extends the lease of a running job to as_of + extend_by, if
+-- `lease` is still its current lease; returns whether it did. A worker
+-- calls it while a long handler runs so tick never rescues a live job.
+-- It never shortens a lease. A lease that already ran out (as of as_of)
+-- is extended only when the job's queue has no max_running (0.9.0): the
+-- job stopped counting against the limit when its lease ran out, and its
+-- slot may have gone to another job since, so bringing it back to life
+-- could run more than max_running jobs at once (the chaos suite's limited
+-- run caught this after a server restart). The worker then learns that it
+-- lost the job, and tick hands it on. A NULL id, lease or as_of, or an extend_by
+-- outside (0, 100 years], raises PT004. heartbeat_many does the same for a
+-- batch and also reports cancel requests.
+CREATE OR REPLACE FUNCTION pgtq.heartbeat(id bigint,
+                               lease uuid,
+                               extend_by interval DEFAULT '5 minutes',
+                               as_of timestamptz DEFAULT now())
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+SET enable_seqscan = off
+AS $$
+BEGIN
+    IF heartbeat.id IS NULL OR heartbeat.lease IS NULL THEN
+        PERFORM pgtq._reject_claim('heartbeat', heartbeat.id, heartbeat.lease);
+    END IF;
+    IF heartbeat.extend_by IS NULL OR heartbeat.extend_by <= interval '0'
+       OR heartbeat.extend_by > interval '100 years' THEN
+        RAISE EXCEPTION 'pgtq: extend_by must be a positive interval of at most 100 years, got %',
+                coalesce(heartbeat.extend_by::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF NOT coalesce(isfinite(heartbeat.as_of), false) THEN
+        PERFORM pgtq._reject_time('as_of', heartbeat.as_of);
+    END IF;
+    UPDATE pgtq._job AS j
+    SET lease_expires_at = greatest(j.lease_expires_at, heartbeat.as_of + heartbeat.extend_by)
+    WHERE j.id = heartbeat.id
+      AND j.lease = heartbeat.lease  -- so running (job_running_has_lease_ck)
+      AND (j.lease_expires_at > heartbeat.as_of
+           OR NOT EXISTS (SELECT 1 FROM pgtq._queue AS f WHERE f.queue = j.queue AND f.max_running IS NOT NULL));
+    RETURN FOUND;
+END
+$$;
+
+-- Guarantees: heartbeat() for a whole batch in one statement, and how a
+-- worker learns of cancel requests at no extra cost. For each pair
+-- (ids[i], leases[i]) it extends that job's lease to as_of + extend_by
+-- (never shortening it) if the lease is still the job's current one (and,
+-- in a queue with max_running, has not run out: heartbeat's rule), and
+-- returns one row per pair, in the order given:
+--   held              the lease is current: the worker still holds the job;
+--   cancel_requested  cancel() was called on the job: stop its handler;
+--                     whatever the worker reports next ends it cancelled.
+-- A job asked to cancel still gets its lease extended, so tick does not
+-- rescue it while its handler stops. A worker that LISTENs on pgtq_cancel
+-- learns sooner. The arrays must have the same length (at most 10,000)
+-- and extend_by lie in (0, 100 years]; otherwise, or with a NULL or
+-- infinite as_of, it raises PT004 and extends nothing.
+CREATE OR REPLACE FUNCTION pgtq.heartbeat_many(ids bigint[],
+                                    leases uuid[],
+                                    extend_by interval DEFAULT '5 minutes',
+                                    as_of timestamptz DEFAULT now())
+RETURNS TABLE (id bigint, held boolean, cancel_requested boolean)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+SET enable_seqscan = off
+AS $$
+BEGIN
+    IF heartbeat_many.ids IS NULL OR heartbeat_many.leases IS NULL
+       OR cardinality(heartbeat_many.ids) <> cardinality(heartbeat_many.leases)
+       OR cardinality(heartbeat_many.ids) > 10000 THEN
+        RAISE EXCEPTION 'pgtq: heartbeat_many needs ids and leases of one length of at most 10000, '
+                        'got % ids and % leases',
+                coalesce(cardinality(heartbeat_many.ids)::text, 'NULL'),
+                coalesce(cardinality(heartbeat_many.leases)::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF heartbeat_many.extend_by IS NULL OR heartbeat_many.extend_by <= interval '0'
+       OR heartbeat_many.extend_by > interval '100 years' THEN
+        RAISE EXCEPTION 'pgtq: extend_by must be a positive interval of at most 100 years, got %',
+                coalesce(heartbeat_many.extend_by::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF NOT coalesce(isfinite(heartbeat_many.as_of), false) THEN
+        PERFORM pgtq._reject_time('as_of', heartbeat_many.as_of);
+    END IF;
+    RETURN QUERY
+    WITH claim AS (
+        SELECT c.id, c.lease, c.position
+        FROM unnest(heartbeat_many.ids, heartbeat_many.leases) WITH ORDINALITY AS c (id, lease, position)
+    ), beaten AS (
+        UPDATE pgtq._job AS j
+        SET lease_expires_at = greatest(j.lease_expires_at, heartbeat_many.as_of + heartbeat_many.extend_by)
+        FROM claim
+        WHERE j.id = claim.id
+          AND j.lease = claim.lease  -- so running (job_running_has_lease_ck)
+          AND (j.lease_expires_at > heartbeat_many.as_of
+               OR NOT EXISTS (SELECT 1 FROM pgtq._queue AS f WHERE f.queue = j.queue AND f.max_running IS NOT NULL))
+        RETURNING j.id, j.lease, j.cancel_requested_at IS NOT NULL AS asked
+    )
+    SELECT claim.id, beaten.id IS NOT NULL, coalesce(beaten.asked, false)
+    FROM claim
+    LEFT JOIN beaten ON beaten.id = claim.id AND beaten.lease = claim.lease
+    ORDER BY claim.position;
+END
+$$;
 
 -- ---------------------------------------------------------------------------
 -- Privileges: as at the end of a fresh install (new objects are reachable

@@ -2680,7 +2680,13 @@ $$;
 -- Guarantees: extends the lease of a running job to as_of + extend_by, if
 -- `lease` is still its current lease; returns whether it did. A worker
 -- calls it while a long handler runs so tick never rescues a live job.
--- It never shortens a lease. A NULL id, lease or as_of, or an extend_by
+-- It never shortens a lease. A lease that already ran out (as of as_of)
+-- is extended only when the job's queue has no max_running (0.9.0): the
+-- job stopped counting against the limit when its lease ran out, and its
+-- slot may have gone to another job since, so bringing it back to life
+-- could run more than max_running jobs at once (the chaos suite's limited
+-- run caught this after a server restart). The worker then learns that it
+-- lost the job, and tick hands it on. A NULL id, lease or as_of, or an extend_by
 -- outside (0, 100 years], raises PT004. heartbeat_many does the same for a
 -- batch and also reports cancel requests.
 CREATE FUNCTION pgtq.heartbeat(id bigint,
@@ -2708,7 +2714,9 @@ BEGIN
     UPDATE pgtq._job AS j
     SET lease_expires_at = greatest(j.lease_expires_at, heartbeat.as_of + heartbeat.extend_by)
     WHERE j.id = heartbeat.id
-      AND j.lease = heartbeat.lease;  -- so running (job_running_has_lease_ck)
+      AND j.lease = heartbeat.lease  -- so running (job_running_has_lease_ck)
+      AND (j.lease_expires_at > heartbeat.as_of
+           OR NOT EXISTS (SELECT 1 FROM pgtq._queue AS f WHERE f.queue = j.queue AND f.max_running IS NOT NULL));
     RETURN FOUND;
 END
 $$;
@@ -2716,7 +2724,8 @@ $$;
 -- Guarantees: heartbeat() for a whole batch in one statement, and how a
 -- worker learns of cancel requests at no extra cost. For each pair
 -- (ids[i], leases[i]) it extends that job's lease to as_of + extend_by
--- (never shortening it) if the lease is still the job's current one, and
+-- (never shortening it) if the lease is still the job's current one (and,
+-- in a queue with max_running, has not run out: heartbeat's rule), and
 -- returns one row per pair, in the order given:
 --   held              the lease is current: the worker still holds the job;
 --   cancel_requested  cancel() was called on the job: stop its handler;
@@ -2764,6 +2773,8 @@ BEGIN
         FROM claim
         WHERE j.id = claim.id
           AND j.lease = claim.lease  -- so running (job_running_has_lease_ck)
+          AND (j.lease_expires_at > heartbeat_many.as_of
+               OR NOT EXISTS (SELECT 1 FROM pgtq._queue AS f WHERE f.queue = j.queue AND f.max_running IS NOT NULL))
         RETURNING j.id, j.lease, j.cancel_requested_at IS NOT NULL AS asked
     )
     SELECT claim.id, beaten.id IS NOT NULL, coalesce(beaten.asked, false)

@@ -252,7 +252,9 @@ class Server:
         asked = []
         for task, beat in zip(held, beats, strict=True):
             if not beat.held:
-                logger.warning("lost the lease of job %d (%s): it was handed on", task.id, task.name)
+                logger.warning(
+                    "lost the lease of job %d (%s): it ran out or the job was handed on", task.id, task.name
+                )
             elif beat.cancel_requested:
                 asked.append(task)
         return asked

@@ -209,12 +209,19 @@ def done_count(dsn: str) -> int | None:
         return None
 
 
-def running_count(dsn: str) -> int | None:
-    """The chaos queue's running jobs with a live lease, or None while the database is away."""
+def running_jobs(dsn: str) -> list[str] | None:
+    """The chaos queue's running jobs with a live lease (id, slot, lease
+    expiry, worker), or None while the database is away."""
     try:
         with psycopg.connect(dsn, connect_timeout=2) as conn:
-            row = conn.execute("SELECT running FROM pgtq.queues WHERE queue = 'chaos'").fetchone()
-            return int(row[0]) if row else 0
+            rows = conn.execute(
+                "SELECT id, slot, lease_expires_at, worker FROM pgtq._job"
+                " WHERE queue = 'chaos' AND state = 'running' AND lease_expires_at > now() ORDER BY slot"
+            ).fetchall()
+            return [
+                f"job {job_id} slot {slot} lease to {expires:%H:%M:%S.%f} {worker}"
+                for job_id, slot, expires, worker in rows
+            ]
     except psycopg.OperationalError:
         return None
 
@@ -435,7 +442,11 @@ def run(options: argparse.Namespace) -> int:
                 break
             progress = (done or 0) / options.jobs
             if options.max_running is not None:
-                books.most_running = max(books.most_running, running_count(dsn) or 0)
+                running = running_jobs(dsn) or []
+                if len(running) > books.most_running:
+                    books.most_running = len(running)
+                    if len(running) > options.max_running:
+                        print(f"chaos: {len(running)} jobs run at once: {'; '.join(running)}", flush=True)
             crew.watch()
             if events and progress >= events[0][0]:
                 event = events[0][1]

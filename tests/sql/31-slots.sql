@@ -7,7 +7,7 @@
 -- no control, claim without slots. (Two sessions at once:
 -- tests/py/test_flow_control.py.)
 BEGIN;
-SELECT plan(21);
+SELECT plan(25);
 SET LOCAL TIME ZONE 'UTC';
 
 CREATE TEMP TABLE c AS SELECT * FROM pgtq.pop('s') LIMIT 0;
@@ -80,6 +80,21 @@ SELECT pgtq.push('free', 'f'), pgtq.push('rated', 'r');
 SELECT pgtq.configure_queue('rated', max_running => 5, rate_limit => 10, rate_period => '1 minute');
 SELECT is(pg_temp.take('free', 1, now()) + pg_temp.take('rated', 1, now()), 2, 'unlimited and rate-limited pops claim');
 SELECT is(pg_temp.slots('free') || pg_temp.slots('rated'), ARRAY[NULL, NULL]::integer[], 'without slots');
+
+-- A lease that ran out comes back to life by heartbeat only where no limit counts it:
+-- in a max_running queue its slot may be another job's by then.
+SELECT pgtq.push('beat-limited', 'b', as_of => '2030-01-01 00:00+00'), pgtq.push('beat-free', 'b', as_of => '2030-01-01 00:00+00');
+SELECT pgtq.configure_queue('beat-limited', max_running => 1);
+SELECT pg_temp.take('beat-limited', 1, '2030-01-01 00:00+00'), pg_temp.take('beat-free', 1, '2030-01-01 00:00+00');
+SELECT is(pgtq.heartbeat(c.id, c.lease, '1 minute', '2030-01-01 00:00:30+00'), true,
+    'a live lease of a limited queue is extended') FROM c WHERE c.queue = 'beat-limited';
+SELECT is(pgtq.heartbeat(c.id, c.lease, '1 minute', '2030-01-01 00:05+00'), false,
+    'one that ran out is not: the worker learns it lost the job') FROM c WHERE c.queue = 'beat-limited';
+SELECT is((SELECT array_agg(h.held) FROM pgtq.heartbeat_many(ARRAY[c.id], ARRAY[c.lease], '1 minute', '2030-01-01 00:05+00') AS h),
+    ARRAY[false], 'nor by heartbeat_many') FROM c WHERE c.queue = 'beat-limited';
+SELECT is(pgtq.heartbeat(c.id, c.lease, '1 minute', '2030-01-01 00:05+00'), true,
+    'in a queue with no limit, a lease that ran out comes back until tick hands the job on')
+FROM c WHERE c.queue = 'beat-free';
 
 -- At most 256 slots a call: the locks one pop holds stay few.
 SELECT pgtq.push_many('wide', 'w', array_fill('[]'::jsonb, ARRAY[300]));
