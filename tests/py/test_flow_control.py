@@ -211,6 +211,20 @@ def waiting_on_advisory_lock(db: psycopg.Connection[Any], call: str) -> bool:
     )
 
 
+def in_background(dsn: str, statement: str) -> tuple[threading.Thread, list[Any]]:
+    """Start ``statement`` on a connection of its own in a thread; its one
+    value lands in the returned list once it has run."""
+    values: list[Any] = []
+
+    def run() -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            values.append(scalar(conn, statement))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, values
+
+
 def test_pops_of_a_max_running_queue_claim_side_by_side(dsn: str, db: psycopg.Connection[Any]) -> None:
     db.execute("SELECT pgtq.push_many('side', 't', array_fill('[]'::jsonb, ARRAY[10]))")
     db.execute("SELECT pgtq.configure_queue('side', max_running => 3)")
@@ -233,16 +247,9 @@ def test_a_pop_that_finds_every_free_slot_held_waits_for_that_claim(
 ) -> None:
     db.execute("SELECT pgtq.push_many('held', 't', array_fill('[]'::jsonb, ARRAY[5]))")
     db.execute("SELECT pgtq.configure_queue('held', max_running => 2)")
-    claimed: list[int] = []
-
-    def pop_one() -> None:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            claimed.append(len(conn.execute("SELECT id FROM pgtq.pop('held', 'w', 1)").fetchall()))
-
     with psycopg.connect(dsn) as first:
         assert len(first.execute("SELECT id FROM pgtq.pop('held', 'w', 2)").fetchall()) == 2
-        popping = threading.Thread(target=pop_one)
-        popping.start()
+        popping, claimed = in_background(dsn, "SELECT count(*) FROM pgtq.pop('held', 'w', 1)")
         wait_until(lambda: waiting_on_advisory_lock(db, "pgtq.pop('held'"))
         assert not claimed, "the pop waits for the claim that holds the free slots"
         getattr(first, first_ends_by)()
@@ -255,16 +262,9 @@ def test_configure_queue_waits_for_the_pops_that_read_its_settings(
 ) -> None:
     db.execute("SELECT pgtq.push_many('conf', 't', array_fill('[]'::jsonb, ARRAY[5]))")
     db.execute("SELECT pgtq.configure_queue('conf', max_running => 3)")
-    changed: list[bool] = []
-
-    def lower_the_limit() -> None:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            changed.append(scalar(conn, "SELECT pgtq.configure_queue('conf', max_running => 1)"))
-
     with psycopg.connect(dsn) as popper:
         assert len(popper.execute("SELECT id FROM pgtq.pop('conf', 'w', 2)").fetchall()) == 2
-        configuring = threading.Thread(target=lower_the_limit)
-        configuring.start()
+        configuring, changed = in_background(dsn, "SELECT pgtq.configure_queue('conf', max_running => 1)")
         wait_until(lambda: waiting_on_advisory_lock(db, "pgtq.configure_queue('conf'"))
         assert not changed, "the change waits for the pop that claimed by the old limit"
         popper.commit()
