@@ -34,8 +34,9 @@ import os
 import re
 import signal
 import sys
-import time
+import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
@@ -496,28 +497,65 @@ def stats(
     window = parse_duration(period, "--period")
     console = _out()
     databases = [Database(dsn) for dsn in _all_dsns(dsns, positional_dsn)]
+    with _first_ctrl_c_ends(watch) as ended:
+        try:
+            return _show_stats(databases, queue, window, console, watch, interval, as_json, ended)
+        finally:
+            for database in databases:
+                database.close()
+
+
+@contextmanager
+def _first_ctrl_c_ends(watching: bool) -> Iterator[threading.Event]:
+    """While watching, the first Ctrl-C only sets the event it yields (the
+    watch ends after the refresh under way, leaving no call half done); a
+    second one interrupts at once. Not watching (or off the main thread),
+    Ctrl-C interrupts as usual."""
+    ended = threading.Event()
+    if not watching or threading.current_thread() is not threading.main_thread():
+        yield ended
+        return
+
+    def first(_signum: int, _frame: object) -> None:
+        ended.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, first)
     try:
-        while True:
-            overviews, failed = _overviews(databases, queue, window)
-            if as_json:
-                _print_json(overviews[0][1] if len(databases) == 1 else _several_json(overviews))
-            elif not any(overview["queues"] for _, overview in overviews):
-                console.print("no jobs")
-            else:
-                if watch:
-                    console.clear()
-                for label, overview in overviews:
-                    if overview["queues"]:
-                        console.print(_stats_table(overview, label))
-            if not watch:
-                return EXIT_ERROR if failed else EXIT_OK
-            try:
-                time.sleep(interval)
-            except KeyboardInterrupt:
-                return EXIT_OK
+        yield ended
     finally:
-        for database in databases:
-            database.close()
+        signal.signal(signal.SIGINT, previous)
+
+
+def _show_stats(
+    databases: Sequence[Database],
+    queue: str | None,
+    window: timedelta,
+    console: Console,
+    watch: bool,
+    interval: float,
+    as_json: bool,
+    ended: threading.Event,
+) -> int:
+    """Print the stats once, or until ``ended`` is set when watching."""
+    while True:
+        overviews, failed = _overviews(databases, queue, window)
+        if ended.is_set():
+            return EXIT_OK
+        if as_json:
+            _print_json(overviews[0][1] if len(databases) == 1 else _several_json(overviews))
+        elif not any(overview["queues"] for _, overview in overviews):
+            console.print("no jobs")
+        else:
+            if watch:
+                console.clear()
+            for label, overview in overviews:
+                if overview["queues"]:
+                    console.print(_stats_table(overview, label))
+        if not watch:
+            return EXIT_ERROR if failed else EXIT_OK
+        if ended.wait(interval):
+            return EXIT_OK
 
 
 def _overviews(

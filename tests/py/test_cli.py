@@ -165,6 +165,26 @@ def test_stats_watch_refreshes_until_interrupted(processes: Processes, filled: d
     assert watching.wait(timeout=30) == 0
 
 
+def test_stats_watch_ends_at_ctrl_c_during_a_refresh(
+    processes: Processes, dsn: str, db: psycopg.Connection[Any], filled: dict[str, int]
+) -> None:
+    """Ctrl-C during a refresh that waits on the database ends the watch
+    with 0 once that refresh is done (it used to exit 130, or hang when the
+    interrupt cut a call in half)."""
+    waiting_on_lock = (
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+    )
+    with psycopg.connect(dsn) as blocker:
+        blocker.execute("LOCK TABLE pgtq._job IN ACCESS EXCLUSIVE MODE")
+        watching = processes.pgtq("stats", "--watch", "--interval", "0.2", "--json")
+        wait_until(lambda: scalar(db, waiting_on_lock) >= 1)
+        watching.send_signal(signal.SIGINT)
+        blocker.rollback()
+    assert watching.wait(timeout=30) == 0
+    assert processes.output(watching).count('"queues"') <= 1  # no refresh after the interrupted one
+
+
 def test_jobs_lists_filters_and_pages(dsn: str, filled: dict[str, int]) -> None:
     listed = json.loads(pgtq_cli(dsn, "jobs", "--json").stdout)
     assert [job["id"] for job in listed] == sorted(filled.values(), reverse=True)
