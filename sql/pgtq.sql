@@ -2504,6 +2504,79 @@ BEGIN
 END
 $$;
 
+-- Guarantees: true when ids, leases and results (NULL: none) are arrays
+-- of one length of at most 10,000 and as_of is a finite time: the
+-- arguments complete_many and complete_many_and_pop accept, as an
+-- expression PostgreSQL inlines into them (no SET clause, so every name is
+-- qualified). _reject_completions words the error when it is false.
+CREATE FUNCTION pgtq._completions_ok(ids bigint[], leases uuid[], results jsonb[], as_of timestamptz)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT coalesce(ids IS NOT NULL AND leases IS NOT NULL
+                    AND pg_catalog.cardinality(ids) OPERATOR(pg_catalog.=) pg_catalog.cardinality(leases)
+                    AND pg_catalog.cardinality(ids) OPERATOR(pg_catalog.<=) 10000
+                    AND (results IS NULL
+                         OR pg_catalog.cardinality(results) OPERATOR(pg_catalog.=) pg_catalog.cardinality(ids))
+                    AND pg_catalog.isfinite(as_of),
+                    false)
+$$;
+
+-- Guarantees: raises the error naming what `operation` (complete_many or
+-- complete_many_and_pop) got when _completions_ok says no: PT004 for
+-- arrays of unequal lengths or over 10,000, or a time that is not finite.
+-- Returns quietly when the arguments are fine.
+CREATE FUNCTION pgtq._reject_completions(operation text, ids bigint[], leases uuid[], results jsonb[],
+                                         as_of timestamptz)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+BEGIN
+    IF ids IS NULL OR leases IS NULL OR cardinality(ids) <> cardinality(leases) OR cardinality(ids) > 10000
+       OR (results IS NOT NULL AND cardinality(results) <> cardinality(ids)) THEN
+        RAISE EXCEPTION 'pgtq: % needs ids and leases (and results, if given) of one length '
+                        'of at most 10000, got % ids, % leases and % results',
+                operation,
+                coalesce(cardinality(ids)::text, 'NULL'),
+                coalesce(cardinality(leases)::text, 'NULL'),
+                coalesce(cardinality(results)::text, 'no')
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF NOT coalesce(isfinite(as_of), false) THEN
+        PERFORM pgtq._reject_time('as_of', as_of);
+    END IF;
+END
+$$;
+
+-- Guarantees: ends as complete() would each job ids[i] whose current lease
+-- is leases[i] (so it is running): done with results[i] (NULL results: no
+-- result), or cancelled if a cancel was requested; tells its waiters (at
+-- commit); returns one row per job it ended: its id, queue and lock key.
+-- Pairs with a stale or forged lease, or an unknown id, change nothing.
+-- It announces no freed slot or key: its callers do (_wake_after_end),
+-- each by its rule. The arguments are its callers' to check.
+CREATE FUNCTION pgtq._end_done(ids bigint[], leases uuid[], results jsonb[], as_of timestamptz)
+RETURNS TABLE (id bigint, queue text, lock_key text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgtq, pg_temp
+SET enable_seqscan = off
+AS $$
+BEGIN
+    RETURN QUERY
+    UPDATE pgtq._job AS j
+    SET state = CASE WHEN j.cancel_requested_at IS NULL THEN 'done' ELSE 'cancelled' END::pgtq.job_state,
+        finished_at = _end_done.as_of,
+        result = claims.result,
+        lease = NULL,
+        lease_expires_at = NULL
+    FROM unnest(_end_done.ids, _end_done.leases, _end_done.results) AS claims (id, lease, result)
+    WHERE j.id = claims.id
+      AND j.lease = claims.lease  -- so running (job_running_has_lease_ck)
+    RETURNING CASE WHEN j.waiters > 0 THEN pgtq._tell_waiters(j.id) ELSE j.id END, j.queue, j.lock_key;
+END
+$$;
+
 -- Guarantees: completes many jobs in one statement, each exactly as
 -- complete() would: the pair (ids[i], leases[i]) ends job ids[i] done with
 -- results[i] (NULL results: no result), or cancelled if a cancel was
@@ -2527,40 +2600,84 @@ DECLARE
     ended_queues text[];
     ended_keys   text[];
 BEGIN
-    IF complete_many.ids IS NULL OR complete_many.leases IS NULL
-       OR cardinality(complete_many.ids) <> cardinality(complete_many.leases)
-       OR cardinality(complete_many.ids) > 10000
-       OR (complete_many.results IS NOT NULL
-           AND cardinality(complete_many.results) <> cardinality(complete_many.ids)) THEN
-        RAISE EXCEPTION 'pgtq: complete_many needs ids and leases (and results, if given) of one length '
-                        'of at most 10000, got % ids, % leases and % results',
-                coalesce(cardinality(complete_many.ids)::text, 'NULL'),
-                coalesce(cardinality(complete_many.leases)::text, 'NULL'),
-                coalesce(cardinality(complete_many.results)::text, 'no')
-            USING ERRCODE = 'PT004';
+    IF NOT pgtq._completions_ok(complete_many.ids, complete_many.leases, complete_many.results,
+                                complete_many.as_of) THEN
+        PERFORM pgtq._reject_completions('complete_many', complete_many.ids, complete_many.leases,
+                                         complete_many.results, complete_many.as_of);
     END IF;
-    IF NOT coalesce(isfinite(complete_many.as_of), false) THEN
-        PERFORM pgtq._reject_time('as_of', complete_many.as_of);
-    END IF;
-    WITH ended AS (
-        UPDATE pgtq._job AS j
-        SET state = CASE WHEN j.cancel_requested_at IS NULL THEN 'done' ELSE 'cancelled' END::pgtq.job_state,
-            finished_at = complete_many.as_of,
-            result = claims.result,
-            lease = NULL,
-            lease_expires_at = NULL
-        FROM unnest(complete_many.ids, complete_many.leases, complete_many.results) AS claims (id, lease, result)
-        WHERE j.id = claims.id
-          AND j.lease = claims.lease  -- so running (job_running_has_lease_ck)
-        RETURNING CASE WHEN j.waiters > 0 THEN pgtq._tell_waiters(j.id) ELSE j.id END AS id, j.queue, j.lock_key
-    )
     SELECT array_agg(e.id), array_agg(DISTINCT e.queue), array_agg(e.lock_key) FILTER (WHERE e.lock_key IS NOT NULL)
     INTO ended_ids, ended_queues, ended_keys
-    FROM ended AS e;
+    FROM pgtq._end_done(complete_many.ids, complete_many.leases, complete_many.results,
+                        complete_many.as_of) AS e;
     IF ended_ids IS NOT NULL THEN
         PERFORM pgtq._wake_after_end(ended_queues, ended_keys);
     END IF;
     RETURN QUERY SELECT u.id FROM unnest(ended_ids) AS u (id);
+END
+$$;
+
+-- Guarantees: in one call, in the caller's transaction, what
+-- complete_many(ids, leases, results, as_of) and then pop(queue, worker,
+-- n, lease, as_of) would do: returns one row, the ids it completed and the
+-- jobs it claimed (in pop's order; empty arrays for none). The pop sees
+-- the completions, so a slot or lock key freed here can be claimed here.
+-- Errors are theirs (PT003, PT004, PT007), and after one nothing is
+-- completed and nothing claimed. One difference, in the wake-ups: the
+-- slots of `queue` freed here are announced only when this call claimed
+-- back fewer jobs of `queue` than it ended (the queue is then emptier at
+-- commit than before); otherwise every pop that found the queue full
+-- finds it as full after this commit, and waking its worker only costs
+-- (notifying commits take turns, and every worker listening pops again).
+-- Slots of other queues and lock keys freed are announced as by
+-- complete_many. A worker's successes and its next claim, in one round
+-- trip and one commit (0.10.0).
+CREATE FUNCTION pgtq.complete_many_and_pop(queue text,
+                                           ids bigint[],
+                                           leases uuid[],
+                                           results jsonb[] DEFAULT NULL,
+                                           worker text DEFAULT NULL,
+                                           n integer DEFAULT 1,
+                                           lease interval DEFAULT '5 minutes',
+                                           as_of timestamptz DEFAULT now())
+RETURNS TABLE (completed bigint[], claimed pgtq.claimed_job[])
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+SET enable_seqscan = off
+AS $$
+DECLARE
+    ended_ids    bigint[];
+    ended_queues text[];  -- one element per job ended
+    ended_keys   text[];
+    jobs         pgtq.claimed_job[];
+BEGIN
+    IF NOT pgtq._completions_ok(complete_many_and_pop.ids, complete_many_and_pop.leases,
+                                complete_many_and_pop.results, complete_many_and_pop.as_of) THEN
+        PERFORM pgtq._reject_completions('complete_many_and_pop', complete_many_and_pop.ids,
+                                         complete_many_and_pop.leases, complete_many_and_pop.results,
+                                         complete_many_and_pop.as_of);
+    END IF;
+    SELECT array_agg(e.id), array_agg(e.queue), array_agg(e.lock_key) FILTER (WHERE e.lock_key IS NOT NULL)
+    INTO ended_ids, ended_queues, ended_keys
+    FROM pgtq._end_done(complete_many_and_pop.ids, complete_many_and_pop.leases, complete_many_and_pop.results,
+                        complete_many_and_pop.as_of) AS e;
+    SELECT array_agg(ROW(c.id, c.queue, c.task, c.args, c.kwargs, c.priority, c.attempt, c.max_attempts,
+                         c.lease, c.lease_expires_at)::pgtq.claimed_job ORDER BY c.position)
+    INTO jobs
+    FROM pgtq.pop(complete_many_and_pop.queue, complete_many_and_pop.worker, complete_many_and_pop.n,
+                  complete_many_and_pop.lease, complete_many_and_pop.as_of)
+         WITH ORDINALITY AS c (id, queue, task, args, kwargs, priority, attempt, max_attempts, lease,
+                               lease_expires_at, position);
+    IF ended_ids IS NOT NULL THEN
+        PERFORM pgtq._wake_after_end(
+            ARRAY(SELECT DISTINCT q.queue
+                  FROM unnest(ended_queues) AS q (queue)
+                  WHERE q.queue <> complete_many_and_pop.queue
+                     OR cardinality(array_positions(ended_queues, q.queue)) > coalesce(cardinality(jobs), 0)),
+            ended_keys);
+    END IF;
+    completed := coalesce(ended_ids, '{}');
+    claimed := coalesce(jobs, '{}');
+    RETURN NEXT;
 END
 $$;
 
@@ -3852,8 +3969,8 @@ $$;
 -- NOLOGIN when missing) and hold, in this database, at least these rights:
 --   producer  push, push_many; watch, unwatch, outcomes (of the jobs
 --             its login role pushed); version
---   worker    pop, complete, complete_many, fail, abort, heartbeat,
---             heartbeat_many, release, tick, the procedure tick_for,
+--   worker    pop, complete, complete_many, complete_many_and_pop, fail,
+--             abort, heartbeat, heartbeat_many, release, tick, the procedure tick_for,
 --             register_worker, unregister_worker; backoff, metrics,
 --             version; reads the views queue_stats and workers; schedule
 --             and unschedule, reads schedules (a worker registers the
@@ -3919,7 +4036,7 @@ BEGIN
     IF install_roles.worker <> ALL (missing) THEN
         EXECUTE format('GRANT USAGE ON SCHEMA pgtq TO %I', install_roles.worker);
         EXECUTE format('GRANT EXECUTE ON FUNCTION pgtq.pop, pgtq.complete, pgtq.complete_many, pgtq.fail, pgtq.heartbeat, '
-                       'pgtq.release, pgtq.tick, pgtq.register_worker, pgtq.unregister_worker, '
+                       'pgtq.complete_many_and_pop, pgtq.release, pgtq.tick, pgtq.register_worker, pgtq.unregister_worker, '
                        'pgtq.backoff, pgtq.metrics, pgtq.version, pgtq.abort, pgtq.heartbeat_many TO %I',
                        install_roles.worker);
         EXECUTE format('GRANT SELECT ON pgtq.queue_stats, pgtq.workers TO %I', install_roles.worker);
@@ -3936,7 +4053,7 @@ BEGIN
                        'pgtq.purge, pgtq.prune, pgtq.delete_job, pgtq.configure, pgtq.register_worker, '
                        'pgtq.unregister_worker, pgtq.backoff, pgtq.metrics, pgtq.schedule, pgtq.unschedule, '
                        'pgtq.version, pgtq.abort, pgtq.heartbeat_many, pgtq.watch, pgtq.unwatch, pgtq.outcomes, '
-                       'pgtq.pause, pgtq.resume, pgtq.configure_queue TO %I',
+                       'pgtq.pause, pgtq.resume, pgtq.configure_queue, pgtq.complete_many_and_pop TO %I',
                        install_roles.admin);
         EXECUTE format('GRANT EXECUTE ON PROCEDURE pgtq.tick_for TO %I', install_roles.admin);
         granted := granted || install_roles.admin;

@@ -274,9 +274,9 @@ def complete_many(done: Sequence[Outcome]) -> Query[set[int]]:
 def complete_many_and_pop(
     done: Sequence[Outcome], *, queue: str, worker: str | None, n: int, lease: timedelta | None
 ) -> Query[tuple[set[int], list[Task]]]:
-    """``pgtq.complete_many`` of successful runs, then ``pgtq.pop`` of up
-    to ``n`` jobs of ``queue``, in one statement: the ids completed and the
-    claimed tasks."""
+    """``pgtq.complete_many_and_pop``: the successful runs completed, then
+    up to ``n`` jobs of ``queue`` claimed, in one statement: the ids
+    completed and the claimed tasks."""
     params = _completions(done) | {
         "queue": queue,
         "worker": worker,

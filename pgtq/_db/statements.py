@@ -98,15 +98,16 @@ COMPLETE_MANY: Final = f"SELECT {_COMPLETE_MANY_CALL}"
 
 # A worker's successes written and its next jobs claimed in one statement:
 # one transaction and one round trip, without a pipeline's BEGIN, COMMIT and
-# syncs. complete_many runs first: pop sits in a LATERAL subquery that
-# refers to its result, so it runs after it and sees its changes (a slot of
-# a max_running queue or a lock key freed here can be claimed here). One
-# row: the ids completed, then the claimed jobs as POP returns them.
+# syncs. pgtq.complete_many_and_pop (0.10.0) completes first, so a slot of a
+# max_running queue or a lock key freed here can be claimed here, and wakes
+# other workers for the freed slots of the queue only when it claimed back
+# fewer jobs of it than it completed. One row: the ids completed, then the
+# claimed jobs as POP returns them.
 COMPLETE_MANY_AND_POP: Final = (
-    "WITH done AS MATERIALIZED ("
-    f"SELECT array(SELECT {_COMPLETE_MANY_CALL}) AS ids)"
-    " SELECT done.ids, claimed.* FROM done CROSS JOIN LATERAL ("
-    f"SELECT {_CLAIMED} FROM {_POP_CALL} WHERE done.ids IS NOT NULL) AS claimed"
+    "SELECT r.completed, claimed.* FROM pgtq.complete_many_and_pop(queue => %(queue)s::text,"
+    " ids => %(ids)b::bigint[], leases => %(leases)b::uuid[], results => %(results)b::jsonb[],"
+    " worker => %(worker)s::text, n => %(n)s::integer, lease => %(lease)s::interval) AS r"
+    f" CROSS JOIN LATERAL (SELECT {_CLAIMED} FROM unnest(r.claimed) AS p) AS claimed"
 )
 
 FAIL: Final = (

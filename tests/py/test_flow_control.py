@@ -326,6 +326,43 @@ def test_a_worker_that_met_a_limit_is_woken_when_room_comes_back(
         assert notifications(listener) == ["rate"]
 
 
+def test_a_claim_that_takes_back_the_slots_it_freed_wakes_nobody(
+    dsn: str, db: psycopg.Connection[Any]
+) -> None:
+    """complete_many_and_pop (0.10.0) announces the freed slots of its own
+    queue only when it claimed back fewer jobs than it completed; slots of
+    other queues, and complete_many, announce as before."""
+    with psycopg.connect(dsn, autocommit=True) as listener:
+        listener.execute("LISTEN pgtq")
+        for queue in ("lim", "other"):
+            db.execute("SELECT pgtq.configure_queue(%s, max_running => 2)", [queue])
+            db.execute("SELECT pgtq.push_many(%s, 't', array_fill('[]'::jsonb, ARRAY[8]))", [queue])
+        held = db.execute("SELECT array_agg(id), array_agg(lease) FROM pgtq.pop('lim', 'w', 2)").fetchone()
+        notifications(listener)
+        recycle = (
+            "SELECT (SELECT array_agg(c.id) FROM unnest(r.claimed) AS c),"
+            " (SELECT array_agg(c.lease) FROM unnest(r.claimed) AS c), cardinality(r.completed)"
+            " FROM pgtq.complete_many_and_pop('lim', %s, %s, worker => 'w', n => %s) AS r"
+        )
+        ids, leases, completed = db.execute(recycle, [*held, 2]).fetchone() or (None, None, 0)
+        assert completed == 2 and len(ids) == 2
+        assert notifications(listener) == [], "both slots taken back: the queue is as full as before"
+        ids, leases, completed = db.execute(recycle, [ids, leases, 1]).fetchone() or (None, None, 0)
+        assert completed == 2 and len(ids) == 1
+        assert notifications(listener) == ["lim"], "one slot left free: a waiting worker may take it"
+        other = db.execute("SELECT array_agg(id), array_agg(lease) FROM pgtq.pop('other', 'w', 2)").fetchone()
+        notifications(listener)
+        db.execute(
+            "SELECT pgtq.complete_many_and_pop('lim', %s || %s, %s || %s, worker => 'w', n => 5)",
+            [ids, other[0], leases, other[1]],
+        )
+        assert notifications(listener) == ["other"], "the slots of another queue freed: announced"
+        held = db.execute("SELECT array_agg(id), array_agg(lease) FROM pgtq.pop('other', 'w', 2)").fetchone()
+        notifications(listener)
+        db.execute("SELECT pgtq.complete_many(%s, %s)", [*held])
+        assert notifications(listener) == ["other"], "complete_many announces as it did"
+
+
 # -- real workers ------------------------------------------------------------------------
 
 

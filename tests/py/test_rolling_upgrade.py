@@ -46,6 +46,7 @@ PREVIOUS_RELEASES = {
     "0.6.0": "d340ca08a56115200ce0cfab0b570c2222bb2d89",
     "0.7.0": "80a7493ab2087706bc4e1218e1149eaf054ab11a",
     "0.8.0": "e929f6a14d129e9a365e95071f2db0beffdd6d92",
+    "0.9.0": "7c378177cb758809f48f485a713df7541e9c7380",
 }
 PREVIOUS = known_versions()[-2]
 CURRENT = schema_version()

@@ -1,7 +1,7 @@
 -- The public SQL surface: every function with its exact signature, the
 -- job states, the views. A change here is a change of the public API.
 BEGIN;
-SELECT plan(61);
+SELECT plan(62);
 
 SELECT has_schema('pgtq');
 SELECT has_function('pgtq', 'version', ARRAY[]::text[]);
@@ -31,6 +31,8 @@ SELECT has_function('pgtq', 'complete',
     ARRAY['bigint', 'uuid', 'jsonb', 'timestamp with time zone']);
 SELECT has_function('pgtq', 'complete_many',
     ARRAY['bigint[]', 'uuid[]', 'jsonb[]', 'timestamp with time zone']);
+SELECT has_function('pgtq', 'complete_many_and_pop',
+    ARRAY['text', 'bigint[]', 'uuid[]', 'jsonb[]', 'text', 'integer', 'interval', 'timestamp with time zone']);
 SELECT has_function('pgtq', 'fail',
     ARRAY['bigint', 'uuid', 'text', 'interval', 'timestamp with time zone']);
 SELECT has_function('pgtq', 'abort', ARRAY['bigint', 'uuid', 'text', 'timestamp with time zone']);
@@ -127,8 +129,8 @@ SELECT is(
 SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname)
      FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace AND p.prosecdef),
-    ARRAY['_sample_history', '_tick_schedules', 'abort', 'cancel', 'complete', 'complete_many', 'configure',
-          'configure_queue', 'delete_job', 'fail', 'heartbeat', 'heartbeat_many', 'metrics', 'outcomes', 'pause',
+    ARRAY['_sample_history', '_tick_schedules', 'abort', 'cancel', 'complete', 'complete_many',
+          'complete_many_and_pop', 'configure', 'configure_queue', 'delete_job', 'fail', 'heartbeat', 'heartbeat_many', 'metrics', 'outcomes', 'pause',
           'pop', 'prune', 'purge', 'push', 'push_many', 'register_worker', 'release', 'resume', 'retry',
           'retry_failed', 'schedule', 'tick', 'unregister_worker', 'unschedule', 'unwatch', 'watch'],
     'the SECURITY DEFINER functions are the ones that write the tables, metrics and outcomes');
@@ -146,13 +148,13 @@ SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname)
      FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace
        AND NOT coalesce('search_path=pg_catalog, pgtq, pg_temp' = ANY (p.proconfig), false)),
-    ARRAY['_is_plain_name', '_push_options_ok', 'tick_for'],
+    ARRAY['_completions_ok', '_is_plain_name', '_push_options_ok', 'tick_for'],
     'every pgtq function pins search_path = pg_catalog, pgtq, pg_temp, but the inlined expression helpers '
     'and tick_for (a procedure that commits may not have a SET clause)');
 -- That helper is inlined into its pinned callers, names nothing unqualified
 -- and may be run by nobody else.
 SELECT ok((SELECT bool_and(p.prosrc !~ '(^|[^.a-z_])(length|isfinite|_is_plain_name)\s*\(|[^)] [<>]=? ')
-           FROM pg_proc p WHERE p.proname IN ('_is_plain_name', '_push_options_ok')
+           FROM pg_proc p WHERE p.proname IN ('_is_plain_name', '_push_options_ok', '_completions_ok')
              AND p.pronamespace = 'pgtq'::regnamespace),
     'the inlined helpers qualify the functions and operators they use');
 SELECT ok((SELECT NOT p.prosecdef AND p.prosrc !~ '(^|[^.a-z_])(clock_timestamp|pg_sleep|date_part|tick)\s*\('
@@ -161,7 +163,9 @@ SELECT ok((SELECT NOT p.prosecdef AND p.prosrc !~ '(^|[^.a-z_])(clock_timestamp|
     'tick_for runs with the caller''s rights and qualifies the functions and operators it uses');
 SELECT ok(NOT has_function_privilege('public', 'pgtq._is_plain_name(text)', 'EXECUTE')
           AND NOT has_function_privilege('public',
-              'pgtq._push_options_ok(text, text, integer, integer, timestamptz, timestamptz)', 'EXECUTE'),
+              'pgtq._push_options_ok(text, text, integer, integer, timestamptz, timestamptz)', 'EXECUTE')
+          AND NOT has_function_privilege('public', 'pgtq._completions_ok(bigint[], uuid[], jsonb[], timestamptz)',
+                                         'EXECUTE'),
     'PUBLIC may not run them');
 -- A function marked PARALLEL SAFE calls nothing that is not (random(),
 -- gen_random_uuid(), nextval(), pg_notify(), or a write).

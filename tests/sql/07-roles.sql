@@ -30,15 +30,15 @@ SELECT is(
     ARRAY(SELECT p.proname::text FROM pg_proc p
           WHERE p.pronamespace = 'pgtq'::regnamespace AND has_function_privilege('pgtq_worker', p.oid, 'EXECUTE')
           ORDER BY 1),
-    ARRAY['abort', 'backoff', 'complete', 'complete_many', 'fail', 'heartbeat', 'heartbeat_many', 'metrics', 'pop',
-          'register_worker', 'release', 'schedule', 'tick', 'tick_for', 'unregister_worker', 'unschedule', 'version'],
+    ARRAY['abort', 'backoff', 'complete', 'complete_many', 'complete_many_and_pop', 'fail', 'heartbeat',
+          'heartbeat_many', 'metrics', 'pop', 'register_worker', 'release', 'schedule', 'tick', 'tick_for', 'unregister_worker', 'unschedule', 'version'],
     'pgtq_worker may execute the worker''s functions only (schedule: a worker registers its periodic tasks)');
 SELECT is(
     ARRAY(SELECT p.proname::text FROM pg_proc p
           WHERE p.pronamespace = 'pgtq'::regnamespace AND has_function_privilege('pgtq_admin', p.oid, 'EXECUTE')
           ORDER BY 1),
-    ARRAY['abort', 'backoff', 'cancel', 'complete', 'complete_many', 'configure', 'configure_queue',
-          'delete_job', 'fail', 'heartbeat', 'heartbeat_many', 'metrics', 'outcomes', 'pause', 'pop', 'prune',
+    ARRAY['abort', 'backoff', 'cancel', 'complete', 'complete_many', 'complete_many_and_pop', 'configure',
+          'configure_queue', 'delete_job', 'fail', 'heartbeat', 'heartbeat_many', 'metrics', 'outcomes', 'pause', 'pop', 'prune',
           'purge', 'push', 'push_many', 'register_worker', 'release', 'resume', 'retry', 'retry_failed',
           'schedule', 'tick', 'tick_for', 'unregister_worker', 'unschedule', 'unwatch', 'version', 'watch'],
     'pgtq_admin may execute every public function, and no helper nor install_roles');

@@ -9,7 +9,7 @@
 -- to a temp table; the pgTAP checks run afterwards with the role and path
 -- reset, so pgTAP's own functions never meet the traps.
 BEGIN;
-SELECT plan(49);
+SELECT plan(50);
 SET LOCAL TIME ZONE 'UTC';
 
 -- Mallory holds every pgtq role, so every public function can be called.
@@ -211,6 +211,12 @@ BEGIN
     EXCEPTION WHEN OTHERS THEN answer := SQLSTATE || ' ' || SQLERRM;
     END;
     INSERT INTO outcome VALUES ('complete_many', answer);
+    BEGIN
+        SELECT cardinality(r.completed) || ',' || cardinality(r.claimed) INTO answer
+        FROM pgtq.complete_many_and_pop('q2', '{}', '{}', NULL, 'w', 1, '1 minute', '2030-01-01 00:05+00') AS r;
+    EXCEPTION WHEN OTHERS THEN answer := SQLSTATE || ' ' || SQLERRM;
+    END;
+    INSERT INTO outcome VALUES ('complete_many_and_pop', answer);
 END
 $$;
 DELETE FROM claimed;
@@ -291,6 +297,8 @@ SELECT is((SELECT result FROM outcome WHERE step = 'prune'), '0', 'prune uses th
 SELECT is((SELECT result FROM outcome WHERE step = 'release'), 'true', 'release uses the real =');
 SELECT is((SELECT result FROM outcome WHERE step = 'complete_many'), '1',
     'complete_many uses the real cardinality and =');
+SELECT is((SELECT result FROM outcome WHERE step = 'complete_many_and_pop'), '0,1',
+    'complete_many_and_pop uses the real cardinality, array_positions and operators');
 SELECT is((SELECT result FROM outcome WHERE step = 'schedule'), '2030-01-01 01:30:00+00',
     'schedule parses with the real lower, btrim and array_position and computes with the real timezone');
 SELECT is((SELECT result FROM outcome WHERE step = 'tick_schedule'), '1',

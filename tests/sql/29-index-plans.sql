@@ -12,7 +12,8 @@ SELECT plan(4);
 SELECT is(ARRAY(SELECT p.proname::text FROM pg_proc AS p
                 WHERE p.pronamespace = 'pgtq'::regnamespace AND 'enable_seqscan=off' = ANY (p.proconfig)
                 ORDER BY 1),
-          ARRAY['abort', 'complete', 'complete_many', 'fail', 'heartbeat', 'heartbeat_many', 'pop', 'release'],
+          ARRAY['_end_done', 'abort', 'complete', 'complete_many', 'complete_many_and_pop', 'fail', 'heartbeat',
+                'heartbeat_many', 'pop', 'release'],
           'the functions a worker calls per job run with sequential scans off');
 
 -- Sequential scans of pgtq._job by one pop of queue `queue` and the
