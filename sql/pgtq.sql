@@ -2667,7 +2667,11 @@ BEGIN
                   complete_many_and_pop.lease, complete_many_and_pop.as_of)
          WITH ORDINALITY AS c (id, queue, task, args, kwargs, priority, attempt, max_attempts, lease,
                                lease_expires_at, position);
-    IF ended_ids IS NOT NULL THEN
+    -- Nothing to announce, the common case, costs no query: every job ended
+    -- was of `queue`, no more of them than were claimed, and none had a key.
+    IF ended_ids IS NOT NULL
+       AND (ended_keys IS NOT NULL OR cardinality(ended_ids) > coalesce(cardinality(jobs), 0)
+            OR NOT complete_many_and_pop.queue = ALL (ended_queues)) THEN
         PERFORM pgtq._wake_after_end(
             ARRAY(SELECT DISTINCT q.queue
                   FROM unnest(ended_queues) AS q (queue)
