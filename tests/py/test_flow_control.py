@@ -198,14 +198,16 @@ def test_a_pop_after_a_pause_in_its_own_transaction_hands_out_nothing(
     assert scalar(db, "SELECT pgtq.complete(%s, %s)", [job_id, lease]) is True
 
 
-def waiting_on_advisory_lock(db: psycopg.Connection[Any], call: str) -> bool:
-    """Whether one session waits for an advisory lock in a query that contains ``call``."""
+def waiting_on_lock(db: psycopg.Connection[Any], call: str, lock: str = "advisory") -> bool:
+    """Whether one session waits for a lock of type ``lock`` (``advisory``;
+    ``transactionid``: a row another transaction writes) in a query that
+    contains ``call``."""
     return (
         scalar(
             db,
             "SELECT count(*) FROM pg_stat_activity"
-            " WHERE wait_event_type = 'Lock' AND wait_event = 'advisory' AND query LIKE %s",
-            [f"%{call}%"],
+            " WHERE wait_event_type = 'Lock' AND wait_event = %s AND query LIKE %s",
+            [lock, f"%{call}%"],
         )
         == 1
     )
@@ -250,7 +252,7 @@ def test_a_pop_that_finds_every_free_slot_held_waits_for_that_claim(
     with psycopg.connect(dsn) as first:
         assert len(first.execute("SELECT id FROM pgtq.pop('held', 'w', 2)").fetchall()) == 2
         popping, claimed = in_background(dsn, "SELECT count(*) FROM pgtq.pop('held', 'w', 1)")
-        wait_until(lambda: waiting_on_advisory_lock(db, "pgtq.pop('held'"))
+        wait_until(lambda: waiting_on_lock(db, "pgtq.pop('held'"))
         assert not claimed, "the pop waits for the claim that holds the free slots"
         getattr(first, first_ends_by)()
     popping.join(timeout=60)
@@ -265,12 +267,72 @@ def test_configure_queue_waits_for_the_pops_that_read_its_settings(
     with psycopg.connect(dsn) as popper:
         assert len(popper.execute("SELECT id FROM pgtq.pop('conf', 'w', 2)").fetchall()) == 2
         configuring, changed = in_background(dsn, "SELECT pgtq.configure_queue('conf', max_running => 1)")
-        wait_until(lambda: waiting_on_advisory_lock(db, "pgtq.configure_queue('conf'"))
+        wait_until(lambda: waiting_on_lock(db, "pgtq.configure_queue('conf'"))
         assert not changed, "the change waits for the pop that claimed by the old limit"
         popper.commit()
     configuring.join(timeout=60)
     assert changed == [True]
     assert scalar(db, "SELECT count(*) FROM pgtq.pop('conf', 'w', 5)") == 0, "two run: over the limit of 1"
+
+
+# A job whose lease ran out, and a heartbeat that read the lease as live (its
+# as_of came first) but commits after a pop looked: the pop must not give the
+# job's slot or key away to a second job while that heartbeat may bring the
+# first back (0.11.0). The clock is the calls' as_of: the job is claimed at
+# LAPSE_START with a one-minute lease, the heartbeat is 30 s in, the pop 2 min.
+LAPSE_START = datetime.fromisoformat("2030-01-01 00:00:00+00:00")
+
+
+def one_lapsing_job(db: psycopg.Connection[Any], control: str) -> tuple[int, str]:
+    """Two ready jobs of queue ``lapse`` under ``control`` (max_running 1, or one
+    lock key), the first claimed at LAPSE_START with a one-minute lease."""
+    key = "k" if control == "lock_key" else None
+    for _ in range(2):
+        db.execute("SELECT pgtq.push('lapse', 't', lock_key => %s, as_of => %s)", [key, LAPSE_START])
+    if control == "max_running":
+        db.execute("SELECT pgtq.configure_queue('lapse', max_running => 1)")
+    job_id, lease = db.execute(
+        "SELECT id, lease::text FROM pgtq.pop('lapse', 'w', 1, '1 minute', %s)", [LAPSE_START]
+    ).fetchone()
+    return job_id, lease
+
+
+HEARTBEAT = "SELECT pgtq.heartbeat({}, '{}', '10 minutes', '2030-01-01 00:00:30+00')"
+POP_LATER = "SELECT count(*) FROM pgtq.pop('lapse', 'w', 1, '1 minute', '2030-01-01 00:02+00')"
+LIVE_LATER = (
+    "SELECT count(*) FROM pgtq._job"
+    " WHERE queue = 'lapse' AND state = 'running' AND lease_expires_at > '2030-01-01 00:02+00'"
+)
+
+
+@pytest.mark.parametrize("control", ["max_running", "lock_key"])
+def test_a_pop_leaves_the_place_of_a_lapsed_job_whose_heartbeat_is_under_way(
+    dsn: str, db: psycopg.Connection[Any], control: str
+) -> None:
+    job_id, lease = one_lapsing_job(db, control)
+    with psycopg.connect(dsn) as beat:
+        assert scalar(beat, HEARTBEAT.format(job_id, lease)) is True, "the lease was live at its as_of"
+        db.execute("SET lock_timeout = '20s'")
+        assert scalar(db, POP_LATER) == 0, "its commit could bring the job back: the place stays its"
+        beat.commit()
+    assert scalar(db, POP_LATER) == 0, "the job is back: its place is still taken"
+    assert scalar(db, LIVE_LATER) == 1
+
+
+@pytest.mark.parametrize("control", ["max_running", "lock_key"])
+def test_a_heartbeat_after_a_pop_gave_a_lapsed_job_s_place_away_extends_nothing(
+    dsn: str, db: psycopg.Connection[Any], control: str
+) -> None:
+    job_id, lease = one_lapsing_job(db, control)
+    with psycopg.connect(dsn) as popper:
+        assert scalar(popper, POP_LATER) == 1, "the lease ran out as of the pop: its place goes on"
+        beating, held = in_background(dsn, HEARTBEAT.format(job_id, lease))
+        wait_until(lambda: waiting_on_lock(db, "pgtq.heartbeat(", lock="transactionid"))
+        assert not held, "the heartbeat waits for the pop that wrote its job off"
+        popper.commit()
+    beating.join(timeout=60)
+    assert held == [False], "and then extends nothing: its worker learns it lost the job"
+    assert scalar(db, LIVE_LATER) == 1
 
 
 def test_a_limited_pop_needs_read_committed(dsn: str, db: psycopg.Connection[Any]) -> None:
