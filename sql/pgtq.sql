@@ -318,8 +318,11 @@ CREATE TABLE pgtq._worker (
     queues        text[] NOT NULL,
     started_at    timestamptz NOT NULL,
     last_seen_at  timestamptz NOT NULL,
+    marks_waiting boolean NOT NULL DEFAULT false,
     CONSTRAINT worker_pkey PRIMARY KEY (id)
 );
+COMMENT ON COLUMN pgtq._worker.marks_waiting IS
+    'Whether the worker marks the queues it waits for (mark_waiting, 0.12.0). While a worker that does not is registered, every push notifies.';
 
 -- Queue history: one sample a minute, taken by the first tick of the
 -- minute (_sample_history), kept for _settings.history_retention. One row
@@ -840,11 +843,84 @@ BEGIN
 END
 $$;
 
+-- Guarantees: the first key of the two advisory locks of `queue`'s
+-- waiting workers (0.12.0), the same number in every session: second key
+-- 0 is the waiting mark (held shared, at session level, by each worker
+-- waiting for the queue's jobs: mark_waiting), second key 1 the push gate
+-- (held shared by each transaction that found no mark, until it ends;
+-- taken exclusively, with a try, by a worker settling its mark:
+-- waiting_settled). Two queues sharing the hash only make a push notify
+-- for the other's waiting workers, or a worker settle a little later.
+-- Every announcement computes it, so PostgreSQL inlines it into its
+-- (pinned) caller, as _is_plain_name: no SET clause, every name qualified.
+CREATE FUNCTION pgtq._waiting_space(queue text)
+RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT pg_catalog.hashtext('pgtq waiting for ' OPERATOR(pg_catalog.||) queue)
+$$;
+
+-- Guarantees: whether an announcement of `queue` must notify (0.12.0):
+-- false only when no worker can be waiting for it. Never waits.
+--   * A worker settling its mark holds, or waits for, the queue's push
+--     gate exclusively: then true.
+--   * Otherwise the caller's transaction holds the gate shared from here
+--     until it ends, so a worker that marks the queue after this look
+--     settles (waiting_settled) only once this transaction has ended, and
+--     pops after that: it sees the jobs this transaction committed.
+--   * A waiting worker holds the waiting mark shared: the test takes the
+--     mark exclusively with a try and lets go of it in the same expression
+--     (no interrupt comes between the two calls, so a cancelled statement
+--     never leaves it held). When another announcement tests the mark at
+--     the same instant, the try fails too: true, one notification more.
+--   * With no mark held, still true while a registered worker does not
+--     mark (_worker.marks_waiting: pgtq before 0.12.0, or a worker of
+--     another language that waits on LISTEN alone).
+-- A mark held by the calling session itself does not count.
+CREATE FUNCTION pgtq._anyone_waiting(queue text)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    space integer := pgtq._waiting_space(_anyone_waiting.queue);
+BEGIN
+    IF NOT pg_try_advisory_xact_lock_shared(space, 1) THEN
+        RETURN true;
+    END IF;
+    IF NOT (CASE WHEN pg_try_advisory_lock(space, 0) THEN pg_advisory_unlock(space, 0) ELSE false END) THEN
+        RETURN true;
+    END IF;
+    RETURN EXISTS (SELECT 1 FROM pgtq._worker AS w WHERE NOT w.marks_waiting);
+END
+$$;
+
+-- Guarantees: the distinct queue names of `queues` (0.12.0), each checked
+-- as _checked_name checks it (PT003 naming it); a NULL list raises PT004.
+CREATE FUNCTION pgtq._checked_queues(queues text[])
+RETURNS SETOF text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+BEGIN
+    IF queues IS NULL THEN
+        RAISE EXCEPTION 'pgtq: queues must be a list of queue names, got NULL'
+            USING ERRCODE = 'PT004';
+    END IF;
+    RETURN QUERY SELECT DISTINCT pgtq._checked_name('queue', q) FROM unnest(queues) AS q;
+END
+$$;
+
 -- Guarantees: tells idle workers of `queue` that a job became ready. The
 -- notification is sent only if the calling transaction commits, and
 -- PostgreSQL folds identical notifications of one transaction into one, so
 -- a bulk push announces each queue once. The channel is fixed and the queue
 -- name travels as the payload: nothing is spliced into an identifier.
+-- Only when a worker may be waiting (0.12.0, _anyone_waiting): a worker
+-- that waits marks the queue first (mark_waiting), and a transaction that
+-- finds no mark holds the queue's push gate until it ends, so the worker
+-- pops after it committed. Without a waiting worker nothing is sent, and
+-- the commits of pushing transactions no longer take turns.
 -- The opt-out (0.6.0): where the caller set pgtq.notify to 'off' (SET, or
 -- SET LOCAL for one transaction), it sends nothing: a notification makes
 -- commits take turns (PostgreSQL serialises the commits of notifying
@@ -861,7 +937,9 @@ DECLARE
     notify text := current_setting('pgtq.notify', true);
 BEGIN
     IF notify IS NULL OR notify IN ('', 'on') THEN
-        PERFORM pg_notify('pgtq', _announce.queue);
+        IF pgtq._anyone_waiting(_announce.queue) THEN
+            PERFORM pg_notify('pgtq', _announce.queue);
+        END IF;
     ELSIF notify <> 'off' THEN
         RAISE EXCEPTION 'pgtq: the setting pgtq.notify must be on or off, got %', quote_literal(notify)
             USING ERRCODE = 'PT004';
@@ -3946,12 +4024,16 @@ $$;
 -- last_seen_at forward. tick() forgets workers not seen for
 -- _settings.worker_timeout. A NULL host, pid or queues is stored as '',
 -- 0 or no queues; a bad worker name raises PT003, a NULL or infinite
--- as_of PT004.
+-- as_of PT004. marks_waiting (0.12.0) says that the worker marks the
+-- queues it waits for (mark_waiting); while a registered worker does not
+-- (false, the default, as every worker before 0.12.0 registers), every
+-- announcement notifies, as it did before 0.12.0. NULL counts as false.
 CREATE FUNCTION pgtq.register_worker(worker text,
                                      host text,
                                      pid integer,
                                      queues text[],
-                                     as_of timestamptz DEFAULT now())
+                                     as_of timestamptz DEFAULT now(),
+                                     marks_waiting boolean DEFAULT false)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pgtq, pg_temp
@@ -3961,13 +4043,88 @@ BEGIN
     IF NOT coalesce(isfinite(register_worker.as_of), false) THEN
         PERFORM pgtq._reject_time('as_of', register_worker.as_of);
     END IF;
-    INSERT INTO pgtq._worker AS w (id, host, pid, queues, started_at, last_seen_at)
+    INSERT INTO pgtq._worker AS w (id, host, pid, queues, started_at, last_seen_at, marks_waiting)
     VALUES (register_worker.worker, coalesce(register_worker.host, ''),
             coalesce(register_worker.pid, 0), coalesce(register_worker.queues, '{}'),
-            register_worker.as_of, register_worker.as_of)
+            register_worker.as_of, register_worker.as_of, coalesce(register_worker.marks_waiting, false))
     ON CONFLICT ON CONSTRAINT worker_pkey DO UPDATE
     SET last_seen_at = greatest(w.last_seen_at, excluded.last_seen_at),
-        queues = excluded.queues;
+        queues = excluded.queues,
+        marks_waiting = excluded.marks_waiting;
+END
+$$;
+
+-- Guarantees: marks the calling session as a worker waiting for jobs of
+-- `queues` (0.12.0). From its return until the session lets go of the
+-- mark (clear_waiting) or ends, every push of these queues, and every
+-- other announcement of them (_announce), notifies channel pgtq at its
+-- commit. Each call takes each queue's waiting mark once more (a
+-- session-level advisory lock, shared with the other waiting workers),
+-- and clear_waiting lets go of one. The session must LISTEN pgtq first
+-- and keep listening while it is marked. Returns waiting_settled(queues):
+-- true when a pop started now sees the jobs of every push that skipped
+-- its notification; false while one of them is still in flight (call
+-- waiting_settled until it is true, and pop each time it is). Waits only
+-- for announcements testing the mark at this very instant (microseconds).
+-- A NULL list raises PT004, a bad queue name PT003; then nothing is
+-- marked.
+CREATE FUNCTION pgtq.mark_waiting(queues text[])
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    names text[] := ARRAY(SELECT pgtq._checked_queues(mark_waiting.queues));
+    name  text;
+BEGIN
+    FOREACH name IN ARRAY names LOOP
+        PERFORM pg_advisory_lock_shared(pgtq._waiting_space(name), 0);
+    END LOOP;
+    RETURN pgtq.waiting_settled(names);
+END
+$$;
+
+-- Guarantees: true when no transaction that found no waiting worker of
+-- `queues` (and so notified no one) is still open (0.12.0): a pop started
+-- after it returned true sees the jobs of all of them that committed.
+-- Takes each queue's push gate exclusively with a try, until the
+-- caller's transaction ends (at once, in autocommit), and never waits,
+-- so it never holds up a push: a push that finds the gate taken notifies
+-- instead of looking for a mark. False when a gate is held by an open
+-- transaction: call it again a little later. Checks the names as
+-- mark_waiting does.
+CREATE FUNCTION pgtq.waiting_settled(queues text[])
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    name text;
+BEGIN
+    FOR name IN SELECT pgtq._checked_queues(waiting_settled.queues) LOOP
+        IF NOT pg_try_advisory_xact_lock(pgtq._waiting_space(name), 1) THEN
+            RETURN false;
+        END IF;
+    END LOOP;
+    RETURN true;
+END
+$$;
+
+-- Guarantees: lets go of one hold of the calling session's waiting mark
+-- of each of `queues` (0.12.0): once no session marks a queue, its pushes
+-- notify no one (unless a worker that does not mark is registered). A
+-- worker that is busy with a queue clears its mark, so that the pushes of
+-- the queue stop notifying; it marks the queue again before it waits.
+-- A queue the session has not marked changes nothing (PostgreSQL warns).
+-- Checks the names as mark_waiting does.
+CREATE FUNCTION pgtq.clear_waiting(queues text[])
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+BEGIN
+    PERFORM pg_advisory_unlock_shared(pgtq._waiting_space(q), 0)
+    FROM pgtq._checked_queues(clear_waiting.queues) AS q;
 END
 $$;
 
@@ -4086,7 +4243,8 @@ $$;
 --             its login role pushed); version
 --   worker    pop, complete, complete_many, complete_many_and_pop, fail,
 --             abort, heartbeat, heartbeat_many, release, tick, the procedure tick_for,
---             register_worker, unregister_worker; backoff, metrics,
+--             register_worker, unregister_worker; mark_waiting,
+--             waiting_settled, clear_waiting (0.12.0); backoff, metrics,
 --             version; reads the views queue_stats and workers; schedule
 --             and unschedule, reads schedules (a worker registers the
 --             periodic tasks of its queues when it starts)
@@ -4152,7 +4310,8 @@ BEGIN
         EXECUTE format('GRANT USAGE ON SCHEMA pgtq TO %I', install_roles.worker);
         EXECUTE format('GRANT EXECUTE ON FUNCTION pgtq.pop, pgtq.complete, pgtq.complete_many, pgtq.fail, pgtq.heartbeat, '
                        'pgtq.complete_many_and_pop, pgtq.release, pgtq.tick, pgtq.register_worker, pgtq.unregister_worker, '
-                       'pgtq.backoff, pgtq.metrics, pgtq.version, pgtq.abort, pgtq.heartbeat_many TO %I',
+                       'pgtq.backoff, pgtq.metrics, pgtq.version, pgtq.abort, pgtq.heartbeat_many, '
+                       'pgtq.mark_waiting, pgtq.waiting_settled, pgtq.clear_waiting TO %I',
                        install_roles.worker);
         EXECUTE format('GRANT SELECT ON pgtq.queue_stats, pgtq.workers TO %I', install_roles.worker);
         EXECUTE format('GRANT EXECUTE ON PROCEDURE pgtq.tick_for TO %I', install_roles.worker);
@@ -4168,7 +4327,8 @@ BEGIN
                        'pgtq.purge, pgtq.prune, pgtq.delete_job, pgtq.configure, pgtq.register_worker, '
                        'pgtq.unregister_worker, pgtq.backoff, pgtq.metrics, pgtq.schedule, pgtq.unschedule, '
                        'pgtq.version, pgtq.abort, pgtq.heartbeat_many, pgtq.watch, pgtq.unwatch, pgtq.outcomes, '
-                       'pgtq.pause, pgtq.resume, pgtq.configure_queue, pgtq.complete_many_and_pop TO %I',
+                       'pgtq.pause, pgtq.resume, pgtq.configure_queue, pgtq.complete_many_and_pop, '
+                       'pgtq.mark_waiting, pgtq.waiting_settled, pgtq.clear_waiting TO %I',
                        install_roles.admin);
         EXECUTE format('GRANT EXECUTE ON PROCEDURE pgtq.tick_for TO %I', install_roles.admin);
         granted := granted || install_roles.admin;

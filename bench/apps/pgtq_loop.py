@@ -3,8 +3,10 @@
     python -m bench.apps.pgtq_loop DSN [--queue Q]
 
 One thread, as the hand-written worker (``base_worker``): wait on LISTEN
-``pgtq``, claim one job with ``pgtq.pop``, record its start, complete it
-with ``pgtq.complete``, claim again until the queue is empty. Beside the
+``pgtq`` (from schema 0.12.0, with its queue marked waiting, as a worker's
+listener marks it: ``pgtq.mark_waiting``), claim one job with ``pgtq.pop``,
+record its start, complete it with ``pgtq.complete``, claim again until the
+queue is empty. Beside the
 hand-written worker and the real ``pgtq worker`` (all three idle at once,
 each on its own queue) it splits pgtq's wake-up
 into what its SQL costs (``push``, ``pop``: this loop against the
@@ -26,6 +28,8 @@ CLAIM = (
     " lease => '5 minutes'::interval)"
 )
 COMPLETE = "SELECT pgtq.complete(id => %s::bigint, lease => %s::uuid)"
+MARKS_WAITING = "SELECT to_regprocedure('pgtq.mark_waiting(text[])') IS NOT NULL"
+MARK_WAITING = "SELECT pgtq.mark_waiting(ARRAY[%s::text])"
 
 _stopping = False
 
@@ -39,6 +43,9 @@ def serve(dsn: str, queue: str) -> None:
     """Claim, run and complete one job at a time until SIGTERM."""
     with psycopg.connect(dsn, autocommit=True) as conn, psycopg.connect(dsn, autocommit=True) as lconn:
         lconn.execute("LISTEN pgtq")
+        marks = lconn.execute(MARKS_WAITING).fetchone()
+        if marks is not None and marks[0]:  # before 0.12.0 (a --baseline ref) every push notifies
+            lconn.execute(MARK_WAITING, [queue])  # no push is in flight yet: settled
         cur = conn.cursor()
         while not _stopping:
             rows = cur.execute(CLAIM, [queue], prepare=True).fetchall()

@@ -497,6 +497,28 @@ def listen(conn: Connection) -> None:
         run(conn, queries.listen())
 
 
+def mark_waiting(conn: Connection, queues: Sequence[str]) -> bool:
+    """Mark the listening session waiting for ``queues`` (``pgtq.mark_waiting``):
+    from now on their pushes notify it. Whether it is settled: every push
+    that skipped its notification has ended, so a pop now sees its jobs."""
+    with _session_errors():
+        return run(conn, queries.mark_waiting(queues))
+
+
+def waiting_settled(conn: Connection, queues: Sequence[str]) -> bool:
+    """Whether every push of ``queues`` that skipped its notification has
+    ended (``pgtq.waiting_settled``), on the listening session."""
+    with _session_errors():
+        return run(conn, queries.waiting_settled(queues))
+
+
+def clear_waiting(conn: Connection, queues: Sequence[str]) -> None:
+    """Let go of the listening session's marks of ``queues``
+    (``pgtq.clear_waiting``): their pushes stop notifying it."""
+    with _session_errors():
+        run(conn, queries.clear_waiting(queues))
+
+
 def notifications(conn: Connection, timeout: float) -> Iterator[tuple[str, str]]:
     """The notifications that arrive on a listening connection within
     ``timeout`` seconds, as (channel, payload): a queue name on ``pgtq``,

@@ -461,6 +461,23 @@ def listen_cancel() -> Query[None]:
     return Query(statements.LISTEN_CANCEL, None, _nothing)
 
 
+def mark_waiting(queues: Sequence[str]) -> Query[bool]:
+    """``pgtq.mark_waiting``: mark the session waiting for ``queues``;
+    whether the pushes that skipped their notification all ended."""
+    return Query(statements.MARK_WAITING, {"queues": list(queues)}, _boolean)
+
+
+def waiting_settled(queues: Sequence[str]) -> Query[bool]:
+    """``pgtq.waiting_settled``: whether the pushes of ``queues`` that
+    skipped their notification all ended."""
+    return Query(statements.WAITING_SETTLED, {"queues": list(queues)}, _boolean)
+
+
+def clear_waiting(queues: Sequence[str]) -> Query[None]:
+    """``pgtq.clear_waiting``: let go of the session's marks of ``queues``."""
+    return Query(statements.CLEAR_WAITING, {"queues": list(queues)}, _nothing)
+
+
 def notify(payload: str) -> Query[None]:
     """Send ``payload`` on the channel ``pgtq`` (the listener's probe)."""
     return Query(statements.NOTIFY, {"payload": payload}, _nothing)

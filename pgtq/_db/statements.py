@@ -143,7 +143,7 @@ PRUNE: Final = (
 
 REGISTER_WORKER: Final = (
     "SELECT pgtq.register_worker(worker => %(worker)s::text, host => %(host)s::text,"
-    " pid => %(pid)s::integer, queues => %(queues)s::text[])"
+    " pid => %(pid)s::integer, queues => %(queues)s::text[], marks_waiting => true)"
 )
 
 UNREGISTER_WORKER: Final = "SELECT pgtq.unregister_worker(worker => %(worker)s::text)"
@@ -191,6 +191,13 @@ LOCK_PGTQ_TABLES: Final = (
 
 # pgtq._announce() notifies this channel with the queue name as payload.
 LISTEN: Final = "LISTEN pgtq"
+
+# A listening worker's marks (0.12.0): pgtq._announce notifies only while a
+# worker marks the queue waiting. Each returns (or settles) at once, except
+# for a wait of microseconds on a push that tests the mark.
+MARK_WAITING: Final = "SELECT pgtq.mark_waiting(queues => %(queues)s::text[])"
+WAITING_SETTLED: Final = "SELECT pgtq.waiting_settled(queues => %(queues)s::text[])"
+CLEAR_WAITING: Final = "SELECT pgtq.clear_waiting(queues => %(queues)s::text[])"
 
 # pgtq.cancel() of a running job notifies this channel with the job id as payload.
 CANCEL_CHANNEL: Final = "pgtq_cancel"

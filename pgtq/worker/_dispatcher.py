@@ -419,8 +419,10 @@ class Worker:
             room -= len(tasks)
 
     def _took(self, server: Server, name: str, asked: int, tasks: list[Task]) -> None:
-        if len(tasks) < asked:
+        drained = len(tasks) < asked
+        if drained:
             server.turns.drained(name)  # wait for a wake-up
+        server.waiting_for(name, drained)
         for task in tasks:
             self._hand_to_pool(task)
 

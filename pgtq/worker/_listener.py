@@ -18,12 +18,31 @@ notification from the database the pushes go to and waits for it. If the
 probe does not come back, it says so in one warning naming the cure (a
 direct or session-mode DSN for the listener: ``--listen-dsn``), closes its
 session and stops; the worker's polling finds the jobs.
+
+Since schema 0.12.0 a push notifies only when a worker may be waiting for
+its queue, so the listener marks the queues its worker waits for, on its
+session (``pgtq.mark_waiting``): all of them when it connects, and each
+one again whenever the dispatcher says it waits for it (``wait_for``: a
+pop came back short). After marking a queue it wakes the worker for it,
+which pops once more: that pop sees every job pushed before the mark. A
+push that skipped its notification just before the mark may still be in
+flight; until the mark is settled (``pgtq.waiting_settled``, tried again
+after 1 ms, doubling up to 50 ms) the worker is woken again at each
+settle, so such a job waits at most that long after its commit. A queue the
+dispatcher is busy with (its pop came back full) is cleared
+(``pgtq.clear_waiting``), so that its pushes stop notifying. The mark
+lives and dies with the session: a lost connection clears them all, and
+the next one marks them again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import select
+import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Collection
 
@@ -39,6 +58,14 @@ ANY_QUEUE = "*"
 # notifications work, forever when they cannot; the margin is for a busy machine.
 PROBE_TIMEOUT = 10.0
 
+# A mark not settled yet (a push that skipped its notification is still in
+# flight) is settled again after this long, doubling up to the cap.
+SETTLE_FIRST_RETRY = 0.001
+SETTLE_MAX_RETRY = 0.05
+
+# How long the listener waits at most with nothing to do.
+IDLE_WAIT = 0.5
+
 
 def probe_payload() -> str:
     """A probe's payload: it starts with a control character, which no
@@ -53,6 +80,9 @@ class Listener(threading.Thread):
     It listens at ``dsn``; its probe is sent at ``notify_dsn`` (where jobs
     are pushed; default ``dsn``). ``name``, when given, names the server in
     its log lines (a worker with several servers has a listener for each).
+    ``wait_for`` (any thread) says which queues the worker waits for: the
+    listener marks them on its session, and wakes the worker for each one
+    it has just marked.
     """
 
     def __init__(
@@ -76,11 +106,49 @@ class Listener(threading.Thread):
         self._probe_timeout = probe_timeout
         self._stopping = threading.Event()
         self._probed = False
+        # What the dispatcher wants marked (under _lock: any thread writes it).
+        self._lock = threading.Lock()
+        self._waiting = set(self._queues)
+        # What the session has marked, and which of those are not settled
+        # yet (the listener's thread alone reads and writes these).
+        self._marked: set[str] = set()
+        self._unsettled: set[str] = set()
+        self._settle_retry = SETTLE_FIRST_RETRY
+        self._settle_at = 0.0
+        # Rung to end a wait at once: a change of what to mark, or a stop.
+        self._bell, self._bell_rope = socket.socketpair()
+        for end in (self._bell, self._bell_rope):
+            end.setblocking(False)
 
     def stop(self) -> None:
         self._stopping.set()
+        self._ring()
+
+    def wait_for(self, queue: str, waiting: bool) -> None:
+        """Say whether the worker waits for jobs of ``queue`` (its last pop
+        of it came back short) or is busy with it (it came back full). Safe
+        from any thread; the listener's thread acts on it at once."""
+        with self._lock:
+            if (queue in self._waiting) == waiting:
+                return
+            if waiting:
+                self._waiting.add(queue)
+            else:
+                self._waiting.discard(queue)
+        self._ring()
+
+    def _ring(self) -> None:
+        with contextlib.suppress(OSError):  # full (it rings already) or closed (stopped)
+            self._bell_rope.send(b"\0")
 
     def run(self) -> None:
+        try:
+            self._serve()
+        finally:
+            self._bell.close()
+            self._bell_rope.close()
+
+    def _serve(self) -> None:
         delay = 0.5
         while not self._stopping.is_set():
             try:
@@ -89,6 +157,7 @@ class Listener(threading.Thread):
                     if not self._probed and not self._probe(conn):
                         return
                     delay = 0.5
+                    self._new_session(conn)
                     self._wake(ANY_QUEUE)
                     self._listen(conn)
             except DATABASE_ERRORS as error:
@@ -97,6 +166,15 @@ class Listener(threading.Thread):
                 )
                 self._stopping.wait(delay)
                 delay = min(delay * 2, 30.0)
+
+    def _new_session(self, conn: gateway.Connection) -> None:
+        """Mark every queue on a new session (the marks of a lost one went
+        with it); the worker then pops each queue once more."""
+        self._marked.clear()
+        self._unsettled.clear()
+        with self._lock:
+            self._waiting = set(self._queues)
+        self._update_marks(conn)
 
     def _probe(self, conn: gateway.Connection) -> bool:
         """Send a probe notification from another session and wait for it
@@ -122,9 +200,54 @@ class Listener(threading.Thread):
         return False
 
     def _listen(self, conn: gateway.Connection) -> None:
+        """Until stopped: mark and clear the queues as the dispatcher says,
+        pass on what is heard (those that came during a call first), and
+        wait for the next notification, the bell or the next settle."""
         while not self._stopping.is_set():
-            for channel, payload in gateway.notifications(conn, timeout=0.5):
+            for queue in self._update_marks(conn):
+                self._wake(queue)
+            for channel, payload in gateway.notifications(conn, timeout=0):
                 self._heard(channel, payload)
+            select.select([conn.fileno(), self._bell], [], [], self._wait_time())
+            with contextlib.suppress(OSError):
+                while self._bell.recv(64):
+                    pass
+
+    def _wait_time(self) -> float:
+        if not self._unsettled:
+            return IDLE_WAIT
+        return min(IDLE_WAIT, max(0.0, self._settle_at - time.monotonic()))
+
+    def _update_marks(self, conn: gateway.Connection) -> list[str]:
+        """Bring the session's marks to what the dispatcher wants, and try
+        to settle those not settled yet when it is time; returns the queues
+        the worker should pop once more (just marked, or just settled)."""
+        with self._lock:
+            waiting = set(self._waiting)
+        cleared = sorted(self._marked - waiting)
+        if cleared:
+            gateway.clear_waiting(conn, cleared)
+            self._marked.difference_update(cleared)
+            self._unsettled.difference_update(cleared)
+        marking = sorted(waiting - self._marked)
+        if marking:
+            settled = gateway.mark_waiting(conn, marking)
+            self._marked.update(marking)
+            if not settled:
+                self._unsettled.update(marking)
+                self._settle_later(first=True)
+            return marking
+        if self._unsettled and time.monotonic() >= self._settle_at:
+            unsettled = sorted(self._unsettled)
+            if gateway.waiting_settled(conn, unsettled):
+                self._unsettled.clear()
+                return unsettled
+            self._settle_later(first=False)
+        return []
+
+    def _settle_later(self, *, first: bool) -> None:
+        self._settle_retry = SETTLE_FIRST_RETRY if first else min(self._settle_retry * 2, SETTLE_MAX_RETRY)
+        self._settle_at = time.monotonic() + self._settle_retry
 
     def _heard(self, channel: str, payload: str) -> None:
         if channel != CANCEL_CHANNEL:

@@ -152,6 +152,14 @@ class Server:
         if self._cancel_hint is not None:
             self._cancel_hint(self, job_id)
 
+    def waiting_for(self, queue: str, waiting: bool) -> None:
+        """Tell the listener whether the worker waits for jobs of ``queue``
+        (a pop came back short: it is marked, and the worker woken to pop
+        again) or is busy with it (a full pop: its mark is cleared, and its
+        pushes stop notifying)."""
+        if self.listener is not None:
+            self.listener.wait_for(queue, waiting)
+
     def stop_listening(self) -> None:
         if self.listener is not None:
             self.listener.stop()

@@ -200,6 +200,36 @@ def scalar(conn: psycopg.Connection[Any], query: str, params: Any = None) -> Any
     return None if row is None else row[0]
 
 
+# A worker's listener session in this database: it ran LISTEN pgtq (after
+# LISTEN pgtq_cancel), then only the calls that mark, settle and clear the
+# queues its worker waits for (0.12.0), so one of them is its last statement.
+LISTENERS = (
+    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+    " AND (query = 'LISTEN pgtq' OR query ~ '^SELECT pgtq\\.(mark_waiting|waiting_settled|clear_waiting)\\(')"
+)
+
+
+def listening(db: psycopg.Connection[Any]) -> bool:
+    """Whether a worker's listener is listening in this database."""
+    return bool(scalar(db, LISTENERS))
+
+
+# How many sessions hold the waiting mark of a queue (pgtq.mark_waiting):
+# the advisory lock (pgtq._waiting_space(queue), 0), shared, at session level.
+WAITING_MARKS = (
+    "SELECT count(*) FROM pg_catalog.pg_locks AS l"
+    " WHERE l.locktype = 'advisory' AND l.mode = 'ShareLock' AND l.granted"
+    " AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())"
+    " AND l.classid::text::bigint = (pgtq._waiting_space(%s)::bigint & 4294967295)"
+    " AND l.objid = 0 AND l.objsubid = 2"
+)
+
+
+def waiting_marks(db: psycopg.Connection[Any], queue: str) -> int:
+    """How many sessions mark ``queue`` waiting: workers waiting for its jobs."""
+    return int(scalar(db, WAITING_MARKS, [queue]))
+
+
 def server_datadir() -> str:
     """The data folder of `make test`'s throwaway server, for the tests that
     stop and start PostgreSQL (chaos, outage, restart). With an outside

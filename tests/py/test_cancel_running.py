@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from conftest import Processes, scalar, wait_until
+from conftest import Processes, listening, scalar, wait_until
 from psycopg.conninfo import make_conninfo
 
 import pgtq
@@ -42,25 +42,13 @@ def state(db: psycopg.Connection[Any], job_id: int) -> str:
     return str(job_row(db, job_id)[0])
 
 
-def listening_on_cancel(db: psycopg.Connection[Any]) -> bool:
-    """Whether a listener holds a session in this database (its last
-    statement is LISTEN pgtq, after LISTEN pgtq_cancel)."""
-    return bool(
-        scalar(
-            db,
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND query = 'LISTEN pgtq'",
-        )
-    )
-
-
 def test_a_thread_handler_waiting_on_its_cancel_event_stops_and_others_carry_on(
     q: pgtq.PgTq, db: psycopg.Connection[Any], processes: Processes
 ) -> None:
     cancelled_id = q.push("waits_for_cancel", ["stop-me"], max_attempts=5)
     other_id = q.push("waits_for_go", ["keep-going"])
     worker = processes.worker("app:q", "--concurrency", "2", *NO_HEARTBEAT)
-    wait_until(lambda: listening_on_cancel(db))
+    wait_until(lambda: listening(db))
     wait_until(lambda: recorded(db, "stop-me", "started") == 1 and recorded(db, "keep-going", "started") == 1)
 
     assert q.cancel(cancelled_id) is True
@@ -101,7 +89,7 @@ def test_an_async_handler_gets_cancelled_error(
     job_id = q.push("sleeps_until_cancelled", ["coroutine"])
     other_id = q.push("sleeps_until_cancelled", ["other-coroutine"])
     processes.worker("app:q", "--concurrency", "2", *NO_HEARTBEAT)
-    wait_until(lambda: listening_on_cancel(db))
+    wait_until(lambda: listening(db))
     wait_until(lambda: recorded(db, "coroutine", "started") + recorded(db, "other-coroutine", "started") == 2)
     assert q.cancel(job_id) is True
     wait_until(lambda: state(db, job_id) == "cancelled", timeout=60)
@@ -146,7 +134,7 @@ def test_a_cancel_reaches_a_worker_that_cannot_listen_by_its_heartbeat(
     )
     wait_until(lambda: recorded(db, "no-listener", "started") == 1)
     wait_until(lambda: "listener lost the database" in processes.output(worker))
-    assert not listening_on_cancel(db), "no notification can reach this worker"
+    assert not listening(db), "no notification can reach this worker"
     assert q.cancel(job_id) is True
     wait_until(lambda: state(db, job_id) == "cancelled", timeout=60)
     assert recorded(db, "no-listener", "cancel seen") == 1, "the handler saw its cancel flag"
@@ -158,7 +146,7 @@ def test_a_forged_cancel_notification_stops_nothing(
 ) -> None:
     job_id = q.push("waits_for_go", ["not-cancelled"])
     worker = processes.worker("app:q", *NO_HEARTBEAT)
-    wait_until(lambda: listening_on_cancel(db))
+    wait_until(lambda: listening(db))
     wait_until(lambda: recorded(db, "not-cancelled", "started") == 1)
     # Anybody who may connect may NOTIFY: the worker asks the database first.
     db.execute("SELECT pg_notify('pgtq_cancel', %s)", [str(job_id)])

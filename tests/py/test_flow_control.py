@@ -361,6 +361,7 @@ def test_a_worker_that_met_a_limit_is_woken_when_room_comes_back(
 ) -> None:
     with psycopg.connect(dsn, autocommit=True) as listener:
         listener.execute("LISTEN pgtq")
+        listener.execute("SELECT pgtq.mark_waiting(ARRAY['lim', 'ka', 'kb', 'rate'])")  # a waiting worker
         # A slot of a max_running queue frees: its queue is announced while it has ready jobs.
         db.execute("SELECT pgtq.configure_queue('lim', max_running => 1)")
         db.execute("SELECT pgtq.push_many('lim', 't', array_fill('[]'::jsonb, ARRAY[2]))")
@@ -396,6 +397,7 @@ def test_a_claim_that_takes_back_the_slots_it_freed_wakes_nobody(
     other queues, and complete_many, announce as before."""
     with psycopg.connect(dsn, autocommit=True) as listener:
         listener.execute("LISTEN pgtq")
+        listener.execute("SELECT pgtq.mark_waiting(ARRAY['lim', 'other'])")  # a waiting worker
         for queue in ("lim", "other"):
             db.execute("SELECT pgtq.configure_queue(%s, max_running => 2)", [queue])
             db.execute("SELECT pgtq.push_many(%s, 't', array_fill('[]'::jsonb, ARRAY[8]))", [queue])

@@ -48,6 +48,7 @@ PREVIOUS_RELEASES = {
     "0.8.0": "e929f6a14d129e9a365e95071f2db0beffdd6d92",
     "0.9.0": "7c378177cb758809f48f485a713df7541e9c7380",
     "0.10.0": "dacb8e4dca23383d577b2e26cd8d56394c8bec6e",
+    "0.11.0": "a509824af634f5340a289c205493bef74d72167e",
 }
 PREVIOUS = known_versions()[-2]
 CURRENT = schema_version()

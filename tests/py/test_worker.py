@@ -7,13 +7,9 @@ import uuid
 from typing import Any
 
 import psycopg
-from conftest import Processes, scalar, wait_until
+from conftest import LISTENERS, Processes, scalar, wait_until
 
 import pgtq
-
-LISTENERS = (
-    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN pgtq'"
-)
 
 
 def states(db: psycopg.Connection[Any]) -> dict[str, int]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import Processes, cpu_seconds, pg_ctl, scalar, wait_until
+from conftest import Processes, cpu_seconds, listening, pg_ctl, scalar, wait_until
 
 import pgtq
 
@@ -22,17 +22,6 @@ def states(dsn: str) -> dict[str, int]:
 
 def recorded(db: psycopg.Connection[Any], token: str, kind: str = "ran") -> int:
     return int(scalar(db, "SELECT count(*) FROM side_effects WHERE token = %s AND kind = %s", [token, kind]))
-
-
-def listening(db: psycopg.Connection[Any]) -> bool:
-    """Whether a worker's listener has run LISTEN in this database."""
-    return bool(
-        scalar(
-            db,
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND query = 'LISTEN pgtq'",
-        )
-    )
 
 
 def test_idle_worker_starts_a_pushed_job_at_once(

@@ -1,7 +1,7 @@
 -- The public SQL surface: every function with its exact signature, the
 -- job states, the views. A change here is a change of the public API.
 BEGIN;
-SELECT plan(62);
+SELECT plan(65);
 
 SELECT has_schema('pgtq');
 SELECT has_function('pgtq', 'version', ARRAY[]::text[]);
@@ -53,7 +53,10 @@ SELECT has_function('pgtq', 'outcomes', ARRAY['bigint[]']);
 SELECT has_function('pgtq', 'prune',
     ARRAY['interval', 'boolean', 'integer', 'timestamp with time zone']);
 SELECT has_function('pgtq', 'register_worker',
-    ARRAY['text', 'text', 'integer', 'text[]', 'timestamp with time zone']);
+    ARRAY['text', 'text', 'integer', 'text[]', 'timestamp with time zone', 'boolean']);
+SELECT has_function('pgtq', 'mark_waiting', ARRAY['text[]']);
+SELECT has_function('pgtq', 'waiting_settled', ARRAY['text[]']);
+SELECT has_function('pgtq', 'clear_waiting', ARRAY['text[]']);
 SELECT has_function('pgtq', 'unregister_worker', ARRAY['text']);
 SELECT has_function('pgtq', 'configure', ARRAY['integer', 'interval', 'interval']);
 SELECT has_function('pgtq', 'install_roles', ARRAY['text', 'text', 'text', 'text']);
@@ -129,11 +132,12 @@ SELECT is(
 SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname)
      FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace AND p.prosecdef),
-    ARRAY['_sample_history', '_tick_schedules', 'abort', 'cancel', 'complete', 'complete_many',
-          'complete_many_and_pop', 'configure', 'configure_queue', 'delete_job', 'fail', 'heartbeat', 'heartbeat_many', 'metrics', 'outcomes', 'pause',
-          'pop', 'prune', 'purge', 'push', 'push_many', 'register_worker', 'release', 'resume', 'retry',
-          'retry_failed', 'schedule', 'tick', 'unregister_worker', 'unschedule', 'unwatch', 'watch'],
-    'the SECURITY DEFINER functions are the ones that write the tables, metrics and outcomes');
+    ARRAY['_sample_history', '_tick_schedules', 'abort', 'cancel', 'clear_waiting', 'complete', 'complete_many',
+          'complete_many_and_pop', 'configure', 'configure_queue', 'delete_job', 'fail', 'heartbeat', 'heartbeat_many',
+          'mark_waiting', 'metrics', 'outcomes', 'pause', 'pop', 'prune', 'purge', 'push', 'push_many',
+          'register_worker', 'release', 'resume', 'retry', 'retry_failed', 'schedule', 'tick', 'unregister_worker',
+          'unschedule', 'unwatch', 'waiting_settled', 'watch'],
+    'the SECURITY DEFINER functions are the ones that write the tables, metrics, outcomes and waiting marks');
 SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname)
      FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace AND p.prosecdef AND p.provolatile <> 'v'),
@@ -148,13 +152,13 @@ SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname)
      FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace
        AND NOT coalesce('search_path=pg_catalog, pgtq, pg_temp' = ANY (p.proconfig), false)),
-    ARRAY['_completions_ok', '_is_plain_name', '_push_options_ok', 'tick_for'],
+    ARRAY['_completions_ok', '_is_plain_name', '_push_options_ok', '_waiting_space', 'tick_for'],
     'every pgtq function pins search_path = pg_catalog, pgtq, pg_temp, but the inlined expression helpers '
     'and tick_for (a procedure that commits may not have a SET clause)');
 -- That helper is inlined into its pinned callers, names nothing unqualified
 -- and may be run by nobody else.
-SELECT ok((SELECT bool_and(p.prosrc !~ '(^|[^.a-z_])(length|isfinite|_is_plain_name)\s*\(|[^)] [<>]=? ')
-           FROM pg_proc p WHERE p.proname IN ('_is_plain_name', '_push_options_ok', '_completions_ok')
+SELECT ok((SELECT bool_and(p.prosrc !~ '(^|[^.a-z_])(length|isfinite|_is_plain_name|hashtext)\s*\(|[^)] [<>]=? |[^)] \|\| ')
+           FROM pg_proc p WHERE p.proname IN ('_is_plain_name', '_push_options_ok', '_completions_ok', '_waiting_space')
              AND p.pronamespace = 'pgtq'::regnamespace),
     'the inlined helpers qualify the functions and operators they use');
 SELECT ok((SELECT NOT p.prosecdef AND p.prosrc !~ '(^|[^.a-z_])(clock_timestamp|pg_sleep|date_part|tick)\s*\('
@@ -165,7 +169,8 @@ SELECT ok(NOT has_function_privilege('public', 'pgtq._is_plain_name(text)', 'EXE
           AND NOT has_function_privilege('public',
               'pgtq._push_options_ok(text, text, integer, integer, timestamptz, timestamptz)', 'EXECUTE')
           AND NOT has_function_privilege('public', 'pgtq._completions_ok(bigint[], uuid[], jsonb[], timestamptz)',
-                                         'EXECUTE'),
+                                         'EXECUTE')
+          AND NOT has_function_privilege('public', 'pgtq._waiting_space(text)', 'EXECUTE'),
     'PUBLIC may not run them');
 -- A function marked PARALLEL SAFE calls nothing that is not (random(),
 -- gen_random_uuid(), nextval(), pg_notify(), or a write).

@@ -9,7 +9,7 @@
 -- to a temp table; the pgTAP checks run afterwards with the role and path
 -- reset, so pgTAP's own functions never meet the traps.
 BEGIN;
-SELECT plan(50);
+SELECT plan(53);
 SET LOCAL TIME ZONE 'UTC';
 
 -- Mallory holds every pgtq role, so every public function can be called.
@@ -87,6 +87,21 @@ CREATE FUNCTION public.current_setting(text) RETURNS text LANGUAGE plpgsql
     AS $$ BEGIN RAISE EXCEPTION 'hijacked: current_setting'; END $$;
 CREATE FUNCTION public.floor(numeric) RETURNS numeric LANGUAGE plpgsql
     AS $$ BEGIN RAISE EXCEPTION 'hijacked: floor'; END $$;
+-- What the waiting marks call (0.12.0): the queue's hash, the advisory locks.
+CREATE FUNCTION public.hashtext(text) RETURNS integer LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hijacked: hashtext'; END $$;
+CREATE FUNCTION public.pg_advisory_lock_shared(integer, integer) RETURNS void LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hijacked: pg_advisory_lock_shared'; END $$;
+CREATE FUNCTION public.pg_advisory_unlock_shared(integer, integer) RETURNS boolean LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hijacked: pg_advisory_unlock_shared'; END $$;
+CREATE FUNCTION public.pg_try_advisory_lock(integer, integer) RETURNS boolean LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hijacked: pg_try_advisory_lock'; END $$;
+CREATE FUNCTION public.pg_advisory_unlock(integer, integer) RETURNS boolean LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hijacked: pg_advisory_unlock'; END $$;
+CREATE FUNCTION public.pg_try_advisory_xact_lock(integer, integer) RETURNS boolean LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hijacked: pg_try_advisory_xact_lock'; END $$;
+CREATE FUNCTION public.pg_try_advisory_xact_lock_shared(integer, integer) RETURNS boolean LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hijacked: pg_try_advisory_xact_lock_shared'; END $$;
 -- pg_temp: temporary look-alikes of a function and of pgtq's tables.
 CREATE FUNCTION pg_temp.jsonb_typeof(jsonb) RETURNS text LANGUAGE plpgsql
     AS $$ BEGIN RAISE EXCEPTION 'hijacked: pg_temp.jsonb_typeof'; END $$;
@@ -143,7 +158,10 @@ DECLARE
         'pop_limited|SELECT string_agg(p.args::text, '','') FROM pgtq.pop(''q7'', ''w'', 5, ''1 minute'','
             ' ''2030-01-01 00:00+00'') AS p',
         'pause|SELECT pgtq.pause(''q7'')::text',
-        'resume|SELECT pgtq.resume(''q7'')::text'
+        'resume|SELECT pgtq.resume(''q7'')::text',
+        'mark_waiting|SELECT pgtq.mark_waiting(ARRAY[''q8''])::text',
+        'waiting_settled|SELECT pgtq.waiting_settled(ARRAY[''q8''])::text',
+        'clear_waiting|SELECT ''cleared'' FROM (SELECT pgtq.clear_waiting(ARRAY[''q8''])) AS c'
     ];
     step text;
     answer text;
@@ -334,6 +352,12 @@ SELECT is((SELECT result FROM outcome WHERE step = 'pop_limited'), '[1]',
     'a pop with a limit and lock keys uses the real current_setting, floor, hashtextextended and advisory lock');
 SELECT is((SELECT result FROM outcome WHERE step = 'pause'), 'true', 'pause uses the real table');
 SELECT is((SELECT result FROM outcome WHERE step = 'resume'), 'true', 'resume uses the real table and pg_notify');
+SELECT is((SELECT result FROM outcome WHERE step = 'mark_waiting'), 'true',
+    'mark_waiting uses the real hashtext and advisory locks');
+SELECT is((SELECT result FROM outcome WHERE step = 'waiting_settled'), 'true',
+    'waiting_settled uses the real hashtext and advisory lock');
+SELECT is((SELECT result FROM outcome WHERE step = 'clear_waiting'), 'cleared',
+    'clear_waiting uses the real hashtext and advisory unlock');
 -- Every public function was called by the attacker above (install_roles is
 -- the owner's alone: PUBLIC and the roles may not run it).
 SELECT is(
