@@ -160,7 +160,7 @@ class Listener(threading.Thread):
                     self._new_session(conn)
                     self._wake(ANY_QUEUE)
                     self._listen(conn)
-            except DATABASE_ERRORS as error:
+            except (*DATABASE_ERRORS, OSError) as error:  # OSError: its socket, in select()
                 logger.warning(
                     "%s lost the database (%s); reconnecting in %.1f s", self._who, describe(error), delay
                 )

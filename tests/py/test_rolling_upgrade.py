@@ -174,6 +174,13 @@ def drain_across_the_upgrade(
         assert done_before < BACKLOG, "the backlog was still draining when the upgrade started"
         print(f"jobs done when the upgrade started: {done_before}, when it ended: {done_after} of {BACKLOG}")
 
+        # From 0.12.0 a push notifies only while a worker marks its queue
+        # waiting, which older workers do not do: they register without
+        # marks_waiting, and while they are registered every push notifies.
+        if parse_version(PREVIOUS) < parse_version("0.12.0") <= parse_version(CURRENT):
+            assert scalar(db, "SELECT count(*) FROM pgtq._worker WHERE NOT marks_waiting") == 2
+            assert scalar(db, "SELECT pgtq._anyone_waiting('rolling')") is True
+
         # They keep working on the new schema: a producer pushes more.
         for n in range(BACKLOG, BACKLOG + AFTER_MIGRATION):
             db.execute("SELECT pgtq.push('rolling', 'work', jsonb_build_array(%s))", [n])
