@@ -31,6 +31,12 @@ ALTER TABLE pgtq._worker ADD COLUMN marks_waiting boolean NOT NULL DEFAULT false
 COMMENT ON COLUMN pgtq._worker.marks_waiting IS
     'Whether the worker marks the queues it waits for (mark_waiting, 0.12.0). While a worker that does not is registered, every push notifies.';
 
+CREATE OR REPLACE VIEW pgtq.workers AS
+SELECT w.id, w.host, w.pid, w.queues, w.started_at, w.last_seen_at, w.marks_waiting
+FROM pgtq._worker AS w;
+COMMENT ON VIEW pgtq.workers IS
+    'Live workers: who runs where, since when, last seen when, whether it marks the queues it waits for.';
+
 DROP FUNCTION pgtq.register_worker(text, text, integer, text[], timestamptz);
 
 -- Guarantees: records a worker as alive (inserting or refreshing its row)

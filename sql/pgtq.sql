@@ -424,11 +424,14 @@ CROSS JOIN LATERAL (VALUES
 WHERE NOT r.kept;
 COMMENT ON VIEW pgtq.job_rule_breaks IS 'Jobs whose row breaks a bookkeeping rule (empty unless written by hand).';
 
--- Workers that registered and were seen lately.
+-- Workers that registered and were seen lately; marks_waiting (0.12.0):
+-- whether each marks the queues it waits for (while one does not, every
+-- push notifies).
 CREATE VIEW pgtq.workers AS
-SELECT w.id, w.host, w.pid, w.queues, w.started_at, w.last_seen_at
+SELECT w.id, w.host, w.pid, w.queues, w.started_at, w.last_seen_at, w.marks_waiting
 FROM pgtq._worker AS w;
-COMMENT ON VIEW pgtq.workers IS 'Live workers: who runs where, since when, last seen when.';
+COMMENT ON VIEW pgtq.workers IS
+    'Live workers: who runs where, since when, last seen when, whether it marks the queues it waits for.';
 
 -- Per queue and state: how many jobs, how old the oldest one is, and how
 -- many of them (running ones) have a cancel request they have not yet

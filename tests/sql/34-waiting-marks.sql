@@ -8,7 +8,7 @@
 -- and answers; what other sessions see (notifications, a push in flight
 -- while a worker settles): tests/py/test_notifications.py.
 BEGIN;
-SELECT plan(22);
+SELECT plan(23);
 
 -- The advisory locks of `queue` this session holds: key 0 is the mark, key 1 the gate.
 CREATE FUNCTION pg_temp.held(queue text, lock_key integer, lock_mode text) RETURNS boolean
@@ -51,6 +51,8 @@ SELECT is(pgtq._anyone_waiting('news'), true,
     'a registered worker that does not mark (pgtq before 0.12.0): every announcement notifies');
 SELECT pgtq.register_worker('old', 'host', 1, ARRAY['news'], marks_waiting => true);
 SELECT is(pgtq._anyone_waiting('news'), false, 'registered again, marking: nobody waits');
+SELECT is((SELECT marks_waiting FROM pgtq.workers WHERE id = 'old'), true,
+    'pgtq.workers shows whether a worker marks the queues it waits for');
 SELECT pgtq.register_worker('old', 'host', 1, ARRAY['news'], marks_waiting => NULL);
 SELECT is((SELECT marks_waiting FROM pgtq._worker WHERE id = 'old'), false, 'NULL counts as false');
 
