@@ -16,6 +16,11 @@
 -- with a queue clears its mark (clear_waiting). Workers of earlier
 -- versions do not mark: while one is registered (register_worker without
 -- marks_waiting, as they call it), every announcement notifies as before.
+--
+-- Also: the announcement after a job ends (_wake_after_end) returns after
+-- one probe of _queue for a queue without a limit and a job without a
+-- lock key, rather than running its whole look (20 us of a one-job
+-- complete).
 
 CREATE OR REPLACE FUNCTION pgtq.version()
 RETURNS text
@@ -253,6 +258,50 @@ AS $$
 BEGIN
     PERFORM pg_advisory_unlock_shared(pgtq._waiting_space(q), 0)
     FROM pgtq._checked_queues(clear_waiting.queues) AS q;
+END
+$$;
+
+-- ===========================================================================
+-- The announcement after a job ends returns early without limits or keys
+-- ===========================================================================
+
+-- Guarantees: after running jobs of `queues`, with the lock keys
+-- `lock_keys` (NULLs ignored), ended in the calling transaction, tells the
+-- idle workers that may now claim a job (_announce, at commit): each of
+-- `queues` that has a max_running and ready jobs (a slot came free), and
+-- the queue of the next ready job of each lock key (the key came free).
+-- A worker whose pop met a limit or a busy key waits for such a wake-up.
+-- For jobs of queues without a limit and without a key it costs one probe
+-- of _queue and returns (0.12.0: until then the whole look below ran, 20
+-- us of a one-job complete). Its plan is generic (0.5.0: plan_cache_mode;
+-- until 0.4.0 it was planned anew at each call of complete,
+-- complete_many, fail, abort and release).
+CREATE OR REPLACE FUNCTION pgtq._wake_after_end(queues text[], lock_keys text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgtq, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+    IF coalesce(cardinality(array_remove(_wake_after_end.lock_keys, NULL)), 0) = 0
+       AND NOT EXISTS (SELECT 1 FROM pgtq._queue AS f
+                       WHERE f.queue = ANY (_wake_after_end.queues) AND f.max_running IS NOT NULL) THEN
+        RETURN;
+    END IF;
+    PERFORM pgtq._announce(w.queue)
+    FROM (SELECT f.queue
+          FROM pgtq._queue AS f
+          WHERE f.queue = ANY (_wake_after_end.queues)
+            AND f.max_running IS NOT NULL
+            AND EXISTS (SELECT 1 FROM pgtq._job AS r WHERE r.queue = f.queue AND r.state = 'ready')
+          UNION
+          SELECT (SELECT h.queue FROM pgtq._job AS h
+                  WHERE h.lock_key = k.key AND h.state = 'ready'
+                  ORDER BY h.priority DESC, h.id
+                  LIMIT 1)
+          FROM unnest(_wake_after_end.lock_keys) AS k (key)
+          WHERE k.key IS NOT NULL) AS w
+    WHERE w.queue IS NOT NULL;
 END
 $$;
 
