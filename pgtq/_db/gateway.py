@@ -497,26 +497,23 @@ def listen(conn: Connection) -> None:
         run(conn, queries.listen())
 
 
-def mark_waiting(conn: Connection, queues: Sequence[str]) -> bool:
-    """Mark the listening session waiting for ``queues`` (``pgtq.mark_waiting``):
-    from now on their pushes notify it. Whether it is settled: every push
-    that skipped its notification has ended, so a pop now sees its jobs."""
-    with _session_errors():
-        return run(conn, queries.mark_waiting(queues))
+def _runs_in_session(build: Callable[P, Query[T]]) -> Callable[Concatenate[Connection, P], T]:
+    """``_runs`` for the listening session: a database error there means
+    the session is lost (``_session_errors``)."""
+
+    def call(conn: Connection, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        with _session_errors():
+            return run(conn, build(*args, **kwargs))
+
+    call.__name__ = call.__qualname__ = build.__name__
+    call.__doc__ = build.__doc__
+    return call
 
 
-def waiting_settled(conn: Connection, queues: Sequence[str]) -> bool:
-    """Whether every push of ``queues`` that skipped its notification has
-    ended (``pgtq.waiting_settled``), on the listening session."""
-    with _session_errors():
-        return run(conn, queries.waiting_settled(queues))
-
-
-def clear_waiting(conn: Connection, queues: Sequence[str]) -> None:
-    """Let go of the listening session's marks of ``queues``
-    (``pgtq.clear_waiting``): their pushes stop notifying it."""
-    with _session_errors():
-        run(conn, queries.clear_waiting(queues))
+# The marks of the queues a listening worker waits for (0.12.0).
+mark_waiting = _runs_in_session(queries.mark_waiting)
+waiting_settled = _runs_in_session(queries.waiting_settled)
+clear_waiting = _runs_in_session(queries.clear_waiting)
 
 
 def notifications(conn: Connection, timeout: float) -> Iterator[tuple[str, str]]:
