@@ -49,6 +49,7 @@ PREVIOUS_RELEASES = {
     "0.9.0": "7c378177cb758809f48f485a713df7541e9c7380",
     "0.10.0": "dacb8e4dca23383d577b2e26cd8d56394c8bec6e",
     "0.11.0": "a509824af634f5340a289c205493bef74d72167e",
+    "0.12.0": "1f86536bfd67eca02b7044b117dbcaaca4c71fb9",
 }
 PREVIOUS = known_versions()[-2]
 CURRENT = schema_version()

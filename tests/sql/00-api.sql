@@ -1,7 +1,7 @@
 -- The public SQL surface: every function with its exact signature, the
 -- job states, the views. A change here is a change of the public API.
 BEGIN;
-SELECT plan(65);
+SELECT plan(66);
 
 SELECT has_schema('pgtq');
 SELECT has_function('pgtq', 'version', ARRAY[]::text[]);
@@ -152,15 +152,23 @@ SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname)
      FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace
        AND NOT coalesce('search_path=pg_catalog, pgtq, pg_temp' = ANY (p.proconfig), false)),
-    ARRAY['_completions_ok', '_is_plain_name', '_push_options_ok', '_waiting_space', 'tick_for'],
-    'every pgtq function pins search_path = pg_catalog, pgtq, pg_temp, but the inlined expression helpers '
-    'and tick_for (a procedure that commits may not have a SET clause)');
+    ARRAY['_announce', '_anyone_waiting', '_completions_ok', '_is_plain_name', '_push_options_ok', '_waiting_space',
+          'tick_for'],
+    'every pgtq function pins search_path = pg_catalog, pgtq, pg_temp, but the inlined expression helpers, '
+    'the announcement helpers (run by pinned callers only, on the hot path) and tick_for (a procedure that '
+    'commits may not have a SET clause)');
 -- That helper is inlined into its pinned callers, names nothing unqualified
 -- and may be run by nobody else.
 SELECT ok((SELECT bool_and(p.prosrc !~ '(^|[^.a-z_])(length|isfinite|_is_plain_name|hashtext)\s*\(|[^)] [<>]=? |[^)] \|\| ')
            FROM pg_proc p WHERE p.proname IN ('_is_plain_name', '_push_options_ok', '_completions_ok', '_waiting_space')
              AND p.pronamespace = 'pgtq'::regnamespace),
     'the inlined helpers qualify the functions and operators they use');
+SELECT ok((SELECT bool_and(NOT p.prosecdef
+                           AND p.prosrc !~ '(^|[^.a-z_])(current_setting|pg_notify|pg_try_advisory_xact_lock_shared|pg_try_advisory_lock|pg_advisory_unlock|quote_literal|hashtext|_anyone_waiting|_waiting_space)\s*\('
+                           AND regexp_replace(p.prosrc, 'USING ERRCODE = ', '', 'g') !~ ' (=|<>|<|>|<=|>=|\|\|) '
+                           AND p.prosrc !~ '(^|[^.a-z_])text\M')
+           FROM pg_proc p WHERE p.proname IN ('_announce', '_anyone_waiting') AND p.pronamespace = 'pgtq'::regnamespace),
+    'the announcement helpers run with the caller''s rights and qualify the functions, types and operators they use');
 SELECT ok((SELECT NOT p.prosecdef AND p.prosrc !~ '(^|[^.a-z_])(clock_timestamp|pg_sleep|date_part|tick)\s*\('
                   AND p.prosrc !~ '(^|[^)]) [<>+]=? '
            FROM pg_proc p WHERE p.oid = 'pgtq.tick_for'::regproc),

@@ -4,7 +4,7 @@
 -- because push checks everything before it inserts). Complements the
 -- basic cases of 01-push and 02-pop.
 BEGIN;
-SELECT plan(239);
+SELECT plan(241);
 SET LOCAL TIME ZONE 'UTC';
 
 -- ---------------------------------------------------------------- push
@@ -115,6 +115,15 @@ SELECT throws_ok($$SELECT pgtq.push('bad', 'big', '[]', jsonb_build_object('k', 
     format('pgtq: payload of task %L is %s bytes, over the limit of 64 bytes', 'big',
            pg_column_size('[]'::jsonb) + pg_column_size(jsonb_build_object('k', repeat('x', 100)))),
     'kwargs count towards the limit');
+SELECT throws_ok($$SELECT pgtq.push('bad', 'big', '[]', jsonb_build_object('k', repeat('x', 100)), job_key => 'k')$$,
+    'PT005', format('pgtq: payload of task %L is %s bytes, over the limit of 64 bytes', 'big',
+                    pg_column_size('[]'::jsonb) + pg_column_size(jsonb_build_object('k', repeat('x', 100)))),
+    'a push with a job key keeps the limit too');
+SELECT throws_ok($$SELECT pgtq.push('bad', 'big', jsonb_build_array(repeat('x', 100)), lock_key => 'k',
+                                    run_at => now() + interval '1 hour')$$,
+    'PT005', format('pgtq: payload of task %L is %s bytes, over the limit of 64 bytes', 'big',
+                    pg_column_size(jsonb_build_array(repeat('x', 100))) + pg_column_size('{}'::jsonb)),
+    'so does a scheduled push with a lock key');
 SELECT throws_ok($$SELECT pgtq.configure(max_payload_bytes => 0)$$, 'PT004',
     'pgtq: max_payload_bytes must be at least 1, got 0', 'a payload limit below 1 is refused');
 SELECT throws_ok($$SELECT pgtq.configure(worker_timeout => '0')$$, 'PT004',
