@@ -4,6 +4,11 @@ transaction also with the producer's opt-out of the wake-up
 (``SET pgtq.notify = 'off'``, ``pgtq-sql-quiet``): a notification makes the
 commits of the clients take turns.
 
+One job per transaction is measured in SINGLE_ROUNDS rounds, the kinds in
+turn (each round in the other order), and each figure is the median of its
+rounds: a measurement takes about a second, and one slow spell of this
+shared machine moved a single one by 10% (the same schema, 2026-12-04).
+
 pgtq's bulk is measured three ways: ``pgtq.push_many`` (1,000 jobs per
 call), one statement calling ``pgtq.push`` for each element of an array
 (``unnest``), and ``executemany`` of ``push`` (psycopg pipeline mode) in one
@@ -26,6 +31,7 @@ from bench.scenarios.clients import run_clients
 from bench.stats import rate
 
 SINGLE_KINDS = ("base-insert", "base-insert-notify", "pgtq-sql", "pgtq-sql-quiet", "pgtq-python")
+SINGLE_ROUNDS = 3
 BULK_KINDS = ("base-unnest", "base-copy", "pgtq-push-many", "pgtq-unnest", "pgtq-executemany")
 
 
@@ -151,15 +157,26 @@ def _system(kind: str) -> str:
     return "baseline" if kind.startswith("base") else "pgtq"
 
 
+def median_of_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round with the median rate, with every round's rate beside it;
+    correct only if every round was."""
+    middle = sorted(rounds, key=lambda row: row["jobs_per_s"])[len(rounds) // 2]
+    correct = dict(middle["correct"], ok=all(row["correct"]["ok"] for row in rounds))
+    return middle | {"rounds": [row["jobs_per_s"] for row in rounds], "correct": correct}
+
+
 def run(ctx: Context, systems: Sequence[str] = ("baseline", "pgtq")) -> list[dict[str, Any]]:
     """Every enqueue variant (of these systems: ``pgtq`` alone for a
     ``--baseline`` ref)."""
     sizes = ctx.sizes
     results = []
+    kinds = [kind for kind in SINGLE_KINDS if _system(kind) in systems]
     for clients in (1, 4):
-        for kind in SINGLE_KINDS:
-            if _system(kind) in systems:
-                results.append(measure(ctx, kind, clients, sizes.enqueue_single))
+        rounds: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
+        for round_number in range(SINGLE_ROUNDS):
+            for kind in kinds if round_number % 2 == 0 else kinds[::-1]:
+                rounds[kind].append(measure(ctx, kind, clients, sizes.enqueue_single))
+        results.extend(median_of_rounds(rounds[kind]) for kind in kinds)
     for kind in BULK_KINDS:
         if _system(kind) in systems:
             results.append(measure(ctx, kind, 1, sizes.enqueue_bulk, sizes.bulk_per_call))
