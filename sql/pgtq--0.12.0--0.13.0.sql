@@ -4,12 +4,12 @@
 -- 0.13.0, to the letter (a test compares the catalogs); the privileges
 -- come last.
 --
--- A push costs the server less (about 50 -> 48 us of CPU per one-job
--- transaction, measured with synchronous_commit off):
+-- A push costs the server less (52 to 54 -> 48 to 49 us of CPU per
+-- one-job transaction, measured with synchronous_commit off;
+-- docs/performance.md):
 --   * the common push (no job key, lock key or backoff of its own, good
---     names and payload) passes one test instead of five, and the insert
---     itself keeps max_payload_bytes (no row over it), where push read the
---     limit in a query of its own;
+--     names and payload) passes one test, where it took four and a query,
+--     and the insert itself keeps max_payload_bytes (no row over it);
 --   * the announcement helpers (_announce, _anyone_waiting) no longer
 --     pin search_path with a SET clause: they run only in their pinned
 --     callers and qualify all they call, and each SET clause cost two
