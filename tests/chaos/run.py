@@ -76,6 +76,9 @@ APP_NAME = "pgtq-chaos-crew"
 # Statements of the crew (frozen workers, the scheduler) still running on the server.
 BUSY = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND state = 'active'"
 
+# How many times a kill looks for a worker that still holds jobs once frozen.
+KILL_TRIES = 50
+
 # The running jobs of the chaos queue and the pid of the worker holding each.
 HELD = (
     "SELECT w.pid, j.id FROM pgtq.jobs AS j JOIN pgtq.workers AS w ON w.id = j.worker"
@@ -305,18 +308,27 @@ class Crew:
         """SIGKILL a connected worker, one that holds running jobs if any
         does; note it in the books with the jobs it held, and start a new one
         in its place. The victim is frozen (SIGSTOP) before its jobs are
-        read, so it cannot claim or run anything the books would miss.
-        False (and no kill) while no worker is connected."""
-        held, pids = held_jobs(self.dsn), self.registered()
-        live = [slot for slot, p in enumerate(self.workers) if p.poll() is None and p.pid in (pids or ())]
-        holding = [slot for slot in live if held and held.get(self.workers[slot].pid)]
-        if not live:
-            return False
-        slot = rng.choice(holding or live)
-        victim = self.workers[slot]
-        at = time.time()
-        victim.send_signal(signal.SIGSTOP)
-        held = held_jobs(self.dsn)
+        read, so it cannot claim or run anything the books would miss. Jobs
+        end within milliseconds: while no worker holds any, or when the
+        victim ended its jobs between the look and the freeze (it is let go
+        again, SIGCONT), another look is taken, up to KILL_TRIES in all, so
+        that kills hit workers holding jobs. False (and no kill) while no worker is connected."""
+        for tries_left in range(KILL_TRIES - 1, -1, -1):
+            held, pids = held_jobs(self.dsn), self.registered()
+            live = [slot for slot, p in enumerate(self.workers) if p.poll() is None and p.pid in (pids or ())]
+            holding = [slot for slot in live if held and held.get(self.workers[slot].pid)]
+            if not live:
+                return False
+            if not holding and tries_left:
+                continue
+            slot = rng.choice(holding or live)
+            victim = self.workers[slot]
+            at = time.time()
+            victim.send_signal(signal.SIGSTOP)
+            held = held_jobs(self.dsn)
+            if not tries_left or held is None or held.get(victim.pid):
+                break
+            victim.send_signal(signal.SIGCONT)
         victim.send_signal(signal.SIGKILL)
         victim.wait()
         jobs = None if held is None else held.get(victim.pid, frozenset())
