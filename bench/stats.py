@@ -1,9 +1,10 @@
-"""Small statistics helpers: percentiles, rates, ratios."""
+"""Small statistics helpers: percentiles, rates, ratios, rounds."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 
 def percentile(values: Sequence[float], pct: float) -> float:
@@ -49,3 +50,25 @@ def ratio(value: float | None, ceiling: float | None) -> float | None:
     if not value or not ceiling:
         return None
     return round(value / ceiling, 3)
+
+
+def median_of_rounds(rounds: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The round with the median ``jobs_per_s``, with every round's rate
+    beside it (``rounds``); correct only if every round was."""
+    middle = sorted(rounds, key=lambda row: row["jobs_per_s"])[len(rounds) // 2]
+    correct = dict(middle["correct"], ok=all(row["correct"]["ok"] for row in rounds))
+    return dict(middle, rounds=[row["jobs_per_s"] for row in rounds], correct=correct)
+
+
+def in_rounds(
+    kinds: Sequence[str], rounds: int, measure: Callable[[str], dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """``measure`` each of ``kinds`` ``rounds`` times, the kinds in turn
+    (every other round in the other order, so a slow spell of a shared
+    machine falls on all of them alike); one median row per kind
+    (``median_of_rounds``), in the order of ``kinds``."""
+    measured: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
+    for round_number in range(rounds):
+        for kind in kinds if round_number % 2 == 0 else list(reversed(kinds)):
+            measured[kind].append(measure(kind))
+    return [median_of_rounds(measured[kind]) for kind in kinds]

@@ -28,7 +28,7 @@ from psycopg.types.json import Jsonb
 from bench import baseline, pgtq_sql
 from bench.context import QUEUE, TASK, Context, log
 from bench.scenarios.clients import run_clients
-from bench.stats import rate
+from bench.stats import in_rounds, rate
 
 SINGLE_KINDS = ("base-insert", "base-insert-notify", "pgtq-sql", "pgtq-sql-quiet", "pgtq-python")
 SINGLE_ROUNDS = 3
@@ -157,14 +157,6 @@ def _system(kind: str) -> str:
     return "baseline" if kind.startswith("base") else "pgtq"
 
 
-def median_of_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    """The round with the median rate, with every round's rate beside it;
-    correct only if every round was."""
-    middle = sorted(rounds, key=lambda row: row["jobs_per_s"])[len(rounds) // 2]
-    correct = dict(middle["correct"], ok=all(row["correct"]["ok"] for row in rounds))
-    return middle | {"rounds": [row["jobs_per_s"] for row in rounds], "correct": correct}
-
-
 def run(ctx: Context, systems: Sequence[str] = ("baseline", "pgtq")) -> list[dict[str, Any]]:
     """Every enqueue variant (of these systems: ``pgtq`` alone for a
     ``--baseline`` ref)."""
@@ -172,11 +164,11 @@ def run(ctx: Context, systems: Sequence[str] = ("baseline", "pgtq")) -> list[dic
     results = []
     kinds = [kind for kind in SINGLE_KINDS if _system(kind) in systems]
     for clients in (1, 4):
-        rounds: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
-        for round_number in range(SINGLE_ROUNDS):
-            for kind in kinds if round_number % 2 == 0 else kinds[::-1]:
-                rounds[kind].append(measure(ctx, kind, clients, sizes.enqueue_single))
-        results.extend(median_of_rounds(rounds[kind]) for kind in kinds)
+        results += in_rounds(
+            kinds,
+            SINGLE_ROUNDS,
+            lambda kind, clients=clients: measure(ctx, kind, clients, sizes.enqueue_single),
+        )
     for kind in BULK_KINDS:
         if _system(kind) in systems:
             results.append(measure(ctx, kind, 1, sizes.enqueue_bulk, sizes.bulk_per_call))
