@@ -516,13 +516,41 @@ waiting_settled = _runs_in_session(queries.waiting_settled)
 clear_waiting = _runs_in_session(queries.clear_waiting)
 
 
-def notifications(conn: Connection, timeout: float) -> Iterator[tuple[str, str]]:
-    """The notifications that arrive on a listening connection within
-    ``timeout`` seconds, as (channel, payload): a queue name on ``pgtq``,
-    a job id on ``pgtq_cancel`` (``statements.CANCEL_CHANNEL``)."""
-    with _session_errors():
-        for notify in conn.notifies(timeout=timeout):
-            yield notify.channel, notify.payload
+class Inbox:
+    """The notifications of a listening session, taken without waiting, as
+    (channel, payload): a queue name on ``pgtq``, a job id on
+    ``pgtq_cancel`` (``statements.CANCEL_CHANNEL``).
+
+    Those that reach the session while it runs a call, psycopg hands to the
+    inbox (a notify handler); ``take`` gives them, then reads the rest
+    straight from libpq, a few calls: an idle worker's wake-up waits for
+    this, and psycopg's ``notifies()`` costs several times as much. Wait for
+    the session's socket (``fileno``) with ``select()``. Only the thread
+    that owns the session may use it, and nothing else may read the
+    session's notifications."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._kept: list[tuple[str, str]] = []
+        conn.add_notify_handler(self._keep)
+
+    def _keep(self, notify: psycopg.Notify) -> None:
+        self._kept.append((notify.channel, notify.payload))
+
+    def fileno(self) -> int:
+        """The session's socket."""
+        return self._conn.fileno()
+
+    def take(self) -> list[tuple[str, str]]:
+        """Every notification received so far and not taken yet, oldest first."""
+        taken, self._kept = self._kept, []
+        with _session_errors():
+            pgconn = self._conn.pgconn
+            pgconn.consume_input()
+            encoding = self._conn.info.encoding
+            while (notify := pgconn.notifies()) is not None:
+                taken.append((notify.relname.decode(encoding), notify.extra.decode(encoding)))
+        return taken
 
 
 # -- pooled connections (the dashboard) ------------------------------------------

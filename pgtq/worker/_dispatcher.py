@@ -19,7 +19,9 @@ reports is written as any other: whatever ends the attempt, the database
 ends the job ``cancelled``.
 
 Idle, it waits for a notification from the listener thread (a push wakes it
-at once) or for its poll interval. It survives any database error after
+at once) or for its poll interval. While it holds no job it lends its room
+to the listeners (``_idle_claim.py``): the listener that hears a push
+claims the jobs itself and hands them to the pool, a thread hop sooner. It survives any database error after
 start (``_link.py``): it logs it, reconnects when needed, waits with capped
 backoff, keeps the outcomes it could not write and writes them once the
 database answers again (a stale lease makes that safe). On SIGTERM
@@ -54,6 +56,7 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
+from pgtq._db import gateway
 from pgtq._db.conninfo import server_label
 from pgtq._records import Outcome
 from pgtq.errors import ConnectionFailedError, UnknownTaskError
@@ -71,13 +74,18 @@ from pgtq.worker._decisions import (
     timeout_deadline,
 )
 from pgtq.worker._execution import cancelled_outcome, timeout_outcome, unknown_task_outcome
-from pgtq.worker._link import DATABASE_ERRORS, describe, unreachable
+from pgtq.worker._idle_claim import IdleClaim
+from pgtq.worker._link import DATABASE_ERRORS, describe, sqlstate_of, unreachable
 from pgtq.worker._pools import Pool, ProcessPool, ThreadPool
 from pgtq.worker._routing import JobKey, job_key, plan_servers
 from pgtq.worker._server import Server
 from pgtq.worker._settings import PoolKind, WorkerSettings, new_worker_id
 
 logger = logging.getLogger("pgtq.worker")
+
+# While a listener's claim made with the idle loan is not taken over, the
+# dispatcher looks for it this often (it is not woken for it).
+IN_FLIGHT_RECHECK = 0.01
 
 
 @dataclass(slots=True)
@@ -92,6 +100,21 @@ class _Running:
 @dataclass(frozen=True)
 class _Wake:
     queues: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    """What a listener claimed of ``queue`` with an idle worker's loan of
+    ``asked`` jobs (``_idle_claim.py``): the jobs it hands to the pool
+    (``runs``), the outcomes of those no handler serves, and whether the
+    claim failed."""
+
+    server: Server
+    queue: str
+    asked: int
+    runs: list[_Running]
+    unknown: list[Outcome]
+    failed: bool = False
 
 
 @dataclass(frozen=True)
@@ -151,6 +174,8 @@ class Worker:
         self.worker_id = new_worker_id()
         self._clock = clock
         self._events: queue_module.SimpleQueue[_Event] = queue_module.SimpleQueue()
+        self._idle: IdleClaim[_Claimed] = IdleClaim()
+        self._lend_to_listeners = True  # until a listener's session refuses a claim
         self.servers = [
             Server(
                 plan,
@@ -159,6 +184,7 @@ class Worker:
                 clock=clock,
                 wake=self._wake,
                 cancel_hint=self._cancel_hint,
+                claim_while_idle=self._claim_while_idle,
                 named=len(plans) > 1,
                 on_written=on_written,
                 register_periodic=partial(register_for_worker, queues=[self.queues[n] for n in plan.queues]),
@@ -285,6 +311,7 @@ class Worker:
 
     def _loop(self) -> None:
         while True:
+            self._take_over_claims()
             now = self._clock()
             self._enforce_timeouts(now)
             if self._stopping:
@@ -296,7 +323,10 @@ class Worker:
                 return
             if self._stopping and self._finished_stopping(now):
                 return
+            if self._idle_now(now):
+                self._idle.lend(self._limit.jobs_in_hand)
             self._wait(self._next_wakeup(now) - now)
+            self._idle.revoke()
 
     def _in_turn(self) -> list[Server]:
         """The servers, each round starting one further along, so that each
@@ -341,7 +371,10 @@ class Worker:
 
     def _handle(self, event: _Event) -> None:
         if isinstance(event, Outcome):
-            running = self._running.pop(job_key(event.task), None)
+            key = job_key(event.task)
+            if key not in self._running and self._idle.in_flight:
+                self._take_over_claims()  # a listener's claim: handed over before its jobs ran
+            running = self._running.pop(key, None)
             if running is not None:
                 self._limit.ran(event.duration)
                 self._add_outcome(event)
@@ -376,6 +409,8 @@ class Worker:
                 candidates.append(now if flush_now else server.pending_since + FLUSH_DELAY)
         if self._stopping:
             candidates.append(self._shutdown_deadline)
+        if self._idle.in_flight:
+            candidates.append(now + IN_FLIGHT_RECHECK)
         for running in self._running.values():
             if running.handler.timeout is not None:
                 deadline = self._deadline(running)
@@ -391,7 +426,8 @@ class Worker:
         if server.timers.poll_due(now):
             server.turns.wake(server.queues)
         assert self._pool is not None
-        return claim_size(self._limit.jobs_in_hand, len(self._running), self._pool.unstarted())
+        held = len(self._running) + self._idle.in_flight
+        return claim_size(self._limit.jobs_in_hand, held, self._pool.unstarted())
 
     def _flush_and_claim(self, server: Server, now: float) -> None:
         """One round trip for both directions: write the server's pending
@@ -419,25 +455,111 @@ class Worker:
             room -= len(tasks)
 
     def _took(self, server: Server, name: str, asked: int, tasks: list[Task]) -> None:
-        drained = len(tasks) < asked
-        if drained:
-            server.turns.drained(name)  # wait for a wake-up
-        server.waiting_for(name, drained)
+        self._claimed(server, name, drained=len(tasks) < asked)
         for task in tasks:
             self._hand_to_pool(task)
 
+    def _claimed(self, server: Server, name: str, *, drained: bool) -> None:
+        """A claim of ``name`` came back: short (wait for a wake-up) or full."""
+        if drained:
+            server.turns.drained(name)
+        else:
+            server.turns.wake([name])
+        server.waiting_for(name, drained)
+
     def _hand_to_pool(self, task: Task) -> None:
+        run = self._run_of(task)
+        if isinstance(run, Outcome):
+            self._add_outcome(run)
+            return
+        self._running[job_key(task)] = run
+        assert self._pool is not None
+        self._pool.submit(task, run.handler)
+
+    def _run_of(self, task: Task) -> _Running | Outcome:
+        """How a claimed job runs: its handler, or the outcome of a task no
+        handler serves. Reads only what never changes (any thread)."""
         try:
             handler = self.queues[task.queue].handler_for(task.name)
         except UnknownTaskError as error:
-            self._add_outcome(unknown_task_outcome(task, error))
-            return
+            return unknown_task_outcome(task, error)
         # An async handler cancels itself at its timeout; the deadline here is
         # the backstop. A synchronous one is abandoned at the deadline.
         grace = 1.0 if handler.timeout is not None and inspect.iscoroutinefunction(handler.func) else 0.0
-        self._running[job_key(task)] = _Running(task, handler, grace)
+        return _Running(task, handler, grace)
+
+    # -- the idle worker's loan (_idle_claim.py) ----------------------------
+
+    def _idle_now(self, now: float) -> bool:
+        """Whether to lend the room to the listeners while waiting: the
+        worker holds no job and serves, and every server is connected."""
         assert self._pool is not None
-        self._pool.submit(task, handler)
+        return (
+            self._lend_to_listeners
+            and not self._running
+            and not self._stopping
+            and self._pool.unstarted() == 0
+            and all(server.link.conn is not None and not server.link.waiting(now) for server in self.servers)
+        )
+
+    def _claim_while_idle(self, server: Server, conn: gateway.Connection, queue: str) -> bool:
+        """(A listener's thread.) With the room an idle dispatcher lent,
+        claim jobs of ``queue`` on the listener's session ``conn`` and hand
+        them to the pool; whether there was a loan. The claim is handed
+        over before the first job is submitted, so the dispatcher holds
+        each job before it sees the job's outcome. The dispatcher is woken
+        only when it has more to do than hold the jobs: outcomes to write,
+        more jobs to claim, a deadline to keep."""
+        asked = self._idle.take()
+        if asked == 0:
+            return False
+        assert self._pool is not None
+        try:
+            tasks = gateway.pop(conn, queue=queue, worker=self.worker_id, n=asked, lease=server.lease)
+        except Exception as error:  # the dispatcher claims instead; a lost session is the listener's
+            self._listener_claim_failed(error)
+            self._idle.hand_over(_Claimed(server, queue, asked, [], [], failed=True))
+            self._wake(())
+            return True
+        runs = [self._run_of(task) for task in tasks]
+        handed = [run for run in runs if isinstance(run, _Running)]
+        unknown = [run for run in runs if isinstance(run, Outcome)]
+        self._idle.hand_over(_Claimed(server, queue, asked, handed, unknown))
+        for run in handed:
+            self._pool.submit(run.task, run.handler)
+        if unknown or len(tasks) == asked or any(run.handler.timeout is not None for run in handed):
+            self._wake(())
+        return True
+
+    def _listener_claim_failed(self, error: Exception) -> None:
+        """A listener's claim failed: a lost session (the listener
+        reconnects), or the database refused it (its role may not claim,
+        say), and then no listener is lent to again."""
+        if sqlstate_of(error) is None:
+            logger.debug("a claim on the listener's session failed (%s)", describe(error))
+            return
+        self._lend_to_listeners = False
+        logger.warning(
+            "the listener's session cannot claim jobs (%s); the dispatcher claims them instead, "
+            "a thread hop later on an idle worker's wake-up. Give the listen DSN's role the worker's rights",
+            describe(error),
+        )
+
+    def _take_over_claims(self) -> None:
+        """Hold what listeners claimed with the loan, as if claimed here."""
+        for claimed in self._idle.take_over():
+            self._take_on(claimed)
+
+    def _take_on(self, claimed: _Claimed) -> None:
+        for run in claimed.runs:
+            self._running[job_key(run.task)] = run
+        for outcome in claimed.unknown:
+            self._add_outcome(outcome)
+        if claimed.failed:
+            claimed.server.turns.wake([claimed.queue])
+        else:
+            taken = len(claimed.runs) + len(claimed.unknown)
+            self._claimed(claimed.server, claimed.queue, drained=taken < claimed.asked)
 
     def _deadline(self, running: _Running) -> float | None:
         """When a started job with a timeout must be stopped (None: no
@@ -513,7 +635,7 @@ class Worker:
     # -- stopping ----------------------------------------------------------
 
     def _finished_stopping(self, now: float) -> bool:
-        if self._running and now < self._shutdown_deadline:
+        if (self._running or self._idle.in_flight) and now < self._shutdown_deadline:
             return False
         if self._running:
             late = [r.task for r in self._running.values()]

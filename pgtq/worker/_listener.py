@@ -33,6 +33,12 @@ dispatcher is busy with (its pop came back full) is cleared
 (``pgtq.clear_waiting``), so that its pushes stop notifying. The mark
 lives and dies with the session: a lost connection clears them all, and
 the next one marks them again.
+
+A push heard while the worker holds no job is claimed by the listener
+itself, on its session, with the room the idle dispatcher lent it
+(``claim``; see ``_idle_claim.py``): the job starts a thread hop sooner.
+The listener reads notifications the moment its socket is readable, with
+libpq alone (``gateway.Inbox``), before anything else it has to do.
 """
 
 from __future__ import annotations
@@ -82,7 +88,10 @@ class Listener(threading.Thread):
     its log lines (a worker with several servers has a listener for each).
     ``wait_for`` (any thread) says which queues the worker waits for: the
     listener marks them on its session, and wakes the worker for each one
-    it has just marked.
+    it has just marked. ``claim(conn, queue)``, when given, is offered each
+    notification of a served queue first, with the listener's session: it
+    returns whether it claimed the queue's jobs itself (an idle worker's
+    loan, ``_idle_claim.py``); the worker is woken only when it did not.
     """
 
     def __init__(
@@ -92,6 +101,7 @@ class Listener(threading.Thread):
         wake: Callable[[str], None],
         *,
         cancel: Callable[[int], None] | None = None,
+        claim: Callable[[gateway.Connection, str], bool] | None = None,
         notify_dsn: str | None = None,
         probe_timeout: float = PROBE_TIMEOUT,
         name: str = "",
@@ -103,6 +113,7 @@ class Listener(threading.Thread):
         self._queues = frozenset(queues)
         self._wake = wake
         self._cancel = cancel
+        self._claim = claim
         self._probe_timeout = probe_timeout
         self._stopping = threading.Event()
         self._probed = False
@@ -123,6 +134,12 @@ class Listener(threading.Thread):
     def stop(self) -> None:
         self._stopping.set()
         self._ring()
+
+    @property
+    def settled(self) -> bool:
+        """Whether every queue the session marked is settled (no push that
+        skipped its notification can still be in flight)."""
+        return bool(self._marked) and not self._unsettled
 
     def wait_for(self, queue: str, waiting: bool) -> None:
         """Say whether the worker waits for jobs of ``queue`` (its last pop
@@ -154,12 +171,13 @@ class Listener(threading.Thread):
             try:
                 with gateway.connect(self._dsn) as conn:
                     gateway.listen(conn)
-                    if not self._probed and not self._probe(conn):
+                    inbox = gateway.Inbox(conn)
+                    if not self._probed and not self._probe(conn, inbox):
                         return
                     delay = 0.5
                     self._new_session(conn)
                     self._wake(ANY_QUEUE)
-                    self._listen(conn)
+                    self._listen(conn, inbox)
             except (*DATABASE_ERRORS, OSError) as error:  # OSError: its socket, in select()
                 logger.warning(
                     "%s lost the database (%s); reconnecting in %.1f s", self._who, describe(error), delay
@@ -176,19 +194,25 @@ class Listener(threading.Thread):
             self._waiting = set(self._queues)
         self._update_marks(conn)
 
-    def _probe(self, conn: gateway.Connection) -> bool:
+    def _probe(self, conn: gateway.Connection, inbox: gateway.Inbox) -> bool:
         """Send a probe notification from another session and wait for it
-        on ``conn`` (waking the worker for any queue heard meanwhile);
-        whether it came. Logs one line either way."""
+        on ``conn`` (passing on anything else heard meanwhile); whether it
+        came. Logs one line either way."""
         payload = probe_payload()
         with gateway.connect(self._notify_dsn) as sender:
             gateway.notify(sender, payload)
         self._probed = True
-        for channel, heard in gateway.notifications(conn, timeout=self._probe_timeout):
-            if heard == payload and channel != CANCEL_CHANNEL:
-                logger.info("%s: notifications arrive; an idle worker wakes at once on a push", self._who)
-                return True
-            self._heard(channel, heard)
+        deadline = time.monotonic() + self._probe_timeout
+        while True:
+            for channel, heard in inbox.take():
+                if heard == payload and channel != CANCEL_CHANNEL:
+                    logger.info("%s: notifications arrive; an idle worker wakes at once on a push", self._who)
+                    return True
+                self._heard(conn, channel, heard)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            select.select([inbox], [], [], remaining)
         logger.warning(
             "%s: notifications cannot reach this worker (its probe never came back within %.0f s): "
             "its listen DSN goes through a pooler in transaction mode, or through something else "
@@ -199,16 +223,20 @@ class Listener(threading.Thread):
         )
         return False
 
-    def _listen(self, conn: gateway.Connection) -> None:
+    def _listen(self, conn: gateway.Connection, inbox: gateway.Inbox) -> None:
         """Until stopped: mark and clear the queues as the dispatcher says,
-        pass on what is heard (those that came during a call first), and
-        wait for the next notification, the bell or the next settle."""
+        pass on what is heard (at once when it arrives, before anything
+        else; and what came during a call), and wait for the next
+        notification, the bell or the next settle."""
         while not self._stopping.is_set():
             for queue in self._update_marks(conn):
                 self._wake(queue)
-            for channel, payload in gateway.notifications(conn, timeout=0):
-                self._heard(channel, payload)
-            select.select([conn.fileno(), self._bell], [], [], self._wait_time())
+            for channel, payload in inbox.take():
+                self._heard(conn, channel, payload)
+            readable, _, _ = select.select([inbox, self._bell], [], [], self._wait_time())
+            if inbox in readable:
+                for channel, payload in inbox.take():
+                    self._heard(conn, channel, payload)
             with contextlib.suppress(OSError):
                 while self._bell.recv(64):
                     pass
@@ -249,9 +277,11 @@ class Listener(threading.Thread):
         self._settle_retry = SETTLE_FIRST_RETRY if first else min(self._settle_retry * 2, SETTLE_MAX_RETRY)
         self._settle_at = time.monotonic() + self._settle_retry
 
-    def _heard(self, channel: str, payload: str) -> None:
+    def _heard(self, conn: gateway.Connection, channel: str, payload: str) -> None:
+        """Pass on a notification: a cancel request, or a push to a served
+        queue, which ``claim`` may take on ``conn``."""
         if channel != CANCEL_CHANNEL:
-            if payload in self._queues:
+            if payload in self._queues and (self._claim is None or not self._claim(conn, payload)):
                 self._wake(payload)
         elif self._cancel is not None and payload.isascii() and payload.isdigit():
             self._cancel(int(payload))

@@ -21,6 +21,7 @@ import os
 import socket
 from collections.abc import Callable, Iterable
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from pgtq._db import gateway
@@ -42,6 +43,11 @@ Wake = Callable[[Iterable[str]], None]
 # it whose cancel was announced (a hint, to be checked with the database).
 CancelHint = Callable[["Server", int], None]
 
+# Offered, from the listener's thread, each notification of a queue of the
+# server, with the listener's session: whether it claimed the queue's jobs
+# there itself (an idle worker's loan, _idle_claim.py).
+ClaimWhileIdle = Callable[["Server", "psycopg.Connection[Any]", str], bool]
+
 # Registers the periodic tasks of the server's queues on a connection.
 RegisterPeriodic = Callable[["psycopg.Connection[Any]"], None]
 
@@ -58,7 +64,9 @@ class Server:
     lines name the server (a worker with several servers); ``wake(queues)``
     is called, from the listener's thread, when queues of this server may
     have ready jobs; ``cancel_hint(server, job_id)`` likewise when a cancel
-    of one of its running jobs was announced."""
+    of one of its running jobs was announced; ``claim_while_idle(server,
+    conn, queue)`` is offered each notification first (see
+    ``ClaimWhileIdle``)."""
 
     def __init__(
         self,
@@ -69,6 +77,7 @@ class Server:
         clock: Clock,
         wake: Wake,
         cancel_hint: CancelHint | None = None,
+        claim_while_idle: ClaimWhileIdle | None = None,
         named: bool = False,
         on_written: Callable[[Outcome, bool], None] | None = None,
         register_periodic: RegisterPeriodic | None = None,
@@ -99,6 +108,7 @@ class Server:
         self._summary = _Summary(clock())
         self._wake = wake
         self._cancel_hint = cancel_hint
+        self._claim_while_idle = claim_while_idle
         self._lease = timedelta(seconds=settings.lease)
         # Told of each outcome once written, and whether the database took it
         # (its lease still held): the worker-local metrics (pgtq.metrics).
@@ -106,6 +116,11 @@ class Server:
         # Once per worker and server: at start, or at the first connection
         # of a server that could not be reached at start.
         self._register_periodic = register_periodic
+
+    @property
+    def lease(self) -> timedelta:
+        """How long a claim of this worker holds each job before a renewal."""
+        return self._lease
 
     def __repr__(self) -> str:
         return f"<Server {self.plan.label} queues={self.queues!r}>"
@@ -137,6 +152,7 @@ class Server:
             self.queues,
             self._heard,
             cancel=self._heard_cancel,
+            claim=None if self._claim_while_idle is None else partial(self._claim_while_idle, self),
             notify_dsn=self.plan.dsn,
             name=self.name,
         )
