@@ -21,10 +21,12 @@ ends the job ``cancelled``.
 Idle, it waits for a notification from the listener thread (a push wakes it
 at once) or for its poll interval. While it holds no job it lends its room
 to the listeners (``_idle_claim.py``): the listener that hears a push
-claims the jobs itself and hands them to the pool, a thread hop sooner. It survives any database error after
-start (``_link.py``): it logs it, reconnects when needed, waits with capped
-backoff, keeps the outcomes it could not write and writes them once the
-database answers again (a stale lease makes that safe). On SIGTERM
+claims the jobs itself and hands them to the pool, a thread hop sooner.
+
+It survives any database error after start (``_link.py``): it logs it,
+reconnects when needed, waits with capped backoff, keeps the outcomes it
+could not write and writes them once the database answers again (a stale
+lease makes that safe). On SIGTERM
 or SIGINT it stops claiming, lets running jobs finish within the grace
 period, hands back the rest with ``pgtq.release`` and exits 0; a second
 signal stops it at once, and the leases protect the jobs it held.
@@ -548,18 +550,15 @@ class Worker:
     def _take_over_claims(self) -> None:
         """Hold what listeners claimed with the loan, as if claimed here."""
         for claimed in self._idle.take_over():
-            self._take_on(claimed)
-
-    def _take_on(self, claimed: _Claimed) -> None:
-        for run in claimed.runs:
-            self._running[job_key(run.task)] = run
-        for outcome in claimed.unknown:
-            self._add_outcome(outcome)
-        if claimed.failed:
-            claimed.server.turns.wake([claimed.queue])
-        else:
-            taken = len(claimed.runs) + len(claimed.unknown)
-            self._claimed(claimed.server, claimed.queue, drained=taken < claimed.asked)
+            for run in claimed.runs:
+                self._running[job_key(run.task)] = run
+            for outcome in claimed.unknown:
+                self._add_outcome(outcome)
+            if claimed.failed:
+                claimed.server.turns.wake([claimed.queue])
+            else:
+                taken = len(claimed.runs) + len(claimed.unknown)
+                self._claimed(claimed.server, claimed.queue, drained=taken < claimed.asked)
 
     def _deadline(self, running: _Running) -> float | None:
         """When a started job with a timeout must be stopped (None: no
