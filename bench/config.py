@@ -20,7 +20,9 @@ class Sizes:
     wakeup_jobs: int = 200
     wakeup_gap: float = 0.020
     sustained_seconds: float = 300.0
-    baseline_sustained_seconds: float = 120.0
+    # Long enough for the same held snapshot as pgtq's (snapshot_hold), with
+    # 40 s after it to recover (until 2026-12-05: 120 s, and a 36 s hold).
+    baseline_sustained_seconds: float = 200.0
     snapshot_seconds: float = 60.0
     sustained_load: float = 0.70
     max_offered_rate: float = 10_000.0
@@ -48,7 +50,7 @@ QUICK = Sizes(
     sql_drain_jobs_batch100=5_000,
     wakeup_jobs=60,
     sustained_seconds=20.0,
-    baseline_sustained_seconds=12.0,
+    baseline_sustained_seconds=20.0,
     snapshot_seconds=6.0,
     prune_after_seconds=5.0,
     drain_timeout=90.0,
@@ -59,6 +61,14 @@ QUICK = Sizes(
     bloat_chunk=1_000,
     bloat_retention=1.0,
 )
+
+
+def snapshot_hold(sizes: Sizes) -> float:
+    """How long the sustained scenario holds its snapshot, the same for every
+    system (a longer hold leaves more dead rows behind, so the systems are
+    only comparable at one length): ``snapshot_seconds``, and at most 30% of
+    the shorter run, so the snapshot ends well before either run does."""
+    return min(sizes.snapshot_seconds, 0.3 * min(sizes.sustained_seconds, sizes.baseline_sustained_seconds))
 
 
 def sizes_for(
@@ -80,7 +90,7 @@ def sizes_for(
         sizes = replace(
             sizes,
             sustained_seconds=sustained_seconds,
-            baseline_sustained_seconds=sustained_seconds / 2,
+            baseline_sustained_seconds=sustained_seconds * 2 / 3,
             snapshot_seconds=min(sizes.snapshot_seconds, sustained_seconds / 4),
         )
     return sizes

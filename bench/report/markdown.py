@@ -95,6 +95,12 @@ def _correctness(results: dict[str, Any]) -> str:
     return "**Correctness failures:** " + "; ".join(bad)
 
 
+def _held_for(snap: dict[str, Any]) -> str:
+    if "start_s" not in snap or "end_s" not in snap:
+        return ""
+    return f"{snap['end_s'] - snap['start_s']:.0f} s, "
+
+
 def sustained_table(results: dict[str, Any]) -> str:
     """One row per system of the sustained run (empty if it did not run)."""
     rows = results.get("sustained")
@@ -103,7 +109,7 @@ def sustained_table(results: dict[str, Any]) -> str:
     lines = [
         "| system | offered | per interval (jobs/s) | last/first | latency p50 per interval (ms) | "
         "max table / indexes | table + indexes, steady phase, earlier / later | max dead | "
-        "snapshot: before -> during (jobs/s), peak backlog, recovery |",
+        "snapshot held: for, before -> during (jobs/s), peak backlog, recovery |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
@@ -119,8 +125,9 @@ def sustained_table(results: dict[str, Any]) -> str:
             f"{row['max_table_bytes'] // 1024:,} KiB / {row['max_index_bytes'] // 1024:,} KiB",
             _steady(row),
             f"{row['max_dead']:,}",
-            f"{_fmt(snap.get('jobs_per_s_before'))} -> {_fmt(snap.get('jobs_per_s_during'))}, "
-            f"{snap.get('peak_backlog')}, {snap.get('recovery_s')} s",
+            f"{_held_for(snap)}{_fmt(snap.get('jobs_per_s_before'))}"
+            f" -> {_fmt(snap.get('jobs_per_s_during'))}, {snap.get('peak_backlog')},"
+            f" {snap.get('recovery_s')} s",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) if len(lines) > 2 else ""

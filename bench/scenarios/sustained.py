@@ -26,6 +26,7 @@ import psycopg
 
 from bench import baseline, pgtq_sql, procs
 from bench.cluster import REPO
+from bench.config import snapshot_hold
 from bench.context import QUEUE, TASK, Context, log
 from bench.records import clear, count_lines, read_records
 from bench.scenarios.drain import WorkerSpec, baseline_spec, pgtq_specs, wait_for
@@ -102,9 +103,9 @@ class Loop(threading.Thread):
 
 
 def run_system(
-    ctx: Context, system: System, spec: WorkerSpec, offered: float, duration: float
+    ctx: Context, system: System, spec: WorkerSpec, offered: float, duration: float, hold: float
 ) -> dict[str, Any]:
-    """One sustained run with a held snapshot in its middle."""
+    """One sustained run with a snapshot held for ``hold`` seconds in its middle."""
     sizes = ctx.sizes
     ctx.execute(pgtq_sql.RESET if system.name == "pgtq" else baseline.RESET)
     ctx.execute(f"VACUUM ANALYZE {system.table}")
@@ -171,7 +172,6 @@ def run_system(
         prune() if system.name == "pgtq" else _prune_base(prune_conn, sizes.prune_after_seconds, pruned)
 
     snapshot_at = duration * 0.5
-    snapshot_len = min(sizes.snapshot_seconds, duration * 0.3)
     window: dict[str, float] = {}
 
     def hold_snapshot() -> None:
@@ -180,7 +180,7 @@ def run_system(
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             conn.execute(f"SELECT count(*) FROM {system.table}")  # takes the snapshot
             window["start"] = time.time() - t0
-            time.sleep(snapshot_len)
+            time.sleep(hold)
             conn.commit()
             window["end"] = time.time() - t0
 
@@ -360,16 +360,19 @@ def offered_rate(ctx: Context, system: str) -> float:
 
 
 def run(ctx: Context) -> list[dict[str, Any]]:
-    """pgtq for the full duration, then the hand-written queue."""
+    """pgtq for the full duration, then the hand-written queue; both hold
+    the snapshot for the same time."""
     flags = detect(ctx.pgtq_cli)
     pgtq_spec = pgtq_specs(ctx, flags, 2)[0]
+    hold = snapshot_hold(ctx.sizes)
     return [
-        run_system(ctx, PGTQ, pgtq_spec, offered_rate(ctx, "pgtq"), ctx.sizes.sustained_seconds),
+        run_system(ctx, PGTQ, pgtq_spec, offered_rate(ctx, "pgtq"), ctx.sizes.sustained_seconds, hold),
         run_system(
             ctx,
             BASELINE,
             baseline_spec(ctx, 100, 2),
             offered_rate(ctx, "baseline"),
             ctx.sizes.baseline_sustained_seconds,
+            hold,
         ),
     ]
