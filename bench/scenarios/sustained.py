@@ -261,7 +261,7 @@ def _summarise(
             buckets.setdefault(int((started - t0) // interval), []).append(started - commit_of[seq])
     per_interval = []
     for index in sorted(buckets):
-        if index * interval >= duration:
+        if (index + 1) * interval > duration + 0.5:  # a partial last interval would read as a drop
             break
         lat = buckets[index]
         per_interval.append(
