@@ -37,7 +37,7 @@ from pgtq.errors import (
 )
 from pgtq.handler import Handler, JobKeyMode, PushOptions
 from pgtq.queue import PgTq
-from pgtq.task import JobInfo, JobOutcome, PeriodicTask, QueueInfo, QueueStat, Task, current_task
+from pgtq.task import HealthCheck, JobInfo, JobOutcome, PeriodicTask, QueueInfo, QueueStat, Task, current_task
 
 try:
     __version__ = _metadata.version("pgtq")
@@ -49,6 +49,7 @@ __all__ = [
     "ConnectionFailedError",
     "Database",
     "Handler",
+    "HealthCheck",
     "InvalidJobError",
     "JobCancelledError",
     "JobFailedError",

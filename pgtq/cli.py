@@ -19,7 +19,8 @@ Exit codes (``EXIT_CODES``), the same for every command:
     4    not available here: a feature this schema, this server or this
          installation does not have (pause, resume and limits before schema
          0.3.0, schedules before the cron feature, pg_cron not installed,
-         the dashboard extra missing)
+         the dashboard extra missing, the health check before 0.14.0)
+    5    pgtq doctor: a check warns (the table says what it found)
     130  interrupted (Ctrl-C)
 
 Errors are one line on stderr, ``pgtq: error: ...``, with no traceback.
@@ -58,6 +59,7 @@ from pgtq.task import JobInfo, Metric, QueueInfo
 logger = logging.getLogger("pgtq")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOTHING, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_LOOK = 5
 EXIT_CODES = {
     EXIT_OK: "done",
     EXIT_ERROR: "operational error (database, rights, declined confirmation)",
@@ -65,6 +67,7 @@ EXIT_CODES = {
     EXIT_NOTHING: "nothing to act on (unknown job, or its state does not allow the action; a queue paused or "
     "running already)",
     EXIT_UNAVAILABLE: "not available here (this schema, server or installation lacks the feature)",
+    EXIT_LOOK: "pgtq doctor found something that needs a look",
     EXIT_INTERRUPTED: "interrupted",
 }
 LIVE_STATES = ("scheduled", "ready", "running")
@@ -737,6 +740,40 @@ def unschedule(name: str, dsn: str | None, as_json: bool) -> int:
     else:
         click.echo(f"schedule {name!r} removed")
     return EXIT_OK
+
+
+@cli.command(
+    help="Check what needs a look (pgtq.health): queues whose jobs nobody handles, an old transaction "
+    "holding back the cleanup of dead rows, periodic schedules that failed. Exit 0 when all is well, 5 "
+    "when a check warns."
+)
+@click.option("--late", default="1m", show_default=True, help="how long a due job may wait unhandled")
+@click.option(
+    "--old-transaction", default="5m", show_default=True, help="how old an open transaction may grow"
+)
+@dsn_option
+@json_option
+def doctor(late: str, old_transaction: str, dsn: str | None, as_json: bool) -> int:
+    late_after = parse_duration(late, "--late")
+    old_after = parse_duration(old_transaction, "--old-transaction")
+    with _database(dsn) as database:
+        found = database.health(late_after, old_after)
+        installed = database.installed_version()
+    if found is None:
+        raise Unavailable(
+            f"this database's pgtq schema ({installed}) has no health check: it arrives with pgtq 0.14.0 "
+            "(pgtq migrate installs it)"
+        )
+    if as_json:
+        _print_json([{**asdict(check), "ok": check.ok} for check in found])
+    else:
+        table = Table()
+        for column in ("check", "status", "detail"):
+            table.add_column(column, overflow="fold")
+        for check in found:
+            table.add_row(check.name, check.status, check.detail)
+        _out().print(table)
+    return EXIT_LOOK if any(check.status == "warning" for check in found) else EXIT_OK
 
 
 # -- acting: retry, cancel, delete, purge --------------------------------------------

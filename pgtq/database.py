@@ -23,7 +23,7 @@ from pgtq._values import as_interval, as_seconds
 from pgtq._waiting import wait_for
 from pgtq.errors import SchemaMissingError, SchemaVersionError
 from pgtq.periodic import register as register_periodic
-from pgtq.task import JobInfo, JobOutcome, Metric, PeriodicTask, QueueInfo, QueueStat, WorkerInfo
+from pgtq.task import HealthCheck, JobInfo, JobOutcome, Metric, PeriodicTask, QueueInfo, QueueStat, WorkerInfo
 
 if TYPE_CHECKING:
     import psycopg
@@ -338,6 +338,23 @@ class Database:
         this schema has none (they arrive with 0.2.0's cron feature)."""
         with self._session() as conn:
             return gateway.schedules(conn) if gateway.schedules_exist(conn) else None
+
+    def health(
+        self, late: timedelta | float = 60, old_transaction: timedelta | float = 300
+    ) -> list[HealthCheck] | None:
+        """What needs an operator's look (``pgtq.health``), one record per
+        check, in order: ``queues`` (jobs due longer than ``late`` that no
+        live worker serves, or that nothing ticks), ``cleanup`` (a
+        transaction older than ``old_transaction`` that holds back the
+        cleanup of dead rows) and ``schedules`` (periodic schedules whose
+        last run failed). Durations in seconds or timedeltas. None when the
+        schema has no health check (before 0.14.0)."""
+        late_interval = as_interval(late, "late")
+        old_interval = as_interval(old_transaction, "old_transaction")
+        with self._session() as conn:
+            if not gateway.health_exists(conn):
+                return None
+            return gateway.health(conn, late_interval, old_interval)
 
 
 def check_schema(conn: psycopg.Connection[Any], *, allow_newer: bool = False) -> str:

@@ -289,6 +289,22 @@ class Metric:
 
 
 @dataclass(frozen=True)
+class HealthCheck:
+    """One row of ``pgtq.health()``: a check (``queues``, ``cleanup``,
+    ``schedules``), its status (``ok``, ``warning``, ``unknown``: it could
+    not see enough to tell) and what it found, in a sentence."""
+
+    name: str
+    status: str
+    detail: str
+
+    @property
+    def ok(self) -> bool:
+        """Whether the check found nothing that needs a look."""
+        return self.status == "ok"
+
+
+@dataclass(frozen=True)
 class WorkerInfo:
     """One row of ``pgtq.workers``: a live worker."""
 

@@ -30,7 +30,17 @@ from pgtq._inspection import (
     SchemaFeatures,
 )
 from pgtq._records import Heartbeat, Outcome, WorkerIdentity
-from pgtq.task import JobInfo, JobOutcome, Metric, PeriodicTask, QueueInfo, QueueStat, Task, WorkerInfo
+from pgtq.task import (
+    HealthCheck,
+    JobInfo,
+    JobOutcome,
+    Metric,
+    PeriodicTask,
+    QueueInfo,
+    QueueStat,
+    Task,
+    WorkerInfo,
+)
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
@@ -125,6 +135,10 @@ def _metrics(rows: list[Row]) -> list[Metric]:
 
 def _workers(rows: list[Row]) -> list[WorkerInfo]:
     return [WorkerInfo(*row) for row in rows]
+
+
+def _health(rows: list[Row]) -> list[HealthCheck]:
+    return [HealthCheck(*row) for row in rows]
 
 
 # -- the calls -------------------------------------------------------------------
@@ -429,6 +443,16 @@ def queues(queue: str | None) -> Query[list[QueueInfo]]:
 def queues_exist() -> Query[bool]:
     """Whether the schema has the view ``pgtq.queues`` (pause and limits)."""
     return Query(statements.QUEUES_EXIST, None, _boolean)
+
+
+def health_exists() -> Query[bool]:
+    """Whether the schema has ``pgtq.health`` (0.14.0)."""
+    return Query(statements.HEALTH_EXISTS, None, _boolean)
+
+
+def health(late: timedelta | None, old_transaction: timedelta | None) -> Query[list[HealthCheck]]:
+    """``pgtq.health``: its checks in order, with these thresholds (NULL: PT004)."""
+    return Query(statements.HEALTH, {"late": late, "old_transaction": old_transaction}, _health)
 
 
 def schedules_exist() -> Query[bool]:

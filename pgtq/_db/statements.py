@@ -305,6 +305,17 @@ QUEUES_EXIST: Final = "SELECT to_regclass('pgtq.queues') IS NOT NULL"
 # Detected, never assumed: the schedules view arrives with 0.2.0's cron feature.
 SCHEDULES_EXIST: Final = "SELECT to_regclass('pgtq.schedules') IS NOT NULL"
 
+# -- health (schema 0.14.0) ------------------------------------------------------
+
+HEALTH_EXISTS: Final = (
+    "SELECT to_regprocedure('pgtq.health(interval, interval, timestamp with time zone)') IS NOT NULL"
+)
+
+HEALTH: Final = (
+    "SELECT name, status, detail FROM pgtq.health(late => %(late)s::interval,"
+    " old_transaction => %(old_transaction)s::interval)"
+)
+
 # -- pg_cron ---------------------------------------------------------------------
 
 CRON_VERSION: Final = "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pg_cron'"

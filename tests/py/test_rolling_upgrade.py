@@ -50,6 +50,7 @@ PREVIOUS_RELEASES = {
     "0.10.0": "dacb8e4dca23383d577b2e26cd8d56394c8bec6e",
     "0.11.0": "a509824af634f5340a289c205493bef74d72167e",
     "0.12.0": "1f86536bfd67eca02b7044b117dbcaaca4c71fb9",
+    "0.13.0": "8a787a69fa6964447bf5ce6db46e7f432bcba928",
 }
 PREVIOUS = known_versions()[-2]
 CURRENT = schema_version()

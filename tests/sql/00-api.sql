@@ -1,7 +1,7 @@
 -- The public SQL surface: every function with its exact signature, the
 -- job states, the views. A change here is a change of the public API.
 BEGIN;
-SELECT plan(66);
+SELECT plan(67);
 
 SELECT has_schema('pgtq');
 SELECT has_function('pgtq', 'version', ARRAY[]::text[]);
@@ -69,6 +69,7 @@ SELECT has_function('pgtq', 'purge',
     ARRAY['interval', 'pgtq.job_state[]', 'text', 'integer', 'timestamp with time zone']);
 SELECT has_function('pgtq', 'delete_job', ARRAY['bigint']);
 SELECT has_function('pgtq', 'metrics', ARRAY['interval', 'timestamp with time zone']);
+SELECT has_function('pgtq', 'health', ARRAY['interval', 'interval', 'timestamp with time zone']);
 SELECT has_function('pgtq', 'pause', ARRAY['text', 'timestamp with time zone']);
 SELECT has_function('pgtq', 'resume', ARRAY['text', 'timestamp with time zone']);
 SELECT has_function('pgtq', 'configure_queue',
@@ -125,23 +126,23 @@ SELECT is(
     'watch() and outcomes() return id, state, result, error, finished_at');
 
 -- Which functions run with the owner's rights: exactly those that write the
--- private tables, metrics, which reads them for roles that may not (it
--- returns aggregates only), and outcomes, which reads one for the jobs
+-- private tables, metrics and health, which read them for roles that may
+-- not (they return aggregates and findings only), and outcomes, which reads one for the jobs
 -- the caller pushed. Every function pins a search_path without writable
 -- schemas.
 SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname)
      FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace AND p.prosecdef),
     ARRAY['_sample_history', '_tick_schedules', 'abort', 'cancel', 'clear_waiting', 'complete', 'complete_many',
-          'complete_many_and_pop', 'configure', 'configure_queue', 'delete_job', 'fail', 'heartbeat', 'heartbeat_many',
-          'mark_waiting', 'metrics', 'outcomes', 'pause', 'pop', 'prune', 'purge', 'push', 'push_many',
+          'complete_many_and_pop', 'configure', 'configure_queue', 'delete_job', 'fail', 'health', 'heartbeat',
+          'heartbeat_many', 'mark_waiting', 'metrics', 'outcomes', 'pause', 'pop', 'prune', 'purge', 'push', 'push_many',
           'register_worker', 'release', 'resume', 'retry', 'retry_failed', 'schedule', 'tick', 'unregister_worker',
           'unschedule', 'unwatch', 'waiting_settled', 'watch'],
-    'the SECURITY DEFINER functions are the ones that write the tables, metrics, outcomes and waiting marks');
+    'the SECURITY DEFINER functions are the ones that write the tables, metrics, health, outcomes and waiting marks');
 SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname)
      FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace AND p.prosecdef AND p.provolatile <> 'v'),
-    ARRAY['metrics', 'outcomes'], 'metrics and outcomes are the ones that only read (STABLE)');
+    ARRAY['health', 'metrics', 'outcomes'], 'health, metrics and outcomes are the ones that only read (STABLE)');
 SELECT is(
     (SELECT array_agg(attname::text ORDER BY attnum)
      FROM pg_attribute WHERE attrelid = 'pgtq.queue_history'::regclass AND attnum > 0),

@@ -39,8 +39,8 @@ SELECT is(
           WHERE p.pronamespace = 'pgtq'::regnamespace AND has_function_privilege('pgtq_admin', p.oid, 'EXECUTE')
           ORDER BY 1),
     ARRAY['abort', 'backoff', 'cancel', 'clear_waiting', 'complete', 'complete_many', 'complete_many_and_pop',
-          'configure', 'configure_queue', 'delete_job', 'fail', 'heartbeat', 'heartbeat_many', 'mark_waiting',
-          'metrics', 'outcomes', 'pause', 'pop', 'prune', 'purge', 'push', 'push_many', 'register_worker', 'release',
+          'configure', 'configure_queue', 'delete_job', 'fail', 'health', 'heartbeat', 'heartbeat_many',
+          'mark_waiting', 'metrics', 'outcomes', 'pause', 'pop', 'prune', 'purge', 'push', 'push_many', 'register_worker', 'release',
           'resume', 'retry', 'retry_failed', 'schedule', 'tick', 'tick_for', 'unregister_worker', 'unschedule',
           'unwatch', 'version', 'waiting_settled', 'watch'],
     'pgtq_admin may execute every public function, and no helper nor install_roles');
@@ -48,7 +48,8 @@ SELECT is(
     ARRAY(SELECT p.proname::text FROM pg_proc p
           WHERE p.pronamespace = 'pgtq'::regnamespace AND has_function_privilege('pgtq_observer', p.oid, 'EXECUTE')
           ORDER BY 1),
-    ARRAY['metrics', 'version'], 'pgtq_observer may execute metrics and version only: nothing that writes');
+    ARRAY['health', 'metrics', 'version'],
+    'pgtq_observer may execute health, metrics and version only: nothing that writes');
 SELECT is(
     ARRAY(SELECT r.rolname || ':' || c.relname FROM pg_class c
           CROSS JOIN (VALUES ('pgtq_producer'), ('pgtq_worker'), ('pgtq_admin'), ('pgtq_observer'), ('public'))

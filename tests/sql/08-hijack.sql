@@ -9,7 +9,7 @@
 -- to a temp table; the pgTAP checks run afterwards with the role and path
 -- reset, so pgTAP's own functions never meet the traps.
 BEGIN;
-SELECT plan(53);
+SELECT plan(54);
 SET LOCAL TIME ZONE 'UTC';
 
 -- Mallory holds every pgtq role, so every public function can be called.
@@ -138,6 +138,8 @@ DECLARE
         'unschedule|SELECT pgtq.unschedule(''hijack'')::text',
         'metrics|SELECT value::text FROM pgtq.metrics(as_of => ''2030-01-01 00:00+00'')'
             ' WHERE metric = ''jobs'' AND queue = ''q2'' AND state = ''ready''',
+        'health|SELECT string_agg(concat(h.name, ''='', h.status), '','')'
+            ' FROM pgtq.health(as_of => ''2030-01-01 00:00+00'') AS h WHERE h.name <> ''cleanup''',
         'retry_failed|SELECT pgtq.retry_failed(''q2'', ''t'', ''2030-01-01 00:00+00'')::text',
         'purge|SELECT pgtq.purge(''0'', ''{done,cancelled}'', ''q2'', as_of => ''2030-01-01 00:00+00'')::text',
         'delete_job|SELECT pgtq.delete_job(-1)::text',
@@ -325,6 +327,8 @@ SELECT is((SELECT row(task, args, run_at)::text FROM pgtq.jobs WHERE queue = 'q3
     '(t,[1],"2030-01-01 01:30:00+00")', 'the job it enqueued is the schedule''s');
 SELECT is((SELECT result FROM outcome WHERE step = 'unschedule'), 'true', 'unschedule uses the real =');
 SELECT is((SELECT result FROM outcome WHERE step = 'metrics'), '2', 'metrics uses the real operators');
+SELECT is((SELECT result FROM outcome WHERE step = 'health'), 'queues=ok,schedules=ok',
+    'health uses the real pg_has_role, concat_ws, format and operators');
 SELECT is((SELECT result FROM outcome WHERE step = 'retry_failed'), '0', 'retry_failed uses the real operators');
 SELECT is((SELECT result FROM outcome WHERE step = 'purge'), '0', 'purge uses the real operators and table');
 SELECT is((SELECT result FROM outcome WHERE step = 'delete_job'), 'false', 'delete_job uses the real =');

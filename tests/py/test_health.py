@@ -1,0 +1,119 @@
+"""pgtq.health() from other sessions, the Python API and ``pgtq doctor``.
+
+The checks' rules, one by one with literal times, are in
+tests/sql/35-health.sql; here: another session's old transaction (which one
+session of pgTAP cannot open), what a role that may not see every session
+is told, and the command line's table, JSON and exit codes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from conftest import run_cli, scalar, wait_until
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+import pgtq
+
+EXIT_LOOK = 5
+
+
+def checks(database: pgtq.Database, **thresholds: Any) -> dict[str, pgtq.HealthCheck]:
+    found = database.health(**thresholds)
+    assert found is not None
+    return {check.name: check for check in found}
+
+
+@pytest.fixture
+def database(dsn: str) -> Iterator[pgtq.Database]:
+    with pgtq.Database(dsn) as opened:
+        yield opened
+
+
+@pytest.fixture
+def holder(dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    """A session that holds a snapshot open (REPEATABLE READ) until the test ends."""
+    with psycopg.connect(dsn, application_name="report-export") as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.execute("SELECT count(*) FROM pg_class")  # takes the snapshot
+        yield conn
+        conn.rollback()
+
+
+def test_another_sessions_old_transaction_is_named(database: pgtq.Database, holder: Any) -> None:
+    pid, role = holder.info.backend_pid, holder.info.user
+    old = timedelta(milliseconds=1)
+
+    def warned() -> pgtq.HealthCheck | None:
+        cleanup = checks(database, old_transaction=old)["cleanup"]
+        return cleanup if cleanup.status == "warning" else None
+
+    cleanup = wait_until(warned, timeout=5.0)
+    assert not cleanup.ok
+    assert f"(pid {pid}, role '{role}', application 'report-export', idle in transaction)" in cleanup.detail
+    assert "holds back the cleanup of dead rows" in cleanup.detail
+    assert checks(database, old_transaction=timedelta(hours=1))["cleanup"].ok, "younger than the threshold"
+    holder.rollback()
+    assert checks(database, old_transaction=old)["cleanup"].ok, "once it ended, nothing holds cleanup back"
+
+
+def test_a_role_that_sees_only_its_own_sessions_is_told_so(
+    dsn: str, holder: Any, login_role: Any, db: psycopg.Connection[Any]
+) -> None:
+    role = login_role("pgtq_observer")
+    observer = make_conninfo(dsn, user=role)
+    with pgtq.Database(observer) as database:
+        cleanup = checks(database, old_transaction=timedelta(milliseconds=1))["cleanup"]
+        assert cleanup.status == "unknown", "the holder's session is another role's: out of its sight"
+        assert "pg_monitor sees them all" in cleanup.detail
+    db.execute(sql.SQL("GRANT pg_monitor TO {}").format(sql.Identifier(role)))
+    with pgtq.Database(observer) as database:
+        cleanup = checks(database, old_transaction=timedelta(milliseconds=1))["cleanup"]
+        assert cleanup.status == "warning", "with pg_monitor it sees every session"
+
+
+def test_doctor_exits_0_when_all_is_well(dsn: str) -> None:
+    result = run_cli("doctor", "--dsn", dsn)
+    assert result.returncode == 0, result.stderr
+    for name in ("queues", "cleanup", "schedules"):
+        assert name in result.stdout
+
+
+def test_doctor_names_an_unserved_queue_and_exits_5(dsn: str, db: psycopg.Connection[Any]) -> None:
+    db.execute("SELECT pgtq.push('emails', 'send', as_of => now() - interval '10 minutes')")
+    result = run_cli("doctor", "--dsn", dsn)
+    assert result.returncode == EXIT_LOOK, result.stdout + result.stderr
+    assert "'emails'" in result.stdout and "no live worker serves it" in result.stdout
+    assert run_cli("doctor", "--late", "1h", "--dsn", dsn).returncode == 0, "under --late: fine"
+
+    result = run_cli("doctor", "--json", "--dsn", dsn)
+    assert result.returncode == EXIT_LOOK
+    found = {row["name"]: row for row in json.loads(result.stdout)}
+    assert list(found) == ["queues", "cleanup", "schedules"]
+    assert found["queues"]["status"] == "warning" and found["queues"]["ok"] is False
+    assert found["schedules"] == {
+        "name": "schedules",
+        "status": "ok",
+        "detail": "no periodic schedule failed its last run",
+        "ok": True,
+    }
+
+
+def test_doctor_rejects_a_bad_duration(dsn: str) -> None:
+    result = run_cli("doctor", "--late", "soon", "--dsn", dsn)
+    assert result.returncode == 2
+    assert "--late must be a duration such as 30s, 10m, 1h30m or 7d, got 'soon'" in result.stderr
+
+
+def test_doctor_on_a_schema_without_health_says_what_to_do(dsn: str, db: psycopg.Connection[Any]) -> None:
+    db.execute("DROP FUNCTION pgtq.health")
+    assert scalar(db, "SELECT to_regproc('pgtq.health')") is None
+    result = run_cli("doctor", "--dsn", dsn)
+    assert result.returncode == 4
+    assert "has no health check: it arrives with pgtq 0.14.0 (pgtq migrate installs it)" in result.stderr

@@ -1,0 +1,102 @@
+-- health() (0.14.0): what needs an operator's look. Queues whose jobs
+-- nobody handles (ready with no live worker, or nothing ticks them:
+-- scheduled jobs late, leases run out), an old transaction holding back
+-- the cleanup of dead rows, schedules whose last run failed. The clock is
+-- the calls' as_of; jobs are pushed at 00:00. (Another session's old
+-- transaction, and the CLI: tests/py/test_health.py.)
+BEGIN;
+SELECT plan(23);
+SET LOCAL TIME ZONE 'UTC';
+
+-- The status of one check of health() at `at` (late: 1 minute).
+CREATE FUNCTION pg_temp.status(check_name text, at timestamptz) RETURNS text LANGUAGE sql AS $$
+    SELECT h.status FROM pgtq.health(as_of => $2) AS h WHERE h.name = $1
+$$;
+CREATE FUNCTION pg_temp.detail(check_name text, at timestamptz) RETURNS text LANGUAGE sql AS $$
+    SELECT h.detail FROM pgtq.health(as_of => $2) AS h WHERE h.name = $1
+$$;
+
+SELECT is((SELECT array_agg(h.name || '=' || h.status) FROM pgtq.health() AS h),
+    ARRAY['queues=ok', 'cleanup=ok', 'schedules=ok'], 'an empty queue is healthy: three checks, in order');
+
+-- Ready jobs with no worker.
+SELECT pgtq.push('mail', 't', as_of => '2030-01-01 00:00+00') FROM generate_series(1, 3);
+SELECT is(pg_temp.status('queues', '2030-01-01 00:00:50+00'), 'ok', 'ready jobs due under a minute ago are fine');
+SELECT is(pg_temp.detail('queues', '2030-01-01 00:05+00'),
+    'queue ''mail'': its next ready job has waited 5 min and no live worker serves it',
+    'ready jobs due longer ago with no worker of the queue: named, with the wait');
+SELECT is((SELECT h.status FROM pgtq.health(late => '10 minutes', as_of => '2030-01-01 00:05+00') AS h
+           WHERE h.name = 'queues'), 'ok', 'late sets how long is too long');
+SELECT pgtq.register_worker('w1', 'h', 1, ARRAY['other', 'mail'], '2030-01-01 00:04:30+00');
+SELECT is(pg_temp.status('queues', '2030-01-01 00:05+00'), 'ok', 'a live worker of the queue: fine');
+SELECT is(pg_temp.status('queues', '2030-01-01 00:06+00'), 'warning',
+    'a worker not seen for worker_timeout (1 minute) serves nothing');
+SELECT pgtq.pause('mail');
+SELECT is(pg_temp.status('queues', '2030-01-01 00:06+00'), 'ok', 'a paused queue waits on purpose: not named');
+SELECT pgtq.resume('mail');
+
+-- Nothing ticks: scheduled jobs late, leases run out.
+SELECT pgtq.push('late', 't', run_at => '2030-01-01 00:00+00', as_of => '2029-12-31 23:00+00');
+SELECT pgtq.register_worker('w2', 'h', 2, ARRAY['mail', 'late'], '2030-01-01 00:05+00');
+SELECT is(pg_temp.detail('queues', '2030-01-01 00:05+00'),
+    'queue ''late'': 1 scheduled job(s) due but not ready; nothing has ticked it for over 60 s '
+    '(a worker of the queue, pgtq scheduler or pg_cron would)',
+    'a scheduled job due longer ago than late: its queue is not ticked, though a worker serves it');
+SELECT pgtq.tick('late', '2030-01-01 00:05+00');
+SELECT is(pg_temp.status('queues', '2030-01-01 00:05+00'), 'ok', 'once ticked, the queue is fine');
+SELECT is((SELECT count(*) FROM pgtq.pop('late', 'w2', 1, '1 minute', '2030-01-01 00:05+00')), 1::bigint,
+    'a worker claims the job with a one-minute lease');
+SELECT pgtq.register_worker('w2', 'h', 2, ARRAY['mail', 'late'], '2030-01-01 00:06:30+00');
+SELECT is(pg_temp.status('queues', '2030-01-01 00:06:30+00'), 'ok', 'a lease that ran out under a minute ago is fine');
+SELECT pgtq.register_worker('w2', 'h', 2, ARRAY['mail', 'late'], '2030-01-01 00:07:30+00');
+SELECT is(pg_temp.detail('queues', '2030-01-01 00:08+00'),
+    'queue ''late'': 1 lease(s) run out; nothing has ticked it for over 60 s '
+    '(a worker of the queue, pgtq scheduler or pg_cron would)',
+    'a lease run out longer ago than late: named');
+SELECT pgtq.tick('late', '2030-01-01 00:08+00');
+SELECT is(pg_temp.status('queues', '2030-01-01 00:08+00'), 'ok', 'tick rescued it: fine again');
+
+-- Many queues: the worst first, ten named, the rest counted (mail and late
+-- have a live worker, and late is ticked).
+SELECT pgtq.register_worker('w3', 'h', 3, ARRAY['mail', 'late'], '2030-01-01 00:09:30+00');
+SELECT pgtq.tick('late', '2030-01-01 00:10+00');
+SELECT pgtq.push('q' || n, 't', as_of => '2030-01-01 00:00+00'::timestamptz + n * interval '1 second')
+FROM generate_series(1, 12) AS n;
+SELECT is(split_part(pg_temp.detail('queues', '2030-01-01 00:10+00'), ';', 1),
+    'queue ''q1'': its next ready job has waited 9 min and no live worker serves it',
+    'the queue that waited longest comes first');
+SELECT is((SELECT count(*)::integer FROM regexp_matches(pg_temp.detail('queues', '2030-01-01 00:10+00'),
+                                                         'queue ''', 'g')),
+    10, 'ten queues are named');
+SELECT ok(pg_temp.detail('queues', '2030-01-01 00:10+00') LIKE '%; and 2 more',
+    'the other two are counted');
+
+-- Schedules whose last run failed.
+SELECT pgtq.schedule('nightly', '0 3 * * *', 'mail', 't', as_of => '2030-01-01 00:00+00');
+SELECT is(pg_temp.status('schedules', '2030-01-01 00:10+00'), 'ok', 'a schedule that did not fail is fine');
+UPDATE pgtq._schedule SET last_error = 'pgtq: payload of task ''t'' is 2000000 bytes, over the limit'
+WHERE name = 'nightly';
+SELECT is(pg_temp.detail('schedules', '2030-01-01 00:10+00'),
+    'schedule ''nightly'' failed its last run: pgtq: payload of task ''t'' is 2000000 bytes, over the limit',
+    'one whose last run failed is named with its error');
+
+-- This session's own transaction is not counted.
+SELECT is(pg_temp.status('cleanup', now() + interval '1 hour'), 'ok',
+    'the caller''s own transaction does not count against it');
+
+-- Bad arguments.
+SELECT throws_ok($$SELECT * FROM pgtq.health(late => '0')$$, 'PT004',
+    'pgtq: late must be a positive interval, got 00:00:00', 'late must be positive');
+SELECT throws_ok($$SELECT * FROM pgtq.health(old_transaction => NULL)$$, 'PT004',
+    'pgtq: old_transaction must be a positive interval, got NULL', 'old_transaction must be given');
+SELECT throws_ok($$SELECT * FROM pgtq.health(as_of => 'infinity')$$, 'PT004',
+    'pgtq: as_of must be a finite time, got infinity', 'as_of must be finite');
+
+-- Ages in words.
+SELECT is(ARRAY[pgtq._health_age('45.9 seconds'), pgtq._health_age('12 minutes 59 seconds'),
+                pgtq._health_age('5 hours 10 minutes'), pgtq._health_age('3 days 2 hours'),
+                pgtq._health_age('-1 second')],
+    ARRAY['45 s', '12 min', '5 h', '3 days', '0 s'], 'ages are rounded down to their largest unit');
+
+SELECT * FROM finish();
+ROLLBACK;
