@@ -124,7 +124,10 @@ class Dashboard:
 
     async def overview(self, request: Request) -> Response:
         overview = await self._call(self.backend.overview)
-        return self.render(request, "overview.html", overview=overview, has_pause=self.backend.has_pause)
+        warnings = await self._call(self.backend.warnings)
+        return self.render(
+            request, "overview.html", overview=overview, warnings=warnings, has_pause=self.backend.has_pause
+        )
 
     async def jobs(self, request: Request) -> Response:
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from pgtq._db import gateway, queries
@@ -29,11 +29,16 @@ from pgtq.dashboard._config import POOL_WAIT, DashboardConfig
 from pgtq.dashboard._overview import PERIOD, Overview, summarize
 from pgtq.database import check_schema
 from pgtq.errors import PermissionDeniedError
+from pgtq.task import HealthCheck
 
 logger = logging.getLogger("pgtq.dashboard")
 
 T = TypeVar("T")
 P = ParamSpec("P")
+
+# pgtq.health()'s thresholds, as pgtq doctor's defaults.
+HEALTH_LATE = timedelta(minutes=1)
+HEALTH_OLD_TRANSACTION = timedelta(minutes=5)
 
 
 class ActionsDisabledError(RuntimeError):
@@ -128,6 +133,11 @@ class Backend:
         """Whether the schema has pause, resume and limits (schema 0.3.0)."""
         return {"pause", "resume", "configure_queue"} <= self.features.functions
 
+    @property
+    def has_health(self) -> bool:
+        """Whether the schema has the health check (schema 0.14.0)."""
+        return "health" in self.features.functions
+
     # -- reads -----------------------------------------------------------------
 
     def _read(self, function: Callable[Concatenate[gateway.Connection, P], T], *args: Any) -> T:
@@ -142,6 +152,14 @@ class Backend:
             self._read(gateway.history, PERIOD),
             datetime.now(UTC),
         )
+
+    def warnings(self) -> list[HealthCheck]:
+        """The checks of ``pgtq.health()`` (its default thresholds) that warn;
+        none before schema 0.14.0."""
+        if not self.has_health:
+            return []
+        checks = self._read(gateway.health, HEALTH_LATE, HEALTH_OLD_TRANSACTION)
+        return [check for check in checks if check.status == "warning"]
 
     def metrics(self) -> list[Metric]:
         """``pgtq.metrics()`` with its default period, for /metrics."""

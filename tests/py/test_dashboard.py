@@ -115,6 +115,20 @@ def test_the_overview_shows_every_queue_with_the_sql_figures(
     assert 'class="bar bar-completed"' in page.text
 
 
+def test_the_overview_shows_what_pgtq_health_warns_of(
+    db: psycopg.Connection[Any], open_dashboard: Callable[..., TestClient]
+) -> None:
+    page = open_dashboard().get("/")
+    assert "forgotten" not in page.text
+    db.execute("SELECT pgtq.push('forgotten', 'send', as_of => now() - interval '10 minutes')")
+    page = open_dashboard().get("/")
+    warned = dict(re.findall(r'data-check="([^"]+)"[^>]*><strong>[^<]*</strong>: ([^<]*)</p>', page.text))
+    assert (
+        "queue &#39;forgotten&#39;: its next ready job has waited 10 min and no live worker serves it"
+        in (warned["queues"])
+    )
+
+
 @pytest.mark.parametrize(
     "filters",
     [
