@@ -356,6 +356,11 @@ class Database:
                 return None
             return gateway.health(conn, late_interval, old_interval)
 
+    def may_check_health(self) -> bool:
+        """Whether ``health`` answers here: the schema has it (0.14.0) and
+        this role may call it (pgtq_admin, pgtq_observer)."""
+        return self._call(None, gateway.health_allowed)
+
 
 def check_schema(conn: psycopg.Connection[Any], *, allow_newer: bool = False) -> str:
     """The schema version installed where ``conn`` points; raises

@@ -11,9 +11,12 @@ Two kinds of figures, on one registry:
   ``pgtq_queue_workers{queue}``, ``pgtq_workers``,
   ``pgtq_history_age_seconds``, the pause and limits of the queues that
   have any (``pgtq_queue_paused``, ``pgtq_queue_max_running``,
-  ``pgtq_queue_rate_limit``, ``pgtq_queue_rate_period_seconds``), and
-  ``pgtq_database_up`` (0 when the query failed: the other queue-level
-  figures are then left out);
+  ``pgtq_queue_rate_limit``, ``pgtq_queue_rate_period_seconds``),
+  ``pgtq_health_warning{check}`` (schema 0.14.0: 1 while that check of
+  ``pgtq.health()`` warns, 0 while it is ok, no sample when it cannot
+  tell or the role may not call it: pgtq_admin and pgtq_observer may),
+  and ``pgtq_database_up`` (0 when the query failed: the other
+  queue-level figures are then left out);
 * **worker-local**, counted by a worker as it writes outcomes
   (``WorkerMetrics``): ``pgtq_worker_jobs_completed_total{queue,task}``,
   ``pgtq_worker_jobs_failed_total{queue,task}`` (failed attempts, retried
@@ -36,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from pgtq.database import Database
 from pgtq.errors import PgTqError
-from pgtq.task import Metric
+from pgtq.task import HealthCheck, Metric
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
@@ -106,6 +109,7 @@ def _prometheus() -> Any:
 
 
 Source = Database | Callable[[], Iterable[Metric]]
+HealthSource = Callable[[], Iterable[HealthCheck]]
 
 
 def _reader(source: Source, period: timedelta) -> Callable[[], Iterable[Metric]]:
@@ -117,11 +121,25 @@ def _reader(source: Source, period: timedelta) -> Callable[[], Iterable[Metric]]
     return source
 
 
-class QueueCollector:
-    """A Prometheus collector that reads ``pgtq.metrics()`` at each scrape."""
+def _health_reader(source: Source, health: HealthSource | None) -> HealthSource:
+    """What a collector calls for ``pgtq.health()``: ``health`` when given,
+    a Database's health check (none before schema 0.14.0), else nothing."""
+    if health is not None:
+        return health
+    if isinstance(source, Database):
+        return lambda: (source.health() or []) if source.may_check_health() else []
+    return list
 
-    def __init__(self, source: Source, period: timedelta = timedelta(minutes=5)) -> None:
+
+class QueueCollector:
+    """A Prometheus collector that reads ``pgtq.metrics()`` (and
+    ``pgtq.health()``, when it may) at each scrape."""
+
+    def __init__(
+        self, source: Source, period: timedelta = timedelta(minutes=5), health: HealthSource | None = None
+    ) -> None:
         self._read = _reader(source, period)
+        self._read_health = _health_reader(source, health)
         self._lock = threading.Lock()  # one scrape at a time on a shared connection
 
     def describe(self) -> Iterable[Any]:
@@ -153,6 +171,26 @@ class QueueCollector:
             values = {"queue": row.queue, "task": row.task, "state": row.state}
             families[row.metric].add_metric([values[label] or "" for label in family.labels], row.value)
         yield from families.values()
+        yield self._health_family(GaugeMetricFamily)
+
+    def _health_family(self, gauge: Any) -> Any:
+        """``pgtq_health_warning``: one sample per check that could tell.
+        A role that may not call pgtq.health() (a worker's) gets none: the
+        queue figures must not fail for it."""
+        family = gauge(
+            "pgtq_health_warning",
+            "1 while this check of pgtq.health() warns (pgtq doctor says why), 0 while it is ok.",
+            labels=["check"],
+        )
+        try:
+            with self._lock:
+                checks = list(self._read_health())
+        except PgTqError:
+            return family
+        for check in checks:
+            if check.status in ("ok", "warning"):
+                family.add_metric([check.name], 1 if check.status == "warning" else 0)
+        return family
 
 
 class WorkerMetrics:
@@ -205,11 +243,14 @@ class WorkerMetrics:
             thread.join(timeout=5)
 
 
-def queue_registry(source: Source, period: timedelta = timedelta(minutes=5)) -> CollectorRegistry:
+def queue_registry(
+    source: Source, period: timedelta = timedelta(minutes=5), health: HealthSource | None = None
+) -> CollectorRegistry:
     """A registry with the queue-level figures of ``source`` only (a
-    Database, or a function returning the rows of ``pgtq.metrics()``)."""
+    Database, or a function returning the rows of ``pgtq.metrics()``, with
+    ``health`` returning those of ``pgtq.health()``)."""
     registry = _prometheus().CollectorRegistry()
-    registry.register(QueueCollector(source, period))
+    registry.register(QueueCollector(source, period, health))
     return registry
 
 
@@ -219,9 +260,9 @@ def asgi_app(database: Database, period: timedelta = timedelta(minutes=5)) -> Ca
     return _prometheus().make_asgi_app(registry=queue_registry(database, period))
 
 
-def text(source: Source, period: timedelta = timedelta(minutes=5)) -> str:
+def text(source: Source, period: timedelta = timedelta(minutes=5), health: HealthSource | None = None) -> str:
     """The queue-level figures in Prometheus text format, once."""
-    return _prometheus().generate_latest(queue_registry(source, period)).decode()
+    return _prometheus().generate_latest(queue_registry(source, period, health)).decode()
 
 
 def content_type() -> str:

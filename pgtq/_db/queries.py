@@ -450,6 +450,11 @@ def health_exists() -> Query[bool]:
     return Query(statements.HEALTH_EXISTS, None, _boolean)
 
 
+def health_allowed() -> Query[bool]:
+    """Whether the schema has ``pgtq.health`` and this role may call it."""
+    return Query(statements.HEALTH_ALLOWED, None, _boolean)
+
+
 def health(late: timedelta | None, old_transaction: timedelta | None) -> Query[list[HealthCheck]]:
     """``pgtq.health``: its checks in order, with these thresholds (NULL: PT004)."""
     return Query(statements.HEALTH, {"late": late, "old_transaction": old_transaction}, _health)

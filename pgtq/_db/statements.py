@@ -311,6 +311,13 @@ HEALTH_EXISTS: Final = (
     "SELECT to_regprocedure('pgtq.health(interval, interval, timestamp with time zone)') IS NOT NULL"
 )
 
+# Whether this role may call it: a worker's /metrics asks first, so that its
+# scrapes leave no permission errors in the server's log.
+HEALTH_ALLOWED: Final = (
+    "SELECT coalesce(has_function_privilege("
+    "to_regprocedure('pgtq.health(interval, interval, timestamp with time zone)'), 'EXECUTE'), false)"
+)
+
 HEALTH: Final = (
     "SELECT name, status, detail FROM pgtq.health(late => %(late)s::interval,"
     " old_transaction => %(old_transaction)s::interval)"

@@ -17,6 +17,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -184,7 +185,7 @@ class Dashboard:
         return self.render(request, "workers.html", workers=await self._call(self.backend.workers))
 
     async def metrics(self, _request: Request) -> Response:
-        text = await self._call(metrics_text, self.backend.metrics)
+        text = await self._call(partial(metrics_text, self.backend.metrics, health=self.backend.health))
         return Response(text, media_type=metrics_content_type())
 
     async def health(self, _request: Request) -> Response:

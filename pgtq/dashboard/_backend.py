@@ -45,17 +45,18 @@ class ActionsDisabledError(RuntimeError):
     """An action was asked of a dashboard that has none (read-only, or no admin DSN)."""
 
 
-def _inspect(dsn: str) -> tuple[SchemaFeatures, str, bool, bool]:
+def _inspect(dsn: str) -> tuple[SchemaFeatures, str, bool, bool, bool]:
     """Check the schema where ``dsn`` points; return its features and the
-    user's name and rights (reads the jobs, retries them)."""
+    user's name and rights (reads the jobs, retries them, calls pgtq.health)."""
     conn = gateway.connect(dsn)
     try:
         check_schema(conn)
         features = gateway.schema_features(conn)
         rights = gateway.role_rights(conn)
+        checks_health = gateway.health_allowed(conn)
     finally:
         conn.close()
-    return features, rights.user, rights.reads_jobs, rights.retries_jobs
+    return features, rights.user, rights.reads_jobs, rights.retries_jobs, checks_health
 
 
 class Backend:
@@ -66,7 +67,7 @@ class Backend:
         ``PgTqError`` naming the problem: unreachable, no or another schema
         version, a reading role that may not read the jobs, an admin role
         that may not retry them."""
-        self.features, self.reader_user, reads, writes = _inspect(config.dsn)
+        self.features, self.reader_user, reads, writes, self.has_health = _inspect(config.dsn)
         if not reads:
             raise PermissionDeniedError(
                 f"the dashboard's user {self.reader_user!r} may not read pgtq.jobs:"
@@ -80,7 +81,7 @@ class Backend:
             )
         self.admin_user: str | None = None
         if config.actions_enabled and config.admin_dsn is not None:
-            _features, self.admin_user, _reads, may_act = _inspect(config.admin_dsn)
+            _features, self.admin_user, _reads, may_act, _checks = _inspect(config.admin_dsn)
             if not may_act:
                 raise PermissionDeniedError(
                     f"the dashboard's admin user {self.admin_user!r} may not retry jobs:"
@@ -133,11 +134,6 @@ class Backend:
         """Whether the schema has pause, resume and limits (schema 0.3.0)."""
         return {"pause", "resume", "configure_queue"} <= self.features.functions
 
-    @property
-    def has_health(self) -> bool:
-        """Whether the schema has the health check (schema 0.14.0)."""
-        return "health" in self.features.functions
-
     # -- reads -----------------------------------------------------------------
 
     def _read(self, function: Callable[Concatenate[gateway.Connection, P], T], *args: Any) -> T:
@@ -153,13 +149,16 @@ class Backend:
             datetime.now(UTC),
         )
 
-    def warnings(self) -> list[HealthCheck]:
-        """The checks of ``pgtq.health()`` (its default thresholds) that warn;
-        none before schema 0.14.0."""
+    def health(self) -> list[HealthCheck]:
+        """Every check of ``pgtq.health()`` (pgtq doctor's thresholds); none
+        before schema 0.14.0, or when the reading role may not call it."""
         if not self.has_health:
             return []
-        checks = self._read(gateway.health, HEALTH_LATE, HEALTH_OLD_TRANSACTION)
-        return [check for check in checks if check.status == "warning"]
+        return self._read(gateway.health, HEALTH_LATE, HEALTH_OLD_TRANSACTION)
+
+    def warnings(self) -> list[HealthCheck]:
+        """The checks of ``pgtq.health()`` that warn."""
+        return [check for check in self.health() if check.status == "warning"]
 
     def metrics(self) -> list[Metric]:
         """``pgtq.metrics()`` with its default period, for /metrics."""

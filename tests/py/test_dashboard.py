@@ -125,8 +125,11 @@ def test_the_overview_shows_what_pgtq_health_warns_of(
     warned = dict(re.findall(r'data-check="([^"]+)"[^>]*><strong>[^<]*</strong>: ([^<]*)</p>', page.text))
     assert (
         "queue &#39;forgotten&#39;: its next ready job has waited 10 min and no live worker serves it"
-        in (warned["queues"])
+        in warned["queues"]
     )
+    metrics = open_dashboard().get("/metrics").text
+    assert 'pgtq_health_warning{check="queues"} 1.0' in metrics
+    assert 'pgtq_health_warning{check="schedules"} 0.0' in metrics
 
 
 @pytest.mark.parametrize(

@@ -117,3 +117,22 @@ def test_doctor_on_a_schema_without_health_says_what_to_do(dsn: str, db: psycopg
     result = run_cli("doctor", "--dsn", dsn)
     assert result.returncode == 4
     assert "has no health check: it arrives with pgtq 0.14.0 (pgtq migrate installs it)" in result.stderr
+
+
+def test_prometheus_shows_the_checks_to_roles_that_may_call_them(dsn: str, login_role: Any) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from pgtq.metrics import text
+
+    def exposed(role: str) -> dict[str, float]:
+        with pgtq.Database(make_conninfo(dsn, user=login_role(role))) as database:
+            families = text_string_to_metric_families(text(database))
+            return {
+                f"{s.name}{s.labels.get('check', '')}": s.value for family in families for s in family.samples
+            }
+
+    observer = exposed("pgtq_observer")
+    assert observer["pgtq_health_warningqueues"] == 0 and observer["pgtq_database_up"] == 1
+    worker = exposed("pgtq_worker")
+    assert worker["pgtq_database_up"] == 1, "a worker's scrape keeps its queue figures"
+    assert not [name for name in worker if name.startswith("pgtq_health_warning")], "and has no checks"

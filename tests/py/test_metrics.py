@@ -94,6 +94,12 @@ def test_the_queue_figures_alone_and_a_database_that_is_down(dsn: str, db: psyco
     assert samples[("pgtq_queue_rate_limit", (("queue", "img"),))] == 20
     assert samples[("pgtq_queue_rate_period_seconds", (("queue", "img"),))] == 2
     assert ("pgtq_queue_max_running", (("queue", "mail"),)) not in samples, "mail has no limit"
+    assert samples[("pgtq_health_warning", (("check", "queues"),))] == 0, "mail is paused, its job fresh"
+    assert samples[("pgtq_health_warning", (("check", "schedules"),))] == 0
+    db.execute("SELECT pgtq.push('reports', 'build', as_of => now() - interval '10 minutes')")
+    with pgtq.Database(dsn) as database:
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for s in parse(text(database))}
+    assert samples[("pgtq_health_warning", (("check", "queues"),))] == 1, "reports waits with no worker"
     with pgtq.Database("host=127.0.0.1 port=1 connect_timeout=2") as unreachable:
         down = {s.name: s.value for s in parse(text(unreachable))}
     assert down == {"pgtq_database_up": 0}
