@@ -96,6 +96,10 @@ def main() -> int:
     for stat in q.stats():
         print(f"  {stat.queue:<8} {stat.state:<10} {stat.jobs:>5} jobs, oldest {stat.oldest_age}")
     q.close()
+    print("\nwhat needs a look (pgtq.health(), as `pgtq doctor` shows it):")
+    with pgtq.Database(dsn) as database:
+        for check in database.health() or []:
+            print(f"  {check.name:<10} {check.status:<8} {check.detail}")
     if not all_finished or codes != [0, 0]:
         print("\ndemo FAILED: not every job finished, or a process did not stop cleanly", file=sys.stderr)
         return 1

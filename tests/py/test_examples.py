@@ -127,6 +127,7 @@ def test_the_demo_runs_end_to_end(empty_dsn: str) -> None:
     """examples/demo.py, as `make demo` runs it (on this test's database)."""
     result = run_example(".", empty_dsn, "demo.py")
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "  queues     ok       every queue with jobs due has a live worker and is ticked" in result.stdout
     with psycopg.connect(empty_dsn) as db:
         states = dict(db.execute("SELECT task, state::text FROM pgtq.jobs").fetchall())
     assert set(states.values()) <= {"done", "failed", "cancelled"}, states
