@@ -28,7 +28,7 @@ from pgtq._inspection import (
 from pgtq.dashboard._config import POOL_WAIT, DashboardConfig
 from pgtq.dashboard._overview import PERIOD, Overview, summarize
 from pgtq.database import check_schema
-from pgtq.errors import PermissionDeniedError
+from pgtq.errors import PermissionDeniedError, PgTqError
 from pgtq.task import HealthCheck
 
 logger = logging.getLogger("pgtq.dashboard")
@@ -157,8 +157,15 @@ class Backend:
         return self._read(gateway.health, HEALTH_LATE, HEALTH_OLD_TRANSACTION)
 
     def warnings(self) -> list[HealthCheck]:
-        """The checks of ``pgtq.health()`` that warn."""
-        return [check for check in self.health() if check.status == "warning"]
+        """The checks of ``pgtq.health()`` that warn. The overview must show
+        even when the check cannot run (a statement timeout, a right taken
+        back since the start): then one warning says so."""
+        try:
+            checks = self.health()
+        except PgTqError as error:
+            logger.warning("pgtq.health() failed: %s", error)
+            return [HealthCheck("health", "warning", f"pgtq.health() failed: {error}")]
+        return [check for check in checks if check.status == "warning"]
 
     def metrics(self) -> list[Metric]:
         """``pgtq.metrics()`` with its default period, for /metrics."""

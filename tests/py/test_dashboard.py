@@ -132,6 +132,17 @@ def test_the_overview_shows_what_pgtq_health_warns_of(
     assert 'pgtq_health_warning{check="schedules"} 0.0' in metrics
 
 
+def test_the_overview_shows_even_when_the_health_check_fails(
+    db: psycopg.Connection[Any], open_dashboard: Callable[..., TestClient]
+) -> None:
+    client = open_dashboard()
+    db.execute("REVOKE EXECUTE ON FUNCTION pgtq.health FROM pgtq_observer")  # after the start's look
+    page = client.get("/")
+    assert page.status_code == 200 and 'data-queue="' in page.text
+    failed = r'data-check="health"[^>]*><strong>health</strong>: pgtq.health\(\) failed: [^<]*health'
+    assert re.search(failed, page.text), "one warning says the check failed"
+
+
 @pytest.mark.parametrize(
     "filters",
     [
