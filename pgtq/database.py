@@ -358,7 +358,8 @@ class Database:
 
     def may_check_health(self) -> bool:
         """Whether ``health`` answers here: the schema has it (0.14.0) and
-        this role may call it (pgtq_admin, pgtq_observer)."""
+        this role may call it (pgtq_admin, pgtq_observer; pgtq_worker from
+        schema 0.15.0)."""
         return self._call(None, gateway.health_allowed)
 
 

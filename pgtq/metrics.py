@@ -14,7 +14,8 @@ Two kinds of figures, on one registry:
   ``pgtq_queue_rate_limit``, ``pgtq_queue_rate_period_seconds``),
   ``pgtq_health_warning{check}`` (schema 0.14.0: 1 while that check of
   ``pgtq.health()`` warns, 0 while it is ok, no sample when it cannot
-  tell or the role may not call it: pgtq_admin and pgtq_observer may),
+  tell or the role may not call it: pgtq_admin, pgtq_observer and from
+  0.15.0 pgtq_worker may),
   and ``pgtq_database_up`` (0 when the query failed: the other
   queue-level figures are then left out);
 * **worker-local**, counted by a worker as it writes outcomes

@@ -3858,7 +3858,10 @@ $$;
 -- is not paused, or when a scheduled job has been due, or a running job's
 -- lease has run out, longer than `late` (tick would have moved them).
 -- Finds the queues with ready jobs by a loose scan of job_ready_idx (one
--- probe per queue, as _running_queues).
+-- probe per queue, as _running_queues). Reads at most the 10,000 oldest
+-- late scheduled jobs (0.15.0; until 0.14.0 all of them, which a day
+-- without a tick could make millions, at every look of the dashboard):
+-- past that a queue's count says "or more".
 CREATE FUNCTION pgtq._health_queues(late interval, as_of timestamptz, OUT status text, OUT detail text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pgtq, pg_temp
@@ -3888,12 +3891,17 @@ AS $$
         WHERE ready.queue IS NOT NULL
           AND NOT EXISTS (SELECT 1 FROM alive WHERE alive.queue = ready.queue)
           AND NOT EXISTS (SELECT 1 FROM pgtq._queue AS f WHERE f.queue = ready.queue AND f.paused_at IS NOT NULL)
+    ), late AS (
+        SELECT j.queue, j.state, j.run_at AS since
+        FROM pgtq._job AS j
+        WHERE j.state = 'scheduled' AND j.run_at < _health_queues.as_of - _health_queues.late
+        ORDER BY j.run_at
+        LIMIT 10001
     ), untended AS (
         SELECT l.queue, count(*) FILTER (WHERE l.state = 'scheduled') AS due,
                count(*) FILTER (WHERE l.state = 'running') AS lapsed,
                _health_queues.as_of - min(l.since) AS waited
-        FROM (SELECT j.queue, j.state, j.run_at AS since FROM pgtq._job AS j
-              WHERE j.state = 'scheduled' AND j.run_at < _health_queues.as_of - _health_queues.late
+        FROM ((SELECT late.queue, late.state, late.since FROM late ORDER BY late.since LIMIT 10000)
               UNION ALL
               SELECT j.queue, j.state, j.lease_expires_at FROM pgtq._job AS j
               WHERE j.state = 'running' AND j.lease_expires_at < _health_queues.as_of - _health_queues.late)
@@ -3911,7 +3919,11 @@ AS $$
                       'or pg_cron would)',
                       quote_literal(t.queue),
                       concat_ws(', ',
-                                CASE WHEN t.due > 0 THEN format('%s scheduled job(s) due but not ready', t.due) END,
+                                CASE WHEN t.due > 0
+                                     THEN format('%s%s scheduled job(s) due but not ready', t.due,
+                                                 CASE WHEN (SELECT count(*) FROM late) > 10000 THEN ' or more'
+                                                      ELSE '' END)
+                                END,
                                 CASE WHEN t.lapsed > 0 THEN format('%s lease(s) run out', t.lapsed) END),
                       pgtq._health_age(_health_queues.late))
         FROM untended AS t
@@ -4033,11 +4045,12 @@ $$;
 --              it found none and may not see them all;
 --   schedules  periodic schedules whose last run failed (last_error), up
 --              to 10 named.
--- Read-only, with the owner's rights, so the admin and observer roles see
--- it without reading jobs. Reads the running and late scheduled jobs'
--- index entries, one probe of the ready index per queue with ready jobs,
--- and the workers. A `late` or `old_transaction` that is NULL or not
--- positive, or a NULL or infinite as_of, raises PT004.
+-- Read-only, with the owner's rights, so the admin, observer and (0.15.0)
+-- worker roles see it without reading jobs. Reads the running jobs' index
+-- entries, those of at most 10,000 late scheduled jobs (0.15.0), one
+-- probe of the ready index per queue with ready jobs, and the workers. A
+-- `late` or `old_transaction` that is NULL or not positive, or a NULL or
+-- infinite as_of, raises PT004.
 CREATE FUNCTION pgtq.health(late interval DEFAULT '1 minute',
                             old_transaction interval DEFAULT '5 minutes',
                             as_of timestamptz DEFAULT now())
@@ -4570,7 +4583,7 @@ BEGIN
         EXECUTE format('GRANT EXECUTE ON FUNCTION pgtq.pop, pgtq.complete, pgtq.complete_many, pgtq.fail, pgtq.heartbeat, '
                        'pgtq.complete_many_and_pop, pgtq.release, pgtq.tick, pgtq.register_worker, pgtq.unregister_worker, '
                        'pgtq.backoff, pgtq.metrics, pgtq.version, pgtq.abort, pgtq.heartbeat_many, '
-                       'pgtq.mark_waiting, pgtq.waiting_settled, pgtq.clear_waiting TO %I',
+                       'pgtq.mark_waiting, pgtq.waiting_settled, pgtq.clear_waiting, pgtq.health TO %I',
                        install_roles.worker);
         EXECUTE format('GRANT SELECT ON pgtq.queue_stats, pgtq.workers TO %I', install_roles.worker);
         EXECUTE format('GRANT EXECUTE ON PROCEDURE pgtq.tick_for TO %I', install_roles.worker);

@@ -51,6 +51,7 @@ PREVIOUS_RELEASES = {
     "0.11.0": "a509824af634f5340a289c205493bef74d72167e",
     "0.12.0": "1f86536bfd67eca02b7044b117dbcaaca4c71fb9",
     "0.13.0": "8a787a69fa6964447bf5ce6db46e7f432bcba928",
+    "0.14.0": "4812f6bfbb79160a290a81ca88a9dfe4e788d26b",
 }
 PREVIOUS = known_versions()[-2]
 CURRENT = schema_version()

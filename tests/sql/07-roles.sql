@@ -31,8 +31,8 @@ SELECT is(
           WHERE p.pronamespace = 'pgtq'::regnamespace AND has_function_privilege('pgtq_worker', p.oid, 'EXECUTE')
           ORDER BY 1),
     ARRAY['abort', 'backoff', 'clear_waiting', 'complete', 'complete_many', 'complete_many_and_pop', 'fail',
-          'heartbeat', 'heartbeat_many', 'mark_waiting', 'metrics', 'pop', 'register_worker', 'release', 'schedule',
-          'tick', 'tick_for', 'unregister_worker', 'unschedule', 'version', 'waiting_settled'],
+          'health', 'heartbeat', 'heartbeat_many', 'mark_waiting', 'metrics', 'pop', 'register_worker', 'release',
+          'schedule', 'tick', 'tick_for', 'unregister_worker', 'unschedule', 'version', 'waiting_settled'],
     'pgtq_worker may execute the worker''s functions only (schedule: a worker registers its periodic tasks)');
 SELECT is(
     ARRAY(SELECT p.proname::text FROM pg_proc p

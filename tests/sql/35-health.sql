@@ -5,7 +5,7 @@
 -- the calls' as_of; jobs are pushed at 00:00. (Another session's old
 -- transaction, and the CLI: tests/py/test_health.py.)
 BEGIN;
-SELECT plan(23);
+SELECT plan(24);
 SET LOCAL TIME ZONE 'UTC';
 
 -- The status of one check of health() at `at` (late: 1 minute).
@@ -70,6 +70,14 @@ SELECT is((SELECT count(*)::integer FROM regexp_matches(pg_temp.detail('queues',
     10, 'ten queues are named');
 SELECT ok(pg_temp.detail('queues', '2030-01-01 00:10+00') LIKE '%; and 2 more',
     'the other two are counted');
+
+-- A flood of late scheduled jobs: at most 10,000 are read (0.15.0).
+SELECT count(*) FROM pgtq.push_many('flood', 't', array_fill('[]'::jsonb, ARRAY[10001]),
+                                    run_at => '2030-01-01 00:00+00', as_of => '2029-12-31 00:00+00');
+SELECT ok(pg_temp.detail('queues', '2030-01-01 00:10+00')
+          LIKE '%queue ''flood'': 10000 or more scheduled job(s) due but not ready; nothing has ticked it%',
+    'a queue past the 10,000 late scheduled jobs read says "or more"');
+DELETE FROM pgtq._job WHERE queue = 'flood';
 
 -- Schedules whose last run failed.
 SELECT pgtq.schedule('nightly', '0 3 * * *', 'mail', 't', as_of => '2030-01-01 00:00+00');
