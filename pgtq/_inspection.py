@@ -30,6 +30,7 @@ __all__ = [
     "Metric",
     "PageKey",
     "RoleRights",
+    "RuleBreak",
     "Schedule",
     "SchemaFeatures",
     "WorkerInfo",
@@ -171,6 +172,19 @@ class Schedule:
     last_run_at: datetime | None
     last_job_id: int | None
     last_error: str | None
+
+
+@dataclass(frozen=True)
+class RuleBreak:
+    """One row of ``pgtq.job_rule_breaks``: a job whose row breaks a
+    bookkeeping rule that the functions keep (only a hand-written change
+    of ``pgtq._job`` does that)."""
+
+    id: int
+    queue: str
+    task: str
+    state: str
+    rule: str
 
 
 @dataclass(frozen=True)

@@ -50,11 +50,12 @@ from rich.table import Table
 from pgtq import __version__
 from pgtq._db.conninfo import server_label
 from pgtq._db.schema import schema_version
+from pgtq._inspection import RuleBreak
 from pgtq._targets import TargetError, load_queue
 from pgtq.database import Database
 from pgtq.errors import InvalidJobError, PgTqError
 from pgtq.queue import PgTq
-from pgtq.task import JobInfo, Metric, QueueInfo
+from pgtq.task import HealthCheck, JobInfo, Metric, QueueInfo
 
 logger = logging.getLogger("pgtq")
 
@@ -751,14 +752,21 @@ def unschedule(name: str, dsn: str | None, as_json: bool) -> int:
 @click.option(
     "--old-transaction", default="5m", show_default=True, help="how old an open transaction may grow"
 )
+@click.option(
+    "--rows",
+    is_flag=True,
+    help="also check every job row against the bookkeeping rules (pgtq.job_rule_breaks: reads the table)",
+)
 @dsn_option
 @json_option
-def doctor(late: str, old_transaction: str, dsn: str | None, as_json: bool) -> int:
+def doctor(late: str, old_transaction: str, rows: bool, dsn: str | None, as_json: bool) -> int:
     late_after = parse_duration(late, "--late")
     old_after = parse_duration(old_transaction, "--old-transaction")
     with _database(dsn) as database:
         found = database.health(late_after, old_after)
         installed = database.installed_version()
+        if found is not None and rows:
+            found.append(_rows_check(database.rule_breaks(RULE_BREAKS_NAMED + 1)))
     if found is None:
         raise Unavailable(
             f"this database's pgtq schema ({installed}) has no health check: it arrives with pgtq 0.14.0 "
@@ -774,6 +782,21 @@ def doctor(late: str, old_transaction: str, dsn: str | None, as_json: bool) -> i
             table.add_row(check.name, check.status, check.detail)
         _out().print(table)
     return EXIT_LOOK if any(check.status == "warning" for check in found) else EXIT_OK
+
+
+RULE_BREAKS_NAMED = 10
+
+
+def _rows_check(breaks: list[RuleBreak]) -> HealthCheck:
+    """``pgtq doctor --rows``: the rule breaks found, as one more check."""
+    if not breaks:
+        return HealthCheck("rows", "ok", "every job row keeps the bookkeeping rules (pgtq.job_rule_breaks)")
+    named = "; ".join(
+        f"job {b.id} ({b.state}, queue {b.queue!r}, task {b.task!r}) breaks: {b.rule}"
+        for b in breaks[:RULE_BREAKS_NAMED]
+    )
+    more = "; and more (SELECT * FROM pgtq.job_rule_breaks)" if len(breaks) > RULE_BREAKS_NAMED else ""
+    return HealthCheck("rows", "warning", named + more)
 
 
 # -- acting: retry, cancel, delete, purge --------------------------------------------

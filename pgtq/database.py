@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from pgtq._db import gateway
 from pgtq._db.schema import parse_version, schema_version
-from pgtq._inspection import Schedule
+from pgtq._inspection import RuleBreak, Schedule
 from pgtq._json import encode_arguments
 from pgtq._values import as_interval, as_seconds
 from pgtq._waiting import wait_for
@@ -355,6 +355,13 @@ class Database:
             if not gateway.health_exists(conn):
                 return None
             return gateway.health(conn, late_interval, old_interval)
+
+    def rule_breaks(self, limit: int = 10) -> list[RuleBreak]:
+        """The first ``limit`` job rows that break a bookkeeping rule the
+        functions keep (``pgtq.job_rule_breaks``: empty unless ``pgtq._job``
+        was written by hand). It reads the whole job table: an operator's
+        check, not something to poll."""
+        return self._call(None, gateway.rule_breaks, limit)
 
     def may_check_health(self) -> bool:
         """Whether ``health`` answers here: the schema has it (0.14.0) and

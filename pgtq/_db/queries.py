@@ -26,6 +26,7 @@ from pgtq._inspection import (
     ListOrder,
     PageKey,
     RoleRights,
+    RuleBreak,
     Schedule,
     SchemaFeatures,
 )
@@ -443,6 +444,11 @@ def queues(queue: str | None) -> Query[list[QueueInfo]]:
 def queues_exist() -> Query[bool]:
     """Whether the schema has the view ``pgtq.queues`` (pause and limits)."""
     return Query(statements.QUEUES_EXIST, None, _boolean)
+
+
+def rule_breaks(limit: int) -> Query[list[RuleBreak]]:
+    """The first ``limit`` rows of ``pgtq.job_rule_breaks``, by job id."""
+    return Query(statements.RULE_BREAKS, {"limit": limit}, lambda rows: [RuleBreak(*row) for row in rows])
 
 
 def health_exists() -> Query[bool]:

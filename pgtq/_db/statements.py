@@ -307,6 +307,11 @@ SCHEDULES_EXIST: Final = "SELECT to_regclass('pgtq.schedules') IS NOT NULL"
 
 # -- health (schema 0.14.0) ------------------------------------------------------
 
+# Rows that break a bookkeeping rule (the view reads the whole job table).
+RULE_BREAKS: Final = (
+    "SELECT id, queue, task, state::text, rule FROM pgtq.job_rule_breaks ORDER BY id, rule LIMIT %(limit)s"
+)
+
 HEALTH_EXISTS: Final = (
     "SELECT to_regprocedure('pgtq.health(interval, interval, timestamp with time zone)') IS NOT NULL"
 )
