@@ -140,3 +140,18 @@ def test_prometheus_shows_the_checks_to_roles_that_may_call_them(
     worker = exposed("pgtq_worker")
     assert worker["pgtq_database_up"] == 1, "a scrape by a role that may not check keeps its queue figures"
     assert not [name for name in worker if name.startswith("pgtq_health_warning")], "and has no checks"
+
+
+def test_doctor_rows_names_a_job_row_written_by_hand(dsn: str, db: psycopg.Connection[Any]) -> None:
+    assert run_cli("doctor", "--rows", "--dsn", dsn).returncode == 0, "no row breaks a rule"
+    job_id = scalar(db, "SELECT pgtq.push('mail', 'send')")
+    db.execute("UPDATE pgtq._job SET attempt = 99 WHERE id = %s", [job_id])  # by hand: no function does this
+    assert run_cli("doctor", "--dsn", dsn).returncode == 0, "without --rows the table is not read"
+    result = run_cli("doctor", "--rows", "--json", "--dsn", dsn)
+    assert result.returncode == EXIT_LOOK, result.stdout + result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)}["rows"]
+    assert rows["status"] == "warning"
+    assert rows["detail"] == (
+        f"job {job_id} (ready, queue 'mail', task 'send') breaks: attempt is between 0 and max_attempts,"
+        " and max_attempts is at least 1"
+    )
