@@ -748,10 +748,8 @@ def unschedule(name: str, dsn: str | None, as_json: bool) -> int:
     "holding back the cleanup of dead rows, periodic schedules that failed. Exit 0 when all is well, 5 "
     "when a check warns."
 )
-@click.option("--late", default="1m", show_default=True, help="how long a due job may wait unhandled")
-@click.option(
-    "--old-transaction", default="5m", show_default=True, help="how old an open transaction may grow"
-)
+@click.option("--late", help="how long a due job may wait unhandled (default: pgtq.health's, 1m)")
+@click.option("--old-transaction", help="how old an open transaction may grow (default: pgtq.health's, 5m)")
 @click.option(
     "--rows",
     is_flag=True,
@@ -759,19 +757,18 @@ def unschedule(name: str, dsn: str | None, as_json: bool) -> int:
 )
 @dsn_option
 @json_option
-def doctor(late: str, old_transaction: str, rows: bool, dsn: str | None, as_json: bool) -> int:
-    late_after = parse_duration(late, "--late")
-    old_after = parse_duration(old_transaction, "--old-transaction")
+def doctor(late: str | None, old_transaction: str | None, rows: bool, dsn: str | None, as_json: bool) -> int:
+    late_after = None if late is None else parse_duration(late, "--late")
+    old_after = None if old_transaction is None else parse_duration(old_transaction, "--old-transaction")
     with _database(dsn) as database:
         found = database.health(late_after, old_after)
-        installed = database.installed_version()
-        if found is not None and rows:
+        if found is None:
+            raise Unavailable(
+                f"this database's pgtq schema ({database.installed_version()}) has no health check: it "
+                "arrives with pgtq 0.14.0 (pgtq migrate installs it)"
+            )
+        if rows:
             found.append(_rows_check(database.rule_breaks(RULE_BREAKS_NAMED + 1)))
-    if found is None:
-        raise Unavailable(
-            f"this database's pgtq schema ({installed}) has no health check: it arrives with pgtq 0.14.0 "
-            "(pgtq migrate installs it)"
-        )
     if as_json:
         _print_json([{**asdict(check), "ok": check.ok} for check in found])
     else:
@@ -781,7 +778,7 @@ def doctor(late: str, old_transaction: str, rows: bool, dsn: str | None, as_json
         for check in found:
             table.add_row(check.name, check.status, check.detail)
         _out().print(table)
-    return EXIT_LOOK if any(check.status == "warning" for check in found) else EXIT_OK
+    return EXIT_LOOK if any(check.warns for check in found) else EXIT_OK
 
 
 RULE_BREAKS_NAMED = 10

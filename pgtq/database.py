@@ -340,15 +340,16 @@ class Database:
             return gateway.schedules(conn) if gateway.schedules_exist(conn) else None
 
     def health(
-        self, late: timedelta | float = 60, old_transaction: timedelta | float = 300
+        self, late: timedelta | float | None = None, old_transaction: timedelta | float | None = None
     ) -> list[HealthCheck] | None:
         """What needs an operator's look (``pgtq.health``), one record per
         check, in order: ``queues`` (jobs due longer than ``late`` that no
         live worker serves, or that nothing ticks), ``cleanup`` (a
         transaction older than ``old_transaction`` that holds back the
         cleanup of dead rows) and ``schedules`` (periodic schedules whose
-        last run failed). Durations in seconds or timedeltas. None when the
-        schema has no health check (before 0.14.0)."""
+        last run failed). Durations in seconds or timedeltas; None takes
+        the function's default (1 and 5 minutes). None when the schema has
+        no health check (before 0.14.0)."""
         late_interval = as_interval(late, "late")
         old_interval = as_interval(old_transaction, "old_transaction")
         with self._session() as conn:

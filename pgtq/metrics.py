@@ -189,8 +189,8 @@ class QueueCollector:
         except PgTqError:
             return family
         for check in checks:
-            if check.status in ("ok", "warning"):
-                family.add_metric([check.name], 1 if check.status == "warning" else 0)
+            if check.ok or check.warns:
+                family.add_metric([check.name], 1 if check.warns else 0)
         return family
 
 

@@ -303,6 +303,12 @@ class HealthCheck:
         """Whether the check found nothing that needs a look."""
         return self.status == "ok"
 
+    @property
+    def warns(self) -> bool:
+        """Whether the check found something that needs a look (not
+        ``unknown``: that one could not tell)."""
+        return self.status == "warning"
+
 
 @dataclass(frozen=True)
 class WorkerInfo:

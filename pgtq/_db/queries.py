@@ -462,8 +462,15 @@ def health_allowed() -> Query[bool]:
 
 
 def health(late: timedelta | None, old_transaction: timedelta | None) -> Query[list[HealthCheck]]:
-    """``pgtq.health``: its checks in order, with these thresholds (NULL: PT004)."""
-    return Query(statements.HEALTH, {"late": late, "old_transaction": old_transaction}, _health)
+    """``pgtq.health``: its checks in order, with these thresholds (None:
+    the function's default)."""
+    given = {
+        name: value
+        for name, value in (("late", late), ("old_transaction", old_transaction))
+        if value is not None
+    }
+    thresholds = ", ".join(statements.HEALTH_THRESHOLDS[name] for name in given)
+    return Query(statements.HEALTH.format(thresholds=thresholds), given, _health)
 
 
 def schedules_exist() -> Query[bool]:

@@ -323,10 +323,13 @@ HEALTH_ALLOWED: Final = (
     "to_regprocedure('pgtq.health(interval, interval, timestamp with time zone)'), 'EXECUTE'), false)"
 )
 
-HEALTH: Final = (
-    "SELECT name, status, detail FROM pgtq.health(late => %(late)s::interval,"
-    " old_transaction => %(old_transaction)s::interval)"
-)
+# The thresholds a caller gives; those left out take pgtq.health()'s own
+# defaults, so they are written in one place only (the SQL).
+HEALTH: Final = "SELECT name, status, detail FROM pgtq.health({thresholds})"
+HEALTH_THRESHOLDS: Final = {
+    "late": "late => %(late)s::interval",
+    "old_transaction": "old_transaction => %(old_transaction)s::interval",
+}
 
 # -- pg_cron ---------------------------------------------------------------------
 

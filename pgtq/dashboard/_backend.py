@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from pgtq._db import gateway, queries
@@ -35,10 +35,6 @@ logger = logging.getLogger("pgtq.dashboard")
 
 T = TypeVar("T")
 P = ParamSpec("P")
-
-# pgtq.health()'s thresholds, as pgtq doctor's defaults.
-HEALTH_LATE = timedelta(minutes=1)
-HEALTH_OLD_TRANSACTION = timedelta(minutes=5)
 
 
 class ActionsDisabledError(RuntimeError):
@@ -150,11 +146,12 @@ class Backend:
         )
 
     def health(self) -> list[HealthCheck]:
-        """Every check of ``pgtq.health()`` (pgtq doctor's thresholds); none
-        before schema 0.14.0, or when the reading role may not call it."""
+        """Every check of ``pgtq.health()`` (its default thresholds, as
+        pgtq doctor's); none before schema 0.14.0, or when the reading role
+        may not call it."""
         if not self.has_health:
             return []
-        return self._read(gateway.health, HEALTH_LATE, HEALTH_OLD_TRANSACTION)
+        return self._read(gateway.health, None, None)
 
     def warnings(self) -> list[HealthCheck]:
         """The checks of ``pgtq.health()`` that warn. The overview must show
@@ -165,7 +162,7 @@ class Backend:
         except PgTqError as error:
             logger.warning("pgtq.health() failed: %s", error)
             return [HealthCheck("health", "warning", f"pgtq.health() failed: {error}")]
-        return [check for check in checks if check.status == "warning"]
+        return [check for check in checks if check.warns]
 
     def metrics(self) -> list[Metric]:
         """``pgtq.metrics()`` with its default period, for /metrics."""
