@@ -15,14 +15,16 @@ renewals (one ``pgtq.heartbeat_many``) in another (``renew_leases``).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
+from uuid import UUID
 
 import psycopg
 
@@ -518,6 +520,63 @@ def _runs_in_session(build: Callable[P, Query[T]]) -> Callable[Concatenate[Conne
 mark_waiting = _runs_in_session(queries.mark_waiting)
 waiting_settled = _runs_in_session(queries.waiting_settled)
 clear_waiting = _runs_in_session(queries.clear_waiting)
+
+
+# A listening worker's hand-off offer (0.16.0): a push hands a job due at
+# once straight to an open offer, claimed for its worker.
+open_handoff = _runs_in_session(queries.open_handoff)
+
+# The SQLSTATE classes of errors that lose a session (connection exception,
+# operator intervention): any other error of offer_handoffs only refuses
+# the offer (a schema before 0.16.0, a role without the worker's rights, a
+# read-only session).
+_SESSION_LOST = ("08", "57")
+
+
+def offer_handoffs(conn: Connection, worker: str, queues: Sequence[str], lease: timedelta) -> str | None:
+    """``pgtq.offer_handoffs`` on the listening session ``conn``: the channel
+    its handed jobs come on; None when the schema predates hand-off
+    (0.16.0) or the session's role may not offer (logged at DEBUG): its
+    pushes are then announced and claimed as before."""
+    try:
+        with database_errors():
+            return run(conn, queries.offer_handoffs(worker, queues, lease))
+    except psycopg.Error as error:
+        if error.sqlstate is None or error.sqlstate.startswith(_SESSION_LOST):
+            raise ConnectionFailedError(f"the listening session failed: {str(error).strip()}") from error
+        logger.debug("no hand-off offer on this session: %s", str(error).strip())
+        return None
+
+
+def close_handoff(conn: Connection, *, wait: bool) -> bool:
+    """``pgtq.close_handoff`` on the listening session: no push hands it a
+    job any more; with ``wait``, not before the pushes handing it one ended
+    (at most ``statements.CLOSE_HANDOFF_TIMEOUT``), so every job handed to
+    it has been notified. Whether the offer was open."""
+    with _session_errors():
+        if not wait:
+            return run(conn, queries.close_handoff(wait=False))
+        with conn.transaction():
+            conn.execute(statements.CLOSE_HANDOFF_TIMEOUT)
+            return run(conn, queries.close_handoff(wait=True))
+
+
+def handed_task(claim: str) -> Task:
+    """The job a push handed to this session, from the claim it notified
+    (pop's columns as JSON: ``pgtq._hand_off``)."""
+    job = json.loads(claim)
+    return Task(
+        int(job["id"]),
+        str(job["queue"]),
+        str(job["task"]),
+        tuple(job["args"]),
+        dict(job["kwargs"]),
+        int(job["priority"]),
+        int(job["attempt"]),
+        int(job["max_attempts"]),
+        UUID(job["lease"]),
+        datetime.fromisoformat(job["lease_expires_at"]),
+    )
 
 
 class Inbox:

@@ -520,6 +520,23 @@ def clear_waiting(queues: Sequence[str]) -> Query[None]:
     return Query(statements.CLEAR_WAITING, {"queues": list(queues)}, _nothing)
 
 
+def offer_handoffs(worker: str, queues: Sequence[str], lease: timedelta) -> Query[str]:
+    """``pgtq.offer_handoffs``: make the session a hand-off offer of
+    ``worker`` for ``queues``; the channel its handed jobs come on."""
+    return Query(statements.OFFER_HANDOFFS, {"worker": worker, "queues": list(queues), "lease": lease}, _text)
+
+
+def open_handoff() -> Query[bool]:
+    """``pgtq.open_handoff``: open the session's offer (False: it made none)."""
+    return Query(statements.OPEN_HANDOFF, None, _boolean)
+
+
+def close_handoff(wait: bool) -> Query[bool]:
+    """``pgtq.close_handoff``: close the session's offer; with ``wait``,
+    after the pushes handing it a job ended. Whether it was open."""
+    return Query(statements.CLOSE_HANDOFF, {"wait": wait}, _boolean)
+
+
 def notify(payload: str) -> Query[None]:
     """Send ``payload`` on the channel ``pgtq`` (the listener's probe)."""
     return Query(statements.NOTIFY, {"payload": payload}, _nothing)

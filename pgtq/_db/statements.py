@@ -199,6 +199,19 @@ MARK_WAITING: Final = "SELECT pgtq.mark_waiting(queues => %(queues)s::text[])"
 WAITING_SETTLED: Final = "SELECT pgtq.waiting_settled(queues => %(queues)s::text[])"
 CLEAR_WAITING: Final = "SELECT pgtq.clear_waiting(queues => %(queues)s::text[])"
 
+# A listening worker's hand-off offer (0.16.0): a push hands a job due at
+# once straight to an open offer, claimed for its worker, and notifies the
+# claim on the offer's channel. offer_handoffs returns that channel.
+OFFER_HANDOFFS: Final = (
+    "SELECT pgtq.offer_handoffs(worker => %(worker)s::text, queues => %(queues)s::text[],"
+    " lease => %(lease)s::interval)"
+)
+OPEN_HANDOFF: Final = "SELECT pgtq.open_handoff()"
+CLOSE_HANDOFF: Final = "SELECT pgtq.close_handoff(wait => %(wait)s::boolean)"
+# close_handoff(wait => true) waits for pushes that are handing the session
+# a job; a stopping worker waits at most this long.
+CLOSE_HANDOFF_TIMEOUT: Final = "SET LOCAL lock_timeout = '2s'"
+
 # pgtq.cancel() of a running job notifies this channel with the job id as payload.
 CANCEL_CHANNEL: Final = "pgtq_cancel"
 LISTEN_CANCEL: Final = "LISTEN pgtq_cancel"

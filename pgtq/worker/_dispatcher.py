@@ -187,6 +187,8 @@ class Worker:
                 wake=self._wake,
                 cancel_hint=self._cancel_hint,
                 claim_while_idle=self._claim_while_idle,
+                take_handed=self._take_handed,
+                lending=self._lending,
                 named=len(plans) > 1,
                 on_written=on_written,
                 register_periodic=partial(register_for_worker, queues=[self.queues[n] for n in plan.queues]),
@@ -225,6 +227,8 @@ class Worker:
         self._pool.start()
         for server in self.servers:
             server.start_listening()
+            if server.listener is not None:
+                self._idle.watch(server.listener.poke)
         self._log_start()
         try:
             self._loop()
@@ -509,13 +513,10 @@ class Worker:
         claim jobs of ``queue`` on the listener's session ``conn`` and hand
         them to the pool; whether there was a loan. The claim is handed
         over before the first job is submitted, so the dispatcher holds
-        each job before it sees the job's outcome. The dispatcher is woken
-        only when it has more to do than hold the jobs: outcomes to write,
-        more jobs to claim, a deadline to keep."""
+        each job before it sees the job's outcome (``_claimed_with_loan``)."""
         asked = self._idle.take()
         if asked == 0:
             return False
-        assert self._pool is not None
         try:
             tasks = gateway.pop(conn, queue=queue, worker=self.worker_id, n=asked, lease=server.lease)
         except Exception as error:  # the dispatcher claims instead; a lost session is the listener's
@@ -523,6 +524,41 @@ class Worker:
             self._idle.hand_over(_Claimed(server, queue, asked, [], [], failed=True))
             self._wake(())
             return True
+        self._claimed_with_loan(server, queue, asked, tasks)
+        return True
+
+    def _lending(self) -> bool:
+        """(Any thread.) Whether room is lent now: the listeners' hand-off
+        offers are open while it is."""
+        return self._idle.lent > 0
+
+    def _take_handed(self, server: Server, conn: gateway.Connection, claim: str) -> None:
+        """(A listener's thread.) A job a push handed to the listener's
+        offer, already claimed for this worker (schema 0.16.0): with the
+        room an idle dispatcher lent, handed to the pool as a listener's
+        claim; without (taken back, or used by another claim), handed back
+        (``pgtq.release``), which announces it to whoever waits."""
+        task = gateway.handed_task(claim)
+        asked = self._idle.take()
+        if asked == 0:
+            try:
+                gateway.release_all(conn, [task])
+            except DATABASE_ERRORS as error:
+                logger.warning(
+                    "could not hand back job %d, handed to this worker with no room for it (%s); "
+                    "it runs again when its lease runs out",
+                    task.id,
+                    describe(error),
+                )
+            return
+        self._claimed_with_loan(server, task.queue, asked, [task])
+
+    def _claimed_with_loan(self, server: Server, queue: str, asked: int, tasks: list[Task]) -> None:
+        """(A listener's thread.) Hand over the jobs claimed with a loan of
+        ``asked``, then submit them to the pool. The dispatcher is woken
+        only when it has more to do than hold the jobs: outcomes to write,
+        more jobs to claim, a deadline to keep."""
+        assert self._pool is not None
         runs = [self._run_of(task) for task in tasks]
         handed = [run for run in runs if isinstance(run, _Running)]
         unknown = [run for run in runs if isinstance(run, Outcome)]
@@ -531,7 +567,6 @@ class Worker:
             self._pool.submit(run.task, run.handler)
         if unknown or len(tasks) == asked or any(run.handler.timeout is not None for run in handed):
             self._wake(())
-        return True
 
     def _listener_claim_failed(self, error: Exception) -> None:
         """A listener's claim failed: a lost session (the listener

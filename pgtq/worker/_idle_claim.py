@@ -13,6 +13,13 @@ for it: it would take the GIL from the pool thread that starts the job.
 It takes the claim over at its next wake-up (the job's outcome, a timer),
 and always before it looks at an outcome.
 
+Since schema 0.16.0 a listener also offers the loan to the pushes
+themselves (``pgtq.offer_handoffs``): while room is lent, its offer is
+open, and a push hands a job straight to it, claimed for this worker; the
+listener hears the claim at commit and hands it over here as if it had
+claimed it (no claim of its own). ``watch`` tells the listeners when the
+loan comes and goes, so they open and close their offers.
+
 The loan keeps the worker's limit: the dispatcher lends only while it
 holds nothing, takes the loan back (``revoke``) as soon as it wakes, and
 counts what a taken loan allows as held (``in_flight``) until it has taken
@@ -22,6 +29,7 @@ the claim over, so the two never claim more than the room between them.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 Claim = TypeVar("Claim")
@@ -36,24 +44,38 @@ class IdleClaim(Generic[Claim]):
         self._lent = 0
         self._in_flight = 0
         self._claims: list[Claim] = []
+        self._watchers: list[Callable[[], None]] = []
+
+    def watch(self, changed: Callable[[], None]) -> None:
+        """Call ``changed()`` (from any thread, so it must not block) each
+        time room comes to be lent or stops being lent."""
+        self._watchers.append(changed)
+
+    def _set_lent(self, room: int) -> None:
+        """(Under the lock.)"""
+        was_lent, self._lent = self._lent > 0, room
+        if was_lent != (room > 0):
+            for changed in self._watchers:
+                changed()
 
     def lend(self, room: int) -> None:
         """Lend ``room`` jobs (the dispatcher, about to wait with nothing in
         hand); nothing while the claim of an earlier loan is not taken over."""
         with self._lock:
             if self._in_flight == 0:
-                self._lent = room
+                self._set_lent(room)
 
     def revoke(self) -> None:
         """Take the loan back if no listener took it (the dispatcher, awake)."""
         with self._lock:
-            self._lent = 0
+            self._set_lent(0)
 
     def take(self) -> int:
         """The room lent, for a listener's claim (0: nothing is lent); it
         counts as in flight until the dispatcher takes the claim over."""
         with self._lock:
-            room, self._lent = self._lent, 0
+            room = self._lent
+            self._set_lent(0)
             if room:
                 self._in_flight = room
             return room

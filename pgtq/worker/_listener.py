@@ -39,6 +39,16 @@ itself, on its session, with the room the idle dispatcher lent it
 (``claim``; see ``_idle_claim.py``): the job starts a thread hop sooner.
 The listener reads notifications the moment its socket is readable, with
 libpq alone (``gateway.Inbox``), before anything else it has to do.
+
+Since schema 0.16.0 the listener's session is also a hand-off offer
+(``pgtq.offer_handoffs``, ``handoff``): while the idle worker lends room
+the offer is open, and a push of a served queue hands its job straight to
+it, claimed for this worker; the claim arrives on the offer's own channel
+at the push's commit, and the listener passes it on (``Handoff.take``)
+with no claim of its own. It closes the offer as soon as the room is taken
+or taken back, and when it stops it waits for the pushes that are still
+handing it a job, so the worker hands those back instead of leaving them
+to their leases.
 """
 
 from __future__ import annotations
@@ -51,6 +61,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from datetime import timedelta
 
 from pgtq._db import gateway
 from pgtq._db.statements import CANCEL_CHANNEL
@@ -73,6 +85,20 @@ SETTLE_MAX_RETRY = 0.05
 IDLE_WAIT = 0.5
 
 
+@dataclass(frozen=True)
+class Handoff:
+    """How a listener offers its worker's idle room to the pushes (schema
+    0.16.0): the worker's name and lease (what a handed job is claimed
+    with); ``wanted()``, from the listener's thread: whether room is lent
+    now, so the offer should be open; ``take(conn, claim)``: a job a push
+    handed over, as the claim it notified (run it, or hand it back)."""
+
+    worker: str
+    lease: timedelta
+    wanted: Callable[[], bool]
+    take: Callable[[gateway.Connection, str], None]
+
+
 def probe_payload() -> str:
     """A probe's payload: it starts with a control character, which no
     queue name may hold, so no listener mistakes it for a queue."""
@@ -92,6 +118,8 @@ class Listener(threading.Thread):
     notification of a served queue first, with the listener's session: it
     returns whether it claimed the queue's jobs itself (an idle worker's
     loan, ``_idle_claim.py``); the worker is woken only when it did not.
+    ``handoff``, when given, makes the session a hand-off offer (``Handoff``);
+    ``poke()`` (any thread) makes the listener look at ``Handoff.wanted``.
     """
 
     def __init__(
@@ -102,6 +130,7 @@ class Listener(threading.Thread):
         *,
         cancel: Callable[[int], None] | None = None,
         claim: Callable[[gateway.Connection, str], bool] | None = None,
+        handoff: Handoff | None = None,
         notify_dsn: str | None = None,
         probe_timeout: float = PROBE_TIMEOUT,
         name: str = "",
@@ -114,6 +143,7 @@ class Listener(threading.Thread):
         self._wake = wake
         self._cancel = cancel
         self._claim = claim
+        self._handoff = handoff
         self._probe_timeout = probe_timeout
         self._stopping = threading.Event()
         self._probed = False
@@ -126,6 +156,10 @@ class Listener(threading.Thread):
         self._unsettled: set[str] = set()
         self._settle_retry = SETTLE_FIRST_RETRY
         self._settle_at = 0.0
+        # The session's hand-off offer: its channel (None: no offer) and
+        # whether it is open (the listener's thread alone).
+        self._channel: str | None = None
+        self._offer_open = False
         # Rung to end a wait at once: a change of what to mark, or a stop.
         self._bell, self._bell_rope = socket.socketpair()
         for end in (self._bell, self._bell_rope):
@@ -152,6 +186,11 @@ class Listener(threading.Thread):
                 self._waiting.add(queue)
             else:
                 self._waiting.discard(queue)
+        self._ring()
+
+    def poke(self) -> None:
+        """Make the listener look again at whether its offer should be open
+        (any thread)."""
         self._ring()
 
     def _ring(self) -> None:
@@ -193,6 +232,11 @@ class Listener(threading.Thread):
         with self._lock:
             self._waiting = set(self._queues)
         self._update_marks(conn)
+        self._offer_open = False
+        if self._handoff is not None:
+            self._channel = gateway.offer_handoffs(
+                conn, self._handoff.worker, sorted(self._queues), self._handoff.lease
+            )
 
     def _probe(self, conn: gateway.Connection, inbox: gateway.Inbox) -> bool:
         """Send a probe notification from another session and wait for it
@@ -231,6 +275,7 @@ class Listener(threading.Thread):
         while not self._stopping.is_set():
             for queue in self._update_marks(conn):
                 self._wake(queue)
+            self._update_offer(conn)
             for channel, payload in inbox.take():
                 self._heard(conn, channel, payload)
             readable, _, _ = select.select([inbox, self._bell], [], [], self._wait_time())
@@ -240,6 +285,37 @@ class Listener(threading.Thread):
             with contextlib.suppress(OSError):
                 while self._bell.recv(64):
                     pass
+        self._withdraw_offer(conn, inbox)
+
+    def _update_offer(self, conn: gateway.Connection) -> None:
+        """Open the hand-off offer while the worker lends room, close it
+        as soon as it does not."""
+        if self._channel is None or self._handoff is None:
+            return
+        wanted = self._handoff.wanted()
+        if wanted and not self._offer_open:
+            self._offer_open = gateway.open_handoff(conn)
+        elif not wanted and self._offer_open:
+            gateway.close_handoff(conn, wait=False)
+            self._offer_open = False
+
+    def _withdraw_offer(self, conn: gateway.Connection, inbox: gateway.Inbox) -> None:
+        """(Stopping.) Close the offer, wait for the pushes still handing
+        it a job, and pass on every job handed (the worker hands it back)."""
+        if self._channel is None:
+            return
+        try:
+            gateway.close_handoff(conn, wait=True)
+            self._offer_open = False
+            for channel, payload in inbox.take():
+                self._heard(conn, channel, payload)
+        except (*DATABASE_ERRORS, OSError) as error:
+            logger.warning(
+                "%s could not close its hand-off offer (%s); a job handed to it just now "
+                "runs when its lease runs out",
+                self._who,
+                describe(error),
+            )
 
     def _wait_time(self) -> float:
         if not self._unsettled:
@@ -278,9 +354,12 @@ class Listener(threading.Thread):
         self._settle_at = time.monotonic() + self._settle_retry
 
     def _heard(self, conn: gateway.Connection, channel: str, payload: str) -> None:
-        """Pass on a notification: a cancel request, or a push to a served
-        queue, which ``claim`` may take on ``conn``."""
-        if channel != CANCEL_CHANNEL:
+        """Pass on a notification: a job handed to the offer, a cancel
+        request, or a push to a served queue, which ``claim`` may take on
+        ``conn``."""
+        if channel == self._channel and self._handoff is not None:
+            self._handoff.take(conn, payload)
+        elif channel != CANCEL_CHANNEL:
             if payload in self._queues and (self._claim is None or not self._claim(conn, payload)):
                 self._wake(payload)
         elif self._cancel is not None and payload.isascii() and payload.isdigit():

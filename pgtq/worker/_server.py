@@ -29,7 +29,7 @@ from pgtq._records import Heartbeat, Outcome, WorkerIdentity
 from pgtq.task import Task
 from pgtq.worker._decisions import Clock, PopTurns, Timers
 from pgtq.worker._link import DATABASE_ERRORS, DatabaseLink
-from pgtq.worker._listener import ANY_QUEUE, Listener
+from pgtq.worker._listener import ANY_QUEUE, Handoff, Listener
 from pgtq.worker._routing import ServerPlan
 from pgtq.worker._settings import WorkerSettings
 
@@ -48,6 +48,11 @@ CancelHint = Callable[["Server", int], None]
 # there itself (an idle worker's loan, _idle_claim.py).
 ClaimWhileIdle = Callable[["Server", "psycopg.Connection[Any]", str], bool]
 
+# Called, from the listener's thread, with a server, the listener's session
+# and the claim of a job a push handed to its offer (schema 0.16.0): run
+# it, or hand it back.
+TakeHanded = Callable[["Server", "psycopg.Connection[Any]", str], None]
+
 # Registers the periodic tasks of the server's queues on a connection.
 RegisterPeriodic = Callable[["psycopg.Connection[Any]"], None]
 
@@ -58,6 +63,10 @@ RegisterPeriodic = Callable[["psycopg.Connection[Any]"], None]
 # other ending (a failure, a retry, a cancel, a lost lease) keeps its line.
 SUMMARY_INTERVAL = 10.0
 
+# How long a stopping worker waits for its listener: it closes its hand-off
+# offer, waiting at most 2 s for pushes handing it a job, and hands those back.
+LISTENER_STOP_TIMEOUT = 5.0
+
 
 class Server:
     """One server of a worker, from its ``plan``. ``named``: whether log
@@ -66,7 +75,9 @@ class Server:
     have ready jobs; ``cancel_hint(server, job_id)`` likewise when a cancel
     of one of its running jobs was announced; ``claim_while_idle(server,
     conn, queue)`` is offered each notification first (see
-    ``ClaimWhileIdle``)."""
+    ``ClaimWhileIdle``); with ``take_handed`` (see ``TakeHanded``) and
+    ``lending`` (whether the worker lends room now), the listener offers
+    the room to the pushes (``Handoff``)."""
 
     def __init__(
         self,
@@ -78,6 +89,8 @@ class Server:
         wake: Wake,
         cancel_hint: CancelHint | None = None,
         claim_while_idle: ClaimWhileIdle | None = None,
+        take_handed: TakeHanded | None = None,
+        lending: Callable[[], bool] | None = None,
         named: bool = False,
         on_written: Callable[[Outcome, bool], None] | None = None,
         register_periodic: RegisterPeriodic | None = None,
@@ -109,6 +122,8 @@ class Server:
         self._wake = wake
         self._cancel_hint = cancel_hint
         self._claim_while_idle = claim_while_idle
+        self._take_handed = take_handed
+        self._lending = lending
         self._lease = timedelta(seconds=settings.lease)
         # Told of each outcome once written, and whether the database took it
         # (its lease still held): the worker-local metrics (pgtq.metrics).
@@ -153,10 +168,16 @@ class Server:
             self._heard,
             cancel=self._heard_cancel,
             claim=None if self._claim_while_idle is None else partial(self._claim_while_idle, self),
+            handoff=self._handoff(),
             notify_dsn=self.plan.dsn,
             name=self.name,
         )
         self.listener.start()
+
+    def _handoff(self) -> Handoff | None:
+        if self._take_handed is None or self._lending is None:
+            return None
+        return Handoff(self.identity.worker, self._lease, self._lending, partial(self._take_handed, self))
 
     def _heard(self, queue: str) -> None:
         self._wake(self.queues if queue == ANY_QUEUE else (queue,))
@@ -177,8 +198,11 @@ class Server:
             self.listener.wait_for(queue, waiting)
 
     def stop_listening(self) -> None:
+        """Stop the listener, and give it a moment to hand back what pushes
+        handed its offer meanwhile."""
         if self.listener is not None:
             self.listener.stop()
+            self.listener.join(LISTENER_STOP_TIMEOUT)
 
     def unregister(self) -> None:
         """Write what is pending, then leave ``pgtq.workers``."""

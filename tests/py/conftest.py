@@ -202,10 +202,12 @@ def scalar(conn: psycopg.Connection[Any], query: str, params: Any = None) -> Any
 
 # A worker's listener session in this database: it ran LISTEN pgtq (after
 # LISTEN pgtq_cancel), then only the calls that mark, settle and clear the
-# queues its worker waits for (0.12.0), so one of them is its last statement.
+# queues its worker waits for (0.12.0) and open and close its hand-off offer
+# (0.16.0), so one of them is its last statement.
 LISTENERS = (
     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-    " AND (query = 'LISTEN pgtq' OR query ~ '^SELECT pgtq\\.(mark_waiting|waiting_settled|clear_waiting)\\(')"
+    " AND (query = 'LISTEN pgtq' OR query ~ '^SELECT pgtq\\.(mark_waiting|waiting_settled|clear_waiting"
+    "|offer_handoffs|open_handoff|close_handoff)\\(')"
 )
 
 

@@ -4,7 +4,9 @@ renews the job's lease, keeps the concurrency limit and the job's timeout,
 and a graceful stop during the listener's claim loses nothing.
 
 The workers run in this process, so the test can see which thread called
-``pgtq.pop`` and hold that call back; the database is real."""
+``pgtq.pop`` and hold that call back; the database is real. Jobs are
+pushed with ``push_many`` (``push_one``): a single push to an idle worker
+is handed to it without a claim (schema 0.16.0: test_handoff.py)."""
 
 from __future__ import annotations
 
@@ -76,6 +78,11 @@ def pops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return names
 
 
+def push_one(q: pgtq.PgTq, task: str, args: list[Any] | None = None, **options: Any) -> int:
+    """Push one job the listener claims: push_many never hands a job off."""
+    return q.push_many(task, [args or []], **options)[0]
+
+
 def job_row(db: psycopg.Connection[Any], job_id: int) -> tuple[Any, ...]:
     row = db.execute(
         "SELECT state::text, attempt, lease_expires_at FROM pgtq.jobs WHERE id = %s", [job_id]
@@ -96,7 +103,7 @@ def test_the_listener_claims_for_an_idle_worker_which_renews_the_lease(
     # A 3 s lease renewed every 0.3 s: only the dispatcher renews leases,
     # so a later expiry shows it holds the job the listener claimed.
     with idle_worker(q, lease=3.0, heartbeat_interval=0.3):
-        job_id = q.push("hold")
+        job_id = push_one(q, "hold")
         wait_until(lambda: job_row(db, job_id)[0] == "running")
         assert pops == ["pgtq-listener"], "claimed by the listener that heard the push"
         first_expiry = job_row(db, job_id)[2]
@@ -137,7 +144,7 @@ def test_the_timeout_of_a_job_the_listener_claimed_is_kept(
     try:
         with idle_worker(q, concurrency=4):  # a claim of 1 of 4: short, no reason to wake it
             pushed = time.monotonic()
-            job_id = q.push("overlong", max_attempts=1)
+            job_id = push_one(q, "overlong", max_attempts=1)
             wait_until(lambda: job_row(db, job_id)[0] == "failed", timeout=30)
             failed_after = time.monotonic() - pushed
             assert pops == ["pgtq-listener"]
@@ -169,7 +176,7 @@ def test_a_graceful_stop_during_the_listeners_claim_loses_nothing(
         ran.append(token)
 
     with idle_worker(q, shutdown_timeout=30.0) as (worker, thread):
-        job_id = q.push("note", ["once"])
+        job_id = push_one(q, "note", ["once"])
         assert entered.wait(30), "the listener took the loan"
         worker.stop()
         wait_until(lambda: worker.stopping)

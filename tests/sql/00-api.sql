@@ -1,7 +1,7 @@
 -- The public SQL surface: every function with its exact signature, the
 -- job states, the views. A change here is a change of the public API.
 BEGIN;
-SELECT plan(67);
+SELECT plan(70);
 
 SELECT has_schema('pgtq');
 SELECT has_function('pgtq', 'version', ARRAY[]::text[]);
@@ -57,6 +57,9 @@ SELECT has_function('pgtq', 'register_worker',
 SELECT has_function('pgtq', 'mark_waiting', ARRAY['text[]']);
 SELECT has_function('pgtq', 'waiting_settled', ARRAY['text[]']);
 SELECT has_function('pgtq', 'clear_waiting', ARRAY['text[]']);
+SELECT has_function('pgtq', 'offer_handoffs', ARRAY['text', 'text[]', 'interval']);
+SELECT has_function('pgtq', 'open_handoff', ARRAY[]::text[]);
+SELECT has_function('pgtq', 'close_handoff', ARRAY['boolean']);
 SELECT has_function('pgtq', 'unregister_worker', ARRAY['text']);
 SELECT has_function('pgtq', 'configure', ARRAY['integer', 'interval', 'interval']);
 SELECT has_function('pgtq', 'install_roles', ARRAY['text', 'text', 'text', 'text']);
@@ -133,12 +136,13 @@ SELECT is(
 SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname)
      FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace AND p.prosecdef),
-    ARRAY['_sample_history', '_tick_schedules', 'abort', 'cancel', 'clear_waiting', 'complete', 'complete_many',
-          'complete_many_and_pop', 'configure', 'configure_queue', 'delete_job', 'fail', 'health', 'heartbeat',
-          'heartbeat_many', 'mark_waiting', 'metrics', 'outcomes', 'pause', 'pop', 'prune', 'purge', 'push', 'push_many',
-          'register_worker', 'release', 'resume', 'retry', 'retry_failed', 'schedule', 'tick', 'unregister_worker',
-          'unschedule', 'unwatch', 'waiting_settled', 'watch'],
-    'the SECURITY DEFINER functions are the ones that write the tables, metrics, health, outcomes and waiting marks');
+    ARRAY['_sample_history', '_tick_schedules', 'abort', 'cancel', 'clear_waiting', 'close_handoff', 'complete',
+          'complete_many', 'complete_many_and_pop', 'configure', 'configure_queue', 'delete_job', 'fail', 'health',
+          'heartbeat', 'heartbeat_many', 'mark_waiting', 'metrics', 'offer_handoffs', 'open_handoff', 'outcomes',
+          'pause', 'pop', 'prune', 'purge', 'push', 'push_many', 'register_worker', 'release', 'resume', 'retry',
+          'retry_failed', 'schedule', 'tick', 'unregister_worker', 'unschedule', 'unwatch', 'waiting_settled', 'watch'],
+    'the SECURITY DEFINER functions are the ones that write the tables, metrics, health, outcomes, waiting marks '
+    'and hand-off offers');
 SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname)
      FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace AND p.prosecdef AND p.provolatile <> 'v'),
@@ -153,8 +157,8 @@ SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname)
      FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace
        AND NOT coalesce('search_path=pg_catalog, pgtq, pg_temp' = ANY (p.proconfig), false)),
-    ARRAY['_announce', '_anyone_waiting', '_completions_ok', '_is_plain_name', '_push_options_ok', '_waiting_space',
-          'tick_for'],
+    ARRAY['_announce', '_anyone_waiting', '_completions_ok', '_is_plain_name', '_must_announce', '_push_options_ok',
+          '_waiting_space', 'tick_for'],
     'every pgtq function pins search_path = pg_catalog, pgtq, pg_temp, but the inlined expression helpers, '
     'the announcement helpers (run by pinned callers only, on the hot path) and tick_for (a procedure that '
     'commits may not have a SET clause)');
@@ -168,7 +172,8 @@ SELECT ok((SELECT bool_and(NOT p.prosecdef
                            AND p.prosrc !~ '(^|[^.a-z_])(current_setting|pg_notify|pg_try_advisory_xact_lock_shared|pg_try_advisory_lock|pg_advisory_unlock|quote_literal|hashtext|_anyone_waiting|_waiting_space)\s*\('
                            AND regexp_replace(p.prosrc, 'USING ERRCODE = ', '', 'g') !~ ' (=|<>|<|>|<=|>=|\|\|) '
                            AND p.prosrc !~ '(^|[^.a-z_])text\M')
-           FROM pg_proc p WHERE p.proname IN ('_announce', '_anyone_waiting') AND p.pronamespace = 'pgtq'::regnamespace),
+           FROM pg_proc p WHERE p.proname IN ('_announce', '_anyone_waiting', '_must_announce')
+             AND p.pronamespace = 'pgtq'::regnamespace),
     'the announcement helpers run with the caller''s rights and qualify the functions, types and operators they use');
 SELECT ok((SELECT NOT p.prosecdef AND p.prosrc !~ '(^|[^.a-z_])(clock_timestamp|pg_sleep|date_part|tick)\s*\('
                   AND p.prosrc !~ '(^|[^)]) [<>+]=? '

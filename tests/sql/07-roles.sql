@@ -30,19 +30,21 @@ SELECT is(
     ARRAY(SELECT p.proname::text FROM pg_proc p
           WHERE p.pronamespace = 'pgtq'::regnamespace AND has_function_privilege('pgtq_worker', p.oid, 'EXECUTE')
           ORDER BY 1),
-    ARRAY['abort', 'backoff', 'clear_waiting', 'complete', 'complete_many', 'complete_many_and_pop', 'fail',
-          'health', 'heartbeat', 'heartbeat_many', 'mark_waiting', 'metrics', 'pop', 'register_worker', 'release',
-          'schedule', 'tick', 'tick_for', 'unregister_worker', 'unschedule', 'version', 'waiting_settled'],
+    ARRAY['abort', 'backoff', 'clear_waiting', 'close_handoff', 'complete', 'complete_many', 'complete_many_and_pop',
+          'fail', 'health', 'heartbeat', 'heartbeat_many', 'mark_waiting', 'metrics', 'offer_handoffs', 'open_handoff',
+          'pop', 'register_worker', 'release', 'schedule', 'tick', 'tick_for', 'unregister_worker', 'unschedule',
+          'version', 'waiting_settled'],
     'pgtq_worker may execute the worker''s functions only (schedule: a worker registers its periodic tasks)');
 SELECT is(
     ARRAY(SELECT p.proname::text FROM pg_proc p
           WHERE p.pronamespace = 'pgtq'::regnamespace AND has_function_privilege('pgtq_admin', p.oid, 'EXECUTE')
           ORDER BY 1),
-    ARRAY['abort', 'backoff', 'cancel', 'clear_waiting', 'complete', 'complete_many', 'complete_many_and_pop',
-          'configure', 'configure_queue', 'delete_job', 'fail', 'health', 'heartbeat', 'heartbeat_many',
-          'mark_waiting', 'metrics', 'outcomes', 'pause', 'pop', 'prune', 'purge', 'push', 'push_many', 'register_worker', 'release',
-          'resume', 'retry', 'retry_failed', 'schedule', 'tick', 'tick_for', 'unregister_worker', 'unschedule',
-          'unwatch', 'version', 'waiting_settled', 'watch'],
+    ARRAY['abort', 'backoff', 'cancel', 'clear_waiting', 'close_handoff', 'complete', 'complete_many',
+          'complete_many_and_pop', 'configure', 'configure_queue', 'delete_job', 'fail', 'health', 'heartbeat',
+          'heartbeat_many', 'mark_waiting', 'metrics', 'offer_handoffs', 'open_handoff', 'outcomes', 'pause', 'pop',
+          'prune', 'purge', 'push', 'push_many', 'register_worker', 'release', 'resume', 'retry', 'retry_failed',
+          'schedule', 'tick', 'tick_for', 'unregister_worker', 'unschedule', 'unwatch', 'version', 'waiting_settled',
+          'watch'],
     'pgtq_admin may execute every public function, and no helper nor install_roles');
 SELECT is(
     ARRAY(SELECT p.proname::text FROM pg_proc p

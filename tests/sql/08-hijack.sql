@@ -9,7 +9,7 @@
 -- to a temp table; the pgTAP checks run afterwards with the role and path
 -- reset, so pgTAP's own functions never meet the traps.
 BEGIN;
-SELECT plan(54);
+SELECT plan(57);
 SET LOCAL TIME ZONE 'UTC';
 
 -- Mallory holds every pgtq role, so every public function can be called.
@@ -163,7 +163,10 @@ DECLARE
         'resume|SELECT pgtq.resume(''q7'')::text',
         'mark_waiting|SELECT pgtq.mark_waiting(ARRAY[''q8''])::text',
         'waiting_settled|SELECT pgtq.waiting_settled(ARRAY[''q8''])::text',
-        'clear_waiting|SELECT ''cleared'' FROM (SELECT pgtq.clear_waiting(ARRAY[''q8''])) AS c'
+        'clear_waiting|SELECT ''cleared'' FROM (SELECT pgtq.clear_waiting(ARRAY[''q8''])) AS c',
+        'offer_handoffs|SELECT left(pgtq.offer_handoffs(''w8'', ARRAY[''q8'']), 13)',
+        'open_handoff|SELECT pgtq.open_handoff()::text',
+        'close_handoff|SELECT pgtq.close_handoff(true)::text'
     ];
     step text;
     answer text;
@@ -362,6 +365,12 @@ SELECT is((SELECT result FROM outcome WHERE step = 'waiting_settled'), 'true',
     'waiting_settled uses the real hashtext and advisory lock');
 SELECT is((SELECT result FROM outcome WHERE step = 'clear_waiting'), 'cleared',
     'clear_waiting uses the real hashtext and advisory unlock');
+SELECT is((SELECT result FROM outcome WHERE step = 'offer_handoffs'), 'pgtq_handoff_',
+    'offer_handoffs uses the real gen_random_uuid, replace, format and table');
+SELECT is((SELECT result FROM outcome WHERE step = 'open_handoff'), 'true',
+    'open_handoff uses the real pg_locks and advisory lock');
+SELECT is((SELECT result FROM outcome WHERE step = 'close_handoff'), 'true',
+    'close_handoff uses the real pg_locks and advisory locks');
 -- Every public function was called by the attacker above (install_roles is
 -- the owner's alone: PUBLIC and the roles may not run it).
 SELECT is(

@@ -1,0 +1,379 @@
+"""Hand-off (schema 0.16.0): a push hands a job due at once straight to an
+idle worker's open offer, claimed for that worker, and the worker hears the
+claim at commit on its own channel, with no claim of its own. First with
+plain sessions doing what a worker's listener does (offer_handoffs,
+mark_waiting, open_handoff), then with the real worker.
+
+Each check on a channel ends with a sentinel notification sent after the
+calls under test: notifications arrive in commit order, so whatever came
+before the sentinel is everything those calls sent."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import pytest
+from conftest import scalar, wait_until
+
+import pgtq
+from pgtq._db import gateway
+from pgtq.worker import Worker, WorkerSettings
+
+SENTINEL = "-- sentinel --"
+
+
+@dataclass
+class Offer:
+    """A session offering hand-offs for its queues, as a listener does."""
+
+    conn: psycopg.Connection[Any]
+    channel: str
+
+    def heard(self, producer: psycopg.Connection[Any]) -> list[tuple[str, str]]:
+        """(channel, payload) of each notification up to the sentinel, sent now."""
+        producer.execute("SELECT pg_notify(%s, %s)", [self.channel, SENTINEL])
+        heard = []
+        for notify in self.conn.notifies(timeout=30):
+            if notify.payload == SENTINEL:
+                return heard
+            heard.append((notify.channel, notify.payload))
+        raise AssertionError(f"the sentinel did not arrive within 30 s (got {heard})")
+
+
+@contextmanager
+def offering(dsn: str, *queues: str, worker: str = "w1", lease: str = "30 seconds") -> Iterator[Offer]:
+    """A session that LISTENs pgtq, marks ``queues`` waiting and opens a
+    hand-off offer for them (what an idle worker's listener does)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("LISTEN pgtq")
+        conn.execute("SELECT pgtq.mark_waiting(%s)", [list(queues)])
+        channel = scalar(
+            conn, "SELECT pgtq.offer_handoffs(%s, %s, %s::interval)", [worker, list(queues), lease]
+        )
+        assert scalar(conn, "SELECT pgtq.open_handoff()") is True
+        yield Offer(conn, channel)
+
+
+def job(db: psycopg.Connection[Any], job_id: int) -> dict[str, Any]:
+    row = db.execute(
+        "SELECT state::text, worker, attempt, lease, lease_expires_at, started_at = created_at"
+        " FROM pgtq._job WHERE id = %s",
+        [job_id],
+    ).fetchone()
+    assert row is not None, f"job {job_id} exists"
+    return dict(zip(("state", "worker", "attempt", "lease", "expires", "started_at_push"), row, strict=True))
+
+
+def test_a_push_hands_its_job_to_an_open_offer(dsn: str, db: psycopg.Connection[Any]) -> None:
+    with offering(dsn, "mail", worker="w1") as offer, psycopg.connect(dsn, autocommit=True) as producer:
+        assert offer.channel.startswith("pgtq_handoff_") and len(offer.channel) == 45
+        job_id = scalar(
+            producer, "SELECT pgtq.push('mail', 'send', '[1, \"a\"]', '{\"k\": 2}', priority => 3)"
+        )
+        row = job(db, job_id)
+        assert row["state"] == "running" and row["worker"] == "w1" and row["attempt"] == 1
+        assert row["started_at_push"], "claimed in the pushing transaction"
+        heard = offer.heard(producer)
+        assert [channel for channel, _ in heard] == [offer.channel], "the claim alone, nothing on pgtq"
+        claim = json.loads(heard[0][1])
+        assert claim == {
+            "id": job_id,
+            "queue": "mail",
+            "task": "send",
+            "args": [1, "a"],
+            "kwargs": {"k": 2},
+            "priority": 3,
+            "attempt": 1,
+            "max_attempts": 25,
+            "lease": str(row["lease"]),
+            "lease_expires_at": claim["lease_expires_at"],
+        }
+        task = gateway.handed_task(heard[0][1])
+        assert (task.id, task.name, task.args, task.kwargs, task.lease) == (
+            job_id,
+            "send",
+            (1, "a"),
+            {"k": 2},
+            row["lease"],
+        )
+        assert task.lease_expires_at == row["expires"]
+        assert scalar(db, "SELECT pgtq.complete(%s, %s)", [job_id, row["lease"]]) is True, (
+            "the claim's lease completes the job"
+        )
+
+
+def test_a_rolled_back_push_hands_nothing(dsn: str, db: psycopg.Connection[Any]) -> None:
+    with offering(dsn, "mail") as offer, psycopg.connect(dsn) as producer:
+        producer.execute("SELECT pgtq.push('mail', 'send')")
+        producer.rollback()
+        producer.autocommit = True
+        assert offer.heard(producer) == []
+        assert scalar(db, "SELECT count(*) FROM pgtq._job") == 0
+
+
+def test_a_closed_offer_gets_nothing_and_the_push_is_announced(dsn: str, db: psycopg.Connection[Any]) -> None:
+    with offering(dsn, "mail") as offer, psycopg.connect(dsn, autocommit=True) as producer:
+        assert scalar(offer.conn, "SELECT pgtq.close_handoff()") is True, "it was open"
+        assert scalar(offer.conn, "SELECT pgtq.close_handoff()") is False, "closed already"
+        job_id = scalar(producer, "SELECT pgtq.push('mail', 'send')")
+        assert job(db, job_id)["state"] == "ready"
+        assert offer.heard(producer) == [("pgtq", "mail")]
+        assert scalar(offer.conn, "SELECT pgtq.open_handoff()") is True
+        assert job(db, scalar(producer, "SELECT pgtq.push('mail', 'send')"))["state"] == "running", (
+            "open again"
+        )
+
+
+@pytest.mark.parametrize(
+    ("setup", "push"),
+    [
+        ("SELECT pgtq.pause('mail')", "SELECT pgtq.push('mail', 'send')"),
+        ("SELECT pgtq.configure_queue('mail', max_running => 5)", "SELECT pgtq.push('mail', 'send')"),
+        ("SELECT 1", "SELECT pgtq.push('mail', 'send', lock_key => 'k')"),
+        ("SELECT 1", "SELECT pgtq.push('mail', 'send', run_at => now() + interval '1 hour')"),
+        ("SELECT 1", "SELECT pgtq.push('mail', 'send', as_of => now() - interval '1 minute')"),
+        ("SELECT 1", "SELECT pgtq.push('mail', 'send', args => jsonb_build_array(repeat('x', 7000)))"),
+        ("SELECT 1", "SET pgtq.notify = off; SELECT pgtq.push('mail', 'send')"),
+        ("SELECT 1", "SELECT pgtq.push('other', 'send')"),
+    ],
+    ids=[
+        "paused",
+        "max_running",
+        "lock_key",
+        "scheduled",
+        "as_of_in_the_past",
+        "large_payload",
+        "notify_off",
+        "queue_not_offered",
+    ],
+)
+def test_jobs_that_are_not_handed_off(dsn: str, db: psycopg.Connection[Any], setup: str, push: str) -> None:
+    db.execute(setup)
+    with offering(dsn, "mail") as offer, psycopg.connect(dsn, autocommit=True) as producer:
+        producer.execute(push)
+        states = [row[0] for row in db.execute("SELECT state::text FROM pgtq._job")]
+        assert states in (["ready"], ["scheduled"]), f"inserted as pop would find it, not handed: {states}"
+        assert [channel for channel, _ in offer.heard(producer)] in ([], ["pgtq"]), "no claim notified"
+
+
+def test_a_payload_over_the_limit_is_refused_as_before(dsn: str, db: psycopg.Connection[Any]) -> None:
+    db.execute("SELECT pgtq.configure(max_payload_bytes => 64)")
+    with (
+        offering(dsn, "mail"),
+        psycopg.connect(dsn, autocommit=True) as producer,
+        pytest.raises(psycopg.Error) as raised,
+    ):
+        producer.execute("SELECT pgtq.push('mail', 'send', jsonb_build_array(repeat('x', 100)))")
+    assert raised.value.sqlstate == "PT005"
+    assert scalar(db, "SELECT count(*) FROM pgtq._job") == 0
+
+
+def test_one_push_at_a_time_per_offer_the_next_goes_to_another(dsn: str, db: psycopg.Connection[Any]) -> None:
+    with (
+        offering(dsn, "mail", worker="w1") as first,
+        offering(dsn, "mail", worker="w2") as second,
+        psycopg.connect(dsn) as slow,
+        psycopg.connect(dsn, autocommit=True) as fast,
+    ):
+        held = scalar(slow, "SELECT pgtq.push('mail', 'send', '[\"slow\"]')")  # its transaction stays open
+        given = scalar(fast, "SELECT pgtq.push('mail', 'send', '[\"fast\"]')")
+        third = scalar(fast, "SELECT pgtq.push('mail', 'send', '[\"third\"]')")
+        slow.commit()
+        workers = {job(db, job_id)["worker"] for job_id in (held, given)}
+        assert workers == {"w1", "w2"}, "the offer being handed a job was skipped, not waited for"
+        assert job(db, third)["state"] == "running", "an offer is free again once its push committed"
+        heard = [
+            json.loads(payload)["id"]
+            for offer in (first, second)
+            for channel, payload in offer.heard(fast)
+            if channel == offer.channel
+        ]
+        assert sorted(heard) == sorted([held, given, third]), "each claim notified once, to its offer"
+
+
+def test_close_with_wait_waits_for_the_pushes_handing_it_a_job(dsn: str, db: psycopg.Connection[Any]) -> None:
+    with offering(dsn, "mail") as offer, psycopg.connect(dsn) as producer:
+        job_id = scalar(producer, "SELECT pgtq.push('mail', 'send')")  # handed, not committed
+        offer.conn.execute("SET lock_timeout = '200ms'")
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            offer.conn.execute("SELECT pgtq.close_handoff(wait => true)")
+        offer.conn.execute("RESET lock_timeout")
+        assert scalar(offer.conn, "SELECT pgtq.open_handoff()") is True
+        closer = threading.Thread(
+            target=lambda: offer.conn.execute("SELECT pgtq.close_handoff(wait => true)")
+        )
+        closer.start()
+        time.sleep(0.1)  # not a synchronisation: only gives the close a chance to return too early
+        assert closer.is_alive(), "it waits for the open push"
+        producer.commit()
+        closer.join(30)
+        assert not closer.is_alive(), "and returns once the push ended"
+        producer.autocommit = True
+        assert [json.loads(p)["id"] for c, p in offer.heard(producer) if c == offer.channel] == [job_id], (
+            "by then the handed job has been notified"
+        )
+
+
+def test_bad_offers_raise_and_write_nothing(db: psycopg.Connection[Any]) -> None:
+    cases = [
+        ("SELECT pgtq.offer_handoffs('w', NULL)", "PT004"),
+        ("SELECT pgtq.offer_handoffs('', ARRAY['q'])", "PT003"),
+        ("SELECT pgtq.offer_handoffs('w', ARRAY[E'bad\\x01'])", "PT003"),
+        ("SELECT pgtq.offer_handoffs('w', ARRAY['q'], interval '0')", "PT004"),
+    ]
+    for sql, code in cases:
+        with pytest.raises(psycopg.Error) as raised:
+            db.execute(sql)
+        assert raised.value.sqlstate == code, sql
+    assert scalar(db, "SELECT count(*) FROM pgtq._handoff") == 0
+    assert scalar(db, "SELECT pgtq.open_handoff()") is False, "no offer: nothing to open"
+    assert scalar(db, "SELECT pgtq.close_handoff(true)") is False
+
+
+def test_an_offer_again_keeps_its_channel_and_offers_of_ended_sessions_go(
+    dsn: str, db: psycopg.Connection[Any]
+) -> None:
+    with psycopg.connect(dsn, autocommit=True) as gone:
+        old = scalar(gone, "SELECT pgtq.offer_handoffs('w0', ARRAY['mail'])")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        channel = scalar(conn, "SELECT pgtq.offer_handoffs('w1', ARRAY['mail'])")
+        again = scalar(
+            conn, "SELECT pgtq.offer_handoffs('w2', ARRAY['sms', 'mail', 'sms'], interval '1 minute')"
+        )
+        assert again == channel != old
+        assert channel in [row[0] for row in conn.execute("SELECT pg_listening_channels()")]
+        rows = db.execute("SELECT worker, queues, lease FROM pgtq._handoff").fetchall()
+        assert [(w, q, str(lease)) for w, q, lease in rows] == [("w2", ["mail", "sms"], "0:01:00")], (
+            "the ended session's offer was removed, this one's updated"
+        )
+
+
+# -- the real worker ---------------------------------------------------------------
+
+QUIET = {"poll_interval": 60.0, "tick_interval": 60.0}
+
+
+@contextmanager
+def idle_worker(q: pgtq.PgTq, **settings: Any) -> Iterator[Worker]:
+    """A worker serving ``q`` in a thread, its offer open once yielded."""
+    worker = Worker(q, WorkerSettings(**(QUIET | settings)))
+    thread = threading.Thread(target=worker.run, name="test-worker")
+    thread.start()
+    try:
+        wait_until(lambda: offer_open(worker))
+        yield worker
+    finally:
+        worker.stop()
+        thread.join(timeout=60)
+    assert not thread.is_alive(), "the worker stopped"
+
+
+def offer_open(worker: Worker) -> bool:
+    listeners = [server.listener for server in worker.servers]
+    return all(x is not None and x._offer_open and x.settled for x in listeners)
+
+
+@pytest.fixture
+def pops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The thread of each claim that took jobs."""
+    names: list[str] = []
+    real_pop, real_write_and_pop = gateway.pop, gateway.write_outcomes_and_pop
+
+    def pop(conn: gateway.Connection, **kwargs: Any) -> Any:
+        tasks = real_pop(conn, **kwargs)
+        if tasks:
+            names.append(threading.current_thread().name)
+        return tasks
+
+    def write_outcomes_and_pop(conn: gateway.Connection, outcomes: Any, **kwargs: Any) -> Any:
+        written, tasks = real_write_and_pop(conn, outcomes, **kwargs)
+        if tasks:
+            names.append(threading.current_thread().name)
+        return written, tasks
+
+    monkeypatch.setattr(gateway, "pop", pop)
+    monkeypatch.setattr(gateway, "write_outcomes_and_pop", write_outcomes_and_pop)
+    return names
+
+
+def test_an_idle_worker_runs_a_handed_job_without_a_claim_and_renews_its_lease(
+    q: pgtq.PgTq, db: psycopg.Connection[Any], pops: list[str]
+) -> None:
+    go = threading.Event()
+
+    @q.handler()
+    def hold() -> None:
+        go.wait(60)
+
+    with idle_worker(q, lease=3.0, heartbeat_interval=0.3) as worker:
+        job_id = q.push("hold")
+        row = job(db, job_id)
+        assert row["state"] == "running" and row["worker"] == worker.worker_id, "handed in the push"
+        wait_until(lambda: job(db, job_id)["expires"] > row["expires"], timeout=30)  # the dispatcher holds it
+        go.set()
+        wait_until(lambda: job(db, job_id)["state"] == "done")
+    assert pops == [], "nobody claimed: the push handed the job"
+    assert job(db, job_id)["attempt"] == 1
+
+
+def test_a_burst_of_single_pushes_keeps_the_limit_and_runs_each_job_once(
+    q: pgtq.PgTq, db: psycopg.Connection[Any]
+) -> None:
+    ran: list[int] = []
+    running = 0
+    most = 0
+    lock = threading.Lock()
+
+    @q.handler()
+    def count(n: int) -> None:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.01)
+        with lock:
+            running -= 1
+            ran.append(n)
+
+    with idle_worker(q, concurrency=2, batch_size=2):
+
+        def produce(first: int) -> None:
+            for n in range(first, first + 20):
+                q.push("count", [n])
+
+        producers = [threading.Thread(target=produce, args=(k * 20,)) for k in range(3)]
+        for producer in producers:
+            producer.start()
+        for producer in producers:
+            producer.join()
+        wait_until(lambda: scalar(db, "SELECT count(*) FROM pgtq._job WHERE state = 'done'") == 60)
+    assert sorted(ran) == list(range(60)), "each job ran once"
+    assert most <= 2, f"never more at once than the worker's 2 slots: {most}"
+    assert scalar(db, "SELECT max(attempt) FROM pgtq._job") == 1, "no attempt lost to a lapsed lease"
+
+
+def test_a_job_handed_while_the_worker_stops_is_handed_back(
+    q: pgtq.PgTq, db: psycopg.Connection[Any]
+) -> None:
+    ran: list[str] = []
+
+    @q.handler()
+    def note(token: str) -> None:
+        ran.append(token)
+
+    with psycopg.connect(q.dsn) as producer, idle_worker(q) as worker:
+        job_id = scalar(producer, "SELECT pgtq.push(%s, 'note', '[\"late\"]')", [q.queue])
+        assert job(producer, job_id)["state"] == "running", "handed, its push still open"
+        worker.stop()
+        wait_until(lambda: worker.stopping)
+        threading.Timer(0.5, producer.commit).start()  # commits while the listener waits for it
+    row = job(db, job_id)
+    assert row["state"] == "ready" and row["lease"] is None, f"handed back, not left to its lease: {row}"
+    assert ran == []
