@@ -538,7 +538,11 @@ class Worker:
         room an idle dispatcher lent, handed to the pool as a listener's
         claim; without (taken back, or used by another claim), handed back
         (``pgtq.release``), which announces it to whoever waits."""
-        task = gateway.handed_task(claim)
+        try:
+            task = gateway.handed_task(claim)
+        except (ValueError, KeyError, TypeError) as error:  # only one who guessed the channel
+            logger.warning("ignored a hand-off notification that is not a claim (%s): %.200r", error, claim)
+            return
         asked = self._idle.take()
         if asked == 0:
             try:
