@@ -117,7 +117,10 @@ $$;
 --     try to take shared fails on (taken and let go in one expression);
 --   * every open offer is being handed a job by another transaction, which
 --     holds (space, 1) until it ends (a try here, never a wait), so each
---     offer gets at most one job per committing push at a time.
+--     offer gets at most one job per committing push at a time;
+--   * this transaction handed a job already (pgtq.handed_off, set locally
+--     here): a transaction hands at most one job, however many it pushes,
+--     since the lock above does not stop the transaction that holds it.
 -- An offer may close between this look and the commit; its worker then
 -- hands the job back (release), which announces it.
 CREATE OR REPLACE FUNCTION pgtq._hand_off(queue text, task text, args jsonb, kwargs jsonb, priority integer,
@@ -134,7 +137,8 @@ DECLARE
     expires   timestamptz;
     claim     text;
 BEGIN
-    IF abs(extract(epoch FROM clock_timestamp() - _hand_off.as_of)) > 1
+    IF current_setting('pgtq.handed_off', true) = 'on'
+       OR abs(extract(epoch FROM clock_timestamp() - _hand_off.as_of)) > 1
        OR NOT EXISTS (SELECT 1 FROM pgtq._settings AS s
                       WHERE pg_column_size(_hand_off.args) + pg_column_size(_hand_off.kwargs)
                             <= least(s.max_payload_bytes, 6000))
@@ -169,6 +173,7 @@ BEGIN
                 _hand_off.as_of, new_lease, expires, offer.worker, _hand_off.backoff_base,
                 _hand_off.backoff_cap, session_user);
         PERFORM pg_notify(offer.channel, claim);
+        PERFORM set_config('pgtq.handed_off', 'on', true);
         RETURN new_id;
     END LOOP;
     RETURN NULL;

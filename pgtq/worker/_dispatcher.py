@@ -537,7 +537,10 @@ class Worker:
         offer, already claimed for this worker (schema 0.16.0): with the
         room an idle dispatcher lent, handed to the pool as a listener's
         claim; without (taken back, or used by another claim), handed back
-        (``pgtq.release``), which announces it to whoever waits."""
+        (``pgtq.release``), which announces it to the other waiting workers,
+        and the dispatcher is woken for its queue: the listener's own
+        waiting mark does not count for the release it sends, so nothing
+        else would tell this worker before its next poll."""
         try:
             task = gateway.handed_task(claim)
         except (ValueError, KeyError, TypeError) as error:  # only one who guessed the channel
@@ -554,6 +557,7 @@ class Worker:
                     task.id,
                     describe(error),
                 )
+            self._wake((task.queue,))
             return
         self._claimed_with_loan(server, task.queue, asked, [task])
 

@@ -164,6 +164,19 @@ def test_jobs_that_are_not_handed_off(dsn: str, db: psycopg.Connection[Any], set
         assert [channel for channel, _ in offer.heard(producer)] in ([], ["pgtq"]), "no claim notified"
 
 
+def test_a_transaction_hands_at_most_one_job(dsn: str, db: psycopg.Connection[Any]) -> None:
+    with offering(dsn, "mail") as offer, psycopg.connect(dsn, autocommit=True) as producer:
+        producer.execute(
+            "SELECT count(pgtq.push('mail', 'send', jsonb_build_array(s))) FROM generate_series(1, 50) AS s"
+        )
+        states = dict(db.execute("SELECT state::text, count(*) FROM pgtq._job GROUP BY 1").fetchall())
+        assert states == {"running": 1, "ready": 49}, "the first push handed, the others ready"
+        heard = offer.heard(producer)
+        assert sorted(channel for channel, _ in heard) == sorted([offer.channel, "pgtq"]), (
+            "one claim, and one announcement for the rest"
+        )
+
+
 def test_a_payload_over_the_limit_is_refused_as_before(dsn: str, db: psycopg.Connection[Any]) -> None:
     db.execute("SELECT pgtq.configure(max_payload_bytes => 64)")
     with (
@@ -395,3 +408,27 @@ def test_a_notification_on_the_channel_that_is_not_a_claim_is_ignored(
         job_id = q.push("noop")
         wait_until(lambda: job(db, job_id)["state"] == "done")
     assert listener.is_alive() is False and job(db, job_id)["attempt"] == 1
+
+
+def test_a_job_handed_without_room_is_handed_back_and_still_starts_at_once(
+    q: pgtq.PgTq, db: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    @q.handler()
+    def noop() -> None:
+        pass
+
+    with idle_worker(q) as worker:  # polls every 60 s: only a wake-up starts the job soon
+        refused: list[int] = []
+        real_take = worker._idle.take
+
+        def no_room_once() -> int:
+            if not refused:
+                refused.append(1)
+                return 0  # as if the room had been taken back just before the claim arrived
+            return real_take()
+
+        monkeypatch.setattr(worker._idle, "take", no_room_once)
+        job_id = q.push("noop")
+        wait_until(lambda: job(db, job_id)["state"] == "done", timeout=10)
+    assert refused == [1], "the handed job found no room"
+    assert job(db, job_id)["attempt"] == 1, "handed back (its attempt given back), then claimed and run once"
