@@ -131,7 +131,17 @@ class _CancelHint:
 
 
 # A finished run comes as its Outcome itself (one object fewer per job).
-_Event = Outcome | _Wake | _StopRequest | _CancelHint
+@dataclass(frozen=True)
+class _Handed:
+    """A job a push handed to a listener's offer while no room was lent
+    (the dispatcher was awake): it runs if the worker has room, otherwise
+    it is handed back."""
+
+    server: Server
+    task: Task
+
+
+_Event = Outcome | _Wake | _StopRequest | _CancelHint | _Handed
 
 
 class Worker:
@@ -385,10 +395,14 @@ class Worker:
                 self._limit.ran(event.duration)
                 self._add_outcome(event)
         elif isinstance(event, _Wake):
+            if self._idle.in_flight:
+                self._take_over_claims()  # a listener's claim came before this wake: its "drained" first
             for name in event.queues:
                 self._server_of[name].turns.wake([name])
         elif isinstance(event, _CancelHint):
             event.server.cancel_hints.add(event.job_id)
+        elif isinstance(event, _Handed):
+            self._take_late_handoff(event.server, event.task)
         elif event.force or self._stopping:
             logger.warning("stopping at once; the leases protect the jobs still held")
             self._forced = True
@@ -536,30 +550,54 @@ class Worker:
         """(A listener's thread.) A job a push handed to the listener's
         offer, already claimed for this worker (schema 0.16.0): with the
         room an idle dispatcher lent, handed to the pool as a listener's
-        claim; without (taken back, or used by another claim), handed back
-        (``pgtq.release``), which announces it to the other waiting workers,
-        and the dispatcher is woken for its queue: the listener's own
-        waiting mark does not count for the release it sends, so nothing
-        else would tell this worker before its next poll."""
+        claim; without (the dispatcher woke and took the loan back, or
+        another claim used it), passed to the dispatcher, which runs it if
+        it has room (``_take_late_handoff``). Once the dispatcher has
+        stopped, handed back at once (``pgtq.release``) on the listener's
+        session."""
         try:
             task = gateway.handed_task(claim)
         except (ValueError, KeyError, TypeError) as error:  # only one who guessed the channel
             logger.warning("ignored a hand-off notification that is not a claim (%s): %.200r", error, claim)
             return
         asked = self._idle.take()
+        if asked == 0 and not self._stopping:
+            self._events.put(_Handed(server, task))
+            return
         if asked == 0:
             try:
                 gateway.release_all(conn, [task])
             except DATABASE_ERRORS as error:
                 logger.warning(
-                    "could not hand back job %d, handed to this worker with no room for it (%s); "
+                    "could not hand back job %d, handed to this stopping worker (%s); "
                     "it runs again when its lease runs out",
                     task.id,
                     describe(error),
                 )
-            self._wake((task.queue,))
             return
         self._claimed_with_loan(server, task.queue, asked, [task])
+
+    def _take_late_handoff(self, server: Server, task: Task) -> None:
+        """A job handed to a listener while no room was lent: run it when the
+        worker has room below its limit; otherwise (or stopping) hand it
+        back at once (``pgtq.release``), which announces it to the other
+        waiting workers, and pop its queue again when there is room (the
+        listener's own waiting mark does not count for that announcement)."""
+        assert self._pool is not None
+        held = len(self._running) + self._idle.in_flight
+        if not self._stopping and claim_size(self._limit.jobs_in_hand, held, self._pool.unstarted()) > 0:
+            self._hand_to_pool(task)
+            return
+        try:
+            server.release([task])
+        except DATABASE_ERRORS as error:
+            logger.warning(
+                "could not hand back job %d, handed to this worker with no room for it (%s); "
+                "it runs again when its lease runs out",
+                task.id,
+                describe(error),
+            )
+        server.turns.wake([task.queue])
 
     def _claimed_with_loan(self, server: Server, queue: str, asked: int, tasks: list[Task]) -> None:
         """(A listener's thread.) Hand over the jobs claimed with a loan of

@@ -410,7 +410,7 @@ def test_a_notification_on_the_channel_that_is_not_a_claim_is_ignored(
     assert listener.is_alive() is False and job(db, job_id)["attempt"] == 1
 
 
-def test_a_job_handed_without_room_is_handed_back_and_still_starts_at_once(
+def test_a_job_handed_while_the_loan_was_taken_back_still_starts_at_once(
     q: pgtq.PgTq, db: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     @q.handler()
@@ -430,5 +430,5 @@ def test_a_job_handed_without_room_is_handed_back_and_still_starts_at_once(
         monkeypatch.setattr(worker._idle, "take", no_room_once)
         job_id = q.push("noop")
         wait_until(lambda: job(db, job_id)["state"] == "done", timeout=10)
-    assert refused == [1], "the handed job found no room"
-    assert job(db, job_id)["attempt"] == 1, "handed back (its attempt given back), then claimed and run once"
+    assert refused == [1], "the handed job found no room lent"
+    assert job(db, job_id)["attempt"] == 1, "run once, by the dispatcher, which had room"
