@@ -30,6 +30,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import pgtq
+from pgtq._db import gateway
 from pgtq.migrate import upgrade
 from pgtq.worker import Worker, WorkerSettings
 
@@ -145,6 +146,30 @@ def db(dsn: str) -> Iterator[psycopg.Connection[Any]]:
     """An autocommit connection to this test's database, for checks."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         yield conn
+
+
+@pytest.fixture
+def pops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The name of the thread of each claim that took jobs (``pgtq.pop``,
+    alone or after outcomes), for tests of a worker in this process."""
+    names: list[str] = []
+    real_pop, real_write_and_pop = gateway.pop, gateway.write_outcomes_and_pop
+
+    def pop(conn: gateway.Connection, **kwargs: Any) -> Any:
+        tasks = real_pop(conn, **kwargs)
+        if tasks:
+            names.append(threading.current_thread().name)
+        return tasks
+
+    def write_outcomes_and_pop(conn: gateway.Connection, outcomes: Any, **kwargs: Any) -> Any:
+        written, tasks = real_write_and_pop(conn, outcomes, **kwargs)
+        if tasks:
+            names.append(threading.current_thread().name)
+        return written, tasks
+
+    monkeypatch.setattr(gateway, "pop", pop)
+    monkeypatch.setattr(gateway, "write_outcomes_and_pop", write_outcomes_and_pop)
+    return names
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:

@@ -294,29 +294,6 @@ def offer_open(worker: Worker) -> bool:
     return all(x is not None and x._offer_open and x.settled for x in listeners)
 
 
-@pytest.fixture
-def pops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The thread of each claim that took jobs."""
-    names: list[str] = []
-    real_pop, real_write_and_pop = gateway.pop, gateway.write_outcomes_and_pop
-
-    def pop(conn: gateway.Connection, **kwargs: Any) -> Any:
-        tasks = real_pop(conn, **kwargs)
-        if tasks:
-            names.append(threading.current_thread().name)
-        return tasks
-
-    def write_outcomes_and_pop(conn: gateway.Connection, outcomes: Any, **kwargs: Any) -> Any:
-        written, tasks = real_write_and_pop(conn, outcomes, **kwargs)
-        if tasks:
-            names.append(threading.current_thread().name)
-        return written, tasks
-
-    monkeypatch.setattr(gateway, "pop", pop)
-    monkeypatch.setattr(gateway, "write_outcomes_and_pop", write_outcomes_and_pop)
-    return names
-
-
 def test_an_idle_worker_runs_a_handed_job_without_a_claim_and_renews_its_lease(
     q: pgtq.PgTq, db: psycopg.Connection[Any], pops: list[str]
 ) -> None:

@@ -54,30 +54,6 @@ def idle(worker: Worker) -> bool:
     return worker._idle.lent > 0 and all(x is not None and x.settled for x in listeners)
 
 
-@pytest.fixture
-def pops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The name of the thread of each claim that took jobs (``pgtq.pop``,
-    alone or after outcomes)."""
-    names: list[str] = []
-    real_pop, real_write_and_pop = gateway.pop, gateway.write_outcomes_and_pop
-
-    def pop(conn: gateway.Connection, **kwargs: Any) -> Any:
-        tasks = real_pop(conn, **kwargs)
-        if tasks:
-            names.append(threading.current_thread().name)
-        return tasks
-
-    def write_outcomes_and_pop(conn: gateway.Connection, outcomes: Any, **kwargs: Any) -> Any:
-        written, tasks = real_write_and_pop(conn, outcomes, **kwargs)
-        if tasks:
-            names.append(threading.current_thread().name)
-        return written, tasks
-
-    monkeypatch.setattr(gateway, "pop", pop)
-    monkeypatch.setattr(gateway, "write_outcomes_and_pop", write_outcomes_and_pop)
-    return names
-
-
 def push_one(q: pgtq.PgTq, task: str, args: list[Any] | None = None, **options: Any) -> int:
     """Push one job the listener claims: push_many never hands a job off."""
     return q.push_many(task, [args or []], **options)[0]
