@@ -561,10 +561,10 @@ class Worker:
             logger.warning("ignored a hand-off notification that is not a claim (%s): %.200r", error, claim)
             return
         asked = self._idle.take()
-        if asked == 0 and not self._stopping:
-            self._events.put(_Handed(server, task))
-            return
         if asked == 0:
+            if not self._stopping:
+                self._events.put(_Handed(server, task))
+                return
             try:
                 gateway.release_all(conn, [task])
             except DATABASE_ERRORS as error:
