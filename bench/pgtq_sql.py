@@ -42,6 +42,14 @@ COMPLETE_MANY: Final = (
     "SELECT count(*) FROM pgtq.complete_many(ids => %s::bigint[], leases => %s::uuid[]) AS c"
 )
 
+# A batch's completion and the next batch's claim in one statement and one
+# transaction (schema 0.10.0): the claimed jobs' ids and leases, one row each.
+COMPLETE_MANY_AND_POP: Final = (
+    "SELECT p.id, p.lease FROM pgtq.complete_many_and_pop(queue => %s::text, ids => %s::bigint[],"
+    " leases => %s::uuid[], worker => %s::text, n => %s::integer, lease => '5 minutes'::interval) AS r"
+    " CROSS JOIN LATERAL unnest(r.claimed) AS p"
+)
+
 PRUNE: Final = "SELECT pgtq.prune(older_than => %s::interval)"
 
 RESET: Final = "TRUNCATE pgtq._job"

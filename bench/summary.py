@@ -131,6 +131,12 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
             _value(_find(sql, kind=kind, batch=100)),
             _value(_find(sql, kind="baseline", batch=100)),
         )
+    add(
+        "SQL-only drain, batch 100, `pgtq.complete_many_and_pop` (a batch completed and the next claimed"
+        " in one transaction) vs the hand-written pair (two)",
+        _value(_find(sql, kind="pgtq-complete-and-pop", batch=100)),
+        _value(_find(sql, kind="baseline", batch=100)),
+    )
     wake = _list(results, "wakeup")
     spans = [("enqueue_to_start", p) for p in ("p50_ms", "p95_ms", "p99_ms")]
     spans += [("commit_to_start", p) for p in ("p50_ms", "p99_ms")]

@@ -5,7 +5,10 @@ Each client process loops: claim a batch, complete it, until the queue is
 empty. pgtq claims with ``pgtq.pop(n)`` and completes through
 ``pgtq.complete`` in three ways: one autocommit call per job ("each"), every
 call of the batch in one pipelined transaction ("pipeline"), or one statement
-over the batch ("unnest"). The hand-written queue claims with a literal
+over the batch ("unnest"), or ``pgtq.complete_many`` ("complete-many"). A
+fifth kind ("complete-and-pop") completes each batch and claims the next in
+one ``pgtq.complete_many_and_pop`` call, one transaction per batch, as the
+worker does. The hand-written queue claims with a literal
 LIMIT and completes the batch with one UPDATE.
 """
 
@@ -41,6 +44,8 @@ def drain_client(kind: str, dsn: str, batch: int, *, prepare_only: bool = False,
                 cur.execute(baseline.COMPLETE_MANY, [[row[0] for row in rows]], prepare=True)
                 done += len(rows)
             return done
+        if kind == "pgtq-complete-and-pop":
+            return _drain_combined(cur, batch)
         while rows := cur.execute(pgtq_sql.POP, (QUEUE, "sql-drain", batch), prepare=True).fetchall():
             if kind == "pgtq-each":
                 for job_id, lease in rows:
@@ -57,6 +62,20 @@ def drain_client(kind: str, dsn: str, batch: int, *, prepare_only: bool = False,
             else:
                 raise ValueError(kind)
             done += len(rows)
+    return done
+
+
+def _drain_combined(cur: Any, batch: int) -> int:
+    """Claim a batch, then complete each batch and claim the next in one
+    statement until nothing is claimed back; return how many."""
+    done = 0
+    rows = cur.execute(pgtq_sql.POP, (QUEUE, "sql-drain", batch), prepare=True).fetchall()
+    while rows:
+        ids, leases = zip(*rows, strict=True)
+        done += len(rows)
+        rows = cur.execute(
+            pgtq_sql.COMPLETE_MANY_AND_POP, (QUEUE, list(ids), list(leases), "sql-drain", batch), prepare=True
+        ).fetchall()
     return done
 
 
@@ -104,7 +123,8 @@ def run(ctx: Context) -> list[dict[str, Any]]:
     """Batch 1 and batch 100, pgtq's completion styles against the ceiling.
     The two headline pairs (batch 1: ``pgtq.complete`` per job; batch 100:
     ``pgtq.complete_many``, each against the hand-written pair) are the
-    medians of HEADLINE_ROUNDS rounds, the two in turn: one drain takes
+    medians of HEADLINE_ROUNDS rounds, in turn (batch 100 also with
+    ``complete_many_and_pop``, one transaction per batch): one drain takes
     well under a second, and single ones of the same code gave 61% to 97%
     of the ceiling at batch 100 (2026-12-04)."""
     sizes = ctx.sizes
@@ -114,7 +134,7 @@ def run(ctx: Context) -> list[dict[str, Any]]:
         lambda kind: measure(ctx, kind, 1, sizes.sql_drain_jobs_batch1),
     )
     results += in_rounds(
-        ("baseline", "pgtq-complete-many"),
+        ("baseline", "pgtq-complete-many", "pgtq-complete-and-pop"),
         HEADLINE_ROUNDS,
         lambda kind: measure(ctx, kind, 100, sizes.sql_drain_jobs_batch100),
     )
