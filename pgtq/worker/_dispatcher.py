@@ -554,11 +554,14 @@ class Worker:
         another claim used it), passed to the dispatcher, which runs it if
         it has room (``_take_late_handoff``). Once the dispatcher has
         stopped, handed back at once (``pgtq.release``) on the listener's
-        session."""
+        session. A lease that its push's transaction held past half its
+        length is renewed first (``Server.keeps_handed_lease``)."""
         try:
             task = gateway.handed_task(claim)
         except (ValueError, KeyError, TypeError) as error:  # only one who guessed the channel
             logger.warning("ignored a hand-off notification that is not a claim (%s): %.200r", error, claim)
+            return
+        if not server.keeps_handed_lease(conn, task):
             return
         asked = self._idle.take()
         if asked == 0:

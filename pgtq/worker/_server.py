@@ -20,7 +20,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Iterable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +28,7 @@ from pgtq._db import gateway
 from pgtq._records import Heartbeat, Outcome, WorkerIdentity
 from pgtq.task import Task
 from pgtq.worker._decisions import Clock, PopTurns, Timers
-from pgtq.worker._link import DATABASE_ERRORS, DatabaseLink
+from pgtq.worker._link import DATABASE_ERRORS, DatabaseLink, describe
 from pgtq.worker._listener import ANY_QUEUE, Handoff, Listener
 from pgtq.worker._routing import ServerPlan
 from pgtq.worker._settings import WorkerSettings
@@ -295,6 +295,37 @@ class Server:
         """Ask the database which of ``tasks`` were asked to cancel (a
         ``pgtq.heartbeat_many`` of them, which extends their leases too)."""
         return self._asked_to_cancel(tasks, gateway.heartbeat_many(self.link.use(), tasks, self._lease))
+
+    def keeps_handed_lease(self, conn: gateway.Connection, task: Task) -> bool:
+        """(A listener's thread, with its session.) Whether a job a push
+        handed to this worker may run. Its lease began at the push (schema
+        0.16.0), so a pushing transaction that stayed open for over half the
+        lease hands over a lease that is running out, or ran out: tick
+        would hand the job on while it runs. Such a lease is renewed first
+        (``pgtq.heartbeat_many``); False when it was lost meanwhile. Read
+        by this machine's clock: a clock far off the database's costs a
+        needless renewal, or leaves the job to its first heartbeat."""
+        expires = task.lease_expires_at
+        if expires is None or expires - datetime.now(UTC) > self._lease / 2:
+            return True
+        try:
+            [beat] = gateway.heartbeat_many(conn, [task], self._lease)
+        except DATABASE_ERRORS as error:
+            logger.warning(
+                "could not renew the lease of job %d (%s), which its push's transaction held past half "
+                "the lease; it runs, and is handed on if the lease runs out first",
+                task.id,
+                describe(error),
+            )
+            return True
+        if not beat.held:
+            logger.warning(
+                "job %d (%s) was handed to this worker by a push whose transaction outlasted the lease, "
+                "and was handed on meanwhile: not run here",
+                task.id,
+                task.name,
+            )
+        return beat.held
 
     def _asked_to_cancel(self, held: list[Task], beats: list[Heartbeat]) -> list[Task]:
         asked = []

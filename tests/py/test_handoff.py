@@ -314,6 +314,37 @@ def test_an_idle_worker_runs_a_handed_job_without_a_claim_and_renews_its_lease(
     assert job(db, job_id)["attempt"] == 1
 
 
+def test_a_job_handed_by_a_push_that_outlasted_the_lease_is_renewed_before_it_runs(
+    q: pgtq.PgTq, db: psycopg.Connection[Any]
+) -> None:
+    started = threading.Event()
+    go = threading.Event()
+
+    @q.handler()
+    def hold() -> None:
+        started.set()
+        go.wait(60)
+
+    # Renewals every 1.9 s of a 2 s lease: only the renewal at hand-off can
+    # save the job from the tick below.
+    with psycopg.connect(q.dsn) as producer, idle_worker(q, lease=2.0, heartbeat_interval=1.9) as worker:
+        job_id = scalar(producer, "SELECT pgtq.push(%s, 'hold')", [q.queue])
+        handed = job(producer, job_id)
+        assert handed["state"] == "running" and handed["worker"] == worker.worker_id
+        wait_until(lambda: scalar(db, "SELECT clock_timestamp() > %s", [handed["expires"]]), timeout=10)
+        producer.commit()  # the claim reaches the worker with its lease run out
+        assert started.wait(30), "the handed job started"
+        db.execute("SELECT pgtq.tick()")  # would rescue a lease that ran out
+        row = job(db, job_id)
+        assert (row["state"], row["lease"], row["attempt"]) == ("running", handed["lease"], 1), (
+            f"renewed before it started, not rescued: {row}"
+        )
+        assert row["expires"] > handed["expires"]
+        go.set()
+        wait_until(lambda: job(db, job_id)["state"] == "done")
+    assert job(db, job_id)["attempt"] == 1
+
+
 def test_a_burst_of_single_pushes_keeps_the_limit_and_runs_each_job_once(
     q: pgtq.PgTq, db: psycopg.Connection[Any]
 ) -> None:
