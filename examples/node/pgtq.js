@@ -42,4 +42,24 @@ async function fail(client, job, error) {
   return rows[0].state;
 }
 
-module.exports = { push, pop, complete, fail };
+// Records the worker as alive, serving `queues` (pgtq.workers, the
+// dashboard, pgtq doctor). Call it at start and then well within the
+// worker timeout (1 minute by default); unregister at a clean stop.
+async function registerWorker(client, worker, queues, host, pid) {
+  await client.query("SELECT pgtq.register_worker($1, $2, $3, $4::text[])", [worker, host, pid, queues]);
+}
+
+async function unregisterWorker(client, worker) {
+  await client.query("SELECT pgtq.unregister_worker($1)", [worker]);
+}
+
+// Moves the queue's due jobs: scheduled jobs (retries after their backoff
+// too) whose time came become ready, and jobs whose lease ran out (their
+// worker died) are retried. Something must tick every queue: a worker
+// loop, `pgtq scheduler`, or pg_cron (`pgtq cron install`).
+async function tick(client, queue) {
+  const { rows } = await client.query("SELECT pgtq.tick($1) AS moved", [queue]);
+  return rows[0].moved;
+}
+
+module.exports = { push, pop, complete, fail, registerWorker, unregisterWorker, tick };

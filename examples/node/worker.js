@@ -1,5 +1,8 @@
 // A minimal pgtq worker in Node.js: claim jobs of queue "emails", run the
-// handler of each task, complete or fail it.
+// handler of each task, complete or fail it. Between claims it does the
+// housekeeping of a pgtq worker: it ticks the queue every second (retries
+// and scheduled jobs come due, lapsed leases are rescued) and keeps its
+// registration fresh (pgtq.workers, pgtq doctor).
 //   node worker.js               runs until SIGINT/SIGTERM, polling every second
 //   node worker.js --until-empty stops when no job is ready
 // The work and pgtq.complete commit in one transaction where the handler
@@ -7,6 +10,7 @@
 // the job is done.
 "use strict";
 
+const os = require("os");
 const { Client } = require("pg");
 const pgtq = require("./pgtq");
 
@@ -38,6 +42,10 @@ async function runOne(client, job) {
   }
 }
 
+const QUEUE = "emails";
+const TICK_EVERY_MS = 1000;
+const REGISTER_EVERY_MS = 10000;
+
 async function main() {
   const untilEmpty = process.argv.includes("--until-empty");
   let stopping = false;
@@ -45,9 +53,22 @@ async function main() {
   const client = new Client();
   await client.connect();
   const worker = `node-${process.pid}`;
+  let tickedAt = 0;
+  let registeredAt = 0;
   try {
     while (!stopping) {
-      const jobs = await pgtq.pop(client, "emails", worker, 10);
+      const now = Date.now();
+      if (now - registeredAt >= REGISTER_EVERY_MS) {
+        await pgtq.registerWorker(client, worker, [QUEUE], os.hostname(), process.pid);
+        if (registeredAt === 0) console.log(`registered as ${worker}`);
+        registeredAt = now;
+      }
+      if (now - tickedAt >= TICK_EVERY_MS) {
+        const moved = await pgtq.tick(client, QUEUE);
+        if (moved > 0) console.log(`tick moved ${moved} job(s)`);
+        tickedAt = now;
+      }
+      const jobs = await pgtq.pop(client, QUEUE, worker, 10);
       for (const job of jobs) await runOne(client, job);
       if (jobs.length === 0) {
         if (untilEmpty) break;
@@ -56,6 +77,8 @@ async function main() {
     }
     console.log("no job ready");
   } finally {
+    await pgtq.unregisterWorker(client, worker)
+      .catch((error) => console.error(`could not unregister ${worker}: ${error.message}`));
     await client.end();
   }
 }

@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import REPO, scalar
+from conftest import REPO, scalar, wait_until
 from psycopg.conninfo import conninfo_to_dict
 
 EXAMPLES = REPO / "examples"
@@ -98,12 +98,26 @@ def test_node_pushes_in_a_transaction_and_works_the_queue(
     assert "rolled back" in run(["node", "signup.js", "bob@example.com", "--abort"], dsn, NODE)
     assert scalar(db, "SELECT array_agg(email) FROM users") == ["ann@example.com"]
     db.execute("SELECT pgtq.push('emails', 'resize_avatar', '[999]')")
+    # A job that comes due before the worker starts stays scheduled until a
+    # tick: the worker's own tick must make it ready.
+    later = scalar(
+        db,
+        "SELECT pgtq.push('emails', 'send_welcome', '[0]',"
+        " run_at => clock_timestamp() + interval '50 milliseconds')",
+    )
+    due = scalar(db, "SELECT run_at FROM pgtq.jobs WHERE id = %s", [later])
+    wait_until(lambda: scalar(db, "SELECT clock_timestamp() > %s", [due]))
     output = run(["node", "worker.js", "--until-empty"], dsn, NODE)
     ann = scalar(db, "SELECT id FROM users")
     assert outcome(db) == [
         ("send_welcome", "done", {"welcomed": ann}, "ann@example.com", True),
         ("resize_avatar", "scheduled", None, None, False),
+        ("send_welcome", "done", {"welcomed": 0}, None, False),
     ]
     assert "no handler for resize_avatar (now scheduled)" in output
-    worker = scalar(db, "SELECT worker FROM pgtq.jobs WHERE task = 'send_welcome'")
-    assert worker.startswith("node-")
+    assert "tick moved 1 job(s)" in output, "its tick made the due job ready"
+    worker = scalar(db, "SELECT worker FROM pgtq.jobs WHERE task = 'send_welcome' ORDER BY id LIMIT 1")
+    assert worker.startswith("node-") and f"registered as {worker}" in output
+    assert scalar(db, "SELECT count(*) FROM pgtq.workers WHERE id = %s", [worker]) == 0, (
+        "unregistered at its stop"
+    )
