@@ -1,7 +1,7 @@
 -- The public SQL surface: every function with its exact signature, the
 -- job states, the views. A change here is a change of the public API.
 BEGIN;
-SELECT plan(70);
+SELECT plan(72);
 
 SELECT has_schema('pgtq');
 SELECT has_function('pgtq', 'version', ARRAY[]::text[]);
@@ -162,6 +162,17 @@ SELECT is(
     'every pgtq function pins search_path = pg_catalog, pgtq, pg_temp, but the inlined expression helpers, '
     'the announcement helpers (run by pinned callers only, on the hot path) and tick_for (a procedure that '
     'commits may not have a SET clause)');
+SELECT is(
+    (SELECT array_agg(p.proname::text ORDER BY p.proname)
+     FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace
+       AND 'enable_seqscan=off' = ANY (p.proconfig) AND NOT coalesce('jit=off' = ANY (p.proconfig), false)),
+    NULL,
+    'every pgtq function that runs with enable_seqscan = off also runs with jit = off (0.17.0): a disabled '
+    'scan''s cost would have JIT compile its statements at every call');
+SELECT cmp_ok(
+    (SELECT count(*) FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace AND 'jit=off' = ANY (p.proconfig)),
+    '>=', 13::bigint,
+    'pop, complete, fail and the other per-job calls run with jit = off');
 -- That helper is inlined into its pinned callers, names nothing unqualified
 -- and may be run by nobody else.
 SELECT ok((SELECT bool_and(p.prosrc !~ '(^|[^.a-z_])(length|isfinite|_is_plain_name|hashtext)\s*\(|[^)] [<>]=? |[^)] \|\| ')
