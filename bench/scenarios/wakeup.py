@@ -165,7 +165,9 @@ def loop_spec(ctx: Context) -> WorkerSpec:
     """pgtq's SQL in a one-thread loop (``bench.apps.pgtq_loop``) on queue
     LOOP_QUEUE: the wake-up of pgtq's push and pop without the worker's threads."""
     argv = [ctx.python, "-m", "bench.apps.pgtq_loop", ctx.dsn, "--queue", LOOP_QUEUE]
-    return WorkerSpec("pgtq-loop", "one-thread loop", 1, argv, ctx.env(), "pop(1), complete, one thread")
+    return WorkerSpec(
+        "pgtq-loop", "one-thread loop", 1, argv, ctx.env(), "hand-off offer or pop(1), complete, one thread"
+    )
 
 
 def run(ctx: Context, systems: Sequence[str] = ("pgtq", "pgtq-loop", "baseline")) -> list[dict[str, Any]]:
