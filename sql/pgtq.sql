@@ -401,6 +401,43 @@ CREATE TABLE pgtq._lease_expiry (
     CONSTRAINT lease_expiry_jobs_ck CHECK (jobs > 0)
 );
 
+-- Ready marks (0.18.0): where pop starts its claim in a queue. One row per
+-- queue that workers drain: `priority` is the highest priority of its
+-- ready jobs (without a lock key) when tick last looked, and no such job
+-- of that priority has an id below `low_id`, so pop seeks to `low_id`
+-- instead of walking the index from the queue's first entry. Without it,
+-- a pop steps over the index entries of every job claimed since they were
+-- last cleaned; a snapshot held open (a long transaction, a replica with
+-- hot_standby_feedback) keeps them from being cleaned, and every pop paid
+-- for all of them: 10,000 jobs/s fell to about 4,500 within a minute.
+-- Only tick writes these rows (_raise_mark), each time afresh from what it
+-- sees: a mark is never too high for more than one tick. `next_low_id` is
+-- what the next tick may publish at most (its look, one tick behind, so a
+-- push whose transaction took its id before that look and commits within
+-- one tick is never passed over); set_at says how fresh the mark is (pop
+-- ignores a mark older than two minutes: ticks stopped).
+CREATE TABLE pgtq._ready_mark (
+    queue        text NOT NULL,
+    priority     integer NOT NULL,
+    low_id       bigint NOT NULL,
+    next_low_id  bigint NOT NULL,
+    set_at       timestamptz NOT NULL,
+    CONSTRAINT ready_mark_pkey PRIMARY KEY (queue)
+);
+
+-- Jobs made ready below their queue's mark (0.18.0) by anything but a
+-- push: a release, a retry, a failure retried at once, a promotion, a
+-- replacing push of a job key (_lower_marks). Pop seeks from the lowest
+-- of them too, until the next tick, which folds them into the mark and
+-- deletes them. Inserts only: making a job ready never waits for a tick,
+-- nor a tick for it.
+CREATE TABLE pgtq._ready_mark_low (
+    queue     text NOT NULL,
+    priority  integer NOT NULL,
+    id        bigint NOT NULL
+);
+CREATE INDEX ready_mark_low_idx ON pgtq._ready_mark_low (queue, priority, id);
+
 -- pg_dump leaves out the rows of extension tables unless they are marked:
 -- mark them, so a dump keeps queued jobs and schedules. Only possible (and
 -- only needed) inside CREATE EXTENSION; the alembic route owns plain tables.
@@ -835,8 +872,9 @@ $$;
 --   * no attempt left: failed, kept for inspection.
 -- Records `error`, clears the lease, tells the waiters of a job that
 -- finished (the row is locked, so its waiters count is current),
--- announces the queue of a job that became ready, and the slot and lock
--- key it freed (_wake_after_end).
+-- announces the queue of a job that became ready (and records it for the
+-- ready marks, 0.18.0: _lower_marks), and the slot and lock key it freed
+-- (_wake_after_end).
 CREATE FUNCTION pgtq._end_failed_attempt(job pgtq._job, error text, retry_at timestamptz,
                                          as_of timestamptz)
 RETURNS pgtq.job_state
@@ -869,6 +907,8 @@ BEGIN
         END IF;
     END IF;
     IF new_state = 'ready' THEN
+        PERFORM pgtq._lower_marks(ARRAY[failed.queue], ARRAY[failed.priority], ARRAY[failed.id],
+                                  ARRAY[failed.lock_key]);
         PERFORM pgtq._announce(failed.queue);
     END IF;
     PERFORM pgtq._wake_after_end(ARRAY[failed.queue], ARRAY[failed.lock_key]);
@@ -1683,6 +1723,100 @@ AS $$
     SELECT coalesce(array_agg(running.queue), '{}') FROM running WHERE running.queue IS NOT NULL
 $$;
 
+-- Guarantees: records the jobs of `ids` (of queues[i], at priorities[i],
+-- with lock_keys[i]) that a caller has just made ready, for the pops that
+-- seek from their queue's ready mark (0.18.0): each such job without a
+-- lock key whose id is below what the queue's mark is or may next become
+-- (next_low_id) at the mark's priority gives a row of _ready_mark_low (the
+-- lowest id per queue), and pops seek from it at once. Jobs the marks
+-- cannot pass over (another priority: pop looks above and below the
+-- mark's; a lock key: pop's keyed path) and queues without a mark cost
+-- one probe and write nothing. Takes no lock and waits for nothing. Every
+-- caller that turns an existing job ready calls it: release, retry,
+-- _end_failed_attempt (fail, abort and the lease rescue, when the retry
+-- is due at once), _push_keyed (a replacing push) and tick's promotion.
+CREATE FUNCTION pgtq._lower_marks(queues text[], priorities integer[], ids bigint[], lock_keys text[])
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pgtq, pg_temp
+SET enable_seqscan = off
+SET jit = off
+AS $$
+    INSERT INTO pgtq._ready_mark_low (queue, priority, id)
+    SELECT m.queue, m.priority, min(r.id)
+    FROM unnest(queues, priorities, ids, lock_keys) AS r (queue, priority, id, lock_key)
+    JOIN pgtq._ready_mark AS m ON m.queue = r.queue AND m.priority = r.priority
+    WHERE r.lock_key IS NULL
+      AND r.id < m.next_low_id
+    GROUP BY m.queue, m.priority
+$$;
+
+-- Guarantees: sets the ready mark of `queue` afresh (0.18.0), from what
+-- the calling tick sees, so that pops of the queue seek from it:
+--   * the mark's priority is the highest of the queue's ready jobs
+--     without a lock key; the mark is the lowest of: the lowest id of such
+--     a job of that priority, the next id the job sequence will give, and
+--     what the previous tick saw (next_low_id). A job of that priority
+--     whose push took its id before the previous tick looked, and
+--     committed after this one, is the only kind a pop can pass over: it
+--     is claimable from the next tick on (it waits for a tick, as a
+--     scheduled job does). When the priority changed, pops seek from the
+--     start of it until the next tick;
+--   * a new mark starts at 0 (no seek) and takes effect at the next tick;
+--   * rows of _ready_mark_low the tick sees are folded in and deleted;
+--   * a queue with no ready and no running job keeps no mark.
+-- Never waits: a mark another tick holds is left to that tick. Reads the
+-- queue's first ready entry, as one pop without a mark would.
+CREATE FUNCTION pgtq._raise_mark(queue text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgtq, pg_temp
+SET enable_seqscan = off
+SET jit = off
+AS $$
+DECLARE
+    mark           pgtq._ready_mark;
+    unused_id      bigint;   -- no job pushed after this point has a lower id
+    first_priority integer;
+    first_id       bigint;
+BEGIN
+    SELECT m.* INTO mark FROM pgtq._ready_mark AS m WHERE m.queue = _raise_mark.queue FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND AND EXISTS (SELECT 1 FROM pgtq._ready_mark AS m WHERE m.queue = _raise_mark.queue) THEN
+        RETURN;  -- another tick is setting it
+    END IF;
+    SELECT CASE WHEN s.is_called THEN s.last_value + 1 ELSE s.last_value END
+    INTO unused_id
+    FROM pgtq._job_id_seq AS s;
+    DELETE FROM pgtq._ready_mark_low AS l WHERE l.queue = _raise_mark.queue;
+    SELECT r.priority, r.id INTO first_priority, first_id
+    FROM pgtq._job AS r
+    WHERE r.queue = _raise_mark.queue AND r.state = 'ready' AND r.lock_key IS NULL
+    ORDER BY r.priority DESC, r.id
+    LIMIT 1;
+    IF NOT FOUND THEN
+        IF NOT EXISTS (SELECT 1 FROM pgtq._job AS b WHERE b.queue = _raise_mark.queue AND b.state = 'running') THEN
+            DELETE FROM pgtq._ready_mark AS m WHERE m.queue = _raise_mark.queue;
+            RETURN;
+        END IF;
+        first_priority := coalesce(mark.priority, 0);
+        first_id := unused_id;
+    END IF;
+    first_id := least(first_id, unused_id);
+    IF mark.queue IS NULL THEN
+        INSERT INTO pgtq._ready_mark (queue, priority, low_id, next_low_id, set_at)
+        VALUES (_raise_mark.queue, first_priority, 0, first_id, clock_timestamp())
+        ON CONFLICT ON CONSTRAINT ready_mark_pkey DO NOTHING;
+    ELSE
+        UPDATE pgtq._ready_mark AS m
+        SET priority = first_priority,
+            low_id = CASE WHEN first_priority = mark.priority THEN least(mark.next_low_id, first_id) ELSE 0 END,
+            next_low_id = first_id,
+            set_at = clock_timestamp()
+        WHERE m.queue = _raise_mark.queue;
+    END IF;
+END
+$$;
+
 -- ---------------------------------------------------------------------------
 -- Cron: parsing and the next occurrence (helpers of schedule and tick)
 -- ---------------------------------------------------------------------------
@@ -2358,7 +2492,9 @@ $$;
 -- it locked by this push skipped it). A kept or replaced job stays locked
 -- until the caller's transaction ends; so does a new one, as any insert.
 -- lock_keys (NULL: none) gives each element's lock key, replaced with the
--- rest by `replace`. The caller has checked every argument.
+-- rest by `replace`. A replaced job that is ready is recorded for the
+-- ready marks (0.18.0, _lower_marks): it keeps its id, which may be below
+-- its queue's mark. The caller has checked every argument.
 CREATE FUNCTION pgtq._push_keyed(queue text, task text, args jsonb[], kwargs jsonb[], job_keys text[],
                                  job_key_mode text, run_at timestamptz, state pgtq.job_state,
                                  priority integer, max_attempts integer,
@@ -2419,6 +2555,13 @@ BEGIN
     LEFT JOIN written AS w ON w.job_key = el.key;
 
     IF made_ready THEN
+        -- A replaced job keeps its id: it may be below the queue's mark.
+        IF replacing THEN
+            PERFORM pgtq._lower_marks(array_agg(j.queue), array_agg(j.priority), array_agg(j.id),
+                                      array_agg(j.lock_key))
+            FROM pgtq._job AS j
+            WHERE j.id = ANY (pushed_ids) AND j.state = 'ready';
+        END IF;
         PERFORM pgtq._announce(_push_keyed.queue);
     END IF;
     RETURN QUERY SELECT u.id FROM unnest(pushed_ids) AS u (id);
@@ -2702,7 +2845,15 @@ $$;
 --   * a job with a lock key starts only when no job of its key runs and it
 --     is the key's next; other jobs are taken past it (_choose_keyed).
 -- A queue with no pause, no limit and no ready job with a lock key pays
--- two index probes for this and claims as before. Pop may return fewer
+-- two index probes for this and claims as before.
+-- Where the claim starts (0.18.0): with a fresh ready mark of the queue
+-- (_ready_mark, set by tick) and no ready job of a higher priority than
+-- the mark's, it seeks to the mark within that priority, then takes the
+-- lower priorities from their first entry; so it no longer steps over the
+-- entries of the jobs claimed since the index was last cleaned, which a
+-- snapshot held open keeps. Claim order stays priority, then push order,
+-- with one exception: a job whose push transaction stayed open across a
+-- tick may be passed over until the next tick (_raise_mark). Pop may return fewer
 -- than n jobs while more are ready (a limit, at most 256 a call from a
 -- queue with max_running alone, busy keys, rows other pops hold);
 -- whoever waits for more is told by an announcement on channel pgtq
@@ -2747,6 +2898,10 @@ DECLARE
     slots      integer[];    -- the slots its claims fill (a queue whose only control is max_running)
     keyed_ids  bigint[];
     started    integer;
+    mark_priority integer;  -- the queue's ready mark (_ready_mark), if fresh
+    mark_id    bigint;
+    seek_ids   bigint[];    -- claimed by the seek from the mark
+    below      integer := 2147483647;  -- the claim from the queue's first entry takes priorities up to this
 BEGIN
     IF NOT pgtq._is_plain_name(pop.queue)
        OR (pop.worker IS NOT NULL AND NOT pgtq._is_plain_name(pop.worker)) THEN
@@ -2785,6 +2940,30 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pgtq._job AS k
                WHERE k.queue = pop.queue AND k.state = 'ready' AND k.lock_key IS NOT NULL) THEN
         keyed_ids := pgtq._choose_keyed(pop.queue, room, pop.as_of);
+    ELSE
+        -- The seek from the ready mark (0.18.0), when tick set a fresh one
+        -- and no ready job ranks above its priority: that priority's jobs
+        -- from the mark on, then the lower priorities from their first.
+        SELECT m.priority,
+               least(m.low_id, (SELECT min(l.id) FROM pgtq._ready_mark_low AS l
+                                WHERE l.queue = m.queue AND l.priority = m.priority))
+        INTO mark_priority, mark_id
+        FROM pgtq._ready_mark AS m
+        WHERE m.queue = pop.queue
+          AND m.set_at > statement_timestamp() - interval '2 minutes';
+        IF mark_id IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM pgtq._job AS h
+                           WHERE h.queue = pop.queue AND h.state = 'ready' AND h.lock_key IS NULL
+                             AND h.priority > mark_priority) THEN
+            seek_ids := ARRAY(SELECT c.id
+                              FROM pgtq._job AS c
+                              WHERE c.queue = pop.queue AND c.state = 'ready' AND c.lock_key IS NULL
+                                AND c.priority = mark_priority AND c.id >= mark_id
+                              ORDER BY c.priority DESC, c.id
+                              LIMIT room
+                              FOR UPDATE SKIP LOCKED);
+            below := CASE WHEN mark_priority > -2147483648 THEN mark_priority - 1 END;  -- NULL: none below
+        END IF;
     END IF;
 
     RETURN QUERY
@@ -2793,8 +2972,9 @@ BEGIN
         FROM pgtq._job AS c
         WHERE keyed_ids IS NULL
           AND c.queue = pop.queue AND c.state = 'ready' AND c.lock_key IS NULL
+          AND c.priority <= below
         ORDER BY c.priority DESC, c.id
-        LIMIT room
+        LIMIT room - coalesce(cardinality(seek_ids), 0)
         FOR UPDATE SKIP LOCKED
     ), claimed AS (
         UPDATE pgtq._job AS j
@@ -2805,9 +2985,10 @@ BEGIN
             started_at = pop.as_of,
             worker = pop.worker,
             slot = CASE WHEN slots IS NOT NULL
-                        THEN slots[array_position(ARRAY(SELECT claimable.id FROM claimable) || keyed_ids, j.id)]
+                        THEN slots[array_position(seek_ids || ARRAY(SELECT claimable.id FROM claimable) || keyed_ids,
+                                                  j.id)]
                    END
-        WHERE j.id = ANY (ARRAY(SELECT claimable.id FROM claimable) || keyed_ids)
+        WHERE j.id = ANY (seek_ids || ARRAY(SELECT claimable.id FROM claimable) || keyed_ids)
         RETURNING j.id, j.queue, j.task, j.args, j.kwargs, j.priority,
                   j.attempt, j.max_attempts, j.lease, j.lease_expires_at
     )
@@ -3299,8 +3480,9 @@ $$;
 -- another pending job holds by now ends cancelled, superseded by it
 -- (_requeue_keyed). Returns whether it did. Waiters of a job that ended
 -- are told; the slot and lock key it held are announced free
--- (_wake_after_end). A NULL id or lease, or a NULL or infinite as_of,
--- raises PT004.
+-- (_wake_after_end); a job made ready is recorded for the ready marks
+-- (0.18.0, _lower_marks), so pops take it in its order at once. A NULL id
+-- or lease, or a NULL or infinite as_of, raises PT004.
 CREATE FUNCTION pgtq.release(id bigint, lease uuid, as_of timestamptz DEFAULT now())
 RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER
@@ -3352,6 +3534,7 @@ BEGIN
         new_state := 'ready';
     END IF;
     IF new_state = 'ready' THEN
+        PERFORM pgtq._lower_marks(ARRAY[held.queue], ARRAY[held.priority], ARRAY[held.id], ARRAY[held.lock_key]);
         PERFORM pgtq._announce(held.queue);
     END IF;
     PERFORM pgtq._wake_after_end(ARRAY[held.queue], ARRAY[held.lock_key]);
@@ -3390,7 +3573,10 @@ $$;
 --      their most recent occurrence (_tick_schedules);
 --   5. once a minute, the queue history takes a sample of every queue
 --      (_sample_history); when none is due this costs one read of a
---      one-row table.
+--      one-row table;
+--   6. the ready mark of each queue ticked that runs jobs or has one is
+--      set afresh (0.18.0, _raise_mark): where pops start their claim.
+--      Jobs it promotes are recorded for the marks (_lower_marks).
 -- Returns how many jobs it moved or enqueued. Rows are taken with FOR
 -- UPDATE SKIP LOCKED and their state is rechecked, so any number of
 -- sessions may tick at once (schedulers, workers, pg_cron): no job is
@@ -3413,6 +3599,7 @@ DECLARE
     expired         pgtq._job%ROWTYPE;
     enqueued        integer := 0;
     worker_timeout  interval;
+    busy_queues     text[];  -- the queues ticked that run jobs
 BEGIN
     IF tick.queue IS NOT NULL THEN
         PERFORM pgtq._checked_name('queue', tick.queue);
@@ -3432,18 +3619,22 @@ BEGIN
         SET state = 'ready'
         FROM due
         WHERE j.id = due.id
-        RETURNING j.queue
+        RETURNING j.queue, j.priority, j.id, j.lock_key
+    ), lowered AS (
+        SELECT pgtq._lower_marks(array_agg(moved.queue), array_agg(moved.priority), array_agg(moved.id),
+                                 array_agg(moved.lock_key))
+        FROM moved
     )
     SELECT count(*), coalesce(array_agg(DISTINCT moved.queue), '{}')
     INTO promoted, promoted_queues
-    FROM moved;
+    FROM moved, lowered;
 
+    busy_queues := CASE WHEN tick.queue IS NULL THEN pgtq._running_queues() ELSE ARRAY[tick.queue] END;
     FOR expired IN
         SELECT e.*
         FROM pgtq._job AS e
         WHERE e.state = 'running'
-          AND e.queue = ANY (CASE WHEN tick.queue IS NULL THEN pgtq._running_queues()
-                                  ELSE ARRAY[tick.queue] END)
+          AND e.queue = ANY (busy_queues)
           AND e.lease_expires_at < tick.as_of
         FOR UPDATE SKIP LOCKED
     LOOP
@@ -3494,6 +3685,12 @@ BEGIN
                   OR tick.as_of < h.last_sampled_at - interval '1 minute') THEN
         PERFORM pgtq._sample_history(tick.as_of);
     END IF;
+
+    -- Ready marks (0.18.0): each queue ticked that runs jobs or has a mark.
+    PERFORM pgtq._raise_mark(r.queue)
+    FROM (SELECT unnest(busy_queues) AS queue
+          UNION
+          SELECT m.queue FROM pgtq._ready_mark AS m WHERE m.queue = coalesce(tick.queue, m.queue)) AS r;
 
     RETURN promoted + rescued + enqueued;
 END
@@ -3596,7 +3793,8 @@ $$;
 -- record until the next attempt. Returns true if it did, false for any
 -- other state or an unknown id. A keyed job whose key another pending job
 -- holds is not retried: that raises PT006 naming the job holding the key
--- (retry that one's work through it). A NULL id or a NULL or infinite
+-- (retry that one's work through it). The job made ready is recorded for
+-- the ready marks (0.18.0, _lower_marks). A NULL id or a NULL or infinite
 -- as_of raises PT004.
 CREATE FUNCTION pgtq.retry(id bigint, as_of timestamptz DEFAULT now())
 RETURNS boolean
@@ -3604,8 +3802,10 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
 DECLARE
-    retried_queue text;
-    holder        record;
+    retried_queue    text;
+    retried_priority integer;
+    retried_lock_key text;
+    holder           record;
 BEGIN
     IF retry.id IS NULL THEN
         RAISE EXCEPTION 'pgtq: id must not be NULL' USING ERRCODE = 'PT004';
@@ -3625,7 +3825,7 @@ BEGIN
             waiters = 0
         WHERE j.id = retry.id
           AND j.state IN ('failed', 'cancelled')
-        RETURNING j.queue INTO retried_queue;
+        RETURNING j.queue, j.priority, j.lock_key INTO retried_queue, retried_priority, retried_lock_key;
     EXCEPTION WHEN unique_violation THEN
         SELECT p.id, p.job_key INTO holder
         FROM pgtq._job AS j
@@ -3639,6 +3839,8 @@ BEGIN
     IF retried_queue IS NULL THEN
         RETURN false;
     END IF;
+    PERFORM pgtq._lower_marks(ARRAY[retried_queue], ARRAY[retried_priority], ARRAY[retry.id],
+                              ARRAY[retried_lock_key]);
     PERFORM pgtq._announce(retried_queue);
     RETURN true;
 END

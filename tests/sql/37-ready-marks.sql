@@ -1,0 +1,145 @@
+-- Ready marks (0.18.0): tick sets, per queue that runs jobs, the priority
+-- of its first ready jobs and an id below which none of them is; pop seeks
+-- there. Each path that turns an existing job ready records it
+-- (_lower_marks), so the job is claimed in its order at once; a mark that
+-- is wrong (set here by hand) is passed over only until the next tick,
+-- and a stale one not at all. How much the seek saves under a held
+-- snapshot: bench/ (sustained, held snapshot).
+BEGIN;
+SELECT plan(23);
+
+-- Four jobs of queue rm; the first runs, so the queue is busy.
+CREATE TEMP TABLE rm AS
+SELECT pgtq.push('rm', 't' || i) AS id, i FROM generate_series(1, 4) AS i;
+CREATE TEMP TABLE first_claim AS SELECT * FROM pgtq.pop('rm', 'w', 1);
+SELECT pgtq.tick('rm');
+SELECT is((SELECT row(m.priority, m.low_id, m.next_low_id)::text FROM pgtq._ready_mark AS m WHERE m.queue = 'rm'),
+    (SELECT row(0, 0, min(id))::text FROM rm WHERE i > 1),
+    'the first tick of a busy queue makes a mark that seeks nothing yet, and keeps what it saw for the next');
+SELECT pgtq.tick('rm');
+SELECT is((SELECT m.low_id FROM pgtq._ready_mark AS m WHERE m.queue = 'rm'), (SELECT id FROM rm WHERE i = 2),
+    'the next tick sets it to the first ready job');
+
+-- A queue of three jobs whose first runs, ticked twice: its mark is at
+-- the second. Returns the running job.
+CREATE FUNCTION pg_temp.busy(queue text)
+RETURNS pgtq.claimed_job
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    claimed pgtq.claimed_job;
+BEGIN
+    PERFORM pgtq.push(queue, 't' || i) FROM generate_series(1, 3) AS i;
+    SELECT * INTO claimed FROM pgtq.pop(queue, 'w', 1);
+    PERFORM pgtq.tick(queue);
+    PERFORM pgtq.tick(queue);
+    RETURN claimed;
+END
+$$;
+
+-- Release: the job goes back below the mark and is recorded for it.
+CREATE TEMP TABLE lr AS SELECT * FROM pg_temp.busy('lr');
+SELECT ok(pgtq.release((SELECT id FROM lr), (SELECT lease FROM lr)), 'a job is released');
+SELECT is((SELECT array_agg(l.id) FROM pgtq._ready_mark_low AS l WHERE l.queue = 'lr'),
+    ARRAY[(SELECT id FROM lr)], 'the released job is recorded below the mark');
+SELECT is((SELECT id FROM pgtq.pop('lr', 'w', 1)), (SELECT id FROM lr), 'and pop claims it first, in push order');
+SELECT pgtq.tick('lr');
+SELECT is((SELECT row(m.low_id, (SELECT count(*) FROM pgtq._ready_mark_low AS l WHERE l.queue = 'lr'))::text
+           FROM pgtq._ready_mark AS m WHERE m.queue = 'lr'),
+    (SELECT row(id, 0)::text FROM pgtq._job WHERE queue = 'lr' AND state = 'ready' ORDER BY id LIMIT 1),
+    'the next tick folds the records into the mark and deletes them');
+
+-- fail with a retry due at once: the same.
+CREATE TEMP TABLE lf AS SELECT * FROM pg_temp.busy('lf');
+SELECT is(pgtq.fail((SELECT id FROM lf), (SELECT lease FROM lf), 'boom', retry_in => '0 seconds'),
+    'ready', 'a failure retried at once makes the job ready');
+SELECT is((SELECT id FROM pgtq.pop('lf', 'w', 1)), (SELECT id FROM lf), 'and pop claims it first');
+
+-- retry of a failed job.
+CREATE TEMP TABLE lt AS SELECT * FROM pg_temp.busy('lt');
+SELECT pgtq.abort((SELECT id FROM lt), (SELECT lease FROM lt), 'given up');
+SELECT ok(pgtq.retry((SELECT id FROM lt)), 'a failed job is retried');
+SELECT is((SELECT id FROM pgtq.pop('lt', 'w', 1)), (SELECT id FROM lt), 'and pop claims it first');
+
+-- A mark set too high (by hand here; by a push whose transaction stayed
+-- open across a tick in life) is passed over until the next tick.
+CREATE TEMP TABLE ready_now AS
+SELECT id FROM pgtq._job WHERE queue = 'rm' AND state = 'ready' ORDER BY id;
+DELETE FROM pgtq._ready_mark_low WHERE queue = 'rm';
+UPDATE pgtq._ready_mark SET low_id = (SELECT max(id) FROM ready_now), next_low_id = (SELECT max(id) FROM ready_now),
+                            set_at = clock_timestamp()
+WHERE queue = 'rm';
+SELECT is((SELECT array_agg(id) FROM pgtq.pop('rm', 'w', 10)), ARRAY[(SELECT max(id) FROM ready_now)],
+    'pop seeks from a fresh mark: jobs below it are passed over');
+SELECT pgtq.tick('rm');
+SELECT is((SELECT array_agg(id ORDER BY id) FROM pgtq.pop('rm', 'w', 10)),
+    (SELECT array_agg(id ORDER BY id) FROM ready_now WHERE id < (SELECT max(id) FROM ready_now)),
+    'the next tick sets the mark afresh, and pop claims them');
+UPDATE pgtq._ready_mark SET low_id = 9223372036854775807, set_at = clock_timestamp() - interval '3 minutes'
+WHERE queue = 'rm';
+SELECT pgtq.push('rm', 'late');
+SELECT is((SELECT count(*)::integer FROM pgtq.pop('rm', 'w', 10)), 1,
+    'a mark older than two minutes (ticks stopped) is not used');
+
+-- Priorities: a job above the mark's priority is claimed first; the
+-- lower priorities follow the mark's in the same pop.
+CREATE TEMP TABLE pr AS
+SELECT pgtq.push('pr', 't', priority => p) AS id, p FROM unnest(ARRAY[0, 0, 5, 5, 0]) AS p;
+CREATE TEMP TABLE pr_first AS SELECT * FROM pgtq.pop('pr', 'w', 1);
+SELECT pgtq.tick('pr');
+SELECT pgtq.tick('pr');
+SELECT is((SELECT row(m.priority, m.low_id)::text FROM pgtq._ready_mark AS m WHERE m.queue = 'pr'),
+    (SELECT row(5, max(id))::text FROM pr WHERE p = 5),
+    'the mark is in the highest priority that has ready jobs');
+SELECT pgtq.push('pr', 'urgent', priority => 9);
+SELECT is((SELECT array_agg(c.priority ORDER BY c.priority DESC, c.id) FROM pgtq.pop('pr', 'w', 3) AS c),
+    ARRAY[9, 5, 0], 'a job above the mark''s priority comes first, then the mark''s, then the ones below');
+SELECT pgtq.tick('pr');
+SELECT is((SELECT row(m.priority, m.low_id)::text FROM pgtq._ready_mark AS m WHERE m.queue = 'pr'),
+    '(0,0)', 'when the first priority changes, the mark seeks nothing until the next tick');
+SELECT is((SELECT array_agg(c.id ORDER BY c.id) FROM pgtq.pop('pr', 'w', 10) AS c),
+    (SELECT array_agg(id ORDER BY id) FROM pr WHERE p = 0 AND id > (SELECT min(id) FROM pr)),
+    'and pop takes every ready job');
+
+-- A replacing push of a job key: the kept id goes back below the mark.
+SELECT pgtq.push('rk', 'keyed', run_at => now() + interval '1 hour', job_key => 'k');
+SELECT pgtq.push('rk', 't' || i) FROM generate_series(1, 3) AS i;
+SELECT pgtq.pop('rk', 'w', 1);
+SELECT pgtq.tick('rk');
+SELECT pgtq.tick('rk');
+SELECT pgtq.push('rk', 'keyed', job_key => 'k', job_key_mode => 'replace');
+SELECT is((SELECT c.task FROM pgtq.pop('rk', 'w', 1) AS c), 'keyed',
+    'a scheduled keyed job replaced by a ready one is claimed in its order');
+
+-- Promotion: a scheduled job due now, older than the ready ones.
+SELECT pgtq.push('sp', 'later', run_at => now() + interval '1 minute');
+SELECT pgtq.push('sp', 't' || i) FROM generate_series(1, 3) AS i;
+SELECT pgtq.pop('sp', 'w', 1);
+SELECT pgtq.tick('sp');
+SELECT pgtq.tick('sp');
+SELECT pgtq.tick('sp', now() + interval '2 minutes');
+SELECT is((SELECT c.task FROM pgtq.pop('sp', 'w', 1) AS c), 'later',
+    'a promoted job is claimed in its order');
+
+-- What _lower_marks records, and what it leaves out.
+SELECT pgtq._lower_marks(ARRAY['sp', 'sp', 'sp', 'nomark'], ARRAY[0, 3, 0, 0],
+                         ARRAY[1, 1, 2, 1]::bigint[], ARRAY[NULL, NULL, 'lk', NULL]);
+SELECT is((SELECT array_agg(l.id) FROM pgtq._ready_mark_low AS l WHERE l.queue IN ('sp', 'nomark')),
+    ARRAY[1::bigint], 'one row for the lowest job at the mark''s priority; none for another priority, '
+                      'a lock key or a queue without a mark');
+SELECT pgtq._lower_marks(ARRAY['sp'], ARRAY[0], ARRAY[9223372036854775807], ARRAY[NULL]);
+SELECT is((SELECT count(*)::integer FROM pgtq._ready_mark_low AS l WHERE l.queue = 'sp'), 1,
+    'and none for a job at or above what the mark may next become');
+
+-- An idle queue keeps no mark.
+SELECT pgtq.push('idle', 't');
+SELECT pgtq.complete(c.id, c.lease) FROM pgtq.pop('idle', 'w', 1) AS c;
+SELECT pgtq.tick('idle');
+SELECT is((SELECT count(*)::integer FROM pgtq._ready_mark WHERE queue = 'idle'), 0,
+    'a queue with no ready and no running job gets no mark');
+SELECT pgtq.tick();
+SELECT is((SELECT array_agg(queue ORDER BY queue) FROM pgtq._ready_mark),
+    ARRAY['lf', 'lr', 'lt', 'pr', 'rk', 'rm', 'sp'], 'tick() keeps the marks of the busy queues');
+
+SELECT * FROM finish();
+ROLLBACK;
