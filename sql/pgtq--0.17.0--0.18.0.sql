@@ -128,7 +128,10 @@ BEGIN
     ORDER BY r.priority DESC, r.id
     LIMIT 1;
     IF NOT FOUND THEN
-        IF NOT EXISTS (SELECT 1 FROM pgtq._job AS b WHERE b.queue = _raise_mark.queue AND b.state = 'running') THEN
+        IF (SELECT b.lease_expires_at FROM pgtq._job AS b
+            WHERE b.queue = _raise_mark.queue AND b.state = 'running'
+            ORDER BY b.lease_expires_at
+            LIMIT 1) IS NULL THEN  -- no running job (ordered: job_running_idx serves it)
             DELETE FROM pgtq._ready_mark AS m WHERE m.queue = _raise_mark.queue;
             RETURN;
         END IF;
@@ -431,14 +434,22 @@ BEGIN
         FROM pgtq._ready_mark AS m
         WHERE m.queue = pop.queue
           AND m.set_at > statement_timestamp() - interval '2 minutes';
+        -- (Ordered, so that only job_ready_idx serves it: EXISTS would drop
+        -- the order and could walk job_pkey.)
         IF mark_id IS NOT NULL
-           AND NOT EXISTS (SELECT 1 FROM pgtq._job AS h
-                           WHERE h.queue = pop.queue AND h.state = 'ready' AND h.lock_key IS NULL
-                             AND h.priority > mark_priority) THEN
+           AND (SELECT h.priority FROM pgtq._job AS h
+                WHERE h.queue = pop.queue AND h.state = 'ready' AND h.lock_key IS NULL
+                  AND h.priority > mark_priority
+                ORDER BY h.priority DESC, h.id
+                LIMIT 1) IS NULL THEN
+            -- The priority as a closed range, not `=`: then no plan can take
+            -- the ids in order from job_pkey and step over every version of
+            -- every job from the mark on; job_ready_idx starts at the mark.
             seek_ids := ARRAY(SELECT c.id
                               FROM pgtq._job AS c
                               WHERE c.queue = pop.queue AND c.state = 'ready' AND c.lock_key IS NULL
-                                AND c.priority = mark_priority AND c.id >= mark_id
+                                AND c.priority <= mark_priority AND c.priority >= mark_priority
+                                AND c.id >= mark_id
                               ORDER BY c.priority DESC, c.id
                               LIMIT room
                               FOR UPDATE SKIP LOCKED);

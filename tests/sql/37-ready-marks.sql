@@ -6,7 +6,31 @@
 -- and a stale one not at all. How much the seek saves under a held
 -- snapshot: bench/ (sustained, held snapshot).
 BEGIN;
-SELECT plan(23);
+SELECT plan(24);
+
+-- The seek reads job_ready_idx from the mark, whatever the statistics
+-- say: here every row was ready when they were taken, which made
+-- job_pkey look as good for `id >= mark` (it steps over every version of
+-- every job from the mark on).
+CREATE FUNCTION pg_temp.reads(idx regclass, call text)
+RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    before bigint := pg_stat_get_xact_tuples_returned(idx);
+BEGIN
+    EXECUTE call;
+    RETURN pg_stat_get_xact_tuples_returned(idx) - before;
+END
+$$;
+SELECT count(*) FROM pgtq.push_many('seek', 'job', ARRAY(SELECT jsonb_build_array(n) FROM generate_series(1, 3000) AS n));
+ANALYZE pgtq._job;
+SELECT count(*) FROM pgtq.pop('seek', 'w', 1);
+SELECT pgtq.tick('seek');
+SELECT pgtq.tick('seek');
+SELECT count(*) FROM pgtq.pop('seek', 'w', 2000);
+SELECT cmp_ok(pg_temp.reads('pgtq.job_pkey', $$SELECT count(*) FROM pgtq.pop('seek', 'w', 10)$$), '<=', 12::bigint,
+    'a pop that seeks from a mark reads job_pkey only for the jobs it claims');
 
 -- Four jobs of queue rm; the first runs, so the queue is busy.
 CREATE TEMP TABLE rm AS
@@ -139,7 +163,7 @@ SELECT is((SELECT count(*)::integer FROM pgtq._ready_mark WHERE queue = 'idle'),
     'a queue with no ready and no running job gets no mark');
 SELECT pgtq.tick();
 SELECT is((SELECT array_agg(queue ORDER BY queue) FROM pgtq._ready_mark),
-    ARRAY['lf', 'lr', 'lt', 'pr', 'rk', 'rm', 'sp'], 'tick() keeps the marks of the busy queues');
+    ARRAY['lf', 'lr', 'lt', 'pr', 'rk', 'rm', 'seek', 'sp'], 'tick() keeps the marks of the busy queues');
 
 SELECT * FROM finish();
 ROLLBACK;
