@@ -30,7 +30,8 @@ AS $$ SELECT '0.18.0'::text $$;
 -- hot_standby_feedback) keeps them from being cleaned, and every pop paid
 -- for all of them: 10,000 jobs/s fell to about 4,500 within a minute.
 -- Only tick writes these rows (_raise_mark), each time afresh from what it
--- sees: a mark is never too high for more than one tick. `next_low_id` is
+-- sees, so a mark that passed over a ready job is lowered by the first
+-- tick that sees the job. `next_low_id` is
 -- what the next tick may publish at most (its look, one tick behind, so a
 -- push whose transaction took its id before that look and commits within
 -- one tick is never passed over); set_at says how fresh the mark is (pop
@@ -335,10 +336,12 @@ $$;
 -- lower priorities from their first entry; so it no longer steps over the
 -- entries of the jobs claimed since the index was last cleaned, which a
 -- snapshot held open keeps. Claim order stays priority, then push order,
--- with one exception: a job whose push transaction stayed open across a
--- tick may be passed over until the next tick (_raise_mark). Pop may return fewer
--- than n jobs while more are ready (a limit, at most 256 a call from a
--- queue with max_running alone, busy keys, rows other pops hold);
+-- with one exception: a job whose push transaction took its id before one
+-- tick and committed after the next may be passed over until the tick
+-- after its commit (_raise_mark).
+-- Pop may return fewer than n jobs while more are ready (a limit, at
+-- most 256 a call from a queue with max_running alone, busy keys, rows
+-- other pops hold);
 -- whoever waits for more is told by an announcement on channel pgtq
 -- when a slot or a key comes free (_wake_after_end) or the rate window
 -- moves on (tick).

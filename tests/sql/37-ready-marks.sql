@@ -86,7 +86,7 @@ SELECT ok(pgtq.retry((SELECT id FROM lt)), 'a failed job is retried');
 SELECT is((SELECT id FROM pgtq.pop('lt', 'w', 1)), (SELECT id FROM lt), 'and pop claims it first');
 
 -- A mark set too high (by hand here; by a push whose transaction stayed
--- open across a tick in life) is passed over until the next tick.
+-- open across two ticks in life) is passed over until the next tick.
 CREATE TEMP TABLE ready_now AS
 SELECT id FROM pgtq._job WHERE queue = 'rm' AND state = 'ready' ORDER BY id;
 DELETE FROM pgtq._ready_mark_low WHERE queue = 'rm';
