@@ -699,11 +699,14 @@ BEGIN
         PERFORM pgtq._sample_history(tick.as_of);
     END IF;
 
-    -- Ready marks (0.18.0): each queue ticked that runs jobs or has a mark.
+    -- Ready marks (0.18.0): each queue ticked that runs jobs or has a mark,
+    -- in the order of their names, so two ticks making the same new marks
+    -- never wait on each other in a circle.
     PERFORM pgtq._raise_mark(r.queue)
     FROM (SELECT unnest(busy_queues) AS queue
           UNION
-          SELECT m.queue FROM pgtq._ready_mark AS m WHERE m.queue = coalesce(tick.queue, m.queue)) AS r;
+          SELECT m.queue FROM pgtq._ready_mark AS m WHERE m.queue = coalesce(tick.queue, m.queue)) AS r
+    ORDER BY r.queue;
 
     RETURN promoted + rescued + enqueued;
 END
