@@ -12,7 +12,8 @@
 -- fell to about 4,500 within a minute of one. Now tick sets, per queue, a
 -- mark below which no ready job of the queue's first priority is
 -- (_raise_mark); every path that turns an existing job ready records it
--- (_lower_marks); pop seeks from the mark (pop).
+-- (_lower_marks); pop seeks from the mark (pop). health's cleanup check
+-- no longer says that claims step over what an old transaction keeps.
 
 CREATE OR REPLACE FUNCTION pgtq.version()
 RETURNS text
@@ -769,6 +770,63 @@ BEGIN
     PERFORM pgtq._announce(retried_queue);
     RETURN true;
 END
+$$;
+
+-- Guarantees: the cleanup check of health(): one row. 'warning' names the
+-- oldest transaction of this database that began more than
+-- `old_transaction` before as_of and holds a snapshot or a transaction id
+-- (a client session other than the caller's, or a prepared transaction):
+-- its age, pid, role, application and state. 'ok' when there is none,
+-- 'unknown' when there is none in sight but the caller (or the owner of
+-- pgtq, whose rights this runs with) may not see every session. It shows
+-- only the sessions that pg_stat_activity shows the session user
+-- (sessions of roles it has the rights of, or all with
+-- pg_read_all_stats), so it reveals nothing more than the caller could
+-- read there.
+CREATE OR REPLACE FUNCTION pgtq._health_cleanup(old_transaction interval, as_of timestamptz,
+                                     OUT status text, OUT detail text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+    WITH sees_all AS (
+        SELECT pg_has_role(session_user, 'pg_read_all_stats', 'USAGE')
+               AND pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS yes
+    ), holders AS (
+        SELECT a.xact_start AS since,
+               format('a transaction open for %s (pid %s, role %s, application %s, %s)',
+                      pgtq._health_age(_health_cleanup.as_of - a.xact_start), a.pid,
+                      quote_literal(a.usename), quote_literal(a.application_name), a.state) AS who
+        FROM pg_stat_activity AS a
+        WHERE a.datid = (SELECT d.oid FROM pg_database AS d WHERE d.datname = current_database())
+          AND a.backend_type = 'client backend'
+          AND a.pid <> pg_backend_pid()
+          AND (a.backend_xmin IS NOT NULL OR a.backend_xid IS NOT NULL)
+          AND a.xact_start < _health_cleanup.as_of - _health_cleanup.old_transaction
+          AND (pg_has_role(session_user, a.usesysid, 'USAGE')
+               OR pg_has_role(session_user, 'pg_read_all_stats', 'USAGE'))
+        UNION ALL
+        SELECT p.prepared,
+               format('a prepared transaction %s, prepared %s ago by role %s',
+                      quote_literal(p.gid), pgtq._health_age(_health_cleanup.as_of - p.prepared),
+                      quote_literal(p.owner))
+        FROM pg_prepared_xacts AS p
+        WHERE p.database = current_database()
+          AND p.prepared < _health_cleanup.as_of - _health_cleanup.old_transaction
+    ), oldest AS (
+        SELECT holders.who FROM holders ORDER BY holders.since LIMIT 1
+    )
+    SELECT CASE WHEN o.who IS NOT NULL THEN 'warning' WHEN s.yes THEN 'ok' ELSE 'unknown' END,
+           CASE WHEN o.who IS NOT NULL
+                THEN o.who || ' holds back the cleanup of dead rows: until it ends, the job table and its '
+                     'indexes keep every version of every job that changed since it began'
+                WHEN s.yes THEN format('no transaction of this database is older than %s',
+                                       pgtq._health_age(_health_cleanup.old_transaction))
+                ELSE format('no transaction older than %s in sight, but only the sessions of roles this role '
+                            'has the rights of are (pg_monitor sees them all)',
+                            pgtq._health_age(_health_cleanup.old_transaction))
+           END
+    FROM sees_all AS s
+    LEFT JOIN oldest AS o ON true
 $$;
 
 -- ---------------------------------------------------------------------------

@@ -4372,8 +4372,8 @@ AS $$
     )
     SELECT CASE WHEN o.who IS NOT NULL THEN 'warning' WHEN s.yes THEN 'ok' ELSE 'unknown' END,
            CASE WHEN o.who IS NOT NULL
-                THEN o.who || ' holds back the cleanup of dead rows: until it ends, every claim steps over '
-                     'the index entries of the jobs claimed since it began'
+                THEN o.who || ' holds back the cleanup of dead rows: until it ends, the job table and its '
+                     'indexes keep every version of every job that changed since it began'
                 WHEN s.yes THEN format('no transaction of this database is older than %s',
                                        pgtq._health_age(_health_cleanup.old_transaction))
                 ELSE format('no transaction older than %s in sight, but only the sessions of roles this role '
@@ -4421,10 +4421,11 @@ $$;
 --   cleanup    the oldest open transaction of this database (another
 --              session's, or a prepared one) that began longer than
 --              `old_transaction` ago: until it ends, vacuum keeps every
---              row version it might see, and each claim steps over the
---              index entries of every job claimed since (a snapshot held
---              for 60 s under 10,000 jobs/s halved the drain rate:
---              docs/performance.md). It sees the sessions that the
+--              row version it might see, and the table grows (until
+--              0.18.0 each claim also stepped over the index entries of
+--              every job claimed since: a snapshot held for 60 s under
+--              10,000 jobs/s halved the drain rate; pops now seek from
+--              the ready mark). It sees the sessions that the
 --              calling role may see in pg_stat_activity (all of them with
 --              pg_read_all_stats, which pg_monitor holds): 'unknown' when
 --              it found none and may not see them all;
