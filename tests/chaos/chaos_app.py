@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import psycopg
 
@@ -19,6 +20,8 @@ import pgtq
 
 q = pgtq.PgTq("chaos", os.environ["PGTQ_DSN"])
 _local = threading.local()
+# How long each run lasts after its ledger row (run.py --handler-seconds).
+HANDLER_SECONDS = float(os.environ.get("PGTQ_CHAOS_HANDLER_SECONDS", "0"))
 
 RECORD = (
     "INSERT INTO chaos_runs (token, job_id, attempt, worker_pid, lease_expires_at)"
@@ -43,3 +46,5 @@ def record(token: str) -> None:
     if task is None:
         raise RuntimeError("record runs only in a worker")
     _connection().execute(RECORD, (token, task.id, task.attempt, os.getpid(), task.lease_expires_at))
+    if HANDLER_SECONDS:
+        time.sleep(HANDLER_SECONDS)

@@ -100,6 +100,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--kills", type=int, default=20, help="worker SIGKILLs, spread over the run")
     parser.add_argument("--restarts", type=int, default=2, help="PostgreSQL immediate stops")
     parser.add_argument("--push-batch", type=int, default=500)
+    parser.add_argument(
+        "--handler-seconds",
+        type=float,
+        default=0.0,
+        help="each run of the handler lasts this long after its ledger row (a short run then still has"
+        " jobs in hand when its kills and stops come)",
+    )
     parser.add_argument("--deadline", type=float, default=600.0, help="give up after this many seconds")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument(
@@ -174,8 +181,11 @@ def producing(dsn: str, options: argparse.Namespace, books: Books, stop: threadi
         books.producer_error = f"{type(error).__name__}: {error}"
 
 
-def start_process(args: list[str], dsn: str, log: Path) -> subprocess.Popen[bytes]:
+def start_process(
+    args: list[str], dsn: str, log: Path, handler_seconds: float = 0.0
+) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PGTQ_DSN=dsn, PYTHONPATH=os.pathsep.join([str(HERE), str(REPO)]))
+    env["PGTQ_CHAOS_HANDLER_SECONDS"] = str(handler_seconds)
     env["PGAPPNAME"] = APP_NAME  # every connection of the crew, for settle()
     with log.open("ab") as output:
         return subprocess.Popen(
@@ -250,6 +260,7 @@ class Crew:
         self, dsn: str, worker_dsn: str, options: argparse.Namespace, logs: Path, books: Books
     ) -> None:
         self.dsn, self.worker_dsn, self.logs, self.books = dsn, worker_dsn, logs, books
+        self.handler_seconds = options.handler_seconds
         self.worker_args = [
             "worker",
             "chaos_app:q",
@@ -274,7 +285,9 @@ class Crew:
         )
 
     def _worker(self, slot: int) -> subprocess.Popen[bytes]:
-        return start_process(self.worker_args, self.worker_dsn, self.logs / f"worker-{slot}.log")
+        return start_process(
+            self.worker_args, self.worker_dsn, self.logs / f"worker-{slot}.log", self.handler_seconds
+        )
 
     def registered(self) -> set[int] | None:
         """The pids of the workers that connected (registered themselves),
