@@ -458,9 +458,12 @@ class Worker:
         room = self._room_to_claim(server, now)
         name = server.turns.next() if room > 0 else None
         if name is None:
-            if self._flush_due(server, now):
+            if not self._flush_due(server, now):
+                return
+            name = server.turns.refill(outcome.task.queue for outcome in server.pending) if room > 0 else None
+            if name is None:
                 server.write_outcomes()
-            return
+                return
         self._took(server, name, room, server.claim(name, room, self.worker_id, with_outcomes=True))
 
     def _claim_more(self, server: Server) -> None:
@@ -475,14 +478,17 @@ class Worker:
             room -= len(tasks)
 
     def _took(self, server: Server, name: str, asked: int, tasks: list[Task]) -> None:
-        self._claimed(server, name, drained=len(tasks) < asked)
+        self._claimed(server, name, asked, len(tasks))
         for task in tasks:
             self._hand_to_pool(task)
 
-    def _claimed(self, server: Server, name: str, *, drained: bool) -> None:
-        """A claim of ``name`` came back: short (wait for a wake-up) or full."""
+    def _claimed(self, server: Server, name: str, asked: int, taken: int) -> None:
+        """A claim of ``asked`` jobs of ``name`` came back with ``taken``:
+        short (wait for a wake-up, or refill with the outcomes of those
+        taken: ``PopTurns``) or full."""
+        drained = taken < asked
         if drained:
-            server.turns.drained(name)
+            server.turns.drained(name, took_some=taken > 0)
         else:
             server.turns.wake([name])
         server.waiting_for(name, drained)
@@ -642,7 +648,7 @@ class Worker:
                 claimed.server.turns.wake([claimed.queue])
             else:
                 taken = len(claimed.runs) + len(claimed.unknown)
-                self._claimed(claimed.server, claimed.queue, drained=taken < claimed.asked)
+                self._claimed(claimed.server, claimed.queue, claimed.asked, taken)
 
     def _deadline(self, running: _Running) -> float | None:
         """When a started job with a timeout must be stopped (None: no

@@ -133,6 +133,51 @@ def test_by_default_a_deep_queue_of_quick_jobs_is_claimed_and_written_in_batches
     assert len(claims) < total / 5 and len(writes) < total / 5, f"claims: {claims}; writes: {writes}"
 
 
+def test_a_limited_queue_claims_the_slots_its_outcomes_free_as_it_writes_them(
+    q: pgtq.PgTq, db: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a ``max_running => 2`` queue a worker of 4 slots gets 2 jobs per
+    claim: a short claim that took some (``PopTurns.refill``). Each write of
+    their outcomes claims the slots it frees in the same round trip, rather
+    than writing alone and waiting for the announcement of its own write
+    (three hops per batch: write, notification, claim)."""
+    alone: list[int] = []
+    with_claim: list[int] = []
+    write_outcomes, write_outcomes_and_pop = gateway.write_outcomes, gateway.write_outcomes_and_pop
+
+    def counting_write(conn: Any, outcomes: Sequence[Outcome]) -> Any:
+        alone.append(len(outcomes))
+        return write_outcomes(conn, outcomes)
+
+    def counting_write_and_pop(conn: Any, outcomes: Sequence[Outcome], **claim: Any) -> Any:
+        with_claim.append(len(outcomes))
+        return write_outcomes_and_pop(conn, outcomes, **claim)
+
+    monkeypatch.setattr(gateway, "write_outcomes", counting_write)
+    monkeypatch.setattr(gateway, "write_outcomes_and_pop", counting_write_and_pop)
+    db.execute("SELECT pgtq.configure_queue(queue => 'test_queue', max_running => 2)")
+
+    @q.handler()
+    def noop(n: int) -> int:
+        return n
+
+    total = 40
+    noop.push_many([(n,) for n in range(total)])
+    worker = Worker(q, WorkerSettings(concurrency=4, batch_size=4, poll_interval=0.5))
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        wait_until(lambda: [(s.state, s.jobs) for s in q.stats()] == [("done", total)], timeout=60)
+    finally:
+        worker.stop()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert sum(alone) + sum(with_claim) == total, "every outcome written once"
+    # The last outcomes (the queue is empty) may go alone, and so may one
+    # written while the worker stops.
+    assert sum(with_claim) >= total - 4, f"written with a claim: {with_claim}; alone: {alone}"
+
+
 @pytest.mark.parametrize("with_a_failure", [False, True], ids=["successes only", "with a failure"])
 def test_the_claim_written_with_outcomes_takes_the_slots_they_free(
     q: pgtq.PgTq, dsn: str, db: psycopg.Connection[Any], with_a_failure: bool

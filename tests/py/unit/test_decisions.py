@@ -112,6 +112,20 @@ def test_queues_take_turns_and_a_drained_one_waits_for_a_wake_up() -> None:
     assert [turns.next() for _ in range(2)] == ["b", "b"]
 
 
+def test_a_queue_whose_pop_came_back_short_but_not_empty_is_refilled_with_its_outcomes() -> None:
+    turns = PopTurns(["limited", "plain"])
+    turns.drained("limited", took_some=True)
+    turns.drained("plain")
+    assert turns.next() is None, "neither is claimed from until woken"
+    assert turns.refill(["plain", "limited"]) == "limited", "its outcomes free what held it back"
+    assert turns.refill(["plain"]) is None, "outcomes of other queues free none of its slots"
+    turns.drained("limited", took_some=False)
+    assert turns.refill(["limited"]) is None, "an empty pop: the queue waits for a wake-up"
+    turns.drained("plain", took_some=True)
+    turns.wake(["plain"])
+    assert turns.next() == "plain", "a wake-up still makes it claimable as before"
+
+
 # -- writing outcomes ----------------------------------------------------------------
 
 
