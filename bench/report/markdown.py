@@ -192,6 +192,11 @@ def limits_table(results: dict[str, Any]) -> str:
             f" At those same settings, max_running => 50 drains at {_ratio(run['limited_at_bound_vs_bound'])}"
             " of that bound: the limit's own cost."
         )
+    if run.get("limited_vs_unlimited_defaults") is not None:
+        lines[-1] += (
+            f" Drained by the worker at its defaults (no flags), max_running => 50 drains at"
+            f" {_ratio(run['limited_vs_unlimited_defaults'])} of the unlimited queue."
+        )
     if run.get("count_alone"):
         counts = ", ".join(f"{row['held']:,}: {row['us_per_count']:,.1f} us" for row in run["count_alone"])
         lines += [

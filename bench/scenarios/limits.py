@@ -8,7 +8,8 @@
   most 50 jobs in hand in all (2 x 25 slots, claims of 25): the bound a
   limit of 50 leaves this worker when the limit itself costs nothing; and
   the ``max_running => 50`` queue at those same settings, so the limit's
-  own cost shows against that bound at equal settings. A
+  own cost shows against that bound at equal settings; and both queues
+  drained by the worker at its defaults (no flags), as most users run it. A
   drain of a queue without limits against the release before flow
   control is ``--baseline`` (the ``drain`` scenario).
 * **counting**: ``pop`` of a ``max_running`` queue counts the running jobs
@@ -79,27 +80,34 @@ def drain_limited(ctx: Context) -> list[dict[str, Any]]:
     next variant); max_running => 50 with the run's slots; and
     max_running => 200 (a limit that the run's 2 x 50 slots seldom reach:
     the cost of the limit's locking and counting without the cap on jobs
-    in flight); and max_running => 50 at the bound's settings (2 x 25
-    slots, claims of 25: the limit's own cost against the bound)."""
+    in flight); max_running => 50 at the bound's settings (2 x 25
+    slots, claims of 25: the limit's own cost against the bound); and no
+    limit and max_running => 50 at the worker's defaults."""
     flags = detect(ctx.pgtq_cli, ctx.env())
     jobs = ctx.sizes.drain_jobs
     best = ctx.pgtq_best_concurrency
     share = LIMIT // PROCESSES
-    variants = [
+    # (max_running, concurrency, batch); batch None: the worker's defaults (no flags)
+    variants: list[tuple[int | None, int, int | None]] = [
         (None, best, 100),
         (None, share, share),
         (LIMIT, best, 100),
         (LIMIT * 4, best, 100),
         (LIMIT, share, share),
+        (None, best, None),
+        (LIMIT, best, None),
     ]
     runs = []
     for round_number in range(ROUNDS):
         for max_running, concurrency, batch in variants:
             _configure(ctx, max_running)
             ctx.pgtq_best_concurrency = concurrency
-            spec = pgtq_specs(ctx, flags, PROCESSES, batch)[0]
+            best_spec, defaults_spec = pgtq_specs(ctx, flags, PROCESSES, batch or 100)
+            spec = best_spec if batch else defaults_spec
             slots = f"{concurrency} slots and claims of {batch} each"
-            if not max_running:
+            if batch is None:
+                spec.label = f"defaults, {f'max_running {max_running}' if max_running else 'no limit'}"
+            elif not max_running:
                 spec.label = f"no limit, {slots}"
             elif batch == 100:
                 spec.label = f"max_running {max_running}"
@@ -192,14 +200,17 @@ def run(ctx: Context) -> dict[str, Any]:
     counts = counting(ctx)
     alone = count_alone(ctx)
     drain_medians = medians(drains)
-    unlimited, same_slots, limited, _loose, limited_at_bound = (row["jobs_per_s"] for row in drain_medians)
+    unlimited, same_slots, limited, _loose, limited_at_bound, unlimited_defaults, limited_defaults = (
+        row["jobs_per_s"] for row in drain_medians
+    )
     ratio = round(limited / unlimited, 3) if unlimited else None
     same_slots_ratio = round(limited / same_slots, 3) if same_slots else None
     at_bound_ratio = round(limited_at_bound / same_slots, 3) if same_slots else None
+    defaults_ratio = round(limited_defaults / unlimited_defaults, 3) if unlimited_defaults else None
     log(
         f"limits: max_running {LIMIT} drains at {ratio} of unlimited (target > 0.8), "
         f"{same_slots_ratio} of unlimited with at most {LIMIT} jobs in hand; "
-        f"at those settings, {at_bound_ratio} of them"
+        f"at those settings, {at_bound_ratio} of them; at the worker's defaults, {defaults_ratio}"
     )
     ctx.execute(pgtq_sql.RESET)
     return {
@@ -209,5 +220,6 @@ def run(ctx: Context) -> dict[str, Any]:
         "limited_vs_unlimited": ratio,
         "limited_vs_same_slots": same_slots_ratio,
         "limited_at_bound_vs_bound": at_bound_ratio,
+        "limited_vs_unlimited_defaults": defaults_ratio,
         "runs": drains + counts,
     }
