@@ -195,8 +195,14 @@ def limits_table(results: dict[str, Any]) -> str:
     if run.get("limited_vs_unlimited_defaults") is not None:
         lines[-1] += (
             f" Drained by the worker at its defaults (no flags), max_running => 50 drains at"
-            f" {_ratio(run['limited_vs_unlimited_defaults'])} of the unlimited queue."
+            f" {_ratio(run['limited_vs_unlimited_defaults'])} of the unlimited queue"
         )
+        if run.get("limited_defaults_vs_one_slot_bound") is not None:
+            lines[-1] += (
+                f", and at {_ratio(run['limited_defaults_vs_one_slot_bound'])} of the unlimited queue drained"
+                " with the defaults' one slot and at most 25 jobs in hand per process (its bound)"
+            )
+        lines[-1] += "."
     if run.get("count_alone"):
         counts = ", ".join(f"{row['held']:,}: {row['us_per_count']:,.1f} us" for row in run["count_alone"])
         lines += [

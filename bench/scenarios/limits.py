@@ -9,7 +9,9 @@
   limit of 50 leaves this worker when the limit itself costs nothing; and
   the ``max_running => 50`` queue at those same settings, so the limit's
   own cost shows against that bound at equal settings; and both queues
-  drained by the worker at its defaults (no flags), as most users run it. A
+  drained by the worker at its defaults (no flags), as most users run it,
+  beside their bound: no limit, the defaults' one slot and at most 25 jobs
+  in hand per process (``--batch-size 25``). A
   drain of a queue without limits against the release before flow
   control is ``--baseline`` (the ``drain`` scenario).
 * **counting**: ``pop`` of a ``max_running`` queue counts the running jobs
@@ -81,8 +83,9 @@ def drain_limited(ctx: Context) -> list[dict[str, Any]]:
     max_running => 200 (a limit that the run's 2 x 50 slots seldom reach:
     the cost of the limit's locking and counting without the cap on jobs
     in flight); max_running => 50 at the bound's settings (2 x 25
-    slots, claims of 25: the limit's own cost against the bound); and no
-    limit and max_running => 50 at the worker's defaults."""
+    slots, claims of 25: the limit's own cost against the bound); no
+    limit and max_running => 50 at the worker's defaults; and no limit with
+    the defaults' one slot and claims of 25 (the bound of the defaults)."""
     flags = detect(ctx.pgtq_cli, ctx.env())
     jobs = ctx.sizes.drain_jobs
     best = ctx.pgtq_best_concurrency
@@ -96,6 +99,7 @@ def drain_limited(ctx: Context) -> list[dict[str, Any]]:
         (LIMIT, share, share),
         (None, best, None),
         (LIMIT, best, None),
+        (None, 1, share),
     ]
     runs = []
     for round_number in range(ROUNDS):
@@ -104,7 +108,7 @@ def drain_limited(ctx: Context) -> list[dict[str, Any]]:
             ctx.pgtq_best_concurrency = concurrency
             best_spec, defaults_spec = pgtq_specs(ctx, flags, PROCESSES, batch or 100)
             spec = best_spec if batch else defaults_spec
-            slots = f"{concurrency} slots and claims of {batch} each"
+            slots = f"{concurrency} slot{'' if concurrency == 1 else 's'} and claims of {batch} each"
             if batch is None:
                 spec.label = f"defaults, {f'max_running {max_running}' if max_running else 'no limit'}"
             elif not max_running:
@@ -200,17 +204,20 @@ def run(ctx: Context) -> dict[str, Any]:
     counts = counting(ctx)
     alone = count_alone(ctx)
     drain_medians = medians(drains)
-    unlimited, same_slots, limited, _loose, limited_at_bound, unlimited_defaults, limited_defaults = (
-        row["jobs_per_s"] for row in drain_medians
-    )
+    figures = [row["jobs_per_s"] for row in drain_medians]
+    unlimited, same_slots, limited, _loose, limited_at_bound = figures[:5]
+    unlimited_defaults, limited_defaults, one_slot = figures[5:]
     ratio = round(limited / unlimited, 3) if unlimited else None
     same_slots_ratio = round(limited / same_slots, 3) if same_slots else None
     at_bound_ratio = round(limited_at_bound / same_slots, 3) if same_slots else None
     defaults_ratio = round(limited_defaults / unlimited_defaults, 3) if unlimited_defaults else None
+    defaults_bound_ratio = round(limited_defaults / one_slot, 3) if one_slot else None
     log(
         f"limits: max_running {LIMIT} drains at {ratio} of unlimited (target > 0.8), "
         f"{same_slots_ratio} of unlimited with at most {LIMIT} jobs in hand; "
-        f"at those settings, {at_bound_ratio} of them; at the worker's defaults, {defaults_ratio}"
+        f"at those settings, {at_bound_ratio} of them; at the worker's defaults, {defaults_ratio} "
+        f"of unlimited and {defaults_bound_ratio} of unlimited with one slot and at most "
+        f"{LIMIT // PROCESSES} in hand each"
     )
     ctx.execute(pgtq_sql.RESET)
     return {
@@ -221,5 +228,6 @@ def run(ctx: Context) -> dict[str, Any]:
         "limited_vs_same_slots": same_slots_ratio,
         "limited_at_bound_vs_bound": at_bound_ratio,
         "limited_vs_unlimited_defaults": defaults_ratio,
+        "limited_defaults_vs_one_slot_bound": defaults_bound_ratio,
         "runs": drains + counts,
     }
