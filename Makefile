@@ -82,13 +82,13 @@ BENCH_VENV := bench/.venv
 BENCH_PEERS_VENV := bench/.venv-peers
 BENCH_ARGS ?=
 
-$(BENCH_VENV)/.installed: pyproject.toml bench/requirements.txt
+$(BENCH_VENV)/.installed: pyproject.toml pgtq.control bench/requirements.txt
 	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(BENCH_VENV)/bin/python -m pip install --quiet -e . -r bench/requirements.txt
 	@touch $@
 
-$(BENCH_PEERS_VENV)/.installed: pyproject.toml bench/requirements-peers.txt
+$(BENCH_PEERS_VENV)/.installed: pyproject.toml pgtq.control bench/requirements-peers.txt
 	@test -x $(BENCH_PEERS_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_PEERS_VENV)
 	$(BENCH_PEERS_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(BENCH_PEERS_VENV)/bin/python -m pip install --quiet -e . -r bench/requirements-peers.txt
