@@ -32,13 +32,10 @@ def write_and_claim(
     )
 
 
-def test_outcomes_ride_with_the_next_claim_in_one_round_trip(
-    q: pgtq.PgTq, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """With one slot and one job held (``batch_size=1``: no prefetch), each
-    finished job's outcome is written in the same round trip (and
-    transaction) that claims the next job; written alone only when no
-    claim follows (the queue drained, or stopping)."""
+def count_writes(monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], list[int]]:
+    """Record the outcomes of each write: those written alone
+    (``write_outcomes``) and those written with a claim
+    (``write_outcomes_and_pop``), as two lists of batch sizes."""
     alone: list[int] = []
     with_claim: list[int] = []
     write_outcomes, write_outcomes_and_pop = gateway.write_outcomes, gateway.write_outcomes_and_pop
@@ -53,14 +50,19 @@ def test_outcomes_ride_with_the_next_claim_in_one_round_trip(
 
     monkeypatch.setattr(gateway, "write_outcomes", counting_write)
     monkeypatch.setattr(gateway, "write_outcomes_and_pop", counting_write_and_pop)
+    return alone, with_claim
+
+
+def drain(q: pgtq.PgTq, settings: WorkerSettings, total: int) -> None:
+    """Push ``total`` no-op jobs and run a worker of ``settings`` in a
+    thread until they are all done; then stop it."""
 
     @q.handler()
     def noop(n: int) -> int:
         return n
 
-    total = 30
     noop.push_many([(n,) for n in range(total)])
-    worker = Worker(q, WorkerSettings(concurrency=1, batch_size=1, poll_interval=0.5))
+    worker = Worker(q, settings)
     thread = threading.Thread(target=worker.run)
     thread.start()
     try:
@@ -69,6 +71,18 @@ def test_outcomes_ride_with_the_next_claim_in_one_round_trip(
         worker.stop()
         thread.join(timeout=30)
     assert not thread.is_alive()
+
+
+def test_outcomes_ride_with_the_next_claim_in_one_round_trip(
+    q: pgtq.PgTq, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With one slot and one job held (``batch_size=1``: no prefetch), each
+    finished job's outcome is written in the same round trip (and
+    transaction) that claims the next job; written alone only when no
+    claim follows (the queue drained, or stopping)."""
+    alone, with_claim = count_writes(monkeypatch)
+    total = 30
+    drain(q, WorkerSettings(concurrency=1, batch_size=1, poll_interval=0.5), total)
     assert sum(alone) + sum(with_claim) == total, "every outcome written once"
     # Each of the first total - 1 outcomes has a claim to ride with; the last
     # one may go alone, and so may one written while the worker stops.
@@ -109,22 +123,8 @@ def test_by_default_a_deep_queue_of_quick_jobs_is_claimed_and_written_in_batches
     monkeypatch.setattr(gateway, "pop", counting_pop)
     monkeypatch.setattr(gateway, "write_outcomes", counting_write)
     monkeypatch.setattr(gateway, "write_outcomes_and_pop", counting_write_and_pop)
-
-    @q.handler()
-    def noop(n: int) -> int:
-        return n
-
     total = 600
-    noop.push_many([(n,) for n in range(total)])
-    worker = Worker(q, WorkerSettings(poll_interval=0.5))
-    thread = threading.Thread(target=worker.run)
-    thread.start()
-    try:
-        wait_until(lambda: [(s.state, s.jobs) for s in q.stats()] == [("done", total)], timeout=60)
-    finally:
-        worker.stop()
-        thread.join(timeout=30)
-    assert not thread.is_alive()
+    drain(q, WorkerSettings(poll_interval=0.5), total)
     assert sum(got for _, got in claims) == total and sum(writes) == total, (
         "each job claimed and written once"
     )
@@ -141,37 +141,10 @@ def test_a_limited_queue_claims_the_slots_its_outcomes_free_as_it_writes_them(
     their outcomes claims the slots it frees in the same round trip, rather
     than writing alone and waiting for the announcement of its own write
     (three hops per batch: write, notification, claim)."""
-    alone: list[int] = []
-    with_claim: list[int] = []
-    write_outcomes, write_outcomes_and_pop = gateway.write_outcomes, gateway.write_outcomes_and_pop
-
-    def counting_write(conn: Any, outcomes: Sequence[Outcome]) -> Any:
-        alone.append(len(outcomes))
-        return write_outcomes(conn, outcomes)
-
-    def counting_write_and_pop(conn: Any, outcomes: Sequence[Outcome], **claim: Any) -> Any:
-        with_claim.append(len(outcomes))
-        return write_outcomes_and_pop(conn, outcomes, **claim)
-
-    monkeypatch.setattr(gateway, "write_outcomes", counting_write)
-    monkeypatch.setattr(gateway, "write_outcomes_and_pop", counting_write_and_pop)
+    alone, with_claim = count_writes(monkeypatch)
     db.execute("SELECT pgtq.configure_queue(queue => 'test_queue', max_running => 2)")
-
-    @q.handler()
-    def noop(n: int) -> int:
-        return n
-
     total = 40
-    noop.push_many([(n,) for n in range(total)])
-    worker = Worker(q, WorkerSettings(concurrency=4, batch_size=4, poll_interval=0.5))
-    thread = threading.Thread(target=worker.run)
-    thread.start()
-    try:
-        wait_until(lambda: [(s.state, s.jobs) for s in q.stats()] == [("done", total)], timeout=60)
-    finally:
-        worker.stop()
-        thread.join(timeout=30)
-    assert not thread.is_alive()
+    drain(q, WorkerSettings(concurrency=4, batch_size=4, poll_interval=0.5), total)
     assert sum(alone) + sum(with_claim) == total, "every outcome written once"
     # The last outcomes (the queue is empty) may go alone, and so may one
     # written while the worker stops.
