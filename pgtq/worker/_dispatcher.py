@@ -452,9 +452,11 @@ class Worker:
     def _flush_and_claim(self, server: Server, now: float) -> None:
         """One round trip for both directions: write the server's pending
         outcomes and claim the next jobs of one of its queues, in one
-        transaction (``Server.claim``). With nothing to claim, the outcomes
-        go alone once they are due (see ``flush_due``); until then they
-        wait for more of the batch."""
+        transaction (``Server.claim``). With no queue known to have work,
+        the outcomes wait for more of the batch until they are due (see
+        ``flush_due``); then they go with a claim from a queue whose last
+        claim a limit or busy keys may have cut short (``PopTurns.refill``),
+        or else alone."""
         room = self._room_to_claim(server, now)
         name = server.turns.next() if room > 0 else None
         if name is None:
