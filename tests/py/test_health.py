@@ -2,20 +2,24 @@
 
 The checks' rules, one by one with literal times, are in
 tests/sql/35-health.sql; here: another session's old transaction (which one
-session of pgTAP cannot open), what a role that may not see every session
-is told, and the command line's table, JSON and exit codes.
+session of pgTAP cannot open), a replication slot left behind by a standby
+that went away (a server and a standby of the test's own), what a role that
+may not see every session is told, and the command line's table, JSON and
+exit codes.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import pgcluster
 import psycopg
 import pytest
-from conftest import run_cli, scalar, wait_until
+from conftest import install_test_schema, run_cli, scalar, wait_until
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
@@ -61,6 +65,59 @@ def test_another_sessions_old_transaction_is_named(database: pgtq.Database, hold
     assert checks(database, old_transaction=timedelta(hours=1))["cleanup"].ok, "younger than the threshold"
     holder.rollback()
     assert checks(database, old_transaction=old)["cleanup"].ok, "once it ended, nothing holds cleanup back"
+
+
+SLOT = "gone_standby"
+
+
+def slot_state(dsn: str) -> tuple[bool, bool] | None:
+    """Whether SLOT is in use, and whether it keeps an xmin."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT active, xmin IS NOT NULL FROM pg_replication_slots WHERE slot_name = %s", [SLOT]
+        ).fetchone()
+    return None if row is None else (bool(row[0]), bool(row[1]))
+
+
+def test_a_slot_left_by_a_standby_that_went_away_is_named_until_dropped() -> None:
+    """A standby with hot_standby_feedback keeps its slot's xmin; once it is
+    gone the slot holds back the cleanup of dead rows for good. health
+    (schema 0.19.0) names it then, not while the standby is connected."""
+    started: list[pgcluster.Cluster] = []
+    try:
+        primary = pgcluster.start_throwaway(lambda _cluster: {})
+        started.append(primary)
+        install_test_schema(primary.dsn)
+        with psycopg.connect(primary.dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_create_physical_replication_slot(%s)", [SLOT])
+        standby = pgcluster.start_standby(primary, SLOT)
+        started.append(standby)
+        with psycopg.connect(standby.dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("ALTER SYSTEM SET primary_slot_name = {}").format(sql.Literal(SLOT)))
+            conn.execute("ALTER SYSTEM SET hot_standby_feedback = on")
+            conn.execute("SELECT pg_reload_conf()")
+        wait_until(lambda: slot_state(primary.dsn) == (True, True), timeout=60)
+        with pgtq.Database(primary.dsn) as database:
+            assert checks(database)["cleanup"].ok, "a slot in use is not named"
+
+            standby.stop()
+            wait_until(lambda: slot_state(primary.dsn) == (False, True), timeout=30)
+            cleanup = checks(database, old_transaction=timedelta(hours=1))["cleanup"]
+            assert cleanup.status == "warning", cleanup.detail
+            named = f"an inactive replication slot '{SLOT}' (physical), whose xmin is "
+            assert cleanup.detail.startswith(named), cleanup.detail
+            assert (
+                "holds back the cleanup of dead rows: until its standby is back or the slot is dropped "
+                "(pg_drop_replication_slot)" in cleanup.detail
+            )
+
+            with psycopg.connect(primary.dsn, autocommit=True) as admin:
+                admin.execute("SELECT pg_drop_replication_slot(%s)", [SLOT])
+            assert checks(database)["cleanup"].ok, "dropped: nothing holds cleanup back"
+    finally:
+        for cluster in reversed(started):
+            cluster.stop()
+            shutil.rmtree(cluster.datadir.parent, ignore_errors=True)
 
 
 def test_a_role_that_sees_only_its_own_sessions_is_told_so(

@@ -1,11 +1,12 @@
 -- health() (0.14.0): what needs an operator's look. Queues whose jobs
 -- nobody handles (ready with no live worker, or nothing ticks them:
 -- scheduled jobs late, leases run out), an old transaction holding back
--- the cleanup of dead rows, schedules whose last run failed. The clock is
+-- the cleanup of dead rows (0.19.0: or a replication slot that a standby
+-- left), schedules whose last run failed. The clock is
 -- the calls' as_of; jobs are pushed at 00:00. (Another session's old
 -- transaction, and the CLI: tests/py/test_health.py.)
 BEGIN;
-SELECT plan(24);
+SELECT plan(25);
 SET LOCAL TIME ZONE 'UTC';
 
 -- The status of one check of health() at `at` (late: 1 minute).
@@ -87,6 +88,14 @@ WHERE name = 'nightly';
 SELECT is(pg_temp.detail('schedules', '2030-01-01 00:10+00'),
     'schedule ''nightly'' failed its last run: pgtq: payload of task ''t'' is 2000000 bytes, over the limit',
     'one whose last run failed is named with its error');
+
+-- A replication slot that keeps no xmin (no standby ever sent feedback)
+-- holds nothing back (0.19.0; a slot left by a standby with
+-- hot_standby_feedback is named: tests/py/test_health.py). Slots are not
+-- transactional: this one is dropped here, not by the rollback.
+SELECT pg_create_physical_replication_slot('pgtq_health_test');
+SELECT is(pg_temp.status('cleanup', now()), 'ok', 'an inactive slot without an xmin is not named');
+SELECT pg_drop_replication_slot('pgtq_health_test');
 
 -- This session's own transaction is not counted.
 SELECT is(pg_temp.status('cleanup', now() + interval '1 hour'), 'ok',
