@@ -110,6 +110,10 @@ bench-bloat: system-deps $(BENCH_VENV)/.installed ## the load-and-bloat run: 1,0
 bench-bouncer: system-deps $(BENCH_VENV)/.installed ## what PgBouncer and prepared statements cost: push and drain, direct and through bouncers
 	$(BENCH_VENV)/bin/python -m bench.bouncer_overhead $(BENCH_ARGS)
 
+.PHONY: bench-claim-cost
+bench-claim-cost: system-deps $(BENCH_VENV)/.installed ## where a claim's server time goes: the job table's indexes, its width, pop's own steps (a minute)
+	$(BENCH_VENV)/bin/python -m bench.claim_cost $(BENCH_ARGS)
+
 .PHONY: bench-peers
 bench-peers: system-deps $(BENCH_VENV)/.installed $(BENCH_PEERS_VENV)/.installed ## the benchmark with Procrastinate and PgQueuer in the same run
 	$(BENCH_VENV)/bin/python -m bench --peers all --peers-python $(BENCH_PEERS_VENV)/bin/python $(BENCH_ARGS)
