@@ -41,6 +41,13 @@ MAX_PREFETCH = 100
 # how long its handlers ran lately: a claimed job waits briefly for a slot.
 PREFETCH_SECONDS = 0.25
 
+# Of a queue whose last claim a max_running limit (or busy lock keys) cut
+# short, no more than its slots get through in this long: a job claimed
+# ahead holds a slot of the limit while it waits, which another worker
+# could have started at once. Quick handlers still claim up to
+# MAX_PREFETCH; slower ones claim only for their free slots.
+HELD_BACK_PREFETCH_SECONDS = 0.01
+
 # How fast the typical run time follows longer runs (quickly: half the way
 # at once) and shorter ones (slowly). Not all the way at once: a quick
 # handler's thread that waited for the GIL (up to a 5 ms switch interval)
@@ -82,13 +89,23 @@ class ClaimLimit:
     @property
     def jobs_in_hand(self) -> int:
         """How many claimed jobs to hold at most now."""
+        return self._within(PREFETCH_SECONDS)
+
+    @property
+    def jobs_in_hand_held_back(self) -> int:
+        """How many to hold at most of a queue whose claims a limit cuts
+        short (HELD_BACK_PREFETCH_SECONDS of work; a fixed batch_size is
+        the user's choice and stays)."""
+        return self._within(HELD_BACK_PREFETCH_SECONDS)
+
+    def _within(self, seconds: float) -> int:
         if self.fixed is not None:
             return self.fixed
         if self.typical_run is None:
             return self.concurrency
         if self.typical_run <= 0:
             return max(self.concurrency, MAX_PREFETCH)
-        fits = int(self.concurrency * PREFETCH_SECONDS / self.typical_run)
+        fits = int(self.concurrency * seconds / self.typical_run)
         return max(self.concurrency, min(MAX_PREFETCH, fits))
 
 
@@ -276,6 +293,12 @@ class PopTurns:
             self._held_back.add(name)
         else:
             self._held_back.discard(name)
+
+    def held_back(self, name: str) -> bool:
+        """Whether the last pop of ``name`` that came back short claimed
+        some jobs (a limit or busy keys may have cut it), with no empty pop
+        since."""
+        return name in self._held_back
 
     def next(self) -> str | None:
         """The next queue to claim from, or None when none may have work."""

@@ -466,18 +466,39 @@ class Worker:
             if name is None:
                 server.write_outcomes()
                 return
-        self._took(server, name, room, server.claim(name, room, self.worker_id, with_outcomes=True))
+        asked = self._room_for(server, name, room)
+        if asked < 1:  # a held-back queue whose jobs in hand suffice: the outcomes go when due
+            if self._flush_due(server, now):
+                server.write_outcomes()
+            return
+        self._took(server, name, asked, server.claim(name, asked, self.worker_id, with_outcomes=True))
 
     def _claim_more(self, server: Server) -> None:
         """Claim from the server's other queues that may have work while there is room."""
         room = self._room_to_claim(server, self._clock())
+        looked_at: set[str] = set()
         while room > 0:
             name = server.turns.next()
-            if name is None:
+            if name is None or name in looked_at:
                 return
-            tasks = server.claim(name, room, self.worker_id, with_outcomes=False)
-            self._took(server, name, room, tasks)
+            looked_at.add(name)
+            asked = self._room_for(server, name, room)
+            if asked < 1:
+                continue
+            tasks = server.claim(name, asked, self.worker_id, with_outcomes=False)
+            self._took(server, name, asked, tasks)
             room -= len(tasks)
+
+    def _room_for(self, server: Server, name: str, room: int) -> int:
+        """How many of the ``room`` jobs to claim from ``name``: all, unless
+        its last claim was cut short by a limit or busy keys; then no more
+        than its slots start soon (``ClaimLimit.jobs_in_hand_held_back``),
+        so the slots of the limit go to workers that can start them."""
+        if not server.turns.held_back(name):
+            return room
+        assert self._pool is not None
+        held = len(self._running) + self._idle.in_flight
+        return min(room, claim_size(self._limit.jobs_in_hand_held_back, held, self._pool.unstarted()))
 
     def _took(self, server: Server, name: str, asked: int, tasks: list[Task]) -> None:
         self._claimed(server, name, asked, len(tasks))

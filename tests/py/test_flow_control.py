@@ -6,8 +6,8 @@ session at a time: tests/sql/22-25).
   queue, and stops the pops that come after it.
 * Real worker processes, with a ledger the handlers keep on the database
   clock (apps/flow_app.py): max_running 2 under 4 workers of concurrency
-  4; 20 jobs a second at most; 100 jobs over 5 lock keys; pause, then
-  resume.
+  4; a worker started later still gets slots of a limited queue; 20 jobs a
+  second at most; 100 jobs over 5 lock keys; pause, then resume.
 * The wake-ups that bring back a worker whose pop met a limit.
 """
 
@@ -442,6 +442,35 @@ def test_four_workers_never_run_more_than_max_running(
     ledger_runs = runs(db, "limited")
     assert len(ledger_runs) == 300 and len({run[0] for run in ledger_runs}) == 300, "each job ran once"
     assert most_at_once([(began, ended) for _, _, _, began, ended in ledger_runs]) == 2
+
+
+def test_a_worker_that_started_first_leaves_a_limited_queue_s_slots_to_a_later_one(
+    processes: Processes, ledger: psycopg.Connection[Any]
+) -> None:
+    """Handlers of 20 ms, max_running 8, workers of concurrency 2: the first
+    worker claims ahead (its slots get through 25 such jobs in a quarter of
+    a second) until the limit cuts its claim short; from then on it claims
+    only for its free slots, so the second worker, started once the first
+    runs, gets slots of the limit and runs jobs too. (Until this worker,
+    the first kept all 8 slots, 6 of them for jobs waiting in its hand, and
+    the second ran none: 0 of 600 in an experiment.)"""
+    db = ledger
+    db.execute("SELECT pgtq.configure_queue('limited', max_running => 8)")
+    db.execute("SELECT pgtq.push_many('limited', 'work', array_fill('[0.02]'::jsonb, ARRAY[160]))")
+    first = processes.worker("flow_app:limited", "--concurrency", "2")
+    wait_until(lambda: done(db, "limited") >= 20, timeout=WAIT)
+    second = processes.worker("flow_app:limited", "--concurrency", "2")
+    wait_until(lambda: done(db, "limited") == 160, timeout=WAIT)
+    by_pid = {
+        int(worker.split(":")[-2]): count
+        for worker, count in db.execute(
+            "SELECT worker, count(*) FROM pgtq.jobs WHERE queue = 'limited' GROUP BY worker"
+        ).fetchall()
+    }
+    assert set(by_pid) <= {first.pid, second.pid} and sum(by_pid.values()) == 160
+    assert by_pid.get(second.pid, 0) >= 20, f"jobs run per worker pid: {by_pid}"
+    ledger_runs = runs(db, "limited")
+    assert most_at_once([(began, ended) for _, _, _, began, ended in ledger_runs]) <= 8
 
 
 def test_a_rate_limit_of_20_a_second_holds_in_every_window(

@@ -10,6 +10,7 @@ from pgtq.worker import WorkerSettings
 from pgtq.worker._decisions import (
     FIRST_RECONNECT_DELAY,
     FLUSH_DELAY,
+    HELD_BACK_PREFETCH_SECONDS,
     MAX_PREFETCH,
     PREFETCH_SECONDS,
     Backoff,
@@ -59,6 +60,21 @@ def test_the_adaptive_limit_holds_what_the_slots_get_through_in_the_prefetch_tim
     assert limit.jobs_in_hand == 20
     limit.ran(PREFETCH_SECONDS * 3)
     assert limit.jobs_in_hand == 2, "slow handlers: the slots only"
+
+
+def test_a_held_back_queue_is_claimed_for_what_the_slots_start_soon() -> None:
+    limit = ClaimLimit(concurrency=2, batch_size=None)
+    assert limit.jobs_in_hand_held_back == 2, "nothing ran yet: the slots only"
+    limit.ran(0.02)
+    assert limit.jobs_in_hand == int(2 * PREFETCH_SECONDS / 0.02), "a quarter of a second of work"
+    assert limit.jobs_in_hand_held_back == 2, "20 ms jobs: no more than the slots"
+    limit.ran(HELD_BACK_PREFETCH_SECONDS / 100)  # decays slowly; a run of quick jobs brings it down
+    for _ in range(100):
+        limit.ran(HELD_BACK_PREFETCH_SECONDS / 100)
+    assert limit.jobs_in_hand_held_back == MAX_PREFETCH, "quick jobs: as many as ever"
+    fixed = ClaimLimit(concurrency=2, batch_size=40)
+    fixed.ran(0.02)
+    assert fixed.jobs_in_hand_held_back == 40, "a batch size set by hand stays"
 
 
 def test_a_quick_run_that_waited_for_the_gil_does_not_stop_the_prefetch() -> None:
@@ -117,10 +133,12 @@ def test_a_queue_whose_pop_came_back_short_but_not_empty_is_refilled_with_its_ou
     turns.drained("limited", took_some=True)
     turns.drained("plain")
     assert turns.next() is None, "neither is claimed from until woken"
+    assert turns.held_back("limited") and not turns.held_back("plain")
     assert turns.refill(["plain", "limited"]) == "limited", "its outcomes free what held it back"
     assert turns.refill(["plain"]) is None, "outcomes of other queues free none of its slots"
     turns.drained("limited", took_some=False)
     assert turns.refill(["limited"]) is None, "an empty pop: the queue waits for a wake-up"
+    assert not turns.held_back("limited"), "an empty pop ends the holding back"
     turns.drained("plain", took_some=True)
     turns.wake(["plain"])
     assert turns.next() == "plain", "a wake-up still makes it claimable as before"
