@@ -445,9 +445,15 @@ class Worker:
         fallback poll marks each of its queues as possibly having work."""
         if server.timers.poll_due(now):
             server.turns.wake(server.queues)
+        return self._room_within(self._limit.jobs_in_hand)
+
+    def _room_within(self, jobs_in_hand: int) -> int:
+        """``claim_size`` for holding at most ``jobs_in_hand`` jobs, with the
+        jobs the worker holds now (running, waiting for a slot, or claimed
+        by a listener on its loan)."""
         assert self._pool is not None
         held = len(self._running) + self._idle.in_flight
-        return claim_size(self._limit.jobs_in_hand, held, self._pool.unstarted())
+        return claim_size(jobs_in_hand, held, self._pool.unstarted())
 
     def _flush_and_claim(self, server: Server, now: float) -> None:
         """One round trip for both directions: write the server's pending
@@ -496,9 +502,7 @@ class Worker:
         so the slots of the limit go to workers that can start them."""
         if not server.turns.held_back(name):
             return room
-        assert self._pool is not None
-        held = len(self._running) + self._idle.in_flight
-        return min(room, claim_size(self._limit.jobs_in_hand_held_back, held, self._pool.unstarted()))
+        return min(room, self._room_within(self._limit.jobs_in_hand_held_back))
 
     def _took(self, server: Server, name: str, asked: int, tasks: list[Task]) -> None:
         self._claimed(server, name, asked, len(tasks))
@@ -615,9 +619,7 @@ class Worker:
         back at once (``pgtq.release``), which announces it to the other
         waiting workers, and pop its queue again when there is room (the
         listener's own waiting mark does not count for that announcement)."""
-        assert self._pool is not None
-        held = len(self._running) + self._idle.in_flight
-        if not self._stopping and claim_size(self._limit.jobs_in_hand, held, self._pool.unstarted()) > 0:
+        if not self._stopping and self._room_within(self._limit.jobs_in_hand) > 0:
             self._hand_to_pool(task)
             return
         try:
