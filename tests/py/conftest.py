@@ -172,6 +172,20 @@ def pops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return names
 
 
+@contextmanager
+def own_clusters() -> Iterator[list[pgcluster.Cluster]]:
+    """Servers a test starts for itself: each one appended to the list is
+    stopped by its pid and its folder removed when the block ends, the last
+    started first, also when the test fails."""
+    started: list[pgcluster.Cluster] = []
+    try:
+        yield started
+    finally:
+        for cluster in reversed(started):
+            cluster.stop()
+            shutil.rmtree(cluster.datadir.parent, ignore_errors=True)
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
     """Poll ``predicate`` until it returns a truthy value or ``timeout``
     seconds pass (then fail the test)."""

@@ -6,14 +6,13 @@ ticks. Also the procedure tick_for itself, in autocommit."""
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import pgcluster, run_cli, scalar, wait_until
+from conftest import own_clusters, pgcluster, run_cli, scalar, wait_until
 from psycopg.conninfo import make_conninfo
 
 from pgtq.migrate import upgrade
@@ -27,8 +26,9 @@ def cron_dsn() -> Iterator[str]:
     if not os.environ.get("PGTQ_PG_BIN"):
         pytest.skip("needs the private install tree of `make test` (PGTQ_PG_BIN)")
     assert PG_CRON_CONTROL.exists(), "pg_cron is missing: make system-deps installs postgresql-15-cron"
-    cluster = pgcluster.start_throwaway(pgcluster.cron_settings, Path(os.environ["PGTQ_PG_BIN"]))
-    try:
+    with own_clusters() as started:
+        cluster = pgcluster.start_throwaway(pgcluster.cron_settings, Path(os.environ["PGTQ_PG_BIN"]))
+        started.append(cluster)
         with psycopg.connect(cluster.dsn, autocommit=True) as admin:
             admin.execute(f"CREATE DATABASE {pgcluster.CRON_DATABASE}")
         dsn = make_conninfo(cluster.dsn, dbname=pgcluster.CRON_DATABASE)
@@ -36,9 +36,6 @@ def cron_dsn() -> Iterator[str]:
             conn.execute("CREATE EXTENSION pg_cron")
         upgrade(dsn)
         yield dsn
-    finally:
-        cluster.stop()
-        shutil.rmtree(cluster.datadir.parent, ignore_errors=True)
 
 
 def test_tick_for_ticks_and_commits_every_interval(cron_dsn: str) -> None:

@@ -30,7 +30,6 @@ that the new primary never saw (those jobs ran again: at least once).
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -43,7 +42,7 @@ from typing import Any
 import pgcluster
 import psycopg
 import pytest
-from conftest import Processes, install_test_schema, scalar, wait_until
+from conftest import Processes, install_test_schema, own_clusters, scalar, wait_until
 from psycopg.conninfo import make_conninfo
 from servers import LEDGER_TABLE, Producer, ledger_count, ledger_runs
 
@@ -112,8 +111,7 @@ def standby_behind(primary_dsn: str) -> str:
 def pair(request: pytest.FixtureRequest) -> Iterator[Pair]:
     """A primary with the pgtq schema and its streaming standby,
     synchronous when the test's ``replication`` parameter says so."""
-    started: list[pgcluster.Cluster] = []
-    try:
+    with own_clusters() as started:
         primary = pgcluster.start_throwaway(lambda _cluster: {})
         started.append(primary)
         with psycopg.connect(primary.dsn, autocommit=True) as admin:
@@ -128,10 +126,6 @@ def pair(request: pytest.FixtureRequest) -> Iterator[Pair]:
                 admin.execute("SELECT pg_reload_conf()")
             wait_until(lambda: replication(primary.dsn) == "streaming/sync", timeout=60)
         yield Pair(primary, standby)
-    finally:
-        for cluster in reversed(started):
-            cluster.stop()
-            shutil.rmtree(cluster.datadir.parent, ignore_errors=True)
 
 
 @pytest.fixture

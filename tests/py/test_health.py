@@ -11,7 +11,6 @@ exit codes.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import pgcluster
 import psycopg
 import pytest
-from conftest import install_test_schema, run_cli, scalar, wait_until
+from conftest import install_test_schema, own_clusters, run_cli, scalar, wait_until
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
@@ -83,8 +82,7 @@ def test_a_slot_left_by_a_standby_that_went_away_is_named_until_dropped() -> Non
     """A standby with hot_standby_feedback keeps its slot's xmin; once it is
     gone the slot holds back the cleanup of dead rows for good. health
     (schema 0.19.0) names it then, not while the standby is connected."""
-    started: list[pgcluster.Cluster] = []
-    try:
+    with own_clusters() as started:
         primary = pgcluster.start_throwaway(lambda _cluster: {})
         started.append(primary)
         install_test_schema(primary.dsn)
@@ -114,10 +112,6 @@ def test_a_slot_left_by_a_standby_that_went_away_is_named_until_dropped() -> Non
             with psycopg.connect(primary.dsn, autocommit=True) as admin:
                 admin.execute("SELECT pg_drop_replication_slot(%s)", [SLOT])
             assert checks(database)["cleanup"].ok, "dropped: nothing holds cleanup back"
-    finally:
-        for cluster in reversed(started):
-            cluster.stop()
-            shutil.rmtree(cluster.datadir.parent, ignore_errors=True)
 
 
 def test_a_role_that_sees_only_its_own_sessions_is_told_so(

@@ -16,7 +16,6 @@ producers, drain A, stop A's workers) loses and duplicates nothing; and
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import threading
 import time
@@ -27,7 +26,7 @@ from typing import Any
 import pgcluster
 import psycopg
 import pytest
-from conftest import Processes, install_test_schema, run_cli, scalar, wait_until
+from conftest import Processes, install_test_schema, own_clusters, run_cli, scalar, wait_until
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from servers import LEDGER_TABLE, Producer, job_states, ledger_count, ledger_runs
@@ -46,12 +45,9 @@ SEEN_DURING_OUTAGE = 100  # B's jobs that must complete while A is down
 @pytest.fixture(scope="module")
 def cluster_a() -> Iterator[pgcluster.Cluster]:
     """Server A: a throwaway cluster of this module, stopped by its pid at the end."""
-    cluster = pgcluster.start_throwaway(lambda _cluster: {})
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(cluster.datadir.parent, ignore_errors=True)
+    with own_clusters() as started:
+        started.append(pgcluster.start_throwaway(lambda _cluster: {}))
+        yield started[0]
 
 
 @pytest.fixture
