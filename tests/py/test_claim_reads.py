@@ -1,0 +1,110 @@
+"""How much of the job table a pop reads (schema 0.20.0): pop plans no
+bitmap scans, so a pop of a max_running queue or of a queue with lock keys
+reads the index entries it needs, not every job of the queue.
+
+Until 0.19.0 pop's generic plans chose bitmap scans once the job table was
+large. A bitmap scan reads the row of every entry its index condition
+matches and never marks the entry of an ended job as dead: a pop of a
+max_running queue read every job of the queue that ended since the last
+vacuum (twice), and a pop of a queue with lock keys read and sorted every
+ready job of the queue.
+
+The plans are read from auto_explain, in a session that plans as a
+worker's long session does (generic plans); the statistics are those of
+a job table that holds two queues side by side, as a real one does.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import psycopg
+from conftest import scalar
+
+JOBS = 4000
+
+# auto_explain hands the plan of every statement a pop runs, nested ones
+# too, to the client as a notice.
+PLANS_AS_NOTICES = (
+    "LOAD 'auto_explain'",
+    "SET auto_explain.log_min_duration = 0",
+    "SET auto_explain.log_nested_statements = on",
+    "SET auto_explain.log_level = notice",
+    "SET plan_cache_mode = force_generic_plan",
+)
+
+
+def bitmap_scans_of_a_pop(dsn: str, queue: str) -> list[str]:
+    """The job indexes that the plans of one pop of `queue` scan by bitmap
+    (the pop is rolled back)."""
+    plans: list[str] = []
+    with psycopg.connect(dsn) as conn:
+        conn.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
+        for statement in PLANS_AS_NOTICES:
+            conn.execute(statement)
+        conn.execute("SELECT id FROM pgtq.pop(%s, 'w', 1)", (queue,)).fetchall()
+        conn.rollback()
+    assert any("pgtq._job" in plan for plan in plans), "auto_explain showed the pop's statements"
+    return sorted({index for plan in plans for index in re.findall(r"Bitmap Index Scan on (job_\w+)", plan)})
+
+
+def heap_blocks_read_by_a_pop(dsn: str, queue: str) -> tuple[int, int]:
+    """(blocks of pgtq._job fetched, jobs claimed) by one pop of one job in a
+    session of its own (rolled back)."""
+    with psycopg.connect(dsn) as conn:
+        before = scalar(conn, "SELECT pg_stat_get_xact_blocks_fetched('pgtq._job'::regclass)")
+        claimed = len(conn.execute("SELECT id FROM pgtq.pop(%s, 'w', 1)", (queue,)).fetchall())
+        after = scalar(conn, "SELECT pg_stat_get_xact_blocks_fetched('pgtq._job'::regclass)")
+        conn.rollback()
+    return after - before, claimed
+
+
+def push_beside_another_queue(db: psycopg.Connection[Any], queue: str, lock_keys: bool) -> None:
+    """JOBS + 100 jobs of `queue` and as many of queue 'other', pushed in
+    turn, then ANALYZE (as autovacuum would, after so many)."""
+    db.execute(
+        "SELECT count(pgtq.push(CASE WHEN x %% 2 = 0 THEN %s ELSE 'other' END, 'noop', jsonb_build_array(x),"
+        " lock_key => CASE WHEN %s THEN 'key-' || x %% 100 END))"
+        " FROM generate_series(1, %s) AS x",
+        (queue, lock_keys, 2 * (JOBS + 100)),
+    )
+    db.execute("ANALYZE pgtq._job")
+
+
+def test_a_pop_of_a_max_running_queue_plans_no_bitmap_scan_over_the_jobs_that_ended(
+    dsn: str, db: psycopg.Connection[Any]
+) -> None:
+    db.execute("SELECT pgtq.configure_queue('limited', max_running => 50)")
+    push_beside_another_queue(db, "limited", lock_keys=False)
+    with psycopg.connect(dsn, autocommit=True) as worker:  # a worker's drain: 25 in hand
+        held = worker.execute(
+            "SELECT array_agg(id), array_agg(lease) FROM pgtq.pop('limited', 'w', 25)"
+        ).fetchone()
+        for _ in range(JOBS // 25 - 1):
+            held = worker.execute(
+                "SELECT array_agg((c).id), array_agg((c).lease)"
+                " FROM (SELECT unnest(r.claimed) AS c FROM"
+                " pgtq.complete_many_and_pop('limited', %s, %s, worker => 'w', n => 25) AS r) AS x",
+                held,
+            ).fetchone()
+        db.execute("ANALYZE pgtq._job")  # as autovacuum would, while the worker holds 25 jobs
+        worker.execute("SELECT pgtq.complete_many(%s, %s)", held)
+    assert scalar(db, "SELECT count(*) FROM pgtq._job WHERE queue = 'limited' AND state = 'done'") == JOBS
+
+    assert bitmap_scans_of_a_pop(dsn, "limited") == [], "a bitmap scan reads every job that ended"
+    _, claimed = heap_blocks_read_by_a_pop(dsn, "limited")
+    assert claimed == 1
+
+
+def test_a_pop_of_a_queue_with_lock_keys_reads_only_as_far_as_it_claims(
+    dsn: str, db: psycopg.Connection[Any]
+) -> None:
+    push_beside_another_queue(db, "keyed", lock_keys=True)
+    job_blocks = scalar(db, "SELECT pg_relation_size('pgtq._job') / current_setting('block_size')::int")
+
+    assert bitmap_scans_of_a_pop(dsn, "keyed") == [], "a bitmap scan reads every ready job of the queue"
+    read, claimed = heap_blocks_read_by_a_pop(dsn, "keyed")
+    assert claimed == 1
+    assert job_blocks > 100, "the ready jobs fill many blocks"
+    assert read < 20, f"a pop of one job read {read} of the job table's {job_blocks} blocks"
