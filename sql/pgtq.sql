@@ -1770,7 +1770,13 @@ $$;
 --     start of it until the next tick;
 --   * a new mark starts at 0 (no seek) and takes effect at the next tick;
 --   * rows of _ready_mark_low the tick sees are folded in and deleted;
---   * a queue with no ready and no running job keeps no mark.
+--   * a queue with no ready and no running job keeps no mark;
+--   * (0.21.0) neither does a queue with ready jobs with a lock key: pop
+--     takes the keyed path for it (_choose_keyed) and reads no mark, and
+--     the look for its first ready job without a key would step over
+--     every ready job with one (23 ms a tick at 100,000). Its mark is
+--     dropped, and made anew, seeking nothing at first, once the queue has
+--     no ready job with a key.
 -- Never waits: a mark another tick holds is left to that tick. Reads the
 -- queue's first ready entry, as one pop without a mark would.
 CREATE FUNCTION pgtq._raise_mark(queue text)
@@ -1789,6 +1795,12 @@ BEGIN
     SELECT m.* INTO mark FROM pgtq._ready_mark AS m WHERE m.queue = _raise_mark.queue FOR UPDATE SKIP LOCKED;
     IF NOT FOUND AND EXISTS (SELECT 1 FROM pgtq._ready_mark AS m WHERE m.queue = _raise_mark.queue) THEN
         RETURN;  -- another tick is setting it
+    END IF;
+    IF EXISTS (SELECT 1 FROM pgtq._job AS k
+               WHERE k.queue = _raise_mark.queue AND k.state = 'ready' AND k.lock_key IS NOT NULL) THEN
+        DELETE FROM pgtq._ready_mark_low AS l WHERE l.queue = _raise_mark.queue;
+        DELETE FROM pgtq._ready_mark AS m WHERE m.queue = _raise_mark.queue;
+        RETURN;  -- pop takes the keyed path and reads no mark
     END IF;
     SELECT CASE WHEN s.is_called THEN s.last_value + 1 ELSE s.last_value END
     INTO unused_id

@@ -57,6 +57,7 @@ PREVIOUS_RELEASES = {
     "0.17.0": "19aab12b46c65b9766738ba8e50cc0fcca77127c",
     "0.18.0": "c0126e98a7a4981924b8dd4496225128061b47dd",
     "0.19.0": "ad01961516187baa636730bd579ef532da4712f4",
+    "0.20.0": "a925306c201745ad1b16feef9f146f3c2f1eb9ba",
 }
 PREVIOUS = known_versions()[-2]
 CURRENT = schema_version()

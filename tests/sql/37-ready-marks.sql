@@ -6,7 +6,7 @@
 -- and a stale one not at all. How much the seek saves under a held
 -- snapshot: bench/ (sustained, held snapshot).
 BEGIN;
-SELECT plan(24);
+SELECT plan(28);
 
 -- The seek reads job_ready_idx from the mark, whatever the statistics
 -- say: here every row was ready when they were taken, which made
@@ -164,6 +164,23 @@ SELECT is((SELECT count(*)::integer FROM pgtq._ready_mark WHERE queue = 'idle'),
 SELECT pgtq.tick();
 SELECT is((SELECT array_agg(queue ORDER BY queue) FROM pgtq._ready_mark),
     ARRAY['lf', 'lr', 'lt', 'pr', 'rk', 'rm', 'seek', 'sp'], 'tick() keeps the marks of the busy queues');
+
+-- (0.21.0) A queue with ready jobs with a lock key keeps no mark: pop
+-- takes the keyed path for it and reads none, and the look for its first
+-- ready job without a key would step over every keyed one.
+SELECT pg_temp.busy('km');
+SELECT ok(EXISTS (SELECT 1 FROM pgtq._ready_mark WHERE queue = 'km'), 'a busy queue has a mark');
+SELECT count(*) FROM pgtq.pop('km', 'w', 2);  -- no ready job without a key is left
+SELECT count(*) FROM pgtq.push_many('km', 'keyed', ARRAY(SELECT jsonb_build_array(n) FROM generate_series(1, 2000) AS n),
+                                    lock_keys => ARRAY(SELECT 'key-' || n FROM generate_series(1, 2000) AS n));
+SELECT cmp_ok(pg_temp.reads('pgtq.job_ready_idx', $$SELECT pgtq.tick('km')$$), '<=', 2::bigint,
+    'a tick of a queue with 2,000 ready keyed jobs reads none of them');
+SELECT is((SELECT count(*)::integer FROM pgtq._ready_mark WHERE queue = 'km'), 0,
+    'and drops its mark');
+SELECT count(*) FROM pgtq.pop('km', 'w', 2100);
+SELECT pgtq.tick('km');
+SELECT is((SELECT m.low_id FROM pgtq._ready_mark AS m WHERE m.queue = 'km'), 0::bigint,
+    'once no keyed job is ready, the next tick makes a mark anew, seeking nothing at first');
 
 SELECT * FROM finish();
 ROLLBACK;
