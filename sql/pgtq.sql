@@ -4366,7 +4366,9 @@ $$;
 --   * the oldest transaction of this database that began more than
 --     `old_transaction` before as_of and holds a snapshot or a
 --     transaction id (a client session other than the caller's, or a
---     prepared transaction): its age, pid, role, application and state.
+--     prepared transaction): its age, pid, role, application and state,
+--     and (0.22.0) how to end it: pg_terminate_backend(pid) for a
+--     session, COMMIT PREPARED or ROLLBACK PREPARED for a prepared one.
 -- 'ok' when there is none, 'unknown' when there is none in sight but the
 -- caller (or the owner of pgtq, whose rights this runs with) may not see
 -- every session. It shows only the sessions that pg_stat_activity shows
@@ -4396,7 +4398,8 @@ AS $$
                format('a transaction open for %s (pid %s, role %s, application %s, %s)',
                       pgtq._health_age(_health_cleanup.as_of - a.xact_start), a.pid,
                       quote_literal(a.usename), quote_literal(a.application_name), a.state),
-               'it ends', 'it began'
+               format('it ends (pg_terminate_backend(%s) ends its session now, and rolls its work back)', a.pid),
+               'it began'
         FROM pg_stat_activity AS a
         WHERE a.datid = (SELECT d.oid FROM pg_database AS d WHERE d.datname = current_database())
           AND a.backend_type = 'client backend'
@@ -4410,7 +4413,9 @@ AS $$
                format('a prepared transaction %s, prepared %s ago by role %s',
                       quote_literal(p.gid), pgtq._health_age(_health_cleanup.as_of - p.prepared),
                       quote_literal(p.owner)),
-               'it ends', 'it began'
+               format('it is committed or rolled back (COMMIT PREPARED %s or ROLLBACK PREPARED %s, '
+                      'as its role or a superuser)', quote_literal(p.gid), quote_literal(p.gid)),
+               'it began'
         FROM pg_prepared_xacts AS p
         WHERE p.database = current_database()
           AND p.prepared < _health_cleanup.as_of - _health_cleanup.old_transaction

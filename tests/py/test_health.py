@@ -2,7 +2,8 @@
 
 The checks' rules, one by one with literal times, are in
 tests/sql/35-health.sql; here: another session's old transaction (which one
-session of pgTAP cannot open), a replication slot left behind by a standby
+session of pgTAP cannot open), a prepared transaction (on a server of the
+test's own, which allows them), a replication slot left behind by a standby
 that went away (a server and a standby of the test's own), what a role that
 may not see every session is told, and the command line's table, JSON and
 exit codes.
@@ -61,12 +62,37 @@ def test_another_sessions_old_transaction_is_named(database: pgtq.Database, hold
     assert not cleanup.ok
     assert f"(pid {pid}, role '{role}', application 'report-export', idle in transaction)" in cleanup.detail
     assert "holds back the cleanup of dead rows" in cleanup.detail
+    assert f"until it ends (pg_terminate_backend({pid}) ends its session now" in cleanup.detail, "how to end it"
     assert checks(database, old_transaction=timedelta(hours=1))["cleanup"].ok, "younger than the threshold"
     holder.rollback()
     assert checks(database, old_transaction=old)["cleanup"].ok, "once it ended, nothing holds cleanup back"
 
 
 SLOT = "gone_standby"
+
+
+def test_a_prepared_transaction_is_named_with_how_to_end_it() -> None:
+    """A prepared transaction holds its snapshot until someone commits or
+    rolls it back; health (schema 0.22.0) says how, with its gid."""
+    with own_clusters() as started:
+        server = pgcluster.start_throwaway(lambda _cluster: {"max_prepared_transactions": "2"})
+        started.append(server)
+        install_test_schema(server.dsn)
+        with psycopg.connect(server.dsn) as preparer:
+            preparer.execute("INSERT INTO public.side_effects (token) VALUES ('prepared')")
+            preparer.execute("PREPARE TRANSACTION 'nightly-export'")
+        with pgtq.Database(server.dsn) as database:
+            cleanup = checks(database, old_transaction=timedelta(milliseconds=1))["cleanup"]
+            assert cleanup.status == "warning", cleanup.detail
+            assert cleanup.detail.startswith("a prepared transaction 'nightly-export', prepared "), cleanup.detail
+            assert (
+                "holds back the cleanup of dead rows: until it is committed or rolled back "
+                "(COMMIT PREPARED 'nightly-export' or ROLLBACK PREPARED 'nightly-export', "
+                "as its role or a superuser)" in cleanup.detail
+            )
+            with psycopg.connect(server.dsn, autocommit=True) as admin:
+                admin.execute("ROLLBACK PREPARED 'nightly-export'")
+            assert checks(database, old_transaction=timedelta(milliseconds=1))["cleanup"].ok
 
 
 def slot_state(dsn: str) -> tuple[bool, bool] | None:
