@@ -62,7 +62,8 @@ def test_another_sessions_old_transaction_is_named(database: pgtq.Database, hold
     assert not cleanup.ok
     assert f"(pid {pid}, role '{role}', application 'report-export', idle in transaction)" in cleanup.detail
     assert "holds back the cleanup of dead rows" in cleanup.detail
-    assert f"until it ends (pg_terminate_backend({pid}) ends its session now" in cleanup.detail, "how to end it"
+    how_to_end_it = f"until it ends (pg_terminate_backend({pid}) ends its session now"
+    assert how_to_end_it in cleanup.detail
     assert checks(database, old_transaction=timedelta(hours=1))["cleanup"].ok, "younger than the threshold"
     holder.rollback()
     assert checks(database, old_transaction=old)["cleanup"].ok, "once it ended, nothing holds cleanup back"
@@ -84,7 +85,8 @@ def test_a_prepared_transaction_is_named_with_how_to_end_it() -> None:
         with pgtq.Database(server.dsn) as database:
             cleanup = checks(database, old_transaction=timedelta(milliseconds=1))["cleanup"]
             assert cleanup.status == "warning", cleanup.detail
-            assert cleanup.detail.startswith("a prepared transaction 'nightly-export', prepared "), cleanup.detail
+            named = "a prepared transaction 'nightly-export', prepared "
+            assert cleanup.detail.startswith(named), cleanup.detail
             assert (
                 "holds back the cleanup of dead rows: until it is committed or rolled back "
                 "(COMMIT PREPARED 'nightly-export' or ROLLBACK PREPARED 'nightly-export', "
