@@ -59,6 +59,7 @@ PREVIOUS_RELEASES = {
     "0.19.0": "ad01961516187baa636730bd579ef532da4712f4",
     "0.20.0": "a925306c201745ad1b16feef9f146f3c2f1eb9ba",
     "0.21.0": "4b3bff2326f4a0ea80d9ebed03c15daa1ced1693",
+    "0.22.0": "c7ec48d13dbff3a08f578e81cad85bc4bd3a7bba",
 }
 PREVIOUS = known_versions()[-2]
 CURRENT = schema_version()

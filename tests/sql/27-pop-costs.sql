@@ -9,7 +9,7 @@
 -- reads only its own entries of job_running_idx, and tick finds expired
 -- leases queue by queue (0.5.0: the index is keyed by queue first).
 BEGIN;
-SELECT plan(12);
+SELECT plan(14);
 
 SELECT ok('plan_cache_mode=force_generic_plan' = ANY (p.proconfig), 'pop runs generic plans')
 FROM pg_proc AS p WHERE p.oid = 'pgtq.pop(text, text, integer, interval, timestamptz)'::regprocedure;
@@ -76,6 +76,38 @@ SELECT is((SELECT count(*) FROM pgtq.jobs WHERE queue = 'late1' AND state = 'run
 SELECT is(pgtq.tick(), 2, 'a tick of every queue rescues the expired leases of each');
 SELECT is((SELECT count(*) FROM pgtq.jobs WHERE queue IN ('late1', 'late2', 'first') AND state = 'running'),
           3000::bigint, 'and leaves the live leases running');
+
+-- (0.23.0) A pop of a queue with lock keys looks only at the keys it
+-- meets: 2,000 jobs with lock keys running in another queue are not read
+-- (until 0.22.0 each such pop read every running job with a lock key).
+SELECT count(*) FROM pgtq.push_many('keyed-elsewhere', 'job', ARRAY(SELECT jsonb_build_array(n) FROM generate_series(1, 2000) AS n),
+                                    lock_keys => ARRAY(SELECT 'elsewhere-' || n FROM generate_series(1, 2000) AS n));
+SELECT count(*) FROM pgtq.pop('keyed-elsewhere', n => 2000);
+SELECT count(*) FROM pgtq.push_many('keyed-here', 'job', ARRAY(SELECT jsonb_build_array(n) FROM generate_series(1, 20) AS n),
+                                    lock_keys => ARRAY(SELECT 'here-' || n FROM generate_series(1, 20) AS n));
+ANALYZE pgtq._job;  -- as autovacuum would: plans see the running jobs
+-- The rows of pgtq._job that `call` fetched through any of its indexes
+-- (an index scan counts its fetches on the index).
+CREATE FUNCTION pg_temp.job_rows_read(call text)
+RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    fetched text := $q$SELECT sum(pg_stat_get_xact_tuples_fetched(i.indexrelid))::bigint
+                        FROM pg_index AS i WHERE i.indrelid = 'pgtq._job'::regclass$q$;
+    before  bigint;
+    after   bigint;
+BEGIN
+    EXECUTE fetched INTO before;
+    EXECUTE call;
+    EXECUTE fetched INTO after;
+    RETURN after - before;
+END
+$$;
+SELECT cmp_ok(pg_temp.job_rows_read($$SELECT count(*) FROM pgtq.pop('keyed-here', n => 2)$$), '<=', 20::bigint,
+              'a pop of two keyed jobs reads a few rows, not the 2,000 keyed jobs running elsewhere');
+SELECT is((SELECT count(*) FROM pgtq.jobs WHERE queue = 'keyed-here' AND state = 'running'), 2::bigint,
+          'and claims them');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -12,7 +12,7 @@ SELECT plan(4);
 SELECT is(ARRAY(SELECT p.proname::text FROM pg_proc AS p
                 WHERE p.pronamespace = 'pgtq'::regnamespace AND 'enable_seqscan=off' = ANY (p.proconfig)
                 ORDER BY 1),
-          ARRAY['_end_done', '_lower_marks', '_raise_mark', '_write_off_lapsed', '_write_off_lapsed_keys', 'abort',
+          ARRAY['_end_done', '_lower_marks', '_raise_mark', '_write_off_lapsed', '_write_off_lapsed_key', 'abort',
                 'complete', 'complete_many', 'complete_many_and_pop', 'fail', 'health', 'heartbeat',
                 'heartbeat_many', 'pop', 'release'],
           'the functions a worker calls per job, the write-offs a pop makes, the ready marks (0.18.0) and '
