@@ -21,18 +21,29 @@ SELECT count(*) FROM pgtq.push_many('first', 'job', ARRAY(SELECT jsonb_build_arr
 SELECT count(*) FROM pgtq.push_many('second', 'job', ARRAY(SELECT jsonb_build_array(n) FROM generate_series(1, 3000) AS n));
 ANALYZE pgtq._job;
 
--- How many entries of index `idx` `call` read (the counts of the current
--- transaction; entries of jobs this transaction claimed count too).
-CREATE FUNCTION pg_temp.index_reads(idx regclass, call text)
+-- How much `call` adds to the count that the query `counter` reads (the
+-- counts of the current transaction).
+CREATE FUNCTION pg_temp.counted(counter text, call text)
 RETURNS bigint
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    before bigint := pg_stat_get_xact_tuples_returned(idx);
+    before bigint;
+    after  bigint;
 BEGIN
+    EXECUTE counter INTO before;
     EXECUTE call;
-    RETURN pg_stat_get_xact_tuples_returned(idx) - before;
+    EXECUTE counter INTO after;
+    RETURN after - before;
 END
+$$;
+-- How many entries of index `idx` `call` read (entries of jobs this
+-- transaction claimed count too).
+CREATE FUNCTION pg_temp.index_reads(idx regclass, call text)
+RETURNS bigint
+LANGUAGE sql
+AS $$
+    SELECT pg_temp.counted(format('SELECT pg_stat_get_xact_tuples_returned(%s)', idx::oid), call)
 $$;
 -- Ten single pops read the ten claimed entries and the ones claimed
 -- before them in this transaction (1 + 2 + ... + 10 = 55), never the
@@ -90,19 +101,10 @@ ANALYZE pgtq._job;  -- as autovacuum would: plans see the running jobs
 -- (an index scan counts its fetches on the index).
 CREATE FUNCTION pg_temp.job_rows_read(call text)
 RETURNS bigint
-LANGUAGE plpgsql
+LANGUAGE sql
 AS $$
-DECLARE
-    fetched text := $q$SELECT sum(pg_stat_get_xact_tuples_fetched(i.indexrelid))::bigint
-                        FROM pg_index AS i WHERE i.indrelid = 'pgtq._job'::regclass$q$;
-    before  bigint;
-    after   bigint;
-BEGIN
-    EXECUTE fetched INTO before;
-    EXECUTE call;
-    EXECUTE fetched INTO after;
-    RETURN after - before;
-END
+    SELECT pg_temp.counted('SELECT sum(pg_stat_get_xact_tuples_fetched(i.indexrelid))::bigint '
+                           'FROM pg_index AS i WHERE i.indrelid = ''pgtq._job''::regclass', call)
 $$;
 SELECT cmp_ok(pg_temp.job_rows_read($$SELECT count(*) FROM pgtq.pop('keyed-here', n => 2)$$), '<=', 20::bigint,
               'a pop of two keyed jobs reads a few rows, not the 2,000 keyed jobs running elsewhere');
