@@ -114,6 +114,10 @@ bench-bouncer: system-deps $(BENCH_VENV)/.installed ## what PgBouncer and prepar
 bench-claim-cost: system-deps $(BENCH_VENV)/.installed ## where a claim's server time goes: the job table's indexes, its width, pop's own steps (a minute)
 	$(BENCH_VENV)/bin/python -m bench.claim_cost $(BENCH_ARGS)
 
+.PHONY: bench-push-cost
+bench-push-cost: system-deps $(BENCH_VENV)/.installed ## where a push's CPU goes: server and clients with 4 clients, and push's own parts (two minutes)
+	$(BENCH_VENV)/bin/python -m bench.push_cost $(BENCH_ARGS)
+
 .PHONY: bench-peers
 bench-peers: system-deps $(BENCH_VENV)/.installed $(BENCH_PEERS_VENV)/.installed ## the benchmark with Procrastinate and PgQueuer in the same run
 	$(BENCH_VENV)/bin/python -m bench --peers all --peers-python $(BENCH_PEERS_VENV)/bin/python $(BENCH_ARGS)
