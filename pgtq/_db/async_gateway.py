@@ -89,7 +89,7 @@ async def run(conn: AsyncConnection, query: Query[T]) -> T:
     """Send one query on an async connection and return its result."""
     with calling(conn):
         cursor = await conn.execute(query.sql, query.params)
-        rows = await cursor.fetchall() if cursor.description is not None else []
+        rows = await cursor.fetchall() if cursor.rownumber is not None else []  # as gateway.run
     return query.result(rows)
 
 
