@@ -4,8 +4,7 @@ layer, which therefore sits above this module)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -194,13 +193,19 @@ def _lost_connection(state: str) -> bool:
     return not state or state.startswith("08") or state in _SESSION_ENDING_STATES
 
 
-@contextmanager
-def database_errors() -> Iterator[None]:
-    """Re-raise psycopg errors as pgtq errors where pgtq knows their meaning."""
-    try:
-        yield
-    except psycopg.Error as error:
-        translated = translate(error)
-        if translated is None:
-            raise
-        raise translated from error
+class database_errors:
+    """Re-raise psycopg errors as pgtq errors where pgtq knows their meaning
+    (``with database_errors(): ...``). A class, not a generator: every
+    round trip enters it (through ``calling``), and a generator costs
+    microseconds a call."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, _kind: type[BaseException] | None, error: BaseException | None, _tb: object) -> None:
+        if isinstance(error, psycopg.Error):
+            translated = translate(error)
+            if translated is not None:
+                raise translated from error
