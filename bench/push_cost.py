@@ -49,6 +49,7 @@ from psycopg.types.json import Jsonb
 from bench import baseline, pgtq_sql
 from bench.cluster import throwaway_cluster
 from bench.scenarios.clients import run_clients
+from bench.stats import rounds_in_turns
 from pgtq.migrate import upgrade
 
 QUEUE, TASK = "bench", "noop"
@@ -237,14 +238,9 @@ def measure(
     }
 
 
-def in_turns(kinds: dict[str, str], rounds: int, run: Any) -> dict[str, list[dict[str, float]]]:
-    """``run(name, sql)`` for each kind, ``rounds`` times, each round in the other order."""
-    figures: dict[str, list[dict[str, float]]] = {name: [] for name in kinds}
-    names = list(kinds)
-    for round_number in range(rounds):
-        for name in names if round_number % 2 == 0 else reversed(names):
-            figures[name].append(run(name, kinds[name]))
-            print(f"round {round_number + 1} {name}: {figures[name][-1]}", file=sys.stderr, flush=True)
+def logged(name: str, figures: dict[str, float]) -> dict[str, float]:
+    """``figures`` of one round of ``name``, also printed to stderr as they come."""
+    print(f"{name}: {figures}", file=sys.stderr, flush=True)
     return figures
 
 
@@ -314,18 +310,29 @@ def main(argv: list[str] | None = None) -> int:
             admin.execute(WRAPPER_DDL)
             admin.execute(push_copies(admin))
             postmaster = cluster.pid
-            durable = in_turns(
-                DURABLE_KINDS,
+            durable = rounds_in_turns(
+                list(DURABLE_KINDS),
                 options.rounds,
-                lambda name, sql: measure(
-                    admin, postmaster, dsn, sql, CLIENTS, options.jobs, quiet=name.endswith("off")
+                lambda name: logged(
+                    name,
+                    measure(
+                        admin,
+                        postmaster,
+                        dsn,
+                        DURABLE_KINDS[name],
+                        CLIENTS,
+                        options.jobs,
+                        quiet=name.endswith("off"),
+                    ),
                 ),
             )
             cluster.set_synchronous_commit("off")
-            solo = in_turns(
-                SOLO_KINDS,
+            solo = rounds_in_turns(
+                list(SOLO_KINDS),
                 options.rounds,
-                lambda name, sql: measure(admin, postmaster, dsn, sql, 1, options.solo_jobs, quiet=False),
+                lambda name: logged(
+                    name, measure(admin, postmaster, dsn, SOLO_KINDS[name], 1, options.solo_jobs, quiet=False)
+                ),
             )
     print(f"# Where a push's CPU goes, {started}\n")
     print(report(durable, solo, options.rounds, options.jobs, options.solo_jobs))

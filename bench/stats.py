@@ -60,15 +60,23 @@ def median_of_rounds(rounds: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return dict(middle, rounds=[row["jobs_per_s"] for row in rounds], correct=correct)
 
 
-def in_rounds(
+def rounds_in_turns(
     kinds: Sequence[str], rounds: int, measure: Callable[[str], dict[str, Any]]
-) -> list[dict[str, Any]]:
+) -> dict[str, list[dict[str, Any]]]:
     """``measure`` each of ``kinds`` ``rounds`` times, the kinds in turn
     (every other round in the other order, so a slow spell of a shared
-    machine falls on all of them alike); one median row per kind
-    (``median_of_rounds``), in the order of ``kinds``."""
+    machine falls on all of them alike); every round's row, by kind."""
     measured: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
     for round_number in range(rounds):
         for kind in kinds if round_number % 2 == 0 else list(reversed(kinds)):
             measured[kind].append(measure(kind))
+    return measured
+
+
+def in_rounds(
+    kinds: Sequence[str], rounds: int, measure: Callable[[str], dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """``rounds_in_turns``, then one median row per kind
+    (``median_of_rounds``), in the order of ``kinds``."""
+    measured = rounds_in_turns(kinds, rounds, measure)
     return [median_of_rounds(measured[kind]) for kind in kinds]
