@@ -17,7 +17,9 @@ class Sizes:
     deep_drain_jobs: int = 100_000  # the deep-backlog drain: best settings, 2 processes
     sql_drain_jobs_batch1: int = 3_000
     sql_drain_jobs_batch100: int = 20_000
-    wakeup_jobs: int = 200
+    # 1,000 per system (200 until 2026-12-06): a p99 is then the 10th-worst
+    # wake-up, not the 2nd, so one stall of the machine no longer decides it.
+    wakeup_jobs: int = 1_000
     wakeup_gap: float = 0.020
     sustained_seconds: float = 300.0
     # Long enough for the same held snapshot as pgtq's (snapshot_hold), with
