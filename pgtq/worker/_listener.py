@@ -45,8 +45,9 @@ Since schema 0.16.0 the listener's session is also a hand-off offer
 the offer is open, and a push of a served queue hands its job straight to
 it, claimed for this worker; the claim arrives on the offer's own channel
 at the push's commit, and the listener passes it on (``Handoff.take``)
-with no claim of its own. It closes the offer as soon as the room is taken
-or taken back, and when it stops it waits for the pushes that are still
+with no claim of its own. It closes the offer once the room has been taken
+or taken back for OFFER_CLOSE_DELAY (5 ms; lent again by then, the offer
+stays open), and when it stops it waits for the pushes that are still
 handing it a job, so the worker hands those back instead of leaving them
 to their leases.
 """
@@ -83,6 +84,14 @@ SETTLE_MAX_RETRY = 0.05
 
 # How long the listener waits at most with nothing to do.
 IDLE_WAIT = 0.5
+
+# How long the listener keeps its hand-off offer open after the worker
+# stopped lending its room (``Listener._update_offer``). An idle worker's
+# short job ends well within it, and the worker lends again: the offer
+# stays open, two calls fewer per job, and no close competes with the
+# start of the job just handed. A push that hands a job meanwhile is a
+# late hand-off: it runs if the worker has room, and is handed back if not.
+OFFER_CLOSE_DELAY = 0.005
 
 
 @dataclass(frozen=True)
@@ -160,6 +169,7 @@ class Listener(threading.Thread):
         # whether it is open (the listener's thread alone).
         self._channel: str | None = None
         self._offer_open = False
+        self._close_at: float | None = None  # when an unwanted open offer closes
         # Rung to end a wait at once: a change of what to mark, or a stop.
         self._bell, self._bell_rope = socket.socketpair()
         for end in (self._bell, self._bell_rope):
@@ -233,6 +243,7 @@ class Listener(threading.Thread):
             self._waiting = set(self._queues)
         self._update_marks(conn)
         self._offer_open = False
+        self._close_at = None
         if self._handoff is not None:
             self._channel = gateway.offer_handoffs(
                 conn, self._handoff.worker, sorted(self._queues), self._handoff.lease
@@ -288,16 +299,23 @@ class Listener(threading.Thread):
         self._withdraw_offer(conn, inbox)
 
     def _update_offer(self, conn: gateway.Connection) -> None:
-        """Open the hand-off offer while the worker lends room, close it
-        as soon as it does not."""
+        """Open the hand-off offer while the worker lends room; close it
+        OFFER_CLOSE_DELAY after the worker stopped lending, unless it
+        lends again by then."""
         if self._channel is None or self._handoff is None:
             return
-        wanted = self._handoff.wanted()
-        if wanted and not self._offer_open:
-            self._offer_open = gateway.open_handoff(conn)
-        elif not wanted and self._offer_open:
-            gateway.close_handoff(conn, wait=False)
-            self._offer_open = False
+        if self._handoff.wanted():
+            self._close_at = None
+            if not self._offer_open:
+                self._offer_open = gateway.open_handoff(conn)
+        elif self._offer_open:
+            now = time.monotonic()
+            if self._close_at is None:
+                self._close_at = now + OFFER_CLOSE_DELAY
+            elif now >= self._close_at:
+                gateway.close_handoff(conn, wait=False)
+                self._offer_open = False
+                self._close_at = None
 
     def _withdraw_offer(self, conn: gateway.Connection, inbox: gateway.Inbox) -> None:
         """(Stopping.) Close the offer, wait for the pushes still handing
@@ -318,9 +336,11 @@ class Listener(threading.Thread):
             )
 
     def _wait_time(self) -> float:
-        if not self._unsettled:
+        """Until the next settle or offer close is due, at most IDLE_WAIT."""
+        due = [at for at in (self._settle_at if self._unsettled else None, self._close_at) if at is not None]
+        if not due:
             return IDLE_WAIT
-        return min(IDLE_WAIT, max(0.0, self._settle_at - time.monotonic()))
+        return min(IDLE_WAIT, max(0.0, min(due) - time.monotonic()))
 
     def _update_marks(self, conn: gateway.Connection) -> list[str]:
         """Bring the session's marks to what the dispatcher wants, and try

@@ -25,7 +25,7 @@ from conftest import scalar, wait_until
 
 import pgtq
 from pgtq._db import gateway
-from pgtq.worker import Worker, WorkerSettings
+from pgtq.worker import Worker, WorkerSettings, _listener
 
 SENTINEL = "-- sentinel --"
 
@@ -312,6 +312,54 @@ def test_an_idle_worker_runs_a_handed_job_without_a_claim_and_renews_its_lease(
         wait_until(lambda: job(db, job_id)["state"] == "done")
     assert pops == [], "nobody claimed: the push handed the job"
     assert job(db, job_id)["attempt"] == 1
+
+
+def test_an_idle_workers_offer_stays_open_between_its_short_jobs(
+    q: pgtq.PgTq, db: psycopg.Connection[Any], pops: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_listener, "OFFER_CLOSE_DELAY", 60.0)  # no job here keeps the worker busy as long
+    closes: list[bool] = []
+    real_close = gateway.close_handoff
+
+    def close_handoff(conn: gateway.Connection, *, wait: bool) -> bool:
+        closes.append(wait)
+        return real_close(conn, wait=wait)
+
+    monkeypatch.setattr(gateway, "close_handoff", close_handoff)
+
+    @q.handler()
+    def noop(n: int) -> None:
+        pass
+
+    with idle_worker(q):
+        for n in range(3):
+            job_id = q.push("noop", [n])
+            wait_until(lambda job_id=job_id: job(db, job_id)["state"] == "done")
+        assert closes == [], "no close (and no reopening) between one job and the next"
+    assert pops == [], "every job was handed by its push"
+    assert closes == [True], "stopping closes the offer, waiting for the pushes handing it a job"
+
+
+def test_a_busy_worker_closes_its_offer_and_the_next_push_is_not_handed_to_it(
+    q: pgtq.PgTq, db: psycopg.Connection[Any]
+) -> None:
+    go = threading.Event()
+
+    @q.handler()
+    def hold() -> None:
+        go.wait(60)
+
+    with idle_worker(q, concurrency=1, batch_size=1) as worker:
+        first = q.push("hold")
+        assert job(db, first)["worker"] == worker.worker_id, "handed to the idle worker"
+        listener = worker.servers[0].listener
+        assert listener is not None
+        wait_until(lambda: not listener._offer_open)  # OFFER_CLOSE_DELAY after its one slot was taken
+        second = q.push("hold")
+        assert job(db, second)["state"] == "ready", "not handed to a worker with no room"
+        go.set()
+        wait_until(lambda: job(db, first)["state"] == job(db, second)["state"] == "done")
+    assert job(db, second)["attempt"] == 1
 
 
 def test_a_job_handed_by_a_push_that_outlasted_the_lease_is_renewed_before_it_runs(
