@@ -579,7 +579,7 @@ class Worker:
         offers are open while it is."""
         return self._idle.lent > 0
 
-    def _take_handed(self, server: Server, conn: gateway.Connection, claim: str) -> None:
+    def _take_handed(self, server: Server, conn: gateway.Connection, claim: str) -> bool:
         """(A listener's thread.) A job a push handed to the listener's
         offer, already claimed for this worker (schema 0.16.0): with the
         room an idle dispatcher lent, handed to the pool as a listener's
@@ -588,19 +588,20 @@ class Worker:
         it has room (``_take_late_handoff``). Once the dispatcher has
         stopped, handed back at once (``pgtq.release``) on the listener's
         session. A lease that its push's transaction held past half its
-        length is renewed first (``Server.keeps_handed_lease``)."""
+        length is renewed first (``Server.keeps_handed_lease``). Returns
+        whether the job came with room lent."""
         try:
             task = gateway.handed_task(claim)
         except (ValueError, KeyError, TypeError) as error:  # only one who guessed the channel
             logger.warning("ignored a hand-off notification that is not a claim (%s): %.200r", error, claim)
-            return
+            return False
         if not server.keeps_handed_lease(conn, task):
-            return
+            return False
         asked = self._idle.take()
         if asked == 0:
             if not self._stopping:
                 self._events.put(_Handed(server, task))
-                return
+                return False
             try:
                 gateway.release_all(conn, [task])
             except DATABASE_ERRORS as error:
@@ -610,8 +611,9 @@ class Worker:
                     task.id,
                     describe(error),
                 )
-            return
+            return False
         self._claimed_with_loan(server, task.queue, asked, [task])
+        return True
 
     def _take_late_handoff(self, server: Server, task: Task) -> None:
         """A job handed to a listener while no room was lent: run it when the

@@ -90,7 +90,8 @@ IDLE_WAIT = 0.5
 # short job ends well within it, and the worker lends again: the offer
 # stays open, two calls fewer per job, and no close competes with the
 # start of the job just handed. A push that hands a job meanwhile is a
-# late hand-off: it runs if the worker has room, and is handed back if not.
+# late hand-off (it runs if the worker has room, and is handed back if
+# not), and the offer then closes at once.
 OFFER_CLOSE_DELAY = 0.005
 
 
@@ -100,12 +101,13 @@ class Handoff:
     0.16.0): the worker's name and lease (what a handed job is claimed
     with); ``wanted()``, from the listener's thread: whether room is lent
     now, so the offer should be open; ``take(conn, claim)``: a job a push
-    handed over, as the claim it notified (run it, or hand it back)."""
+    handed over, as the claim it notified (run it, or hand it back), and
+    whether it came with room lent (False: the offer should close now)."""
 
     worker: str
     lease: timedelta
     wanted: Callable[[], bool]
-    take: Callable[[gateway.Connection, str], None]
+    take: Callable[[gateway.Connection, str], bool]
 
 
 def probe_payload() -> str:
@@ -301,21 +303,24 @@ class Listener(threading.Thread):
     def _update_offer(self, conn: gateway.Connection) -> None:
         """Open the hand-off offer while the worker lends room; close it
         OFFER_CLOSE_DELAY after the worker stopped lending, unless it
-        lends again by then."""
+        lends again by then (or at once after a late hand-off)."""
         if self._channel is None or self._handoff is None:
             return
         if self._handoff.wanted():
             self._close_at = None
             if not self._offer_open:
                 self._offer_open = gateway.open_handoff(conn)
-        elif self._offer_open:
-            now = time.monotonic()
-            if self._close_at is None:
-                self._close_at = now + OFFER_CLOSE_DELAY
-            elif now >= self._close_at:
-                gateway.close_handoff(conn, wait=False)
-                self._offer_open = False
-                self._close_at = None
+            return
+        if not self._offer_open:
+            self._close_at = None
+            return
+        now = time.monotonic()
+        if self._close_at is None:
+            self._close_at = now + OFFER_CLOSE_DELAY
+        if now >= self._close_at:
+            gateway.close_handoff(conn, wait=False)
+            self._offer_open = False
+            self._close_at = None
 
     def _withdraw_offer(self, conn: gateway.Connection, inbox: gateway.Inbox) -> None:
         """(Stopping.) Close the offer, wait for the pushes still handing
@@ -378,7 +383,8 @@ class Listener(threading.Thread):
         request, or a push to a served queue, which ``claim`` may take on
         ``conn``."""
         if channel == self._channel and self._handoff is not None:
-            self._handoff.take(conn, payload)
+            if not self._handoff.take(conn, payload):
+                self._close_at = time.monotonic()  # no room was lent: close without waiting
         elif channel != CANCEL_CHANNEL:
             if payload in self._queues and (self._claim is None or not self._claim(conn, payload)):
                 self._wake(payload)

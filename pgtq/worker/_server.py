@@ -50,8 +50,8 @@ ClaimWhileIdle = Callable[["Server", "psycopg.Connection[Any]", str], bool]
 
 # Called, from the listener's thread, with a server, the listener's session
 # and the claim of a job a push handed to its offer (schema 0.16.0): run
-# it, or hand it back.
-TakeHanded = Callable[["Server", "psycopg.Connection[Any]", str], None]
+# it, or hand it back; whether it came with room the worker lent.
+TakeHanded = Callable[["Server", "psycopg.Connection[Any]", str], bool]
 
 # Registers the periodic tasks of the server's queues on a connection.
 RegisterPeriodic = Callable[["psycopg.Connection[Any]"], None]

@@ -362,6 +362,37 @@ def test_a_busy_worker_closes_its_offer_and_the_next_push_is_not_handed_to_it(
     assert job(db, second)["attempt"] == 1
 
 
+def test_a_job_handed_to_a_full_worker_goes_back_and_its_offer_closes_at_once(
+    q: pgtq.PgTq, db: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_listener, "OFFER_CLOSE_DELAY", 60.0)  # only the late hand-off closes it
+    released: list[int] = []
+    real_release_all = gateway.release_all
+
+    def release_all(conn: gateway.Connection, tasks: list[Any]) -> Any:
+        released.extend(task.id for task in tasks)
+        return real_release_all(conn, tasks)
+
+    monkeypatch.setattr(gateway, "release_all", release_all)
+    go = threading.Event()
+
+    @q.handler()
+    def hold() -> None:
+        go.wait(60)
+
+    with idle_worker(q, concurrency=1, batch_size=1) as worker:
+        listener = worker.servers[0].listener
+        assert listener is not None
+        first = q.push("hold")
+        second = q.push("hold")  # the offer is still open: handed too, with no room for it
+        wait_until(lambda: released == [second] and not listener._offer_open)
+        assert job(db, second)["state"] == "ready", "handed back"
+        third = q.push("hold")
+        assert job(db, third)["state"] == "ready", "not handed: the offer closed"
+        go.set()
+        wait_until(lambda: all(job(db, n)["state"] == "done" for n in (first, second, third)))
+
+
 def test_a_job_handed_by_a_push_that_outlasted_the_lease_is_renewed_before_it_runs(
     q: pgtq.PgTq, db: psycopg.Connection[Any]
 ) -> None:
