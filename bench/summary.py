@@ -87,6 +87,11 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
         bulk_base or None,
         **{peer: _peer(results, peer, "enqueue", kind="bulk") for peer in PEERS},
     )
+    add(
+        "enqueue, bulk 1,000 per call, Python API `PgTq.push_many` vs the ceiling's best form",
+        _value(_find(enq, kind="pgtq-python-many")),
+        bulk_base or None,
+    )
     drained = results.get("sizes", {}).get("drain_jobs")
     jobs = f"{drained:,} " if drained else ""
     for processes in (1, 2):
@@ -188,6 +193,7 @@ _REF_ROWS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ),
     ("enqueue, 1 job per transaction, 1 client, Python `PgTq.push`", "enqueue", {"kind": "pgtq-python"}),
     ("enqueue, bulk 1,000 per call (`pgtq.push_many`)", "enqueue", {"kind": "pgtq-push-many"}),
+    ("enqueue, bulk 1,000 per call, Python `PgTq.push_many`", "enqueue", {"kind": "pgtq-python-many"}),
     (
         "drain, real worker, best settings, 1 process",
         "drain",

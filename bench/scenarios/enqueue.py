@@ -12,7 +12,8 @@ shared machine moved a single one by 10% (the same schema, 2026-12-04).
 pgtq's bulk is measured three ways: ``pgtq.push_many`` (1,000 jobs per
 call), one statement calling ``pgtq.push`` for each element of an array
 (``unnest``), and ``executemany`` of ``push`` (psycopg pipeline mode) in one
-transaction; the report takes the best.
+transaction; the report takes the best. The Python API's ``PgTq.push_many``
+(1,000 jobs per call) is reported on its own line, as ``PgTq.push`` is.
 """
 
 from __future__ import annotations
@@ -32,7 +33,15 @@ from bench.stats import in_rounds, rate
 
 SINGLE_KINDS = ("base-insert", "base-insert-notify", "pgtq-sql", "pgtq-sql-quiet", "pgtq-python")
 SINGLE_ROUNDS = 3
-BULK_KINDS = ("base-unnest", "base-copy", "pgtq-push-many", "pgtq-unnest", "pgtq-executemany")
+BULK_KINDS = (
+    "base-unnest",
+    "base-copy",
+    "pgtq-push-many",
+    "pgtq-unnest",
+    "pgtq-executemany",
+    "pgtq-python-many",
+)
+PYTHON_KINDS = ("pgtq-python", "pgtq-python-many")  # through the Python API of the code under test
 
 
 def enqueue_client(
@@ -49,7 +58,7 @@ def enqueue_client(
     """One client: push jobs ``first .. first+count-1`` the way ``kind`` says
     (the Python API from ``code_dir``, the code under test, when given)."""
     if prepare_only:
-        if kind == "pgtq-python":
+        if kind in PYTHON_KINDS:
             if code_dir is not None and "pgtq" not in sys.modules:
                 sys.path.insert(0, code_dir)
             import pgtq
@@ -65,6 +74,11 @@ def enqueue_client(
     if kind == "pgtq-python":
         for seq in range(first, first + count):
             prepared.push(TASK, [seq])
+        prepared.close()
+        return count
+    if kind == "pgtq-python-many":
+        for start in range(first, first + count, per_call):
+            prepared.push_many(TASK, [[seq] for seq in range(start, min(start + per_call, first + count))])
         prepared.close()
         return count
     conn: psycopg.Connection[Any] = prepared
