@@ -294,14 +294,21 @@ def offer_open(worker: Worker) -> bool:
     return all(x is not None and x._offer_open and x.settled for x in listeners)
 
 
-def test_an_idle_worker_runs_a_handed_job_without_a_claim_and_renews_its_lease(
-    q: pgtq.PgTq, db: psycopg.Connection[Any], pops: list[str]
-) -> None:
+def hold_handler(q: pgtq.PgTq) -> threading.Event:
+    """Register task ``hold``, whose jobs wait until the returned event is set."""
     go = threading.Event()
 
     @q.handler()
     def hold() -> None:
         go.wait(60)
+
+    return go
+
+
+def test_an_idle_worker_runs_a_handed_job_without_a_claim_and_renews_its_lease(
+    q: pgtq.PgTq, db: psycopg.Connection[Any], pops: list[str]
+) -> None:
+    go = hold_handler(q)
 
     with idle_worker(q, lease=3.0, heartbeat_interval=0.3) as worker:
         job_id = q.push("hold")
@@ -343,11 +350,7 @@ def test_an_idle_workers_offer_stays_open_between_its_short_jobs(
 def test_a_busy_worker_closes_its_offer_and_the_next_push_is_not_handed_to_it(
     q: pgtq.PgTq, db: psycopg.Connection[Any]
 ) -> None:
-    go = threading.Event()
-
-    @q.handler()
-    def hold() -> None:
-        go.wait(60)
+    go = hold_handler(q)
 
     with idle_worker(q, concurrency=1, batch_size=1) as worker:
         first = q.push("hold")
@@ -374,11 +377,7 @@ def test_a_job_handed_to_a_full_worker_goes_back_and_its_offer_closes_at_once(
         return real_release_all(conn, tasks)
 
     monkeypatch.setattr(gateway, "release_all", release_all)
-    go = threading.Event()
-
-    @q.handler()
-    def hold() -> None:
-        go.wait(60)
+    go = hold_handler(q)
 
     with idle_worker(q, concurrency=1, batch_size=1) as worker:
         listener = worker.servers[0].listener
