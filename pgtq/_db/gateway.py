@@ -33,7 +33,7 @@ from pgtq._db.queries import Query
 from pgtq._inspection import Schedule
 from pgtq._records import Heartbeat, Outcome, WorkerIdentity
 from pgtq.errors import ConnectionFailedError, InvalidJobError, database_errors
-from pgtq.task import JobOutcome, PeriodicTask, Task
+from pgtq.task import JobOutcome, PeriodicTask, Task, claimed_task
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
@@ -589,7 +589,7 @@ def handed_task(claim: str) -> Task:
     """The job a push handed to this session, from the claim it notified
     (pop's columns as JSON: ``pgtq._hand_off``)."""
     job = json.loads(claim)
-    return Task(
+    return claimed_task(
         int(job["id"]),
         str(job["queue"]),
         str(job["task"]),

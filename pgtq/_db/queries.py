@@ -41,6 +41,7 @@ from pgtq.task import (
     QueueStat,
     Task,
     WorkerInfo,
+    claimed_task,
 )
 
 T = TypeVar("T")
@@ -96,7 +97,7 @@ def _tasks(queue: str, claimed: Row) -> list[Task]:
     if ids is None:
         return []
     return [
-        Task(job_id, queue, name, tuple(args), kwargs, priority, attempt, most, lease, expires)
+        claimed_task(job_id, queue, name, tuple(args), kwargs, priority, attempt, most, lease, expires)
         for job_id, name, (args, kwargs), priority, attempt, most, lease, expires in zip(
             ids, names, payloads, priorities, attempts, max_attempts, leases, expiries, strict=True
         )
