@@ -100,7 +100,7 @@ def scenarios(ctx: Context, ref_ctx: Context) -> dict[str, Scenario]:
     def ref_drain(_ctx: Context) -> Any:
         ref_ctx.pgtq_best_concurrency = ctx.pgtq_best_concurrency  # this checkout's, found by its tuning
         try:
-            return drain.run(ref_ctx, systems=("pgtq",))
+            return drain.run(ref_ctx, systems=("pgtq",), peers=())
         finally:
             procs.stop_all()
 

@@ -55,6 +55,19 @@ PEER_SQL = {
 # The peers also drained at their own defaults, beside pgtq's worker with no flags.
 DEFAULTS_SETTINGS = {"pgqueuer": "asyncpg driver, QueueManager.run defaults (batch_size=10)"}
 
+# The peers whose best-settings drains (1 and 2 processes, and the deep
+# backlog) run in the drain scenario's rounds, in turn with pgtq's and the
+# ceiling's (scenarios/drain.py). Procrastinate drains a few hundred jobs a
+# second: it drains here, once, at a size of its own.
+INTERLEAVED = ("pgqueuer",)
+
+
+def interleaved_peers(ctx: Context) -> tuple[str, ...]:
+    """The run's peers that join the headline drains (see INTERLEAVED)."""
+    if ctx.peers_python is None or not Path(ctx.peers_python).exists():
+        return ()
+    return tuple(name for name in ctx.peers if name in INTERLEAVED)
+
 
 class Peer:
     """One peer: its database and the driver commands."""
@@ -162,13 +175,16 @@ def run_peer(ctx: Context, name: str) -> dict[str, Any]:
     enqueue = [peer.enqueue("single", clients, sizes.enqueue_single) for clients in (1, 4)]
     enqueue.append(peer.enqueue("bulk", 1, sizes.enqueue_bulk))
     jobs = sizes.drain_jobs_slow if name == "procrastinate" else sizes.drain_jobs  # a few hundred per second
-    drains = [drain_once(ctx, peer.worker_spec(p), peer.ops(), jobs) for p in (1, 2)]
+    # The best-settings drains, from the drain scenario's rounds when it ran them.
+    drains = list(ctx.results.get("drain", {}).get("peer_runs", {}).get(name, []))
+    if not drains:
+        drains = [drain_once(ctx, peer.worker_spec(p), peer.ops(), jobs) for p in (1, 2)]
+        if name != "procrastinate":  # the deep backlog, as pgtq's (scenarios/drain.py)
+            deep = peer.worker_spec(2)
+            deep.extra["deep"] = True
+            drains.append(drain_once(ctx, deep, peer.ops(), sizes.deep_drain_jobs))
     if name in DEFAULTS_SETTINGS:
         drains += [drain_once(ctx, peer.defaults_spec(p), peer.ops(), jobs) for p in (1, 2)]
-    if name != "procrastinate":  # the deep backlog, as pgtq's (scenarios/drain.py: deep_drains)
-        deep = peer.worker_spec(2)
-        deep.extra["deep"] = True
-        drains.append(drain_once(ctx, deep, peer.ops(), sizes.deep_drain_jobs))
     wakeup = wakeup_once(ctx, peer.worker_spec(1), peer.pusher(), peer.reset)
     peer.reset()
     return {"settings": peer.sql.settings, "enqueue": enqueue, "drain": drains, "wakeup": wakeup}

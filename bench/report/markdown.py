@@ -160,6 +160,35 @@ def bloat_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def rounds_list(results: dict[str, Any]) -> str:
+    """Every figure measured in rounds (the headline drains, the SQL-only
+    drains): the median the tables show, and each round's jobs/s."""
+    rows: list[dict[str, Any]] = []
+    drain = results.get("drain")
+    if isinstance(drain, dict):
+        rows += drain.get("runs", [])
+        for peer_rows in drain.get("peer_runs", {}).values():
+            rows += peer_rows
+    sql = results.get("sql_drain")
+    rows += sql if isinstance(sql, list) else []
+    lines = []
+    for row in rows:
+        if not isinstance(row, dict) or not row.get("rounds"):
+            continue
+        what = row.get("label") or row.get("kind")
+        deep = ", deep backlog" if row.get("deep") else ""
+        sql_only = "SQL-only, " if "kind" in row and "label" not in row else ""
+        each = ", ".join(f"{value:,.0f}" for value in row["rounds"])
+        lines.append(
+            f"- {sql_only}{row['system']} {what}{deep}, {row['processes']} process(es), {row['jobs']:,} jobs:"
+            f" {_fmt(row['jobs_per_s'])} jobs/s, the median of {each}"
+        )
+    if not lines:
+        return ""
+    intro = "Measured in rounds, the systems in turn; each figure in the tables is the median round."
+    return intro + "\n\n" + "\n".join(lines)
+
+
 def limits_table(results: dict[str, Any]) -> str:
     """The limits scenario: a max_running queue against an unlimited one,
     and the cost of counting beside running jobs (empty if it did not run)."""
@@ -234,6 +263,9 @@ def render(results: dict[str, Any], charts: list[str]) -> str:
         if table:
             parts.append(f"## {title}\n\n{table}")
     parts.append("## Correctness\n\n" + _correctness(results))
+    rounds = rounds_list(results)
+    if rounds:
+        parts.append("## Rounds\n\n" + rounds)
     drain = results.get("drain")
     if isinstance(drain, dict) and drain.get("tuning"):
         tune = ", ".join(f"c={r['concurrency']}: {r['jobs_per_s']:,.0f}/s" for r in drain["tuning"])

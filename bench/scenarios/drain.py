@@ -9,6 +9,15 @@ is not counted; the wall time from launch to an empty queue is reported too.
 A deep backlog (``deep_drain_jobs``, 100,000) is drained once more at the
 best settings with 2 processes, by pgtq and the ceiling: a claim that gets
 slower as finished rows pile up behind it shows there and not at 20,000.
+
+The drains that pgtq's targets compare (best settings with 1 and 2
+processes, and the deep backlog) run in ``HEADLINE_ROUNDS`` rounds, every
+system in turn (the peers that drain fast, ``interleaved_peers``, among
+them), and report the median round with every round's rate beside it. A
+drain of 20,000 no-op jobs lasts about a second, so one slow spell of a
+shared machine moved a single drain by a third; and the peers' drains ran
+minutes after pgtq's, so a spell could fall on one system only. The other
+drains (defaults, batch 1) run once.
 Correctness: every pushed job number is recorded exactly once, and the
 queue's table holds every job as done (pgtq: after exactly one attempt).
 """
@@ -24,10 +33,13 @@ from typing import Any
 from bench import baseline, pgtq_sql, procs
 from bench.context import QUEUE, TASK, Context, log
 from bench.records import clear, count_lines, read_records
-from bench.stats import rate, span_rate
+from bench.stats import in_rounds, rate, span_rate
 from bench.worker_flags import WorkerFlags, best_args, detect
 
 PRELOAD_CHUNK = 5_000
+
+# Rounds of each headline drain (see the module's docstring).
+HEADLINE_ROUNDS = 3
 
 
 @dataclass
@@ -51,6 +63,16 @@ class QueueOps:
     backlog: Callable[[], int]
     audit: Callable[[int], dict[str, Any]]
     warmups: int = 0  # jobs numbered below 0 that the preload adds
+
+
+@dataclass
+class Contender:
+    """A system in the headline drains: its worker at its best settings for
+    a number of processes, and its queue."""
+
+    system: str
+    best: Callable[[int], WorkerSpec]
+    ops: Callable[[], QueueOps]
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
@@ -221,26 +243,43 @@ def tune(ctx: Context, flags: WorkerFlags, candidates: tuple[int, ...]) -> list[
     return runs
 
 
-def deep_drains(ctx: Context, flags: WorkerFlags, systems: Sequence[str]) -> list[dict[str, Any]]:
-    """The deep backlog: ``deep_drain_jobs`` drained at the best settings
-    with 2 processes (pgtq, and the ceiling at batch 100); each row carries
-    ``deep: True``."""
-    deep = ctx.sizes.deep_drain_jobs
-    specs: list[tuple[WorkerSpec, QueueOps]] = []
-    if "pgtq" in systems:
-        specs.append((pgtq_specs(ctx, flags, 2)[0], pgtq_ops(ctx)))
-    if "baseline" in systems:
-        specs.append((baseline_spec(ctx, 100, 2), baseline_ops(ctx)))
-    runs = []
-    for spec, ops in specs:
-        spec.extra["deep"] = True
-        runs.append(drain_once(ctx, spec, ops, deep))
-    return runs
+def headline_drains(
+    ctx: Context,
+    contenders: Sequence[Contender],
+    processes: int,
+    jobs: int,
+    rounds: int,
+    *,
+    deep: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """Each contender's drain of ``jobs`` at its best settings with
+    ``processes`` processes, ``rounds`` times in turn: the median row of
+    each system (``median_of_rounds``), by system. ``deep`` marks the rows
+    of the deep backlog."""
+
+    def measure(system: str) -> dict[str, Any]:
+        contender = next(c for c in contenders if c.system == system)
+        spec = contender.best(processes)
+        if deep:
+            spec.extra["deep"] = True
+        return drain_once(ctx, spec, contender.ops(), jobs)
+
+    systems = [contender.system for contender in contenders]
+    return dict(zip(systems, in_rounds(systems, rounds, measure), strict=True))
 
 
-def run(ctx: Context, systems: Sequence[str] = ("baseline", "pgtq")) -> dict[str, Any]:
+def run(
+    ctx: Context,
+    systems: Sequence[str] = ("baseline", "pgtq"),
+    *,
+    peers: Sequence[str] | None = None,
+    rounds: int = HEADLINE_ROUNDS,
+) -> dict[str, Any]:
     """Every drain for pgtq and the hand-written queue (of these systems:
-    ``pgtq`` alone for a ``--baseline`` ref)."""
+    ``pgtq`` alone for a ``--baseline`` ref). The headline drains take in
+    ``peers`` too (by default the run's peers that ``interleaved_peers``
+    names); their rows go to ``peer_runs``, by peer, where the peers
+    scenario takes them instead of draining again."""
     flags = detect(ctx.pgtq_cli, ctx.env())
     jobs = ctx.sizes.drain_jobs
     tuning = (
@@ -248,17 +287,25 @@ def run(ctx: Context, systems: Sequence[str] = ("baseline", "pgtq")) -> dict[str
         if flags.concurrency and ctx.tune and ctx.sizes.tune_concurrency
         else []
     )
+    contenders = []
+    if "pgtq" in systems:
+        contenders.append(Contender("pgtq", lambda p: pgtq_specs(ctx, flags, p)[0], lambda: pgtq_ops(ctx)))
+    if "baseline" in systems:
+        contenders.append(
+            Contender("baseline", lambda p: baseline_spec(ctx, 100, p), lambda: baseline_ops(ctx))
+        )
+    contenders += _peer_contenders(ctx, peers)
     results = []
+    peer_runs: dict[str, list[dict[str, Any]]] = {}
     slow = ctx.sizes.drain_jobs_slow
+    for processes, size, deep in ((1, jobs, False), (2, jobs, False), (2, ctx.sizes.deep_drain_jobs, True)):
+        for system, row in headline_drains(ctx, contenders, processes, size, rounds, deep=deep).items():
+            (results if system in ("pgtq", "baseline") else peer_runs.setdefault(system, [])).append(row)
     for processes in (1, 2):
         if "pgtq" in systems:
-            best, defaults = pgtq_specs(ctx, flags, processes)
-            results.append(drain_once(ctx, best, pgtq_ops(ctx), jobs))
-            results.append(drain_once(ctx, defaults, pgtq_ops(ctx), slow))
+            results.append(drain_once(ctx, pgtq_specs(ctx, flags, processes)[1], pgtq_ops(ctx), slow))
         if "baseline" in systems:
             results.append(drain_once(ctx, baseline_spec(ctx, 1, processes), baseline_ops(ctx), slow))
-            results.append(drain_once(ctx, baseline_spec(ctx, 100, processes), baseline_ops(ctx), jobs))
-    results += deep_drains(ctx, flags, systems)
     ctx.execute(pgtq_sql.RESET)
     ctx.execute(baseline.RESET)
     return {
@@ -269,5 +316,29 @@ def run(ctx: Context, systems: Sequence[str] = ("baseline", "pgtq")) -> dict[str
         },
         "best_concurrency": ctx.pgtq_best_concurrency if flags.concurrency else None,
         "tuning": tuning,
+        "headline_rounds": rounds,
         "runs": results,
+        "peer_runs": peer_runs,
     }
+
+
+def _peer_contenders(ctx: Context, peers: Sequence[str] | None) -> list[Contender]:
+    """The peers that join the headline drains (installed here)."""
+    if peers is None:
+        from bench.peers.orchestrate import interleaved_peers
+
+        peers = interleaved_peers(ctx)
+    if not peers:
+        return []
+    from bench.peers.orchestrate import Peer
+
+    contenders = []
+    for name in peers:
+        peer = Peer(ctx, name)
+        try:
+            peer.call("install")
+        except RuntimeError as error:  # the peers scenario tries again and reports it
+            log(f"peer {name} left out of the headline drains: {error}")
+            continue
+        contenders.append(Contender(name, peer.worker_spec, peer.ops))
+    return contenders
