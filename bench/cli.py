@@ -124,7 +124,7 @@ def _async_pass(ctx: Context) -> dict[str, Any]:
         # pgtq and the ceiling only: the second pass's table has no peers' column.
         runs = [
             ("enqueue", enqueue.run),
-            ("drain", partial(drain.run, peers=())),
+            ("drain", partial(drain.run, peers=(), with_ref=False)),
             ("sql_drain", sqldrain.run),
         ]
         run_scenarios(ctx, runs)
@@ -235,6 +235,7 @@ def _baseline(ref: str, ctx: Context, cluster: Any, results: dict[str, Any]) -> 
     reference.log_ref(info)
     results["ref"] = info
     ref_ctx = reference.context(ctx, Path(info["path"]), reference.install(cluster, Path(info["path"])))
+    ctx.ref = ref_ctx
     return reference.scenarios(ctx, ref_ctx)
 
 

@@ -40,6 +40,9 @@ class Context:
     profile: bool = True
     code_dir: Path | None = None
     results: dict[str, Any] = field(default_factory=dict)
+    # The --baseline ref's context (bench/reference.py): its best-settings
+    # drains run in this checkout's drain rounds.
+    ref: Context | None = None
 
     @property
     def python(self) -> str:

@@ -14,7 +14,11 @@ database. The hand-written ceiling is not measured again.
 The ref's scenarios run right after this checkout's (enqueue, then the
 ref's enqueue; drain, then the ref's drain), at the same settings (the
 drain reuses the worker concurrency found for this checkout), so the two
-figures of a row are measured minutes apart, not a run apart.
+figures of a row are measured minutes apart, not a run apart. The ref's
+best-settings drains go further: they run in this checkout's drain
+rounds, in turn with this checkout's and the ceiling's (``Context.ref``;
+from 2026-12-06, after a slow spell of the machine fell on every round of
+a ref's drains and none of this checkout's).
 """
 
 from __future__ import annotations
@@ -99,8 +103,9 @@ def scenarios(ctx: Context, ref_ctx: Context) -> dict[str, Scenario]:
 
     def ref_drain(_ctx: Context) -> Any:
         ref_ctx.pgtq_best_concurrency = ctx.pgtq_best_concurrency  # this checkout's, found by its tuning
+        headline = ctx.results.get("drain", {}).get("ref_runs") or None  # from this checkout's rounds
         try:
-            return drain.run(ref_ctx, systems=("pgtq",), peers=())
+            return drain.run(ref_ctx, systems=("pgtq",), peers=(), with_ref=False, headline=headline)
         finally:
             procs.stop_all()
 

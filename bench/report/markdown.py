@@ -52,7 +52,8 @@ def ref_table(results: dict[str, Any]) -> str:
     lines = [
         f"pgtq of this checkout (schema {this.get('version', '?')}) beside `--baseline {ref['ref']}` "
         f"(commit {ref['commit']}, schema {ref['version']}), each ref scenario run right after this "
-        "checkout's, jobs/s (the wake-up: milliseconds, lower is better):",
+        "checkout's (the best-settings drains in the same rounds, in turn), jobs/s (the wake-up: "
+        "milliseconds, lower is better):",
         "",
         f"| figure | this checkout | {ref['ref']} | this / {ref['ref']} |",
         "|---|---:|---:|---:|",
@@ -167,6 +168,7 @@ def rounds_list(results: dict[str, Any]) -> str:
     drain = results.get("drain")
     if isinstance(drain, dict):
         rows += drain.get("runs", [])
+        rows += [dict(row, system="pgtq of the ref") for row in drain.get("ref_runs", [])]
         for peer_rows in drain.get("peer_runs", {}).values():
             rows += peer_rows
     sql = results.get("sql_drain")

@@ -273,13 +273,18 @@ def run(
     systems: Sequence[str] = ("baseline", "pgtq"),
     *,
     peers: Sequence[str] | None = None,
+    with_ref: bool = True,
+    headline: list[dict[str, Any]] | None = None,
     rounds: int = HEADLINE_ROUNDS,
 ) -> dict[str, Any]:
     """Every drain for pgtq and the hand-written queue (of these systems:
     ``pgtq`` alone for a ``--baseline`` ref). The headline drains take in
     ``peers`` too (by default the run's peers that ``interleaved_peers``
-    names); their rows go to ``peer_runs``, by peer, where the peers
-    scenario takes them instead of draining again."""
+    names), and with ``with_ref`` the ``--baseline`` ref's pgtq
+    (``ctx.ref``); their rows go to ``peer_runs`` (by peer) and
+    ``ref_runs``, where the peers' and the ref's scenarios take them
+    instead of draining again. ``headline``: such rows, measured already
+    (the headline drains are then not run)."""
     flags = detect(ctx.pgtq_cli, ctx.env())
     jobs = ctx.sizes.drain_jobs
     tuning = (
@@ -294,13 +299,22 @@ def run(
         contenders.append(
             Contender("baseline", lambda p: baseline_spec(ctx, 100, p), lambda: baseline_ops(ctx))
         )
+    if with_ref and ctx.ref is not None and "pgtq" in systems:
+        contenders.append(_ref_contender(ctx, ctx.ref))
     contenders += _peer_contenders(ctx, peers)
-    results = []
+    results = list(headline or [])
     peer_runs: dict[str, list[dict[str, Any]]] = {}
+    ref_runs: list[dict[str, Any]] = []
     slow = ctx.sizes.drain_jobs_slow
-    for processes, size, deep in ((1, jobs, False), (2, jobs, False), (2, ctx.sizes.deep_drain_jobs, True)):
+    sizes = ((1, jobs, False), (2, jobs, False), (2, ctx.sizes.deep_drain_jobs, True))
+    for processes, size, deep in sizes if headline is None else ():
         for system, row in headline_drains(ctx, contenders, processes, size, rounds, deep=deep).items():
-            (results if system in ("pgtq", "baseline") else peer_runs.setdefault(system, [])).append(row)
+            if system in ("pgtq", "baseline"):
+                results.append(row)
+            elif system == "ref":
+                ref_runs.append(row)
+            else:
+                peer_runs.setdefault(system, []).append(row)
     for processes in (1, 2):
         if "pgtq" in systems:
             results.append(drain_once(ctx, pgtq_specs(ctx, flags, processes)[1], pgtq_ops(ctx), slow))
@@ -319,7 +333,20 @@ def run(
         "headline_rounds": rounds,
         "runs": results,
         "peer_runs": peer_runs,
+        "ref_runs": ref_runs,
     }
+
+
+def _ref_contender(ctx: Context, ref: Context) -> Contender:
+    """The ``--baseline`` ref's pgtq worker (its code, its database), at
+    this checkout's best settings."""
+    flags = detect(ref.pgtq_cli, ref.env())
+
+    def best(processes: int) -> WorkerSpec:
+        ref.pgtq_best_concurrency = ctx.pgtq_best_concurrency  # found by this checkout's tuning
+        return pgtq_specs(ref, flags, processes)[0]
+
+    return Contender("ref", best, lambda: pgtq_ops(ref))
 
 
 def _peer_contenders(ctx: Context, peers: Sequence[str] | None) -> list[Contender]:
