@@ -27,10 +27,10 @@ class Outcome:
     handler's own transaction (whether ``pgtq.complete`` took its lease:
     False means the transaction was rolled back).
 
-    Made once per job run and never changed after, but not frozen: a
-    frozen dataclass sets each field with ``object.__setattr__``, and
-    made so an outcome cost 1.5 us against 0.5 (its slots keep it small
-    too). Nothing hashes it."""
+    Made once per job run and never changed after, yet not frozen: a
+    frozen dataclass sets each field with ``object.__setattr__``, 1.5 us
+    an outcome against 0.5 for this one (measured 2026-12-06). Nothing
+    hashes it; its slots keep it small."""
 
     task: Task
     kind: OutcomeKind
