@@ -177,12 +177,13 @@ def rounds_list(results: dict[str, Any]) -> str:
     for row in rows:
         if not isinstance(row, dict) or not row.get("rounds"):
             continue
-        what = row.get("label") or row.get("kind")
+        what = row.get("label") or ("" if row.get("kind") == row["system"] else row.get("kind"))
+        name = " ".join(part for part in (row["system"], what) if part)
         deep = ", deep backlog" if row.get("deep") else ""
         sql_only = "SQL-only, " if "kind" in row and "label" not in row else ""
         each = ", ".join(f"{value:,.0f}" for value in row["rounds"])
         lines.append(
-            f"- {sql_only}{row['system']} {what}{deep}, {row['processes']} process(es), {row['jobs']:,} jobs:"
+            f"- {sql_only}{name}{deep}, {row['processes']} process(es), {row['jobs']:,} jobs:"
             f" {_fmt(row['jobs_per_s'])} jobs/s, the median of {each}"
         )
     if not lines:
