@@ -368,22 +368,32 @@ def test_a_busy_worker_closes_its_offer_and_the_next_push_is_not_handed_to_it(
 def test_a_job_handed_to_a_full_worker_goes_back_and_its_offer_closes_at_once(
     q: pgtq.PgTq, db: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A push hands its job to the idle worker's offer, and its transaction
+    stays open while the worker fills its one slot with another job: the
+    claim reaches a full worker at commit, which hands it back and closes
+    its offer at once (not OFFER_CLOSE_DELAY later, a minute here). (Two
+    pushes in a row raced the worker: once it holds a job it no longer
+    waits for the queue, and a push hands a job only to a waiting worker.)"""
     monkeypatch.setattr(_listener, "OFFER_CLOSE_DELAY", 60.0)  # only the late hand-off closes it
     released: list[int] = []
     real_release_all = gateway.release_all
 
     def release_all(conn: gateway.Connection, tasks: list[Any]) -> Any:
-        released.extend(task.id for task in tasks)
-        return real_release_all(conn, tasks)
+        result = real_release_all(conn, tasks)
+        released.extend(task.id for task in tasks)  # once handed back
+        return result
 
     monkeypatch.setattr(gateway, "release_all", release_all)
     go = hold_handler(q)
 
-    with idle_worker(q, concurrency=1, batch_size=1) as worker:
+    with psycopg.connect(q.dsn) as producer, idle_worker(q, concurrency=1, batch_size=1) as worker:
         listener = worker.servers[0].listener
         assert listener is not None
-        first = q.push("hold")
-        second = q.push("hold")  # the offer is still open: handed too, with no room for it
+        second = scalar(producer, "SELECT pgtq.push(%s, 'hold')", [q.queue])
+        assert job(producer, second)["state"] == "running", "handed to the offer; the claim goes at commit"
+        first = q.push("hold")  # not handed: the open transaction is handing the offer a job
+        wait_until(lambda: job(db, first)["state"] == "running")  # claimed: the worker's one slot
+        producer.commit()
         wait_until(lambda: released == [second] and not listener._offer_open)
         assert job(db, second)["state"] == "ready", "handed back"
         third = q.push("hold")
