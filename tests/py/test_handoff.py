@@ -338,10 +338,15 @@ def test_an_idle_workers_offer_stays_open_between_its_short_jobs(
     def noop(n: int) -> None:
         pass
 
-    with idle_worker(q):
+    with idle_worker(q) as worker:
         for n in range(3):
             job_id = q.push("noop", [n])
             wait_until(lambda job_id=job_id: job(db, job_id)["state"] == "done")
+            # Idle again: its room lent and its wait for the queue settled. (A
+            # push between the job's end and the loan is handed while no room
+            # is lent, which closes the offer; one before the worker waits for
+            # the queue again is not handed at all.)
+            wait_until(lambda: offer_open(worker) and worker._idle.lent > 0)
         assert closes == [], "no close (and no reopening) between one job and the next"
     assert pops == [], "every job was handed by its push"
     assert closes == [True], "stopping closes the offer, waiting for the pushes handing it a job"

@@ -80,7 +80,8 @@ def test_the_listener_claims_for_an_idle_worker_which_renews_the_lease(
     # so a later expiry shows it holds the job the listener claimed.
     with idle_worker(q, lease=3.0, heartbeat_interval=0.3):
         job_id = push_one(q, "hold")
-        wait_until(lambda: job_row(db, job_id)[0] == "running")
+        # (pops records a claim once its call returned, a moment after the commit)
+        wait_until(lambda: job_row(db, job_id)[0] == "running" and pops)
         assert pops == ["pgtq-listener"], "claimed by the listener that heard the push"
         first_expiry = job_row(db, job_id)[2]
         wait_until(lambda: job_row(db, job_id)[2] > first_expiry, timeout=30)
