@@ -589,7 +589,8 @@ class Worker:
         stopped, handed back at once (``pgtq.release``) on the listener's
         session. A lease that its push's transaction held past half its
         length is renewed first (``Server.keeps_handed_lease``). Returns
-        whether the job came with room lent."""
+        whether the worker took the job (False: it was handed back, or its
+        lease could not be kept; the offer closes now)."""
         try:
             task = gateway.handed_task(claim)
         except (ValueError, KeyError, TypeError) as error:  # only one who guessed the channel
@@ -601,7 +602,7 @@ class Worker:
         if asked == 0:
             if not self._stopping:
                 self._events.put(_Handed(server, task))
-                return False
+                return True
             try:
                 gateway.release_all(conn, [task])
             except DATABASE_ERRORS as error:
@@ -619,11 +620,13 @@ class Worker:
         """A job handed to a listener while no room was lent: run it when the
         worker has room below its limit; otherwise (or stopping) hand it
         back at once (``pgtq.release``), which announces it to the other
-        waiting workers, and pop its queue again when there is room (the
+        waiting workers, close the listener's offer so the next push goes
+        to one of them, and pop its queue again when there is room (the
         listener's own waiting mark does not count for that announcement)."""
         if not self._stopping and self._room_within(self._limit.jobs_in_hand) > 0:
             self._hand_to_pool(task)
             return
+        server.close_offer()
         try:
             server.release([task])
         except DATABASE_ERRORS as error:

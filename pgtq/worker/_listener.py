@@ -47,9 +47,10 @@ it, claimed for this worker; the claim arrives on the offer's own channel
 at the push's commit, and the listener passes it on (``Handoff.take``)
 with no claim of its own. It closes the offer once the room has been taken
 or taken back for OFFER_CLOSE_DELAY (5 ms; lent again by then, the offer
-stays open), and when it stops it waits for the pushes that are still
-handing it a job, so the worker hands those back instead of leaving them
-to their leases.
+stays open), at once when the worker had to hand a job back for want of
+room (``close_offer``), and when it stops it waits for the pushes that are
+still handing it a job, so the worker hands those back instead of leaving
+them to their leases.
 """
 
 from __future__ import annotations
@@ -90,8 +91,9 @@ IDLE_WAIT = 0.5
 # short job ends well within it, and the worker lends again: the offer
 # stays open, two calls fewer per job, and no close competes with the
 # start of the job just handed. A push that hands a job meanwhile is a
-# late hand-off (it runs if the worker has room, and is handed back if
-# not), and the offer then closes at once.
+# late hand-off: it runs if the worker has room, and the offer keeps its
+# delay; it is handed back if not, and the offer then closes at once
+# (``Listener.close_offer``).
 OFFER_CLOSE_DELAY = 0.005
 
 
@@ -102,7 +104,9 @@ class Handoff:
     with); ``wanted()``, from the listener's thread: whether room is lent
     now, so the offer should be open; ``take(conn, claim)``: a job a push
     handed over, as the claim it notified (run it, or hand it back), and
-    whether it came with room lent (False: the offer should close now)."""
+    whether the worker takes it (False: it did not, the offer should close
+    now). A job it takes without room lent, and later hands back for want
+    of room, closes the offer through ``Listener.close_offer``."""
 
     worker: str
     lease: timedelta
@@ -130,7 +134,8 @@ class Listener(threading.Thread):
     returns whether it claimed the queue's jobs itself (an idle worker's
     loan, ``_idle_claim.py``); the worker is woken only when it did not.
     ``handoff``, when given, makes the session a hand-off offer (``Handoff``);
-    ``poke()`` (any thread) makes the listener look at ``Handoff.wanted``.
+    ``poke()`` (any thread) makes the listener look at ``Handoff.wanted``;
+    ``close_offer()`` (any thread) closes the offer at once unless it is wanted.
     """
 
     def __init__(
@@ -172,6 +177,7 @@ class Listener(threading.Thread):
         self._channel: str | None = None
         self._offer_open = False
         self._close_at: float | None = None  # when an unwanted open offer closes
+        self._close_asked = threading.Event()  # close_offer(): close it now
         # Rung to end a wait at once: a change of what to mark, or a stop.
         self._bell, self._bell_rope = socket.socketpair()
         for end in (self._bell, self._bell_rope):
@@ -203,6 +209,13 @@ class Listener(threading.Thread):
     def poke(self) -> None:
         """Make the listener look again at whether its offer should be open
         (any thread)."""
+        self._ring()
+
+    def close_offer(self) -> None:
+        """Close the offer at once unless room is lent again (any thread):
+        the worker handed back a job a push handed it, for want of room, so
+        the next push should go to a worker that has some."""
+        self._close_asked.set()
         self._ring()
 
     def _ring(self) -> None:
@@ -303,9 +316,12 @@ class Listener(threading.Thread):
     def _update_offer(self, conn: gateway.Connection) -> None:
         """Open the hand-off offer while the worker lends room; close it
         OFFER_CLOSE_DELAY after the worker stopped lending, unless it
-        lends again by then (or at once after a late hand-off)."""
+        lends again by then (or at once when asked: ``close_offer``)."""
         if self._channel is None or self._handoff is None:
             return
+        if self._close_asked.is_set():
+            self._close_asked.clear()
+            self._close_at = time.monotonic()
         if self._handoff.wanted():
             self._close_at = None
             if not self._offer_open:
@@ -384,7 +400,7 @@ class Listener(threading.Thread):
         ``conn``."""
         if channel == self._channel and self._handoff is not None:
             if not self._handoff.take(conn, payload):
-                self._close_at = time.monotonic()  # no room was lent: close without waiting
+                self._close_at = time.monotonic()  # not taken: close without waiting
         elif channel != CANCEL_CHANNEL:
             if payload in self._queues and (self._claim is None or not self._claim(conn, payload)):
                 self._wake(payload)

@@ -197,6 +197,12 @@ class Server:
         if self.listener is not None:
             self.listener.wait_for(queue, waiting)
 
+    def close_offer(self) -> None:
+        """Close the listener's hand-off offer now, unless room is lent
+        again (the worker handed back a job the offer got, for want of room)."""
+        if self.listener is not None:
+            self.listener.close_offer()
+
     def stop_listening(self) -> None:
         """Stop the listener, and give it a moment to hand back what pushes
         handed its offer meanwhile."""

@@ -407,6 +407,47 @@ def test_a_job_handed_to_a_full_worker_goes_back_and_its_offer_closes_at_once(
         wait_until(lambda: all(job(db, n)["state"] == "done" for n in (first, second, third)))
 
 
+def test_a_job_handed_late_to_a_worker_with_room_runs_and_its_offer_stays_open(
+    q: pgtq.PgTq, db: psycopg.Connection[Any], pops: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim reaches the listener just after the dispatcher took its
+    loan back (a late hand-off): the dispatcher runs the job, having room,
+    and the offer keeps its OFFER_CLOSE_DELAY (a minute here), so no close
+    and no reopening is paid for it."""
+    monkeypatch.setattr(_listener, "OFFER_CLOSE_DELAY", 60.0)
+    closes: list[bool] = []
+    real_close = gateway.close_handoff
+
+    def close_handoff(conn: gateway.Connection, *, wait: bool) -> bool:
+        closes.append(wait)
+        return real_close(conn, wait=wait)
+
+    monkeypatch.setattr(gateway, "close_handoff", close_handoff)
+
+    @q.handler()
+    def noop() -> None:
+        pass
+
+    with idle_worker(q, concurrency=2) as worker:
+        revoked: list[int] = []
+        real_take = worker._idle.take
+
+        def taken_back_once() -> int:
+            if not revoked:
+                revoked.append(1)
+                worker._idle.revoke()  # as the dispatcher does when it wakes
+            return real_take()
+
+        monkeypatch.setattr(worker._idle, "take", taken_back_once)
+        job_id = q.push("noop")
+        wait_until(lambda: job(db, job_id)["state"] == "done", timeout=10)
+        wait_until(lambda: offer_open(worker) and worker._idle.lent > 0)  # idle again
+        assert closes == [], "the late hand-off ran and closed nothing"
+    assert revoked == [1] and pops == [], "handed by its push, with no room lent"
+    assert job(db, job_id)["attempt"] == 1
+    assert closes == [True], "only stopping closed the offer"
+
+
 def test_a_job_handed_by_a_push_that_outlasted_the_lease_is_renewed_before_it_runs(
     q: pgtq.PgTq, db: psycopg.Connection[Any]
 ) -> None:
