@@ -7,7 +7,8 @@ import pytest
 
 import pgtq
 import pgtq.worker
-from pgtq.cli import UsageError, _listen_dsns
+from pgtq.cli._common import UsageError
+from pgtq.cli._running import _listen_dsns
 
 A = "host=db-a dbname=app"
 B = "host=db-b dbname=app"
