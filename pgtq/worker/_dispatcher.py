@@ -187,6 +187,10 @@ class Worker:
         self._clock = clock
         self._events: queue_module.SimpleQueue[_Event] = queue_module.SimpleQueue()
         self._idle: IdleClaim[_Claimed] = IdleClaim()
+        # Late hand-offs heard (listeners' threads) and not yet run or handed
+        # back (the dispatcher): under _late_lock.
+        self._late_lock = threading.Lock()
+        self._late_unhandled = 0
         self._lend_to_listeners = True  # until a listener's session refuses a claim
         self.servers = [
             Server(
@@ -589,8 +593,12 @@ class Worker:
         stopped, handed back at once (``pgtq.release``) on the listener's
         session. A lease that its push's transaction held past half its
         length is renewed first (``Server.keeps_handed_lease``). Returns
-        whether the worker took the job (False: it was handed back, or its
-        lease could not be kept; the offer closes now)."""
+        whether the offer may stay open: True when the job came with room
+        lent, or came late with room for it and for one more beside the
+        late ones not handled yet (a look from this thread: the dispatcher
+        decides, and closes the offer when it hands the job back); False
+        (the offer closes now) when that room is not there, or the job was
+        handed back, or its lease could not be kept."""
         try:
             task = gateway.handed_task(claim)
         except (ValueError, KeyError, TypeError) as error:  # only one who guessed the channel
@@ -601,8 +609,11 @@ class Worker:
         asked = self._idle.take()
         if asked == 0:
             if not self._stopping:
+                with self._late_lock:
+                    self._late_unhandled += 1
+                    unhandled = self._late_unhandled
                 self._events.put(_Handed(server, task))
-                return True
+                return self._room_within(self._limit.jobs_in_hand) > unhandled
             try:
                 gateway.release_all(conn, [task])
             except DATABASE_ERRORS as error:
@@ -623,6 +634,8 @@ class Worker:
         waiting workers, close the listener's offer so the next push goes
         to one of them, and pop its queue again when there is room (the
         listener's own waiting mark does not count for that announcement)."""
+        with self._late_lock:
+            self._late_unhandled -= 1
         if not self._stopping and self._room_within(self._limit.jobs_in_hand) > 0:
             self._hand_to_pool(task)
             return

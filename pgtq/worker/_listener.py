@@ -47,10 +47,11 @@ it, claimed for this worker; the claim arrives on the offer's own channel
 at the push's commit, and the listener passes it on (``Handoff.take``)
 with no claim of its own. It closes the offer once the room has been taken
 or taken back for OFFER_CLOSE_DELAY (5 ms; lent again by then, the offer
-stays open), at once when the worker had to hand a job back for want of
-room (``close_offer``), and when it stops it waits for the pushes that are
-still handing it a job, so the worker hands those back instead of leaving
-them to their leases.
+stays open), at once when a job handed late (the room taken back) leaves
+the worker no room for another, or the worker had to hand one back for
+want of room (``close_offer``), and when it stops it waits for the pushes
+that are still handing it a job, so the worker hands those back instead
+of leaving them to their leases.
 """
 
 from __future__ import annotations
@@ -92,8 +93,8 @@ IDLE_WAIT = 0.5
 # stays open, two calls fewer per job, and no close competes with the
 # start of the job just handed. A push that hands a job meanwhile is a
 # late hand-off: it runs if the worker has room, and the offer keeps its
-# delay; it is handed back if not, and the offer then closes at once
-# (``Listener.close_offer``).
+# delay while room for another is left; otherwise the offer closes at once
+# (and the job is handed back when it found no room: ``close_offer``).
 OFFER_CLOSE_DELAY = 0.005
 
 
@@ -104,9 +105,9 @@ class Handoff:
     with); ``wanted()``, from the listener's thread: whether room is lent
     now, so the offer should be open; ``take(conn, claim)``: a job a push
     handed over, as the claim it notified (run it, or hand it back), and
-    whether the worker takes it (False: it did not, the offer should close
-    now). A job it takes without room lent, and later hands back for want
-    of room, closes the offer through ``Listener.close_offer``."""
+    whether the offer may stay open (False: close it now). A job it took
+    without room lent, and later hands back for want of room, closes the
+    offer through ``Listener.close_offer``."""
 
     worker: str
     lease: timedelta
@@ -400,7 +401,7 @@ class Listener(threading.Thread):
         ``conn``."""
         if channel == self._channel and self._handoff is not None:
             if not self._handoff.take(conn, payload):
-                self._close_at = time.monotonic()  # not taken: close without waiting
+                self._close_at = time.monotonic()  # no room for more: close without waiting
         elif channel != CANCEL_CHANNEL:
             if payload in self._queues and (self._claim is None or not self._claim(conn, payload)):
                 self._wake(payload)

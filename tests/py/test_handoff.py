@@ -407,13 +407,25 @@ def test_a_job_handed_to_a_full_worker_goes_back_and_its_offer_closes_at_once(
         wait_until(lambda: all(job(db, n)["state"] == "done" for n in (first, second, third)))
 
 
-def test_a_job_handed_late_to_a_worker_with_room_runs_and_its_offer_stays_open(
-    q: pgtq.PgTq, db: psycopg.Connection[Any], pops: list[str], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("concurrency", "closed_at_once"),
+    [(2, []), (1, [False])],
+    ids=["room-for-more-keeps-the-offer", "the-last-slot-closes-it"],
+)
+def test_a_job_handed_late_to_a_worker_with_room_runs(
+    q: pgtq.PgTq,
+    db: psycopg.Connection[Any],
+    pops: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    concurrency: int,
+    closed_at_once: list[bool],
 ) -> None:
     """The claim reaches the listener just after the dispatcher took its
-    loan back (a late hand-off): the dispatcher runs the job, having room,
-    and the offer keeps its OFFER_CLOSE_DELAY (a minute here), so no close
-    and no reopening is paid for it."""
+    loan back (a late hand-off): the dispatcher runs the job, having room.
+    With room for another job beside it, the offer keeps OFFER_CLOSE_DELAY
+    (a minute here): no close and no reopening is paid for it. When the job
+    takes the worker's last slot, the offer closes at once, so the next
+    push goes to a worker with room instead of being handed back."""
     monkeypatch.setattr(_listener, "OFFER_CLOSE_DELAY", 60.0)
     closes: list[bool] = []
     real_close = gateway.close_handoff
@@ -423,12 +435,20 @@ def test_a_job_handed_late_to_a_worker_with_room_runs_and_its_offer_stays_open(
         return real_close(conn, wait=wait)
 
     monkeypatch.setattr(gateway, "close_handoff", close_handoff)
+    released: list[int] = []
+    real_release_all = gateway.release_all
+
+    def release_all(conn: gateway.Connection, tasks: list[Any]) -> Any:
+        released.extend(task.id for task in tasks)
+        return real_release_all(conn, tasks)
+
+    monkeypatch.setattr(gateway, "release_all", release_all)
 
     @q.handler()
     def noop() -> None:
         pass
 
-    with idle_worker(q, concurrency=2) as worker:
+    with idle_worker(q, concurrency=concurrency, batch_size=concurrency) as worker:
         revoked: list[int] = []
         real_take = worker._idle.take
 
@@ -442,10 +462,10 @@ def test_a_job_handed_late_to_a_worker_with_room_runs_and_its_offer_stays_open(
         job_id = q.push("noop")
         wait_until(lambda: job(db, job_id)["state"] == "done", timeout=10)
         wait_until(lambda: offer_open(worker) and worker._idle.lent > 0)  # idle again
-        assert closes == [], "the late hand-off ran and closed nothing"
-    assert revoked == [1] and pops == [], "handed by its push, with no room lent"
+        assert closes == closed_at_once
+    assert revoked == [1] and pops == [] and released == [], "handed by its push, with no room lent, and run"
     assert job(db, job_id)["attempt"] == 1
-    assert closes == [True], "only stopping closed the offer"
+    assert closes == [*closed_at_once, True], "and stopping closed the offer"
 
 
 def test_a_job_handed_by_a_push_that_outlasted_the_lease_is_renewed_before_it_runs(
