@@ -21,30 +21,7 @@ SELECT count(*) FROM pgtq.push_many('first', 'job', ARRAY(SELECT jsonb_build_arr
 SELECT count(*) FROM pgtq.push_many('second', 'job', ARRAY(SELECT jsonb_build_array(n) FROM generate_series(1, 3000) AS n));
 ANALYZE pgtq._job;
 
--- How much `call` adds to the count that the query `counter` reads (the
--- counts of the current transaction).
-CREATE FUNCTION pg_temp.counted(counter text, call text)
-RETURNS bigint
-LANGUAGE plpgsql
-AS $$
-DECLARE
-    before bigint;
-    after  bigint;
-BEGIN
-    EXECUTE counter INTO before;
-    EXECUTE call;
-    EXECUTE counter INTO after;
-    RETURN after - before;
-END
-$$;
--- How many entries of index `idx` `call` read (entries of jobs this
--- transaction claimed count too).
-CREATE FUNCTION pg_temp.index_reads(idx regclass, call text)
-RETURNS bigint
-LANGUAGE sql
-AS $$
-    SELECT pg_temp.counted(format('SELECT pg_stat_get_xact_tuples_returned(%s)', idx::oid), call)
-$$;
+\ir helpers/reads.psql
 -- Ten single pops read the ten claimed entries and the ones claimed
 -- before them in this transaction (1 + 2 + ... + 10 = 55), never the
 -- queue's other 2,990 or the other queue's 3,000.
@@ -97,15 +74,6 @@ SELECT count(*) FROM pgtq.pop('keyed-elsewhere', n => 2000);
 SELECT count(*) FROM pgtq.push_many('keyed-here', 'job', ARRAY(SELECT jsonb_build_array(n) FROM generate_series(1, 20) AS n),
                                     lock_keys => ARRAY(SELECT 'here-' || n FROM generate_series(1, 20) AS n));
 ANALYZE pgtq._job;  -- as autovacuum would: plans see the running jobs
--- The rows of pgtq._job that `call` fetched through any of its indexes
--- (an index scan counts its fetches on the index).
-CREATE FUNCTION pg_temp.job_rows_read(call text)
-RETURNS bigint
-LANGUAGE sql
-AS $$
-    SELECT pg_temp.counted('SELECT sum(pg_stat_get_xact_tuples_fetched(i.indexrelid))::bigint '
-                           'FROM pg_index AS i WHERE i.indrelid = ''pgtq._job''::regclass', call)
-$$;
 SELECT cmp_ok(pg_temp.job_rows_read($$SELECT count(*) FROM pgtq.pop('keyed-here', n => 2)$$), '<=', 20::bigint,
               'a pop of two keyed jobs reads a few rows, not the 2,000 keyed jobs running elsewhere');
 SELECT is((SELECT count(*) FROM pgtq.jobs WHERE queue = 'keyed-here' AND state = 'running'), 2::bigint,

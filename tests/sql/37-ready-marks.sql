@@ -7,29 +7,19 @@
 -- snapshot: bench/ (sustained, held snapshot).
 BEGIN;
 SELECT plan(28);
+\ir helpers/reads.psql
 
 -- The seek reads job_ready_idx from the mark, whatever the statistics
 -- say: here every row was ready when they were taken, which made
 -- job_pkey look as good for `id >= mark` (it steps over every version of
 -- every job from the mark on).
-CREATE FUNCTION pg_temp.reads(idx regclass, call text)
-RETURNS bigint
-LANGUAGE plpgsql
-AS $$
-DECLARE
-    before bigint := pg_stat_get_xact_tuples_returned(idx);
-BEGIN
-    EXECUTE call;
-    RETURN pg_stat_get_xact_tuples_returned(idx) - before;
-END
-$$;
 SELECT count(*) FROM pgtq.push_many('seek', 'job', ARRAY(SELECT jsonb_build_array(n) FROM generate_series(1, 3000) AS n));
 ANALYZE pgtq._job;
 SELECT count(*) FROM pgtq.pop('seek', 'w', 1);
 SELECT pgtq.tick('seek');
 SELECT pgtq.tick('seek');
 SELECT count(*) FROM pgtq.pop('seek', 'w', 2000);
-SELECT cmp_ok(pg_temp.reads('pgtq.job_pkey', $$SELECT count(*) FROM pgtq.pop('seek', 'w', 10)$$), '<=', 12::bigint,
+SELECT cmp_ok(pg_temp.index_reads('pgtq.job_pkey', $$SELECT count(*) FROM pgtq.pop('seek', 'w', 10)$$), '<=', 12::bigint,
     'a pop that seeks from a mark reads job_pkey only for the jobs it claims');
 
 -- Four jobs of queue rm; the first runs, so the queue is busy.
@@ -173,7 +163,7 @@ SELECT ok(EXISTS (SELECT 1 FROM pgtq._ready_mark WHERE queue = 'km'), 'a busy qu
 SELECT count(*) FROM pgtq.pop('km', 'w', 2);  -- no ready job without a key is left
 SELECT count(*) FROM pgtq.push_many('km', 'keyed', ARRAY(SELECT jsonb_build_array(n) FROM generate_series(1, 2000) AS n),
                                     lock_keys => ARRAY(SELECT 'key-' || n FROM generate_series(1, 2000) AS n));
-SELECT cmp_ok(pg_temp.reads('pgtq.job_ready_idx', $$SELECT pgtq.tick('km')$$), '<=', 2::bigint,
+SELECT cmp_ok(pg_temp.index_reads('pgtq.job_ready_idx', $$SELECT pgtq.tick('km')$$), '<=', 2::bigint,
     'a tick of a queue with 2,000 ready keyed jobs reads none of them');
 SELECT is((SELECT count(*)::integer FROM pgtq._ready_mark WHERE queue = 'km'), 0,
     'and drops its mark');
