@@ -40,6 +40,8 @@ PRELOAD_CHUNK = 5_000
 
 # Rounds of each headline drain (see the module's docstring).
 HEADLINE_ROUNDS = 3
+# Rounds of the --concurrency tuning's short drains (``tune``).
+TUNE_ROUNDS = 3
 
 
 @dataclass
@@ -230,13 +232,17 @@ def baseline_spec(ctx: Context, batch: int, processes: int) -> WorkerSpec:
 
 def tune(ctx: Context, flags: WorkerFlags, candidates: tuple[int, ...]) -> list[dict[str, Any]]:
     """Find the real worker's best ``--concurrency`` for no-op jobs (1 process,
-    batch 100): short drains at each candidate; the fastest wins."""
-    runs = []
-    for concurrency in candidates:
-        ctx.pgtq_best_concurrency = concurrency
+    batch 100): short drains at each candidate, TUNE_ROUNDS rounds in turn;
+    the fastest median wins (one drain each chose 1, 10 or 100 from run to
+    run, their rates within the spread of a single drain)."""
+
+    def measure(candidate: str) -> dict[str, Any]:
+        ctx.pgtq_best_concurrency = int(candidate)
         spec = pgtq_specs(ctx, flags, 1)[0]
-        spec.label = f"tune c={concurrency}"
-        runs.append(drain_once(ctx, spec, pgtq_ops(ctx), ctx.sizes.tune_jobs) | {"concurrency": concurrency})
+        spec.label = f"tune c={candidate}"
+        return drain_once(ctx, spec, pgtq_ops(ctx), ctx.sizes.tune_jobs) | {"concurrency": int(candidate)}
+
+    runs = in_rounds([str(c) for c in candidates], TUNE_ROUNDS, measure)
     best = max(runs, key=lambda run: run["jobs_per_s"] if run["correct"]["ok"] else 0.0)
     ctx.pgtq_best_concurrency = best["concurrency"]
     log(f"pgtq worker: best --concurrency for no-op jobs here is {ctx.pgtq_best_concurrency}")
