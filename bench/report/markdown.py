@@ -273,8 +273,8 @@ def render(results: dict[str, Any], charts: list[str]) -> str:
     if isinstance(drain, dict) and drain.get("tuning"):
         tune = ", ".join(f"c={r['concurrency']}: {r['jobs_per_s']:,.0f}/s" for r in drain["tuning"])
         parts.append(
-            f"pgtq worker `--concurrency` tuning (1 process, batch 100, the median of each"
-            f" candidate's rounds): {tune}; "
+            f"pgtq worker `--concurrency` tuning ({drain['tuning'][0]['processes']} processes, batch 100,"
+            f" the median of each candidate's rounds): {tune}; "
             f"best {drain.get('best_concurrency')}."
         )
     if results.get("async_commit_pass"):
