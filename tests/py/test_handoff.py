@@ -294,6 +294,19 @@ def offer_open(worker: Worker) -> bool:
     return all(x is not None and x._offer_open and x.settled for x in listeners)
 
 
+def record_closes(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Each close of a hand-off offer from now on, as its ``wait``."""
+    closes: list[bool] = []
+    real_close = gateway.close_handoff
+
+    def close_handoff(conn: gateway.Connection, *, wait: bool) -> bool:
+        closes.append(wait)
+        return real_close(conn, wait=wait)
+
+    monkeypatch.setattr(gateway, "close_handoff", close_handoff)
+    return closes
+
+
 def hold_handler(q: pgtq.PgTq) -> threading.Event:
     """Register task ``hold``, whose jobs wait until the returned event is set."""
     go = threading.Event()
@@ -325,14 +338,7 @@ def test_an_idle_workers_offer_stays_open_between_its_short_jobs(
     q: pgtq.PgTq, db: psycopg.Connection[Any], pops: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_listener, "OFFER_CLOSE_DELAY", 60.0)  # no job here keeps the worker busy as long
-    closes: list[bool] = []
-    real_close = gateway.close_handoff
-
-    def close_handoff(conn: gateway.Connection, *, wait: bool) -> bool:
-        closes.append(wait)
-        return real_close(conn, wait=wait)
-
-    monkeypatch.setattr(gateway, "close_handoff", close_handoff)
+    closes = record_closes(monkeypatch)
 
     @q.handler()
     def noop(n: int) -> None:
@@ -427,14 +433,7 @@ def test_a_job_handed_late_to_a_worker_with_room_runs(
     takes the worker's last slot, the offer closes at once, so the next
     push goes to a worker with room instead of being handed back."""
     monkeypatch.setattr(_listener, "OFFER_CLOSE_DELAY", 60.0)
-    closes: list[bool] = []
-    real_close = gateway.close_handoff
-
-    def close_handoff(conn: gateway.Connection, *, wait: bool) -> bool:
-        closes.append(wait)
-        return real_close(conn, wait=wait)
-
-    monkeypatch.setattr(gateway, "close_handoff", close_handoff)
+    closes = record_closes(monkeypatch)
     released: list[int] = []
     real_release_all = gateway.release_all
 
