@@ -40,7 +40,7 @@ PRELOAD_CHUNK = 5_000
 
 # Rounds of each headline drain (see the module's docstring).
 HEADLINE_ROUNDS = 3
-# Rounds of the --concurrency tuning's short drains (``tune``), and their
+# Rounds of the --concurrency tuning's drains (``tune``), and their
 # processes: the headline's most, where the threads of a high
 # --concurrency cost most (c=50, the best of a 1-process tuning by 7%,
 # drained 2 processes at half the rate of c=1: tune-rounds-check).
@@ -236,10 +236,10 @@ def baseline_spec(ctx: Context, batch: int, processes: int) -> WorkerSpec:
 
 def tune(ctx: Context, flags: WorkerFlags, candidates: tuple[int, ...]) -> list[dict[str, Any]]:
     """Find the real worker's best ``--concurrency`` for no-op jobs
-    (TUNE_PROCESSES processes, batch 100): short drains at each candidate,
-    TUNE_ROUNDS rounds in turn; the fastest median wins (one drain each
-    chose 1 or 100 from run to run, their rates within the spread of a
-    single drain)."""
+    (TUNE_PROCESSES processes, batch 100): a drain of ``tune_jobs`` at each
+    candidate, TUNE_ROUNDS rounds in turn; the fastest median wins (one
+    short drain each by 1 process chose 1 or 100 from run to run, their
+    rates within the spread of a single drain)."""
 
     def measure(candidate: str) -> dict[str, Any]:
         ctx.pgtq_best_concurrency = int(candidate)
