@@ -108,8 +108,9 @@ class _Wake:
 class _Claimed:
     """What a listener claimed of ``queue`` with an idle worker's loan of
     ``asked`` jobs (``_idle_claim.py``): the jobs it hands to the pool
-    (``runs``), the outcomes of those no handler serves, and whether the
-    claim failed."""
+    (``runs``), the outcomes of those no handler serves, whether the claim
+    failed, and whether a push handed the job (``handed``: no claim of the
+    worker's, so it says nothing of what else the queue holds)."""
 
     server: Server
     queue: str
@@ -117,6 +118,7 @@ class _Claimed:
     runs: list[_Running]
     unknown: list[Outcome]
     failed: bool = False
+    handed: bool = False
 
 
 @dataclass(frozen=True)
@@ -624,7 +626,7 @@ class Worker:
                     describe(error),
                 )
             return False
-        self._claimed_with_loan(server, task.queue, asked, [task])
+        self._claimed_with_loan(server, task.queue, asked, [task], handed=True)
         return True
 
     def _take_late_handoff(self, server: Server, task: Task) -> None:
@@ -651,19 +653,23 @@ class Worker:
             )
         server.turns.wake([task.queue])
 
-    def _claimed_with_loan(self, server: Server, queue: str, asked: int, tasks: list[Task]) -> None:
+    def _claimed_with_loan(
+        self, server: Server, queue: str, asked: int, tasks: list[Task], *, handed: bool = False
+    ) -> None:
         """(A listener's thread.) Hand over the jobs claimed with a loan of
-        ``asked``, then submit them to the pool. The dispatcher is woken
-        only when it has more to do than hold the jobs: outcomes to write,
-        more jobs to claim, a deadline to keep."""
+        ``asked`` (or the job a push ``handed``), then submit them to the
+        pool. The dispatcher is woken only when it has more to do than hold
+        the jobs: outcomes to write, more jobs to claim (a claim that used
+        all the loan; never a handed job), a deadline to keep."""
         assert self._pool is not None
         runs = [self._run_of(task) for task in tasks]
-        handed = [run for run in runs if isinstance(run, _Running)]
+        to_run = [run for run in runs if isinstance(run, _Running)]
         unknown = [run for run in runs if isinstance(run, Outcome)]
-        self._idle.hand_over(_Claimed(server, queue, asked, handed, unknown))
-        for run in handed:
+        self._idle.hand_over(_Claimed(server, queue, asked, to_run, unknown, handed=handed))
+        for run in to_run:
             self._pool.submit(run.task, run.handler)
-        if unknown or len(tasks) == asked or any(run.handler.timeout is not None for run in handed):
+        full = not handed and len(tasks) == asked
+        if unknown or full or any(run.handler.timeout is not None for run in to_run):
             self._wake(())
 
     def _listener_claim_failed(self, error: Exception) -> None:
@@ -689,7 +695,7 @@ class Worker:
                 self._add_outcome(outcome)
             if claimed.failed:
                 claimed.server.turns.wake([claimed.queue])
-            else:
+            elif not claimed.handed:  # a handed job leaves the queue's turn and waiting mark as they were
                 taken = len(claimed.runs) + len(claimed.unknown)
                 self._claimed(claimed.server, claimed.queue, claimed.asked, taken)
 
