@@ -239,6 +239,30 @@ def scalar(conn: psycopg.Connection[Any], query: str, params: Any = None) -> Any
     return None if row is None else row[0]
 
 
+SENTINEL = "-- sentinel --"
+
+
+def heard_until_sentinel(
+    listener: psycopg.Connection[Any], sender: psycopg.Connection[Any], channel: str
+) -> list[tuple[str, str]]:
+    """(channel, payload) of each notification ``listener`` gets before a
+    sentinel that ``sender`` (autocommit) notifies on ``channel`` now.
+    Notifications arrive in commit order, so these are all that the
+    transactions committed before this call sent: no waiting for
+    stragglers, and none of them is left to a later call."""
+    sender.execute("SELECT pg_notify(%s, %s)", [channel, SENTINEL])
+    heard: list[tuple[str, str]] = []
+    notifies = listener.notifies(timeout=30)
+    try:
+        for notify in notifies:
+            if notify.channel == channel and notify.payload == SENTINEL:
+                return heard
+            heard.append((notify.channel, notify.payload))
+    finally:
+        notifies.close()
+    raise AssertionError(f"the sentinel did not arrive within 30 s (got {heard})")
+
+
 # A worker's listener session in this database: it ran LISTEN pgtq (after
 # LISTEN pgtq_cancel), then only the calls that mark, settle and clear the
 # queues its worker waits for (0.12.0) and open and close its hand-off offer

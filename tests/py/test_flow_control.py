@@ -21,7 +21,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import Processes, scalar, wait_until
+from conftest import Processes, heard_until_sentinel, scalar, wait_until
 
 import pgtq
 
@@ -351,9 +351,9 @@ def test_a_limited_pop_needs_read_committed(dsn: str, db: psycopg.Connection[Any
 # -- wake-ups --------------------------------------------------------------------------
 
 
-def notifications(conn: psycopg.Connection[Any]) -> list[str]:
-    """The queues announced on channel pgtq so far (waits briefly for them to arrive)."""
-    return sorted(n.payload for n in conn.notifies(timeout=0.5, stop_after=20))
+def notifications(listener: psycopg.Connection[Any], db: psycopg.Connection[Any]) -> list[str]:
+    """The queues announced on channel pgtq by what ``db`` committed so far."""
+    return sorted(payload for _, payload in heard_until_sentinel(listener, db, "pgtq"))
 
 
 def test_a_worker_that_met_a_limit_is_woken_when_room_comes_back(
@@ -365,28 +365,28 @@ def test_a_worker_that_met_a_limit_is_woken_when_room_comes_back(
         # A slot of a max_running queue frees: its queue is announced while it has ready jobs.
         db.execute("SELECT pgtq.configure_queue('lim', max_running => 1)")
         db.execute("SELECT pgtq.push_many('lim', 't', array_fill('[]'::jsonb, ARRAY[2]))")
-        notifications(listener)
+        notifications(listener, db)
         for _ in range(2):
             job_id, lease = db.execute("SELECT id, lease FROM pgtq.pop('lim')").fetchone() or (None, None)
             db.execute("SELECT pgtq.complete(%s, %s)", [job_id, lease])
         # (the second completion left the queue empty: no announcement for it)
-        assert notifications(listener) == ["lim"]
+        assert notifications(listener, db) == ["lim"]
         # A lock key frees: the queue of the key's next job is announced.
         db.execute("SELECT pgtq.push('ka', 't', lock_key => 'k')")
         db.execute("SELECT pgtq.push('kb', 't', lock_key => 'k')")
         job_id, lease = db.execute("SELECT id, lease FROM pgtq.pop('ka')").fetchone() or (None, None)
-        notifications(listener)
+        notifications(listener, db)
         db.execute("SELECT pgtq.fail(%s, %s, 'boom', '1 hour')", [job_id, lease])
-        assert notifications(listener) == ["kb"]
+        assert notifications(listener, db) == ["kb"]
         # The rate window moves on: tick announces the queue once it has room.
         db.execute("SELECT pgtq.configure_queue('rate', rate_limit => 1, rate_period => '1 minute')")
         db.execute("SELECT pgtq.push_many('rate', 't', array_fill('[]'::jsonb, ARRAY[2]))")
         db.execute("SELECT pgtq.pop('rate', as_of => now())")
-        notifications(listener)
+        notifications(listener, db)
         db.execute("SELECT pgtq.tick('rate', now() + interval '30 seconds')")
-        assert notifications(listener) == [], "no room yet"
+        assert notifications(listener, db) == [], "no room yet"
         db.execute("SELECT pgtq.tick('rate', now() + interval '61 seconds')")
-        assert notifications(listener) == ["rate"]
+        assert notifications(listener, db) == ["rate"]
 
 
 def test_a_claim_that_takes_back_the_slots_it_freed_wakes_nobody(
@@ -402,7 +402,7 @@ def test_a_claim_that_takes_back_the_slots_it_freed_wakes_nobody(
             db.execute("SELECT pgtq.configure_queue(%s, max_running => 2)", [queue])
             db.execute("SELECT pgtq.push_many(%s, 't', array_fill('[]'::jsonb, ARRAY[8]))", [queue])
         held = db.execute("SELECT array_agg(id), array_agg(lease) FROM pgtq.pop('lim', 'w', 2)").fetchone()
-        notifications(listener)
+        notifications(listener, db)
         recycle = (
             "SELECT (SELECT array_agg(c.id) FROM unnest(r.claimed) AS c),"
             " (SELECT array_agg(c.lease) FROM unnest(r.claimed) AS c), cardinality(r.completed)"
@@ -410,21 +410,21 @@ def test_a_claim_that_takes_back_the_slots_it_freed_wakes_nobody(
         )
         ids, leases, completed = db.execute(recycle, [*held, 2]).fetchone() or (None, None, 0)
         assert completed == 2 and len(ids) == 2
-        assert notifications(listener) == [], "both slots taken back: the queue is as full as before"
+        assert notifications(listener, db) == [], "both slots taken back: the queue is as full as before"
         ids, leases, completed = db.execute(recycle, [ids, leases, 1]).fetchone() or (None, None, 0)
         assert completed == 2 and len(ids) == 1
-        assert notifications(listener) == ["lim"], "one slot left free: a waiting worker may take it"
+        assert notifications(listener, db) == ["lim"], "one slot left free: a waiting worker may take it"
         other = db.execute("SELECT array_agg(id), array_agg(lease) FROM pgtq.pop('other', 'w', 2)").fetchone()
-        notifications(listener)
+        notifications(listener, db)
         db.execute(
             "SELECT pgtq.complete_many_and_pop('lim', %s || %s, %s || %s, worker => 'w', n => 5)",
             [ids, other[0], leases, other[1]],
         )
-        assert notifications(listener) == ["other"], "the slots of another queue freed: announced"
+        assert notifications(listener, db) == ["other"], "the slots of another queue freed: announced"
         held = db.execute("SELECT array_agg(id), array_agg(lease) FROM pgtq.pop('other', 'w', 2)").fetchone()
-        notifications(listener)
+        notifications(listener, db)
         db.execute("SELECT pgtq.complete_many(%s, %s)", [*held])
-        assert notifications(listener) == ["other"], "complete_many announces as it did"
+        assert notifications(listener, db) == ["other"], "complete_many announces as it did"
 
 
 # -- real workers ------------------------------------------------------------------------

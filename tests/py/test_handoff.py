@@ -21,13 +21,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import scalar, wait_until
+from conftest import heard_until_sentinel, scalar, wait_until
 
 import pgtq
 from pgtq._db import gateway
 from pgtq.worker import Worker, WorkerSettings, _listener
-
-SENTINEL = "-- sentinel --"
 
 
 @dataclass
@@ -39,13 +37,7 @@ class Offer:
 
     def heard(self, producer: psycopg.Connection[Any]) -> list[tuple[str, str]]:
         """(channel, payload) of each notification up to the sentinel, sent now."""
-        producer.execute("SELECT pg_notify(%s, %s)", [self.channel, SENTINEL])
-        heard = []
-        for notify in self.conn.notifies(timeout=30):
-            if notify.payload == SENTINEL:
-                return heard
-            heard.append((notify.channel, notify.payload))
-        raise AssertionError(f"the sentinel did not arrive within 30 s (got {heard})")
+        return heard_until_sentinel(self.conn, producer, self.channel)
 
 
 @contextmanager
@@ -359,31 +351,20 @@ def test_an_idle_workers_offer_stays_open_between_its_short_jobs(
 
 
 def test_a_handed_job_leaves_the_workers_wait_for_its_queue_as_it_was(
-    q: pgtq.PgTq, db: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
+    q: pgtq.PgTq, db: psycopg.Connection[Any], pops: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A loan of one job (batch size 1) used up by a handed job is no full
-    claim: the queue may hold nothing more, so the worker neither pops it
-    again nor lets go of its waiting mark (which would leave the next push
-    unannounced and unhanded until the mark is back)."""
+    claim: the queue may hold nothing more, so the worker keeps its waiting
+    mark (letting go of it would leave the next push unannounced and
+    unhanded, for the worker's own pop to find once the mark is back)."""
     monkeypatch.setattr(_listener, "OFFER_CLOSE_DELAY", 60.0)
-    calls: list[str] = []
-    real_pop, real_write_and_pop = gateway.pop, gateway.write_outcomes_and_pop
+    cleared: list[list[str]] = []
     real_clear = gateway.clear_waiting
 
-    def pop(conn: gateway.Connection, **kwargs: Any) -> Any:
-        calls.append("pop")
-        return real_pop(conn, **kwargs)
-
-    def write_outcomes_and_pop(conn: gateway.Connection, outcomes: Any, **kwargs: Any) -> Any:
-        calls.append("pop")
-        return real_write_and_pop(conn, outcomes, **kwargs)
-
     def clear_waiting(conn: gateway.Connection, queues: Any) -> None:
-        calls.append("clear_waiting")
+        cleared.append(list(queues))
         real_clear(conn, queues)
 
-    monkeypatch.setattr(gateway, "pop", pop)
-    monkeypatch.setattr(gateway, "write_outcomes_and_pop", write_outcomes_and_pop)
     monkeypatch.setattr(gateway, "clear_waiting", clear_waiting)
 
     @q.handler()
@@ -391,14 +372,13 @@ def test_a_handed_job_leaves_the_workers_wait_for_its_queue_as_it_was(
         pass
 
     with idle_worker(q, concurrency=1, batch_size=1) as worker:
-        wait_until(lambda: worker._idle.lent == 1)
-        calls.clear()  # the pops of the start
         for n in range(3):
             job_id = q.push("noop", [n])
             assert job(db, job_id)["worker"] == worker.worker_id, f"job {n} handed by its push"
             wait_until(lambda job_id=job_id: job(db, job_id)["state"] == "done")
             wait_until(lambda: offer_open(worker) and worker._idle.lent == 1)
-        assert calls == [], "no pop and no mark let go between one handed job and the next"
+    assert cleared == [], "the waiting mark stayed between one handed job and the next"
+    assert pops == [], "every job was handed by its push"
 
 
 def test_a_busy_worker_closes_its_offer_and_the_next_push_is_not_handed_to_it(

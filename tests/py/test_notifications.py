@@ -16,9 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from conftest import wait_until, waiting_marks
-
-SENTINEL = "-- sentinel --"
+from conftest import heard_until_sentinel, wait_until, waiting_marks
 
 
 @contextmanager
@@ -36,13 +34,7 @@ def announced(
     listener: psycopg.Connection[Any], producer: psycopg.Connection[Any], channel: str = "pgtq"
 ) -> list[str]:
     """The payloads on ``channel`` up to the sentinel, which is sent now."""
-    producer.execute("SELECT pg_notify(%s, %s)", [channel, SENTINEL])
-    payloads = []
-    for notify in listener.notifies(timeout=30):
-        if notify.payload == SENTINEL:
-            return payloads
-        payloads.append(notify.payload)
-    raise AssertionError(f"the sentinel did not arrive within 30 s (got {payloads})")
+    return [payload for _, payload in heard_until_sentinel(listener, producer, channel)]
 
 
 def test_push_many_announces_its_queue_once(dsn: str) -> None:

@@ -29,10 +29,9 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import scalar, wait_until
+from conftest import heard_until_sentinel, scalar, wait_until
 
 CHANNEL = "pgtq_finished"
-SENTINEL = "-- sentinel --"
 FINISHED = ("done", "failed", "cancelled")
 
 
@@ -55,17 +54,7 @@ def claim(conn: psycopg.Connection[Any], queue: str, **options: Any) -> tuple[in
 
 def payloads(listener: psycopg.Connection[Any], sender: psycopg.Connection[Any]) -> list[str]:
     """The payloads on pgtq_finished up to the sentinel, which is sent now."""
-    sender.execute("SELECT pg_notify(%s, %s)", [CHANNEL, SENTINEL])
-    received = []
-    notifies = listener.notifies(timeout=30)
-    try:
-        for notify in notifies:
-            if notify.payload == SENTINEL:
-                return received
-            received.append(notify.payload)
-    finally:
-        notifies.close()
-    raise AssertionError(f"the sentinel did not arrive within 30 s (got {received})")
+    return [payload for _, payload in heard_until_sentinel(listener, sender, CHANNEL)]
 
 
 def woken_for(listener: psycopg.Connection[Any], job_id: int, timeout: float = 30) -> bool:
