@@ -3717,13 +3717,21 @@ BEGIN
     -- Each queue that got ready jobs is announced once.
     PERFORM pgtq._announce(q.queue) FROM unnest(promoted_queues) AS q (queue);
 
-    -- Limited queues whose room came back with time.
+    -- Limited queues whose room came back with time. The ready job is
+    -- looked for queue by queue, ordered so that job_ready_idx serves it
+    -- (0.24.0: as an EXISTS, the generic plan PL/pgSQL keeps from a
+    -- session's sixth tick on read every ready job of the table, grouped
+    -- by queue, before it looked at _queue, even with no limited queue at
+    -- all: 50 to 80 ms a tick at 100,000 ready jobs).
     PERFORM pgtq._announce(f.queue)
     FROM pgtq._queue AS f
     WHERE f.queue = coalesce(tick.queue, f.queue)
       AND (f.max_running IS NOT NULL OR f.rate_limit IS NOT NULL)
       AND pgtq._room_of(f, 1, tick.as_of) > 0
-      AND EXISTS (SELECT 1 FROM pgtq._job AS r WHERE r.queue = f.queue AND r.state = 'ready');
+      AND (SELECT r.id FROM pgtq._job AS r
+           WHERE r.queue = f.queue AND r.state = 'ready'
+           ORDER BY r.priority DESC, r.id
+           LIMIT 1) IS NOT NULL;
 
     -- Forget workers that stopped without saying goodbye.
     SELECT s.worker_timeout INTO worker_timeout FROM pgtq._settings AS s;

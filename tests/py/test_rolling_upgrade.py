@@ -60,6 +60,7 @@ PREVIOUS_RELEASES = {
     "0.20.0": "a925306c201745ad1b16feef9f146f3c2f1eb9ba",
     "0.21.0": "4b3bff2326f4a0ea80d9ebed03c15daa1ced1693",
     "0.22.0": "c7ec48d13dbff3a08f578e81cad85bc4bd3a7bba",
+    "0.23.0": "3d68daaacd4d25cda05ad65be4f57e6005e59af3",
 }
 PREVIOUS = known_versions()[-2]
 CURRENT = schema_version()
