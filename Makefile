@@ -114,6 +114,10 @@ bench-bouncer: system-deps $(BENCH_VENV)/.installed ## what PgBouncer and prepar
 bench-claim-cost: system-deps $(BENCH_VENV)/.installed ## where a claim's server time goes: the job table's indexes, its width, pop's own steps (a minute)
 	$(BENCH_VENV)/bin/python -m bench.claim_cost $(BENCH_ARGS)
 
+.PHONY: bench-tick-cost
+bench-tick-cost: system-deps $(BENCH_VENV)/.installed ## what a tick costs beside a held snapshot: the ready mark's look (a few minutes)
+	$(BENCH_VENV)/bin/python -m bench.tick_cost $(BENCH_ARGS)
+
 .PHONY: bench-push-cost
 bench-push-cost: system-deps $(BENCH_VENV)/.installed ## where a push's CPU goes: server and clients with 4 clients, and push's own parts (two minutes)
 	$(BENCH_VENV)/bin/python -m bench.push_cost $(BENCH_ARGS)
