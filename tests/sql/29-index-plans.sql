@@ -8,6 +8,7 @@
 -- second half, with the setting taken away, shows the count can fail.
 BEGIN;
 SELECT plan(6);
+\ir helpers/reads.psql
 
 SELECT is(ARRAY(SELECT p.proname::text FROM pg_proc AS p
                 WHERE p.pronamespace = 'pgtq'::regnamespace AND 'enable_seqscan=off' = ANY (p.proconfig)
@@ -68,14 +69,9 @@ SELECT cmp_ok(pg_temp.seq_scans_after_growth(), '>', 0::bigint,
 -- job_ready_idx once per limited queue.
 CREATE FUNCTION pg_temp.seq_scans_of(call text)
 RETURNS bigint
-LANGUAGE plpgsql
+LANGUAGE sql
 AS $$
-DECLARE
-    before bigint := pg_stat_get_xact_numscans('pgtq._job'::regclass);
-BEGIN
-    EXECUTE call;
-    RETURN pg_stat_get_xact_numscans('pgtq._job'::regclass) - before;
-END
+    SELECT pg_temp.counted('SELECT pg_stat_get_xact_numscans(''pgtq._job''::regclass)', call)
 $$;
 
 -- The look of 0.23.0, as tick ran it.
