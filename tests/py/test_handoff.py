@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -286,17 +286,23 @@ def offer_open(worker: Worker) -> bool:
     return all(x is not None and x._offer_open and x.settled for x in listeners)
 
 
+def record_calls(monkeypatch: pytest.MonkeyPatch, name: str, record: Callable[..., Any]) -> list[Any]:
+    """Each call of ``gateway.<name>`` from now on, as ``record`` makes it
+    of the call's arguments after the connection (the call still runs)."""
+    calls: list[Any] = []
+    real = getattr(gateway, name)
+
+    def recording(conn: gateway.Connection, *args: Any, **kwargs: Any) -> Any:
+        calls.append(record(*args, **kwargs))
+        return real(conn, *args, **kwargs)
+
+    monkeypatch.setattr(gateway, name, recording)
+    return calls
+
+
 def record_closes(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Each close of a hand-off offer from now on, as its ``wait``."""
-    closes: list[bool] = []
-    real_close = gateway.close_handoff
-
-    def close_handoff(conn: gateway.Connection, *, wait: bool) -> bool:
-        closes.append(wait)
-        return real_close(conn, wait=wait)
-
-    monkeypatch.setattr(gateway, "close_handoff", close_handoff)
-    return closes
+    return record_calls(monkeypatch, "close_handoff", lambda *, wait: wait)
 
 
 def hold_handler(q: pgtq.PgTq) -> threading.Event:
@@ -358,14 +364,7 @@ def test_a_handed_job_leaves_the_workers_wait_for_its_queue_as_it_was(
     mark (letting go of it would leave the next push unannounced and
     unhanded, for the worker's own pop to find once the mark is back)."""
     monkeypatch.setattr(_listener, "OFFER_CLOSE_DELAY", 60.0)
-    cleared: list[list[str]] = []
-    real_clear = gateway.clear_waiting
-
-    def clear_waiting(conn: gateway.Connection, queues: Any) -> None:
-        cleared.append(list(queues))
-        real_clear(conn, queues)
-
-    monkeypatch.setattr(gateway, "clear_waiting", clear_waiting)
+    cleared = record_calls(monkeypatch, "clear_waiting", lambda queues: list(queues))
 
     @q.handler()
     def noop(n: int) -> None:
