@@ -71,7 +71,7 @@ def measure(dsn: str, held: bool, jobs: int, every: int) -> list[tuple[int, floa
         claimed = 0
         while claimed < jobs:
             tick_ms = _ms(conn, "SELECT pgtq.tick('q')")
-            mark_ms = _ms(conn, "SELECT pgtq._raise_mark('q')")
+            mark_ms = _ms(conn, "SELECT pgtq._raise_mark('q', NULL)")
             started = time.perf_counter()
             taken = _claim_batch(conn)
             pop_ms = (time.perf_counter() - started) * 1000

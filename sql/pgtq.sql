@@ -417,21 +417,33 @@ CREATE TABLE pgtq._lease_expiry (
 -- push whose transaction took its id before that look and commits within
 -- one tick is never passed over); set_at says how fresh the mark is (pop
 -- ignores a mark older than two minutes: ticks stopped).
+-- Where the tick's own look starts (0.25.0): `floor_id`, below which no
+-- job of the mark's priority is ready or can turn ready unseen (see
+-- _raise_mark); `settled_id`, below which every push has ended;
+-- `pending_id` and `pending_xid`, a tick's view that becomes settled once
+-- no transaction older than that tick runs; `looked_all_at`, the last
+-- look from the queue's first entry.
 CREATE TABLE pgtq._ready_mark (
-    queue        text NOT NULL,
-    priority     integer NOT NULL,
-    low_id       bigint NOT NULL,
-    next_low_id  bigint NOT NULL,
-    set_at       timestamptz NOT NULL,
+    queue          text NOT NULL,
+    priority       integer NOT NULL,
+    low_id         bigint NOT NULL,
+    next_low_id    bigint NOT NULL,
+    set_at         timestamptz NOT NULL,
+    floor_id       bigint NOT NULL DEFAULT 0,
+    settled_id     bigint NOT NULL DEFAULT 0,
+    pending_id     bigint,
+    pending_xid    xid8,
+    looked_all_at  timestamptz NOT NULL DEFAULT '-infinity',
     CONSTRAINT ready_mark_pkey PRIMARY KEY (queue)
 );
 
--- Jobs made ready below their queue's mark (0.18.0) by anything but a
--- push: a release, a retry, a failure retried at once, a promotion, a
--- replacing push of a job key (_lower_marks). Pop seeks from the lowest
--- of them too, until the next tick, which folds them into the mark and
--- deletes them. Inserts only: making a job ready never waits for a tick,
--- nor a tick for it.
+-- Jobs made ready (0.18.0) by anything but a push: a release, a retry, a
+-- failure retried at once, a promotion, a replacing push of a job key
+-- (_lower_marks). Pop seeks from the lowest of them too, until the next
+-- tick, which folds them into the mark and deletes them. Inserts only:
+-- making a job ready never waits for a tick, nor a tick for it. Since
+-- 0.25.0 every such job leaves a row, whatever the mark (tick deletes the
+-- rows of queues without one), so the tick's look may start at a floor.
 CREATE TABLE pgtq._ready_mark_low (
     queue     text NOT NULL,
     priority  integer NOT NULL,
@@ -1747,17 +1759,19 @@ AS $$
 $$;
 
 -- Guarantees: records the jobs of `ids` (of queues[i], at priorities[i],
--- with lock_keys[i]) that a caller has just made ready, for the pops that
--- seek from their queue's ready mark (0.18.0): each such job without a
--- lock key whose id is below what the queue's mark is or may next become
--- (next_low_id) at the mark's priority gives a row of _ready_mark_low (the
--- lowest id per queue), and pops seek from it at once. Jobs the marks
--- cannot pass over (another priority: pop looks above and below the
--- mark's; a lock key: pop's keyed path) and queues without a mark cost
--- one probe and write nothing. Takes no lock and waits for nothing. Every
--- caller that turns an existing job ready calls it: release, retry,
--- _end_failed_attempt (fail, abort and the lease rescue, when the retry
--- is due at once), _push_keyed (a replacing push) and tick's promotion.
+-- with lock_keys[i]) that a caller has just made ready, for the ready
+-- marks (0.18.0): the lowest id per queue and priority among those
+-- without a lock key gives a row of _ready_mark_low. Pops seek from it
+-- at once when it is below their mark at its priority; the next tick of
+-- the queue reads it before it looks for the first ready job from its
+-- floor, so no job turned ready below the floor is missed (0.25.0: a row
+-- for every such job, whatever the queue's mark, so that no caller's
+-- view of the mark decides it; tick deletes the rows of queues without a
+-- mark). Jobs with a lock key write nothing (pop's keyed path takes
+-- them). Takes no lock and waits for nothing. Every caller that turns an
+-- existing job ready calls it: release, retry, _end_failed_attempt
+-- (fail, abort and the lease rescue, when the retry is due at once),
+-- _push_keyed (a replacing push) and tick's promotion.
 CREATE FUNCTION pgtq._lower_marks(queues text[], priorities integer[], ids bigint[], lock_keys text[])
 RETURNS void
 LANGUAGE sql
@@ -1766,12 +1780,10 @@ SET enable_seqscan = off
 SET jit = off
 AS $$
     INSERT INTO pgtq._ready_mark_low (queue, priority, id)
-    SELECT m.queue, m.priority, min(r.id)
+    SELECT r.queue, r.priority, min(r.id)
     FROM unnest(queues, priorities, ids, lock_keys) AS r (queue, priority, id, lock_key)
-    JOIN pgtq._ready_mark AS m ON m.queue = r.queue AND m.priority = r.priority
     WHERE r.lock_key IS NULL
-      AND r.id < m.next_low_id
-    GROUP BY m.queue, m.priority
+    GROUP BY r.queue, r.priority
 $$;
 
 -- Guarantees: sets the ready mark of `queue` afresh (0.18.0), from what
@@ -1794,9 +1806,33 @@ $$;
 --     every ready job with one (23 ms a tick at 100,000). Its mark is
 --     dropped, and made anew, seeking nothing at first, once the queue has
 --     no ready job with a key.
--- Never waits: a mark another tick holds is left to that tick. Reads the
--- queue's first ready entry, as one pop without a mark would.
-CREATE FUNCTION pgtq._raise_mark(queue text)
+-- Where the look starts (0.25.0): jobs above and below the mark's
+-- priority are looked for from their first entry, those of the mark's
+-- priority from the mark's floor. Until 0.25.0 every look started at the
+-- queue's first entry, and beside a snapshot held open (a long report,
+-- pg_dump, a replica with hot_standby_feedback) it read every job claimed
+-- since the snapshot was taken: 20 ms at 180,000 claims, each tick of each
+-- worker, growing for as long as the snapshot stays. The floor is the
+-- lower of the first ready job this look saw and `settled_id`:
+--   * no job below the floor can turn ready unseen: a job that another
+--     path makes ready leaves a row of _ready_mark_low (_lower_marks),
+--     which the next look reads, whatever the mark was; a push takes its
+--     transaction id before its job id (push, push_many), so every push
+--     with an id below `settle_below` (the next id as a tick read it
+--     before its transaction had an id) has a lower transaction id than
+--     that tick. That tick's (settle_below, its id) waits as the pending
+--     pair; once no transaction with a lower id runs (the snapshot's
+--     xmin), every such push has committed or rolled back, and
+--     settle_below becomes `settled_id`;
+--   * a transaction with an id that stays open (writing, or prepared)
+--     holds settled_id back, and the look reads from there, as before
+--     0.25.0; a snapshot held without an id (a read-only report, a
+--     replica) does not;
+--   * once a minute, and whenever the mark went stale (no tick for a
+--     minute), the look starts at the queue's first entry again: it also
+--     finds a job made ready outside pgtq's functions.
+-- Never waits: a mark another tick holds is left to that tick.
+CREATE FUNCTION pgtq._raise_mark(queue text, settle_below bigint)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pgtq, pg_temp
@@ -1806,8 +1842,14 @@ AS $$
 DECLARE
     mark           pgtq._ready_mark;
     unused_id      bigint;   -- no job pushed after this point has a lower id
+    oldest_xid     xid8;     -- no transaction with a lower id runs
+    lows_id        bigint;   -- the lowest job of the mark's priority made ready since the last tick
+    look_from      bigint := 0;  -- where the look at the mark's priority starts
     first_priority integer;
     first_id       bigint;
+    settled        bigint;   -- every push that took a lower id has ended
+    waiting_id     bigint;   -- the pending pair: settled once no transaction older than waiting_xid runs
+    waiting_xid    xid8;
 BEGIN
     SELECT m.* INTO mark FROM pgtq._ready_mark AS m WHERE m.queue = _raise_mark.queue FOR UPDATE SKIP LOCKED;
     IF NOT FOUND AND EXISTS (SELECT 1 FROM pgtq._ready_mark AS m WHERE m.queue = _raise_mark.queue) THEN
@@ -1822,13 +1864,50 @@ BEGIN
     SELECT CASE WHEN s.is_called THEN s.last_value + 1 ELSE s.last_value END
     INTO unused_id
     FROM pgtq._job_id_seq AS s;
-    DELETE FROM pgtq._ready_mark_low AS l WHERE l.queue = _raise_mark.queue;
-    SELECT r.priority, r.id INTO first_priority, first_id
-    FROM pgtq._job AS r
-    WHERE r.queue = _raise_mark.queue AND r.state = 'ready' AND r.lock_key IS NULL
-    ORDER BY r.priority DESC, r.id
-    LIMIT 1;
-    IF NOT FOUND THEN
+    -- Taken before the look, so the look sees every push it says ended.
+    oldest_xid := pg_snapshot_xmin(pg_current_snapshot());
+    WITH gone AS (
+        DELETE FROM pgtq._ready_mark_low AS l WHERE l.queue = _raise_mark.queue
+        RETURNING l.priority, l.id
+    )
+    SELECT min(gone.id) FILTER (WHERE gone.priority = mark.priority) INTO lows_id FROM gone;
+    IF mark.queue IS NULL THEN
+        SELECT r.priority, r.id INTO first_priority, first_id
+        FROM pgtq._job AS r
+        WHERE r.queue = _raise_mark.queue AND r.state = 'ready' AND r.lock_key IS NULL
+        ORDER BY r.priority DESC, r.id
+        LIMIT 1;
+    ELSE
+        SELECT r.priority, r.id INTO first_priority, first_id
+        FROM pgtq._job AS r
+        WHERE r.queue = _raise_mark.queue AND r.state = 'ready' AND r.lock_key IS NULL
+          AND r.priority > mark.priority
+        ORDER BY r.priority DESC, r.id
+        LIMIT 1;
+        IF first_id IS NULL THEN
+            IF mark.looked_all_at > clock_timestamp() - interval '1 minute' THEN
+                look_from := least(mark.floor_id, lows_id);
+            END IF;
+            -- The priority as a closed range, as in pop: job_ready_idx
+            -- starts at the floor.
+            SELECT r.priority, r.id INTO first_priority, first_id
+            FROM pgtq._job AS r
+            WHERE r.queue = _raise_mark.queue AND r.state = 'ready' AND r.lock_key IS NULL
+              AND r.priority <= mark.priority AND r.priority >= mark.priority
+              AND r.id >= look_from
+            ORDER BY r.priority DESC, r.id
+            LIMIT 1;
+        END IF;
+        IF first_id IS NULL THEN
+            SELECT r.priority, r.id INTO first_priority, first_id
+            FROM pgtq._job AS r
+            WHERE r.queue = _raise_mark.queue AND r.state = 'ready' AND r.lock_key IS NULL
+              AND r.priority < mark.priority
+            ORDER BY r.priority DESC, r.id
+            LIMIT 1;
+        END IF;
+    END IF;
+    IF first_id IS NULL THEN
         IF (SELECT b.lease_expires_at FROM pgtq._job AS b
             WHERE b.queue = _raise_mark.queue AND b.state = 'running'
             ORDER BY b.lease_expires_at
@@ -1840,16 +1919,38 @@ BEGIN
         first_id := unused_id;
     END IF;
     first_id := least(first_id, unused_id);
+
+    settled := coalesce(mark.settled_id, 0);
+    waiting_id := mark.pending_id;
+    waiting_xid := mark.pending_xid;
+    IF waiting_xid < oldest_xid THEN
+        settled := greatest(settled, waiting_id);
+        waiting_id := NULL;
+        waiting_xid := NULL;
+    END IF;
+    IF waiting_xid IS NULL AND _raise_mark.settle_below IS NOT NULL THEN
+        waiting_id := _raise_mark.settle_below;
+        waiting_xid := pg_current_xact_id();
+    END IF;
+
     IF mark.queue IS NULL THEN
-        INSERT INTO pgtq._ready_mark (queue, priority, low_id, next_low_id, set_at)
-        VALUES (_raise_mark.queue, first_priority, 0, first_id, clock_timestamp())
+        INSERT INTO pgtq._ready_mark (queue, priority, low_id, next_low_id, set_at, floor_id, settled_id,
+                                      pending_id, pending_xid, looked_all_at)
+        VALUES (_raise_mark.queue, first_priority, 0, first_id, clock_timestamp(),
+                least(first_id, settled), settled, waiting_id,
+                waiting_xid, clock_timestamp())
         ON CONFLICT ON CONSTRAINT ready_mark_pkey DO NOTHING;
     ELSE
         UPDATE pgtq._ready_mark AS m
         SET priority = first_priority,
             low_id = CASE WHEN first_priority = mark.priority THEN least(mark.next_low_id, first_id) ELSE 0 END,
             next_low_id = first_id,
-            set_at = clock_timestamp()
+            set_at = clock_timestamp(),
+            floor_id = least(first_id, settled),
+            settled_id = settled,
+            pending_id = waiting_id,
+            pending_xid = waiting_xid,
+            looked_all_at = CASE WHEN look_from = 0 THEN clock_timestamp() ELSE mark.looked_all_at END
         WHERE m.queue = _raise_mark.queue;
     END IF;
 END
@@ -2655,6 +2756,8 @@ DECLARE
     new_id     bigint;
     announce   boolean := false;  -- a ready job whose queue a worker may be waiting for (_must_announce)
 BEGIN
+    -- The transaction id comes before the job id (0.25.0, _raise_mark).
+    PERFORM pg_current_xact_id();
     -- The common push (good names and options, args an array and kwargs an
     -- object, no job key, lock key or backoff of its own) passes one test
     -- (0.13.0); any other takes each check in turn, and the first that
@@ -2761,6 +2864,8 @@ DECLARE
     due           timestamptz;
     new_state     pgtq.job_state;
 BEGIN
+    -- The transaction id comes before the job ids (0.25.0, _raise_mark).
+    PERFORM pg_current_xact_id();
     IF NOT pgtq._push_options_ok(push_many.queue, push_many.task, push_many.priority,
                                  push_many.max_attempts, push_many.run_at, push_many.as_of) THEN
         PERFORM pgtq._check_push_options(push_many.queue, push_many.task, push_many.priority,
@@ -3636,7 +3741,11 @@ $$;
 --      one-row table;
 --   6. the ready mark of each queue ticked that runs jobs or has one is
 --      set afresh (0.18.0, _raise_mark): where pops start their claim.
---      Jobs it promotes are recorded for the marks (_lower_marks).
+--      Jobs it promotes are recorded for the marks (_lower_marks). The
+--      next job id is read first, while the transaction has no id yet
+--      (0.25.0: what lets the marks' looks start at a floor); a tick
+--      called in a transaction that already wrote moves no floor. Rows
+--      of _ready_mark_low of queues without a mark are deleted.
 -- Returns how many jobs it moved or enqueued. Rows are taken with FOR
 -- UPDATE SKIP LOCKED and their state is rechecked, so any number of
 -- sessions may tick at once (schedulers, workers, pg_cron): no job is
@@ -3660,7 +3769,13 @@ DECLARE
     enqueued        integer := 0;
     worker_timeout  interval;
     busy_queues     text[];  -- the queues ticked that run jobs
+    settle_below    bigint;  -- the next job id, read before this transaction had an id (_raise_mark)
 BEGIN
+    IF pg_current_xact_id_if_assigned() IS NULL THEN
+        SELECT CASE WHEN s.is_called THEN s.last_value + 1 ELSE s.last_value END
+        INTO settle_below
+        FROM pgtq._job_id_seq AS s;
+    END IF;
     IF tick.queue IS NOT NULL THEN
         PERFORM pgtq._checked_name('queue', tick.queue);
     END IF;
@@ -3757,11 +3872,15 @@ BEGIN
     -- Ready marks (0.18.0): each queue ticked that runs jobs or has a mark,
     -- in the order of their names, so two ticks making the same new marks
     -- never wait on each other in a circle.
-    PERFORM pgtq._raise_mark(r.queue)
+    PERFORM pgtq._raise_mark(r.queue, settle_below)
     FROM (SELECT unnest(busy_queues) AS queue
           UNION
           SELECT m.queue FROM pgtq._ready_mark AS m WHERE m.queue = coalesce(tick.queue, m.queue)) AS r
     ORDER BY r.queue;
+    -- Rows of _ready_mark_low of queues without a mark (0.25.0).
+    DELETE FROM pgtq._ready_mark_low AS l
+    WHERE l.queue = coalesce(tick.queue, l.queue)
+      AND NOT EXISTS (SELECT 1 FROM pgtq._ready_mark AS m WHERE m.queue = l.queue);
 
     RETURN promoted + rescued + enqueued;
 END

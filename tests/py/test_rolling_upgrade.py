@@ -61,6 +61,7 @@ PREVIOUS_RELEASES = {
     "0.21.0": "4b3bff2326f4a0ea80d9ebed03c15daa1ced1693",
     "0.22.0": "c7ec48d13dbff3a08f578e81cad85bc4bd3a7bba",
     "0.23.0": "3d68daaacd4d25cda05ad65be4f57e6005e59af3",
+    "0.24.0": "b09d291f080c8fffe3e2349a2efe9c5de94569c5",
 }
 PREVIOUS = known_versions()[-2]
 CURRENT = schema_version()

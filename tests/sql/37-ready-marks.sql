@@ -135,15 +135,18 @@ SELECT pgtq.tick('sp', now() + interval '2 minutes');
 SELECT is((SELECT c.task FROM pgtq.pop('sp', 'w', 1) AS c), 'later',
     'a promoted job is claimed in its order');
 
--- What _lower_marks records, and what it leaves out.
-SELECT pgtq._lower_marks(ARRAY['sp', 'sp', 'sp', 'nomark'], ARRAY[0, 3, 0, 0],
-                         ARRAY[1, 1, 2, 1]::bigint[], ARRAY[NULL, NULL, 'lk', NULL]);
-SELECT is((SELECT array_agg(l.id) FROM pgtq._ready_mark_low AS l WHERE l.queue IN ('sp', 'nomark')),
-    ARRAY[1::bigint], 'one row for the lowest job at the mark''s priority; none for another priority, '
-                      'a lock key or a queue without a mark');
-SELECT pgtq._lower_marks(ARRAY['sp'], ARRAY[0], ARRAY[9223372036854775807], ARRAY[NULL]);
-SELECT is((SELECT count(*)::integer FROM pgtq._ready_mark_low AS l WHERE l.queue = 'sp'), 1,
-    'and none for a job at or above what the mark may next become');
+-- What _lower_marks records, and what it leaves out (0.25.0: a row per
+-- queue and priority, whatever the mark, so a tick's look from its floor
+-- never misses a job made ready below it).
+SELECT pgtq._lower_marks(ARRAY['sp', 'sp', 'sp', 'sp', 'nomark'], ARRAY[0, 3, 0, 0, 0],
+                         ARRAY[2, 1, 1, 3, 1]::bigint[], ARRAY[NULL, NULL, 'lk', NULL, NULL]);
+SELECT is((SELECT array_agg(row(l.queue, l.priority, l.id)::text ORDER BY l.queue, l.priority)
+           FROM pgtq._ready_mark_low AS l WHERE l.queue IN ('sp', 'nomark')),
+    ARRAY['(nomark,0,1)', '(sp,0,2)', '(sp,3,1)'],
+    'one row per queue and priority for its lowest job without a lock key, with a mark or without');
+SELECT pgtq.tick('nomark');
+SELECT is((SELECT count(*)::integer FROM pgtq._ready_mark_low AS l WHERE l.queue = 'nomark'), 0,
+    'a tick deletes the rows of a queue without a mark');
 
 -- An idle queue keeps no mark.
 SELECT pgtq.push('idle', 't');
