@@ -9,7 +9,10 @@ REPEATABLE READ transaction and keeps it for ``snapshot_seconds``: vacuum
 cannot remove anything newer while it is open.
 
 Reported: throughput and enqueue->start latency per interval, backlog every
-second, table and index sizes and dead tuples every few seconds, the
+second (jobs pushed minus jobs whose handler started, from the handlers'
+records: a count of the ready rows would walk, beside the held snapshot,
+every row version it keeps, and load the server it measures), table and
+index sizes and dead tuples every few seconds, the
 throughput while the snapshot is held, and how long the backlog takes to
 recover after it is released. Correctness: every pushed job is recorded
 exactly once and none is left unfinished.
@@ -28,7 +31,7 @@ from bench import baseline, pgtq_sql, procs
 from bench.cluster import REPO
 from bench.config import snapshot_hold
 from bench.context import QUEUE, TASK, Context, log
-from bench.records import clear, count_lines, read_records
+from bench.records import LineCounter, clear, count_lines, read_records
 from bench.scenarios.drain import WorkerSpec, baseline_spec, pgtq_specs, wait_for
 from bench.stats import latency_summary_ms, percentile, ratio
 from bench.worker_flags import detect
@@ -53,8 +56,6 @@ class System:
     table: str
     push_sql: str
     prune_sql: str
-    backlog_sql: str
-    backlog_params: tuple[Any, ...]
     unfinished_sql: str
 
 
@@ -63,8 +64,6 @@ PGTQ = System(
     "pgtq._job",
     pgtq_sql.PUSH_SERIES,
     pgtq_sql.PRUNE,
-    "SELECT count(*) FROM pgtq.jobs WHERE queue = %s AND state = 'ready'",
-    (QUEUE,),
     "SELECT count(*) FROM pgtq.jobs WHERE state <> 'done'",
 )
 BASELINE = System(
@@ -72,8 +71,6 @@ BASELINE = System(
     "bench_base.job",
     baseline.INSERT_SERIES_NOTIFY,
     baseline.PRUNE,
-    "SELECT count(*) FROM bench_base.job WHERE state = 'ready'",
-    (),
     "SELECT count(*) FROM bench_base.job WHERE state <> 'done'",
 )
 
@@ -143,11 +140,11 @@ def run_system(
         batches.append((first, first + count - 1, time.time()))
         state["next"] = first + count
 
+    started = LineCounter(records)
+
     def sample() -> None:
         now = time.time()
-        backlog.append(
-            (now - t0, int(admin.execute(system.backlog_sql, system.backlog_params).fetchone()[0]))
-        )
+        backlog.append((now - t0, max(0, int(state["next"]) - started.count())))
         if not sizes_seen or now - t0 - sizes_seen[-1]["t"] >= SIZE_EVERY:
             row = admin.execute(SIZES_SQL, [system.table]).fetchone()
             sizes_seen.append(
