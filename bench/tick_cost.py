@@ -7,7 +7,7 @@ stopped by pid at the end. One queue is filled with ``--jobs`` jobs and
 vacuumed; one session claims them 100 at a time (``pgtq.pop``) and ends
 each batch (``pgtq.complete_many``), with a tick every 200 claims, as a
 worker does. Every ``--every`` claims it times ``pgtq.tick('q')``, the
-mark's part of it alone (``pgtq._raise_mark('q')``) and one
+mark's part of it alone (``pgtq._raise_mark('q', NULL)``) and one
 ``pop(100)``. It does so twice: with a REPEATABLE READ snapshot held by
 another session from the start (a long report, a replica with
 ``hot_standby_feedback``), and without.
@@ -16,11 +16,12 @@ A claim leaves the index entry of the job's ready version behind. Without
 a held snapshot a scan that meets it marks it dead and later scans skip
 it; with one, the old version is still visible to the holder, so every
 scan that starts before it reads it again. Pop seeks from the ready mark
-(schema 0.18.0) and stays flat; the mark's own look for the queue's first
-ready job starts at the queue's first entry (it must see a job that a
-long transaction pushed below the mark), so it reads every job claimed
-since the snapshot was taken. Compare within one run: this shared machine
-moves single figures by 10% and more.
+(schema 0.18.0) and stays flat. Until schema 0.25.0 the mark's own look
+for the queue's first ready job started at the queue's first entry (it
+must see a job that a long transaction pushed below the mark), so it read
+every job claimed since the snapshot was taken; since 0.25.0 it starts at
+the mark's floor and stays flat too. Compare within one run: this shared
+machine moves single figures by 10% and more.
 """
 
 from __future__ import annotations
