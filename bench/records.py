@@ -36,14 +36,7 @@ def record(seq: int, prefix: str = "rec") -> None:
 
 def count_lines(folder: Path) -> int:
     """How many records the folder holds so far (cheap enough to poll)."""
-    total = 0
-    for path in folder.glob("*.rec"):
-        try:
-            with path.open("rb") as handle:
-                total += handle.read().count(b"\n")
-        except FileNotFoundError:
-            continue
-    return total
+    return LineCounter(folder).count()
 
 
 class LineCounter:
