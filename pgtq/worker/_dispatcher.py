@@ -66,6 +66,7 @@ from pgtq.handler import Handler
 from pgtq.periodic import register_for_worker
 from pgtq.queue import PgTq
 from pgtq.task import Task
+from pgtq.worker import _listener
 from pgtq.worker._decisions import (
     FLUSH_DELAY,
     UNSTARTED_RECHECK,
@@ -194,6 +195,9 @@ class Worker:
         self._late_lock = threading.Lock()
         self._late_unhandled = 0
         self._lend_to_listeners = True  # until a listener's session refuses a claim
+        # Queues whose handed job left the worker no room: when it lets go of
+        # their waiting marks, unless room comes back first (_let_go_when_busy).
+        self._busy_with_handed: dict[str, tuple[Server, float]] = {}
         self.servers = [
             Server(
                 plan,
@@ -335,6 +339,7 @@ class Worker:
         while True:
             self._take_over_claims()
             now = self._clock()
+            self._let_go_when_busy(now)
             self._enforce_timeouts(now)
             if self._stopping:
                 self._take_back_unstarted()
@@ -437,6 +442,7 @@ class Worker:
             candidates.append(self._shutdown_deadline)
         if self._idle.in_flight:
             candidates.append(now + IN_FLIGHT_RECHECK)
+        candidates += [at for _server, at in self._busy_with_handed.values()]
         for running in self._running.values():
             if running.handler.timeout is not None:
                 deadline = self._deadline(running)
@@ -695,9 +701,32 @@ class Worker:
                 self._add_outcome(outcome)
             if claimed.failed:
                 claimed.server.turns.wake([claimed.queue])
-            elif not claimed.handed:  # a handed job leaves the queue's turn and waiting mark as they were
+            elif not claimed.handed:
                 taken = len(claimed.runs) + len(claimed.unknown)
                 self._claimed(claimed.server, claimed.queue, claimed.asked, taken)
+            elif self._room_within(self._limit.jobs_in_hand) == 0:
+                # A handed job leaves the queue's turn and waiting mark as they
+                # were; one that leaves no room lets go of them once it is
+                # still running when the offer closes (_let_go_when_busy).
+                deadline = self._clock() + _listener.OFFER_CLOSE_DELAY
+                self._busy_with_handed.setdefault(claimed.queue, (claimed.server, deadline))
+
+    def _let_go_when_busy(self, now: float) -> None:
+        """A worker still busy with handed jobs OFFER_CLOSE_DELAY after they
+        left it no room waits for none of their queues: it lets go of their
+        waiting marks, so pushes stop announcing to it, and pops them again
+        once it has room (as after a full claim). Room that came back sooner
+        (short jobs) keeps the marks, so the next push is announced or
+        handed at once."""
+        if not self._busy_with_handed:
+            return
+        busy = self._room_within(self._limit.jobs_in_hand) == 0
+        for queue, (server, deadline) in list(self._busy_with_handed.items()):
+            if not busy:
+                del self._busy_with_handed[queue]
+            elif now >= deadline:
+                del self._busy_with_handed[queue]
+                self._claimed(server, queue, 1, 1)
 
     def _deadline(self, running: _Running) -> float | None:
         """When a started job with a timeout must be stopped (None: no

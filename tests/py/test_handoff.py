@@ -380,6 +380,28 @@ def test_a_handed_job_leaves_the_workers_wait_for_its_queue_as_it_was(
     assert pops == [], "every job was handed by its push"
 
 
+def test_a_handed_job_that_keeps_the_worker_busy_lets_go_of_its_waiting_mark(
+    q: pgtq.PgTq, db: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A handed job still running when the offer closes (it left the worker
+    no room) lets go of the queue's waiting mark, so pushes stop announcing
+    to a worker that cannot take them; once the job ended and the queue is
+    drained, the worker waits for it again."""
+    cleared = record_calls(monkeypatch, "clear_waiting", lambda queues: list(queues))
+    go = hold_handler(q)
+
+    with idle_worker(q, concurrency=1, batch_size=1) as worker:
+        first = q.push("hold")
+        assert job(db, first)["worker"] == worker.worker_id, "handed to the idle worker"
+        wait_until(lambda: cleared == [[q.queue]])
+        later = q.push("hold")
+        assert job(db, later)["state"] == "ready", "not handed to the busy worker"
+        go.set()
+        wait_until(lambda: job(db, first)["state"] == job(db, later)["state"] == "done")
+        wait_until(lambda: offer_open(worker))  # drained: waiting for the queue again
+    assert job(db, later)["attempt"] == 1
+
+
 def test_a_busy_worker_closes_its_offer_and_the_next_push_is_not_handed_to_it(
     q: pgtq.PgTq, db: psycopg.Connection[Any]
 ) -> None:
