@@ -29,7 +29,8 @@ push that skipped its notification just before the mark may still be in
 flight; until the mark is settled (``pgtq.waiting_settled``, tried again
 after 1 ms, doubling up to 50 ms) the worker is woken again at each
 settle, so such a job waits at most that long after its commit. A queue the
-dispatcher is busy with (its pop came back full) is cleared
+dispatcher is busy with (its pop came back full, or a job a push handed
+it still runs OFFER_CLOSE_DELAY after it left no room) is cleared
 (``pgtq.clear_waiting``), so that its pushes stop notifying. The mark
 lives and dies with the session: a lost connection clears them all, and
 the next one marks them again.
