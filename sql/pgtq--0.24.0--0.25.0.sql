@@ -31,6 +31,17 @@ ALTER TABLE pgtq._ready_mark
 
 DROP FUNCTION pgtq._raise_mark(text);
 
+-- Guarantees: the id the job sequence gives next (0.25.0): no job pushed
+-- after this read has a lower id (the sequence is CACHE 1). Reads the
+-- sequence; takes no id of it.
+CREATE FUNCTION pgtq._unused_job_id()
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+    SELECT CASE WHEN s.is_called THEN s.last_value + 1 ELSE s.last_value END FROM pgtq._job_id_seq AS s
+$$;
+
 -- Guarantees: records the jobs of `ids` (of queues[i], at priorities[i],
 -- with lock_keys[i]) that a caller has just made ready, for the ready
 -- marks (0.18.0): the lowest id per queue and priority among those
@@ -118,6 +129,7 @@ DECLARE
     unused_id      bigint;   -- no job pushed after this point has a lower id
     oldest_xid     xid8;     -- no transaction with a lower id runs
     lows_id        bigint;   -- the lowest job of the mark's priority made ready since the last tick
+    mark_priority  integer;  -- the mark's priority (0 for a new mark)
     look_from      bigint := 0;  -- where the look at the mark's priority starts
     first_priority integer;
     first_id       bigint;
@@ -135,9 +147,7 @@ BEGIN
         DELETE FROM pgtq._ready_mark AS m WHERE m.queue = _raise_mark.queue;
         RETURN;  -- pop takes the keyed path and reads no mark
     END IF;
-    SELECT CASE WHEN s.is_called THEN s.last_value + 1 ELSE s.last_value END
-    INTO unused_id
-    FROM pgtq._job_id_seq AS s;
+    unused_id := pgtq._unused_job_id();
     -- Taken before the look, so the look sees every push it says ended.
     oldest_xid := pg_snapshot_xmin(pg_current_snapshot());
     WITH gone AS (
@@ -145,41 +155,36 @@ BEGIN
         RETURNING l.priority, l.id
     )
     SELECT min(gone.id) FILTER (WHERE gone.priority = mark.priority) INTO lows_id FROM gone;
-    IF mark.queue IS NULL THEN
+    -- Above the mark's priority, then at it from the floor, then below it;
+    -- a new mark looks at priority 0 from the first entry.
+    mark_priority := coalesce(mark.priority, 0);
+    SELECT r.priority, r.id INTO first_priority, first_id
+    FROM pgtq._job AS r
+    WHERE r.queue = _raise_mark.queue AND r.state = 'ready' AND r.lock_key IS NULL
+      AND r.priority > mark_priority
+    ORDER BY r.priority DESC, r.id
+    LIMIT 1;
+    IF first_id IS NULL THEN
+        IF mark.looked_all_at > clock_timestamp() - interval '1 minute' THEN
+            look_from := least(mark.floor_id, lows_id);
+        END IF;
+        -- The priority as a closed range, as in pop: job_ready_idx starts
+        -- at the floor.
         SELECT r.priority, r.id INTO first_priority, first_id
         FROM pgtq._job AS r
         WHERE r.queue = _raise_mark.queue AND r.state = 'ready' AND r.lock_key IS NULL
+          AND r.priority <= mark_priority AND r.priority >= mark_priority
+          AND r.id >= look_from
         ORDER BY r.priority DESC, r.id
         LIMIT 1;
-    ELSE
+    END IF;
+    IF first_id IS NULL THEN
         SELECT r.priority, r.id INTO first_priority, first_id
         FROM pgtq._job AS r
         WHERE r.queue = _raise_mark.queue AND r.state = 'ready' AND r.lock_key IS NULL
-          AND r.priority > mark.priority
+          AND r.priority < mark_priority
         ORDER BY r.priority DESC, r.id
         LIMIT 1;
-        IF first_id IS NULL THEN
-            IF mark.looked_all_at > clock_timestamp() - interval '1 minute' THEN
-                look_from := least(mark.floor_id, lows_id);
-            END IF;
-            -- The priority as a closed range, as in pop: job_ready_idx
-            -- starts at the floor.
-            SELECT r.priority, r.id INTO first_priority, first_id
-            FROM pgtq._job AS r
-            WHERE r.queue = _raise_mark.queue AND r.state = 'ready' AND r.lock_key IS NULL
-              AND r.priority <= mark.priority AND r.priority >= mark.priority
-              AND r.id >= look_from
-            ORDER BY r.priority DESC, r.id
-            LIMIT 1;
-        END IF;
-        IF first_id IS NULL THEN
-            SELECT r.priority, r.id INTO first_priority, first_id
-            FROM pgtq._job AS r
-            WHERE r.queue = _raise_mark.queue AND r.state = 'ready' AND r.lock_key IS NULL
-              AND r.priority < mark.priority
-            ORDER BY r.priority DESC, r.id
-            LIMIT 1;
-        END IF;
     END IF;
     IF first_id IS NULL THEN
         IF (SELECT b.lease_expires_at FROM pgtq._job AS b
@@ -189,7 +194,7 @@ BEGIN
             DELETE FROM pgtq._ready_mark AS m WHERE m.queue = _raise_mark.queue;
             RETURN;
         END IF;
-        first_priority := coalesce(mark.priority, 0);
+        first_priority := mark_priority;
         first_id := unused_id;
     END IF;
     first_id := least(first_id, unused_id);
@@ -548,9 +553,7 @@ DECLARE
     settle_below    bigint;  -- the next job id, read before this transaction had an id (_raise_mark)
 BEGIN
     IF pg_current_xact_id_if_assigned() IS NULL THEN
-        SELECT CASE WHEN s.is_called THEN s.last_value + 1 ELSE s.last_value END
-        INTO settle_below
-        FROM pgtq._job_id_seq AS s;
+        settle_below := pgtq._unused_job_id();
     END IF;
     IF tick.queue IS NOT NULL THEN
         PERFORM pgtq._checked_name('queue', tick.queue);

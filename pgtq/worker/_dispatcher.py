@@ -197,7 +197,7 @@ class Worker:
         self._lend_to_listeners = True  # until a listener's session refuses a claim
         # Queues whose handed job left the worker no room: when it lets go of
         # their waiting marks, unless room comes back first (_let_go_when_busy).
-        self._busy_with_handed: dict[str, tuple[Server, float]] = {}
+        self._busy_with_handed: dict[str, float] = {}
         self.servers = [
             Server(
                 plan,
@@ -442,7 +442,7 @@ class Worker:
             candidates.append(self._shutdown_deadline)
         if self._idle.in_flight:
             candidates.append(now + IN_FLIGHT_RECHECK)
-        candidates += [at for _server, at in self._busy_with_handed.values()]
+        candidates += self._busy_with_handed.values()
         for running in self._running.values():
             if running.handler.timeout is not None:
                 deadline = self._deadline(running)
@@ -709,7 +709,7 @@ class Worker:
                 # were; one that leaves no room lets go of them once it is
                 # still running when the offer closes (_let_go_when_busy).
                 deadline = self._clock() + _listener.OFFER_CLOSE_DELAY
-                self._busy_with_handed.setdefault(claimed.queue, (claimed.server, deadline))
+                self._busy_with_handed.setdefault(claimed.queue, deadline)
 
     def _let_go_when_busy(self, now: float) -> None:
         """A worker still busy with handed jobs OFFER_CLOSE_DELAY after they
@@ -721,12 +721,12 @@ class Worker:
         if not self._busy_with_handed:
             return
         busy = self._room_within(self._limit.jobs_in_hand) == 0
-        for queue, (server, deadline) in list(self._busy_with_handed.items()):
+        for queue, deadline in list(self._busy_with_handed.items()):
             if not busy:
                 del self._busy_with_handed[queue]
             elif now >= deadline:
                 del self._busy_with_handed[queue]
-                self._claimed(server, queue, 1, 1)
+                self._claimed(self._server_of[queue], queue, 1, 1)
 
     def _deadline(self, running: _Running) -> float | None:
         """When a started job with a timeout must be stopped (None: no
