@@ -423,6 +423,10 @@ CREATE TABLE pgtq._lease_expiry (
 -- `pending_id` and `pending_xid`, a tick's view that becomes settled once
 -- no transaction older than that tick runs; `looked_all_at`, the last
 -- look from the queue's first entry.
+-- Where the reads of _ready_mark_low start (0.26.0): `lows_from`, below
+-- which every row of the queue was read by a tick and deleted, and
+-- `pending_seq`, the next row's number as the pending tick read it (it
+-- becomes `lows_from` when the pending pair settles).
 CREATE TABLE pgtq._ready_mark (
     queue          text NOT NULL,
     priority       integer NOT NULL,
@@ -434,6 +438,8 @@ CREATE TABLE pgtq._ready_mark (
     pending_id     bigint,
     pending_xid    xid8,
     looked_all_at  timestamptz NOT NULL DEFAULT '-infinity',
+    lows_from      bigint NOT NULL DEFAULT 0,
+    pending_seq    bigint,
     CONSTRAINT ready_mark_pkey PRIMARY KEY (queue)
 );
 
@@ -442,14 +448,24 @@ CREATE TABLE pgtq._ready_mark (
 -- (_lower_marks). Pop seeks from the lowest of them too, until the next
 -- tick, which folds them into the mark and deletes them. Inserts only:
 -- making a job ready never waits for a tick, nor a tick for it. Since
--- 0.25.0 every such job leaves a row, whatever the mark (tick deletes the
--- rows of queues without one), so the tick's look may start at a floor.
+-- 0.25.0 every such job leaves a row, whatever the mark (the tick of a
+-- queue without one deletes them), so the tick's look may start at a
+-- floor.
+-- `seq` numbers the rows in the order they were written (0.26.0): pops and
+-- ticks read a queue's rows from its mark's `lows_from` on, never the rows
+-- already read and deleted. Beside a snapshot held open those deleted rows
+-- stay in the table and its index, and until 0.26.0 every pop and every
+-- tick stepped over all of them: 1.2 ms more per pop after 20,000 jobs
+-- made ready, for as long as the snapshot stayed.
+CREATE SEQUENCE pgtq._ready_mark_low_seq AS bigint;
 CREATE TABLE pgtq._ready_mark_low (
     queue     text NOT NULL,
     priority  integer NOT NULL,
-    id        bigint NOT NULL
+    id        bigint NOT NULL,
+    seq       bigint NOT NULL DEFAULT nextval('pgtq._ready_mark_low_seq')
 );
-CREATE INDEX ready_mark_low_idx ON pgtq._ready_mark_low (queue, priority, id);
+ALTER SEQUENCE pgtq._ready_mark_low_seq OWNED BY pgtq._ready_mark_low.seq;
+CREATE INDEX ready_mark_low_seq_idx ON pgtq._ready_mark_low (queue, seq);
 
 -- pg_dump leaves out the rows of extension tables unless they are marked:
 -- mark them, so a dump keeps queued jobs and schedules. Only possible (and
@@ -1769,6 +1785,17 @@ AS $$
     SELECT CASE WHEN s.is_called THEN s.last_value + 1 ELSE s.last_value END FROM pgtq._job_id_seq AS s
 $$;
 
+-- Guarantees: the number that the next row of _ready_mark_low will get, or
+-- a higher one (0.26.0). The same reading as _unused_job_id, for the reads
+-- of those rows (_raise_mark).
+CREATE FUNCTION pgtq._unused_low_seq()
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+    SELECT CASE WHEN s.is_called THEN s.last_value + 1 ELSE s.last_value END FROM pgtq._ready_mark_low_seq AS s
+$$;
+
 -- Guarantees: records the jobs of `ids` (of queues[i], at priorities[i],
 -- with lock_keys[i]) that a caller has just made ready, for the ready
 -- marks (0.18.0): the lowest id per queue and priority among those
@@ -1777,12 +1804,15 @@ $$;
 -- the queue reads it before it looks for the first ready job from its
 -- floor, so no job turned ready below the floor is missed (0.25.0: a row
 -- for every such job, whatever the queue's mark, so that no caller's
--- view of the mark decides it; tick deletes the rows of queues without a
--- mark). Jobs with a lock key write nothing (pop's keyed path takes
+-- view of the mark decides it; the tick of a queue without a mark
+-- deletes them). Jobs with a lock key write nothing (pop's keyed path takes
 -- them). Takes no lock and waits for nothing. Every caller that turns an
 -- existing job ready calls it: release, retry, _end_failed_attempt
 -- (fail, abort and the lease rescue, when the retry is due at once),
--- _push_keyed (a replacing push) and tick's promotion.
+-- _push_keyed (a replacing push) and tick's promotion. Its transaction
+-- has its id before the rows get their numbers (seq, 0.26.0), as a push
+-- takes its id before its job ids: what lets a tick tell when every row
+-- below a number has been written or rolled back (_raise_mark).
 CREATE FUNCTION pgtq._lower_marks(queues text[], priorities integer[], ids bigint[], lock_keys text[])
 RETURNS void
 LANGUAGE sql
@@ -1790,6 +1820,7 @@ SET search_path = pg_catalog, pgtq, pg_temp
 SET enable_seqscan = off
 SET jit = off
 AS $$
+    SELECT pg_current_xact_id();
     INSERT INTO pgtq._ready_mark_low (queue, priority, id)
     SELECT r.queue, r.priority, min(r.id)
     FROM unnest(queues, priorities, ids, lock_keys) AS r (queue, priority, id, lock_key)
@@ -1842,8 +1873,16 @@ $$;
 --   * once a minute, and whenever the mark went stale (no tick for a
 --     minute), the look starts at the queue's first entry again: it also
 --     finds a job made ready outside pgtq's functions.
+-- Which rows of _ready_mark_low it reads (0.26.0): those numbered from the
+-- mark's `lows_from` on (all of them for a new mark), and it deletes what
+-- it read. Below `lows_from` every row was read and deleted by an earlier
+-- tick, so neither this look nor a pop steps over those deleted rows,
+-- which a held snapshot keeps in the table: `settle_seq` (the next row
+-- number as the tick read it before its transaction had an id) settles
+-- with `settle_below`, and once it has, every row numbered below it was
+-- visible to this look (_lower_marks takes its transaction id first).
 -- Never waits: a mark another tick holds is left to that tick.
-CREATE FUNCTION pgtq._raise_mark(queue text, settle_below bigint)
+CREATE FUNCTION pgtq._raise_mark(queue text, settle_below bigint, settle_seq bigint)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pgtq, pg_temp
@@ -1861,7 +1900,9 @@ DECLARE
     first_id       bigint;
     settled        bigint;   -- every push that took a lower id has ended
     waiting_id     bigint;   -- the pending pair: settled once no transaction older than waiting_xid runs
+    waiting_seq    bigint;
     waiting_xid    xid8;
+    read_from      bigint;   -- the rows of _ready_mark_low that remain to read start here
 BEGIN
     SELECT m.* INTO mark FROM pgtq._ready_mark AS m WHERE m.queue = _raise_mark.queue FOR UPDATE SKIP LOCKED;
     IF NOT FOUND AND EXISTS (SELECT 1 FROM pgtq._ready_mark AS m WHERE m.queue = _raise_mark.queue) THEN
@@ -1869,15 +1910,17 @@ BEGIN
     END IF;
     IF EXISTS (SELECT 1 FROM pgtq._job AS k
                WHERE k.queue = _raise_mark.queue AND k.state = 'ready' AND k.lock_key IS NOT NULL) THEN
-        DELETE FROM pgtq._ready_mark_low AS l WHERE l.queue = _raise_mark.queue;
+        DELETE FROM pgtq._ready_mark_low AS l
+        WHERE l.queue = _raise_mark.queue AND l.seq >= coalesce(mark.lows_from, 0);
         DELETE FROM pgtq._ready_mark AS m WHERE m.queue = _raise_mark.queue;
         RETURN;  -- pop takes the keyed path and reads no mark
     END IF;
     unused_id := pgtq._unused_job_id();
     -- Taken before the look, so the look sees every push it says ended.
     oldest_xid := pg_snapshot_xmin(pg_current_snapshot());
+    read_from := coalesce(mark.lows_from, 0);
     WITH gone AS (
-        DELETE FROM pgtq._ready_mark_low AS l WHERE l.queue = _raise_mark.queue
+        DELETE FROM pgtq._ready_mark_low AS l WHERE l.queue = _raise_mark.queue AND l.seq >= read_from
         RETURNING l.priority, l.id
     )
     SELECT min(gone.id) FILTER (WHERE gone.priority = mark.priority) INTO lows_id FROM gone;
@@ -1927,23 +1970,27 @@ BEGIN
 
     settled := coalesce(mark.settled_id, 0);
     waiting_id := mark.pending_id;
+    waiting_seq := mark.pending_seq;
     waiting_xid := mark.pending_xid;
     IF waiting_xid < oldest_xid THEN
         settled := greatest(settled, waiting_id);
+        read_from := greatest(read_from, waiting_seq);  -- this look read every row below it
         waiting_id := NULL;
+        waiting_seq := NULL;
         waiting_xid := NULL;
     END IF;
     IF waiting_xid IS NULL AND _raise_mark.settle_below IS NOT NULL THEN
         waiting_id := _raise_mark.settle_below;
+        waiting_seq := _raise_mark.settle_seq;
         waiting_xid := pg_current_xact_id();
     END IF;
 
     IF mark.queue IS NULL THEN
         INSERT INTO pgtq._ready_mark (queue, priority, low_id, next_low_id, set_at, floor_id, settled_id,
-                                      pending_id, pending_xid, looked_all_at)
+                                      pending_id, pending_xid, looked_all_at, lows_from, pending_seq)
         VALUES (_raise_mark.queue, first_priority, 0, first_id, clock_timestamp(),
                 least(first_id, settled), settled, waiting_id,
-                waiting_xid, clock_timestamp())
+                waiting_xid, clock_timestamp(), read_from, waiting_seq)
         ON CONFLICT ON CONSTRAINT ready_mark_pkey DO NOTHING;
     ELSE
         UPDATE pgtq._ready_mark AS m
@@ -1955,7 +2002,9 @@ BEGIN
             settled_id = settled,
             pending_id = waiting_id,
             pending_xid = waiting_xid,
-            looked_all_at = CASE WHEN look_from = 0 THEN clock_timestamp() ELSE mark.looked_all_at END
+            looked_all_at = CASE WHEN look_from = 0 THEN clock_timestamp() ELSE mark.looked_all_at END,
+            lows_from = read_from,
+            pending_seq = waiting_seq
         WHERE m.queue = _raise_mark.queue;
     END IF;
 END
@@ -3106,9 +3155,12 @@ BEGIN
         -- The seek from the ready mark (0.18.0), when tick set a fresh one
         -- and no ready job ranks above its priority: that priority's jobs
         -- from the mark on, then the lower priorities from their first.
+        -- The jobs made ready since the tick are read from the mark's
+        -- lows_from on (0.26.0: not the rows ticks read and deleted).
         SELECT m.priority,
                least(m.low_id, (SELECT min(l.id) FROM pgtq._ready_mark_low AS l
-                                WHERE l.queue = m.queue AND l.priority = m.priority))
+                                WHERE l.queue = m.queue AND l.seq >= m.lows_from
+                                  AND l.priority = m.priority))
         INTO mark_priority, mark_id
         FROM pgtq._ready_mark AS m
         WHERE m.queue = pop.queue
@@ -3748,9 +3800,15 @@ $$;
 --      set afresh (0.18.0, _raise_mark): where pops start their claim.
 --      Jobs it promotes are recorded for the marks (_lower_marks). The
 --      next job id is read first, while the transaction has no id yet
---      (0.25.0: what lets the marks' looks start at a floor); a tick
---      called in a transaction that already wrote moves no floor. Rows
---      of _ready_mark_low of queues without a mark are deleted.
+--      (0.25.0: what lets the marks' looks start at a floor), and so is
+--      the next number of _ready_mark_low's rows (0.26.0); a tick called
+--      in a transaction that already wrote moves no floor. The rows of
+--      _ready_mark_low of each queue it ticks are read and deleted (those
+--      of a queue that gets no mark too); a queue that neither runs jobs
+--      nor has a mark keeps its rows until it does (tick() with no
+--      queue; 0.26.0: until then every tick looked for such rows among
+--      all of them, stepping over every deleted one a held snapshot
+--      keeps).
 -- Returns how many jobs it moved or enqueued. Rows are taken with FOR
 -- UPDATE SKIP LOCKED and their state is rechecked, so any number of
 -- sessions may tick at once (schedulers, workers, pg_cron): no job is
@@ -3775,9 +3833,11 @@ DECLARE
     worker_timeout  interval;
     busy_queues     text[];  -- the queues ticked that run jobs
     settle_below    bigint;  -- the next job id, read before this transaction had an id (_raise_mark)
+    settle_seq      bigint;  -- the next row number of _ready_mark_low, read then too
 BEGIN
     IF pg_current_xact_id_if_assigned() IS NULL THEN
         settle_below := pgtq._unused_job_id();
+        settle_seq := pgtq._unused_low_seq();
     END IF;
     IF tick.queue IS NOT NULL THEN
         PERFORM pgtq._checked_name('queue', tick.queue);
@@ -3875,15 +3935,11 @@ BEGIN
     -- Ready marks (0.18.0): each queue ticked that runs jobs or has a mark,
     -- in the order of their names, so two ticks making the same new marks
     -- never wait on each other in a circle.
-    PERFORM pgtq._raise_mark(r.queue, settle_below)
+    PERFORM pgtq._raise_mark(r.queue, settle_below, settle_seq)
     FROM (SELECT unnest(busy_queues) AS queue
           UNION
           SELECT m.queue FROM pgtq._ready_mark AS m WHERE m.queue = coalesce(tick.queue, m.queue)) AS r
     ORDER BY r.queue;
-    -- Rows of _ready_mark_low of queues without a mark (0.25.0).
-    DELETE FROM pgtq._ready_mark_low AS l
-    WHERE l.queue = coalesce(tick.queue, l.queue)
-      AND NOT EXISTS (SELECT 1 FROM pgtq._ready_mark AS m WHERE m.queue = l.queue);
 
     RETURN promoted + rescued + enqueued;
 END

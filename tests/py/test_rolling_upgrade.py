@@ -62,6 +62,7 @@ PREVIOUS_RELEASES = {
     "0.22.0": "c7ec48d13dbff3a08f578e81cad85bc4bd3a7bba",
     "0.23.0": "3d68daaacd4d25cda05ad65be4f57e6005e59af3",
     "0.24.0": "b09d291f080c8fffe3e2349a2efe9c5de94569c5",
+    "0.25.0": "12077b8dd454f39e5b030e511ab2ce87c127f8b4",
 }
 PREVIOUS = known_versions()[-2]
 CURRENT = schema_version()

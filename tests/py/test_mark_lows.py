@@ -1,0 +1,132 @@
+"""Where pops and ticks read _ready_mark_low (schema 0.26.0): the records of
+jobs made ready by anything but a push (release, retry, promotion), which
+each tick reads and deletes.
+
+Beside a snapshot held open, the deleted records stay in the table and its
+index. Until 0.26.0 every pop and every tick stepped over all of them. The
+records are now numbered, and the mark keeps the number below which every
+record of its queue was read and deleted (``lows_from``). Each tick here is
+its own transaction, as a worker's is. Here:
+
+* beside a held snapshot, after 2,000 releases, a pop reads the records
+  since the last ticks only; with ``lows_from`` at 0 it reads them all;
+* a release whose transaction stays open across ticks keeps ``lows_from``
+  at or below its record, and a pop claims the job first once it commits,
+  with no tick between.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from conftest import scalar
+
+QUEUE = "lows"
+ROUNDS = 20
+RELEASES_PER_ROUND = 100
+
+
+def tick(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("SELECT pgtq.tick(%s)", (QUEUE,))
+
+
+def push_jobs(conn: psycopg.Connection[Any], count: int) -> None:
+    conn.execute(
+        "SELECT pgtq.push_many(%s, 't', array_fill('[]'::jsonb, ARRAY[%s]))",
+        (QUEUE, count),
+    )
+
+
+def claim_and_release(conn: psycopg.Connection[Any], count: int) -> None:
+    """Claim one job and hand it back, ``count`` times in one transaction:
+    each release writes a record."""
+    conn.execute(
+        """
+        DO $$
+        DECLARE claimed record;
+        BEGIN
+            FOR i IN 1 .. %s LOOP
+                SELECT c.id, c.lease INTO claimed FROM pgtq.pop('lows', 'w', 1) AS c;
+                PERFORM pgtq.release(claimed.id, claimed.lease);
+            END LOOP;
+        END
+        $$
+        """
+        % int(count)
+    )
+
+
+def record_reads_of_pop(conn: psycopg.Connection[Any]) -> int:
+    """Entries of ready_mark_low_seq_idx that one pop(1) reads, counted
+    within one transaction that is then rolled back."""
+    count = "SELECT pg_stat_get_xact_tuples_returned('pgtq.ready_mark_low_seq_idx'::regclass)"
+    conn.execute("BEGIN")
+    try:
+        before = int(scalar(conn, count))
+        assert conn.execute("SELECT id FROM pgtq.pop(%s, 'w', 1)", (QUEUE,)).fetchone() is not None
+        return int(scalar(conn, count)) - before
+    finally:
+        conn.execute("ROLLBACK")
+
+
+def mark(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    cursor = conn.execute("SELECT * FROM pgtq._ready_mark WHERE queue = %s", (QUEUE,))
+    row = cursor.fetchone()
+    assert row is not None, "the queue has a mark"
+    return dict(zip([column.name for column in cursor.description or []], row, strict=True))
+
+
+@pytest.fixture
+def held_snapshot(dsn: str) -> Iterator[None]:
+    """A read-only REPEATABLE READ snapshot held open (a long report)."""
+    with psycopg.connect(dsn) as holder:
+        holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        holder.execute("SELECT count(*) FROM pgtq._settings").fetchall()
+        yield
+        holder.rollback()
+
+
+def test_beside_a_held_snapshot_a_pop_reads_the_records_since_the_last_ticks(
+    db: psycopg.Connection[Any], held_snapshot: None
+) -> None:
+    push_jobs(db, 500)
+    tick(db)
+    assert db.execute("SELECT id FROM pgtq.pop(%s, 'w', 1)", (QUEUE,)).fetchone() is not None
+    tick(db)
+    for _ in range(ROUNDS):
+        claim_and_release(db, RELEASES_PER_ROUND)
+        tick(db)
+    tick(db)
+    assert mark(db)["lows_from"] > 0, "lows_from moved"
+    reads = record_reads_of_pop(db)
+    assert reads <= 2 * RELEASES_PER_ROUND, f"a pop read {reads} records: more than the last ticks wrote"
+    db.execute("UPDATE pgtq._ready_mark SET lows_from = 0 WHERE queue = %s", (QUEUE,))
+    all_reads = record_reads_of_pop(db)
+    assert all_reads >= ROUNDS * RELEASES_PER_ROUND, (
+        f"from record 0 a pop read {all_reads}: the snapshot keeps every deleted record"
+    )
+
+
+def test_a_release_left_open_across_ticks_is_claimed_first_once_it_commits(
+    dsn: str, db: psycopg.Connection[Any]
+) -> None:
+    push_jobs(db, 1000)
+    tick(db)
+    first = db.execute("SELECT id, lease FROM pgtq.pop(%s, 'w', 1)", (QUEUE,)).fetchone()
+    assert first is not None
+    for _ in range(3):
+        db.execute("SELECT count(*) FROM pgtq.pop(%s, 'w', 100)", (QUEUE,))
+        tick(db)
+    with psycopg.connect(dsn) as releaser:
+        assert scalar(releaser, "SELECT pgtq.release(%s, %s)", (first[0], first[1]))
+        record = int(scalar(releaser, "SELECT seq FROM pgtq._ready_mark_low WHERE id = %s", (first[0],)))
+        for _ in range(3):
+            claim_and_release(db, 5)
+            tick(db)
+            assert mark(db)["lows_from"] <= record, "lows_from passes no record whose transaction is open"
+        assert mark(db)["low_id"] > first[0], "the mark is above the released job"
+        releaser.commit()
+    assert scalar(db, "SELECT id FROM pgtq.pop(%s, 'w', 1)", (QUEUE,)) == first[0]
