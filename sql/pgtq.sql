@@ -427,6 +427,13 @@ CREATE TABLE pgtq._lease_expiry (
 -- which every row of the queue was read by a tick and deleted, and
 -- `pending_seq`, the next row's number as the pending tick read it (it
 -- becomes `lows_from` when the pending pair settles).
+-- A tick writes a new row, a new `generation`, and deletes the one it read
+-- (0.26.0), and readers take the queue's highest generation. Until 0.26.0
+-- it updated the one row: beside a snapshot held open every version of it
+-- stays, and each read walked them all (pop 0.4 ms slower after 16,000
+-- ticks, an hour of four workers); the newest generation comes first in
+-- the index whatever stays behind it.
+CREATE SEQUENCE pgtq._ready_mark_generation_seq AS bigint;
 CREATE TABLE pgtq._ready_mark (
     queue          text NOT NULL,
     priority       integer NOT NULL,
@@ -440,8 +447,10 @@ CREATE TABLE pgtq._ready_mark (
     looked_all_at  timestamptz NOT NULL DEFAULT '-infinity',
     lows_from      bigint NOT NULL DEFAULT 0,
     pending_seq    bigint,
-    CONSTRAINT ready_mark_pkey PRIMARY KEY (queue)
+    generation     bigint NOT NULL DEFAULT nextval('pgtq._ready_mark_generation_seq'),
+    CONSTRAINT ready_mark_pkey PRIMARY KEY (queue, generation)
 );
+ALTER SEQUENCE pgtq._ready_mark_generation_seq OWNED BY pgtq._ready_mark.generation;
 
 -- Jobs made ready (0.18.0) by anything but a push: a release, a retry, a
 -- failure retried at once, a promotion, a replacing push of a job key
@@ -1904,15 +1913,30 @@ DECLARE
     waiting_xid    xid8;
     read_from      bigint;   -- the rows of _ready_mark_low that remain to read start here
 BEGIN
-    SELECT m.* INTO mark FROM pgtq._ready_mark AS m WHERE m.queue = _raise_mark.queue FOR UPDATE SKIP LOCKED;
-    IF NOT FOUND AND EXISTS (SELECT 1 FROM pgtq._ready_mark AS m WHERE m.queue = _raise_mark.queue) THEN
-        RETURN;  -- another tick is setting it
+    -- The queue's highest generation (0.26.0), locked; ordered, so that the
+    -- index serves it from its newest entry.
+    SELECT m.* INTO mark
+    FROM pgtq._ready_mark AS m
+    WHERE m.queue = _raise_mark.queue
+    ORDER BY m.generation DESC
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        -- A new mark: one tick at a time makes it (the lock is held until
+        -- this transaction ends), and none once another tick made one.
+        IF NOT pg_try_advisory_xact_lock(hashtextextended('pgtq new ready mark of ' || _raise_mark.queue, 0))
+           OR (SELECT m.generation FROM pgtq._ready_mark AS m
+               WHERE m.queue = _raise_mark.queue
+               ORDER BY m.generation DESC
+               LIMIT 1) IS NOT NULL THEN
+            RETURN;  -- another tick is setting it
+        END IF;
     END IF;
     IF EXISTS (SELECT 1 FROM pgtq._job AS k
                WHERE k.queue = _raise_mark.queue AND k.state = 'ready' AND k.lock_key IS NOT NULL) THEN
         DELETE FROM pgtq._ready_mark_low AS l
         WHERE l.queue = _raise_mark.queue AND l.seq >= coalesce(mark.lows_from, 0);
-        DELETE FROM pgtq._ready_mark AS m WHERE m.queue = _raise_mark.queue;
+        DELETE FROM pgtq._ready_mark AS m WHERE m.queue = _raise_mark.queue AND m.generation = mark.generation;
         RETURN;  -- pop takes the keyed path and reads no mark
     END IF;
     unused_id := pgtq._unused_job_id();
@@ -1960,7 +1984,7 @@ BEGIN
             WHERE b.queue = _raise_mark.queue AND b.state = 'running'
             ORDER BY b.lease_expires_at
             LIMIT 1) IS NULL THEN  -- no running job (ordered: job_running_idx serves it)
-            DELETE FROM pgtq._ready_mark AS m WHERE m.queue = _raise_mark.queue;
+            DELETE FROM pgtq._ready_mark AS m WHERE m.queue = _raise_mark.queue AND m.generation = mark.generation;
             RETURN;
         END IF;
         first_priority := mark_priority;
@@ -1985,28 +2009,15 @@ BEGIN
         waiting_xid := pg_current_xact_id();
     END IF;
 
-    IF mark.queue IS NULL THEN
-        INSERT INTO pgtq._ready_mark (queue, priority, low_id, next_low_id, set_at, floor_id, settled_id,
-                                      pending_id, pending_xid, looked_all_at, lows_from, pending_seq)
-        VALUES (_raise_mark.queue, first_priority, 0, first_id, clock_timestamp(),
-                least(first_id, settled), settled, waiting_id,
-                waiting_xid, clock_timestamp(), read_from, waiting_seq)
-        ON CONFLICT ON CONSTRAINT ready_mark_pkey DO NOTHING;
-    ELSE
-        UPDATE pgtq._ready_mark AS m
-        SET priority = first_priority,
-            low_id = CASE WHEN first_priority = mark.priority THEN least(mark.next_low_id, first_id) ELSE 0 END,
-            next_low_id = first_id,
-            set_at = clock_timestamp(),
-            floor_id = least(first_id, settled),
-            settled_id = settled,
-            pending_id = waiting_id,
-            pending_xid = waiting_xid,
-            looked_all_at = CASE WHEN look_from = 0 THEN clock_timestamp() ELSE mark.looked_all_at END,
-            lows_from = read_from,
-            pending_seq = waiting_seq
-        WHERE m.queue = _raise_mark.queue;
-    END IF;
+    -- The next generation, and the one read goes (a new mark: low_id 0,
+    -- no seek until the next tick).
+    INSERT INTO pgtq._ready_mark (queue, priority, low_id, next_low_id, set_at, floor_id, settled_id,
+                                  pending_id, pending_xid, looked_all_at, lows_from, pending_seq)
+    VALUES (_raise_mark.queue, first_priority,
+            CASE WHEN first_priority = mark.priority THEN least(mark.next_low_id, first_id) ELSE 0 END,
+            first_id, clock_timestamp(), least(first_id, settled), settled, waiting_id, waiting_xid,
+            CASE WHEN look_from = 0 THEN clock_timestamp() ELSE mark.looked_all_at END, read_from, waiting_seq);
+    DELETE FROM pgtq._ready_mark AS m WHERE m.queue = _raise_mark.queue AND m.generation = mark.generation;
 END
 $$;
 
@@ -3157,14 +3168,17 @@ BEGIN
         -- from the mark on, then the lower priorities from their first.
         -- The jobs made ready since the tick are read from the mark's
         -- lows_from on (0.26.0: not the rows ticks read and deleted).
+        -- The mark is the queue's highest generation (0.26.0).
         SELECT m.priority,
                least(m.low_id, (SELECT min(l.id) FROM pgtq._ready_mark_low AS l
                                 WHERE l.queue = m.queue AND l.seq >= m.lows_from
                                   AND l.priority = m.priority))
         INTO mark_priority, mark_id
-        FROM pgtq._ready_mark AS m
-        WHERE m.queue = pop.queue
-          AND m.set_at > statement_timestamp() - interval '2 minutes';
+        FROM (SELECT g.* FROM pgtq._ready_mark AS g
+              WHERE g.queue = pop.queue
+              ORDER BY g.generation DESC
+              LIMIT 1) AS m
+        WHERE m.set_at > statement_timestamp() - interval '2 minutes';
         -- (Ordered, so that only job_ready_idx serves it: EXISTS would drop
         -- the order and could walk job_pkey.)
         IF mark_id IS NOT NULL
@@ -3932,13 +3946,13 @@ BEGIN
         PERFORM pgtq._sample_history(tick.as_of);
     END IF;
 
-    -- Ready marks (0.18.0): each queue ticked that runs jobs or has a mark,
-    -- in the order of their names, so two ticks making the same new marks
-    -- never wait on each other in a circle.
+    -- Ready marks (0.18.0): each queue ticked that runs jobs or has a mark
+    -- (tick(queue): that queue, which needs no look at the marks), in the
+    -- order of their names.
     PERFORM pgtq._raise_mark(r.queue, settle_below, settle_seq)
     FROM (SELECT unnest(busy_queues) AS queue
           UNION
-          SELECT m.queue FROM pgtq._ready_mark AS m WHERE m.queue = coalesce(tick.queue, m.queue)) AS r
+          SELECT m.queue FROM pgtq._ready_mark AS m WHERE tick.queue IS NULL) AS r
     ORDER BY r.queue;
 
     RETURN promoted + rescued + enqueued;

@@ -1,18 +1,26 @@
-"""Where pops and ticks read _ready_mark_low (schema 0.26.0): the records of
-jobs made ready by anything but a push (release, retry, promotion), which
-each tick reads and deletes.
+"""What pops and ticks read of the ready marks (schema 0.26.0), beside a
+snapshot held open, which keeps every row version written since it was
+taken. Each tick here is its own transaction, as a worker's is.
 
-Beside a snapshot held open, the deleted records stay in the table and its
-index. Until 0.26.0 every pop and every tick stepped over all of them. The
-records are now numbered, and the mark keeps the number below which every
-record of its queue was read and deleted (``lows_from``). Each tick here is
-its own transaction, as a worker's is. Here:
+The records of _ready_mark_low (jobs made ready by anything but a push:
+release, retry, promotion) are read and deleted by each tick. Until 0.26.0
+every pop and every tick stepped over all the deleted ones. The records
+are now numbered, and the mark keeps the number below which every record
+of its queue was read and deleted (``lows_from``):
 
-* beside a held snapshot, after 2,000 releases, a pop reads the records
-  since the last ticks only; with ``lows_from`` at 0 it reads them all;
+* after 2,000 releases, a pop reads the records since the last ticks only;
+  with ``lows_from`` at 0 it reads them all;
 * a release whose transaction stays open across ticks keeps ``lows_from``
   at or below its record, and a pop claims the job first once it commits,
   with no tick between.
+
+The mark was one row that every tick updated, and each read walked every
+version kept. A tick now writes the next generation and deletes the one it
+read; readers take the highest:
+
+* after 2,000 ticks, the index holds 2,000 entries of the queue and a pop
+  reads at most 3 of them;
+* two ticks that make a queue's first mark at once make one.
 """
 
 from __future__ import annotations
@@ -44,18 +52,17 @@ def claim_and_release(conn: psycopg.Connection[Any], count: int) -> None:
     """Claim one job and hand it back, ``count`` times in one transaction:
     each release writes a record."""
     conn.execute(
-        """
+        f"""
         DO $$
         DECLARE claimed record;
         BEGIN
-            FOR i IN 1 .. %s LOOP
+            FOR i IN 1 .. {int(count)} LOOP
                 SELECT c.id, c.lease INTO claimed FROM pgtq.pop('lows', 'w', 1) AS c;
                 PERFORM pgtq.release(claimed.id, claimed.lease);
             END LOOP;
         END
         $$
         """
-        % int(count)
     )
 
 
@@ -130,3 +137,37 @@ def test_a_release_left_open_across_ticks_is_claimed_first_once_it_commits(
         assert mark(db)["low_id"] > first[0], "the mark is above the released job"
         releaser.commit()
     assert scalar(db, "SELECT id FROM pgtq.pop(%s, 'w', 1)", (QUEUE,)) == first[0]
+
+
+def test_beside_a_held_snapshot_a_pop_reads_the_newest_generation_of_the_mark(
+    db: psycopg.Connection[Any], held_snapshot: None
+) -> None:
+    push_jobs(db, 500)
+    for _ in range(2000):
+        tick(db)
+    assert db.execute("SELECT count(*) FROM pgtq._ready_mark WHERE queue = %s", (QUEUE,)).fetchone() == (1,)
+    entries = "SELECT pg_stat_get_xact_tuples_returned('pgtq.ready_mark_pkey'::regclass)"
+    with db.transaction():
+        before = int(scalar(db, entries))
+        db.execute("SELECT count(*) FROM pgtq._ready_mark WHERE queue = %s AND generation > 0", (QUEUE,))
+        kept = int(scalar(db, entries)) - before
+    assert kept >= 2000, f"the index kept {kept} entries of the queue: the snapshot keeps every generation"
+    db.execute("BEGIN")
+    try:
+        before = int(scalar(db, entries))
+        assert db.execute("SELECT id FROM pgtq.pop(%s, 'w', 1)", (QUEUE,)).fetchone() is not None
+        reads = int(scalar(db, entries)) - before
+    finally:
+        db.execute("ROLLBACK")
+    assert reads <= 3, f"a pop read {reads} entries of the mark's index"
+
+
+def test_two_ticks_making_a_first_mark_at_once_make_one(dsn: str, db: psycopg.Connection[Any]) -> None:
+    push_jobs(db, 10)
+    with psycopg.connect(dsn) as first:
+        first.execute("SELECT pgtq.tick(%s)", (QUEUE,))  # left open: its new mark is not committed
+        tick(db)
+        first.commit()
+    assert db.execute("SELECT count(*) FROM pgtq._ready_mark WHERE queue = %s", (QUEUE,)).fetchone() == (1,)
+    tick(db)
+    assert db.execute("SELECT count(*) FROM pgtq._ready_mark WHERE queue = %s", (QUEUE,)).fetchone() == (1,)
