@@ -149,6 +149,17 @@ def db(dsn: str) -> Iterator[psycopg.Connection[Any]]:
 
 
 @pytest.fixture
+def held_snapshot(dsn: str) -> Iterator[None]:
+    """A read-only REPEATABLE READ snapshot held open (a long report) for
+    the test: every row version written meanwhile stays."""
+    with psycopg.connect(dsn) as holder:
+        holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        holder.execute("SELECT count(*) FROM pgtq._settings").fetchall()
+        yield
+        holder.rollback()
+
+
+@pytest.fixture
 def pops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The name of the thread of each claim that took jobs (``pgtq.pop``,
     alone or after outcomes), for tests of a worker in this process."""

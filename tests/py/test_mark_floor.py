@@ -17,11 +17,9 @@ transaction, where a tick moves no floor). Here:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-import pytest
 from conftest import scalar
 
 QUEUE = "floor"
@@ -74,16 +72,6 @@ def ready_ids(conn: psycopg.Connection[Any]) -> list[int]:
         "SELECT id FROM pgtq._job WHERE queue = %s AND state = 'ready' ORDER BY id", (QUEUE,)
     ).fetchall()
     return [row[0] for row in rows]
-
-
-@pytest.fixture
-def held_snapshot(dsn: str) -> Iterator[None]:
-    """A read-only REPEATABLE READ snapshot held open (a long report)."""
-    with psycopg.connect(dsn) as holder:
-        holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        holder.execute("SELECT count(*) FROM pgtq._settings").fetchall()
-        yield
-        holder.rollback()
 
 
 def test_beside_a_held_snapshot_a_tick_reads_from_the_floor(

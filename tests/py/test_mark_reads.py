@@ -25,11 +25,9 @@ read; readers take the highest:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-import pytest
 from conftest import scalar
 
 QUEUE = "lows"
@@ -84,16 +82,6 @@ def mark(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     row = cursor.fetchone()
     assert row is not None, "the queue has a mark"
     return dict(zip([column.name for column in cursor.description or []], row, strict=True))
-
-
-@pytest.fixture
-def held_snapshot(dsn: str) -> Iterator[None]:
-    """A read-only REPEATABLE READ snapshot held open (a long report)."""
-    with psycopg.connect(dsn) as holder:
-        holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        holder.execute("SELECT count(*) FROM pgtq._settings").fetchall()
-        yield
-        holder.rollback()
 
 
 def test_beside_a_held_snapshot_a_pop_reads_the_records_since_the_last_ticks(
