@@ -1293,7 +1293,9 @@ $$;
 -- from as_of on: its live running jobs, at most max_running of them
 -- (0.5.0; until 0.4.0 it looked at each live running job of every
 -- queue), in index order (0.20.0, enable_bitmapscan off, as in pop: tick
--- calls it too). Takes no lock (_room does).
+-- calls it too). Takes no lock (_room does). The window's first bucket
+-- is computed once (0.26.0: it was computed again for each bucket, 4 us
+-- each, 0.45 ms a pop once a busy queue filled its 101 buckets).
 CREATE FUNCTION pgtq._room_of(flow pgtq._queue, n integer, as_of timestamptz)
 RETURNS integer
 LANGUAGE plpgsql STABLE
@@ -1301,7 +1303,8 @@ SET search_path = pg_catalog, pgtq, pg_temp
 SET enable_bitmapscan = off
 AS $$
 DECLARE
-    room bigint := _room_of.n;
+    room         bigint := _room_of.n;
+    window_start bigint;  -- the first bucket of the rate window
 BEGIN
     IF flow.paused_at IS NOT NULL THEN
         RETURN 0;
@@ -1313,10 +1316,10 @@ BEGIN
                                                   AND r.queue = flow.queue));
     END IF;
     IF flow.rate_limit IS NOT NULL THEN
+        window_start := pgtq._rate_slot(_room_of.as_of, flow.rate_period) - 100;
         room := least(room, flow.rate_limit - (SELECT coalesce(sum(w.jobs), 0)
                                                FROM unnest(flow.rate_slots, flow.rate_starts) AS w (slot, jobs)
-                                               WHERE w.slot >= pgtq._rate_slot(_room_of.as_of, flow.rate_period)
-                                                               - 100));
+                                               WHERE w.slot >= window_start));
     END IF;
     RETURN greatest(room, 0);
 END
@@ -1593,7 +1596,9 @@ $$;
 -- limit; otherwise it does nothing) that `jobs` of its jobs started at
 -- as_of, in the bucket of as_of (_rate_slot), and drops the buckets that
 -- left the window, so the row keeps at most 101 buckets. The caller holds
--- the row's lock (_room), so no start is lost to a concurrent pop.
+-- the row's lock (_room), so no start is lost to a concurrent pop. The
+-- bucket of as_of is computed once (0.26.0: once per bucket before, as in
+-- _room_of).
 CREATE FUNCTION pgtq._count_starts(queue text, jobs integer, as_of timestamptz)
 RETURNS void
 LANGUAGE plpgsql
@@ -1603,13 +1608,14 @@ BEGIN
     UPDATE pgtq._queue AS f
     SET (rate_slots, rate_starts) = (
         SELECT coalesce(array_agg(b.slot ORDER BY b.slot), '{}'), coalesce(array_agg(b.jobs ORDER BY b.slot), '{}')
-        FROM (SELECT w.slot, sum(w.jobs)::integer AS jobs
-              FROM (SELECT u.slot, u.jobs
-                    FROM unnest(f.rate_slots, f.rate_starts) AS u (slot, jobs)
-                    WHERE u.slot >= pgtq._rate_slot(_count_starts.as_of, f.rate_period) - 100
-                    UNION ALL
-                    SELECT pgtq._rate_slot(_count_starts.as_of, f.rate_period), _count_starts.jobs) AS w
-              GROUP BY w.slot) AS b)
+        FROM (SELECT pgtq._rate_slot(_count_starts.as_of, f.rate_period) AS slot OFFSET 0) AS now_bucket,
+             LATERAL (SELECT w.slot, sum(w.jobs)::integer AS jobs
+                      FROM (SELECT u.slot, u.jobs
+                            FROM unnest(f.rate_slots, f.rate_starts) AS u (slot, jobs)
+                            WHERE u.slot >= now_bucket.slot - 100
+                            UNION ALL
+                            SELECT now_bucket.slot, _count_starts.jobs) AS w
+                      GROUP BY w.slot) AS b)
     WHERE f.queue = _count_starts.queue
       AND f.rate_limit IS NOT NULL;
 END
