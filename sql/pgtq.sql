@@ -1938,17 +1938,16 @@ BEGIN
             RETURN;  -- another tick is setting it
         END IF;
     END IF;
+    read_from := coalesce(mark.lows_from, 0);
     IF EXISTS (SELECT 1 FROM pgtq._job AS k
                WHERE k.queue = _raise_mark.queue AND k.state = 'ready' AND k.lock_key IS NOT NULL) THEN
-        DELETE FROM pgtq._ready_mark_low AS l
-        WHERE l.queue = _raise_mark.queue AND l.seq >= coalesce(mark.lows_from, 0);
+        DELETE FROM pgtq._ready_mark_low AS l WHERE l.queue = _raise_mark.queue AND l.seq >= read_from;
         DELETE FROM pgtq._ready_mark AS m WHERE m.queue = _raise_mark.queue AND m.generation = mark.generation;
         RETURN;  -- pop takes the keyed path and reads no mark
     END IF;
     unused_id := pgtq._unused_job_id();
     -- Taken before the look, so the look sees every push it says ended.
     oldest_xid := pg_snapshot_xmin(pg_current_snapshot());
-    read_from := coalesce(mark.lows_from, 0);
     WITH gone AS (
         DELETE FROM pgtq._ready_mark_low AS l WHERE l.queue = _raise_mark.queue AND l.seq >= read_from
         RETURNING l.priority, l.id
