@@ -21,19 +21,13 @@ from typing import Any
 
 import psycopg
 from conftest import scalar
+from ready_marks import MarkedQueue
 
 QUEUE = "floor"
-
-
-def tick(conn: psycopg.Connection[Any]) -> None:
-    conn.execute("SELECT pgtq.tick(%s)", (QUEUE,))
-
-
-def push_jobs(conn: psycopg.Connection[Any], count: int) -> None:
-    conn.execute(
-        "SELECT pgtq.push_many(%s, 't', array_fill('[]'::jsonb, ARRAY[%s]))",
-        (QUEUE, count),
-    )
+QUEUE_UNDER_TEST = MarkedQueue(QUEUE)
+tick = QUEUE_UNDER_TEST.tick
+push_jobs = QUEUE_UNDER_TEST.push_jobs
+mark = QUEUE_UNDER_TEST.mark
 
 
 def claim_and_complete(conn: psycopg.Connection[Any], count: int, tick_every: int = 500) -> None:
@@ -58,13 +52,6 @@ def ready_index_reads_of_tick(conn: psycopg.Connection[Any]) -> int:
         before = int(scalar(conn, count))
         tick(conn)
         return int(scalar(conn, count)) - before
-
-
-def mark(conn: psycopg.Connection[Any]) -> dict[str, Any]:
-    cursor = conn.execute("SELECT * FROM pgtq._ready_mark WHERE queue = %s", (QUEUE,))
-    row = cursor.fetchone()
-    assert row is not None, "the queue has a mark"
-    return dict(zip([column.name for column in cursor.description or []], row, strict=True))
 
 
 def ready_ids(conn: psycopg.Connection[Any]) -> list[int]:

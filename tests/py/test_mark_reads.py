@@ -29,21 +29,15 @@ from typing import Any
 
 import psycopg
 from conftest import scalar
+from ready_marks import MarkedQueue
 
 QUEUE = "lows"
+QUEUE_UNDER_TEST = MarkedQueue(QUEUE)
+tick = QUEUE_UNDER_TEST.tick
+push_jobs = QUEUE_UNDER_TEST.push_jobs
+mark = QUEUE_UNDER_TEST.mark
 ROUNDS = 20
 RELEASES_PER_ROUND = 100
-
-
-def tick(conn: psycopg.Connection[Any]) -> None:
-    conn.execute("SELECT pgtq.tick(%s)", (QUEUE,))
-
-
-def push_jobs(conn: psycopg.Connection[Any], count: int) -> None:
-    conn.execute(
-        "SELECT pgtq.push_many(%s, 't', array_fill('[]'::jsonb, ARRAY[%s]))",
-        (QUEUE, count),
-    )
 
 
 def claim_and_release(conn: psycopg.Connection[Any], count: int) -> None:
@@ -75,13 +69,6 @@ def record_reads_of_pop(conn: psycopg.Connection[Any]) -> int:
         return int(scalar(conn, count)) - before
     finally:
         conn.execute("ROLLBACK")
-
-
-def mark(conn: psycopg.Connection[Any]) -> dict[str, Any]:
-    cursor = conn.execute("SELECT * FROM pgtq._ready_mark WHERE queue = %s", (QUEUE,))
-    row = cursor.fetchone()
-    assert row is not None, "the queue has a mark"
-    return dict(zip([column.name for column in cursor.description or []], row, strict=True))
 
 
 def test_beside_a_held_snapshot_a_pop_reads_the_records_since_the_last_ticks(
