@@ -264,20 +264,19 @@ CREATE INDEX job_keyed_ready_idx ON pgtq._job (queue)
 --   paused_at    when pause() paused it (NULL: not paused);
 --   max_running  at most this many of its jobs run with a live lease;
 --   rate_limit   at most this many of its jobs start in any window of
---   rate_period  rate_period (both NULL: no rate limit);
---   rate_slots,  the starts of the rate window: jobs started (rate_starts[i])
---   rate_starts  per bucket of rate_period / 100 (rate_slots[i], _rate_slot);
---                only buckets of the last rate_period are kept.
+--   rate_period  rate_period (both NULL: no rate limit; the starts are
+--                counted in _rate_start).
 -- pop() of a paused or limited queue locks its row while it counts and
--- claims (_room): pops of one such queue take turns.
+-- claims (_room): pops of one such queue take turns. Pops only lock the
+-- row, they never write it (0.27.0: the starts of the rate window were
+-- two arrays of this row, rewritten by every pop of a rate-limited queue,
+-- and beside a held snapshot every read of the row walked every version).
 CREATE TABLE pgtq._queue (
     queue        text NOT NULL,
     paused_at    timestamptz,
     max_running  integer,
     rate_limit   integer,
     rate_period  interval,
-    rate_slots   bigint[] NOT NULL DEFAULT '{}',
-    rate_starts  integer[] NOT NULL DEFAULT '{}',
     updated_at   timestamptz NOT NULL,
     CONSTRAINT queue_pkey PRIMARY KEY (queue),
     CONSTRAINT queue_max_running_ck CHECK (max_running BETWEEN 1 AND 100000),
@@ -285,9 +284,25 @@ CREATE TABLE pgtq._queue (
     CONSTRAINT queue_rate_period_ck CHECK (
         (rate_limit IS NULL) = (rate_period IS NULL)
         AND rate_period BETWEEN interval '10 milliseconds' AND interval '1 year'),
-    CONSTRAINT queue_rate_window_ck CHECK (cardinality(rate_slots) = cardinality(rate_starts)),
     CONSTRAINT queue_configured_ck CHECK (
         paused_at IS NOT NULL OR max_running IS NOT NULL OR rate_limit IS NOT NULL)
+);
+
+-- The starts of each rate-limited queue's rate window (0.27.0): how many
+-- of its jobs started (`jobs`) in each bucket of rate_period / 100 (`slot`,
+-- _rate_slot). A pop that starts jobs adds them to the bucket of its
+-- as_of (_count_starts), so a row is updated only within its own bucket;
+-- the buckets that left the window are deleted as new ones come, and
+-- those of a queue whose rate_period changed or whose rate limit was
+-- removed by configure_queue. Readers sum the window's buckets, at most
+-- 101 rows, which the primary key's range from the window's first bucket
+-- serves: neither the deleted buckets nor their versions kept for a held
+-- snapshot lie in that range.
+CREATE TABLE pgtq._rate_start (
+    queue  text NOT NULL,
+    slot   bigint NOT NULL,
+    jobs   integer NOT NULL,
+    CONSTRAINT rate_start_pkey PRIMARY KEY (queue, slot)
 );
 
 -- Periodic tasks: one row per schedule name, written by schedule() and
@@ -585,8 +600,9 @@ SELECT coalesce(f.queue, live.queue) AS queue,
        coalesce(live.running, 0) AS running,
        CASE WHEN f.rate_limit IS NOT NULL THEN
            (SELECT coalesce(sum(w.jobs), 0)
-            FROM unnest(f.rate_slots, f.rate_starts) AS w (slot, jobs)
-            WHERE w.slot >= floor(extract(epoch FROM now()) * 100 / extract(epoch FROM f.rate_period)) - 100)
+            FROM pgtq._rate_start AS w
+            WHERE w.queue = f.queue
+              AND w.slot >= floor(extract(epoch FROM now()) * 100 / extract(epoch FROM f.rate_period))::bigint - 100)
        END AS rate_used,
        coalesce(live.ready, 0) AS ready,
        coalesce(live.scheduled, 0) AS scheduled,
@@ -1289,18 +1305,22 @@ $$;
 -- more, whether tick rescued it yet or not; a job that ended counts no
 -- more once its end committed); with rate_limit, the starts left in its
 -- rate window: rate_limit minus the jobs started in the window's buckets
--- (_rate_slot). Counting reads the queue's entries of job_running_idx
--- from as_of on: its live running jobs, at most max_running of them
--- (0.5.0; until 0.4.0 it looked at each live running job of every
--- queue), in index order (0.20.0, enable_bitmapscan off, as in pop: tick
--- calls it too). Takes no lock (_room does). The window's first bucket
--- is computed once (0.26.0: it was computed again for each bucket, 4 us
+-- (_rate_slot; 0.27.0: rows of _rate_start, read by the primary key from
+-- the window's first bucket). Counting reads the queue's entries of
+-- job_running_idx from as_of on: its live running jobs, at most
+-- max_running of them (0.5.0; until 0.4.0 it looked at each live running
+-- job of every queue), in index order (0.20.0, enable_bitmapscan off, as
+-- in pop: tick calls it too; 0.27.0: enable_seqscan off too, for
+-- _rate_start, and so jit off). Takes no lock (_room does). The window's
+-- first bucket is computed once (0.26.0: it was computed again for each bucket, 4 us
 -- each, 0.45 ms a pop once a busy queue filled its 101 buckets).
 CREATE FUNCTION pgtq._room_of(flow pgtq._queue, n integer, as_of timestamptz)
 RETURNS integer
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pgtq, pg_temp
+SET enable_seqscan = off
 SET enable_bitmapscan = off
+SET jit = off
 AS $$
 DECLARE
     room         bigint := _room_of.n;
@@ -1318,8 +1338,8 @@ BEGIN
     IF flow.rate_limit IS NOT NULL THEN
         window_start := pgtq._rate_slot(_room_of.as_of, flow.rate_period) - 100;
         room := least(room, flow.rate_limit - (SELECT coalesce(sum(w.jobs), 0)
-                                               FROM unnest(flow.rate_slots, flow.rate_starts) AS w (slot, jobs)
-                                               WHERE w.slot >= window_start));
+                                               FROM pgtq._rate_start AS w
+                                               WHERE w.queue = flow.queue AND w.slot >= window_start));
     END IF;
     RETURN greatest(room, 0);
 END
@@ -1594,30 +1614,50 @@ $$;
 
 -- Guarantees: records in the rate window of `queue` (when it has a rate
 -- limit; otherwise it does nothing) that `jobs` of its jobs started at
--- as_of, in the bucket of as_of (_rate_slot), and drops the buckets that
--- left the window, so the row keeps at most 101 buckets. The caller holds
--- the row's lock (_room), so no start is lost to a concurrent pop. The
--- bucket of as_of is computed once (0.26.0: once per bucket before, as in
--- _room_of).
+-- as_of: adds them to the bucket of as_of (_rate_slot), its row of
+-- _rate_start (0.27.0; a row per bucket, where 0.26.0 rewrote two arrays
+-- of the queue's _queue row at every pop). The caller holds the lock of
+-- the queue's _queue row (_room), so no start is lost to a concurrent pop
+-- and the rate_period read here is the one in force. A bucket newer than
+-- the queue's newest deletes the buckets that left the window: those
+-- from 100 before the previous newest up to 100 before the new one. So a
+-- queue keeps the buckets of one window (a start whose as_of lies more
+-- than a window before the queue's newest keeps its row until
+-- configure_queue changes the period), and no delete reads the range of
+-- an earlier one, where the deleted buckets and every version of them
+-- stay beside a held snapshot. Runs with pop's settings (sequential scans
+-- off), its one caller.
 CREATE FUNCTION pgtq._count_starts(queue text, jobs integer, as_of timestamptz)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
+DECLARE
+    now_slot    bigint;  -- the bucket of as_of
+    newest_slot bigint;  -- the queue's newest bucket before this start
 BEGIN
-    UPDATE pgtq._queue AS f
-    SET (rate_slots, rate_starts) = (
-        SELECT coalesce(array_agg(b.slot ORDER BY b.slot), '{}'), coalesce(array_agg(b.jobs ORDER BY b.slot), '{}')
-        FROM (SELECT pgtq._rate_slot(_count_starts.as_of, f.rate_period) AS slot OFFSET 0) AS now_bucket,
-             LATERAL (SELECT w.slot, sum(w.jobs)::integer AS jobs
-                      FROM (SELECT u.slot, u.jobs
-                            FROM unnest(f.rate_slots, f.rate_starts) AS u (slot, jobs)
-                            WHERE u.slot >= now_bucket.slot - 100
-                            UNION ALL
-                            SELECT now_bucket.slot, _count_starts.jobs) AS w
-                      GROUP BY w.slot) AS b)
-    WHERE f.queue = _count_starts.queue
-      AND f.rate_limit IS NOT NULL;
+    SELECT pgtq._rate_slot(_count_starts.as_of, f.rate_period) INTO now_slot
+    FROM pgtq._queue AS f
+    WHERE f.queue = _count_starts.queue AND f.rate_limit IS NOT NULL;
+    IF now_slot IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT max(w.slot) INTO newest_slot FROM pgtq._rate_start AS w WHERE w.queue = _count_starts.queue;
+    IF newest_slot = now_slot THEN
+        UPDATE pgtq._rate_start AS w
+        SET jobs = w.jobs + _count_starts.jobs
+        WHERE w.queue = _count_starts.queue AND w.slot = now_slot;
+        RETURN;
+    END IF;
+    INSERT INTO pgtq._rate_start AS w (queue, slot, jobs)
+    VALUES (_count_starts.queue, now_slot, _count_starts.jobs)
+    ON CONFLICT ON CONSTRAINT rate_start_pkey DO UPDATE
+    SET jobs = w.jobs + excluded.jobs;
+    IF newest_slot < now_slot THEN
+        DELETE FROM pgtq._rate_start AS w
+        WHERE w.queue = _count_starts.queue
+          AND w.slot >= newest_slot - 100 AND w.slot < now_slot - 100;
+    END IF;
 END
 $$;
 
@@ -4055,25 +4095,67 @@ BEGIN
 END
 $$;
 
--- Guarantees: gives a failed or cancelled job a fresh start: ready at once,
+-- Guarantees: gives the failed and cancelled jobs among `ids` a fresh
+-- start (0.27.0; the rule of retry and retry_failed): ready at as_of,
 -- attempt count reset to 0, cancel request and waiters cleared (the
--- earlier waiters were told its outcome), error and result kept for the
--- record until the next attempt. Returns true if it did, false for any
--- other state or an unknown id. A keyed job whose key another pending job
--- holds is not retried: that raises PT006 naming the job holding the key
--- (retry that one's work through it). The job made ready is recorded for
--- the ready marks (0.18.0, _lower_marks). A NULL id or a NULL or infinite
--- as_of raises PT004.
+-- earlier waiters were told the outcome), error and result kept for the
+-- record until the next attempt; a job in any other state, or an unknown
+-- id, is left as it is. The jobs made ready are recorded for the ready
+-- marks (_lower_marks), and each queue that got some is announced once.
+-- Returns how many it retried. A keyed job whose key another pending job
+-- holds raises unique_violation (job_key_pending_idx), which each caller
+-- turns into its own PT006.
+CREATE FUNCTION pgtq._restart(ids bigint[], as_of timestamptz)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    restarted        integer;
+    restarted_queues text[];
+BEGIN
+    WITH moved AS (
+        UPDATE pgtq._job AS j
+        SET state = 'ready',
+            attempt = 0,
+            run_at = _restart.as_of,
+            started_at = NULL,
+            finished_at = NULL,
+            worker = NULL,
+            cancel_requested_at = NULL,
+            waiters = 0
+        WHERE j.id = ANY (_restart.ids)
+          AND j.state IN ('failed', 'cancelled')
+        RETURNING j.queue, j.priority, j.id, j.lock_key
+    ), lowered AS (
+        SELECT pgtq._lower_marks(array_agg(moved.queue), array_agg(moved.priority), array_agg(moved.id),
+                                 array_agg(moved.lock_key))
+        FROM moved
+    )
+    SELECT count(*), coalesce(array_agg(DISTINCT moved.queue), '{}')
+    INTO restarted, restarted_queues
+    FROM moved, lowered;
+    PERFORM pgtq._announce(q.queue) FROM unnest(restarted_queues) AS q (queue);
+    RETURN restarted;
+END
+$$;
+
+-- Guarantees: gives a failed or cancelled job a fresh start (_restart):
+-- ready at once, attempt count reset to 0, cancel request and waiters
+-- cleared, error and result kept for the record until the next attempt.
+-- Returns true if it did, false for any other state or an unknown id. A
+-- keyed job whose key another pending job holds is not retried: that
+-- raises PT006 naming the job holding the key (retry that one's work
+-- through it). The job made ready is recorded for the ready marks
+-- (0.18.0, _lower_marks). A NULL id or a NULL or infinite as_of raises
+-- PT004.
 CREATE FUNCTION pgtq.retry(id bigint, as_of timestamptz DEFAULT now())
 RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
 DECLARE
-    retried_queue    text;
-    retried_priority integer;
-    retried_lock_key text;
-    holder           record;
+    holder record;
 BEGIN
     IF retry.id IS NULL THEN
         RAISE EXCEPTION 'pgtq: id must not be NULL' USING ERRCODE = 'PT004';
@@ -4082,18 +4164,7 @@ BEGIN
         PERFORM pgtq._reject_time('as_of', retry.as_of);
     END IF;
     BEGIN
-        UPDATE pgtq._job AS j
-        SET state = 'ready',
-            attempt = 0,
-            run_at = retry.as_of,
-            started_at = NULL,
-            finished_at = NULL,
-            worker = NULL,
-            cancel_requested_at = NULL,
-            waiters = 0
-        WHERE j.id = retry.id
-          AND j.state IN ('failed', 'cancelled')
-        RETURNING j.queue, j.priority, j.lock_key INTO retried_queue, retried_priority, retried_lock_key;
+        RETURN pgtq._restart(ARRAY[retry.id], retry.as_of) > 0;
     EXCEPTION WHEN unique_violation THEN
         SELECT p.id, p.job_key INTO holder
         FROM pgtq._job AS j
@@ -4104,13 +4175,6 @@ BEGIN
                 retry.id, holder.id, quote_literal(holder.job_key)
             USING ERRCODE = 'PT006';
     END;
-    IF retried_queue IS NULL THEN
-        RETURN false;
-    END IF;
-    PERFORM pgtq._lower_marks(ARRAY[retried_queue], ARRAY[retried_priority], ARRAY[retry.id],
-                              ARRAY[retried_lock_key]);
-    PERFORM pgtq._announce(retried_queue);
-    RETURN true;
 END
 $$;
 
@@ -4214,14 +4278,22 @@ BEGIN
 END
 $$;
 
--- Guarantees: retries every failed job of `queue` and `task` (NULL: any),
--- each exactly as retry() does (ready at once, attempt count reset), in
--- the caller's transaction, and returns how many it retried. One server-
--- side loop over retry(), so the rule lives in retry() alone; the failed
--- jobs are found through job_failed_idx (failed jobs only), locked with
--- FOR UPDATE SKIP LOCKED, so jobs another session is changing are left
--- alone. Cancelled jobs are not touched. A bad queue or task name raises
--- PT003, a NULL or infinite as_of PT004, and retries nothing.
+-- Guarantees: retries the failed jobs of `queue` and `task` (NULL: any),
+-- each as retry() does (_restart: ready at once, attempt count reset,
+-- cancel request and waiters cleared), in the caller's transaction, and returns
+-- how many it retried. The failed jobs are found through job_failed_idx
+-- (failed jobs only) and locked with FOR UPDATE SKIP LOCKED, so jobs
+-- another session is changing are left alone; cancelled jobs are not
+-- touched. Jobs with a job_key (0.27.0): one whose key a pending job of
+-- its queue holds stays failed (that job does its work; retry() raises
+-- PT006 for it), and of failed jobs that share a key only the newest is
+-- retried, so the call never stops at a key. One statement for all the
+-- jobs (0.27.0: one retry() call and one subtransaction each before, 236
+-- us a job, and past 64 subtransactions in one transaction every other
+-- session's snapshots grow slower to check). A job pushed with one of
+-- the keys while it runs raises PT006, retrying nothing. A bad queue or
+-- task name raises PT003, a NULL or infinite as_of PT004, and retries
+-- nothing.
 CREATE FUNCTION pgtq.retry_failed(queue text DEFAULT NULL,
                                   task text DEFAULT NULL,
                                   as_of timestamptz DEFAULT now())
@@ -4230,8 +4302,7 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
 DECLARE
-    failed_id  bigint;
-    retried    integer := 0;
+    retried integer;
 BEGIN
     IF retry_failed.queue IS NOT NULL THEN
         PERFORM pgtq._checked_name('queue', retry_failed.queue);
@@ -4242,19 +4313,32 @@ BEGIN
     IF NOT coalesce(isfinite(retry_failed.as_of), false) THEN
         PERFORM pgtq._reject_time('as_of', retry_failed.as_of);
     END IF;
-    FOR failed_id IN
-        SELECT f.id
-        FROM pgtq._job AS f
-        WHERE f.state = 'failed'
-          AND f.queue = coalesce(retry_failed.queue, f.queue)
-          AND f.task = coalesce(retry_failed.task, f.task)
-        ORDER BY f.id
-        FOR UPDATE SKIP LOCKED
-    LOOP
-        IF pgtq.retry(failed_id, retry_failed.as_of) THEN
-            retried := retried + 1;
-        END IF;
-    END LOOP;
+    BEGIN
+        retried := pgtq._restart(
+            ARRAY(WITH failed AS MATERIALIZED (
+                      SELECT f.id, f.queue, f.job_key
+                      FROM pgtq._job AS f
+                      WHERE f.state = 'failed'
+                        AND f.queue = coalesce(retry_failed.queue, f.queue)
+                        AND f.task = coalesce(retry_failed.task, f.task)
+                      ORDER BY f.id
+                      FOR UPDATE SKIP LOCKED
+                  )
+                  SELECT f.id FROM failed AS f WHERE f.job_key IS NULL
+                  UNION ALL
+                  SELECT max(f.id)
+                  FROM failed AS f
+                  WHERE f.job_key IS NOT NULL
+                    AND NOT EXISTS (SELECT 1 FROM pgtq._job AS p
+                                    WHERE p.queue = f.queue AND p.job_key = f.job_key
+                                      AND p.state IN ('scheduled', 'ready'))
+                  GROUP BY f.queue, f.job_key),
+            retry_failed.as_of);
+    EXCEPTION WHEN unique_violation THEN
+        RAISE EXCEPTION 'pgtq: retry_failed retried nothing: a job pushed meanwhile holds the job_key of a '
+                        'failed job (call it again)'
+            USING ERRCODE = 'PT006';
+    END;
     RETURN retried;
 END
 $$;
@@ -4891,7 +4975,8 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
 DECLARE
-    changed boolean;
+    changed    boolean;
+    old_period interval;  -- the rate_period before this call (NULL: none)
 BEGIN
     PERFORM pgtq._checked_name('queue', configure_queue.queue);
     IF configure_queue.max_running NOT BETWEEN 1 AND 100000 THEN
@@ -4920,6 +5005,7 @@ BEGIN
     END IF;
 
     PERFORM pgtq._lock_settings(configure_queue.queue);
+    SELECT f.rate_period INTO old_period FROM pgtq._queue AS f WHERE f.queue = configure_queue.queue;
     IF configure_queue.max_running IS NULL AND configure_queue.rate_limit IS NULL THEN
         -- No limits: a queue that is not paused has nothing left to control.
         DELETE FROM pgtq._queue AS f WHERE f.queue = configure_queue.queue AND f.paused_at IS NULL;
@@ -4929,8 +5015,6 @@ BEGIN
             SET max_running = NULL,
                 rate_limit = NULL,
                 rate_period = NULL,
-                rate_slots = '{}',
-                rate_starts = '{}',
                 updated_at = configure_queue.as_of
             WHERE f.queue = configure_queue.queue
               AND (f.max_running IS NOT NULL OR f.rate_limit IS NOT NULL);
@@ -4944,14 +5028,20 @@ BEGIN
         SET max_running = excluded.max_running,
             rate_limit = excluded.rate_limit,
             rate_period = excluded.rate_period,
-            rate_slots = CASE WHEN f.rate_period = excluded.rate_period THEN f.rate_slots ELSE '{}' END,
-            rate_starts = CASE WHEN f.rate_period = excluded.rate_period THEN f.rate_starts ELSE '{}' END,
             updated_at = excluded.updated_at
         WHERE (f.max_running, f.rate_limit, f.rate_period)
               IS DISTINCT FROM (excluded.max_running, excluded.rate_limit, excluded.rate_period);
         changed := FOUND;
     END IF;
+    -- The rate window starts empty under a new rate_period, and goes with
+    -- the rate limit (the row's lock, taken above, waits for the pops
+    -- that counted starts under the old one).
     IF changed THEN
+        DELETE FROM pgtq._rate_start AS w
+        WHERE w.queue = configure_queue.queue
+          AND NOT EXISTS (SELECT 1 FROM pgtq._queue AS f
+                          WHERE f.queue = configure_queue.queue
+                            AND f.rate_period = old_period);
         PERFORM pgtq._announce(configure_queue.queue);
     END IF;
     RETURN changed;

@@ -2,7 +2,7 @@
 -- jobs at once), purge (finished jobs by state, queue and age, in
 -- batches) and delete_job (one finished job).
 BEGIN;
-SELECT plan(20);
+SELECT plan(23);
 SET LOCAL TIME ZONE 'UTC';
 
 -- Failed jobs in two queues and two tasks, a cancelled one, a done one.
@@ -38,6 +38,26 @@ SELECT is(pgtq.retry_failed(), 1, 'retry_failed() retries every queue''s');
 SELECT is((SELECT count(*)::int FROM pgtq.jobs WHERE state = 'failed'), 0, 'no failed job is left');
 SELECT is(pgtq.retry_failed('nowhere'), 0, 'an unknown queue retries nothing');
 
+-- Job keys (0.27.0): x1 and x2 failed with key x, y1 with key y, which a
+-- pending job (y2) holds now, and n1 without a key.
+CREATE FUNCTION pg_temp.push_and_fail(name text, key text) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO made SELECT name, pgtq.push('kq', 't', max_attempts => 1, job_key => key, as_of => '2030-01-01 00:00+00');
+    SELECT pgtq.fail(c.id, c.lease, 'boom', as_of => '2030-01-01 00:01+00')
+    FROM pgtq.pop('kq', n => 10, as_of => '2030-01-01 00:00+00') AS c;
+$$;
+SELECT pg_temp.push_and_fail('x1', 'x');
+SELECT pg_temp.push_and_fail('x2', 'x');
+SELECT pg_temp.push_and_fail('y1', 'y');
+SELECT pg_temp.push_and_fail('n1', NULL);
+INSERT INTO made SELECT 'y2', pgtq.push('kq', 't', job_key => 'y', as_of => '2030-01-01 00:02+00');
+SELECT is(pgtq.retry_failed('kq', as_of => '2030-01-01 01:00+00'), 2,
+    'retry_failed does not stop at a job key: it retries two of the four');
+SELECT is((SELECT array_agg(m.name || ':' || j.state ORDER BY m.name) FROM made m JOIN pgtq.jobs j USING (id)
+           WHERE m.name IN ('x1', 'x2', 'y1', 'y2', 'n1')),
+    ARRAY['n1:ready', 'x1:failed', 'x2:ready', 'y1:failed', 'y2:ready'],
+    'the newest of key x, none of key y (y2 holds it), and the one without a key');
+SELECT is(pgtq.retry_failed('kq', as_of => '2030-01-01 01:00+00'), 0, 'the keys stay held: nothing more to retry');
+
 -- ------------------------------------------------------------------ purge
 -- Finished: 'cancelled' (00:02), 'done' (00:03), and five more done ones.
 SELECT pgtq.cancel(pgtq.push('qd', 'old', as_of => '2030-01-01 00:00+00'),
@@ -53,8 +73,8 @@ SELECT is((SELECT array_agg(finished_at ORDER BY finished_at) FROM pgtq.jobs WHE
     'the oldest go first');
 SELECT is(pgtq.purge('0', '{cancelled}', as_of => '2030-01-01 01:00+00'), 4,
     'without a queue, every queue''s (qd''s three and qa''s one)');
-SELECT is((SELECT count(*)::int FROM pgtq.jobs WHERE state IN ('ready', 'scheduled', 'running')), 5,
-    'live jobs are never purged');
+SELECT is((SELECT count(*)::int FROM pgtq.jobs WHERE state IN ('ready', 'scheduled', 'running')), 8,
+    'live jobs are never purged (the five retried first, x2, y2 and n1)');
 
 -- ------------------------------------------------------------- delete_job
 SELECT is(pgtq.delete_job(id), false, 'delete_job leaves a live job alone (cancel it first)') FROM made WHERE name = 'b';

@@ -4,7 +4,7 @@
 -- buckets of P / 100: a start is forgotten between P and 1.01 P after it).
 -- (Workers and the database clock: tests/py/test_flow_control.py.)
 BEGIN;
-SELECT plan(23);
+SELECT plan(31);
 SET LOCAL TIME ZONE 'UTC';
 
 -- How many jobs of `queue` a pop of up to n claims at `at`.
@@ -63,6 +63,43 @@ SELECT pgtq.push('live', 't') FROM generate_series(1, 4);
 SELECT is(pg_temp.starts('live', 3, now()), 3, 'three start now');
 SELECT is((SELECT rate_used::text || ' of ' || rate_limit FROM pgtq.queues WHERE queue = 'live'), '3 of 5',
     'pgtq.queues shows the starts of the window');
+
+-- The starts are rows of _rate_start, one per bucket (0.27.0): a queue
+-- keeps those of one window, however long it runs.
+SELECT pgtq.push('long', 't', as_of => '2030-01-01 00:00+00') FROM generate_series(1, 400);
+SELECT pgtq.configure_queue('long', rate_limit => 1000, rate_period => '1 minute', as_of => '2030-01-01 00:00+00');
+SELECT is((SELECT sum(pg_temp.starts('long', 1, '2030-01-01 00:00+00'::timestamptz + n * interval '0.7 seconds'))::int
+           FROM generate_series(0, 299) AS n),
+    300, '300 pops, 0.7 s apart over three and a half minutes, start one job each');
+-- The buckets of the starts of the last pop's window, from the jobs themselves.
+CREATE TEMP VIEW long_window AS
+SELECT b.slot, count(*)::integer AS jobs
+FROM (SELECT pgtq._rate_slot(j.started_at, '1 minute') AS slot FROM pgtq.jobs AS j
+      WHERE j.queue = 'long' AND j.started_at IS NOT NULL) AS b
+WHERE b.slot >= pgtq._rate_slot('2030-01-01 00:00+00'::timestamptz + 299 * interval '0.7 seconds', '1 minute') - 100
+GROUP BY b.slot;
+SELECT is((SELECT array_agg(w.slot || ':' || w.jobs ORDER BY w.slot) FROM pgtq._rate_start AS w WHERE w.queue = 'long'),
+    (SELECT array_agg(l.slot || ':' || l.jobs ORDER BY l.slot) FROM long_window AS l),
+    'the queue keeps exactly the buckets of the last window, each with its starts');
+SELECT cmp_ok((SELECT count(*)::int FROM pgtq._rate_start WHERE queue = 'long'), '<=', 101,
+    'at most 101 rows, not one per pop');
+SELECT is(pgtq._room_of(f, 1000, '2030-01-01 00:00+00'::timestamptz + 299 * interval '0.7 seconds'),
+    1000 - (SELECT sum(jobs)::int FROM long_window), 'a pop then has room for the limit less those starts')
+FROM pgtq._queue AS f WHERE f.queue = 'long';
+SELECT is(pg_temp.starts('long', 1, '2030-01-01 00:00+00'::timestamptz + 298 * interval '0.7 seconds'), 1,
+    'a pop whose as_of is a little older starts a job too');
+SELECT is((SELECT jobs FROM pgtq._rate_start WHERE queue = 'long'
+           AND slot = pgtq._rate_slot('2030-01-01 00:00+00'::timestamptz + 298 * interval '0.7 seconds', '1 minute')),
+    (SELECT l.jobs FROM long_window AS l
+     WHERE l.slot = pgtq._rate_slot('2030-01-01 00:00+00'::timestamptz + 298 * interval '0.7 seconds', '1 minute')
+       AND l.jobs = 2),
+    'and adds it to its own bucket, which holds two starts now');
+SELECT pgtq.configure_queue('long', rate_limit => 999, rate_period => '1 minute');
+SELECT is((SELECT count(*)::int FROM pgtq._rate_start WHERE queue = 'long'), (SELECT count(*)::int FROM long_window),
+    'a new rate_limit with the same rate_period keeps the buckets');
+SELECT pgtq.configure_queue('long', max_running => 5);
+SELECT is((SELECT count(*)::int FROM pgtq._rate_start WHERE queue = 'long'), 0,
+    'removing the rate limit deletes them');
 
 SELECT * FROM finish();
 ROLLBACK;
