@@ -118,6 +118,10 @@ bench-claim-cost: system-deps $(BENCH_VENV)/.installed ## where a claim's server
 bench-tick-cost: system-deps $(BENCH_VENV)/.installed ## what a tick costs beside a held snapshot: the ready mark's look (a few minutes)
 	$(BENCH_VENV)/bin/python -m bench.tick_cost $(BENCH_ARGS)
 
+.PHONY: bench-rate-cost
+bench-rate-cost: system-deps $(BENCH_VENV)/.installed ## what a pop of a rate-limited queue costs beside a held snapshot (a few minutes)
+	$(BENCH_VENV)/bin/python -m bench.rate_cost $(BENCH_ARGS)
+
 .PHONY: bench-push-cost
 bench-push-cost: system-deps $(BENCH_VENV)/.installed ## where a push's CPU goes: server and clients with 4 clients, and push's own parts (two minutes)
 	$(BENCH_VENV)/bin/python -m bench.push_cost $(BENCH_ARGS)
