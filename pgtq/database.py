@@ -257,7 +257,9 @@ class Database:
 
     def retry_failed(self, queue: str | None = None, task: str | None = None) -> int:
         """Retry every failed job of ``queue`` and ``task`` (None: any) in
-        one call (``pgtq.retry_failed``); returns how many."""
+        one call (``pgtq.retry_failed``); returns how many. A failed job
+        whose job key a pending job holds stays failed, and of failed jobs
+        sharing a key only the newest is retried (schema 0.27.0)."""
         return self._call(None, gateway.retry_failed, queue, task)
 
     def purge(

@@ -26,7 +26,11 @@ from pgtq.database import Database
 
 @cli.command(help="Run a failed or cancelled job again (ID), or every failed job with --failed.")
 @click.argument("job_id", type=int, metavar="[ID]", required=False)
-@click.option("--failed", is_flag=True, help="retry every failed job (of --queue, --task)")
+@click.option(
+    "--failed",
+    is_flag=True,
+    help="retry every failed job (of --queue, --task); one whose job key a pending job holds stays failed",
+)
 @click.option("--queue", help="with --failed: only this queue")
 @click.option("--task", help="with --failed: only this task")
 @dsn_option

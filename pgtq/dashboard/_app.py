@@ -287,7 +287,7 @@ class Dashboard:
             title="Retry failed jobs?",
             question=f"Retry all {count} failed jobs of {what}?",
             detail="Each becomes ready at once with its attempts reset (pgtq.retry_failed); workers take them"
-            " from there.",
+            " from there. A job whose job key a pending job holds stays failed (that job does its work).",
             action="/retry-failed",
             fields={"queue": queue, "task": task or ""},
             button=f"Retry {count} jobs",
