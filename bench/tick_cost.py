@@ -7,7 +7,7 @@ stopped by pid at the end. One queue is filled with ``--jobs`` jobs and
 vacuumed; one session claims them 100 at a time (``pgtq.pop``) and ends
 each batch (``pgtq.complete_many``), with a tick every 200 claims, as a
 worker does. Every ``--every`` claims it times ``pgtq.tick('q')``, the
-mark's part of it alone (``pgtq._raise_mark('q', NULL, NULL)``) and one
+mark's part of it alone (``pgtq._raise_mark('q', NULL, NULL, NULL, NULL, true)``) and one
 ``pop(100)``. It does so twice: with a REPEATABLE READ snapshot held by
 another session from the start (a long report, a replica with
 ``hot_standby_feedback``), and without.
@@ -72,7 +72,7 @@ def measure(dsn: str, held: bool, jobs: int, every: int) -> list[tuple[int, floa
         claimed = 0
         while claimed < jobs:
             tick_ms = _ms(conn, "SELECT pgtq.tick('q')")
-            mark_ms = _ms(conn, "SELECT pgtq._raise_mark('q', NULL, NULL)")
+            mark_ms = _ms(conn, "SELECT pgtq._raise_mark('q', NULL, NULL, NULL, NULL, true)")
             started = time.perf_counter()
             taken = _claim_batch(conn)
             pop_ms = (time.perf_counter() - started) * 1000

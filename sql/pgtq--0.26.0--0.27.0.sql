@@ -13,6 +13,17 @@
 -- _rate_start, one per bucket of the window, and pops only lock the
 -- _queue row. The buckets in the window move over into it.
 --
+-- Each tick's rescue looked for running jobs whose lease ran out from the
+-- queue's first entry of job_running_idx. Beside a held snapshot the
+-- entries of every job that ended since it was taken stay there, and
+-- once their leases were past every tick of every worker stepped over
+-- all of them: 30 ms a tick after 100,000 jobs, growing for as long as
+-- the snapshot stays. The rescue now looks from a floor kept in the
+-- queue's mark (rescued_to), from the first entry once a minute; tick()
+-- with no queue finds the queues that run jobs from their latest lease.
+-- An idle queue keeps its mark (and so its floor) while ticks of it by
+-- name come; tick() with no queue drops it after ten idle minutes.
+--
 -- retry_failed called retry() once per failed job, each in a
 -- subtransaction of its own (236 us a job; past 64 in one transaction,
 -- every other session's snapshot checks grow slower). It is one
@@ -95,6 +106,13 @@ ALTER TABLE pgtq._queue
     DROP CONSTRAINT queue_rate_window_ck,
     DROP COLUMN rate_slots,
     DROP COLUMN rate_starts;
+
+ALTER TABLE pgtq._ready_mark
+    ADD COLUMN rescued_to timestamptz NOT NULL DEFAULT '-infinity',
+    ADD COLUMN rescued_all_at timestamptz NOT NULL DEFAULT '-infinity',
+    ADD COLUMN idle_since timestamptz;
+
+DROP FUNCTION pgtq._raise_mark(text, bigint, bigint);
 
 -- Guarantees: how many jobs a pop may claim now from the queue whose
 -- _queue row is `flow`, at most n and never below 0: none while it is
@@ -189,6 +207,474 @@ BEGIN
         WHERE w.queue = _count_starts.queue
           AND w.slot >= newest_slot - 100 AND w.slot < now_slot - 100;
     END IF;
+END
+$$;
+
+-- Guarantees: the queues that have running jobs, each once, in the order
+-- of their names. Reads job_running_idx with one probe per such queue (a
+-- loose index scan), not one entry per running job, so tick's rescue of
+-- every queue costs about as much per queue as a tick of that queue
+-- alone. Each probe reads the index backwards, from a queue's latest
+-- lease (0.27.0): beside a snapshot held open the entries of the jobs that
+-- ended since it was taken stay, with the earliest leases, and a probe
+-- from the earliest stepped over all of them.
+CREATE OR REPLACE FUNCTION pgtq._running_queues()
+RETURNS text[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+    WITH RECURSIVE running (queue) AS (
+        (SELECT r.queue FROM pgtq._job AS r
+         WHERE r.state = 'running'
+         ORDER BY r.queue DESC, r.lease_expires_at DESC
+         LIMIT 1)
+        UNION ALL
+        SELECT (SELECT r.queue FROM pgtq._job AS r
+                WHERE r.state = 'running' AND r.queue < running.queue
+                ORDER BY r.queue DESC, r.lease_expires_at DESC
+                LIMIT 1)
+        FROM running
+        WHERE running.queue IS NOT NULL
+    )
+    SELECT coalesce(array_agg(running.queue ORDER BY running.queue), '{}')
+    FROM running
+    WHERE running.queue IS NOT NULL
+$$;
+
+-- Guarantees: sets the ready mark of `queue` afresh (0.18.0), from what
+-- the calling tick sees, so that pops of the queue seek from it:
+--   * the mark's priority is the highest of the queue's ready jobs
+--     without a lock key; the mark is the lowest of: the lowest id of such
+--     a job of that priority, the next id the job sequence will give, and
+--     what the previous tick saw (next_low_id). A job of that priority
+--     whose push took its id before the previous tick looked, and
+--     committed after this one, is the only kind a pop can pass over: it
+--     is claimable from the next tick on (it waits for a tick, as a
+--     scheduled job does). When the priority changed, pops seek from the
+--     start of it until the next tick;
+--   * a new mark starts at 0 (no seek) and takes effect at the next tick;
+--   * rows of _ready_mark_low the tick sees are folded in and deleted;
+--   * a queue with no ready and no running job keeps no mark, unless
+--     `keep_idle` (0.27.0: a tick of that queue by name, whose worker
+--     serves it) or it went idle less than ten minutes ago: its mark
+--     keeps the rescue's floor, without which each tick of the queue
+--     would look from its first entry, past every job that ended beside a
+--     held snapshot;
+--   * (0.21.0) neither does a queue with ready jobs with a lock key: pop
+--     takes the keyed path for it (_choose_keyed) and reads no mark, and
+--     the look for its first ready job without a key would step over
+--     every ready job with one (23 ms a tick at 100,000). Its mark is
+--     dropped, and made anew, seeking nothing at first, once the queue has
+--     no ready job with a key.
+-- Where the look starts (0.25.0): jobs above and below the mark's
+-- priority are looked for from their first entry, those of the mark's
+-- priority from the mark's floor. Until 0.25.0 every look started at the
+-- queue's first entry, and beside a snapshot held open (a long report,
+-- pg_dump, a replica with hot_standby_feedback) it read every job claimed
+-- since the snapshot was taken: 20 ms at 180,000 claims, each tick of each
+-- worker, growing for as long as the snapshot stays. The floor is the
+-- lower of the first ready job this look saw and `settled_id`:
+--   * no job below the floor can turn ready unseen: a job that another
+--     path makes ready leaves a row of _ready_mark_low (_lower_marks),
+--     which the next look reads, whatever the mark was; a push takes its
+--     transaction id before its job id (push, push_many), so every push
+--     with an id below `settle_below` (the next id as a tick read it
+--     before its transaction had an id) has a lower transaction id than
+--     that tick. That tick's (settle_below, its id) waits as the pending
+--     pair; once no transaction with a lower id runs (the snapshot's
+--     xmin), every such push has committed or rolled back, and
+--     settle_below becomes `settled_id`;
+--   * a transaction with an id that stays open (writing, or prepared)
+--     holds settled_id back, and the look reads from there, as before
+--     0.25.0; a snapshot held without an id (a read-only report, a
+--     replica) does not;
+--   * once a minute, and whenever the mark went stale (no tick for a
+--     minute), the look starts at the queue's first entry again: it also
+--     finds a job made ready outside pgtq's functions.
+-- Which rows of _ready_mark_low it reads (0.26.0): those numbered from the
+-- mark's `lows_from` on (all of them for a new mark), and it deletes what
+-- it read. Below `lows_from` every row was read and deleted by an earlier
+-- tick, so neither this look nor a pop steps over those deleted rows,
+-- which a held snapshot keeps in the table: `settle_seq` (the next row
+-- number as the tick read it before its transaction had an id) settles
+-- with `settle_below`, and once it has, every row numbered below it was
+-- visible to this look (_lower_marks takes its transaction id first).
+-- Where the tick's rescue of the queue looks next (0.27.0, _rescue_floor):
+-- the mark keeps `rescued_to` as the tick found it, and `rescued_all_at`
+-- becomes it when `rescued_all` says that this tick's rescue looked from
+-- the queue's first entry; a NULL rescued_to (no rescue) keeps both.
+-- Never waits: a mark another tick holds is left to that tick.
+CREATE OR REPLACE FUNCTION pgtq._raise_mark(queue text, settle_below bigint, settle_seq bigint,
+                                 rescued_to timestamptz, rescued_all boolean, keep_idle boolean)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgtq, pg_temp
+SET enable_seqscan = off
+SET jit = off
+AS $$
+DECLARE
+    mark           pgtq._ready_mark;
+    unused_id      bigint;   -- no job pushed after this point has a lower id
+    oldest_xid     xid8;     -- no transaction with a lower id runs
+    lows_id        bigint;   -- the lowest job of the mark's priority made ready since the last tick
+    mark_priority  integer;  -- the mark's priority (0 for a new mark)
+    look_from      bigint := 0;  -- where the look at the mark's priority starts
+    first_priority integer;
+    first_id       bigint;
+    settled        bigint;   -- every push that took a lower id has ended
+    waiting_id     bigint;   -- the pending pair: settled once no transaction older than waiting_xid runs
+    waiting_seq    bigint;
+    waiting_xid    xid8;
+    read_from      bigint;   -- the rows of _ready_mark_low that remain to read start here
+    idle_since     timestamptz;  -- since when the queue has had no ready and no running job
+BEGIN
+    -- The queue's highest generation (0.26.0), locked; ordered, so that the
+    -- index serves it from its newest entry.
+    SELECT m.* INTO mark
+    FROM pgtq._ready_mark AS m
+    WHERE m.queue = _raise_mark.queue
+    ORDER BY m.generation DESC
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        -- A new mark: one tick at a time makes it (the lock is held until
+        -- this transaction ends), and none once another tick made one.
+        IF NOT pg_try_advisory_xact_lock(hashtextextended('pgtq new ready mark of ' || _raise_mark.queue, 0))
+           OR (SELECT m.generation FROM pgtq._ready_mark AS m
+               WHERE m.queue = _raise_mark.queue
+               ORDER BY m.generation DESC
+               LIMIT 1) IS NOT NULL THEN
+            RETURN;  -- another tick is setting it
+        END IF;
+    END IF;
+    read_from := coalesce(mark.lows_from, 0);
+    IF EXISTS (SELECT 1 FROM pgtq._job AS k
+               WHERE k.queue = _raise_mark.queue AND k.state = 'ready' AND k.lock_key IS NOT NULL) THEN
+        DELETE FROM pgtq._ready_mark_low AS l WHERE l.queue = _raise_mark.queue AND l.seq >= read_from;
+        DELETE FROM pgtq._ready_mark AS m WHERE m.queue = _raise_mark.queue AND m.generation = mark.generation;
+        RETURN;  -- pop takes the keyed path and reads no mark
+    END IF;
+    unused_id := pgtq._unused_job_id();
+    -- Taken before the look, so the look sees every push it says ended.
+    oldest_xid := pg_snapshot_xmin(pg_current_snapshot());
+    WITH gone AS (
+        DELETE FROM pgtq._ready_mark_low AS l WHERE l.queue = _raise_mark.queue AND l.seq >= read_from
+        RETURNING l.priority, l.id
+    )
+    SELECT min(gone.id) FILTER (WHERE gone.priority = mark.priority) INTO lows_id FROM gone;
+    -- Above the mark's priority, then at it from the floor, then below it;
+    -- a new mark looks at priority 0 from the first entry.
+    mark_priority := coalesce(mark.priority, 0);
+    SELECT r.priority, r.id INTO first_priority, first_id
+    FROM pgtq._job AS r
+    WHERE r.queue = _raise_mark.queue AND r.state = 'ready' AND r.lock_key IS NULL
+      AND r.priority > mark_priority
+    ORDER BY r.priority DESC, r.id
+    LIMIT 1;
+    IF first_id IS NULL THEN
+        IF mark.looked_all_at > clock_timestamp() - interval '1 minute' THEN
+            look_from := least(mark.floor_id, lows_id);
+        END IF;
+        -- The priority as a closed range, as in pop: job_ready_idx starts
+        -- at the floor.
+        SELECT r.priority, r.id INTO first_priority, first_id
+        FROM pgtq._job AS r
+        WHERE r.queue = _raise_mark.queue AND r.state = 'ready' AND r.lock_key IS NULL
+          AND r.priority <= mark_priority AND r.priority >= mark_priority
+          AND r.id >= look_from
+        ORDER BY r.priority DESC, r.id
+        LIMIT 1;
+    END IF;
+    IF first_id IS NULL THEN
+        SELECT r.priority, r.id INTO first_priority, first_id
+        FROM pgtq._job AS r
+        WHERE r.queue = _raise_mark.queue AND r.state = 'ready' AND r.lock_key IS NULL
+          AND r.priority < mark_priority
+        ORDER BY r.priority DESC, r.id
+        LIMIT 1;
+    END IF;
+    IF first_id IS NULL THEN
+        -- No running job either (below the rescue's floor the tick left
+        -- none; ordered, so that job_running_idx serves it from the
+        -- latest lease): the queue is idle.
+        IF (SELECT b.lease_expires_at FROM pgtq._job AS b
+            WHERE b.queue = _raise_mark.queue AND b.state = 'running'
+              AND b.lease_expires_at >= coalesce(_raise_mark.rescued_to, '-infinity')
+            ORDER BY b.lease_expires_at DESC
+            LIMIT 1) IS NULL THEN
+            idle_since := coalesce(mark.idle_since, clock_timestamp());
+            IF NOT _raise_mark.keep_idle
+               AND (mark.generation IS NULL OR idle_since <= clock_timestamp() - interval '10 minutes') THEN
+                DELETE FROM pgtq._ready_mark AS m WHERE m.queue = _raise_mark.queue AND m.generation = mark.generation;
+                RETURN;
+            END IF;
+        END IF;
+        first_priority := mark_priority;
+        first_id := unused_id;
+    END IF;
+    first_id := least(first_id, unused_id);
+
+    settled := coalesce(mark.settled_id, 0);
+    waiting_id := mark.pending_id;
+    waiting_seq := mark.pending_seq;
+    waiting_xid := mark.pending_xid;
+    IF waiting_xid < oldest_xid THEN
+        settled := greatest(settled, waiting_id);
+        read_from := greatest(read_from, waiting_seq);  -- this look read every row below it
+        waiting_id := NULL;
+        waiting_seq := NULL;
+        waiting_xid := NULL;
+    END IF;
+    IF waiting_xid IS NULL AND _raise_mark.settle_below IS NOT NULL THEN
+        waiting_id := _raise_mark.settle_below;
+        waiting_seq := _raise_mark.settle_seq;
+        waiting_xid := pg_current_xact_id();
+    END IF;
+
+    -- The next generation, and the one read goes (a new mark: low_id 0,
+    -- no seek until the next tick).
+    INSERT INTO pgtq._ready_mark (queue, priority, low_id, next_low_id, set_at, floor_id, settled_id,
+                                  pending_id, pending_xid, looked_all_at, lows_from, pending_seq,
+                                  rescued_to, rescued_all_at, idle_since)
+    VALUES (_raise_mark.queue, first_priority,
+            CASE WHEN first_priority = mark.priority THEN least(mark.next_low_id, first_id) ELSE 0 END,
+            first_id, clock_timestamp(), least(first_id, settled), settled, waiting_id, waiting_xid,
+            CASE WHEN look_from = 0 THEN clock_timestamp() ELSE mark.looked_all_at END, read_from, waiting_seq,
+            coalesce(_raise_mark.rescued_to, mark.rescued_to, '-infinity'),
+            CASE WHEN _raise_mark.rescued_to IS NOT NULL AND _raise_mark.rescued_all THEN _raise_mark.rescued_to
+                 ELSE coalesce(mark.rescued_all_at, '-infinity') END,
+            idle_since);
+    DELETE FROM pgtq._ready_mark AS m WHERE m.queue = _raise_mark.queue AND m.generation = mark.generation;
+END
+$$;
+
+-- Guarantees: where tick's rescue of `queue` at as_of starts its look for
+-- running jobs whose lease ran out (0.27.0): the `rescued_to` of the
+-- queue's mark, below which the earlier ticks left no such job they could
+-- see; '-infinity' (the queue's first entry) when the queue has no mark,
+-- when rescued_to lies after as_of, and when the last look from the first
+-- entry (`rescued_all_at`) is a minute or more before as_of, or after it.
+-- Before 0.27.0 every rescue looked from the first entry: beside a
+-- snapshot held open (pg_dump, a long report, a replica with
+-- hot_standby_feedback) the index entries of every job that ended since
+-- it was taken stay, and once their leases were past each tick of each
+-- worker stepped over all of them (30 ms a tick after 100,000 jobs, and
+-- growing). A job can still turn up below rescued_to: one whose claim or
+-- heartbeat committed after the tick that set it, with a lease that had
+-- run out before (its transaction stayed open longer than the lease);
+-- the look from the first entry, once a minute, finds it.
+CREATE OR REPLACE FUNCTION pgtq._rescue_floor(queue text, as_of timestamptz)
+RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+    SELECT coalesce((SELECT CASE WHEN m.rescued_to <= _rescue_floor.as_of
+                                      AND m.rescued_all_at > _rescue_floor.as_of - interval '1 minute'
+                                      AND m.rescued_all_at <= _rescue_floor.as_of
+                                 THEN m.rescued_to END
+                     FROM pgtq._ready_mark AS m
+                     WHERE m.queue = _rescue_floor.queue
+                     ORDER BY m.generation DESC
+                     LIMIT 1),
+                    '-infinity')
+$$;
+
+-- Guarantees: moves every due job of `queue` (all queues when NULL):
+--   1. scheduled jobs with run_at <= as_of become ready;
+--   2. running jobs whose lease expired before as_of (their worker died)
+--      go through the same rule as fail() (_end_failed_attempt), with an
+--      error saying the lease expired and a retry after backoff(attempt)
+--      with the job's own backoff policy: cancelled if a cancel was
+--      requested, retried if attempts remain, failed otherwise. They are
+--      rescued one at a time: a worker's death leaves a handful, and a
+--      keyed job may meet its key taken (_requeue_keyed). They are
+--      counted for the queue history (_lease_expiry). Each queue's look
+--      starts at its floor (0.27.0, _rescue_floor: where the earlier
+--      ticks left no expired job, from the first entry once a minute);
+--   2b. queues with a max_running or a rate limit that have room again
+--      (the rate window moved on, a lease ran out) and ready jobs are
+--      announced, so that workers whose pop met the limit come back (a
+--      slot freed by a job's end is announced at that end); a look at
+--      _queue, which holds only the paused and limited queues;
+--   3. workers not seen for _settings.worker_timeout are forgotten;
+--   4. periodic schedules whose next run has come enqueue one job, for
+--      their most recent occurrence (_tick_schedules);
+--   5. once a minute, the queue history takes a sample of every queue
+--      (_sample_history); when none is due this costs one read of a
+--      one-row table;
+--   6. the ready mark of each queue ticked that runs jobs or has one is
+--      set afresh (0.18.0, _raise_mark): where pops start their claim.
+--      Jobs it promotes are recorded for the marks (_lower_marks). The
+--      next job id is read first, while the transaction has no id yet
+--      (0.25.0: what lets the marks' looks start at a floor), and so is
+--      the next number of _ready_mark_low's rows (0.26.0); a tick called
+--      in a transaction that already wrote moves no floor. The rows of
+--      _ready_mark_low of each queue it ticks are read and deleted (those
+--      of a queue that gets no mark too); a queue that neither runs jobs
+--      nor has a mark keeps its rows until it does (tick() with no
+--      queue; 0.26.0: until then every tick looked for such rows among
+--      all of them, stepping over every deleted one a held snapshot
+--      keeps).
+-- Returns how many jobs it moved or enqueued. Rows are taken with FOR
+-- UPDATE SKIP LOCKED and their state is rechecked, so any number of
+-- sessions may tick at once (schedulers, workers, pg_cron): no job is
+-- moved twice, no occurrence enqueued twice, no minute sampled twice.
+-- Waiters of the jobs that finished are told; queues that got ready jobs
+-- are announced. A bad queue name raises PT003, a NULL or infinite as_of
+-- PT004.
+CREATE OR REPLACE FUNCTION pgtq.tick(queue text DEFAULT NULL,
+                          as_of timestamptz DEFAULT now())
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    promoted        integer;
+    promoted_queues text[];
+    rescued         integer := 0;
+    rescued_queues  text[] := '{}';
+    rescued_tasks   text[] := '{}';
+    expired         pgtq._job%ROWTYPE;
+    enqueued        integer := 0;
+    worker_timeout  interval;
+    busy_queues     text[];  -- the queues ticked that run jobs
+    busy            text;
+    rescue_from     timestamptz;     -- where the rescue of `busy` looks from (_rescue_floor)
+    rescue_tos      timestamptz[] := '{}';  -- per busy queue: where the next rescue may look from
+    rescue_alls     boolean[] := '{}';      -- per busy queue: this rescue looked from the first entry
+    settle_below    bigint;  -- the next job id, read before this transaction had an id (_raise_mark)
+    settle_seq      bigint;  -- the next row number of _ready_mark_low, read then too
+BEGIN
+    IF pg_current_xact_id_if_assigned() IS NULL THEN
+        settle_below := pgtq._unused_job_id();
+        settle_seq := pgtq._unused_low_seq();
+    END IF;
+    IF tick.queue IS NOT NULL THEN
+        PERFORM pgtq._checked_name('queue', tick.queue);
+    END IF;
+    IF NOT coalesce(isfinite(tick.as_of), false) THEN
+        PERFORM pgtq._reject_time('as_of', tick.as_of);
+    END IF;
+    WITH due AS MATERIALIZED (
+        SELECT d.id
+        FROM pgtq._job AS d
+        WHERE d.state = 'scheduled'
+          AND d.run_at <= tick.as_of
+          AND (tick.queue IS NULL OR d.queue = tick.queue)
+        FOR UPDATE SKIP LOCKED
+    ), moved AS (
+        UPDATE pgtq._job AS j
+        SET state = 'ready'
+        FROM due
+        WHERE j.id = due.id
+        RETURNING j.queue, j.priority, j.id, j.lock_key
+    ), lowered AS (
+        SELECT pgtq._lower_marks(array_agg(moved.queue), array_agg(moved.priority), array_agg(moved.id),
+                                 array_agg(moved.lock_key))
+        FROM moved
+    )
+    SELECT count(*), coalesce(array_agg(DISTINCT moved.queue), '{}')
+    INTO promoted, promoted_queues
+    FROM moved, lowered;
+
+    busy_queues := CASE WHEN tick.queue IS NULL THEN pgtq._running_queues() ELSE ARRAY[tick.queue] END;
+    -- Each queue's rescue looks from its floor (0.27.0, _rescue_floor); the
+    -- next floor is as_of, or the lease of the first expired job it had to
+    -- leave (another transaction held its row).
+    FOREACH busy IN ARRAY busy_queues LOOP
+        rescue_from := pgtq._rescue_floor(busy, tick.as_of);
+        FOR expired IN
+            SELECT e.*
+            FROM pgtq._job AS e
+            WHERE e.state = 'running'
+              AND e.queue = busy
+              AND e.lease_expires_at >= rescue_from
+              AND e.lease_expires_at < tick.as_of
+            FOR UPDATE SKIP LOCKED
+        LOOP
+            PERFORM pgtq._end_failed_attempt(
+                expired, pgtq._lease_expired_error(expired.lease_expires_at, expired.worker),
+                tick.as_of + pgtq.backoff(expired.attempt, expired.backoff_base, expired.backoff_cap),
+                tick.as_of);
+            rescued := rescued + 1;
+            rescued_queues := rescued_queues || expired.queue;
+            rescued_tasks := rescued_tasks || expired.task;
+        END LOOP;
+        rescue_tos := rescue_tos
+                      || least(tick.as_of, (SELECT e.lease_expires_at
+                                            FROM pgtq._job AS e
+                                            WHERE e.state = 'running'
+                                              AND e.queue = busy
+                                              AND e.lease_expires_at >= rescue_from
+                                              AND e.lease_expires_at < tick.as_of
+                                            ORDER BY e.lease_expires_at
+                                            LIMIT 1));
+        rescue_alls := rescue_alls || (rescue_from = '-infinity');
+    END LOOP;
+    -- Counted for the queue history (a statement only when there are some).
+    IF rescued > 0 THEN
+        INSERT INTO pgtq._lease_expiry (expired_at, queue, task, jobs)
+        SELECT tick.as_of, r.queue, r.task, count(*)
+        FROM unnest(rescued_queues, rescued_tasks) AS r (queue, task)
+        GROUP BY r.queue, r.task;
+    END IF;
+
+    -- Each queue that got ready jobs is announced once.
+    PERFORM pgtq._announce(q.queue) FROM unnest(promoted_queues) AS q (queue);
+
+    -- Limited queues whose room came back with time. The ready job is
+    -- looked for queue by queue, ordered so that job_ready_idx serves it
+    -- (0.24.0: as an EXISTS, the generic plan PL/pgSQL keeps from a
+    -- session's sixth tick on read every ready job of the table, grouped
+    -- by queue, before it looked at _queue, even with no limited queue at
+    -- all: 30 to 50 ms a tick at 100,000 to 180,000 ready jobs).
+    PERFORM pgtq._announce(f.queue)
+    FROM pgtq._queue AS f
+    WHERE f.queue = coalesce(tick.queue, f.queue)
+      AND (f.max_running IS NOT NULL OR f.rate_limit IS NOT NULL)
+      AND pgtq._room_of(f, 1, tick.as_of) > 0
+      AND (SELECT r.id FROM pgtq._job AS r
+           WHERE r.queue = f.queue AND r.state = 'ready'
+           ORDER BY r.priority DESC, r.id
+           LIMIT 1) IS NOT NULL;
+
+    -- Forget workers that stopped without saying goodbye.
+    SELECT s.worker_timeout INTO worker_timeout FROM pgtq._settings AS s;
+    DELETE FROM pgtq._worker AS w WHERE w.last_seen_at < tick.as_of - worker_timeout;
+
+    -- Periodic schedules. None due (or none at all) costs one probe: the
+    -- earliest next run, which the cached generic plan reads from
+    -- schedule_next_run_idx whatever as_of is (a filter on next_run_at
+    -- would make it scan the table; `(queue IS NULL OR ...)` would make it
+    -- plan anew on every call).
+    IF (SELECT min(s.next_run_at) FROM pgtq._schedule AS s
+        WHERE s.queue = coalesce(tick.queue, s.queue)) <= tick.as_of THEN
+        enqueued := pgtq._tick_schedules(tick.queue, tick.as_of);
+    END IF;
+
+    -- Queue history: one sample a minute, by whichever tick comes first.
+    IF EXISTS (SELECT 1 FROM pgtq._sampler AS h
+               WHERE tick.as_of >= h.next_sample_at
+                  OR tick.as_of < h.last_sampled_at - interval '1 minute') THEN
+        PERFORM pgtq._sample_history(tick.as_of);
+    END IF;
+
+    -- Ready marks (0.18.0): each queue ticked that runs jobs or has a mark
+    -- (tick(queue): that queue, which needs no look at the marks), in the
+    -- order of their names.
+    -- A queue ticked that ran no job is as if rescued to as_of from its
+    -- first entry: no job of it ran as this tick saw it.
+    PERFORM pgtq._raise_mark(r.queue, settle_below, settle_seq, coalesce(r.rescued_to, tick.as_of),
+                             coalesce(r.rescued_all, true), tick.queue IS NOT NULL)
+    FROM (SELECT b.queue, b.rescued_to, b.rescued_all
+          FROM unnest(busy_queues, rescue_tos, rescue_alls) AS b (queue, rescued_to, rescued_all)
+          UNION ALL
+          SELECT DISTINCT m.queue, NULL::timestamptz, NULL::boolean
+          FROM pgtq._ready_mark AS m
+          WHERE tick.queue IS NULL AND m.queue <> ALL (busy_queues)) AS r
+    ORDER BY r.queue;
+
+    RETURN promoted + rescued + enqueued;
 END
 $$;
 

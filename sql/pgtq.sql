@@ -442,6 +442,15 @@ CREATE TABLE pgtq._lease_expiry (
 -- which every row of the queue was read by a tick and deleted, and
 -- `pending_seq`, the next row's number as the pending tick read it (it
 -- becomes `lows_from` when the pending pair settles).
+-- Where tick's rescue looks for running jobs whose lease ran out (0.27.0):
+-- `rescued_to`, below which the ticks found no running job of the queue
+-- whose lease ran out (they rescued each, or saw it rescued), and
+-- `rescued_all_at`, the as_of of the last rescue that looked from the
+-- queue's first entry (_rescue_floor); `idle_since`, since when the queue
+-- has had no ready and no running job (NULL: it had some at the last
+-- tick). The mark of an idle queue stays while a tick of that queue by
+-- name keeps it, so its rescues keep their floor; tick() with no queue
+-- drops it after ten idle minutes.
 -- A tick writes a new row, a new `generation`, and deletes the one it read
 -- (0.26.0), and readers take the queue's highest generation. Until 0.26.0
 -- it updated the one row: beside a snapshot held open every version of it
@@ -463,6 +472,9 @@ CREATE TABLE pgtq._ready_mark (
     lows_from      bigint NOT NULL DEFAULT 0,
     pending_seq    bigint,
     generation     bigint NOT NULL DEFAULT nextval('pgtq._ready_mark_generation_seq'),
+    rescued_to     timestamptz NOT NULL DEFAULT '-infinity',
+    rescued_all_at timestamptz NOT NULL DEFAULT '-infinity',
+    idle_since     timestamptz,
     CONSTRAINT ready_mark_pkey PRIMARY KEY (queue, generation)
 );
 ALTER SEQUENCE pgtq._ready_mark_generation_seq OWNED BY pgtq._ready_mark.generation;
@@ -1807,26 +1819,35 @@ BEGIN
 END
 $$;
 
--- Guarantees: the queues that have running jobs, each once. Reads
--- job_running_idx with one probe per such queue (a loose index scan), not
--- one entry per running job, so tick's rescue of every queue costs about
--- as much per queue as a tick of that queue alone.
+-- Guarantees: the queues that have running jobs, each once, in the order
+-- of their names. Reads job_running_idx with one probe per such queue (a
+-- loose index scan), not one entry per running job, so tick's rescue of
+-- every queue costs about as much per queue as a tick of that queue
+-- alone. Each probe reads the index backwards, from a queue's latest
+-- lease (0.27.0): beside a snapshot held open the entries of the jobs that
+-- ended since it was taken stay, with the earliest leases, and a probe
+-- from the earliest stepped over all of them.
 CREATE FUNCTION pgtq._running_queues()
 RETURNS text[]
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
     WITH RECURSIVE running (queue) AS (
-        (SELECT r.queue FROM pgtq._job AS r WHERE r.state = 'running' ORDER BY r.queue LIMIT 1)
+        (SELECT r.queue FROM pgtq._job AS r
+         WHERE r.state = 'running'
+         ORDER BY r.queue DESC, r.lease_expires_at DESC
+         LIMIT 1)
         UNION ALL
         SELECT (SELECT r.queue FROM pgtq._job AS r
-                WHERE r.state = 'running' AND r.queue > running.queue
-                ORDER BY r.queue
+                WHERE r.state = 'running' AND r.queue < running.queue
+                ORDER BY r.queue DESC, r.lease_expires_at DESC
                 LIMIT 1)
         FROM running
         WHERE running.queue IS NOT NULL
     )
-    SELECT coalesce(array_agg(running.queue), '{}') FROM running WHERE running.queue IS NOT NULL
+    SELECT coalesce(array_agg(running.queue ORDER BY running.queue), '{}')
+    FROM running
+    WHERE running.queue IS NOT NULL
 $$;
 
 -- Guarantees: the id the job sequence gives next (0.25.0): no job pushed
@@ -1896,7 +1917,12 @@ $$;
 --     start of it until the next tick;
 --   * a new mark starts at 0 (no seek) and takes effect at the next tick;
 --   * rows of _ready_mark_low the tick sees are folded in and deleted;
---   * a queue with no ready and no running job keeps no mark;
+--   * a queue with no ready and no running job keeps no mark, unless
+--     `keep_idle` (0.27.0: a tick of that queue by name, whose worker
+--     serves it) or it went idle less than ten minutes ago: its mark
+--     keeps the rescue's floor, without which each tick of the queue
+--     would look from its first entry, past every job that ended beside a
+--     held snapshot;
 --   * (0.21.0) neither does a queue with ready jobs with a lock key: pop
 --     takes the keyed path for it (_choose_keyed) and reads no mark, and
 --     the look for its first ready job without a key would step over
@@ -1936,8 +1962,13 @@ $$;
 -- number as the tick read it before its transaction had an id) settles
 -- with `settle_below`, and once it has, every row numbered below it was
 -- visible to this look (_lower_marks takes its transaction id first).
+-- Where the tick's rescue of the queue looks next (0.27.0, _rescue_floor):
+-- the mark keeps `rescued_to` as the tick found it, and `rescued_all_at`
+-- becomes it when `rescued_all` says that this tick's rescue looked from
+-- the queue's first entry; a NULL rescued_to (no rescue) keeps both.
 -- Never waits: a mark another tick holds is left to that tick.
-CREATE FUNCTION pgtq._raise_mark(queue text, settle_below bigint, settle_seq bigint)
+CREATE FUNCTION pgtq._raise_mark(queue text, settle_below bigint, settle_seq bigint,
+                                 rescued_to timestamptz, rescued_all boolean, keep_idle boolean)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pgtq, pg_temp
@@ -1958,6 +1989,7 @@ DECLARE
     waiting_seq    bigint;
     waiting_xid    xid8;
     read_from      bigint;   -- the rows of _ready_mark_low that remain to read start here
+    idle_since     timestamptz;  -- since when the queue has had no ready and no running job
 BEGIN
     -- The queue's highest generation (0.26.0), locked; ordered, so that the
     -- index serves it from its newest entry.
@@ -2025,12 +2057,20 @@ BEGIN
         LIMIT 1;
     END IF;
     IF first_id IS NULL THEN
+        -- No running job either (below the rescue's floor the tick left
+        -- none; ordered, so that job_running_idx serves it from the
+        -- latest lease): the queue is idle.
         IF (SELECT b.lease_expires_at FROM pgtq._job AS b
             WHERE b.queue = _raise_mark.queue AND b.state = 'running'
-            ORDER BY b.lease_expires_at
-            LIMIT 1) IS NULL THEN  -- no running job (ordered: job_running_idx serves it)
-            DELETE FROM pgtq._ready_mark AS m WHERE m.queue = _raise_mark.queue AND m.generation = mark.generation;
-            RETURN;
+              AND b.lease_expires_at >= coalesce(_raise_mark.rescued_to, '-infinity')
+            ORDER BY b.lease_expires_at DESC
+            LIMIT 1) IS NULL THEN
+            idle_since := coalesce(mark.idle_since, clock_timestamp());
+            IF NOT _raise_mark.keep_idle
+               AND (mark.generation IS NULL OR idle_since <= clock_timestamp() - interval '10 minutes') THEN
+                DELETE FROM pgtq._ready_mark AS m WHERE m.queue = _raise_mark.queue AND m.generation = mark.generation;
+                RETURN;
+            END IF;
         END IF;
         first_priority := mark_priority;
         first_id := unused_id;
@@ -2057,11 +2097,16 @@ BEGIN
     -- The next generation, and the one read goes (a new mark: low_id 0,
     -- no seek until the next tick).
     INSERT INTO pgtq._ready_mark (queue, priority, low_id, next_low_id, set_at, floor_id, settled_id,
-                                  pending_id, pending_xid, looked_all_at, lows_from, pending_seq)
+                                  pending_id, pending_xid, looked_all_at, lows_from, pending_seq,
+                                  rescued_to, rescued_all_at, idle_since)
     VALUES (_raise_mark.queue, first_priority,
             CASE WHEN first_priority = mark.priority THEN least(mark.next_low_id, first_id) ELSE 0 END,
             first_id, clock_timestamp(), least(first_id, settled), settled, waiting_id, waiting_xid,
-            CASE WHEN look_from = 0 THEN clock_timestamp() ELSE mark.looked_all_at END, read_from, waiting_seq);
+            CASE WHEN look_from = 0 THEN clock_timestamp() ELSE mark.looked_all_at END, read_from, waiting_seq,
+            coalesce(_raise_mark.rescued_to, mark.rescued_to, '-infinity'),
+            CASE WHEN _raise_mark.rescued_to IS NOT NULL AND _raise_mark.rescued_all THEN _raise_mark.rescued_to
+                 ELSE coalesce(mark.rescued_all_at, '-infinity') END,
+            idle_since);
     DELETE FROM pgtq._ready_mark AS m WHERE m.queue = _raise_mark.queue AND m.generation = mark.generation;
 END
 $$;
@@ -3823,6 +3868,37 @@ BEGIN
 END
 $$;
 
+-- Guarantees: where tick's rescue of `queue` at as_of starts its look for
+-- running jobs whose lease ran out (0.27.0): the `rescued_to` of the
+-- queue's mark, below which the earlier ticks left no such job they could
+-- see; '-infinity' (the queue's first entry) when the queue has no mark,
+-- when rescued_to lies after as_of, and when the last look from the first
+-- entry (`rescued_all_at`) is a minute or more before as_of, or after it.
+-- Before 0.27.0 every rescue looked from the first entry: beside a
+-- snapshot held open (pg_dump, a long report, a replica with
+-- hot_standby_feedback) the index entries of every job that ended since
+-- it was taken stay, and once their leases were past each tick of each
+-- worker stepped over all of them (30 ms a tick after 100,000 jobs, and
+-- growing). A job can still turn up below rescued_to: one whose claim or
+-- heartbeat committed after the tick that set it, with a lease that had
+-- run out before (its transaction stayed open longer than the lease);
+-- the look from the first entry, once a minute, finds it.
+CREATE FUNCTION pgtq._rescue_floor(queue text, as_of timestamptz)
+RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+    SELECT coalesce((SELECT CASE WHEN m.rescued_to <= _rescue_floor.as_of
+                                      AND m.rescued_all_at > _rescue_floor.as_of - interval '1 minute'
+                                      AND m.rescued_all_at <= _rescue_floor.as_of
+                                 THEN m.rescued_to END
+                     FROM pgtq._ready_mark AS m
+                     WHERE m.queue = _rescue_floor.queue
+                     ORDER BY m.generation DESC
+                     LIMIT 1),
+                    '-infinity')
+$$;
+
 -- Guarantees: the error recorded when tick rescues a job whose lease ran
 -- out: when it expired and which worker held it.
 CREATE FUNCTION pgtq._lease_expired_error(lease_expires_at timestamptz, worker text)
@@ -3843,7 +3919,9 @@ $$;
 --      requested, retried if attempts remain, failed otherwise. They are
 --      rescued one at a time: a worker's death leaves a handful, and a
 --      keyed job may meet its key taken (_requeue_keyed). They are
---      counted for the queue history (_lease_expiry);
+--      counted for the queue history (_lease_expiry). Each queue's look
+--      starts at its floor (0.27.0, _rescue_floor: where the earlier
+--      ticks left no expired job, from the first entry once a minute);
 --   2b. queues with a max_running or a rate limit that have room again
 --      (the rate window moved on, a lease ran out) and ready jobs are
 --      announced, so that workers whose pop met the limit come back (a
@@ -3891,6 +3969,10 @@ DECLARE
     enqueued        integer := 0;
     worker_timeout  interval;
     busy_queues     text[];  -- the queues ticked that run jobs
+    busy            text;
+    rescue_from     timestamptz;     -- where the rescue of `busy` looks from (_rescue_floor)
+    rescue_tos      timestamptz[] := '{}';  -- per busy queue: where the next rescue may look from
+    rescue_alls     boolean[] := '{}';      -- per busy queue: this rescue looked from the first entry
     settle_below    bigint;  -- the next job id, read before this transaction had an id (_raise_mark)
     settle_seq      bigint;  -- the next row number of _ready_mark_low, read then too
 BEGIN
@@ -3927,21 +4009,38 @@ BEGIN
     FROM moved, lowered;
 
     busy_queues := CASE WHEN tick.queue IS NULL THEN pgtq._running_queues() ELSE ARRAY[tick.queue] END;
-    FOR expired IN
-        SELECT e.*
-        FROM pgtq._job AS e
-        WHERE e.state = 'running'
-          AND e.queue = ANY (busy_queues)
-          AND e.lease_expires_at < tick.as_of
-        FOR UPDATE SKIP LOCKED
-    LOOP
-        PERFORM pgtq._end_failed_attempt(
-            expired, pgtq._lease_expired_error(expired.lease_expires_at, expired.worker),
-            tick.as_of + pgtq.backoff(expired.attempt, expired.backoff_base, expired.backoff_cap),
-            tick.as_of);
-        rescued := rescued + 1;
-        rescued_queues := rescued_queues || expired.queue;
-        rescued_tasks := rescued_tasks || expired.task;
+    -- Each queue's rescue looks from its floor (0.27.0, _rescue_floor); the
+    -- next floor is as_of, or the lease of the first expired job it had to
+    -- leave (another transaction held its row).
+    FOREACH busy IN ARRAY busy_queues LOOP
+        rescue_from := pgtq._rescue_floor(busy, tick.as_of);
+        FOR expired IN
+            SELECT e.*
+            FROM pgtq._job AS e
+            WHERE e.state = 'running'
+              AND e.queue = busy
+              AND e.lease_expires_at >= rescue_from
+              AND e.lease_expires_at < tick.as_of
+            FOR UPDATE SKIP LOCKED
+        LOOP
+            PERFORM pgtq._end_failed_attempt(
+                expired, pgtq._lease_expired_error(expired.lease_expires_at, expired.worker),
+                tick.as_of + pgtq.backoff(expired.attempt, expired.backoff_base, expired.backoff_cap),
+                tick.as_of);
+            rescued := rescued + 1;
+            rescued_queues := rescued_queues || expired.queue;
+            rescued_tasks := rescued_tasks || expired.task;
+        END LOOP;
+        rescue_tos := rescue_tos
+                      || least(tick.as_of, (SELECT e.lease_expires_at
+                                            FROM pgtq._job AS e
+                                            WHERE e.state = 'running'
+                                              AND e.queue = busy
+                                              AND e.lease_expires_at >= rescue_from
+                                              AND e.lease_expires_at < tick.as_of
+                                            ORDER BY e.lease_expires_at
+                                            LIMIT 1));
+        rescue_alls := rescue_alls || (rescue_from = '-infinity');
     END LOOP;
     -- Counted for the queue history (a statement only when there are some).
     IF rescued > 0 THEN
@@ -3994,10 +4093,16 @@ BEGIN
     -- Ready marks (0.18.0): each queue ticked that runs jobs or has a mark
     -- (tick(queue): that queue, which needs no look at the marks), in the
     -- order of their names.
-    PERFORM pgtq._raise_mark(r.queue, settle_below, settle_seq)
-    FROM (SELECT unnest(busy_queues) AS queue
-          UNION
-          SELECT m.queue FROM pgtq._ready_mark AS m WHERE tick.queue IS NULL) AS r
+    -- A queue ticked that ran no job is as if rescued to as_of from its
+    -- first entry: no job of it ran as this tick saw it.
+    PERFORM pgtq._raise_mark(r.queue, settle_below, settle_seq, coalesce(r.rescued_to, tick.as_of),
+                             coalesce(r.rescued_all, true), tick.queue IS NOT NULL)
+    FROM (SELECT b.queue, b.rescued_to, b.rescued_all
+          FROM unnest(busy_queues, rescue_tos, rescue_alls) AS b (queue, rescued_to, rescued_all)
+          UNION ALL
+          SELECT DISTINCT m.queue, NULL::timestamptz, NULL::boolean
+          FROM pgtq._ready_mark AS m
+          WHERE tick.queue IS NULL AND m.queue <> ALL (busy_queues)) AS r
     ORDER BY r.queue;
 
     RETURN promoted + rescued + enqueued;

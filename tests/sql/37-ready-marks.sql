@@ -6,7 +6,7 @@
 -- and a stale one not at all. How much the seek saves under a held
 -- snapshot: bench/ (sustained, held snapshot).
 BEGIN;
-SELECT plan(28);
+SELECT plan(30);
 \ir helpers/reads.psql
 
 -- The seek reads job_ready_idx from the mark, whatever the statistics
@@ -148,15 +148,27 @@ SELECT pgtq.tick('nomark');
 SELECT is((SELECT count(*)::integer FROM pgtq._ready_mark_low AS l WHERE l.queue = 'nomark'), 0,
     'a tick deletes the rows of a queue without a mark');
 
--- An idle queue keeps no mark.
+-- An idle queue keeps its mark while it is ticked by name (0.27.0: the
+-- mark keeps the floor of its rescue); tick() with no queue makes none
+-- for it, and drops it after ten idle minutes.
 SELECT pgtq.push('idle', 't');
 SELECT pgtq.complete(c.id, c.lease) FROM pgtq.pop('idle', 'w', 1) AS c;
 SELECT pgtq.tick('idle');
-SELECT is((SELECT count(*)::integer FROM pgtq._ready_mark WHERE queue = 'idle'), 0,
-    'a queue with no ready and no running job gets no mark');
+SELECT is((SELECT count(*)::integer FROM pgtq._ready_mark WHERE queue = 'idle' AND idle_since IS NOT NULL), 1,
+    'a queue with no ready and no running job keeps a mark when ticked by name, idle since that tick');
 SELECT pgtq.tick();
 SELECT is((SELECT array_agg(queue ORDER BY queue) FROM pgtq._ready_mark),
-    ARRAY['lf', 'lr', 'lt', 'pr', 'rk', 'rm', 'seek', 'sp'], 'tick() keeps the marks of the busy queues');
+    ARRAY['idle', 'lf', 'lr', 'lt', 'nomark', 'pr', 'rk', 'rm', 'seek', 'sp'],
+    'tick() keeps the marks of the busy queues, and of the idle ones for ten minutes');
+UPDATE pgtq._ready_mark SET idle_since = idle_since - interval '10 minutes' WHERE queue = 'idle';
+SELECT pgtq.tick();
+SELECT is((SELECT array_agg(queue ORDER BY queue) FROM pgtq._ready_mark),
+    ARRAY['lf', 'lr', 'lt', 'nomark', 'pr', 'rk', 'rm', 'seek', 'sp'],
+    'tick() drops the mark of a queue idle for ten minutes');
+SELECT pgtq.tick('idle2');
+SELECT is((SELECT count(*)::integer FROM pgtq._ready_mark WHERE queue = 'idle2'), 1,
+    'a queue never used gets a mark when a worker ticks it by name');
+DELETE FROM pgtq._ready_mark WHERE queue IN ('nomark', 'idle2');
 
 -- (0.21.0) A queue with ready jobs with a lock key keeps no mark: pop
 -- takes the keyed path for it and reads none, and the look for its first
