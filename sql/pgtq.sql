@@ -1357,6 +1357,47 @@ BEGIN
 END
 $$;
 
+-- Guarantees: the lease below which `queue` has no running job whose
+-- lease ran out that a tick could see, as of as_of (0.27.0): the
+-- `rescued_to` of the queue's mark, which the ticks' rescues move (tick).
+-- '-infinity' (the queue's first entry) when the queue has no mark, when
+-- rescued_to lies after as_of (a tick as of a later time), and, when
+-- `full_every` is given, when the last look from the first entry
+-- (`rescued_all_at`) is that long or longer before as_of, or after it.
+-- Reads of job_running_idx for expired or lapsed jobs start there: the
+-- tick's rescue (full_every one minute), and the pops of a max_running
+-- queue (_filled_slots, _write_off_lapsed; no full look). Before 0.27.0
+-- they read from the first entry: beside a snapshot held open (pg_dump,
+-- a long report, a replica with hot_standby_feedback) the index entries
+-- of every job that ended since it was taken stay, and each rescue, once
+-- their leases were past, and each pop of a max_running queue stepped
+-- over all of them (30 ms a tick after 100,000 jobs, 8.7 ms a pop after
+-- 40,000, growing for as long as the snapshot stays). A job can still
+-- lie below rescued_to: one whose claim or heartbeat committed after the
+-- tick that set it, with a lease that had run out before (its transaction
+-- stayed open longer than the lease). The rescue's look from the first
+-- entry, once a minute, finds it. A pop that does not see it gives no
+-- slot away that the job could take back: its lease ran out before any
+-- heartbeat of it could start (a worker's heartbeat comes after its claim
+-- committed, as of its own start), and a heartbeat never extends a lease
+-- that ran out in a max_running queue.
+CREATE FUNCTION pgtq._rescue_floor(queue text, as_of timestamptz, full_every interval)
+RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+    SELECT coalesce((SELECT CASE WHEN m.rescued_to <= _rescue_floor.as_of
+                                      AND (_rescue_floor.full_every IS NULL
+                                           OR (m.rescued_all_at > _rescue_floor.as_of - _rescue_floor.full_every
+                                               AND m.rescued_all_at <= _rescue_floor.as_of))
+                                 THEN m.rescued_to END
+                     FROM pgtq._ready_mark AS m
+                     WHERE m.queue = _rescue_floor.queue
+                     ORDER BY m.generation DESC
+                     LIMIT 1),
+                    '-infinity')
+$$;
+
 -- Guarantees: writes off the running jobs of `queue` whose lease ran out
 -- as of as_of (0.11.0): sets their slot to 0, so no heartbeat extends
 -- their lease again (heartbeat's rule) and their slot and lock key are
@@ -1370,8 +1411,9 @@ $$;
 -- LOCKED). Returns how many such jobs it left: they still count as
 -- running. A lapsed job rewritten since the caller's snapshot is judged
 -- on its newest version, so a lease a heartbeat extended is not written
--- off. With no lapsed job, the common case, it costs one probe of
--- job_running_idx.
+-- off. It looks from the queue's rescue floor (0.27.0, _rescue_floor:
+-- below it no lapsed job can come back). With no lapsed job, the common
+-- case, it costs a probe of the queue's mark and one of job_running_idx.
 CREATE FUNCTION pgtq._write_off_lapsed(queue text, as_of timestamptz)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -1381,10 +1423,12 @@ SET jit = off
 AS $$
 DECLARE
     left_alone bigint;
+    read_from  timestamptz := pgtq._rescue_floor(_write_off_lapsed.queue, _write_off_lapsed.as_of, NULL);
 BEGIN
     IF NOT EXISTS (SELECT 1
                    FROM pgtq._job AS r
                    WHERE r.queue = _write_off_lapsed.queue AND r.state = 'running'
+                     AND r.lease_expires_at >= read_from
                      AND r.lease_expires_at <= _write_off_lapsed.as_of AND r.slot IS DISTINCT FROM 0) THEN
         RETURN 0;
     END IF;
@@ -1393,11 +1437,13 @@ BEGIN
     WHERE j.id = ANY (ARRAY(SELECT r.id
                             FROM pgtq._job AS r
                             WHERE r.queue = _write_off_lapsed.queue AND r.state = 'running'
+                              AND r.lease_expires_at >= read_from
                               AND r.lease_expires_at <= _write_off_lapsed.as_of AND r.slot IS DISTINCT FROM 0
                             FOR UPDATE SKIP LOCKED));
     SELECT count(*) INTO left_alone
     FROM pgtq._job AS r
     WHERE r.queue = _write_off_lapsed.queue AND r.state = 'running'
+      AND r.lease_expires_at >= read_from
       AND r.lease_expires_at <= _write_off_lapsed.as_of AND r.slot IS DISTINCT FROM 0;
     RETURN left_alone;
 END
@@ -1498,14 +1544,18 @@ $$;
 -- (_write_off_lapsed, 0.11.0) and holds none, unless another transaction
 -- was writing its row: then it still holds its slot. Reads the queue's
 -- entries of job_running_idx and their rows; twice when a lease ran out.
--- It reads them in index order (pop's enable_bitmapscan off, 0.20.0).
+-- It reads them in index order (pop's enable_bitmapscan off, 0.20.0),
+-- from the queue's rescue floor (0.27.0, _rescue_floor: below it no job
+-- whose lease ran out can come back to take its slot again; before, it
+-- read every job of the queue that ended beside a held snapshot).
 CREATE FUNCTION pgtq._filled_slots(queue text, capacity integer, as_of timestamptz,
                                    OUT filled integer[], OUT live bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
 DECLARE
-    lapsed bigint;  -- running jobs whose lease ran out, not written off
+    lapsed    bigint;  -- running jobs whose lease ran out, not written off
+    read_from timestamptz := pgtq._rescue_floor(_filled_slots.queue, _filled_slots.as_of, NULL);
 BEGIN
     FOR look IN 1 .. 2 LOOP
         -- A job written off has slot 0: it is neither in `filled` nor live.
@@ -1515,7 +1565,7 @@ BEGIN
                count(*) FILTER (WHERE r.lease_expires_at <= _filled_slots.as_of AND r.slot IS DISTINCT FROM 0)
         INTO filled, live, lapsed
         FROM pgtq._job AS r
-        WHERE r.queue = _filled_slots.queue AND r.state = 'running';
+        WHERE r.queue = _filled_slots.queue AND r.state = 'running' AND r.lease_expires_at >= read_from;
         EXIT WHEN lapsed = 0 OR look = 2;
         PERFORM pgtq._write_off_lapsed(_filled_slots.queue, _filled_slots.as_of);
     END LOOP;
@@ -3868,37 +3918,6 @@ BEGIN
 END
 $$;
 
--- Guarantees: where tick's rescue of `queue` at as_of starts its look for
--- running jobs whose lease ran out (0.27.0): the `rescued_to` of the
--- queue's mark, below which the earlier ticks left no such job they could
--- see; '-infinity' (the queue's first entry) when the queue has no mark,
--- when rescued_to lies after as_of, and when the last look from the first
--- entry (`rescued_all_at`) is a minute or more before as_of, or after it.
--- Before 0.27.0 every rescue looked from the first entry: beside a
--- snapshot held open (pg_dump, a long report, a replica with
--- hot_standby_feedback) the index entries of every job that ended since
--- it was taken stay, and once their leases were past each tick of each
--- worker stepped over all of them (30 ms a tick after 100,000 jobs, and
--- growing). A job can still turn up below rescued_to: one whose claim or
--- heartbeat committed after the tick that set it, with a lease that had
--- run out before (its transaction stayed open longer than the lease);
--- the look from the first entry, once a minute, finds it.
-CREATE FUNCTION pgtq._rescue_floor(queue text, as_of timestamptz)
-RETURNS timestamptz
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pgtq, pg_temp
-AS $$
-    SELECT coalesce((SELECT CASE WHEN m.rescued_to <= _rescue_floor.as_of
-                                      AND m.rescued_all_at > _rescue_floor.as_of - interval '1 minute'
-                                      AND m.rescued_all_at <= _rescue_floor.as_of
-                                 THEN m.rescued_to END
-                     FROM pgtq._ready_mark AS m
-                     WHERE m.queue = _rescue_floor.queue
-                     ORDER BY m.generation DESC
-                     LIMIT 1),
-                    '-infinity')
-$$;
-
 -- Guarantees: the error recorded when tick rescues a job whose lease ran
 -- out: when it expired and which worker held it.
 CREATE FUNCTION pgtq._lease_expired_error(lease_expires_at timestamptz, worker text)
@@ -4013,7 +4032,7 @@ BEGIN
     -- next floor is as_of, or the lease of the first expired job it had to
     -- leave (another transaction held its row).
     FOREACH busy IN ARRAY busy_queues LOOP
-        rescue_from := pgtq._rescue_floor(busy, tick.as_of);
+        rescue_from := pgtq._rescue_floor(busy, tick.as_of, interval '1 minute');
         FOR expired IN
             SELECT e.*
             FROM pgtq._job AS e

@@ -17,7 +17,11 @@ mark:
   from the first entry it then makes), it reads every one, which shows
   the count can fail;
 * the same for a queue that ran all its jobs and is idle;
-* a job whose lease ran out is still rescued by the next tick.
+* a job whose lease ran out is still rescued by the next tick;
+* a pop of a ``max_running`` queue counts the slots of its running jobs
+  from the same floor (until 0.27.0 from the first entry, past every job
+  of the queue that ended beside the snapshot); with the floor at the
+  first entry it reads every one.
 """
 
 from __future__ import annotations
@@ -119,3 +123,30 @@ def test_a_lease_that_runs_out_after_the_floor_moved_is_rescued(db: psycopg.Conn
     assert scalar(db, "SELECT state::text FROM pgtq.jobs WHERE id = %s", claimed) == "running"
     assert scalar(db, "SELECT pgtq.tick(%s, %s)", (QUEUE, at(7))) == 1
     assert scalar(db, "SELECT state::text FROM pgtq.jobs WHERE id = %s", claimed) == "scheduled"
+
+
+def index_reads_of_pop(conn: psycopg.Connection[Any], as_of: datetime) -> int:
+    """Entries of job_running_idx that one pop(1) of QUEUE reads, counted
+    within one transaction that is then rolled back."""
+    count = "SELECT pg_stat_get_xact_tuples_returned('pgtq.job_running_idx'::regclass)"
+    conn.execute("BEGIN")
+    try:
+        before = int(scalar(conn, count))
+        claimed = conn.execute(
+            "SELECT id FROM pgtq.pop(%s, 'w', 1, '1 second', %s)", (QUEUE, as_of)
+        ).fetchone()
+        assert claimed is not None
+        return int(scalar(conn, count)) - before
+    finally:
+        conn.execute("ROLLBACK")
+
+
+def test_beside_a_held_snapshot_a_max_running_pop_counts_slots_from_the_floor(
+    db: psycopg.Connection[Any], held_snapshot: None
+) -> None:
+    db.execute("SELECT pgtq.configure_queue(%s, max_running => %s, as_of => %s)", (QUEUE, BATCH, START))
+    push(db, BATCHES * BATCH + 50)
+    run_batches(db)
+    assert index_reads_of_pop(db, at(BATCHES + 5)) <= 5 * BATCH  # 2 batches, each look of the slots
+    db.execute("UPDATE pgtq._ready_mark SET rescued_to = '-infinity' WHERE queue = %s", (QUEUE,))
+    assert index_reads_of_pop(db, at(BATCHES + 5)) >= BATCHES * BATCH
