@@ -1360,10 +1360,14 @@ $$;
 -- Guarantees: the lease below which `queue` has no running job whose
 -- lease ran out that a tick could see, as of as_of (0.27.0): the
 -- `rescued_to` of the queue's mark, which the ticks' rescues move (tick).
--- '-infinity' (the queue's first entry) when the queue has no mark, when
--- rescued_to lies after as_of (a tick as of a later time), and, when
--- `full_every` is given, when the last look from the first entry
--- (`rescued_all_at`) is that long or longer before as_of, or after it.
+-- '-infinity' (the queue's first entry) when the queue has no mark, and
+-- when rescued_to lies after as_of (a tick as of a later time: a claim
+-- after it may have a lease below it that ran out since). With
+-- `full_every` (the rescue's, which misses nothing by looking less far,
+-- only rescues later) it is no later than as_of (a tick that started
+-- just before another committed looks from as_of), and '-infinity' when
+-- the last look from the first entry (`rescued_all_at`) is full_every or
+-- longer before as_of, or after it.
 -- Reads of job_running_idx for expired or lapsed jobs start there: the
 -- tick's rescue (full_every one minute), and the pops of a max_running
 -- queue (_filled_slots, _write_off_lapsed; no full look). Before 0.27.0
@@ -1386,11 +1390,11 @@ RETURNS timestamptz
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
-    SELECT coalesce((SELECT CASE WHEN m.rescued_to <= _rescue_floor.as_of
-                                      AND (_rescue_floor.full_every IS NULL
-                                           OR (m.rescued_all_at > _rescue_floor.as_of - _rescue_floor.full_every
-                                               AND m.rescued_all_at <= _rescue_floor.as_of))
-                                 THEN m.rescued_to END
+    SELECT coalesce((SELECT CASE WHEN _rescue_floor.full_every IS NULL
+                                 THEN CASE WHEN m.rescued_to <= _rescue_floor.as_of THEN m.rescued_to END
+                                 WHEN m.rescued_all_at > _rescue_floor.as_of - _rescue_floor.full_every
+                                      AND m.rescued_all_at <= _rescue_floor.as_of
+                                 THEN least(m.rescued_to, _rescue_floor.as_of) END
                      FROM pgtq._ready_mark AS m
                      WHERE m.queue = _rescue_floor.queue
                      ORDER BY m.generation DESC

@@ -95,6 +95,9 @@ def test_beside_a_held_snapshot_a_busy_queue_s_rescue_reads_from_its_floor(
     push(db, BATCHES * BATCH + 50)  # 50 stay ready: the queue stays busy
     run_batches(db)
     assert index_reads_of_tick(db, at(BATCHES + 5)) <= 5 * BATCH  # 2 batches, read twice
+    # A tick as of a moment before the last one (it started before that
+    # one committed) looks from its own as_of, not from the first entry.
+    assert index_reads_of_tick(db, at(BATCHES - 0.5)) <= 5 * BATCH
     force_look_from_first_entry(db)
     assert index_reads_of_tick(db, at(BATCHES + 5)) >= BATCHES * BATCH
 
