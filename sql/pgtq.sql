@@ -1385,12 +1385,15 @@ $$;
 -- heartbeat of it could start (a worker's heartbeat comes after its claim
 -- committed, as of its own start), and a heartbeat never extends a lease
 -- that ran out in a max_running queue.
+-- PL/pgSQL with no SET clause: its callers (pops of a max_running queue,
+-- tick) pin search_path, and a SQL function with one was planned anew at
+-- every call, 25 us more per pop's room check.
 CREATE FUNCTION pgtq._rescue_floor(queue text, as_of timestamptz, full_every interval)
 RETURNS timestamptz
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pgtq, pg_temp
+LANGUAGE plpgsql STABLE
 AS $$
-    SELECT coalesce((SELECT CASE WHEN _rescue_floor.full_every IS NULL
+BEGIN
+    RETURN coalesce((SELECT CASE WHEN _rescue_floor.full_every IS NULL
                                  THEN CASE WHEN m.rescued_to <= _rescue_floor.as_of THEN m.rescued_to END
                                  WHEN m.rescued_all_at > _rescue_floor.as_of - _rescue_floor.full_every
                                       AND m.rescued_all_at <= _rescue_floor.as_of
@@ -1399,7 +1402,8 @@ AS $$
                      WHERE m.queue = _rescue_floor.queue
                      ORDER BY m.generation DESC
                      LIMIT 1),
-                    '-infinity')
+                    '-infinity');
+END
 $$;
 
 -- Guarantees: writes off the running jobs of `queue` whose lease ran out

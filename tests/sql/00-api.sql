@@ -158,10 +158,10 @@ SELECT is(
      FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace
        AND NOT coalesce('search_path=pg_catalog, pgtq, pg_temp' = ANY (p.proconfig), false)),
     ARRAY['_announce', '_anyone_waiting', '_completions_ok', '_is_plain_name', '_must_announce', '_push_options_ok',
-          '_waiting_space', 'tick_for'],
+          '_rescue_floor', '_waiting_space', 'tick_for'],
     'every pgtq function pins search_path = pg_catalog, pgtq, pg_temp, but the inlined expression helpers, '
-    'the announcement helpers (run by pinned callers only, on the hot path) and tick_for (a procedure that '
-    'commits may not have a SET clause)');
+    'the announcement helpers and the rescue floor (run by pinned callers only, on the hot path) and tick_for '
+    '(a procedure that commits may not have a SET clause)');
 SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname)
      FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace
