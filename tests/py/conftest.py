@@ -250,6 +250,22 @@ def scalar(conn: psycopg.Connection[Any], query: str, params: Any = None) -> Any
     return None if row is None else row[0]
 
 
+def index_entries_read(
+    conn: psycopg.Connection[Any], index: str, statement: str, params: Any = None
+) -> tuple[int, Any]:
+    """The entries of ``index`` that ``statement`` reads (what a held
+    snapshot makes it step over), and the statement's first row, counted
+    within one transaction that is then rolled back, writes and all."""
+    count = "SELECT pg_stat_get_xact_tuples_returned(%s::regclass)"
+    conn.execute("BEGIN")
+    try:
+        before = int(scalar(conn, count, (index,)))
+        first_row = conn.execute(statement, params).fetchone()
+        return int(scalar(conn, count, (index,))) - before, first_row
+    finally:
+        conn.execute("ROLLBACK")
+
+
 SENTINEL = "-- sentinel --"
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from conftest import scalar
+from conftest import index_entries_read, scalar
 from ready_marks import MarkedQueue
 
 QUEUE = "lows"
@@ -59,16 +59,12 @@ def claim_and_release(conn: psycopg.Connection[Any], count: int) -> None:
 
 
 def record_reads_of_pop(conn: psycopg.Connection[Any]) -> int:
-    """Entries of ready_mark_low_seq_idx that one pop(1) reads, counted
-    within one transaction that is then rolled back."""
-    count = "SELECT pg_stat_get_xact_tuples_returned('pgtq.ready_mark_low_seq_idx'::regclass)"
-    conn.execute("BEGIN")
-    try:
-        before = int(scalar(conn, count))
-        assert conn.execute("SELECT id FROM pgtq.pop(%s, 'w', 1)", (QUEUE,)).fetchone() is not None
-        return int(scalar(conn, count)) - before
-    finally:
-        conn.execute("ROLLBACK")
+    """Entries of ready_mark_low_seq_idx that one pop(1) reads (rolled back)."""
+    reads, claimed = index_entries_read(
+        conn, "pgtq.ready_mark_low_seq_idx", "SELECT id FROM pgtq.pop(%s, 'w', 1)", (QUEUE,)
+    )
+    assert claimed is not None
+    return reads
 
 
 def test_beside_a_held_snapshot_a_pop_reads_the_records_since_the_last_ticks(
@@ -121,19 +117,13 @@ def test_beside_a_held_snapshot_a_pop_reads_the_newest_generation_of_the_mark(
     for _ in range(2000):
         tick(db)
     assert db.execute("SELECT count(*) FROM pgtq._ready_mark WHERE queue = %s", (QUEUE,)).fetchone() == (1,)
-    entries = "SELECT pg_stat_get_xact_tuples_returned('pgtq.ready_mark_pkey'::regclass)"
-    with db.transaction():
-        before = int(scalar(db, entries))
-        db.execute("SELECT count(*) FROM pgtq._ready_mark WHERE queue = %s AND generation > 0", (QUEUE,))
-        kept = int(scalar(db, entries)) - before
+    every_generation = "SELECT count(*) FROM pgtq._ready_mark WHERE queue = %s AND generation > 0"
+    kept, _ = index_entries_read(db, "pgtq.ready_mark_pkey", every_generation, (QUEUE,))
     assert kept >= 2000, f"the index kept {kept} entries of the queue: the snapshot keeps every generation"
-    db.execute("BEGIN")
-    try:
-        before = int(scalar(db, entries))
-        assert db.execute("SELECT id FROM pgtq.pop(%s, 'w', 1)", (QUEUE,)).fetchone() is not None
-        reads = int(scalar(db, entries)) - before
-    finally:
-        db.execute("ROLLBACK")
+    reads, claimed = index_entries_read(
+        db, "pgtq.ready_mark_pkey", "SELECT id FROM pgtq.pop(%s, 'w', 1)", (QUEUE,)
+    )
+    assert claimed is not None
     assert reads <= 3, f"a pop read {reads} entries of the mark's index"
 
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-from conftest import scalar
+from conftest import index_entries_read, scalar
 
 QUEUE = "rated"
 START = datetime(2030, 1, 1, tzinfo=UTC)
@@ -60,19 +60,12 @@ def pop_each_in_its_transaction(conn: psycopg.Connection[Any], first: int, count
 
 
 def index_reads_of_pop(conn: psycopg.Connection[Any], index: str, number: int) -> int:
-    """Entries of ``index`` that pop number ``number`` reads, counted within
-    one transaction that is then rolled back."""
-    count = "SELECT pg_stat_get_xact_tuples_returned(%s::regclass)"
-    conn.execute("BEGIN")
-    try:
-        before = int(scalar(conn, count, (index,)))
-        claimed = conn.execute(
-            "SELECT id FROM pgtq.pop(%s, 'w', 1, '1 hour', %s)", (QUEUE, START + number * STEP)
-        ).fetchone()
-        assert claimed is not None
-        return int(scalar(conn, count, (index,))) - before
-    finally:
-        conn.execute("ROLLBACK")
+    """Entries of ``index`` that pop number ``number`` reads (rolled back)."""
+    reads, claimed = index_entries_read(
+        conn, index, "SELECT id FROM pgtq.pop(%s, 'w', 1, '1 hour', %s)", (QUEUE, START + number * STEP)
+    )
+    assert claimed is not None
+    return reads
 
 
 def test_beside_a_held_snapshot_a_pop_reads_one_version_of_its_queue_row(

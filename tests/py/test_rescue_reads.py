@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-from conftest import scalar
+from conftest import index_entries_read, scalar
 
 QUEUE = "rescued"
 START = datetime(2030, 1, 1, tzinfo=UTC)
@@ -66,16 +66,9 @@ def run_batches(conn: psycopg.Connection[Any]) -> None:
 
 
 def index_reads_of_tick(conn: psycopg.Connection[Any], as_of: datetime) -> int:
-    """Entries of job_running_idx that one tick of QUEUE reads, counted
-    within one transaction that is then rolled back."""
-    count = "SELECT pg_stat_get_xact_tuples_returned('pgtq.job_running_idx'::regclass)"
-    conn.execute("BEGIN")
-    try:
-        before = int(scalar(conn, count))
-        conn.execute("SELECT pgtq.tick(%s, %s)", (QUEUE, as_of))
-        return int(scalar(conn, count)) - before
-    finally:
-        conn.execute("ROLLBACK")
+    """Entries of job_running_idx that one tick of QUEUE reads (rolled back)."""
+    reads, _ = index_entries_read(conn, "pgtq.job_running_idx", "SELECT pgtq.tick(%s, %s)", (QUEUE, as_of))
+    return reads
 
 
 def force_look_from_first_entry(conn: psycopg.Connection[Any]) -> None:
@@ -129,19 +122,12 @@ def test_a_lease_that_runs_out_after_the_floor_moved_is_rescued(db: psycopg.Conn
 
 
 def index_reads_of_pop(conn: psycopg.Connection[Any], as_of: datetime) -> int:
-    """Entries of job_running_idx that one pop(1) of QUEUE reads, counted
-    within one transaction that is then rolled back."""
-    count = "SELECT pg_stat_get_xact_tuples_returned('pgtq.job_running_idx'::regclass)"
-    conn.execute("BEGIN")
-    try:
-        before = int(scalar(conn, count))
-        claimed = conn.execute(
-            "SELECT id FROM pgtq.pop(%s, 'w', 1, '1 second', %s)", (QUEUE, as_of)
-        ).fetchone()
-        assert claimed is not None
-        return int(scalar(conn, count)) - before
-    finally:
-        conn.execute("ROLLBACK")
+    """Entries of job_running_idx that one pop(1) of QUEUE reads (rolled back)."""
+    reads, claimed = index_entries_read(
+        conn, "pgtq.job_running_idx", "SELECT id FROM pgtq.pop(%s, 'w', 1, '1 second', %s)", (QUEUE, as_of)
+    )
+    assert claimed is not None
+    return reads
 
 
 def test_beside_a_held_snapshot_a_max_running_pop_counts_slots_from_the_floor(
