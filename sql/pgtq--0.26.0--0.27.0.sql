@@ -588,27 +588,6 @@ BEGIN
 END
 $$;
 
--- Guarantees: what follows a statement that turned existing jobs ready
--- (`ids`, of queues[i], at priorities[i], with lock_keys[i]): records
--- them for the ready marks (_lower_marks) and announces each of their
--- queues once (_announce; notifications go out at commit). Returns how
--- many jobs there were; with none it does nothing (no transaction id is
--- taken). Tick's promotion and _restart call it (0.27.0: each wrote it).
-CREATE OR REPLACE FUNCTION pgtq._made_ready(queues text[], priorities integer[], ids bigint[], lock_keys text[])
-RETURNS integer
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pgtq, pg_temp
-AS $$
-BEGIN
-    IF coalesce(cardinality(_made_ready.ids), 0) = 0 THEN
-        RETURN 0;
-    END IF;
-    PERFORM pgtq._lower_marks(_made_ready.queues, _made_ready.priorities, _made_ready.ids, _made_ready.lock_keys);
-    PERFORM pgtq._announce(q.queue) FROM (SELECT DISTINCT unnest(_made_ready.queues) AS queue) AS q;
-    RETURN cardinality(_made_ready.ids);
-END
-$$;
-
 -- Guarantees: moves every due job of `queue` (all queues when NULL):
 --   1. scheduled jobs with run_at <= as_of become ready;
 --   2. running jobs whose lease expired before as_of (their worker died)
@@ -634,7 +613,7 @@ $$;
 --      one-row table;
 --   6. the ready mark of each queue ticked that runs jobs or has one is
 --      set afresh (0.18.0, _raise_mark): where pops start their claim.
---      Jobs it promotes are recorded for the marks (_made_ready). The
+--      Jobs it promotes are recorded for the marks (_lower_marks). The
 --      next job id is read first, while the transaction has no id yet
 --      (0.25.0: what lets the marks' looks start at a floor), and so is
 --      the next number of _ready_mark_low's rows (0.26.0); a tick called
@@ -660,6 +639,7 @@ SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
 DECLARE
     promoted        integer;
+    promoted_queues text[];
     rescued         integer := 0;
     rescued_queues  text[] := '{}';
     rescued_tasks   text[] := '{}';
@@ -697,11 +677,14 @@ BEGIN
         FROM due
         WHERE j.id = due.id
         RETURNING j.queue, j.priority, j.id, j.lock_key
+    ), lowered AS (
+        SELECT pgtq._lower_marks(array_agg(moved.queue), array_agg(moved.priority), array_agg(moved.id),
+                                 array_agg(moved.lock_key))
+        FROM moved
     )
-    SELECT pgtq._made_ready(array_agg(moved.queue), array_agg(moved.priority), array_agg(moved.id),
-                            array_agg(moved.lock_key))
-    INTO promoted
-    FROM moved;
+    SELECT count(*), coalesce(array_agg(DISTINCT moved.queue), '{}')
+    INTO promoted, promoted_queues
+    FROM moved, lowered;
 
     busy_queues := CASE WHEN tick.queue IS NULL THEN pgtq._running_queues() ELSE ARRAY[tick.queue] END;
     -- Each queue's rescue looks from its floor (0.27.0, _rescue_floor); the
@@ -744,6 +727,9 @@ BEGIN
         FROM unnest(rescued_queues, rescued_tasks) AS r (queue, task)
         GROUP BY r.queue, r.task;
     END IF;
+
+    -- Each queue that got ready jobs is announced once.
+    PERFORM pgtq._announce(q.queue) FROM unnest(promoted_queues) AS q (queue);
 
     -- Limited queues whose room came back with time. The ready job is
     -- looked for queue by queue, ordered so that job_ready_idx serves it
@@ -807,7 +793,7 @@ $$;
 -- earlier waiters were told the outcome), error and result kept for the
 -- record until the next attempt; a job in any other state, or an unknown
 -- id, is left as it is. The jobs made ready are recorded for the ready
--- marks and each queue that got some is announced once (_made_ready).
+-- marks (_lower_marks), and each queue that got some is announced once.
 -- Returns how many it retried. A keyed job whose key another pending job
 -- holds raises unique_violation (job_key_pending_idx), which each caller
 -- turns into its own PT006.
@@ -817,7 +803,8 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
 DECLARE
-    restarted integer;
+    restarted        integer;
+    restarted_queues text[];
 BEGIN
     WITH moved AS (
         UPDATE pgtq._job AS j
@@ -832,11 +819,15 @@ BEGIN
         WHERE j.id = ANY (_restart.ids)
           AND j.state IN ('failed', 'cancelled')
         RETURNING j.queue, j.priority, j.id, j.lock_key
+    ), lowered AS (
+        SELECT pgtq._lower_marks(array_agg(moved.queue), array_agg(moved.priority), array_agg(moved.id),
+                                 array_agg(moved.lock_key))
+        FROM moved
     )
-    SELECT pgtq._made_ready(array_agg(moved.queue), array_agg(moved.priority), array_agg(moved.id),
-                            array_agg(moved.lock_key))
-    INTO restarted
-    FROM moved;
+    SELECT count(*), coalesce(array_agg(DISTINCT moved.queue), '{}')
+    INTO restarted, restarted_queues
+    FROM moved, lowered;
+    PERFORM pgtq._announce(q.queue) FROM unnest(restarted_queues) AS q (queue);
     RETURN restarted;
 END
 $$;
