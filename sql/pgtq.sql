@@ -427,7 +427,8 @@ CREATE TABLE pgtq._lease_expiry (
 -- for all of them: 10,000 jobs/s fell to about 4,500 within a minute.
 -- Only tick writes these rows (_raise_mark), each time afresh from what it
 -- sees, so a mark that passed over a ready job is lowered by the first
--- tick that sees the job. `next_low_id` is
+-- tick that sees the job (0.28.0: the mark of an idle queue that says so
+-- already stays as it is, and such a tick writes nothing). `next_low_id` is
 -- what the next tick may publish at most (its look, one tick behind, so a
 -- push whose transaction took its id before that look and commits within
 -- one tick is never passed over); set_at says how fresh the mark is (pop
@@ -1962,6 +1963,124 @@ AS $$
     GROUP BY r.queue, r.priority
 $$;
 
+-- Guarantees: the first ready job of `queue` without a lock key in claim
+-- order (priority, then id), as a tick's look for its ready mark finds
+-- it (0.25.0): above `mark_priority` from the first entry, at that
+-- priority from `look_from` on (0: from the first entry), below it from
+-- the first entry; NULLs when there is none. `looked_all` says whether
+-- the look that found it (or, finding none, the look at `mark_priority`)
+-- started at the first entry. The priority as a closed range, as in pop:
+-- job_ready_idx starts at `look_from`. One function for _raise_mark and
+-- _mark_stays_idle (0.28.0), so both look alike. No SET clause, as none
+-- of these three helpers has: the tick's mark runs them, with
+-- search_path pinned and sequential scans off, and with SET clauses of
+-- their own a tick of a busy queue took 9% longer.
+CREATE FUNCTION pgtq._first_ready(queue text, mark_priority integer, look_from bigint,
+                                  OUT first_priority integer, OUT first_id bigint, OUT looked_all boolean)
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    SELECT r.priority, r.id INTO first_priority, first_id
+    FROM pgtq._job AS r
+    WHERE r.queue = _first_ready.queue AND r.state = 'ready' AND r.lock_key IS NULL
+      AND r.priority > _first_ready.mark_priority
+    ORDER BY r.priority DESC, r.id
+    LIMIT 1;
+    looked_all := first_id IS NOT NULL OR _first_ready.look_from = 0;
+    IF first_id IS NULL THEN
+        SELECT r.priority, r.id INTO first_priority, first_id
+        FROM pgtq._job AS r
+        WHERE r.queue = _first_ready.queue AND r.state = 'ready' AND r.lock_key IS NULL
+          AND r.priority <= _first_ready.mark_priority AND r.priority >= _first_ready.mark_priority
+          AND r.id >= _first_ready.look_from
+        ORDER BY r.priority DESC, r.id
+        LIMIT 1;
+    END IF;
+    IF first_id IS NULL THEN
+        SELECT r.priority, r.id INTO first_priority, first_id
+        FROM pgtq._job AS r
+        WHERE r.queue = _first_ready.queue AND r.state = 'ready' AND r.lock_key IS NULL
+          AND r.priority < _first_ready.mark_priority
+        ORDER BY r.priority DESC, r.id
+        LIMIT 1;
+    END IF;
+END
+$$;
+
+-- Guarantees: whether a running job of `queue` has a lease that runs out
+-- at `lease_from` or later (NULL: any running job). Ordered, so that
+-- job_running_idx serves it from the latest lease: below a tick's rescue
+-- floor the tick left no running job, and the entries of the jobs that
+-- ended there are not stepped over.
+CREATE FUNCTION pgtq._runs_jobs(queue text, lease_from timestamptz)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    RETURN (SELECT b.lease_expires_at
+            FROM pgtq._job AS b
+            WHERE b.queue = _runs_jobs.queue AND b.state = 'running'
+              AND b.lease_expires_at >= coalesce(_runs_jobs.lease_from, '-infinity')
+            ORDER BY b.lease_expires_at DESC
+            LIMIT 1) IS NOT NULL;
+END
+$$;
+
+-- Guarantees: true when the ready mark of `queue` already says what a
+-- tick would write into it again (0.28.0), so the tick (_raise_mark,
+-- with its rescue's `rescued_to` and `rescued_all`, and `keep_idle`)
+-- may leave it as it is and write nothing. All of these hold:
+--   * the calling transaction has written nothing (it has no id);
+--   * the mark says the queue is idle (idle_since) and stays (keep_idle,
+--     or idle for less than ten minutes: else the tick drops it);
+--   * the mark's look from the first entry (looked_all_at) is less than a
+--     minute old, and so is the rescue's (rescued_all_at) when this
+--     tick's rescue looked from the first entry (or, in tick() with no
+--     queue, knew the queue runs no job): each is written once a minute,
+--     which also keeps the mark fresh for pops (set_at);
+--   * no job was made ready since the mark by anything but a push (no
+--     row of _ready_mark_low from its lows_from on), no ready job has a
+--     lock key, the tick's own look from the mark's floor finds no ready
+--     job (_first_ready), and no job runs (_runs_jobs).
+-- The mark left standing is an older view than the one the tick would
+-- write: its low id, floor, settled id and rescue floor are lower or the
+-- same, never higher, so pops and ticks may step over a few more
+-- entries and never pass over a ready job. Reads only, takes no lock:
+-- an idle queue's ticks are read-only transactions, with no
+-- transaction id, no WAL and no flush at commit (until 0.28.0 every tick
+-- of every worker wrote a new generation of each of its queues' marks).
+CREATE FUNCTION pgtq._mark_stays_idle(queue text, rescued_to timestamptz, rescued_all boolean, keep_idle boolean)
+RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    mark pgtq._ready_mark;
+BEGIN
+    IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
+        RETURN false;
+    END IF;
+    SELECT m.* INTO mark
+    FROM pgtq._ready_mark AS m
+    WHERE m.queue = _mark_stays_idle.queue
+    ORDER BY m.generation DESC
+    LIMIT 1;
+    RETURN coalesce(mark.idle_since IS NOT NULL
+                    AND (_mark_stays_idle.keep_idle OR mark.idle_since > clock_timestamp() - interval '10 minutes')
+                    AND mark.looked_all_at > clock_timestamp() - interval '1 minute'
+                    AND (NOT _mark_stays_idle.rescued_all
+                         OR mark.rescued_all_at > _mark_stays_idle.rescued_to - interval '1 minute')
+                    AND NOT EXISTS (SELECT 1 FROM pgtq._ready_mark_low AS l
+                                    WHERE l.queue = _mark_stays_idle.queue AND l.seq >= mark.lows_from)
+                    AND NOT EXISTS (SELECT 1 FROM pgtq._job AS k
+                                    WHERE k.queue = _mark_stays_idle.queue AND k.state = 'ready'
+                                      AND k.lock_key IS NOT NULL)
+                    AND (SELECT f.first_id
+                         FROM pgtq._first_ready(_mark_stays_idle.queue, mark.priority, mark.floor_id) AS f) IS NULL
+                    AND NOT pgtq._runs_jobs(_mark_stays_idle.queue, _mark_stays_idle.rescued_to),
+                    false);
+END
+$$;
+
 -- Guarantees: sets the ready mark of `queue` afresh (0.18.0), from what
 -- the calling tick sees, so that pops of the queue seek from it:
 --   * the mark's priority is the highest of the queue's ready jobs
@@ -2024,6 +2143,8 @@ $$;
 -- the mark keeps `rescued_to` as the tick found it, and `rescued_all_at`
 -- becomes it when `rescued_all` says that this tick's rescue looked from
 -- the queue's first entry; a NULL rescued_to (no rescue) keeps both.
+-- An idle queue whose mark says so already keeps it as it is, and the
+-- tick writes nothing (0.28.0, _mark_stays_idle).
 -- Never waits: a mark another tick holds is left to that tick.
 CREATE FUNCTION pgtq._raise_mark(queue text, settle_below bigint, settle_seq bigint,
                                  rescued_to timestamptz, rescued_all boolean, keep_idle boolean)
@@ -2042,6 +2163,7 @@ DECLARE
     look_from      bigint := 0;  -- where the look at the mark's priority starts
     first_priority integer;
     first_id       bigint;
+    looked_all     boolean;  -- the look that found first_id (or none) started at the first entry
     settled        bigint;   -- every push that took a lower id has ended
     waiting_id     bigint;   -- the pending pair: settled once no transaction older than waiting_xid runs
     waiting_seq    bigint;
@@ -2049,6 +2171,10 @@ DECLARE
     read_from      bigint;   -- the rows of _ready_mark_low that remain to read start here
     idle_since     timestamptz;  -- since when the queue has had no ready and no running job
 BEGIN
+    IF pgtq._mark_stays_idle(_raise_mark.queue, _raise_mark.rescued_to, _raise_mark.rescued_all,
+                             _raise_mark.keep_idle) THEN
+        RETURN;
+    END IF;
     -- The queue's highest generation (0.26.0), locked; ordered, so that the
     -- index serves it from its newest entry.
     SELECT m.* INTO mark
@@ -2083,46 +2209,19 @@ BEGIN
         RETURNING l.priority, l.id
     )
     SELECT min(gone.id) FILTER (WHERE gone.priority = mark.priority) INTO lows_id FROM gone;
-    -- Above the mark's priority, then at it from the floor, then below it;
-    -- a new mark looks at priority 0 from the first entry.
+    -- Above the mark's priority, then at it from the floor (from the first
+    -- entry once a minute), then below it (_first_ready); a new mark looks
+    -- at priority 0 from the first entry.
     mark_priority := coalesce(mark.priority, 0);
-    SELECT r.priority, r.id INTO first_priority, first_id
-    FROM pgtq._job AS r
-    WHERE r.queue = _raise_mark.queue AND r.state = 'ready' AND r.lock_key IS NULL
-      AND r.priority > mark_priority
-    ORDER BY r.priority DESC, r.id
-    LIMIT 1;
-    IF first_id IS NULL THEN
-        IF mark.looked_all_at > clock_timestamp() - interval '1 minute' THEN
-            look_from := least(mark.floor_id, lows_id);
-        END IF;
-        -- The priority as a closed range, as in pop: job_ready_idx starts
-        -- at the floor.
-        SELECT r.priority, r.id INTO first_priority, first_id
-        FROM pgtq._job AS r
-        WHERE r.queue = _raise_mark.queue AND r.state = 'ready' AND r.lock_key IS NULL
-          AND r.priority <= mark_priority AND r.priority >= mark_priority
-          AND r.id >= look_from
-        ORDER BY r.priority DESC, r.id
-        LIMIT 1;
+    IF mark.looked_all_at > clock_timestamp() - interval '1 minute' THEN
+        look_from := least(mark.floor_id, lows_id);
     END IF;
-    IF first_id IS NULL THEN
-        SELECT r.priority, r.id INTO first_priority, first_id
-        FROM pgtq._job AS r
-        WHERE r.queue = _raise_mark.queue AND r.state = 'ready' AND r.lock_key IS NULL
-          AND r.priority < mark_priority
-        ORDER BY r.priority DESC, r.id
-        LIMIT 1;
-    END IF;
+    SELECT f.first_priority, f.first_id, f.looked_all INTO first_priority, first_id, looked_all
+    FROM pgtq._first_ready(_raise_mark.queue, mark_priority, look_from) AS f;
     IF first_id IS NULL THEN
         -- No running job either (below the rescue's floor the tick left
-        -- none; ordered, so that job_running_idx serves it from the
-        -- latest lease): the queue is idle.
-        IF (SELECT b.lease_expires_at FROM pgtq._job AS b
-            WHERE b.queue = _raise_mark.queue AND b.state = 'running'
-              AND b.lease_expires_at >= coalesce(_raise_mark.rescued_to, '-infinity')
-            ORDER BY b.lease_expires_at DESC
-            LIMIT 1) IS NULL THEN
+        -- none): the queue is idle.
+        IF NOT pgtq._runs_jobs(_raise_mark.queue, _raise_mark.rescued_to) THEN
             idle_since := coalesce(mark.idle_since, clock_timestamp());
             IF NOT _raise_mark.keep_idle
                AND (mark.generation IS NULL OR idle_since <= clock_timestamp() - interval '10 minutes') THEN
@@ -2160,7 +2259,7 @@ BEGIN
     VALUES (_raise_mark.queue, first_priority,
             CASE WHEN first_priority = mark.priority THEN least(mark.next_low_id, first_id) ELSE 0 END,
             first_id, clock_timestamp(), least(first_id, settled), settled, waiting_id, waiting_xid,
-            CASE WHEN look_from = 0 THEN clock_timestamp() ELSE mark.looked_all_at END, read_from, waiting_seq,
+            CASE WHEN looked_all THEN clock_timestamp() ELSE mark.looked_all_at END, read_from, waiting_seq,
             coalesce(_raise_mark.rescued_to, mark.rescued_to, '-infinity'),
             CASE WHEN _raise_mark.rescued_to IS NOT NULL AND _raise_mark.rescued_all THEN _raise_mark.rescued_to
                  ELSE coalesce(mark.rescued_all_at, '-infinity') END,
@@ -3972,7 +4071,13 @@ $$;
 --      nor has a mark keeps its rows until it does (tick() with no
 --      queue; 0.26.0: until then every tick looked for such rows among
 --      all of them, stepping over every deleted one a held snapshot
---      keeps).
+--      keeps). The mark of an idle queue that says so already stays as
+--      it is (0.28.0, _mark_stays_idle): a tick that finds nothing to do
+--      writes nothing, takes no transaction id and flushes no WAL at
+--      commit, once a minute aside (the looks from the first entry).
+--      Until 0.28.0 each tick of each worker wrote each of its queues'
+--      marks: idle workers kept the server writing, 430 bytes of WAL and
+--      a flush per tick.
 -- Returns how many jobs it moved or enqueued. Rows are taken with FOR
 -- UPDATE SKIP LOCKED and their state is rechecked, so any number of
 -- sessions may tick at once (schedulers, workers, pg_cron): no job is

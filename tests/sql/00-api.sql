@@ -157,11 +157,11 @@ SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname)
      FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace
        AND NOT coalesce('search_path=pg_catalog, pgtq, pg_temp' = ANY (p.proconfig), false)),
-    ARRAY['_announce', '_anyone_waiting', '_completions_ok', '_is_plain_name', '_must_announce', '_push_options_ok',
-          '_rescue_floor', '_waiting_space', 'tick_for'],
+    ARRAY['_announce', '_anyone_waiting', '_completions_ok', '_first_ready', '_is_plain_name', '_mark_stays_idle',
+          '_must_announce', '_push_options_ok', '_rescue_floor', '_runs_jobs', '_waiting_space', 'tick_for'],
     'every pgtq function pins search_path = pg_catalog, pgtq, pg_temp, but the inlined expression helpers, '
-    'the announcement helpers and the rescue floor (run by pinned callers only, on the hot path) and tick_for '
-    '(a procedure that commits may not have a SET clause)');
+    'the announcement helpers, the rescue floor and the ready mark''s looks (run by pinned callers only) and '
+    'tick_for (a procedure that commits may not have a SET clause)');
 SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname)
      FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace
