@@ -2100,12 +2100,14 @@ $$;
 --     keeps the rescue's floor, without which each tick of the queue
 --     would look from its first entry, past every job that ended beside a
 --     held snapshot;
---   * (0.21.0) neither does a queue with ready jobs with a lock key: pop
+--   * (0.21.0) a queue with ready jobs with a lock key gets no look: pop
 --     takes the keyed path for it (_choose_keyed) and reads no mark, and
 --     the look for its first ready job without a key would step over
---     every ready job with one (23 ms a tick at 100,000). Its mark is
---     dropped, and made anew, seeking nothing at first, once the queue has
---     no ready job with a key.
+--     every ready job with one (23 ms a tick at 100,000). Its mark seeks
+--     nothing (low_id 0, and so does the first tick's once the queue has
+--     no ready job with a key) and keeps the rescue's floor (0.28.0; it
+--     was dropped, and every rescue of such a queue looked from its first
+--     entry, past every job that ended beside a held snapshot).
 -- Where the look starts (0.25.0): jobs above and below the mark's
 -- priority are looked for from their first entry, those of the mark's
 -- priority from the mark's floor. Until 0.25.0 every look started at the
@@ -2195,44 +2197,50 @@ BEGIN
         END IF;
     END IF;
     read_from := coalesce(mark.lows_from, 0);
-    IF EXISTS (SELECT 1 FROM pgtq._job AS k
-               WHERE k.queue = _raise_mark.queue AND k.state = 'ready' AND k.lock_key IS NOT NULL) THEN
-        DELETE FROM pgtq._ready_mark_low AS l WHERE l.queue = _raise_mark.queue AND l.seq >= read_from;
-        DELETE FROM pgtq._ready_mark AS m WHERE m.queue = _raise_mark.queue AND m.generation = mark.generation;
-        RETURN;  -- pop takes the keyed path and reads no mark
-    END IF;
+    mark_priority := coalesce(mark.priority, 0);
     unused_id := pgtq._unused_job_id();
     -- Taken before the look, so the look sees every push it says ended.
     oldest_xid := pg_snapshot_xmin(pg_current_snapshot());
-    WITH gone AS (
-        DELETE FROM pgtq._ready_mark_low AS l WHERE l.queue = _raise_mark.queue AND l.seq >= read_from
-        RETURNING l.priority, l.id
-    )
-    SELECT min(gone.id) FILTER (WHERE gone.priority = mark.priority) INTO lows_id FROM gone;
-    -- Above the mark's priority, then at it from the floor (from the first
-    -- entry once a minute), then below it (_first_ready); a new mark looks
-    -- at priority 0 from the first entry.
-    mark_priority := coalesce(mark.priority, 0);
-    IF mark.looked_all_at > clock_timestamp() - interval '1 minute' THEN
-        look_from := least(mark.floor_id, lows_id);
-    END IF;
-    SELECT f.first_priority, f.first_id, f.looked_all INTO first_priority, first_id, looked_all
-    FROM pgtq._first_ready(_raise_mark.queue, mark_priority, look_from) AS f;
-    IF first_id IS NULL THEN
-        -- No running job either (below the rescue's floor the tick left
-        -- none): the queue is idle.
-        IF NOT pgtq._runs_jobs(_raise_mark.queue, _raise_mark.rescued_to) THEN
-            idle_since := coalesce(mark.idle_since, clock_timestamp());
-            IF NOT _raise_mark.keep_idle
-               AND (mark.generation IS NULL OR idle_since <= clock_timestamp() - interval '10 minutes') THEN
-                DELETE FROM pgtq._ready_mark AS m WHERE m.queue = _raise_mark.queue AND m.generation = mark.generation;
-                RETURN;
-            END IF;
-        END IF;
+    IF EXISTS (SELECT 1 FROM pgtq._job AS k
+               WHERE k.queue = _raise_mark.queue AND k.state = 'ready' AND k.lock_key IS NOT NULL) THEN
+        -- Pop takes the keyed path and reads no mark: it seeks nothing
+        -- (0, and so does the first tick after), and keeps the rescue's
+        -- floor (0.28.0; before, it was dropped).
+        DELETE FROM pgtq._ready_mark_low AS l WHERE l.queue = _raise_mark.queue AND l.seq >= read_from;
         first_priority := mark_priority;
-        first_id := unused_id;
+        first_id := 0;
+        looked_all := false;
+    ELSE
+        WITH gone AS (
+            DELETE FROM pgtq._ready_mark_low AS l WHERE l.queue = _raise_mark.queue AND l.seq >= read_from
+            RETURNING l.priority, l.id
+        )
+        SELECT min(gone.id) FILTER (WHERE gone.priority = mark.priority) INTO lows_id FROM gone;
+        -- Above the mark's priority, then at it from the floor (from the
+        -- first entry once a minute), then below it (_first_ready); a new
+        -- mark looks at priority 0 from the first entry.
+        IF mark.looked_all_at > clock_timestamp() - interval '1 minute' THEN
+            look_from := least(mark.floor_id, lows_id);
+        END IF;
+        SELECT f.first_priority, f.first_id, f.looked_all INTO first_priority, first_id, looked_all
+        FROM pgtq._first_ready(_raise_mark.queue, mark_priority, look_from) AS f;
+        IF first_id IS NULL THEN
+            -- No running job either (below the rescue's floor the tick left
+            -- none): the queue is idle.
+            IF NOT pgtq._runs_jobs(_raise_mark.queue, _raise_mark.rescued_to) THEN
+                idle_since := coalesce(mark.idle_since, clock_timestamp());
+                IF NOT _raise_mark.keep_idle
+                   AND (mark.generation IS NULL OR idle_since <= clock_timestamp() - interval '10 minutes') THEN
+                    DELETE FROM pgtq._ready_mark AS m
+                    WHERE m.queue = _raise_mark.queue AND m.generation = mark.generation;
+                    RETURN;
+                END IF;
+            END IF;
+            first_priority := mark_priority;
+            first_id := unused_id;
+        END IF;
+        first_id := least(first_id, unused_id);
     END IF;
-    first_id := least(first_id, unused_id);
 
     settled := coalesce(mark.settled_id, 0);
     waiting_id := mark.pending_id;
@@ -2259,7 +2267,8 @@ BEGIN
     VALUES (_raise_mark.queue, first_priority,
             CASE WHEN first_priority = mark.priority THEN least(mark.next_low_id, first_id) ELSE 0 END,
             first_id, clock_timestamp(), least(first_id, settled), settled, waiting_id, waiting_xid,
-            CASE WHEN looked_all THEN clock_timestamp() ELSE mark.looked_all_at END, read_from, waiting_seq,
+            CASE WHEN looked_all THEN clock_timestamp() ELSE coalesce(mark.looked_all_at, '-infinity') END, read_from,
+            waiting_seq,
             coalesce(_raise_mark.rescued_to, mark.rescued_to, '-infinity'),
             CASE WHEN _raise_mark.rescued_to IS NOT NULL AND _raise_mark.rescued_all THEN _raise_mark.rescued_to
                  ELSE coalesce(mark.rescued_all_at, '-infinity') END,

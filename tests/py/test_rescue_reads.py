@@ -16,7 +16,10 @@ mark:
   the mark's last look from the first entry over a minute old (the look
   from the first entry it then makes), it reads every one, which shows
   the count can fail;
-* the same for a queue that ran all its jobs and is idle;
+* the same for a queue that ran all its jobs and is idle, and (schema
+  0.28.0) for one with a ready job whose lock key runs elsewhere, whose
+  pops take the keyed path (until 0.28.0 such a queue kept no mark, and
+  its rescue looked from the first entry);
 * a job whose lease ran out is still rescued by the next tick;
 * a pop of a ``max_running`` queue counts the slots of its running jobs
   from the same floor (until 0.27.0 from the first entry, past every job
@@ -104,6 +107,24 @@ def test_beside_a_held_snapshot_an_idle_queue_ticked_by_name_keeps_its_floor(
         BATCHES * BATCH
     )
     assert scalar(db, "SELECT idle_since IS NOT NULL FROM pgtq._ready_mark WHERE queue = %s", (QUEUE,))
+    assert index_reads_of_tick(db, at(BATCHES + 5)) <= 5 * BATCH  # 2 batches, read twice
+    force_look_from_first_entry(db)
+    assert index_reads_of_tick(db, at(BATCHES + 5)) >= BATCHES * BATCH
+
+
+def test_beside_a_held_snapshot_a_queue_with_a_blocked_keyed_job_keeps_its_floor(
+    db: psycopg.Connection[Any], held_snapshot: None
+) -> None:
+    # Key k runs in another queue for the whole test, so QUEUE keeps a
+    # ready job with a lock key: its pops take the keyed path.
+    db.execute("SELECT pgtq.push('elsewhere', 't', lock_key => 'k', as_of => %s)", (START,))
+    assert scalar(db, "SELECT count(*) FROM pgtq.pop('elsewhere', 'w', 1, '1 day', %s)", (START,)) == 1
+    db.execute("SELECT pgtq.push(%s, 't', lock_key => 'k', as_of => %s)", (QUEUE, START))
+    push(db, BATCHES * BATCH)
+    run_batches(db)
+    assert scalar(db, "SELECT count(*) FROM pgtq.jobs WHERE queue = %s AND state = 'ready'", (QUEUE,)) == 1
+    seek = scalar(db, "SELECT low_id FROM pgtq._ready_mark WHERE queue = %s", (QUEUE,))
+    assert seek == 0, "the queue has a mark, and it seeks nothing"
     assert index_reads_of_tick(db, at(BATCHES + 5)) <= 5 * BATCH  # 2 batches, read twice
     force_look_from_first_entry(db)
     assert index_reads_of_tick(db, at(BATCHES + 5)) >= BATCHES * BATCH

@@ -6,7 +6,7 @@
 -- and a stale one not at all. How much the seek saves under a held
 -- snapshot: bench/ (sustained, held snapshot).
 BEGIN;
-SELECT plan(30);
+SELECT plan(31);
 \ir helpers/reads.psql
 
 -- The seek reads job_ready_idx from the mark, whatever the statistics
@@ -170,9 +170,10 @@ SELECT is((SELECT count(*)::integer FROM pgtq._ready_mark WHERE queue = 'idle2')
     'a queue never used gets a mark when a worker ticks it by name');
 DELETE FROM pgtq._ready_mark WHERE queue IN ('nomark', 'idle2');
 
--- (0.21.0) A queue with ready jobs with a lock key keeps no mark: pop
--- takes the keyed path for it and reads none, and the look for its first
--- ready job without a key would step over every keyed one.
+-- (0.21.0) A queue with ready jobs with a lock key gets no look: pop
+-- takes the keyed path for it and reads no mark, and the look for its
+-- first ready job without a key would step over every keyed one. Its mark
+-- seeks nothing, and keeps the rescue's floor (0.28.0: it was dropped).
 SELECT pg_temp.busy('km');
 SELECT ok(EXISTS (SELECT 1 FROM pgtq._ready_mark WHERE queue = 'km'), 'a busy queue has a mark');
 SELECT count(*) FROM pgtq.pop('km', 'w', 2);  -- no ready job without a key is left
@@ -180,8 +181,10 @@ SELECT count(*) FROM pgtq.push_many('km', 'keyed', ARRAY(SELECT jsonb_build_arra
                                     lock_keys => ARRAY(SELECT 'key-' || n FROM generate_series(1, 2000) AS n));
 SELECT cmp_ok(pg_temp.index_reads('pgtq.job_ready_idx', $$SELECT pgtq.tick('km')$$), '<=', 2::bigint,
     'a tick of a queue with 2,000 ready keyed jobs reads none of them');
-SELECT is((SELECT count(*)::integer FROM pgtq._ready_mark WHERE queue = 'km'), 0,
-    'and drops its mark');
+SELECT is((SELECT array_agg(m.low_id) FROM pgtq._ready_mark AS m WHERE m.queue = 'km'), ARRAY[0::bigint],
+    'and its mark seeks nothing');
+SELECT ok((SELECT m.rescued_to > '-infinity' FROM pgtq._ready_mark AS m WHERE m.queue = 'km'),
+    'and keeps the rescue''s floor');
 SELECT count(*) FROM pgtq.pop('km', 'w', 2100);
 SELECT pgtq.tick('km');
 SELECT is((SELECT m.low_id FROM pgtq._ready_mark AS m WHERE m.queue = 'km'), 0::bigint,
