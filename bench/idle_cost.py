@@ -14,8 +14,8 @@ each of its queues every second and renews its registration every ten.
 Until schema 0.28.0 every tick wrote a new generation of its queue's
 ready mark: a transaction id, about 430 bytes of WAL and a flush at
 commit per tick, per worker and queue, on a server with nothing to do.
-Since 0.28.0 the mark of an idle queue that says so already stays as it
-is, and such a tick writes nothing. To measure an older version, run
+Since 0.28.0, while no job is pushed, the mark of an idle queue that says
+so already stays as it is, and such a tick writes nothing. To measure an older version, run
 this file from a checkout of it (``PYTHONPATH`` at that checkout).
 """
 

@@ -14,8 +14,13 @@ records: a count of the ready rows would walk, beside the held snapshot,
 every row version it keeps, and load the server it measures), table and
 index sizes and dead tuples every few seconds, the
 throughput while the snapshot is held, and how long the backlog takes to
-recover after it is released. Correctness: every pushed job is recorded
-exactly once and none is left unfinished.
+recover after it is released. For pgtq, every second: its queue's ready
+mark (where pops seek from, how old it is, whether it says idle), the
+open hand-off offers, and, while no snapshot is held, the first ready
+job (beside the held snapshot that look would walk every entry it keeps),
+so that a run whose workers fall behind shows whether pops sought above
+the backlog or the workers only ran handed jobs. Correctness: every
+pushed job is recorded exactly once and none is left unfinished.
 """
 
 from __future__ import annotations
@@ -45,6 +50,22 @@ SELECT pg_relation_size(c.oid), pg_indexes_size(c.oid), s.n_live_tup, s.n_dead_t
        s.autovacuum_count, s.vacuum_count
 FROM pg_class AS c JOIN pg_stat_user_tables AS s ON s.relid = c.oid
 WHERE c.oid = %s::regclass
+"""
+
+MARK_SQL = """
+SELECT m.low_id, round(extract(epoch FROM clock_timestamp() - m.set_at)::numeric, 1)::float,
+       m.idle_since IS NOT NULL, (SELECT count(*) FROM pgtq._handoff)
+FROM pgtq._ready_mark AS m
+WHERE m.queue = %s
+ORDER BY m.generation DESC
+LIMIT 1
+"""
+
+FIRST_READY_SQL = """
+SELECT r.id FROM pgtq._job AS r
+WHERE r.queue = %s AND r.state = 'ready'
+ORDER BY r.priority DESC, r.id
+LIMIT 1
 """
 
 
@@ -122,6 +143,7 @@ def run_system(
     batches: list[tuple[int, int, float]] = []  # first seq, last seq, commit time
     backlog: list[tuple[float, int]] = []
     sizes_seen: list[dict[str, float]] = []
+    marks_seen: list[tuple[float, Any, Any, Any, Any, Any]] = []
     pruned = [0]
     state = {"next": 0, "owed": 0.0}
     t0 = time.time()
@@ -145,6 +167,11 @@ def run_system(
     def sample() -> None:
         now = time.time()
         backlog.append((now - t0, max(0, int(state["next"]) - started.count())))
+        if system.name == "pgtq":
+            mark = admin.execute(MARK_SQL, [QUEUE]).fetchone() or (None, None, None, None)
+            held = "start" in window and "end" not in window
+            first = None if held else admin.execute(FIRST_READY_SQL, [QUEUE]).fetchone()
+            marks_seen.append((round(now - t0, 1), *mark, first[0] if first else None))
         if not sizes_seen or now - t0 - sizes_seen[-1]["t"] >= SIZE_EVERY:
             row = admin.execute(SIZES_SQL, [system.table]).fetchone()
             sizes_seen.append(
@@ -216,6 +243,7 @@ def run_system(
         batches,
         backlog,
         sizes_seen,
+        marks_seen,
         window,
         pruned[0],
         [loop.error for loop in loops if loop.error],
@@ -243,6 +271,7 @@ def _summarise(
     batches: list[tuple[int, int, float]],
     backlog: list[tuple[float, int]],
     sizes_seen: list[dict[str, float]],
+    marks_seen: list[tuple[float, Any, Any, Any, Any, Any]],
     window: dict[str, float],
     pruned: int,
     errors: list[str],
@@ -289,6 +318,8 @@ def _summarise(
         "throughput_timeline": timeline,
         "backlog": [(round(t, 1), n) for t, n in backlog],
         "sizes": sizes_seen,
+        # (second, mark's low_id, its age in s, says idle, open offers, first ready id or None)
+        "ready_mark": marks_seen,
         "max_table_bytes": max((s["table_bytes"] for s in sizes_seen), default=0),
         "max_index_bytes": max((s["index_bytes"] for s in sizes_seen), default=0),
         "max_dead": max((s["dead"] for s in sizes_seen), default=0),

@@ -16,6 +16,8 @@ stays, and the tick writes nothing:
   floor), and a job whose push took its id before the mark went idle and
   committed after, each make the next tick write the mark afresh, and a
   pop claims the job;
+* so does any job id taken since the mark: jobs pushed and ended between
+  two ticks, which see the queue idle, still move its mark;
 * tick() with no queue still drops the mark after ten idle minutes.
 """
 
@@ -133,7 +135,9 @@ def test_a_push_that_commits_after_the_mark_went_idle_makes_the_tick_write(
     make_idle(db)
     with psycopg.connect(dsn) as pusher:
         pushed = scalar(pusher, "SELECT pgtq.push(%s, 't')", (QUEUE,))  # its id taken, not committed
-        assert not tick_wrote(db), "the job is not seen yet"
+        assert tick_wrote(db), "a job id was taken since the mark"
+        assert is_idle(db), "the job is not seen yet"
+        assert not tick_wrote(db)
         pusher.commit()
     assert claim(db) == pushed, "a pop seeks from the mark that stayed, below the job"
     db.execute("SELECT pgtq.release(j.id, j.lease) FROM pgtq._job AS j WHERE j.id = %s", (pushed,))
@@ -147,6 +151,20 @@ def test_a_push_that_commits_after_the_mark_went_idle_makes_the_tick_write(
     assert tick_wrote(db), "the tick's look from the mark's floor finds the job"
     assert not is_idle(db)
     assert claim(db) == late
+
+
+def test_jobs_pushed_and_ended_between_two_ticks_make_each_tick_write(db: psycopg.Connection[Any]) -> None:
+    # The queue looks idle at every tick; its mark must follow the jobs all
+    # the same, or pops would seek from further and further behind.
+    make_idle(db)
+    for _ in range(3):
+        pushed = scalar(db, "SELECT pgtq.push(%s, 't')", (QUEUE,))
+        assert claim(db) == pushed
+        db.execute("SELECT pgtq.complete(j.id, j.lease) FROM pgtq._job AS j WHERE j.id = %s", (pushed,))
+        assert tick_wrote(db), "a job id was taken since the mark"
+        assert is_idle(db)
+        assert scalar(db, "SELECT next_low_id FROM pgtq._ready_mark WHERE queue = %s", (QUEUE,)) > pushed
+    assert not tick_wrote(db)
 
 
 def test_tick_with_no_queue_drops_the_mark_after_ten_idle_minutes(db: psycopg.Connection[Any]) -> None:
