@@ -65,6 +65,7 @@ PREVIOUS_RELEASES = {
     "0.25.0": "12077b8dd454f39e5b030e511ab2ce87c127f8b4",
     "0.26.0": "8729920fcbe8877ad3475fb5e12f3d7b45cf2c61",
     "0.27.0": "5432b860013513222b3004a12f6501c6c41b3b12",
+    "0.28.0": "bfd3556439619a062cbe699f85a85e0d5d55b343",
 }
 PREVIOUS = known_versions()[-2]
 CURRENT = schema_version()
