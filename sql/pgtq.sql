@@ -3362,7 +3362,19 @@ $$;
 --     and the walk of a queue with lock keys (_choose_keyed) read and
 --     sorted every ready job of the queue (1.3 ms at 10,000). In index
 --     order, they read the entries they need, and mark the ones of ended
---     jobs dead once no snapshot sees them, so the next pops skip them.
+--     jobs dead once no snapshot sees them, so the next pops skip them;
+--   * no sorts where an index gives the order (0.29.0: enable_sort off,
+--     for the helpers too). A session keeps its generic plans from its
+--     first pop; made while the job table was empty (vacuumed so, or
+--     new), every plan cost about the same, and the seek from the mark
+--     could take job_pkey from the mark and sort what it found: every job
+--     above the mark, read at each claim. Once jobs came faster than the
+--     workers took them, each claim read the whole backlog, and the
+--     backlog grew, until autovacuum's next visit of the table replanned
+--     it (the bench's sustained drain fell from 10,000 to 600 jobs a
+--     second within a minute). job_ready_idx gives the claim order, so
+--     the plan that reads it is the one without a sort, whatever the
+--     table held when it was made (tests/py/test_plans_from_an_empty_table.py).
 -- Bad arguments raise PT003 or PT004 and claim nothing; a paused or
 -- limited queue, or one with lock keys, needs READ COMMITTED (PT007).
 CREATE FUNCTION pgtq.pop(queue text,
@@ -3376,6 +3388,7 @@ SET search_path = pg_catalog, pgtq, pg_temp
 SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
 SET enable_bitmapscan = off
+SET enable_sort = off
 SET jit = off
 AS $$
 DECLARE
@@ -3605,12 +3618,19 @@ $$;
 -- commit); returns one row per job it ended: its id, queue and lock key.
 -- Pairs with a stale or forged lease, or an unknown id, change nothing.
 -- It announces no freed slot or key: its callers do (_wake_after_end),
--- each by its rule. The arguments are its callers' to check.
+-- each by its rule. The arguments are its callers' to check. Planned
+-- at each call, for the table as it is (0.29.0: force_custom_plan). A
+-- session's generic plan, kept from about its sixth call, was made for
+-- the table as it was then; made while the table was empty, it joined
+-- the pairs with every entry of job_pkey, at each call, however large
+-- the table grew. Planning costs tens of microseconds a call, one call
+-- a batch.
 CREATE FUNCTION pgtq._end_done(ids bigint[], leases uuid[], results jsonb[], as_of timestamptz)
 RETURNS TABLE (id bigint, queue text, lock_key text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pgtq, pg_temp
 SET enable_seqscan = off
+SET plan_cache_mode = force_custom_plan
 SET jit = off
 AS $$
 BEGIN
@@ -3921,7 +3941,8 @@ $$;
 -- rescue it while its handler stops. A worker that LISTENs on pgtq_cancel
 -- learns sooner. The arrays must have the same length (at most 10,000)
 -- and extend_by lie in (0, 100 years]; otherwise, or with a NULL or
--- infinite as_of, it raises PT004 and extends nothing.
+-- infinite as_of, it raises PT004 and extends nothing. Planned at each
+-- call, for the table as it is (0.29.0, as _end_done).
 CREATE FUNCTION pgtq.heartbeat_many(ids bigint[],
                                     leases uuid[],
                                     extend_by interval DEFAULT '5 minutes',
@@ -3930,6 +3951,7 @@ RETURNS TABLE (id bigint, held boolean, cancel_requested boolean)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pgtq, pg_temp
 SET enable_seqscan = off
+SET plan_cache_mode = force_custom_plan
 SET jit = off
 AS $$
 BEGIN
@@ -4097,6 +4119,15 @@ $$;
 --      Until 0.28.0 each tick of each worker wrote each of its queues'
 --      marks: idle workers kept the server writing, 430 bytes of WAL and
 --      a flush per tick.
+-- Every step reads jobs through the index that serves it, never the whole
+-- table, and takes the order of an index rather than sorting (0.29.0:
+-- enable_seqscan and enable_sort off, for the helpers too, and jit off:
+-- a disabled path's cost would have JIT compile the statements that have
+-- no other plan at every call). A session keeps its generic plans from
+-- about its sixth tick; made while the job table was empty, they could
+-- read the whole table at each tick (the promotion and the rescue
+-- scanned it, the look for the first ready job took job_pkey from the
+-- floor), until autovacuum's next visit replanned them.
 -- Returns how many jobs it moved or enqueued. Rows are taken with FOR
 -- UPDATE SKIP LOCKED and their state is rechecked, so any number of
 -- sessions may tick at once (schedulers, workers, pg_cron): no job is
@@ -4109,6 +4140,9 @@ CREATE FUNCTION pgtq.tick(queue text DEFAULT NULL,
 RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pgtq, pg_temp
+SET enable_seqscan = off
+SET enable_sort = off
+SET jit = off
 AS $$
 DECLARE
     promoted        integer;
@@ -4145,10 +4179,11 @@ BEGIN
           AND (tick.queue IS NULL OR d.queue = tick.queue)
         FOR UPDATE SKIP LOCKED
     ), moved AS (
+        -- By an array of their ids, one job_pkey probe each (0.29.0: a
+        -- join with `due` could hash every entry of job_pkey).
         UPDATE pgtq._job AS j
         SET state = 'ready'
-        FROM due
-        WHERE j.id = due.id
+        WHERE j.id = ANY (ARRAY(SELECT due.id FROM due))
         RETURNING j.queue, j.priority, j.id, j.lock_key
     ), lowered AS (
         SELECT pgtq._lower_marks(array_agg(moved.queue), array_agg(moved.priority), array_agg(moved.id),

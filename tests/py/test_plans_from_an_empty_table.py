@@ -1,0 +1,166 @@
+"""Plans a session keeps from a time when the job table was empty (schema
+0.29.0).
+
+PL/pgSQL keeps the plans of a session's statements: pop's from its first
+call (it forces generic plans), the others from about the sixth. A
+worker that connects while the job table is empty (vacuumed so, or new)
+plans them against a table the planner believes holds nothing, where
+every plan costs about the same, and keeps them until something
+invalidates them, such as autovacuum's next visit of the table. Until
+0.29.0 such plans read the whole table:
+
+* the claim's seek from the ready mark took ``job_pkey`` from the mark
+  and sorted what it found: every job above the mark, at each claim.
+  Once jobs came faster than the workers took them, each claim read the
+  whole backlog, and the backlog grew: in the bench's sustained run the
+  drain fell from 10,000 to 600 jobs a second within the minute before
+  autovacuum's visit;
+* the completions of a batch (``_end_done``) and ``heartbeat_many``
+  joined their pairs with every entry of ``job_pkey``;
+* the tick's promotion and rescue scanned the table, and its look for
+  the first ready job took ``job_pkey`` from the mark's floor.
+
+Since 0.29.0 pop runs with ``enable_sort = off`` and tick with
+``enable_seqscan`` and ``enable_sort`` off, so that the plan reading the
+index that gives the order is the only one without a sort or a scan of
+the table; the tick's promotion updates by an array of ids; and the two
+joins are planned at each call (``force_custom_plan``), for the table as
+it is. Here a session makes its plans on a vacuumed empty table
+(autovacuum off for the table, so nothing replans them); then 3,000 jobs
+arrive, and each call reads about the rows and index entries of the jobs
+it handles (at 0.28.0: 3,100, 6,366, 15,164 and 3,116 for 100 jobs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from conftest import scalar
+
+QUEUE = "burst"
+JOBS = 3000
+CLAIM = 100
+
+# Rows and index entries of the job table a statement reads: its
+# sequential scans' rows and the entries of each of its indexes.
+READS = """
+SELECT pg_stat_get_xact_tuples_returned('pgtq._job'::regclass)
+       + (SELECT sum(pg_stat_get_xact_tuples_returned(i.indexrelid))
+          FROM pg_index AS i WHERE i.indrelid = 'pgtq._job'::regclass)
+"""
+
+
+def job_table_reads(conn: psycopg.Connection[Any], statement: str, params: Any = None) -> tuple[int, Any]:
+    """What ``statement`` reads of the job table and its indexes, and its
+    first row, counted in one transaction that is then rolled back."""
+    conn.execute("BEGIN")
+    try:
+        before = int(scalar(conn, READS))
+        first_row = conn.execute(statement, params).fetchone()
+        return int(scalar(conn, READS)) - before, first_row
+    finally:
+        conn.execute("ROLLBACK")
+
+
+@pytest.fixture
+def planned_when_empty(dsn: str, db: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
+    """A worker's session whose plans of pop, complete_many_and_pop and
+    tick were made while the job table was empty and vacuumed; then JOBS
+    jobs pushed, a tick, and one batch claimed (its ids and leases in
+    ``worker.info_claimed``)."""
+    db.execute("ALTER TABLE pgtq._job SET (autovacuum_enabled = off)")  # nothing replans them
+    # Statistics of a table with a backlog, as autovacuum's analyze takes
+    # them during a burst; then every job run and pruned, and the table
+    # vacuumed empty (the statistics of its columns stay). Without
+    # statistics (a new table) the planner picks the same plans as with
+    # them in this test, but not in every run of the bench.
+    db.execute("SELECT count(pgtq.push(%s, 't')) FROM generate_series(1, %s)", (QUEUE, JOBS))
+    db.execute("ANALYZE pgtq._job")
+    db.execute(
+        "SELECT pgtq.complete_many(array_agg(c.id), array_agg(c.lease)) FROM pgtq.pop(%s, 'w', %s) AS c",
+        (QUEUE, JOBS),
+    )
+    assert scalar(db, "SELECT pgtq.prune(older_than => '0 seconds')") == JOBS
+    db.execute("VACUUM ANALYZE pgtq._job")
+    assert scalar(db, "SELECT relpages FROM pg_class WHERE oid = 'pgtq._job'::regclass") == 0
+    with psycopg.connect(dsn, autocommit=True) as worker:
+        yield plan_when_empty(worker, db)
+
+
+def plan_when_empty(worker: psycopg.Connection[Any], db: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+    # A worker's calls on the empty table (a tick by name keeps the idle
+    # queue's mark, so its pops seek from it), then one job at a time:
+    # more than the five calls after which PL/pgSQL may keep a generic plan.
+    for _ in range(8):
+        worker.execute("SELECT pgtq.tick(%s)", (QUEUE,))
+        assert worker.execute("SELECT * FROM pgtq.pop(%s, 'w', %s)", (QUEUE, CLAIM)).fetchall() == []
+        worker.execute("SELECT pgtq.complete_many_and_pop(%s, '{}', '{}', n => %s)", (QUEUE, CLAIM))
+        worker.execute("SELECT pgtq.heartbeat_many('{}', '{}')")
+    for _ in range(8):
+        db.execute("SELECT pgtq.push(%s, 't')", (QUEUE,))
+        worker.execute("SELECT pgtq.tick(%s)", (QUEUE,))
+        ids, leases = worker.execute(
+            "SELECT array_agg(c.id), array_agg(c.lease) FROM pgtq.pop(%s, 'w', 1) AS c", (QUEUE,)
+        ).fetchone()
+        db.execute("SELECT pgtq.push(%s, 't')", (QUEUE,))
+        worker.execute("SELECT pgtq.heartbeat_many(%s, %s)", (ids, leases))
+        worker.execute("SELECT pgtq.complete_many_and_pop(%s, %s, %s)", (QUEUE, ids, leases))
+        worker.execute("SELECT pgtq.tick(%s)", (QUEUE,))
+    db.execute("SELECT count(pgtq.push(%s, 't')) FROM generate_series(1, %s)", (QUEUE, JOBS))
+    worker.execute("SELECT pgtq.tick(%s)", (QUEUE,))
+    assert scalar(db, "SELECT low_id > 0 FROM pgtq._ready_mark WHERE queue = %s", (QUEUE,))
+    return worker
+
+
+def test_a_claim_planned_on_an_empty_table_reads_about_what_it_claims(
+    planned_when_empty: psycopg.Connection[Any],
+) -> None:
+    reads, claimed = job_table_reads(
+        planned_when_empty, "SELECT count(*) FROM pgtq.pop(%s, 'w', %s)", (QUEUE, CLAIM)
+    )
+    assert claimed == (CLAIM,)
+    assert reads <= 3 * CLAIM, f"the claim of {CLAIM} jobs read {reads} rows and index entries"
+
+
+def test_a_completion_and_claim_planned_on_an_empty_table_reads_about_what_it_ends_and_claims(
+    planned_when_empty: psycopg.Connection[Any],
+) -> None:
+    ids, leases = planned_when_empty.execute(
+        "SELECT array_agg(c.id), array_agg(c.lease) FROM pgtq.pop(%s, 'w', %s) AS c", (QUEUE, CLAIM)
+    ).fetchone()
+    reads, (completed, claimed) = job_table_reads(
+        planned_when_empty,
+        "SELECT cardinality(completed), cardinality(claimed)"
+        " FROM pgtq.complete_many_and_pop(%s, %s, %s, n => %s)",
+        (QUEUE, ids, leases, CLAIM),
+    )
+    assert (completed, claimed) == (CLAIM, CLAIM)
+    # 517 at 0.28.0 with the plans of a table that was not empty: each
+    # ended and each claimed job is read in job_pkey and job_ready_idx.
+    assert reads <= 6 * CLAIM, f"ending and claiming {CLAIM} jobs each read {reads} rows and index entries"
+
+
+def test_a_tick_planned_on_an_empty_table_reads_about_what_it_looks_at(
+    planned_when_empty: psycopg.Connection[Any],
+) -> None:
+    planned_when_empty.execute("SELECT count(*) FROM pgtq.pop(%s, 'w', %s)", (QUEUE, CLAIM))
+    reads, _ = job_table_reads(planned_when_empty, "SELECT pgtq.tick(%s)", (QUEUE,))
+    assert reads <= 3 * CLAIM, f"the tick read {reads} rows and index entries"
+
+
+def test_a_heartbeat_planned_on_an_empty_table_reads_only_the_jobs_it_beats(
+    planned_when_empty: psycopg.Connection[Any],
+) -> None:
+    ids, leases = planned_when_empty.execute(
+        "SELECT array_agg(c.id), array_agg(c.lease) FROM pgtq.pop(%s, 'w', %s) AS c", (QUEUE, CLAIM)
+    ).fetchone()
+    reads, held = job_table_reads(
+        planned_when_empty,
+        "SELECT count(*) FILTER (WHERE held) FROM pgtq.heartbeat_many(%s, %s)",
+        (ids, leases),
+    )
+    assert held == (CLAIM,)
+    assert reads <= 2 * CLAIM, f"the heartbeat of {CLAIM} jobs read {reads} rows and index entries"
