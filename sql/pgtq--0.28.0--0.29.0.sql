@@ -461,9 +461,13 @@ BEGIN
         WHERE j.id = ANY (ARRAY(SELECT due.id FROM due))
         RETURNING j.queue, j.priority, j.id, j.lock_key
     ), lowered AS (
+        -- Only when a job moved (0.29.0: _lower_marks takes a transaction
+        -- id, and a tick that moved nothing must take none; until then the
+        -- join below happened to read `moved` first).
         SELECT pgtq._lower_marks(array_agg(moved.queue), array_agg(moved.priority), array_agg(moved.id),
                                  array_agg(moved.lock_key))
         FROM moved
+        HAVING count(*) > 0
     )
     SELECT count(*), coalesce(array_agg(DISTINCT moved.queue), '{}')
     INTO promoted, promoted_queues
