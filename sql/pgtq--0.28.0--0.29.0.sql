@@ -33,19 +33,21 @@ AS $$ SELECT '0.29.0'::text $$;
 -- commit); returns one row per job it ended: its id, queue and lock key.
 -- Pairs with a stale or forged lease, or an unknown id, change nothing.
 -- It announces no freed slot or key: its callers do (_wake_after_end),
--- each by its rule. The arguments are its callers' to check. Planned
--- at each call, for the table as it is (0.29.0: force_custom_plan). A
--- session's generic plan, kept from about its sixth call, was made for
--- the table as it was then; made while the table was empty, it joined
--- the pairs with every entry of job_pkey, at each call, however large
--- the table grew. Planning costs tens of microseconds a call, one call
--- a batch.
+-- each by its rule. The arguments are its callers' to check. Reads the
+-- job_pkey entries of `ids` and hashes them with the pairs, whatever the
+-- table held when the session planned it (0.29.0: the ids as an index
+-- condition, nested loops and merge joins off). A session keeps its
+-- generic plan from about its sixth call; made while the job table was
+-- empty, it could join the pairs with every entry of job_pkey, at each
+-- call, however large the table grew. (Planning at each call instead
+-- costs about 250 us a call: the planner weighs every index of _job.)
 CREATE OR REPLACE FUNCTION pgtq._end_done(ids bigint[], leases uuid[], results jsonb[], as_of timestamptz)
 RETURNS TABLE (id bigint, queue text, lock_key text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pgtq, pg_temp
 SET enable_seqscan = off
-SET plan_cache_mode = force_custom_plan
+SET enable_nestloop = off
+SET enable_mergejoin = off
 SET jit = off
 AS $$
 BEGIN
@@ -57,7 +59,8 @@ BEGIN
         lease = NULL,
         lease_expires_at = NULL
     FROM unnest(_end_done.ids, _end_done.leases, _end_done.results) AS claims (id, lease, result)
-    WHERE j.id = claims.id
+    WHERE j.id = ANY (_end_done.ids)  -- the jobs' job_pkey entries, whatever the join
+      AND j.id = claims.id
       AND j.lease = claims.lease  -- so running (job_running_has_lease_ck)
     RETURNING CASE WHEN j.waiters > 0 THEN pgtq._tell_waiters(j.id) ELSE j.id END, j.queue, j.lock_key;
 END
@@ -296,8 +299,9 @@ $$;
 -- rescue it while its handler stops. A worker that LISTENs on pgtq_cancel
 -- learns sooner. The arrays must have the same length (at most 10,000)
 -- and extend_by lie in (0, 100 years]; otherwise, or with a NULL or
--- infinite as_of, it raises PT004 and extends nothing. Planned at each
--- call, for the table as it is (0.29.0, as _end_done).
+-- infinite as_of, it raises PT004 and extends nothing. Reads the
+-- job_pkey entries of `ids` only, whatever the table held when the
+-- session planned it (0.29.0, as _end_done).
 CREATE OR REPLACE FUNCTION pgtq.heartbeat_many(ids bigint[],
                                     leases uuid[],
                                     extend_by interval DEFAULT '5 minutes',
@@ -306,7 +310,8 @@ RETURNS TABLE (id bigint, held boolean, cancel_requested boolean)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pgtq, pg_temp
 SET enable_seqscan = off
-SET plan_cache_mode = force_custom_plan
+SET enable_nestloop = off
+SET enable_mergejoin = off
 SET jit = off
 AS $$
 BEGIN
@@ -336,7 +341,8 @@ BEGIN
         UPDATE pgtq._job AS j
         SET lease_expires_at = greatest(j.lease_expires_at, heartbeat_many.as_of + heartbeat_many.extend_by)
         FROM claim
-        WHERE j.id = claim.id
+        WHERE j.id = ANY (heartbeat_many.ids)  -- the jobs' job_pkey entries, whatever the join
+          AND j.id = claim.id
           AND j.lease = claim.lease  -- so running (job_running_has_lease_ck)
           AND j.slot IS DISTINCT FROM 0  -- not written off by a pop
           AND (j.lease_expires_at > heartbeat_many.as_of
