@@ -15,11 +15,13 @@
 -- came faster than the workers took them, each claim read the whole
 -- backlog and the backlog grew, until autovacuum's next visit of the table
 -- replanned them: in the bench's sustained run the drain fell from 10,000
--- to 600 jobs a second within a minute. pop now runs with enable_sort off,
--- and tick with enable_seqscan and enable_sort off (their helpers too), so
--- the plans that read the index giving the order are the only ones without
--- a sort or a scan of the table, whatever the table held when they were
--- made.
+-- to 600 jobs a second within a minute. Now pop runs with enable_sort off
+-- and tick with enable_seqscan, enable_sort and jit off (their helpers
+-- too), so the plans that read the index giving the order are the only
+-- ones without a sort or a scan of the table; the tick's promotion
+-- updates by an array of ids, and records its jobs for the marks only
+-- when it moved some; _end_done and heartbeat_many read the job_pkey
+-- entries of their ids whatever the join order, and hash the pairs.
 
 CREATE OR REPLACE FUNCTION pgtq.version()
 RETURNS text
