@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import procs
-from bench.cluster import REPO, throwaway_cluster
+from bench.cluster import REPO, explain_settings, throwaway_cluster
 from bench.config import sizes_for
 from bench.context import Context, log
 from bench.runner import Scenario, run_scenarios
@@ -84,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="REF",
         help="also run the pgtq enqueue and drain scenarios against this commit of the repository (e.g. the "
         "last commit of a previous release), each right after this checkout's, reported side by side",
+    )
+    parser.add_argument(
+        "--explain-slower-than",
+        type=float,
+        metavar="MS",
+        help="log the plan of every statement slower than MS milliseconds, functions' own queries too "
+        "(auto_explain), and keep the server log beside the results as STEM-server.log",
     )
     parser.add_argument("--output", type=Path, help="results folder (default bench/results)")
     parser.add_argument("--stem", help="file name stem (default: the date and time, with -quick for --quick)")
@@ -159,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
     )
     from bench import machine
+    from bench.report.write import RESULTS_DIR
 
     results: dict[str, Any] = {
         "date": now.strftime("%Y-%m-%d %H:%M UTC"),
@@ -170,7 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with (
             tempfile.TemporaryDirectory(prefix="pgtq-bench-scratch-") as scratch,
-            throwaway_cluster(log) as cluster,
+            throwaway_cluster(
+                log,
+                explain_settings(args.explain_slower_than) if args.explain_slower_than else None,
+                (args.output or RESULTS_DIR) / f"{stem}-server.log" if args.explain_slower_than else None,
+            ) as cluster,
         ):
             frozen = freeze(Path(scratch) / "code")
             results["code_under_test"] = frozen
@@ -207,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         interrupted = True
     results["total_seconds"] = round(time.monotonic() - started, 1)
     from bench.report.markdown import bloat_table, headline_table, machine_block, ref_table, sustained_table
-    from bench.report.write import RESULTS_DIR, write
+    from bench.report.write import write
 
     paths = write(results, stem, args.output or RESULTS_DIR, latest=not (args.only or interrupted))
     print(machine_block(results))

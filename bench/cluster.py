@@ -115,9 +115,28 @@ class BenchCluster:
         return "\n".join(text.splitlines()[-lines:])
 
 
+def explain_settings(slower_than_ms: float) -> dict[str, str]:
+    """Settings that log, in the server log, the plan of every statement
+    (nested ones too: a function's own queries) that took longer than
+    ``slower_than_ms``; auto_explain writes at WARNING, which the durable
+    settings log. How the slow sustained starts of 0.28.0 were found: a
+    claim's seek that a session had planned on the empty table."""
+    return {
+        "shared_preload_libraries": "auto_explain",
+        "auto_explain.log_min_duration": f"{slower_than_ms}ms",
+        "auto_explain.log_nested_statements": "on",
+        "auto_explain.log_level": "warning",
+        "log_line_prefix": "%m [%p] ",
+    }
+
+
 @contextmanager
-def throwaway_cluster(log: Any = print) -> Iterator[BenchCluster]:
-    """Start a durable throwaway cluster; stop it by its pid at the end."""
+def throwaway_cluster(
+    log: Any = print, extra_settings: dict[str, str] | None = None, keep_log: Path | None = None
+) -> Iterator[BenchCluster]:
+    """Start a durable throwaway cluster (with ``extra_settings`` on top);
+    stop it by its pid at the end, and first copy its server log to
+    ``keep_log`` if given."""
     pgcluster = load_pgcluster()
     root = Path(tempfile.mkdtemp(prefix="pgtq-bench-"))
     pgcluster.give_to_server_user(root)
@@ -128,12 +147,16 @@ def throwaway_cluster(log: Any = print) -> Iterator[BenchCluster]:
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        cluster.initialise(DURABLE_SETTINGS)
+        cluster.initialise(DURABLE_SETTINGS | (extra_settings or {}))
         cluster.start()
         log(f"cluster up: pid {cluster.pid()}, data {cluster.datadir}")
         yield BenchCluster(cluster)
     finally:
         pid = cluster.pid()
+        if keep_log is not None:
+            keep_log.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(cluster.datadir) / "server.log", keep_log)
+            log(f"server log kept: {keep_log}")
         cluster.stop()
         log(f"cluster stopped (pid {pid})")
         shutil.rmtree(root, ignore_errors=True)
