@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="sustained run: push this many jobs/s to both systems (default: a fraction of each drain rate)",
     )
     parser.add_argument(
+        "--sustained-autovacuum-off",
+        action="store_true",
+        help="sustained run: autovacuum off for the job tables, so the plans workers make on the emptied "
+        "table are never replanned during the run",
+    )
+    parser.add_argument(
         "--sustained-load",
         type=float,
         default=0.7,
@@ -157,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes_for(args.quick, args.sustained_seconds, args.bloat_jobs, args.bloat_naptime),
         sustained_load=args.sustained_load,
         offered_rate=args.offered_rate,
+        sustained_autovacuum=not args.sustained_autovacuum_off,
     )
     started = time.monotonic()
     interrupted = False

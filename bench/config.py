@@ -29,6 +29,11 @@ class Sizes:
     sustained_load: float = 0.70
     max_offered_rate: float = 10_000.0
     offered_rate: float | None = None  # a fixed rate for both systems instead of a fraction
+    # Autovacuum off for the job tables during the sustained runs: the
+    # plans the workers make on the emptied table then stay for the whole
+    # run (as in a deployment whose autovacuum is busy elsewhere), which
+    # shows whether they hold up as the table grows (schema 0.29.0).
+    sustained_autovacuum: bool = True
     prune_after_seconds: float = 30.0
     drain_timeout: float = 240.0
     # As many as a headline drain (3,000 until 2026-12-06: drains that short

@@ -127,6 +127,9 @@ def run_system(
     sizes = ctx.sizes
     ctx.execute(pgtq_sql.RESET if system.name == "pgtq" else baseline.RESET)
     ctx.execute(f"VACUUM ANALYZE {system.table}")
+    ctx.execute(
+        f"ALTER TABLE {system.table} SET (autovacuum_enabled = {str(sizes.sustained_autovacuum).lower()})"
+    )
     ctx.checkpoint()
     records = ctx.records_dir(f"sustained-{system.name}")
     clear(records)
