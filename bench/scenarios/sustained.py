@@ -127,9 +127,8 @@ def run_system(
     sizes = ctx.sizes
     ctx.execute(pgtq_sql.RESET if system.name == "pgtq" else baseline.RESET)
     ctx.execute(f"VACUUM ANALYZE {system.table}")
-    ctx.execute(
-        f"ALTER TABLE {system.table} SET (autovacuum_enabled = {str(sizes.sustained_autovacuum).lower()})"
-    )
+    autovacuum = "on" if sizes.sustained_autovacuum else "off"
+    ctx.execute(f"ALTER TABLE {system.table} SET (autovacuum_enabled = {autovacuum})")
     ctx.checkpoint()
     records = ctx.records_dir(f"sustained-{system.name}")
     clear(records)

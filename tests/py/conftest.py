@@ -250,6 +250,21 @@ def scalar(conn: psycopg.Connection[Any], query: str, params: Any = None) -> Any
     return None if row is None else row[0]
 
 
+def counted_in_rollback(
+    conn: psycopg.Connection[Any], count: str, count_params: Any, statement: str, params: Any = None
+) -> tuple[int, Any]:
+    """How much the counter query ``count`` grows while ``statement`` runs,
+    and the statement's first row, within one transaction of ``conn``
+    (autocommit) that is then rolled back, writes and all."""
+    conn.execute("BEGIN")
+    try:
+        before = int(scalar(conn, count, count_params))
+        first_row = conn.execute(statement, params).fetchone()
+        return int(scalar(conn, count, count_params)) - before, first_row
+    finally:
+        conn.execute("ROLLBACK")
+
+
 def index_entries_read(
     conn: psycopg.Connection[Any], index: str, statement: str, params: Any = None
 ) -> tuple[int, Any]:
@@ -257,13 +272,7 @@ def index_entries_read(
     snapshot makes it step over), and the statement's first row, counted
     within one transaction that is then rolled back, writes and all."""
     count = "SELECT pg_stat_get_xact_tuples_returned(%s::regclass)"
-    conn.execute("BEGIN")
-    try:
-        before = int(scalar(conn, count, (index,)))
-        first_row = conn.execute(statement, params).fetchone()
-        return int(scalar(conn, count, (index,))) - before, first_row
-    finally:
-        conn.execute("ROLLBACK")
+    return counted_in_rollback(conn, count, (index,), statement, params)
 
 
 SENTINEL = "-- sentinel --"
