@@ -66,6 +66,7 @@ PREVIOUS_RELEASES = {
     "0.26.0": "8729920fcbe8877ad3475fb5e12f3d7b45cf2c61",
     "0.27.0": "5432b860013513222b3004a12f6501c6c41b3b12",
     "0.28.0": "bfd3556439619a062cbe699f85a85e0d5d55b343",
+    "0.29.0": "b0abf4d5aba93af2d3f878cc2e260427c1b666cc",
 }
 PREVIOUS = known_versions()[-2]
 CURRENT = schema_version()
