@@ -55,6 +55,8 @@ COMMENT ON SCHEMA pgtq IS 'pgtq: a PostgreSQL task queue. Public API: functions 
 -- Types
 -- ---------------------------------------------------------------------------
 
+-- A new state must be added to the states that _restart and delete_job
+-- name as those their jobs are not in.
 CREATE TYPE pgtq.job_state AS ENUM (
     'scheduled',  -- pushed with a future run_at, or waiting for a retry
     'ready',      -- due: pushed due now, or promoted by tick, or released
@@ -250,8 +252,18 @@ CREATE INDEX job_failed_idx ON pgtq._job (queue, task, id)
 -- pop with lock keys: is a key's job running, and which ready job of the
 -- key is next (priority, then push order)? Only jobs with a lock key are
 -- in these three, so jobs without one never touch them.
-CREATE INDEX job_lock_key_running_idx ON pgtq._job (lock_key)
-    WHERE state = 'running' AND lock_key IS NOT NULL;
+-- The running jobs of a key are found by their lease, not by state =
+-- 'running' (0.30.0; job_lock_key_running_idx until 0.29.0): a lease and
+-- its expiry mean running (job_running_has_lease_ck), and a probe that
+-- tested the state let the planner take job_running_idx instead, every
+-- running job of every queue at each probe, whenever its statistics said
+-- few jobs ran (a vacuum of an idle table says none): a pop of a keyed
+-- queue then read its 3,000 jobs of busy keys times the 950 jobs running
+-- in other queues, 2.6 million index entries (578 ms). The lock-key
+-- probes match `lease IS NOT NULL AND lease_expires_at IS NOT NULL`, from
+-- which only this index's predicate follows.
+CREATE INDEX job_lock_key_leased_idx ON pgtq._job (lock_key)
+    WHERE lease IS NOT NULL AND lease_expires_at IS NOT NULL AND lock_key IS NOT NULL;
 CREATE INDEX job_lock_key_ready_idx ON pgtq._job (lock_key, priority DESC, id)
     WHERE state = 'ready' AND lock_key IS NOT NULL;
 -- pop: does the queue have ready jobs with a lock key (its keyed path)?
@@ -1478,7 +1490,8 @@ AS $$
     SET slot = 0
     WHERE j.id = ANY (ARRAY(SELECT r.id
                             FROM pgtq._job AS r
-                            WHERE r.lock_key = _write_off_lapsed_key.lock_key AND r.state = 'running'
+                            WHERE r.lock_key = _write_off_lapsed_key.lock_key
+                              AND r.lease IS NOT NULL AND r.lease_expires_at IS NOT NULL  -- running
                               AND r.lease_expires_at <= _write_off_lapsed_key.as_of
                               AND r.slot IS DISTINCT FROM 0
                             FOR UPDATE SKIP LOCKED))
@@ -1753,7 +1766,8 @@ DECLARE
 BEGIN
     SELECT max(r.lease_expires_at) INTO held_until
     FROM pgtq._job AS r
-    WHERE r.lock_key = _is_next_of_key.lock_key AND r.state = 'running'
+    WHERE r.lock_key = _is_next_of_key.lock_key
+      AND r.lease IS NOT NULL AND r.lease_expires_at IS NOT NULL  -- running (job_lock_key_leased_idx)
       AND (r.lease_expires_at > _is_next_of_key.as_of OR r.slot IS DISTINCT FROM 0);
     IF held_until IS NOT NULL THEN
         IF held_until > _is_next_of_key.as_of THEN
@@ -1762,7 +1776,8 @@ BEGIN
         -- Only lapsed jobs hold it: write them off, and look again.
         PERFORM pgtq._write_off_lapsed_key(_is_next_of_key.lock_key, _is_next_of_key.as_of);
         IF EXISTS (SELECT 1 FROM pgtq._job AS r
-                   WHERE r.lock_key = _is_next_of_key.lock_key AND r.state = 'running'
+                   WHERE r.lock_key = _is_next_of_key.lock_key
+                     AND r.lease IS NOT NULL AND r.lease_expires_at IS NOT NULL  -- running
                      AND (r.lease_expires_at > _is_next_of_key.as_of OR r.slot IS DISTINCT FROM 0)) THEN
             RETURN false;  -- one was being written by another transaction: it still holds the key
         END IF;
@@ -1793,7 +1808,7 @@ $$;
 -- running job holds the key. (Two keys sharing the 64-bit hash only skip
 -- each other now and then.) Jobs whose key a running job holds with a
 -- live lease are left out of the walk itself, by one probe of
--- job_lock_key_running_idx each (0.23.0: until 0.22.0 the walk first read
+-- job_lock_key_leased_idx each (0.23.0: until 0.22.0 the walk first read
 -- every running job with a lock key, of every queue, and tested each
 -- candidate against all their keys: 31 ms a pop with 20,000 of them
 -- running elsewhere). A long backlog of one busy key ahead of the rest
@@ -1819,7 +1834,8 @@ BEGIN
           -- job before the walk's first row, whose rows it may never need.
           AND (c.lock_key IS NULL
                OR (SELECT r.id FROM pgtq._job AS r
-                   WHERE r.lock_key = c.lock_key AND r.state = 'running'
+                   WHERE r.lock_key = c.lock_key
+                     AND r.lease IS NOT NULL AND r.lease_expires_at IS NOT NULL  -- running (job_lock_key_leased_idx)
                      AND r.lease_expires_at > _choose_keyed.as_of
                    LIMIT 1) IS NULL)
         ORDER BY c.priority DESC, c.id
@@ -4426,7 +4442,12 @@ BEGIN
             cancel_requested_at = NULL,
             waiters = 0
         WHERE j.id = ANY (_restart.ids)
-          AND j.state IN ('failed', 'cancelled')
+          -- failed or cancelled, said as the states it is not (0.30.0):
+          -- job_finished_idx's predicate follows from "IN ('failed',
+          -- 'cancelled')", and a session that planned this while the
+          -- table was empty read that index whole, every finished job,
+          -- instead of probing job_pkey for the ids.
+          AND j.state NOT IN ('scheduled', 'ready', 'running', 'done')
         RETURNING j.queue, j.priority, j.id, j.lock_key
     ), lowered AS (
         SELECT pgtq._lower_marks(array_agg(moved.queue), array_agg(moved.priority), array_agg(moved.id),
@@ -4594,13 +4615,19 @@ $$;
 -- session's snapshots grow slower to check). A job pushed with one of
 -- the keys while it runs raises PT006, retrying nothing. A bad queue or
 -- task name raises PT003, a NULL or infinite as_of PT004, and retries
--- nothing.
+-- nothing. It reads job_failed_idx in its order, with sequential scans
+-- and sorts off (and jit, 0.30.0): a session that planned it while the
+-- table was empty read the whole table, or every finished job's entry of
+-- job_finished_idx, at each later call.
 CREATE FUNCTION pgtq.retry_failed(queue text DEFAULT NULL,
                                   task text DEFAULT NULL,
                                   as_of timestamptz DEFAULT now())
 RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pgtq, pg_temp
+SET enable_seqscan = off
+SET enable_sort = off
+SET jit = off
 AS $$
 DECLARE
     retried integer;
@@ -4622,7 +4649,7 @@ BEGIN
                       WHERE f.state = 'failed'
                         AND f.queue = coalesce(retry_failed.queue, f.queue)
                         AND f.task = coalesce(retry_failed.task, f.task)
-                      ORDER BY f.id
+                      ORDER BY f.queue, f.task, f.id  -- job_failed_idx's order
                       FOR UPDATE SKIP LOCKED
                   )
                   SELECT f.id FROM failed AS f WHERE f.job_key IS NULL
@@ -4744,7 +4771,10 @@ BEGIN
     END IF;
     DELETE FROM pgtq._job AS j
     WHERE j.id = delete_job.id
-      AND j.state IN ('done', 'failed', 'cancelled');
+      -- finished, said as the states it is not (0.30.0, as in _restart):
+      -- job_finished_idx's predicate follows from "IN ('done', 'failed',
+      -- 'cancelled')", and the plan read that index whole.
+      AND j.state NOT IN ('scheduled', 'ready', 'running');
     RETURN FOUND;
 END
 $$;

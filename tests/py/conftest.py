@@ -275,6 +275,22 @@ def index_entries_read(
     return counted_in_rollback(conn, count, (index,), statement, params)
 
 
+# Rows and index entries of the job table a statement reads: its
+# sequential scans' rows and the entries of each of its indexes.
+JOB_TABLE_READS = """
+SELECT pg_stat_get_xact_tuples_returned('pgtq._job'::regclass)
+       + (SELECT sum(pg_stat_get_xact_tuples_returned(i.indexrelid))
+          FROM pg_index AS i WHERE i.indrelid = 'pgtq._job'::regclass)
+"""
+
+
+def job_table_reads(conn: psycopg.Connection[Any], statement: str, params: Any = None) -> tuple[int, Any]:
+    """What ``statement`` reads of the job table and its indexes (rows and
+    index entries), and its first row, counted in one transaction of
+    ``conn`` (autocommit) that is then rolled back."""
+    return counted_in_rollback(conn, JOB_TABLE_READS, None, statement, params)
+
+
 SENTINEL = "-- sentinel --"
 
 

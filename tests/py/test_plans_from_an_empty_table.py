@@ -38,25 +38,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import counted_in_rollback, scalar
+from conftest import job_table_reads, scalar
 
 QUEUE = "burst"
 JOBS = 3000
 CLAIM = 100
-
-# Rows and index entries of the job table a statement reads: its
-# sequential scans' rows and the entries of each of its indexes.
-READS = """
-SELECT pg_stat_get_xact_tuples_returned('pgtq._job'::regclass)
-       + (SELECT sum(pg_stat_get_xact_tuples_returned(i.indexrelid))
-          FROM pg_index AS i WHERE i.indrelid = 'pgtq._job'::regclass)
-"""
-
-
-def job_table_reads(conn: psycopg.Connection[Any], statement: str, params: Any = None) -> tuple[int, Any]:
-    """What ``statement`` reads of the job table and its indexes, and its
-    first row, counted in one transaction that is then rolled back."""
-    return counted_in_rollback(conn, READS, None, statement, params)
 
 
 @pytest.fixture
@@ -157,3 +143,38 @@ def test_a_heartbeat_planned_on_an_empty_table_reads_only_the_jobs_it_beats(
     )
     assert held == (CLAIM,)
     assert reads <= 3 * CLAIM, f"the heartbeat of {CLAIM} jobs read {reads} rows and index entries"
+
+
+def test_retries_and_deletes_planned_on_an_empty_table_read_their_jobs_not_every_finished_one(
+    dsn: str, db: psycopg.Connection[Any]
+) -> None:
+    """retry, retry_failed and delete_job (0.30.0). Their states ("failed
+    or cancelled", "finished") were tests from which job_finished_idx's
+    predicate follows, and with statistics that said no job had finished
+    the plans read that index whole, every finished job, rather than
+    probing job_pkey; retry_failed planned in such a session scanned the
+    table. Here 500 jobs finish after the statistics and the plans; at
+    0.29.0 retry read 500 rows and index entries, retry_failed 1,000."""
+    db.execute("ALTER TABLE pgtq._job SET (autovacuum_enabled = off)")  # the statistics stay
+    db.execute("VACUUM ANALYZE pgtq._job")
+    with psycopg.connect(dsn, autocommit=True) as operator:
+        for _ in range(8):  # past the calls after which a plan may stay generic
+            operator.execute("SELECT pgtq.retry_failed('burst')")
+        db.execute("SELECT count(pgtq.push('burst', 't', max_attempts => 1)) FROM generate_series(1, 500)")
+        db.execute(
+            "SELECT pgtq.complete_many(array_agg(c.id), array_agg(c.lease))"
+            " FROM pgtq.pop('burst', 'w', 498) AS c"
+        )
+        for _ in range(2):
+            db.execute("SELECT pgtq.fail(c.id, c.lease, 'boom') FROM pgtq.pop('burst', 'w') AS c")
+        failed = scalar(db, "SELECT min(id) FROM pgtq._job WHERE state = 'failed'")
+        done = scalar(db, "SELECT min(id) FROM pgtq._job WHERE state = 'done'")
+
+        for statement, params, outcome in (
+            ("SELECT pgtq.retry(%s)", (failed,), (True,)),
+            ("SELECT pgtq.delete_job(%s)", (done,), (True,)),
+            ("SELECT pgtq.retry_failed('burst')", None, (2,)),
+        ):
+            reads, row = job_table_reads(operator, statement, params)
+            assert row == outcome
+            assert reads <= 20, f"{statement} read {reads} rows and index entries of 500 finished jobs"

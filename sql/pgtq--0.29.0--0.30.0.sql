@@ -1,0 +1,322 @@
+-- pgtq 0.29.0 -> 0.30.0. Hand-written; never edited once released. Runs as
+-- the update script of `ALTER EXTENSION pgtq UPDATE` and from the alembic
+-- revision pgtq_0_30_0. Every definition here is the one of sql/pgtq.sql at
+-- 0.30.0, to the letter (a test compares the catalogs); the privileges
+-- come last.
+--
+-- The lock-key probes of a pop (is a running job holding this key?)
+-- tested state = 'running', which job_running_idx's predicate follows from
+-- as well as the lock-key index's. When the statistics said few jobs ran
+-- (a vacuum of an idle table says none), the planner could take
+-- job_running_idx for them, fresh session or not: every running job of
+-- every queue, at each job of the walk over the queue's ready jobs. A pop
+-- of a keyed queue with 3,000 jobs of busy keys, beside 950 jobs running
+-- in other queues, read 2.6 million index entries (578 ms). The probes now
+-- match the lease columns (a lease and its expiry mean running,
+-- job_running_has_lease_ck), and the lock-key index is rebuilt on that
+-- predicate, which only it follows from. Building it reads the job table
+-- once, under a lock that holds writes to the table back meanwhile.
+--
+-- retry_failed runs with enable_seqscan and jit off: a session that
+-- planned it while the job table was small scanned the whole table at
+-- each later call.
+
+CREATE OR REPLACE FUNCTION pgtq.version()
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$ SELECT '0.30.0'::text $$;
+
+CREATE INDEX job_lock_key_leased_idx ON pgtq._job (lock_key)
+    WHERE lease IS NOT NULL AND lease_expires_at IS NOT NULL AND lock_key IS NOT NULL;
+
+-- Guarantees: _write_off_lapsed for the running jobs of lock key
+-- `lock_key` (0.23.0; 0.11.0 to 0.22.0 wrote off every lock key's at each
+-- pop, _write_off_lapsed_keys): those whose lease ran out as of as_of get
+-- slot 0, so the key is free and no heartbeat extends their lease again.
+-- Never waits (FOR UPDATE SKIP LOCKED): a job whose row another
+-- transaction is writing is left as it is and still holds its key. With
+-- _is_next_of_key calls it when the key has such a job, before it counts
+-- the key free.
+CREATE OR REPLACE FUNCTION pgtq._write_off_lapsed_key(lock_key text, as_of timestamptz)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pgtq, pg_temp
+SET enable_seqscan = off
+SET jit = off
+AS $$
+    UPDATE pgtq._job AS j
+    SET slot = 0
+    WHERE j.id = ANY (ARRAY(SELECT r.id
+                            FROM pgtq._job AS r
+                            WHERE r.lock_key = _write_off_lapsed_key.lock_key
+                              AND r.lease IS NOT NULL AND r.lease_expires_at IS NOT NULL  -- running
+                              AND r.lease_expires_at <= _write_off_lapsed_key.as_of
+                              AND r.slot IS DISTINCT FROM 0
+                            FOR UPDATE SKIP LOCKED))
+$$;
+
+-- Guarantees: true when ready job `id`, of lock key `lock_key`, may start
+-- now by the lock-key rule: no running job holds the key (its lease is
+-- live at as_of, or it ran out but no pop wrote the job off: 0.11.0), and
+-- it is the key's next ready job (highest priority, then first pushed) of
+-- all queues. As of the moment it is called (statements of its own):
+-- _choose_keyed calls it holding the key's advisory lock. The key's
+-- running jobs whose lease ran out are written off first
+-- (_write_off_lapsed_key; 0.23.0: until 0.22.0 _choose_keyed wrote off
+-- every key's before its walk). Two probes of the lock-key indexes when
+-- no lapsed job holds the key.
+CREATE OR REPLACE FUNCTION pgtq._is_next_of_key(id bigint, lock_key text, as_of timestamptz)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    held_until timestamptz;  -- the latest lease of the running jobs that hold the key
+BEGIN
+    SELECT max(r.lease_expires_at) INTO held_until
+    FROM pgtq._job AS r
+    WHERE r.lock_key = _is_next_of_key.lock_key
+      AND r.lease IS NOT NULL AND r.lease_expires_at IS NOT NULL  -- running (job_lock_key_leased_idx)
+      AND (r.lease_expires_at > _is_next_of_key.as_of OR r.slot IS DISTINCT FROM 0);
+    IF held_until IS NOT NULL THEN
+        IF held_until > _is_next_of_key.as_of THEN
+            RETURN false;  -- a live lease holds it
+        END IF;
+        -- Only lapsed jobs hold it: write them off, and look again.
+        PERFORM pgtq._write_off_lapsed_key(_is_next_of_key.lock_key, _is_next_of_key.as_of);
+        IF EXISTS (SELECT 1 FROM pgtq._job AS r
+                   WHERE r.lock_key = _is_next_of_key.lock_key
+                     AND r.lease IS NOT NULL AND r.lease_expires_at IS NOT NULL  -- running
+                     AND (r.lease_expires_at > _is_next_of_key.as_of OR r.slot IS DISTINCT FROM 0)) THEN
+            RETURN false;  -- one was being written by another transaction: it still holds the key
+        END IF;
+    END IF;
+    RETURN (SELECT h.id FROM pgtq._job AS h
+                WHERE h.lock_key = _is_next_of_key.lock_key AND h.state = 'ready'
+                ORDER BY h.priority DESC, h.id
+                LIMIT 1) = _is_next_of_key.id;
+END
+$$;
+
+-- Guarantees: chooses up to n ready jobs of `queue` that may start now by
+-- the lock-key rule, locks their rows (FOR UPDATE SKIP LOCKED) and returns
+-- their ids, for pop to claim. It walks the queue's ready jobs in pop's
+-- order (highest priority first, then push order) and takes every job
+-- without a lock key, and for each lock key at most one job: the key's
+-- next one (_is_next_of_key), while no job of the key runs. A running job
+-- whose lease ran out holds its key until a pop writes it off, which
+-- _is_next_of_key does for the keys it looks at (0.11.0). So the jobs of
+-- one key start one at a time, in their order (priority, then push order)
+-- across all queues; a key that is busy, or whose next job is in another
+-- queue, is skipped with all its jobs, and the jobs after them are taken:
+-- no head-of-line blocking. Two pops never start two jobs of one key: a
+-- pop takes the key's transaction-level advisory lock
+-- (pg_try_advisory_xact_lock(hashtextextended(key, 7247)), never waiting:
+-- a key another pop holds is skipped) before it checks the key, as of
+-- that moment; the lock lasts until the claim commits, after which the
+-- running job holds the key. (Two keys sharing the 64-bit hash only skip
+-- each other now and then.) Jobs whose key a running job holds with a
+-- live lease are left out of the walk itself, by one probe of
+-- job_lock_key_leased_idx each (0.23.0: until 0.22.0 the walk first read
+-- every running job with a lock key, of every queue, and tested each
+-- candidate against all their keys: 31 ms a pop with 20,000 of them
+-- running elsewhere). A long backlog of one busy key ahead of the rest
+-- costs each pop that probe per job. The walk follows job_ready_idx and
+-- stops once it has n jobs (pop's enable_bitmapscan off, 0.20.0). Needs
+-- READ COMMITTED (PT007).
+CREATE OR REPLACE FUNCTION pgtq._choose_keyed(queue text, n integer, as_of timestamptz)
+RETURNS bigint[]
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    met       text[] := '{}';
+    chosen    bigint[] := '{}';
+    candidate record;
+BEGIN
+    PERFORM pgtq._check_read_committed(_choose_keyed.queue);
+    FOR candidate IN
+        SELECT c.id, c.lock_key
+        FROM pgtq._job AS c
+        WHERE c.queue = _choose_keyed.queue AND c.state = 'ready'
+          -- A probe per candidate, not a join: a join reads every running
+          -- job before the walk's first row, whose rows it may never need.
+          AND (c.lock_key IS NULL
+               OR (SELECT r.id FROM pgtq._job AS r
+                   WHERE r.lock_key = c.lock_key
+                     AND r.lease IS NOT NULL AND r.lease_expires_at IS NOT NULL  -- running (job_lock_key_leased_idx)
+                     AND r.lease_expires_at > _choose_keyed.as_of
+                   LIMIT 1) IS NULL)
+        ORDER BY c.priority DESC, c.id
+    LOOP
+        IF candidate.lock_key IS NOT NULL THEN
+            CONTINUE WHEN candidate.lock_key = ANY (met);
+            met := met || candidate.lock_key;
+            CONTINUE WHEN NOT pg_try_advisory_xact_lock(hashtextextended(candidate.lock_key, 7247));
+            CONTINUE WHEN NOT pgtq._is_next_of_key(candidate.id, candidate.lock_key, _choose_keyed.as_of);
+        END IF;
+        PERFORM 1 FROM pgtq._job AS j WHERE j.id = candidate.id AND j.state = 'ready' FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
+        chosen := chosen || candidate.id;
+        EXIT WHEN cardinality(chosen) >= _choose_keyed.n;
+    END LOOP;
+    RETURN chosen;
+END
+$$;
+
+-- Guarantees: gives the failed and cancelled jobs among `ids` a fresh
+-- start (0.27.0; the rule of retry and retry_failed): ready at as_of,
+-- attempt count reset to 0, cancel request and waiters cleared (the
+-- earlier waiters were told the outcome), error and result kept for the
+-- record until the next attempt; a job in any other state, or an unknown
+-- id, is left as it is. The jobs made ready are recorded for the ready
+-- marks (_lower_marks), and each queue that got some is announced once.
+-- Returns how many it retried. A keyed job whose key another pending job
+-- holds raises unique_violation (job_key_pending_idx), which each caller
+-- turns into its own PT006.
+CREATE OR REPLACE FUNCTION pgtq._restart(ids bigint[], as_of timestamptz)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    restarted        integer;
+    restarted_queues text[];
+BEGIN
+    WITH moved AS (
+        UPDATE pgtq._job AS j
+        SET state = 'ready',
+            attempt = 0,
+            run_at = _restart.as_of,
+            started_at = NULL,
+            finished_at = NULL,
+            worker = NULL,
+            cancel_requested_at = NULL,
+            waiters = 0
+        WHERE j.id = ANY (_restart.ids)
+          -- failed or cancelled, said as the states it is not (0.30.0):
+          -- job_finished_idx's predicate follows from "IN ('failed',
+          -- 'cancelled')", and a session that planned this while the
+          -- table was empty read that index whole, every finished job,
+          -- instead of probing job_pkey for the ids.
+          AND j.state NOT IN ('scheduled', 'ready', 'running', 'done')
+        RETURNING j.queue, j.priority, j.id, j.lock_key
+    ), lowered AS (
+        SELECT pgtq._lower_marks(array_agg(moved.queue), array_agg(moved.priority), array_agg(moved.id),
+                                 array_agg(moved.lock_key))
+        FROM moved
+    )
+    SELECT count(*), coalesce(array_agg(DISTINCT moved.queue), '{}')
+    INTO restarted, restarted_queues
+    FROM moved, lowered;
+    PERFORM pgtq._announce(q.queue) FROM unnest(restarted_queues) AS q (queue);
+    RETURN restarted;
+END
+$$;
+
+-- Guarantees: retries the failed jobs of `queue` and `task` (NULL: any),
+-- each as retry() does (_restart: ready at once, attempt count reset,
+-- cancel request and waiters cleared), in the caller's transaction, and returns
+-- how many it retried. The failed jobs are found through job_failed_idx
+-- (failed jobs only) and locked with FOR UPDATE SKIP LOCKED, so jobs
+-- another session is changing are left alone; cancelled jobs are not
+-- touched. Jobs with a job_key (0.27.0): one whose key a pending job of
+-- its queue holds stays failed (that job does its work; retry() raises
+-- PT006 for it), and of failed jobs that share a key only the newest is
+-- retried, so the call never stops at a key. One statement for all the
+-- jobs (0.27.0: one retry() call and one subtransaction each before, 236
+-- us a job, and past 64 subtransactions in one transaction every other
+-- session's snapshots grow slower to check). A job pushed with one of
+-- the keys while it runs raises PT006, retrying nothing. A bad queue or
+-- task name raises PT003, a NULL or infinite as_of PT004, and retries
+-- nothing. It reads job_failed_idx in its order, with sequential scans
+-- and sorts off (and jit, 0.30.0): a session that planned it while the
+-- table was empty read the whole table, or every finished job's entry of
+-- job_finished_idx, at each later call.
+CREATE OR REPLACE FUNCTION pgtq.retry_failed(queue text DEFAULT NULL,
+                                  task text DEFAULT NULL,
+                                  as_of timestamptz DEFAULT now())
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+SET enable_seqscan = off
+SET enable_sort = off
+SET jit = off
+AS $$
+DECLARE
+    retried integer;
+BEGIN
+    IF retry_failed.queue IS NOT NULL THEN
+        PERFORM pgtq._checked_name('queue', retry_failed.queue);
+    END IF;
+    IF retry_failed.task IS NOT NULL THEN
+        PERFORM pgtq._checked_name('task', retry_failed.task);
+    END IF;
+    IF NOT coalesce(isfinite(retry_failed.as_of), false) THEN
+        PERFORM pgtq._reject_time('as_of', retry_failed.as_of);
+    END IF;
+    BEGIN
+        retried := pgtq._restart(
+            ARRAY(WITH failed AS MATERIALIZED (
+                      SELECT f.id, f.queue, f.job_key
+                      FROM pgtq._job AS f
+                      WHERE f.state = 'failed'
+                        AND f.queue = coalesce(retry_failed.queue, f.queue)
+                        AND f.task = coalesce(retry_failed.task, f.task)
+                      ORDER BY f.queue, f.task, f.id  -- job_failed_idx's order
+                      FOR UPDATE SKIP LOCKED
+                  )
+                  SELECT f.id FROM failed AS f WHERE f.job_key IS NULL
+                  UNION ALL
+                  SELECT max(f.id)
+                  FROM failed AS f
+                  WHERE f.job_key IS NOT NULL
+                    AND NOT EXISTS (SELECT 1 FROM pgtq._job AS p
+                                    WHERE p.queue = f.queue AND p.job_key = f.job_key
+                                      AND p.state IN ('scheduled', 'ready'))
+                  GROUP BY f.queue, f.job_key),
+            retry_failed.as_of);
+    EXCEPTION WHEN unique_violation THEN
+        RAISE EXCEPTION 'pgtq: retry_failed retried nothing: a job pushed meanwhile holds the job_key of a '
+                        'failed job (call it again)'
+            USING ERRCODE = 'PT006';
+    END;
+    RETURN retried;
+END
+$$;
+
+-- Guarantees: deletes one finished job (done, failed or cancelled) and
+-- returns true; returns false, deleting nothing, for a live job (cancel
+-- it first) or an unknown id. A NULL id raises PT004.
+CREATE OR REPLACE FUNCTION pgtq.delete_job(id bigint)
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+BEGIN
+    IF delete_job.id IS NULL THEN
+        RAISE EXCEPTION 'pgtq: id must not be NULL' USING ERRCODE = 'PT004';
+    END IF;
+    DELETE FROM pgtq._job AS j
+    WHERE j.id = delete_job.id
+      -- finished, said as the states it is not (0.30.0, as in _restart):
+      -- job_finished_idx's predicate follows from "IN ('done', 'failed',
+      -- 'cancelled')", and the plan read that index whole.
+      AND j.state NOT IN ('scheduled', 'ready', 'running');
+    RETURN FOUND;
+END
+$$;
+
+DROP INDEX pgtq.job_lock_key_running_idx;
+
+-- ---------------------------------------------------------------------------
+-- Privileges: as at the end of a fresh install (new objects are reachable
+-- by PUBLIC until revoked), then the roles' rights again.
+-- ---------------------------------------------------------------------------
+
+REVOKE ALL ON ALL TABLES IN SCHEMA pgtq FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA pgtq FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgtq FROM PUBLIC;
+REVOKE ALL ON ALL PROCEDURES IN SCHEMA pgtq FROM PUBLIC;
+SELECT pgtq.install_roles();
