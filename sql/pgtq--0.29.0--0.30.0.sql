@@ -17,9 +17,14 @@
 -- predicate, which only it follows from. Building it reads the job table
 -- once, under a lock that holds writes to the table back meanwhile.
 --
--- retry_failed runs with enable_seqscan and jit off: a session that
--- planned it while the job table was small scanned the whole table at
--- each later call.
+-- The same statistics, or plans a session made while the job table was
+-- empty, sent other statements through the wrong index: the look for the
+-- next ready job of a lock key freed by an end (_wake_after_end, now
+-- _announce_freed with sorts off) read job_ready_idx, every ready job of
+-- every queue, at each end of a keyed job; _restart (retry, retry_failed)
+-- and delete_job read job_finished_idx, every finished job, for their ids;
+-- retry_failed scanned the table. Each now has one plan that reads what
+-- it needs.
 
 CREATE OR REPLACE FUNCTION pgtq.version()
 RETURNS text
@@ -162,6 +167,69 @@ BEGIN
         EXIT WHEN cardinality(chosen) >= _choose_keyed.n;
     END LOOP;
     RETURN chosen;
+END
+$$;
+
+-- Guarantees: _wake_after_end's look, for ends that may free a slot or a
+-- lock key (0.30.0: its own function): each of `queues` that has a
+-- max_running and ready jobs, and the queue of the next ready job of each
+-- of `lock_keys` (NULLs ignored), is announced (_announce, at commit).
+-- The next job of a key is read from job_lock_key_ready_idx, which gives
+-- the key's jobs in their order; with sorts off that is the only plan
+-- without a sort (jit off with it, as 00-api.sql asks of disabled plans).
+-- Until 0.29.0 a session that planned it while the job table was empty
+-- could take job_ready_idx instead, every ready job of every queue at
+-- each end of a keyed job (11,970 entries a complete, against 6).
+CREATE OR REPLACE FUNCTION pgtq._announce_freed(queues text[], lock_keys text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgtq, pg_temp
+SET plan_cache_mode = force_generic_plan
+SET enable_sort = off
+SET jit = off
+AS $$
+BEGIN
+    PERFORM pgtq._announce(w.queue)
+    FROM (SELECT f.queue
+          FROM pgtq._queue AS f
+          WHERE f.queue = ANY (_announce_freed.queues)
+            AND f.max_running IS NOT NULL
+            AND EXISTS (SELECT 1 FROM pgtq._job AS r WHERE r.queue = f.queue AND r.state = 'ready')
+          UNION
+          SELECT (SELECT h.queue FROM pgtq._job AS h
+                  WHERE h.lock_key = k.key AND h.state = 'ready'
+                  ORDER BY h.priority DESC, h.id
+                  LIMIT 1)
+          FROM unnest(_announce_freed.lock_keys) AS k (key)
+          WHERE k.key IS NOT NULL) AS w
+    WHERE w.queue IS NOT NULL;
+END
+$$;
+
+-- Guarantees: after running jobs of `queues`, with the lock keys
+-- `lock_keys` (NULLs ignored), ended in the calling transaction, tells the
+-- idle workers that may now claim a job (_announce_freed, at commit):
+-- each of `queues` that has a max_running and ready jobs (a slot came
+-- free), and the queue of the next ready job of each lock key (the key
+-- came free). A worker whose pop met a limit or a busy key waits for such
+-- a wake-up. For jobs of queues without a limit and without a key it
+-- costs one probe of _queue and returns (0.12.0: until then the whole
+-- look ran, 20 us of a one-job complete). Its plan is generic (0.5.0:
+-- plan_cache_mode; until 0.4.0 it was planned anew at each call of
+-- complete, complete_many, fail, abort and release).
+CREATE OR REPLACE FUNCTION pgtq._wake_after_end(queues text[], lock_keys text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgtq, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+    IF coalesce(cardinality(array_remove(_wake_after_end.lock_keys, NULL)), 0) = 0
+       AND NOT EXISTS (SELECT 1 FROM pgtq._queue AS f
+                       WHERE f.queue = ANY (_wake_after_end.queues) AND f.max_running IS NOT NULL) THEN
+        RETURN;
+    END IF;
+    PERFORM pgtq._announce_freed(_wake_after_end.queues, _wake_after_end.lock_keys);
 END
 $$;
 

@@ -165,10 +165,11 @@ SELECT is(
 SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname)
      FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace
-       AND 'enable_seqscan=off' = ANY (p.proconfig) AND NOT coalesce('jit=off' = ANY (p.proconfig), false)),
+       AND p.proconfig && ARRAY['enable_seqscan=off', 'enable_sort=off']
+       AND NOT coalesce('jit=off' = ANY (p.proconfig), false)),
     NULL,
-    'every pgtq function that runs with enable_seqscan = off also runs with jit = off (0.17.0): a disabled '
-    'scan''s cost would have JIT compile its statements at every call');
+    'every pgtq function that runs with enable_seqscan = off (0.17.0) or enable_sort = off (0.30.0) also '
+    'runs with jit = off: a disabled scan''s or sort''s cost would have JIT compile its statements at every call');
 SELECT cmp_ok(
     (SELECT count(*) FROM pg_proc p WHERE p.pronamespace = 'pgtq'::regnamespace AND 'jit=off' = ANY (p.proconfig)),
     '>=', 13::bigint,
