@@ -25,6 +25,11 @@
 -- and delete_job read job_finished_idx, every finished job, for their ids;
 -- retry_failed scanned the table. Each now has one plan that reads what
 -- it needs.
+--
+-- _end_done (the completions of complete_many and complete_many_and_pop)
+-- and heartbeat_many run one generic plan from their first call: the
+-- planner kept planning anew the calls whose custom plan looked cheaper,
+-- such as those with no ids or one, at about 250 us each.
 
 CREATE OR REPLACE FUNCTION pgtq.version()
 RETURNS text
@@ -230,6 +235,125 @@ BEGIN
         RETURN;
     END IF;
     PERFORM pgtq._announce_freed(_wake_after_end.queues, _wake_after_end.lock_keys);
+END
+$$;
+
+-- Guarantees: ends as complete() would each job ids[i] whose current lease
+-- is leases[i] (so it is running): done with results[i] (NULL results: no
+-- result), or cancelled if a cancel was requested; tells its waiters (at
+-- commit); returns one row per job it ended: its id, queue and lock key.
+-- Pairs with a stale or forged lease, or an unknown id, change nothing.
+-- It announces no freed slot or key: its callers do (_wake_after_end),
+-- each by its rule. The arguments are its callers' to check. Reads the
+-- job_pkey entries of `ids` and hashes them with the pairs, whatever the
+-- table held when the session planned it (0.29.0: the ids as an index
+-- condition, nested loops and merge joins off). A session keeps its
+-- generic plan from about its sixth call; made while the job table was
+-- empty, it could join the pairs with every entry of job_pkey, at each
+-- call, however large the table grew. (Planning at each call instead
+-- costs about 250 us a call: the planner weighs every index of _job.)
+-- The plan is generic from the first call (0.30.0): with the default
+-- plan_cache_mode the planner kept planning anew the calls whose custom
+-- plan looked cheaper than the generic one, such as those with no ids
+-- (a worker's first complete_many_and_pop, 300 us against 60), and the
+-- generic plan reads the same entries for any number of ids.
+CREATE OR REPLACE FUNCTION pgtq._end_done(ids bigint[], leases uuid[], results jsonb[], as_of timestamptz)
+RETURNS TABLE (id bigint, queue text, lock_key text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgtq, pg_temp
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET enable_nestloop = off
+SET enable_mergejoin = off
+SET jit = off
+AS $$
+BEGIN
+    RETURN QUERY
+    UPDATE pgtq._job AS j
+    SET state = CASE WHEN j.cancel_requested_at IS NULL THEN 'done' ELSE 'cancelled' END::pgtq.job_state,
+        finished_at = _end_done.as_of,
+        result = claims.result,
+        lease = NULL,
+        lease_expires_at = NULL
+    FROM unnest(_end_done.ids, _end_done.leases, _end_done.results) AS claims (id, lease, result)
+    WHERE j.id = ANY (_end_done.ids)  -- the jobs' job_pkey entries, whatever the join
+      AND j.id = claims.id
+      AND j.lease = claims.lease  -- so running (job_running_has_lease_ck)
+    RETURNING CASE WHEN j.waiters > 0 THEN pgtq._tell_waiters(j.id) ELSE j.id END, j.queue, j.lock_key;
+END
+$$;
+
+-- Guarantees: heartbeat() for a whole batch in one statement, and how a
+-- worker learns of cancel requests at no extra cost. For each pair
+-- (ids[i], leases[i]) it extends that job's lease to as_of + extend_by
+-- (never shortening it) if the lease is still the job's current one (and
+-- no pop wrote the job off, and, in a queue with max_running or for a job
+-- with a lock key, the lease has not run out: heartbeat's rules), and
+-- returns one row per pair, in the order given:
+--   held              the lease is current: the worker still holds the job;
+--   cancel_requested  cancel() was called on the job: stop its handler;
+--                     whatever the worker reports next ends it cancelled.
+-- A job asked to cancel still gets its lease extended, so tick does not
+-- rescue it while its handler stops. A worker that LISTENs on pgtq_cancel
+-- learns sooner. The arrays must have the same length (at most 10,000)
+-- and extend_by lie in (0, 100 years]; otherwise, or with a NULL or
+-- infinite as_of, it raises PT004 and extends nothing. Reads the
+-- job_pkey entries of `ids` only, whatever the table held when the
+-- session planned it (0.29.0, as _end_done), with one generic plan
+-- (0.30.0, as _end_done).
+CREATE OR REPLACE FUNCTION pgtq.heartbeat_many(ids bigint[],
+                                    leases uuid[],
+                                    extend_by interval DEFAULT '5 minutes',
+                                    as_of timestamptz DEFAULT now())
+RETURNS TABLE (id bigint, held boolean, cancel_requested boolean)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET enable_nestloop = off
+SET enable_mergejoin = off
+SET jit = off
+AS $$
+BEGIN
+    IF heartbeat_many.ids IS NULL OR heartbeat_many.leases IS NULL
+       OR cardinality(heartbeat_many.ids) <> cardinality(heartbeat_many.leases)
+       OR cardinality(heartbeat_many.ids) > 10000 THEN
+        RAISE EXCEPTION 'pgtq: heartbeat_many needs ids and leases of one length of at most 10000, '
+                        'got % ids and % leases',
+                coalesce(cardinality(heartbeat_many.ids)::text, 'NULL'),
+                coalesce(cardinality(heartbeat_many.leases)::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF heartbeat_many.extend_by IS NULL OR heartbeat_many.extend_by <= interval '0'
+       OR heartbeat_many.extend_by > interval '100 years' THEN
+        RAISE EXCEPTION 'pgtq: extend_by must be a positive interval of at most 100 years, got %',
+                coalesce(heartbeat_many.extend_by::text, 'NULL')
+            USING ERRCODE = 'PT004';
+    END IF;
+    IF NOT coalesce(isfinite(heartbeat_many.as_of), false) THEN
+        PERFORM pgtq._reject_time('as_of', heartbeat_many.as_of);
+    END IF;
+    RETURN QUERY
+    WITH claim AS (
+        SELECT c.id, c.lease, c.position
+        FROM unnest(heartbeat_many.ids, heartbeat_many.leases) WITH ORDINALITY AS c (id, lease, position)
+    ), beaten AS (
+        UPDATE pgtq._job AS j
+        SET lease_expires_at = greatest(j.lease_expires_at, heartbeat_many.as_of + heartbeat_many.extend_by)
+        FROM claim
+        WHERE j.id = ANY (heartbeat_many.ids)  -- the jobs' job_pkey entries, whatever the join
+          AND j.id = claim.id
+          AND j.lease = claim.lease  -- so running (job_running_has_lease_ck)
+          AND j.slot IS DISTINCT FROM 0  -- not written off by a pop
+          AND (j.lease_expires_at > heartbeat_many.as_of
+               OR j.lock_key IS NULL
+                  AND NOT EXISTS (SELECT 1 FROM pgtq._queue AS f WHERE f.queue = j.queue AND f.max_running IS NOT NULL))
+        RETURNING j.id, j.lease, j.cancel_requested_at IS NOT NULL AS asked
+    )
+    SELECT claim.id, beaten.id IS NOT NULL, coalesce(beaten.asked, false)
+    FROM claim
+    LEFT JOIN beaten ON beaten.id = claim.id AND beaten.lease = claim.lease
+    ORDER BY claim.position;
 END
 $$;
 

@@ -3665,10 +3665,16 @@ $$;
 -- empty, it could join the pairs with every entry of job_pkey, at each
 -- call, however large the table grew. (Planning at each call instead
 -- costs about 250 us a call: the planner weighs every index of _job.)
+-- The plan is generic from the first call (0.30.0): with the default
+-- plan_cache_mode the planner kept planning anew the calls whose custom
+-- plan looked cheaper than the generic one, such as those with no ids
+-- (a worker's first complete_many_and_pop, 300 us against 60), and the
+-- generic plan reads the same entries for any number of ids.
 CREATE FUNCTION pgtq._end_done(ids bigint[], leases uuid[], results jsonb[], as_of timestamptz)
 RETURNS TABLE (id bigint, queue text, lock_key text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pgtq, pg_temp
+SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
 SET enable_nestloop = off
 SET enable_mergejoin = off
@@ -3985,7 +3991,8 @@ $$;
 -- and extend_by lie in (0, 100 years]; otherwise, or with a NULL or
 -- infinite as_of, it raises PT004 and extends nothing. Reads the
 -- job_pkey entries of `ids` only, whatever the table held when the
--- session planned it (0.29.0, as _end_done).
+-- session planned it (0.29.0, as _end_done), with one generic plan
+-- (0.30.0, as _end_done).
 CREATE FUNCTION pgtq.heartbeat_many(ids bigint[],
                                     leases uuid[],
                                     extend_by interval DEFAULT '5 minutes',
@@ -3993,6 +4000,7 @@ CREATE FUNCTION pgtq.heartbeat_many(ids bigint[],
 RETURNS TABLE (id bigint, held boolean, cancel_requested boolean)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pgtq, pg_temp
+SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
 SET enable_nestloop = off
 SET enable_mergejoin = off
