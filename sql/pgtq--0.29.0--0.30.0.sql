@@ -26,10 +26,11 @@
 -- retry_failed scanned the table. Each now has one plan that reads what
 -- it needs.
 --
--- _end_done (the completions of complete_many and complete_many_and_pop)
--- and heartbeat_many run one generic plan from their first call: the
+-- _end_done (the completions of complete_many and complete_many_and_pop),
+-- heartbeat_many and tick run generic plans from their first call: the
 -- planner kept planning anew the calls whose custom plan looked cheaper,
--- such as those with no ids or one, at about 250 us each.
+-- such as completions of no ids and heartbeats of one, at about 250 us
+-- each, and some statements of every tick of one queue (140 us a tick).
 
 CREATE OR REPLACE FUNCTION pgtq.version()
 RETURNS text
@@ -354,6 +355,233 @@ BEGIN
     FROM claim
     LEFT JOIN beaten ON beaten.id = claim.id AND beaten.lease = claim.lease
     ORDER BY claim.position;
+END
+$$;
+
+-- Guarantees: moves every due job of `queue` (all queues when NULL):
+--   1. scheduled jobs with run_at <= as_of become ready;
+--   2. running jobs whose lease expired before as_of (their worker died)
+--      go through the same rule as fail() (_end_failed_attempt), with an
+--      error saying the lease expired and a retry after backoff(attempt)
+--      with the job's own backoff policy: cancelled if a cancel was
+--      requested, retried if attempts remain, failed otherwise. They are
+--      rescued one at a time: a worker's death leaves a handful, and a
+--      keyed job may meet its key taken (_requeue_keyed). They are
+--      counted for the queue history (_lease_expiry). Each queue's look
+--      starts at its floor (0.27.0, _rescue_floor: where the earlier
+--      ticks left no expired job, from the first entry once a minute);
+--   2b. queues with a max_running or a rate limit that have room again
+--      (the rate window moved on, a lease ran out) and ready jobs are
+--      announced, so that workers whose pop met the limit come back (a
+--      slot freed by a job's end is announced at that end); a look at
+--      _queue, which holds only the paused and limited queues;
+--   3. workers not seen for _settings.worker_timeout are forgotten;
+--   4. periodic schedules whose next run has come enqueue one job, for
+--      their most recent occurrence (_tick_schedules);
+--   5. once a minute, the queue history takes a sample of every queue
+--      (_sample_history); when none is due this costs one read of a
+--      one-row table;
+--   6. the ready mark of each queue ticked that runs jobs or has one is
+--      set afresh (0.18.0, _raise_mark): where pops start their claim.
+--      Jobs it promotes are recorded for the marks (_lower_marks). The
+--      next job id is read first, while the transaction has no id yet
+--      (0.25.0: what lets the marks' looks start at a floor), and so is
+--      the next number of _ready_mark_low's rows (0.26.0); a tick called
+--      in a transaction that already wrote moves no floor. The rows of
+--      _ready_mark_low of each queue it ticks are read and deleted (those
+--      of a queue that gets no mark too); a queue that neither runs jobs
+--      nor has a mark keeps its rows until it does (tick() with no
+--      queue; 0.26.0: until then every tick looked for such rows among
+--      all of them, stepping over every deleted one a held snapshot
+--      keeps). The mark of an idle queue that says so already stays as
+--      it is while no job is pushed (0.28.0, _mark_stays_idle): a tick
+--      that finds nothing to do writes nothing, takes no transaction id
+--      and flushes no WAL at commit, once a minute aside (the looks from
+--      the first entry).
+--      Until 0.28.0 each tick of each worker wrote each of its queues'
+--      marks: idle workers kept the server writing, 430 bytes of WAL and
+--      a flush per tick.
+-- Every step reads jobs through the index that serves it, never the whole
+-- table, and takes the order of an index rather than sorting (0.29.0:
+-- enable_seqscan and enable_sort off, for the helpers too, and jit off:
+-- a disabled path's cost would have JIT compile the statements that have
+-- no other plan at every call). A session keeps its generic plans from
+-- about its sixth tick; made while the job table was empty, they could
+-- read the whole table at each tick (the promotion and the rescue
+-- scanned it, the look for the first ready job took job_pkey from the
+-- floor), until autovacuum's next visit replanned them. Its plans, and
+-- its helpers', are generic from the first tick (0.30.0): the planner
+-- kept planning some statements anew at each tick of one queue, 140 us
+-- of a tick's 540.
+-- Returns how many jobs it moved or enqueued. Rows are taken with FOR
+-- UPDATE SKIP LOCKED and their state is rechecked, so any number of
+-- sessions may tick at once (schedulers, workers, pg_cron): no job is
+-- moved twice, no occurrence enqueued twice, no minute sampled twice.
+-- Waiters of the jobs that finished are told; queues that got ready jobs
+-- are announced. A bad queue name raises PT003, a NULL or infinite as_of
+-- PT004.
+CREATE OR REPLACE FUNCTION pgtq.tick(queue text DEFAULT NULL,
+                          as_of timestamptz DEFAULT now())
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pgtq, pg_temp
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET enable_sort = off
+SET jit = off
+AS $$
+DECLARE
+    promoted        integer;
+    promoted_queues text[];
+    rescued         integer := 0;
+    rescued_queues  text[] := '{}';
+    rescued_tasks   text[] := '{}';
+    expired         pgtq._job%ROWTYPE;
+    enqueued        integer := 0;
+    worker_timeout  interval;
+    busy_queues     text[];  -- the queues ticked that run jobs
+    busy            text;
+    rescue_from     timestamptz;     -- where the rescue of `busy` looks from (_rescue_floor)
+    rescue_tos      timestamptz[] := '{}';  -- per busy queue: where the next rescue may look from
+    rescue_alls     boolean[] := '{}';      -- per busy queue: this rescue looked from the first entry
+    settle_below    bigint;  -- the next job id, read before this transaction had an id (_raise_mark)
+    settle_seq      bigint;  -- the next row number of _ready_mark_low, read then too
+BEGIN
+    IF pg_current_xact_id_if_assigned() IS NULL THEN
+        settle_below := pgtq._unused_job_id();
+        settle_seq := pgtq._unused_low_seq();
+    END IF;
+    IF tick.queue IS NOT NULL THEN
+        PERFORM pgtq._checked_name('queue', tick.queue);
+    END IF;
+    IF NOT coalesce(isfinite(tick.as_of), false) THEN
+        PERFORM pgtq._reject_time('as_of', tick.as_of);
+    END IF;
+    WITH due AS MATERIALIZED (
+        SELECT d.id
+        FROM pgtq._job AS d
+        WHERE d.state = 'scheduled'
+          AND d.run_at <= tick.as_of
+          AND (tick.queue IS NULL OR d.queue = tick.queue)
+        FOR UPDATE SKIP LOCKED
+    ), moved AS (
+        -- By an array of their ids, one job_pkey probe each (0.29.0: a
+        -- join with `due` could hash every entry of job_pkey).
+        UPDATE pgtq._job AS j
+        SET state = 'ready'
+        WHERE j.id = ANY (ARRAY(SELECT due.id FROM due))
+        RETURNING j.queue, j.priority, j.id, j.lock_key
+    ), lowered AS (
+        -- Only when a job moved (0.29.0: _lower_marks takes a transaction
+        -- id, and a tick that moved nothing must take none; until then the
+        -- join below happened to read `moved` first).
+        SELECT pgtq._lower_marks(array_agg(moved.queue), array_agg(moved.priority), array_agg(moved.id),
+                                 array_agg(moved.lock_key))
+        FROM moved
+        HAVING count(*) > 0
+    )
+    SELECT count(*), coalesce(array_agg(DISTINCT moved.queue), '{}')
+    INTO promoted, promoted_queues
+    FROM moved, lowered;
+
+    busy_queues := CASE WHEN tick.queue IS NULL THEN pgtq._running_queues() ELSE ARRAY[tick.queue] END;
+    -- Each queue's rescue looks from its floor (0.27.0, _rescue_floor); the
+    -- next floor is as_of, or the lease of the first expired job it had to
+    -- leave (another transaction held its row).
+    FOREACH busy IN ARRAY busy_queues LOOP
+        rescue_from := pgtq._rescue_floor(busy, tick.as_of, interval '1 minute');
+        FOR expired IN
+            SELECT e.*
+            FROM pgtq._job AS e
+            WHERE e.state = 'running'
+              AND e.queue = busy
+              AND e.lease_expires_at >= rescue_from
+              AND e.lease_expires_at < tick.as_of
+            FOR UPDATE SKIP LOCKED
+        LOOP
+            PERFORM pgtq._end_failed_attempt(
+                expired, pgtq._lease_expired_error(expired.lease_expires_at, expired.worker),
+                tick.as_of + pgtq.backoff(expired.attempt, expired.backoff_base, expired.backoff_cap),
+                tick.as_of);
+            rescued := rescued + 1;
+            rescued_queues := rescued_queues || expired.queue;
+            rescued_tasks := rescued_tasks || expired.task;
+        END LOOP;
+        rescue_tos := rescue_tos
+                      || least(tick.as_of, (SELECT e.lease_expires_at
+                                            FROM pgtq._job AS e
+                                            WHERE e.state = 'running'
+                                              AND e.queue = busy
+                                              AND e.lease_expires_at >= rescue_from
+                                              AND e.lease_expires_at < tick.as_of
+                                            ORDER BY e.lease_expires_at
+                                            LIMIT 1));
+        rescue_alls := rescue_alls || (rescue_from = '-infinity');
+    END LOOP;
+    -- Counted for the queue history (a statement only when there are some).
+    IF rescued > 0 THEN
+        INSERT INTO pgtq._lease_expiry (expired_at, queue, task, jobs)
+        SELECT tick.as_of, r.queue, r.task, count(*)
+        FROM unnest(rescued_queues, rescued_tasks) AS r (queue, task)
+        GROUP BY r.queue, r.task;
+    END IF;
+
+    -- Each queue that got ready jobs is announced once.
+    PERFORM pgtq._announce(q.queue) FROM unnest(promoted_queues) AS q (queue);
+
+    -- Limited queues whose room came back with time. The ready job is
+    -- looked for queue by queue, ordered so that job_ready_idx serves it
+    -- (0.24.0: as an EXISTS, the generic plan PL/pgSQL keeps from a
+    -- session's sixth tick on read every ready job of the table, grouped
+    -- by queue, before it looked at _queue, even with no limited queue at
+    -- all: 30 to 50 ms a tick at 100,000 to 180,000 ready jobs).
+    PERFORM pgtq._announce(f.queue)
+    FROM pgtq._queue AS f
+    WHERE f.queue = coalesce(tick.queue, f.queue)
+      AND (f.max_running IS NOT NULL OR f.rate_limit IS NOT NULL)
+      AND pgtq._room_of(f, 1, tick.as_of) > 0
+      AND (SELECT r.id FROM pgtq._job AS r
+           WHERE r.queue = f.queue AND r.state = 'ready'
+           ORDER BY r.priority DESC, r.id
+           LIMIT 1) IS NOT NULL;
+
+    -- Forget workers that stopped without saying goodbye.
+    SELECT s.worker_timeout INTO worker_timeout FROM pgtq._settings AS s;
+    DELETE FROM pgtq._worker AS w WHERE w.last_seen_at < tick.as_of - worker_timeout;
+
+    -- Periodic schedules. None due (or none at all) costs one probe: the
+    -- earliest next run, which the cached generic plan reads from
+    -- schedule_next_run_idx whatever as_of is (a filter on next_run_at
+    -- would make it scan the table; `(queue IS NULL OR ...)` would make it
+    -- plan anew on every call).
+    IF (SELECT min(s.next_run_at) FROM pgtq._schedule AS s
+        WHERE s.queue = coalesce(tick.queue, s.queue)) <= tick.as_of THEN
+        enqueued := pgtq._tick_schedules(tick.queue, tick.as_of);
+    END IF;
+
+    -- Queue history: one sample a minute, by whichever tick comes first.
+    IF EXISTS (SELECT 1 FROM pgtq._sampler AS h
+               WHERE tick.as_of >= h.next_sample_at
+                  OR tick.as_of < h.last_sampled_at - interval '1 minute') THEN
+        PERFORM pgtq._sample_history(tick.as_of);
+    END IF;
+
+    -- Ready marks (0.18.0): each queue ticked that runs jobs or has a mark
+    -- (tick(queue): that queue, which needs no look at the marks), in the
+    -- order of their names.
+    -- A queue ticked that ran no job is as if rescued to as_of from its
+    -- first entry: no job of it ran as this tick saw it.
+    PERFORM pgtq._raise_mark(r.queue, settle_below, settle_seq, coalesce(r.rescued_to, tick.as_of),
+                             coalesce(r.rescued_all, true), tick.queue IS NOT NULL)
+    FROM (SELECT b.queue, b.rescued_to, b.rescued_all
+          FROM unnest(busy_queues, rescue_tos, rescue_alls) AS b (queue, rescued_to, rescued_all)
+          UNION ALL
+          SELECT DISTINCT m.queue, NULL::timestamptz, NULL::boolean
+          FROM pgtq._ready_mark AS m
+          WHERE tick.queue IS NULL AND m.queue <> ALL (busy_queues)) AS r
+    ORDER BY r.queue;
+
+    RETURN promoted + rescued + enqueued;
 END
 $$;
 
