@@ -242,6 +242,16 @@ def limits_table(results: dict[str, Any]) -> str:
             "",
             f"One room check of a max_running queue (pgtq._room), by running jobs in the database: {counts}.",
         ]
+    if run.get("keyed_pop_alone"):
+        pops = ", ".join(
+            f"{row['backlog']:,} / {row['held']:,}: {row['us_per_pop']:,.1f} us"
+            for row in run["keyed_pop_alone"]
+        )
+        lines += [
+            "",
+            "One pop of a queue whose 5 lock keys are busy (it walks every waiting job and takes none),"
+            f" by jobs of those keys waiting / jobs running in another queue: {pops}.",
+        ]
     return "\n".join(lines)
 
 

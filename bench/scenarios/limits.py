@@ -26,12 +26,22 @@
   timed alone, in the server: ``COUNT_CALLS`` calls of pop's room check
   (``pgtq._room``, private: no public function counts alone) in one
   statement, beside 0 to 50,000 running jobs.
+* **lock keys**: a pop of a queue with lock keys walks the queue's ready
+  jobs in order, with one probe of each job's key (is a job of it
+  running?). Timed alone in the server, as the count: ``KEYED_POP_CALLS``
+  pops of 10 in one statement from a queue whose ``BUSY_KEYS`` keys are
+  all busy (so each pop walks the whole backlog and takes nothing), by
+  jobs of those keys and by jobs running in another queue, with the
+  statistics of a vacuum taken while no job ran (schema 0.30.0: until
+  0.29.0 they sent each probe through every running job of every queue).
 """
 
 from __future__ import annotations
 
 import statistics
 from typing import Any
+
+import psycopg
 
 from bench import pgtq_sql
 from bench.context import QUEUE, Context, log
@@ -52,6 +62,23 @@ ROOM_CALLS: str = (
 ROUNDS = 3  # the machine is shared: each figure is the median of its rounds
 COUNTING_JOBS = 2_000
 NEVER_BINDS = 100_000
+
+KEYED_QUEUE = "bench-keyed"
+BUSY_KEYS = 5
+KEYED_BACKLOGS = (1_000, 10_000)
+KEYED_HELD = (0, 1_000)
+KEYED_POP_CALLS = 20
+PUSH_KEYED: str = (
+    "SELECT count(pgtq.push(queue => %s::text, task => 'keyed', lock_key => 'key-' || s %% %s::integer))"
+    " FROM generate_series(1, %s::integer) AS s"
+)
+# Each pop names the series' row (10 + 0 * g): an uncorrelated subquery
+# would run once for all of them.
+KEYED_POPS: str = (
+    "SELECT extract(epoch FROM clock_timestamp() - now()), sum(c.taken) FROM"
+    " (SELECT (SELECT count(*) FROM pgtq.pop(%s::text, 'bench-keyed', 10 + 0 * g)) AS taken"
+    " FROM generate_series(1, %s::integer) AS g) AS c"
+)
 
 CONFIGURE: str = "SELECT pgtq.configure_queue(queue => %s::text, max_running => %s::integer)"
 HOLD: str = (
@@ -163,6 +190,41 @@ def count_alone(ctx: Context) -> list[dict[str, Any]]:
     return rows
 
 
+def keyed_pop_alone(ctx: Context) -> list[dict[str, Any]]:
+    """Microseconds per pop of a queue whose BUSY_KEYS lock keys are busy,
+    by jobs of those keys waiting and jobs running in another queue (the
+    median of ROUNDS statements of KEYED_POP_CALLS pops)."""
+    rows = []
+    for backlog in KEYED_BACKLOGS:
+        for held in KEYED_HELD:
+            ctx.execute(pgtq_sql.RESET)
+            if held:
+                ctx.execute(pgtq_sql.PUSH_SERIES, (HELD_QUEUE, "held", 0, held - 1))
+            ctx.execute(PUSH_KEYED, (KEYED_QUEUE, BUSY_KEYS, backlog + BUSY_KEYS))
+            ctx.execute("VACUUM ANALYZE pgtq._job")  # statistics that say no job runs
+            if held:
+                assert int(ctx.execute(HOLD, (HELD_QUEUE, held))[0][0]) == held
+            busy = int(ctx.execute(HOLD, (KEYED_QUEUE, BUSY_KEYS))[0][0])
+            assert busy == BUSY_KEYS, f"claimed {busy} jobs, one per key expected"
+            seconds = []
+            with psycopg.connect(ctx.dsn, autocommit=True) as conn:
+                conn.execute(KEYED_POPS, (KEYED_QUEUE, 1))  # the session plans pop once, not in a round
+                for _ in range(ROUNDS):
+                    elapsed, taken = conn.execute(KEYED_POPS, (KEYED_QUEUE, KEYED_POP_CALLS)).fetchone()
+                    assert int(taken) == 0, "every key is busy: the pops take nothing"
+                    seconds.append(float(elapsed))
+            per_pop = statistics.median(seconds) / KEYED_POP_CALLS * 1e6
+            rows.append(
+                {"backlog": backlog, "held": held, "us_per_pop": round(per_pop, 1), "rounds_s": seconds}
+            )
+            log(
+                f"limits: a pop past {backlog:,} jobs of busy keys,"
+                f" {held:,} running elsewhere: {per_pop:,.1f} us"
+            )
+    ctx.execute(pgtq_sql.RESET)
+    return rows
+
+
 def medians(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per label: the median jobs/s of its rounds, and each round's."""
     by_label: dict[str, list[dict[str, Any]]] = {}
@@ -204,6 +266,7 @@ def run(ctx: Context) -> dict[str, Any]:
     drains = drain_limited(ctx)
     counts = counting(ctx)
     alone = count_alone(ctx)
+    keyed = keyed_pop_alone(ctx)
     drain_medians = medians(drains)
     figures = [row["jobs_per_s"] for row in drain_medians]
     unlimited, same_slots, limited, _loose, limited_at_bound = figures[:5]
@@ -229,6 +292,7 @@ def run(ctx: Context) -> dict[str, Any]:
         "drain": drain_medians,
         "counting": medians(counts),
         "count_alone": alone,
+        "keyed_pop_alone": keyed,
         "limited_vs_unlimited": ratio,
         "limited_vs_same_slots": same_slots_ratio,
         "limited_at_bound_vs_bound": at_bound_ratio,
