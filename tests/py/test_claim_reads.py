@@ -20,7 +20,7 @@ import re
 from typing import Any
 
 import psycopg
-from conftest import job_table_reads, scalar
+from conftest import index_entries_read, job_table_reads, scalar
 
 JOBS = 4000
 
@@ -135,3 +135,27 @@ def test_a_pop_of_a_queue_with_busy_lock_keys_probes_each_key_not_every_running_
     # The walk's 297 entries of job_ready_idx, one probe of
     # job_lock_key_leased_idx each, and the keyed path's own looks.
     assert reads <= 3 * 297, f"a pop past 297 jobs of busy keys read {reads} rows and index entries"
+
+
+def test_a_pop_past_a_long_backlog_of_keys_its_queue_runs_probes_only_the_first_64_jobs(
+    dsn: str, db: psycopg.Connection[Any]
+) -> None:
+    """Past the queue's first 64 ready jobs, a pop leaves out the jobs of
+    the keys that the queue's running jobs hold by one read of those jobs
+    (0.31.0), not by a probe of job_lock_key_leased_idx for each job: until
+    0.30.0 a pop past 1,000 jobs of 3 busy keys probed it 1,000 times."""
+    db.execute(
+        "SELECT count(pgtq.push('keyed', 'noop', lock_key => 'key-' || x % 3))"
+        " FROM generate_series(1, 1003) AS x"
+    )
+    free_id = scalar(db, "SELECT pgtq.push('keyed', 'free', lock_key => 'free')")
+    assert scalar(db, "SELECT count(*) FROM pgtq.pop('keyed', 'w', 3)") == 3  # every key of the backlog busy
+
+    with psycopg.connect(dsn, autocommit=True) as worker:
+        probes, first = index_entries_read(
+            worker, "pgtq.job_lock_key_leased_idx", "SELECT id FROM pgtq.pop('keyed', 'w', 10)"
+        )
+    assert first == (free_id,), "the pop takes the one job of a free key, past the backlog"
+    # The first 64 jobs' probes each find their key's running job; past
+    # them only the free key is probed (and found free).
+    assert probes <= 64 + 3, f"a pop past 1,000 jobs of busy keys read {probes} entries of job_lock_key_leased_idx"

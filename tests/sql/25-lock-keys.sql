@@ -4,7 +4,7 @@
 -- running job frees its key, and so does a lease that ran out. (Several
 -- sessions popping at once, and the wake-ups: tests/py/test_flow_control.py.)
 BEGIN;
-SELECT plan(33);
+SELECT plan(37);
 SET LOCAL TIME ZONE 'UTC';
 
 CREATE TEMP TABLE c AS SELECT * FROM pgtq.pop('k') LIMIT 0;
@@ -90,6 +90,32 @@ SELECT is(pg_temp.take('q1', 10, '2030-01-01 00:00+00'), ARRAY['x1'], 'q1 runs x
 SELECT is(pg_temp.take('q2', 10, '2030-01-01 00:00:01+00'), '{}'::text[], 'x2 waits while x1 runs in the other queue');
 SELECT is(pg_temp.done('x1', '2030-01-01 00:00:02+00'), true, 'x1 completes');
 SELECT is(pg_temp.take('q2', 10, '2030-01-01 00:00:02+00'), ARRAY['x2'], 'and x2 starts in q2');
+
+-- ------------------------------------- past the queue's first 64 ready jobs
+-- From the 65th ready job on, the keys that the queue's own running jobs
+-- hold are left out by one read of those jobs (0.31.0); a key held by a
+-- job of another queue is still probed, and a lease that ran out still
+-- frees its key.
+SELECT pgtq.push('deep', 'lp0', lock_key => 'lp', as_of => '2030-01-01 00:00+00');
+SELECT pgtq.push('deep', 'bk0', lock_key => 'bk', as_of => '2030-01-01 00:00+00');
+SELECT pgtq.push('side', 'sx0', lock_key => 'sx', as_of => '2030-01-01 00:00+00');
+SELECT pg_temp.take('deep', 1, '2030-01-01 00:00+00');       -- lp0: its lease runs out at 00:01
+SELECT pg_temp.take('deep', 1, '2030-01-01 00:01:30+00');    -- bk0
+SELECT pg_temp.take('side', 1, '2030-01-01 00:01:30+00');    -- sx0, in another queue
+SELECT count(pgtq.push('deep', 'bk', lock_key => 'bk', as_of => '2030-01-01 00:00+00'))
+FROM generate_series(1, 70);
+SELECT pgtq.push('deep', 'sx1', lock_key => 'sx', as_of => '2030-01-01 00:00+00');
+SELECT pgtq.push('deep', 'lp1', lock_key => 'lp', as_of => '2030-01-01 00:00+00');
+SELECT pgtq.push('deep', 'f1', lock_key => 'f', as_of => '2030-01-01 00:00+00');
+SELECT pgtq.push('deep', 'f2', lock_key => 'f', as_of => '2030-01-01 00:00+00');
+SELECT pgtq.push('deep', 'plain', as_of => '2030-01-01 00:00+00');
+SELECT is(pg_temp.take('deep', 10, '2030-01-01 00:01:40+00'), ARRAY['lp1', 'f1', 'plain'],
+    'past 70 jobs of a busy key: the key whose lease ran out, one job of a free key, the job without a key, in order');
+SELECT is((SELECT slot FROM pgtq._job WHERE task = 'lp0'), 0, 'lp0, whose lease ran out, is written off (slot 0)');
+SELECT is(pg_temp.done('bk0', '2030-01-01 00:01:41+00') AND pg_temp.done('f1', '2030-01-01 00:01:41+00'), true,
+    'bk0 and f1 complete');
+SELECT is(pg_temp.take('deep', 10, '2030-01-01 00:01:42+00'), ARRAY['bk', 'f2'],
+    'then the next job of each freed key; sx1 waits for sx0 in the other queue');
 
 -- --------------------------------------------- lock keys and job keys together
 SELECT pgtq.push('j', 'v1', job_key => 'jk', lock_key => 'one', as_of => '2030-01-01 00:00+00') AS jk_id \gset
