@@ -1825,70 +1825,89 @@ $$;
 -- job_lock_key_leased_idx each (0.23.0: until 0.22.0 the walk first read
 -- every running job with a lock key, of every queue, and tested each
 -- candidate against all their keys: 31 ms a pop with 20,000 of them
--- running elsewhere). Past the queue's first 64 ready jobs (0.31.0), the
--- keys that the queue's own running jobs hold with a live lease are read
--- once, from job_running_idx, into a hashed set, and the jobs of those
--- keys are left out by a look-up in it; only jobs of other keys are
--- probed. Until 0.30.0 every job of a long backlog of busy keys cost each
--- pop a probe: 1.1 us a job (11 ms a pop past 10,000 jobs of 5 busy keys,
--- 0.3 us and 3 ms now). The first 64 are walked with the probe alone, so
--- a pop that finds its jobs among them never reads the running jobs (500
--- running jobs cost the set 0.15 ms). The two parts are the two branches
--- of one UNION ALL, so one snapshot sees both and each job is met once,
--- in order: the set is read only when the walk goes past the first part
--- (an Append runs its branches one after the other, and a FOR loop's
--- cursor runs no parallel plan). Jobs of a key held only by a running job
--- of another queue still cost a probe each. The walk follows job_ready_idx
--- and stops once it has n jobs (pop's enable_bitmapscan off, 0.20.0; as
--- any FOR loop, it reads the query's rows ten at a time). Needs READ
--- COMMITTED (PT007).
+-- running elsewhere). Past the queue's first 64 ready jobs (0.31.0) the
+-- walk starts again, in a second statement that leaves out by look-ups in
+-- hashed sets the jobs the first part took, the keys it looked at, and the
+-- keys that the queue's own running jobs hold with a live lease, read once
+-- from job_running_idx; only jobs of other keys are probed. Until 0.30.0
+-- each job of a long backlog of busy keys cost each pop a probe: 1.1 us a
+-- job, 11 ms a pop past 10,000 jobs of 5 busy keys (3 ms now); and a pop
+-- that asked for more jobs than there were free keys walked the whole
+-- backlog of the keys it had just taken with a probe each (a drain of
+-- 5,000 jobs over 10 keys, pop(25): 1,900 jobs/s, 4,500 now). A pop that
+-- finds its jobs among the first 64 runs the first statement alone, as
+-- before, and reads no running job. Jobs of a key held only by a running
+-- job of another queue still cost a probe each. The walk follows
+-- job_ready_idx and stops once it has n jobs (pop's enable_bitmapscan
+-- off, 0.20.0; as any FOR loop, it reads its query's rows ten at a time).
+-- Needs READ COMMITTED (PT007).
 CREATE FUNCTION pgtq._choose_keyed(queue text, n integer, as_of timestamptz)
 RETURNS bigint[]
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
 DECLARE
-    met       text[] := '{}';
+    met       text[] := '{}';  -- the lock keys the walk has looked at
     chosen    bigint[] := '{}';
     candidate record;
+    walked    integer := 0;    -- the ready jobs the first part met
 BEGIN
     PERFORM pgtq._check_read_committed(_choose_keyed.queue);
+    -- The first 64 ready jobs, each job of a key with a probe (is a job of
+    -- the key running?); a probe per job, not a join: a join reads every
+    -- running job before the walk's first row, whose rows it may never need.
     FOR candidate IN
-        -- The first 64 ready jobs: a probe per job of a key, not a join
-        -- (a join reads every running job before the walk's first row,
-        -- whose rows it may never need).
-        SELECT c.id, c.lock_key
+        SELECT f.id, f.lock_key,
+               f.lock_key IS NOT NULL
+               AND EXISTS (SELECT FROM pgtq._job AS r
+                           WHERE r.lock_key = f.lock_key
+                             AND r.lease IS NOT NULL AND r.lease_expires_at IS NOT NULL  -- running (job_lock_key_leased_idx)
+                             AND r.lease_expires_at > _choose_keyed.as_of) AS busy
         FROM (SELECT w.id, w.lock_key
               FROM pgtq._job AS w
               WHERE w.queue = _choose_keyed.queue AND w.state = 'ready'
               ORDER BY w.priority DESC, w.id
-              LIMIT 64) AS c
-        WHERE c.lock_key IS NULL
-           OR (SELECT r.id FROM pgtq._job AS r
-               WHERE r.lock_key = c.lock_key
-                 AND r.lease IS NOT NULL AND r.lease_expires_at IS NOT NULL  -- running (job_lock_key_leased_idx)
-                 AND r.lease_expires_at > _choose_keyed.as_of
-               LIMIT 1) IS NULL
-        UNION ALL
-        -- The rest, once the walk gets here: the keys the queue's running
-        -- jobs hold are read once (a hashed subplan) and their jobs left
-        -- out; jobs of other keys are probed as above.
+              LIMIT 64) AS f
+    LOOP
+        walked := walked + 1;
+        IF candidate.lock_key IS NOT NULL THEN
+            CONTINUE WHEN candidate.lock_key = ANY (met);
+            met := met || candidate.lock_key;
+            CONTINUE WHEN candidate.busy;
+            CONTINUE WHEN NOT pg_try_advisory_xact_lock(hashtextextended(candidate.lock_key, 7247));
+            CONTINUE WHEN NOT pgtq._is_next_of_key(candidate.id, candidate.lock_key, _choose_keyed.as_of);
+        END IF;
+        PERFORM 1 FROM pgtq._job AS j WHERE j.id = candidate.id AND j.state = 'ready' FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
+        chosen := chosen || candidate.id;
+        IF cardinality(chosen) >= _choose_keyed.n THEN
+            RETURN chosen;
+        END IF;
+    END LOOP;
+    IF walked < 64 THEN
+        RETURN chosen;  -- that was every ready job of the queue
+    END IF;
+    -- The rest, walked from the first ready job again: the jobs taken and
+    -- the keys looked at above, and the keys that the queue's running jobs
+    -- hold (read once), are left out by look-ups in hashed sets; each job
+    -- of another key is probed as above. (The steps of the loop above, but
+    -- for the count and the probe, which this query makes.)
+    FOR candidate IN
         SELECT c.id, c.lock_key
-        FROM (SELECT w.id, w.lock_key
-              FROM pgtq._job AS w
-              WHERE w.queue = _choose_keyed.queue AND w.state = 'ready'
-              ORDER BY w.priority DESC, w.id
-              OFFSET 64) AS c
-        WHERE c.lock_key IS NULL
-           OR (c.lock_key NOT IN (SELECT h.lock_key FROM pgtq._job AS h
-                                  WHERE h.queue = _choose_keyed.queue AND h.state = 'running'
-                                    AND h.lease_expires_at > _choose_keyed.as_of
-                                    AND h.lock_key IS NOT NULL)
-               AND (SELECT r.id FROM pgtq._job AS r
-                    WHERE r.lock_key = c.lock_key
-                      AND r.lease IS NOT NULL AND r.lease_expires_at IS NOT NULL  -- running (job_lock_key_leased_idx)
-                      AND r.lease_expires_at > _choose_keyed.as_of
-                    LIMIT 1) IS NULL)
+        FROM pgtq._job AS c
+        WHERE c.queue = _choose_keyed.queue AND c.state = 'ready'
+          AND c.id NOT IN (SELECT unnest(chosen))
+          AND (c.lock_key IS NULL
+               OR (c.lock_key NOT IN (SELECT unnest(met))
+                   AND c.lock_key NOT IN (SELECT h.lock_key FROM pgtq._job AS h
+                                          WHERE h.queue = _choose_keyed.queue AND h.state = 'running'
+                                            AND h.lease_expires_at > _choose_keyed.as_of
+                                            AND h.lock_key IS NOT NULL)
+                   AND NOT EXISTS (SELECT FROM pgtq._job AS r
+                                   WHERE r.lock_key = c.lock_key
+                                     AND r.lease IS NOT NULL AND r.lease_expires_at IS NOT NULL  -- running
+                                     AND r.lease_expires_at > _choose_keyed.as_of)))
+        ORDER BY c.priority DESC, c.id
     LOOP
         IF candidate.lock_key IS NOT NULL THEN
             CONTINUE WHEN candidate.lock_key = ANY (met);

@@ -20,7 +20,7 @@ import re
 from typing import Any
 
 import psycopg
-from conftest import index_entries_read, job_table_reads, scalar
+from conftest import counted_in_rollback, index_entries_read, job_table_reads, scalar
 
 JOBS = 4000
 
@@ -159,3 +159,27 @@ def test_a_pop_past_a_long_backlog_of_keys_its_queue_runs_probes_only_the_first_
     # The first 64 jobs' probes each find their key's running job; past
     # them only the free key is probed (and found free).
     assert probes <= 64 + 3, f"a pop past 1,000 jobs of busy keys read {probes} entries of job_lock_key_leased_idx"
+
+
+def test_a_pop_that_asks_for_more_jobs_than_there_are_keys_probes_only_the_first_64_jobs(
+    dsn: str, db: psycopg.Connection[Any]
+) -> None:
+    """A pop of 10 from a backlog of 3 free keys takes one job of each and
+    walks on for more: past the first 64 ready jobs the keys it took are
+    left out by a look-up (0.31.0). Until 0.30.0 it probed each job of the
+    backlog (1,000 scans of job_lock_key_leased_idx here)."""
+    db.execute(
+        "SELECT count(pgtq.push('keyed', 'noop', lock_key => 'key-' || x % 3))"
+        " FROM generate_series(1, 1000) AS x"
+    )
+    with psycopg.connect(dsn, autocommit=True) as worker:
+        probes, taken = counted_in_rollback(
+            worker,
+            "SELECT pg_stat_get_xact_numscans('pgtq.job_lock_key_leased_idx'::regclass)",
+            None,
+            "SELECT count(*) FROM pgtq.pop('keyed', 'w', 10)",
+        )
+    assert taken == (3,), "one job of each key"
+    # A probe for each of the first 64 jobs, and the looks of
+    # _is_next_of_key at the 3 keys it takes.
+    assert probes <= 64 + 2 * 3, f"a pop over 1,000 jobs of 3 keys scanned job_lock_key_leased_idx {probes} times"

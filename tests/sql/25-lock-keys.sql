@@ -102,19 +102,23 @@ SELECT pgtq.push('side', 'sx0', lock_key => 'sx', as_of => '2030-01-01 00:00+00'
 SELECT pg_temp.take('deep', 1, '2030-01-01 00:00+00');       -- lp0: its lease runs out at 00:01
 SELECT pg_temp.take('deep', 1, '2030-01-01 00:01:30+00');    -- bk0
 SELECT pg_temp.take('side', 1, '2030-01-01 00:01:30+00');    -- sx0, in another queue
+SELECT pgtq.push('deep', 'early', as_of => '2030-01-01 00:00+00');
+SELECT pgtq.push('deep', 'g1', lock_key => 'g', as_of => '2030-01-01 00:00+00');
 SELECT count(pgtq.push('deep', 'bk', lock_key => 'bk', as_of => '2030-01-01 00:00+00'))
 FROM generate_series(1, 70);
 SELECT pgtq.push('deep', 'sx1', lock_key => 'sx', as_of => '2030-01-01 00:00+00');
 SELECT pgtq.push('deep', 'lp1', lock_key => 'lp', as_of => '2030-01-01 00:00+00');
 SELECT pgtq.push('deep', 'f1', lock_key => 'f', as_of => '2030-01-01 00:00+00');
 SELECT pgtq.push('deep', 'f2', lock_key => 'f', as_of => '2030-01-01 00:00+00');
+SELECT pgtq.push('deep', 'g2', lock_key => 'g', as_of => '2030-01-01 00:00+00');
 SELECT pgtq.push('deep', 'plain', as_of => '2030-01-01 00:00+00');
-SELECT is(pg_temp.take('deep', 10, '2030-01-01 00:01:40+00'), ARRAY['lp1', 'f1', 'plain'],
-    'past 70 jobs of a busy key: the key whose lease ran out, one job of a free key, the job without a key, in order');
+SELECT is(pg_temp.take('deep', 5, '2030-01-01 00:01:40+00'), ARRAY['early', 'g1', 'lp1', 'f1', 'plain'],
+    'a pop of 5: two jobs before 70 jobs of a busy key, each taken once; past them the key whose lease ran out, one job of a free key, the job without a key, in order');
 SELECT is((SELECT slot FROM pgtq._job WHERE task = 'lp0'), 0, 'lp0, whose lease ran out, is written off (slot 0)');
-SELECT is(pg_temp.done('bk0', '2030-01-01 00:01:41+00') AND pg_temp.done('f1', '2030-01-01 00:01:41+00'), true,
-    'bk0 and f1 complete');
-SELECT is(pg_temp.take('deep', 10, '2030-01-01 00:01:42+00'), ARRAY['bk', 'f2'],
+SELECT is(pg_temp.done('bk0', '2030-01-01 00:01:41+00') AND pg_temp.done('f1', '2030-01-01 00:01:41+00')
+          AND pg_temp.done('g1', '2030-01-01 00:01:41+00'), true,
+    'bk0, f1 and g1 complete');
+SELECT is(pg_temp.take('deep', 10, '2030-01-01 00:01:42+00'), ARRAY['bk', 'f2', 'g2'],
     'then the next job of each freed key; sx1 waits for sx0 in the other queue');
 
 -- --------------------------------------------- lock keys and job keys together
