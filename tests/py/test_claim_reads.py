@@ -158,7 +158,7 @@ def test_a_pop_past_a_long_backlog_of_keys_its_queue_runs_probes_only_the_first_
     assert first == (free_id,), "the pop takes the one job of a free key, past the backlog"
     # The first 64 jobs' probes each find their key's running job; past
     # them only the free key is probed (and found free).
-    assert probes <= 64 + 3, f"a pop past 1,000 jobs of busy keys read {probes} entries of job_lock_key_leased_idx"
+    assert probes <= 64 + 3, f"a pop past 1,000 jobs of busy keys read {probes} entries of the lock-key index"
 
 
 def test_a_pop_that_asks_for_more_jobs_than_there_are_keys_probes_only_the_first_64_jobs(
@@ -182,4 +182,4 @@ def test_a_pop_that_asks_for_more_jobs_than_there_are_keys_probes_only_the_first
     assert taken == (3,), "one job of each key"
     # A probe for each of the first 64 jobs, and the looks of
     # _is_next_of_key at the 3 keys it takes.
-    assert probes <= 64 + 2 * 3, f"a pop over 1,000 jobs of 3 keys scanned job_lock_key_leased_idx {probes} times"
+    assert probes <= 64 + 2 * 3, f"a pop over 1,000 jobs of 3 keys scanned the lock-key index {probes} times"
