@@ -12,7 +12,8 @@ PYTHONPATH. The SQL-only enqueue forms send the same statements to either
 database. The hand-written ceiling is not measured again.
 
 The ref's scenarios run right after this checkout's (enqueue, then the
-ref's enqueue; drain, then the ref's drain), at the same settings (the
+ref's enqueue; drain, then the ref's drain; the same for wakeup and
+limits), at the same settings (the
 drain reuses the worker concurrency found for this checkout), so the two
 figures of a row are measured minutes apart, not a run apart. The ref's
 best-settings drains go further: they run in this checkout's drain
@@ -95,8 +96,8 @@ def context(ctx: Context, code_dir: Path, dsn: str) -> Context:
 def scenarios(ctx: Context, ref_ctx: Context) -> dict[str, Scenario]:
     """The ref's scenarios, by the name of this checkout's scenario each
     follows: ``ref_enqueue`` after ``enqueue``, ``ref_drain`` after ``drain``,
-    ``ref_wakeup`` after ``wakeup``."""
-    from bench.scenarios import drain, enqueue, wakeup
+    ``ref_wakeup`` after ``wakeup``, ``ref_limits`` after ``limits``."""
+    from bench.scenarios import drain, enqueue, limits, wakeup
 
     def ref_enqueue(_ctx: Context) -> Any:
         return enqueue.run(ref_ctx, systems=("pgtq",))
@@ -117,7 +118,13 @@ def scenarios(ctx: Context, ref_ctx: Context) -> dict[str, Scenario]:
         finally:
             procs.stop_all()
 
-    return {"enqueue": ref_enqueue, "drain": ref_drain, "wakeup": ref_wakeup}
+    def ref_limits(_ctx: Context) -> Any:
+        try:
+            return limits.run(ref_ctx)
+        finally:
+            procs.stop_all()
+
+    return {"enqueue": ref_enqueue, "drain": ref_drain, "wakeup": ref_wakeup, "limits": ref_limits}
 
 
 def interleave(names: list[str], ref: dict[str, Scenario]) -> list[str]:

@@ -192,10 +192,15 @@ def rounds_list(results: dict[str, Any]) -> str:
     return intro + "\n\n" + "\n".join(lines)
 
 
-def limits_table(results: dict[str, Any]) -> str:
+def _thousands(values: list[int]) -> str:
+    return ", ".join(f"{value:,}" for value in values)
+
+
+def limits_table(results: dict[str, Any], scenario: str = "limits") -> str:
     """The limits scenario: a max_running queue against an unlimited one,
-    and the cost of counting beside running jobs (empty if it did not run)."""
-    run = results.get("limits")
+    and the cost of counting beside running jobs (empty if it did not run);
+    ``scenario="ref_limits"``: the same of a ``--baseline`` ref."""
+    run = results.get(scenario)
     if not isinstance(run, dict) or "drain" not in run:
         return ""
     lines = [
@@ -252,6 +257,16 @@ def limits_table(results: dict[str, Any]) -> str:
             "One pop of a queue whose 5 lock keys are busy (it walks every waiting job and takes none),"
             f" by jobs of those keys waiting / jobs running in another queue: {pops}.",
         ]
+    if run.get("keyed_drain"):
+        drains = ", ".join(
+            f"{row['keys']:,} keys: {row['jobs_per_s']:,} jobs/s ({_thousands(row['rounds'])})"
+            for row in run["keyed_drain"]
+        )
+        lines += [
+            "",
+            f"A keyed queue of {run['keyed_drain'][0]['jobs']:,} jobs drained by one SQL client"
+            f" (pop(25) and complete_many, synchronous_commit off), by lock keys: {drains}.",
+        ]
     return "\n".join(lines)
 
 
@@ -272,6 +287,7 @@ def render(results: dict[str, Any], charts: list[str]) -> str:
         ("Sustained load and held snapshot", sustained_table(results)),
         ("Load and bloat", bloat_table(results)),
         ("The price of the limits", limits_table(results)),
+        ("The price of the limits, the baseline ref", limits_table(results, "ref_limits")),
     ):
         if table:
             parts.append(f"## {title}\n\n{table}")

@@ -34,11 +34,18 @@
   jobs of those keys and by jobs running in another queue, with the
   statistics of a vacuum taken while no job ran (schema 0.30.0: until
   0.29.0 they sent each probe through every running job of every queue).
+  And a keyed queue drained by one SQL client (``pop(25)``, then
+  ``complete_many``; ``synchronous_commit`` off in that session, so the
+  server's work shows rather than the flush of each commit), its
+  ``KEYED_DRAIN_JOBS`` jobs over 10 keys and over 1,000: with 10 keys a
+  pop asks for more jobs than there are free keys and walks on (schema
+  0.31.0: past its first 64 jobs, without a probe for each).
 """
 
 from __future__ import annotations
 
 import statistics
+import time
 from typing import Any
 
 import psycopg
@@ -71,6 +78,12 @@ KEYED_POP_CALLS = 20
 PUSH_KEYED: str = (
     "SELECT count(pgtq.push(queue => %s::text, task => 'keyed', lock_key => 'key-' || s %% %s::integer))"
     " FROM generate_series(1, %s::integer) AS s"
+)
+KEYED_DRAIN_JOBS = 5_000
+KEYED_DRAIN_KEYS = (10, 1_000)
+KEYED_DRAIN_BATCH = 25
+KEYED_CLAIM: str = (
+    "SELECT array_agg(id), array_agg(lease) FROM pgtq.pop(%s::text, 'bench-keyed', %s::integer)"
 )
 # Each pop names the series' row (10 + 0 * g): an uncorrelated subquery
 # would run once for all of them.
@@ -225,6 +238,42 @@ def keyed_pop_alone(ctx: Context) -> list[dict[str, Any]]:
     return rows
 
 
+def keyed_drain(ctx: Context) -> list[dict[str, Any]]:
+    """Jobs/s of one SQL client draining a keyed queue by ``pop`` of
+    KEYED_DRAIN_BATCH and ``complete_many``, for each number of keys (the
+    median of ROUNDS drains, each of a queue filled and vacuumed anew)."""
+    jobs = KEYED_DRAIN_JOBS if ctx.sizes.drain_jobs > 5_000 else KEYED_DRAIN_JOBS // 4
+    rows = []
+    for keys in KEYED_DRAIN_KEYS:
+        rates = []
+        for _ in range(ROUNDS):
+            ctx.execute(pgtq_sql.RESET)
+            ctx.execute(PUSH_KEYED, (KEYED_QUEUE, keys, jobs))
+            ctx.execute("VACUUM ANALYZE pgtq._job")
+            done = 0
+            with psycopg.connect(ctx.dsn, autocommit=True) as conn:
+                conn.execute("SET synchronous_commit = off")
+                started = time.perf_counter()
+                while True:
+                    ids, leases = conn.execute(KEYED_CLAIM, (KEYED_QUEUE, KEYED_DRAIN_BATCH)).fetchone()
+                    if not ids:
+                        break
+                    conn.execute("SELECT pgtq.complete_many(%s, %s)", (ids, leases))
+                    done += len(ids)
+                rates.append(done / (time.perf_counter() - started))
+            assert done == jobs, f"drained {done} of {jobs} keyed jobs"
+        rate = statistics.median(rates)
+        rows.append(
+            {"keys": keys, "jobs": jobs, "jobs_per_s": round(rate), "rounds": [round(r) for r in rates]}
+        )
+        log(
+            f"limits: a drain of {jobs:,} jobs over {keys:,} lock keys"
+            f" by pop({KEYED_DRAIN_BATCH}): {rate:,.0f} jobs/s"
+        )
+    ctx.execute(pgtq_sql.RESET)
+    return rows
+
+
 def medians(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per label: the median jobs/s of its rounds, and each round's."""
     by_label: dict[str, list[dict[str, Any]]] = {}
@@ -267,6 +316,7 @@ def run(ctx: Context) -> dict[str, Any]:
     counts = counting(ctx)
     alone = count_alone(ctx)
     keyed = keyed_pop_alone(ctx)
+    keyed_drains = keyed_drain(ctx)
     drain_medians = medians(drains)
     figures = [row["jobs_per_s"] for row in drain_medians]
     unlimited, same_slots, limited, _loose, limited_at_bound = figures[:5]
@@ -293,6 +343,7 @@ def run(ctx: Context) -> dict[str, Any]:
         "counting": medians(counts),
         "count_alone": alone,
         "keyed_pop_alone": keyed,
+        "keyed_drain": keyed_drains,
         "limited_vs_unlimited": ratio,
         "limited_vs_same_slots": same_slots_ratio,
         "limited_at_bound_vs_bound": at_bound_ratio,
