@@ -124,7 +124,19 @@ def scenarios(ctx: Context, ref_ctx: Context) -> dict[str, Scenario]:
         finally:
             procs.stop_all()
 
-    return {"enqueue": ref_enqueue, "drain": ref_drain, "wakeup": ref_wakeup, "limits": ref_limits}
+    chosen = {"enqueue": ref_enqueue, "drain": ref_drain, "wakeup": ref_wakeup}
+    if _has_every_limit(ref_ctx):
+        chosen["limits"] = ref_limits
+    else:
+        log("baseline ref: its schema has no lock keys or room check (_choose_keyed, _room): no ref_limits")
+    return chosen
+
+
+def _has_every_limit(ref_ctx: Context) -> bool:
+    """Whether the ref's schema has what the limits scenario calls (lock keys
+    and the room check of a max_running queue: schema 0.3.0 and later)."""
+    probe = "SELECT to_regproc('pgtq._choose_keyed') IS NOT NULL AND to_regproc('pgtq._room') IS NOT NULL"
+    return bool(ref_ctx.execute(probe)[0][0])
 
 
 def interleave(names: list[str], ref: dict[str, Scenario]) -> list[str]:
