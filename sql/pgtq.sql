@@ -1924,10 +1924,99 @@ BEGIN
 END
 $$;
 
+-- Guarantees: hands the ready job `id`, the next job of the lock key
+-- `lock_key` that the caller's transaction freed by ending its running
+-- job, to an open hand-off offer of its queue `queue` (0.31.0), and
+-- returns whether it did; false when it hands nothing, and then it wrote
+-- nothing. The job is claimed as pop would claim it for the offer's
+-- worker (the next attempt, a new lease that runs out at now() + the
+-- offer's lease), and its claim (pop's columns, as JSON) is notified on
+-- the offer's channel at commit: the worker starts it without a claim of
+-- its own, and no other idle worker is woken to pop for it. Rolled back,
+-- neither the claim nor the notification exists. As a pop does, it takes
+-- the key's advisory lock (never waiting) and checks that the job is the
+-- key's next and that no running job holds the key (_is_next_of_key),
+-- and locks the job's row (SKIP LOCKED). The offers are looked at as
+-- _hand_off looks at them, and one transaction hands at most one job,
+-- pushed or freed (pgtq.handed_off). It hands nothing when the queue has
+-- a pause or a limit (a _queue row: pop alone keeps them), when the
+-- transaction began more than a second ago (a lease counted from its
+-- start could run out before the worker hears of the job), when the claim
+-- does not fit a notification, or when no offer is open; the caller then
+-- announces the queue. Until 0.30.0 every end of a keyed job announced
+-- the queue: each idle worker of it popped, one took the key's next job,
+-- and the others walked the queue's backlog for nothing.
+CREATE FUNCTION pgtq._hand_freed_key(id bigint, queue text, lock_key text)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    offer     record;
+    next_job  pgtq._job;
+    new_lease uuid;
+    expires   timestamptz;
+    claim     text;
+BEGIN
+    IF current_setting('pgtq.handed_off', true) = 'on'
+       OR abs(extract(epoch FROM clock_timestamp() - now())) > 1
+       OR EXISTS (SELECT 1 FROM pgtq._queue AS f WHERE f.queue = _hand_freed_key.queue)
+       OR NOT pg_try_advisory_xact_lock(hashtextextended(_hand_freed_key.lock_key, 7247))
+       OR NOT pgtq._is_next_of_key(_hand_freed_key.id, _hand_freed_key.lock_key, now()) THEN
+        RETURN false;
+    END IF;
+    SELECT j.* INTO next_job FROM pgtq._job AS j
+    WHERE j.id = _hand_freed_key.id AND j.state = 'ready'
+    FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    FOR offer IN
+        SELECT h.channel, h.space, h.worker, h.lease
+        FROM pgtq._handoff AS h
+        WHERE _hand_freed_key.queue = ANY (h.queues) AND h.pid <> pg_backend_pid()
+        ORDER BY h.pid
+    LOOP
+        CONTINUE WHEN CASE WHEN pg_try_advisory_lock_shared(offer.space, 0)
+                           THEN pg_advisory_unlock_shared(offer.space, 0) ELSE false END;
+        CONTINUE WHEN NOT pg_try_advisory_xact_lock(offer.space, 1);
+        new_lease := gen_random_uuid();
+        expires := now() + offer.lease;
+        claim := json_build_object('id', next_job.id, 'queue', next_job.queue, 'task', next_job.task,
+                                   'args', next_job.args, 'kwargs', next_job.kwargs,
+                                   'priority', next_job.priority, 'attempt', next_job.attempt + 1,
+                                   'max_attempts', next_job.max_attempts, 'lease', new_lease,
+                                   'lease_expires_at', expires)::text;
+        IF octet_length(claim) >= 8000 THEN
+            RETURN false;
+        END IF;
+        UPDATE pgtq._job AS j
+        SET state = 'running',
+            attempt = j.attempt + 1,
+            lease = new_lease,
+            lease_expires_at = expires,
+            started_at = now(),
+            worker = offer.worker,
+            slot = NULL
+        WHERE j.id = next_job.id;
+        PERFORM pg_notify(offer.channel, claim);
+        PERFORM set_config('pgtq.handed_off', 'on', true);
+        RETURN true;
+    END LOOP;
+    RETURN false;
+END
+$$;
+
 -- Guarantees: _wake_after_end's look, for ends that may free a slot or a
 -- lock key (0.30.0: its own function): each of `queues` that has a
--- max_running and ready jobs, and the queue of the next ready job of each
--- of `lock_keys` (NULLs ignored), is announced (_announce, at commit).
+-- max_running and ready jobs is announced (_announce, at commit); so is
+-- the queue of the next ready job of each of `lock_keys` (NULLs ignored),
+-- unless that job was handed to an idle worker's open offer (0.31.0,
+-- _hand_freed_key; only where a worker may be waiting, _must_announce),
+-- or a running job with a live lease holds the key again (0.31.0: the pop
+-- of complete_many_and_pop took the key's next job in the same
+-- transaction; until 0.30.0 its queue was announced all the same, and
+-- every idle worker of it popped, and walked its backlog, for nothing).
 -- The next job of a key is read from job_lock_key_ready_idx, which gives
 -- the key's jobs in their order; with sorts off that is the only plan
 -- without a sort (jit off with it, as 00-api.sql asks of disabled plans).
@@ -1942,21 +2031,34 @@ SET plan_cache_mode = force_generic_plan
 SET enable_sort = off
 SET jit = off
 AS $$
+DECLARE
+    freed record;  -- a freed key's next ready job
 BEGIN
-    PERFORM pgtq._announce(w.queue)
-    FROM (SELECT f.queue
-          FROM pgtq._queue AS f
-          WHERE f.queue = ANY (_announce_freed.queues)
-            AND f.max_running IS NOT NULL
-            AND EXISTS (SELECT 1 FROM pgtq._job AS r WHERE r.queue = f.queue AND r.state = 'ready')
-          UNION
-          SELECT (SELECT h.queue FROM pgtq._job AS h
-                  WHERE h.lock_key = k.key AND h.state = 'ready'
-                  ORDER BY h.priority DESC, h.id
-                  LIMIT 1)
-          FROM unnest(_announce_freed.lock_keys) AS k (key)
-          WHERE k.key IS NOT NULL) AS w
-    WHERE w.queue IS NOT NULL;
+    PERFORM pgtq._announce(f.queue)
+    FROM pgtq._queue AS f
+    WHERE f.queue = ANY (_announce_freed.queues)
+      AND f.max_running IS NOT NULL
+      AND EXISTS (SELECT 1 FROM pgtq._job AS r WHERE r.queue = f.queue AND r.state = 'ready');
+    FOR freed IN
+        SELECT n.id, n.queue, k.key
+        FROM (SELECT DISTINCT u.key FROM unnest(_announce_freed.lock_keys) AS u (key)
+              WHERE u.key IS NOT NULL) AS k
+        CROSS JOIN LATERAL (SELECT h.id, h.queue FROM pgtq._job AS h
+                            WHERE h.lock_key = k.key AND h.state = 'ready'
+                            ORDER BY h.priority DESC, h.id
+                            LIMIT 1) AS n
+    LOOP
+        CONTINUE WHEN NOT pgtq._must_announce(freed.queue);
+        -- A key that a running job holds again wakes nobody: the pop of
+        -- complete_many_and_pop, in this transaction, took its next job.
+        CONTINUE WHEN EXISTS (SELECT 1 FROM pgtq._job AS r
+                              WHERE r.lock_key = freed.key
+                                AND r.lease IS NOT NULL AND r.lease_expires_at IS NOT NULL  -- running
+                                AND r.lease_expires_at > now());
+        IF NOT pgtq._hand_freed_key(freed.id, freed.queue, freed.key) THEN
+            PERFORM pg_notify('pgtq', freed.queue);
+        END IF;
+    END LOOP;
 END
 $$;
 

@@ -14,6 +14,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -167,6 +168,89 @@ def test_a_transaction_hands_at_most_one_job(dsn: str, db: psycopg.Connection[An
         assert sorted(channel for channel, _ in heard) == sorted([offer.channel, "pgtq"]), (
             "one claim, and one announcement for the rest"
         )
+
+
+def keyed_jobs_with_the_first_running(db: psycopg.Connection[Any], count: int) -> tuple[list[int], uuid.UUID]:
+    """``count`` jobs of queue mail, of lock keys key-0, key-1, ... in turn
+    (``count // 2`` keys), with the first of each key running for worker w0;
+    returns the ids in push order and the lease of the running ones."""
+    ids = [
+        scalar(
+            db,
+            "SELECT pgtq.push('mail', 'send', jsonb_build_array(%s), lock_key => %s)",
+            [n, f"key-{n % (count // 2)}"],
+        )
+        for n in range(count)
+    ]
+    claimed = db.execute("SELECT id, lease FROM pgtq.pop('mail', 'w0', %s)", [count]).fetchall()
+    assert sorted(row[0] for row in claimed) == ids[: count // 2], "the first job of each key runs"
+    return ids, claimed[0][1]
+
+
+def test_the_end_of_a_keyed_job_hands_the_keys_next_job_to_an_open_offer(
+    dsn: str, db: psycopg.Connection[Any]
+) -> None:
+    """Schema 0.31.0: the end of a keyed job hands the key's next job to an
+    idle worker's open offer, claimed for it, instead of announcing the
+    queue to every idle worker (each of which popped, and walked the
+    queue's backlog, for one of them to take it)."""
+    (first, second), lease = keyed_jobs_with_the_first_running(db, 2)
+    with offering(dsn, "mail", worker="w1") as offer, psycopg.connect(dsn, autocommit=True) as ender:
+        assert scalar(ender, "SELECT pgtq.complete(%s, %s)", [first, lease]) is True
+        row = job(db, second)
+        assert (row["state"], row["worker"], row["attempt"]) == ("running", "w1", 1), "claimed for the offer"
+        heard = offer.heard(ender)
+        assert [channel for channel, _ in heard] == [offer.channel], "the claim alone, nothing on pgtq"
+        claim = json.loads(heard[0][1])
+        assert (claim["id"], claim["attempt"], claim["lease"]) == (second, 1, str(row["lease"]))
+        assert scalar(db, "SELECT pgtq.complete(%s, %s)", [second, row["lease"]]) is True, (
+            "the claim's lease completes the job"
+        )
+
+
+@pytest.mark.parametrize("limited", [False, True], ids=["two keys freed at once", "a queue with a limit"])
+def test_ends_of_keyed_jobs_that_hand_nothing_announce_the_queue(
+    dsn: str, db: psycopg.Connection[Any], limited: bool
+) -> None:
+    """A transaction hands at most one job: a second key freed in it is
+    announced. A queue with a pause or a limit hands nothing (pop alone
+    keeps them): the freed key is announced."""
+    ids, _ = keyed_jobs_with_the_first_running(db, 4)
+    if limited:
+        db.execute("SELECT pgtq.configure_queue('mail', max_running => 10)")
+    leases = [
+        row[0] for row in db.execute("SELECT lease FROM pgtq._job WHERE id = ANY(%s) ORDER BY id", [ids[:2]])
+    ]
+    with offering(dsn, "mail", worker="w1") as offer, psycopg.connect(dsn, autocommit=True) as ender:
+        ended = scalar(ender, "SELECT count(*) FROM pgtq.complete_many(%s, %s)", [ids[:2], leases])
+        assert ended == 2
+        states = [job(db, job_id)["state"] for job_id in ids[2:]]
+        channels = sorted(channel for channel, _ in offer.heard(ender))
+    if limited:
+        assert states == ["ready", "ready"], "nothing handed"
+        assert channels == ["pgtq"], "the queue announced"
+    else:
+        assert sorted(states) == ["ready", "running"], "one next job handed, the other ready"
+        assert channels == sorted([offer.channel, "pgtq"]), "its claim, and the other key announced"
+
+
+def test_a_key_whose_next_job_the_ender_took_in_the_same_transaction_wakes_nobody(
+    dsn: str, db: psycopg.Connection[Any]
+) -> None:
+    """complete_many_and_pop ends a keyed job and, in the same transaction,
+    its pop takes the key's next job: the key is held again, and its queue
+    is not announced (0.31.0). Until 0.30.0 it was, and every idle worker
+    of the queue popped, walking the queue's backlog, for nothing."""
+    (first, second, _third), lease = keyed_jobs_with_the_first_running(db, 3)  # one key
+    with psycopg.connect(dsn, autocommit=True) as idle, psycopg.connect(dsn, autocommit=True) as ender:
+        idle.execute("LISTEN pgtq")
+        idle.execute("SELECT pgtq.mark_waiting(ARRAY['mail'])")
+        ended, taken = ender.execute(
+            "SELECT completed, (claimed[1]).id FROM pgtq.complete_many_and_pop('mail', %s, %s, n => 1)",
+            [[first], [lease]],
+        ).fetchone() or (None, None)
+        assert (ended, taken) == ([first], second), "the pop took the freed key's next job"
+        assert heard_until_sentinel(idle, ender, "pgtq") == [], "nobody woken"
 
 
 def test_a_payload_over_the_limit_is_refused_as_before(dsn: str, db: psycopg.Connection[Any]) -> None:
