@@ -267,6 +267,17 @@ def limits_table(results: dict[str, Any], scenario: str = "limits") -> str:
             f"A keyed queue of {run['keyed_drain'][0]['jobs']:,} jobs drained by one SQL client"
             f" (pop(25) and complete_many, synchronous_commit off), by lock keys: {drains}.",
         ]
+    real = run.get("keyed_workers")
+    if real:
+        rates = _thousands([round(row["jobs_per_s"]) for row in real["rounds"]])
+        cpus = ", ".join(str(row["server_ms_per_job"]) for row in real["rounds"])
+        lines += [
+            "",
+            f"The real worker on a keyed queue: {real['workers']} processes at their defaults drain"
+            f" {real['jobs']:,} jobs over {real['keys']} lock keys,"
+            f" each a {real['sleep_s'] * 1e3:.0f} ms sleep: {real['jobs_per_s']:,.0f} jobs/s ({rates}),"
+            f" server CPU {real['server_ms_per_job']} ms a job ({cpus}).",
+        ]
     return "\n".join(lines)
 
 

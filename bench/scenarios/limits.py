@@ -40,19 +40,28 @@
   ``KEYED_DRAIN_JOBS`` jobs over 10 keys and over 1,000: with 10 keys a
   pop asks for more jobs than there are free keys and walks on (schema
   0.31.0: past its first 64 jobs, without a probe for each).
+  And the real worker on a keyed queue: ``KEYED_WORKERS`` ``pgtq worker``
+  processes at their defaults drain ``KEYED_WORKER_JOBS`` jobs over
+  ``KEYED_WORKER_KEYS`` keys, each job a ``KEYED_WORKER_SLEEP`` s sleep, so
+  most workers wait while the keys are busy: jobs/s (at most keys / sleep)
+  and the server's CPU per job (its processes' user and system time, the
+  ended backends' included). Until 0.30.0 each end of a keyed job woke
+  every idle worker of the queue, and each walked the backlog.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from bench import pgtq_sql
-from bench.context import QUEUE, Context, log
-from bench.scenarios.drain import drain_once, pgtq_ops, pgtq_specs
+from bench.context import QUEUE, TASK, Context, log
+from bench.scenarios.drain import QueueOps, WorkerSpec, drain_once, pgtq_ops, pgtq_specs
 from bench.scenarios.sqldrain import measure
 from bench.worker_flags import detect
 
@@ -82,6 +91,14 @@ PUSH_KEYED: str = (
 KEYED_DRAIN_JOBS = 5_000
 KEYED_DRAIN_KEYS = (10, 1_000)
 KEYED_DRAIN_BATCH = 25
+KEYED_WORKERS = 6
+KEYED_WORKER_KEYS = 3
+KEYED_WORKER_JOBS = 3_000
+KEYED_WORKER_SLEEP = 0.01
+PUSH_KEYED_SERIES: str = (
+    "SELECT count(pgtq.push(queue => %s::text, task => %s::text, args => jsonb_build_array(s),"
+    " lock_key => 'key-' || s %% %s::integer)) FROM generate_series(0, %s::integer - 1) AS s"
+)
 KEYED_CLAIM: str = (
     "SELECT array_agg(id), array_agg(lease) FROM pgtq.pop(%s::text, 'bench-keyed', %s::integer)"
 )
@@ -279,6 +296,75 @@ def keyed_drain(ctx: Context) -> list[dict[str, Any]]:
     return rows
 
 
+def server_cpu_seconds(postmaster: int | None) -> float | None:
+    """User and system CPU seconds of the cluster's processes so far: the
+    postmaster's own and its ended children's (cutime, cstime), and its
+    live children's (Linux /proc; None elsewhere)."""
+    if postmaster is None or not Path("/proc").is_dir():
+        return None
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended
+        pid, parent = int(stat.parent.name), int(fields[1])
+        if pid == postmaster:
+            ticks += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+        elif parent == postmaster:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def keyed_workers(ctx: Context) -> dict[str, Any]:
+    """The real worker on a keyed queue whose few keys hold a deep backlog:
+    the median jobs/s and server CPU per job of ROUNDS drains."""
+    jobs = KEYED_WORKER_JOBS if ctx.sizes.drain_jobs > 5_000 else KEYED_WORKER_JOBS // 5
+    base = pgtq_ops(ctx)
+
+    def preload(count: int) -> None:
+        ctx.execute(pgtq_sql.RESET)
+        ctx.execute(PUSH_KEYED_SERIES, (QUEUE, TASK, KEYED_WORKER_KEYS, count))
+        ctx.execute("VACUUM ANALYZE pgtq._job")
+
+    ops = QueueOps(preload, base.backlog, base.audit)
+    env = ctx.env(BENCH_QUEUE=QUEUE, BENCH_HANDLER_SLEEP=str(KEYED_WORKER_SLEEP))
+    spec = WorkerSpec(
+        "pgtq",
+        "keyed",
+        KEYED_WORKERS,
+        [*ctx.pgtq_cli, "worker", "bench.apps.pgtq_noop:q", "--dsn", ctx.dsn],
+        env,
+        "no flags",
+    )
+    rounds = []
+    for _ in range(ROUNDS):
+        before = server_cpu_seconds(ctx.pid())
+        run = drain_once(ctx, spec, ops, jobs)
+        after = server_cpu_seconds(ctx.pid())
+        cpu_ms = None if before is None or after is None else round((after - before) * 1e3 / jobs, 3)
+        rounds.append(
+            {"jobs_per_s": run["jobs_per_s"], "server_ms_per_job": cpu_ms, "correct": run["correct"]}
+        )
+    ctx.execute(pgtq_sql.RESET)
+    rate = statistics.median(row["jobs_per_s"] for row in rounds)
+    cpus = [row["server_ms_per_job"] for row in rounds if row["server_ms_per_job"] is not None]
+    cpu = statistics.median(cpus) if cpus else None
+    log(
+        f"limits: {KEYED_WORKERS} workers on {jobs:,} jobs over {KEYED_WORKER_KEYS} lock keys"
+        f" ({KEYED_WORKER_SLEEP * 1e3:.0f} ms each): {rate:,.0f} jobs/s, server CPU {cpu} ms a job"
+    )
+    return {
+        "workers": KEYED_WORKERS,
+        "keys": KEYED_WORKER_KEYS,
+        "jobs": jobs,
+        "sleep_s": KEYED_WORKER_SLEEP,
+        "jobs_per_s": rate,
+        "server_ms_per_job": cpu,
+        "rounds": rounds,
+    }
+
+
 def medians(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per label: the median jobs/s of its rounds, and each round's."""
     by_label: dict[str, list[dict[str, Any]]] = {}
@@ -322,6 +408,7 @@ def run(ctx: Context) -> dict[str, Any]:
     alone = count_alone(ctx)
     keyed = keyed_pop_alone(ctx)
     keyed_drains = keyed_drain(ctx)
+    keyed_real = keyed_workers(ctx)
     drain_medians = medians(drains)
     figures = [row["jobs_per_s"] for row in drain_medians]
     unlimited, same_slots, limited, _loose, limited_at_bound = figures[:5]
@@ -349,6 +436,7 @@ def run(ctx: Context) -> dict[str, Any]:
         "count_alone": alone,
         "keyed_pop_alone": keyed,
         "keyed_drain": keyed_drains,
+        "keyed_workers": keyed_real,
         "limited_vs_unlimited": ratio,
         "limited_vs_same_slots": same_slots_ratio,
         "limited_at_bound_vs_bound": at_bound_ratio,
