@@ -16,6 +16,13 @@
 -- and a drain of 5,000 jobs over 10 keys by pop(25) at 4,500 jobs/s
 -- instead of 1,900. A pop that finds its jobs among the first 64 runs as
 -- before and reads no running job.
+--
+-- Each end of a keyed job announced the queue of the key's next job, so
+-- every idle worker of the queue popped, and walked its backlog, for one
+-- of them to take that job; complete_many_and_pop announced it even when
+-- its own pop had just taken it. The end now hands the key's next job to
+-- an idle worker's open hand-off offer (_hand_freed_key, by push's rules),
+-- and announces nothing for a key that a running job holds again.
 
 CREATE OR REPLACE FUNCTION pgtq.version()
 RETURNS text
