@@ -339,9 +339,9 @@ def keyed_workers(ctx: Context) -> dict[str, Any]:
     )
     rounds = []
     for _ in range(ROUNDS):
-        before = server_cpu_seconds(ctx.cluster.pid())
+        before = server_cpu_seconds(ctx.cluster.pid)
         run = drain_once(ctx, spec, ops, jobs)
-        after = server_cpu_seconds(ctx.cluster.pid())
+        after = server_cpu_seconds(ctx.cluster.pid)
         cpu_ms = None if before is None or after is None else round((after - before) * 1e3 / jobs, 3)
         rounds.append(
             {"jobs_per_s": run["jobs_per_s"], "server_ms_per_job": cpu_ms, "correct": run["correct"]}
