@@ -1129,40 +1129,6 @@ BEGIN
 END
 $$;
 
--- Guarantees: an open hand-off offer of `queue` that the calling
--- transaction may hand a job to (0.31.0, taken out of _hand_off for
--- _hand_freed_key too): the first, by its session's pid, whose session
--- holds it open ((space, 0), which a try to take shared fails on: taken
--- and let go in one expression) and that no other transaction is handing
--- a job at the moment (this one takes (space, 1) until it ends: a try,
--- never a wait, so each offer gets at most one job per committing
--- transaction at a time); never the calling session's own offer. Its
--- channel, worker and lease; all NULL when there is none.
-CREATE FUNCTION pgtq._open_offer(queue text, OUT offer_channel text, OUT offer_worker text,
-                                 OUT offer_lease interval)
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pgtq, pg_temp
-AS $$
-DECLARE
-    offer record;
-BEGIN
-    FOR offer IN
-        SELECT h.channel, h.space, h.worker, h.lease
-        FROM pgtq._handoff AS h
-        WHERE _open_offer.queue = ANY (h.queues) AND h.pid <> pg_backend_pid()
-        ORDER BY h.pid
-    LOOP
-        CONTINUE WHEN CASE WHEN pg_try_advisory_lock_shared(offer.space, 0)
-                           THEN pg_advisory_unlock_shared(offer.space, 0) ELSE false END;
-        CONTINUE WHEN NOT pg_try_advisory_xact_lock(offer.space, 1);
-        offer_channel := offer.channel;
-        offer_worker := offer.worker;
-        offer_lease := offer.lease;
-        RETURN;
-    END LOOP;
-END
-$$;
-
 -- Guarantees: hands a job that push is about to insert as ready to an open
 -- hand-off offer of `queue` (0.16.0, offer_handoffs), and returns its id;
 -- NULL when it hands nothing, and then it wrote nothing. A handed job is
@@ -1188,7 +1154,6 @@ $$;
 --   * this transaction handed a job already (pgtq.handed_off, set locally
 --     here): a transaction hands at most one job, however many it pushes,
 --     since the lock above does not stop the transaction that holds it.
--- The offers are looked at by _open_offer (0.31.0; in here until 0.30.0).
 -- An offer may close between this look and the commit; its worker then
 -- hands the job back (release), which announces it.
 CREATE FUNCTION pgtq._hand_off(queue text, task text, args jsonb, kwargs jsonb, priority integer,
@@ -1213,31 +1178,38 @@ BEGIN
        OR EXISTS (SELECT 1 FROM pgtq._queue AS f WHERE f.queue = _hand_off.queue) THEN
         RETURN NULL;
     END IF;
-    SELECT o.* INTO offer FROM pgtq._open_offer(_hand_off.queue) AS o;
-    IF offer.offer_channel IS NULL THEN
-        RETURN NULL;
-    END IF;
-    new_id := nextval('pgtq._job_id_seq');
-    new_lease := gen_random_uuid();
-    expires := _hand_off.as_of + offer.offer_lease;
-    claim := json_build_object('id', new_id, 'queue', _hand_off.queue, 'task', _hand_off.task,
-                               'args', _hand_off.args, 'kwargs', _hand_off.kwargs,
-                               'priority', _hand_off.priority, 'attempt', 1,
-                               'max_attempts', _hand_off.max_attempts, 'lease', new_lease,
-                               'lease_expires_at', expires)::text;
-    IF octet_length(claim) >= 8000 THEN
-        RETURN NULL;
-    END IF;
-    INSERT INTO pgtq._job (id, queue, task, args, kwargs, state, priority, attempt, max_attempts, run_at,
-                           created_at, started_at, lease, lease_expires_at, worker, backoff_base,
-                           backoff_cap, pushed_by)
-    VALUES (new_id, _hand_off.queue, _hand_off.task, _hand_off.args, _hand_off.kwargs, 'running',
-            _hand_off.priority, 1, _hand_off.max_attempts, _hand_off.as_of, _hand_off.as_of,
-            _hand_off.as_of, new_lease, expires, offer.offer_worker, _hand_off.backoff_base,
-            _hand_off.backoff_cap, session_user);
-    PERFORM pg_notify(offer.offer_channel, claim);
-    PERFORM set_config('pgtq.handed_off', 'on', true);
-    RETURN new_id;
+    FOR offer IN
+        SELECT h.channel, h.space, h.worker, h.lease
+        FROM pgtq._handoff AS h
+        WHERE _hand_off.queue = ANY (h.queues) AND h.pid <> pg_backend_pid()
+        ORDER BY h.pid
+    LOOP
+        CONTINUE WHEN CASE WHEN pg_try_advisory_lock_shared(offer.space, 0)
+                           THEN pg_advisory_unlock_shared(offer.space, 0) ELSE false END;
+        CONTINUE WHEN NOT pg_try_advisory_xact_lock(offer.space, 1);
+        new_id := nextval('pgtq._job_id_seq');
+        new_lease := gen_random_uuid();
+        expires := _hand_off.as_of + offer.lease;
+        claim := json_build_object('id', new_id, 'queue', _hand_off.queue, 'task', _hand_off.task,
+                                   'args', _hand_off.args, 'kwargs', _hand_off.kwargs,
+                                   'priority', _hand_off.priority, 'attempt', 1,
+                                   'max_attempts', _hand_off.max_attempts, 'lease', new_lease,
+                                   'lease_expires_at', expires)::text;
+        IF octet_length(claim) >= 8000 THEN
+            RETURN NULL;
+        END IF;
+        INSERT INTO pgtq._job (id, queue, task, args, kwargs, state, priority, attempt, max_attempts, run_at,
+                               created_at, started_at, lease, lease_expires_at, worker, backoff_base,
+                               backoff_cap, pushed_by)
+        VALUES (new_id, _hand_off.queue, _hand_off.task, _hand_off.args, _hand_off.kwargs, 'running',
+                _hand_off.priority, 1, _hand_off.max_attempts, _hand_off.as_of, _hand_off.as_of,
+                _hand_off.as_of, new_lease, expires, offer.worker, _hand_off.backoff_base,
+                _hand_off.backoff_cap, session_user);
+        PERFORM pg_notify(offer.channel, claim);
+        PERFORM set_config('pgtq.handed_off', 'on', true);
+        RETURN new_id;
+    END LOOP;
+    RETURN NULL;
 END
 $$;
 
@@ -1964,8 +1936,8 @@ $$;
 -- neither the claim nor the notification exists. As a pop does, it takes
 -- the key's advisory lock (never waiting) and checks that the job is the
 -- key's next and that no running job holds the key (_is_next_of_key),
--- and locks the job's row (SKIP LOCKED). The offers are looked at as a
--- push's are (_open_offer), and one transaction hands at most one job,
+-- and locks the job's row (SKIP LOCKED). The offers are looked at as
+-- _hand_off looks at them, and one transaction hands at most one job,
 -- pushed or freed (pgtq.handed_off). It hands nothing when the queue has
 -- a pause or a limit (a _queue row: pop alone keeps them), when the
 -- transaction began more than a second ago (a lease counted from its
@@ -1999,32 +1971,39 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    SELECT o.* INTO offer FROM pgtq._open_offer(_hand_freed_key.queue) AS o;
-    IF offer.offer_channel IS NULL THEN
-        RETURN false;
-    END IF;
-    new_lease := gen_random_uuid();
-    expires := now() + offer.offer_lease;
-    claim := json_build_object('id', next_job.id, 'queue', next_job.queue, 'task', next_job.task,
-                               'args', next_job.args, 'kwargs', next_job.kwargs,
-                               'priority', next_job.priority, 'attempt', next_job.attempt + 1,
-                               'max_attempts', next_job.max_attempts, 'lease', new_lease,
-                               'lease_expires_at', expires)::text;
-    IF octet_length(claim) >= 8000 THEN
-        RETURN false;
-    END IF;
-    UPDATE pgtq._job AS j
-    SET state = 'running',
-        attempt = j.attempt + 1,
-        lease = new_lease,
-        lease_expires_at = expires,
-        started_at = now(),
-        worker = offer.offer_worker,
-        slot = NULL
-    WHERE j.id = next_job.id;
-    PERFORM pg_notify(offer.offer_channel, claim);
-    PERFORM set_config('pgtq.handed_off', 'on', true);
-    RETURN true;
+    FOR offer IN
+        SELECT h.channel, h.space, h.worker, h.lease
+        FROM pgtq._handoff AS h
+        WHERE _hand_freed_key.queue = ANY (h.queues) AND h.pid <> pg_backend_pid()
+        ORDER BY h.pid
+    LOOP
+        CONTINUE WHEN CASE WHEN pg_try_advisory_lock_shared(offer.space, 0)
+                           THEN pg_advisory_unlock_shared(offer.space, 0) ELSE false END;
+        CONTINUE WHEN NOT pg_try_advisory_xact_lock(offer.space, 1);
+        new_lease := gen_random_uuid();
+        expires := now() + offer.lease;
+        claim := json_build_object('id', next_job.id, 'queue', next_job.queue, 'task', next_job.task,
+                                   'args', next_job.args, 'kwargs', next_job.kwargs,
+                                   'priority', next_job.priority, 'attempt', next_job.attempt + 1,
+                                   'max_attempts', next_job.max_attempts, 'lease', new_lease,
+                                   'lease_expires_at', expires)::text;
+        IF octet_length(claim) >= 8000 THEN
+            RETURN false;
+        END IF;
+        UPDATE pgtq._job AS j
+        SET state = 'running',
+            attempt = j.attempt + 1,
+            lease = new_lease,
+            lease_expires_at = expires,
+            started_at = now(),
+            worker = offer.worker,
+            slot = NULL
+        WHERE j.id = next_job.id;
+        PERFORM pg_notify(offer.channel, claim);
+        PERFORM set_config('pgtq.handed_off', 'on', true);
+        RETURN true;
+    END LOOP;
+    RETURN false;
 END
 $$;
 
