@@ -116,6 +116,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="limit the chaos queue to this many running jobs (checked by sampling all along)",
     )
     parser.add_argument(
+        "--lock-keys",
+        type=int,
+        default=None,
+        help="push each job with one of this many lock keys, in turn (no key has two running jobs:"
+        " checked by sampling all along)",
+    )
+    parser.add_argument(
         "--bouncer", action="store_true", help="route the workers through PgBouncer and restart it once"
     )
     return parser.parse_args(argv)
@@ -147,14 +154,19 @@ def retrying(action, stop: threading.Event, what: str):  # type: ignore[no-untyp
     return None
 
 
-def produce(dsn: str, total: int, batch: int, books: Books, stop: threading.Event) -> None:
-    """Push ``total`` jobs with unique tokens, ``batch`` per transaction.
-    After a failed commit the batch's tokens are looked up before pushing
-    again, so no token is pushed twice and none is skipped."""
+def produce(
+    dsn: str, total: int, batch: int, books: Books, stop: threading.Event, lock_keys: int | None = None
+) -> None:
+    """Push ``total`` jobs with unique tokens, ``batch`` per transaction
+    (with ``lock_keys``, job n gets lock key k<n mod lock_keys>). After a
+    failed commit the batch's tokens are looked up before pushing again, so
+    no token is pushed twice and none is skipped."""
     for start in range(0, total, batch):
-        tokens = [f"t{n}" for n in range(start, min(start + batch, total))]
+        numbers = range(start, min(start + batch, total))
+        tokens = [f"t{n}" for n in numbers]
+        keys = [f"k{n % lock_keys}" if lock_keys else None for n in numbers]
 
-        def push_batch(tokens: list[str] = tokens) -> None:
+        def push_batch(tokens: list[str] = tokens, keys: list[str | None] = keys) -> None:
             with psycopg.connect(dsn) as conn:
                 present = conn.execute(
                     "SELECT count(*) FROM pgtq.jobs WHERE queue = 'chaos' AND args->>0 = ANY(%s)", [tokens]
@@ -163,8 +175,8 @@ def produce(dsn: str, total: int, batch: int, books: Books, stop: threading.Even
                     return
                 with conn.cursor() as cursor:
                     cursor.executemany(
-                        "SELECT pgtq.push('chaos', 'record', jsonb_build_array(%s::text))",
-                        [(token,) for token in tokens],
+                        "SELECT pgtq.push('chaos', 'record', jsonb_build_array(%s::text), lock_key => %s)",
+                        list(zip(tokens, keys, strict=True)),
                     )
 
         retrying(push_batch, stop, "push")
@@ -176,7 +188,7 @@ def producing(dsn: str, options: argparse.Namespace, books: Books, stop: threadi
     """The producer thread: any error other than the server being away is
     kept in the books (it fails the run) instead of dying unseen."""
     try:
-        produce(dsn, options.jobs, options.push_batch, books, stop)
+        produce(dsn, options.jobs, options.push_batch, books, stop, options.lock_keys)
     except Exception as error:  # reported by the verdict
         books.producer_error = f"{type(error).__name__}: {error}"
 
@@ -218,6 +230,22 @@ def done_count(dsn: str) -> int | None:
         with psycopg.connect(dsn, connect_timeout=2) as conn:
             row = conn.execute("SELECT count(*) FROM pgtq.jobs WHERE state = 'done'").fetchone()
             return int(row[0]) if row else 0
+    except psycopg.OperationalError:
+        return None
+
+
+def keys_running_twice(dsn: str) -> list[str] | None:
+    """The chaos queue's lock keys that two or more running jobs with a
+    live lease hold at once (each with those jobs' ids), or None while the
+    database is away."""
+    try:
+        with psycopg.connect(dsn, connect_timeout=2) as conn:
+            rows = conn.execute(
+                "SELECT lock_key, array_agg(id ORDER BY id) FROM pgtq._job"
+                " WHERE queue = 'chaos' AND state = 'running' AND lease_expires_at > now()"
+                " AND lock_key IS NOT NULL GROUP BY lock_key HAVING count(*) > 1"
+            ).fetchall()
+            return [f"key {key}: jobs {ids}" for key, ids in rows]
     except psycopg.OperationalError:
         return None
 
@@ -425,7 +453,14 @@ def run(options: argparse.Namespace) -> int:
         )
         return 2
     bouncer_restarts = 1 if options.bouncer else 0
-    plan = Plan(options.jobs, options.kills, options.restarts, bouncer_restarts, options.max_running)
+    plan = Plan(
+        options.jobs,
+        options.kills,
+        options.restarts,
+        bouncer_restarts,
+        options.max_running,
+        options.lock_keys,
+    )
     print(f"chaos: pass rule: {RULE}", flush=True)
     rng = random.Random(options.seed)
     dsn = prepare_database(server_dsn, options.max_running)
@@ -472,6 +507,10 @@ def run(options: argparse.Namespace) -> int:
                     books.most_running = len(running)
                     if len(running) > options.max_running:
                         print(f"chaos: {len(running)} jobs run at once: {'; '.join(running)}", flush=True)
+            if options.lock_keys is not None:
+                for clash in keys_running_twice(dsn) or []:
+                    books.keys_running_twice.append(clash)
+                    print(f"chaos: {clash} run at once", flush=True)
             crew.watch()
             if events and progress >= events[0][0]:
                 event = events[0][1]

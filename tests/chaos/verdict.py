@@ -29,7 +29,8 @@ RULE = (
     "and at least one found it holding jobs) and restarts (each gave a new postmaster, or "
     "PgBouncer, pid) happened; no worker died unasked once connected, and every worker and the "
     "scheduler stopped cleanly (exit 0) at the end; with a max_running limit, no sample of the queue's "
-    "running jobs (live leases) saw more than the limit"
+    "running jobs (live leases) saw more than the limit; with lock keys, no sample saw two of them "
+    "hold one key"
 )
 
 EXAMPLES = 5  # offending jobs named per failure
@@ -89,6 +90,7 @@ class Plan:
     restarts: int
     bouncer_restarts: int = 0
     max_running: int | None = None  # the chaos queue's limit, if the run sets one
+    lock_keys: int | None = None  # how many lock keys the jobs take in turn, if the run sets them
 
 
 @dataclass
@@ -104,6 +106,7 @@ class Books:
     unclean_stops: list[str] = field(default_factory=list)
     producer_error: str | None = None
     most_running: int = 0  # the most running jobs (live leases) of the queue seen in one sample
+    keys_running_twice: list[str] = field(default_factory=list)  # samples' keys held by two live jobs
 
 
 @dataclass
@@ -153,6 +156,10 @@ def _check_books(plan: Plan, books: Books, failures: list[str]) -> dict[str, int
         )
     if plan.max_running is not None and books.most_running > plan.max_running:
         failures.append(f"{books.most_running} jobs ran at once, over max_running {plan.max_running}")
+    if plan.lock_keys is not None and books.keys_running_twice:
+        failures.append(
+            f"lock keys held by two running jobs at once: {'; '.join(books.keys_running_twice[:5])}"
+        )
     if books.unexpected_exits:
         failures.append(f"processes that died unasked: {_names(books.unexpected_exits)}")
     if books.unclean_stops:

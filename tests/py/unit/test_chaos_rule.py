@@ -166,3 +166,13 @@ def test_more_running_jobs_than_the_limit_fail_a_limited_run() -> None:
     assert judge(limited, books, jobs, runs).ok, "the limit reached is fine"
     books.most_running = 9
     assert judge(limited, books, jobs, runs).failures == ["9 jobs ran at once, over max_running 8"]
+
+
+def test_a_lock_key_held_by_two_running_jobs_fails_a_keyed_run() -> None:
+    keyed = dataclasses.replace(PLAN, lock_keys=8)
+    books, jobs, runs = green()
+    assert judge(keyed, books, jobs, runs).ok, "no sample saw a key held twice"
+    books.keys_running_twice.append("key k3: jobs [7, 9]")
+    assert judge(keyed, books, jobs, runs).failures == [
+        "lock keys held by two running jobs at once: key k3: jobs [7, 9]"
+    ]
