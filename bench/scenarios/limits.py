@@ -82,12 +82,13 @@ NEVER_BINDS = 100_000
 KEYED_QUEUE = "bench-keyed"
 BUSY_KEYS = 5
 KEYED_BACKLOGS = (1_000, 10_000)
+# Jobs 0 .. count - 1 of a task, job s with lock key key-<s mod keys>.
+PUSH_KEYED: str = (
+    "SELECT count(pgtq.push(queue => %s::text, task => %s::text, args => jsonb_build_array(s),"
+    " lock_key => 'key-' || s %% %s::integer)) FROM generate_series(0, %s::integer - 1) AS s"
+)
 KEYED_HELD = (0, 1_000)
 KEYED_POP_CALLS = 20
-PUSH_KEYED: str = (
-    "SELECT count(pgtq.push(queue => %s::text, task => 'keyed', lock_key => 'key-' || s %% %s::integer))"
-    " FROM generate_series(1, %s::integer) AS s"
-)
 KEYED_DRAIN_JOBS = 5_000
 KEYED_DRAIN_KEYS = (10, 1_000)
 KEYED_DRAIN_BATCH = 25
@@ -95,10 +96,6 @@ KEYED_WORKERS = 6
 KEYED_WORKER_KEYS = 3
 KEYED_WORKER_JOBS = 3_000
 KEYED_WORKER_SLEEP = 0.01
-PUSH_KEYED_SERIES: str = (
-    "SELECT count(pgtq.push(queue => %s::text, task => %s::text, args => jsonb_build_array(s),"
-    " lock_key => 'key-' || s %% %s::integer)) FROM generate_series(0, %s::integer - 1) AS s"
-)
 KEYED_CLAIM: str = (
     "SELECT array_agg(id), array_agg(lease) FROM pgtq.pop(%s::text, 'bench-keyed', %s::integer)"
 )
@@ -202,6 +199,17 @@ def counting(ctx: Context) -> list[dict[str, Any]]:
     return runs
 
 
+def _rounds_in_one_session(ctx: Context, statement: str, queue: str, calls: int) -> list[tuple[Any, ...]]:
+    """The first row of ROUNDS runs of ``statement`` (its parameters: the
+    queue and the number of calls it makes), in one session that ran it
+    once with one call first, so that no round holds the session's
+    planning."""
+    with psycopg.connect(ctx.dsn, autocommit=True) as conn:
+        conn.execute(statement, (queue, 1))
+        rounds = [conn.execute(statement, (queue, calls)).fetchone() for _ in range(ROUNDS)]
+    return [row for row in rounds if row is not None]
+
+
 def count_alone(ctx: Context) -> list[dict[str, Any]]:
     """Microseconds per room check of a max_running queue beside ``held``
     running jobs (the median of ROUNDS statements of COUNT_CALLS checks, in
@@ -213,10 +221,7 @@ def count_alone(ctx: Context) -> list[dict[str, Any]]:
         _hold(ctx, held)
         ctx.execute("VACUUM ANALYZE pgtq._job")
         _configure(ctx, NEVER_BINDS)
-        with psycopg.connect(ctx.dsn, autocommit=True) as conn:
-            conn.execute(ROOM_CALLS, (QUEUE, 1))  # the session plans _room once, not in a round
-            rounds = [conn.execute(ROOM_CALLS, (QUEUE, COUNT_CALLS)).fetchone() for _ in range(ROUNDS)]
-        seconds = [float(row[0]) for row in rounds]
+        seconds = [float(row[0]) for row in _rounds_in_one_session(ctx, ROOM_CALLS, QUEUE, COUNT_CALLS)]
         per_call = statistics.median(seconds) / COUNT_CALLS * 1e6
         rows.append({"held": held, "us_per_count": round(per_call, 1), "rounds_s": seconds})
         log(f"limits: a room check beside {held:,} running jobs: {per_call:.1f} us")
@@ -235,19 +240,15 @@ def keyed_pop_alone(ctx: Context) -> list[dict[str, Any]]:
             ctx.execute(pgtq_sql.RESET)
             if held:
                 ctx.execute(pgtq_sql.PUSH_SERIES, (HELD_QUEUE, "held", 0, held - 1))
-            ctx.execute(PUSH_KEYED, (KEYED_QUEUE, BUSY_KEYS, backlog + BUSY_KEYS))
+            ctx.execute(PUSH_KEYED, (KEYED_QUEUE, "keyed", BUSY_KEYS, backlog + BUSY_KEYS))
             ctx.execute("VACUUM ANALYZE pgtq._job")  # statistics that say no job runs
             if held:
                 assert int(ctx.execute(HOLD, (HELD_QUEUE, held))[0][0]) == held
             busy = int(ctx.execute(HOLD, (KEYED_QUEUE, BUSY_KEYS))[0][0])
             assert busy == BUSY_KEYS, f"claimed {busy} jobs, one per key expected"
-            seconds = []
-            with psycopg.connect(ctx.dsn, autocommit=True) as conn:
-                conn.execute(KEYED_POPS, (KEYED_QUEUE, 1))  # the session plans pop once, not in a round
-                for _ in range(ROUNDS):
-                    elapsed, taken = conn.execute(KEYED_POPS, (KEYED_QUEUE, KEYED_POP_CALLS)).fetchone()
-                    assert int(taken) == 0, "every key is busy: the pops take nothing"
-                    seconds.append(float(elapsed))
+            rounds = _rounds_in_one_session(ctx, KEYED_POPS, KEYED_QUEUE, KEYED_POP_CALLS)
+            assert all(int(taken) == 0 for _, taken in rounds), "every key is busy: the pops take nothing"
+            seconds = [float(elapsed) for elapsed, _ in rounds]
             per_pop = statistics.median(seconds) / KEYED_POP_CALLS * 1e6
             rows.append(
                 {"backlog": backlog, "held": held, "us_per_pop": round(per_pop, 1), "rounds_s": seconds}
@@ -270,7 +271,7 @@ def keyed_drain(ctx: Context) -> list[dict[str, Any]]:
         rates = []
         for _ in range(ROUNDS):
             ctx.execute(pgtq_sql.RESET)
-            ctx.execute(PUSH_KEYED, (KEYED_QUEUE, keys, jobs))
+            ctx.execute(PUSH_KEYED, (KEYED_QUEUE, "keyed", keys, jobs))
             ctx.execute("VACUUM ANALYZE pgtq._job")
             done = 0
             with psycopg.connect(ctx.dsn, autocommit=True) as conn:
@@ -324,7 +325,7 @@ def keyed_workers(ctx: Context) -> dict[str, Any]:
 
     def preload(count: int) -> None:
         ctx.execute(pgtq_sql.RESET)
-        ctx.execute(PUSH_KEYED_SERIES, (QUEUE, TASK, KEYED_WORKER_KEYS, count))
+        ctx.execute(PUSH_KEYED, (QUEUE, TASK, KEYED_WORKER_KEYS, count))
         ctx.execute("VACUUM ANALYZE pgtq._job")
 
     ops = QueueOps(preload, base.backlog, base.audit)
