@@ -192,12 +192,6 @@ BEGIN
        OR NOT pgtq._is_next_of_key(_hand_freed_key.id, _hand_freed_key.lock_key, now()) THEN
         RETURN false;
     END IF;
-    SELECT j.* INTO next_job FROM pgtq._job AS j
-    WHERE j.id = _hand_freed_key.id AND j.state = 'ready'
-    FOR UPDATE SKIP LOCKED;
-    IF NOT FOUND THEN
-        RETURN false;
-    END IF;
     FOR offer IN
         SELECT h.channel, h.space, h.worker, h.lease
         FROM pgtq._handoff AS h
@@ -207,6 +201,14 @@ BEGIN
         CONTINUE WHEN CASE WHEN pg_try_advisory_lock_shared(offer.space, 0)
                            THEN pg_advisory_unlock_shared(offer.space, 0) ELSE false END;
         CONTINUE WHEN NOT pg_try_advisory_xact_lock(offer.space, 1);
+        -- The job's row is locked once an offer is found: a row lock is a
+        -- write, which an end with no open offer need not make.
+        SELECT j.* INTO next_job FROM pgtq._job AS j
+        WHERE j.id = _hand_freed_key.id AND j.state = 'ready'
+        FOR UPDATE SKIP LOCKED;
+        IF NOT FOUND THEN
+            RETURN false;
+        END IF;
         new_lease := gen_random_uuid();
         expires := now() + offer.lease;
         claim := json_build_object('id', next_job.id, 'queue', next_job.queue, 'task', next_job.task,
