@@ -68,6 +68,7 @@ PREVIOUS_RELEASES = {
     "0.28.0": "bfd3556439619a062cbe699f85a85e0d5d55b343",
     "0.29.0": "b0abf4d5aba93af2d3f878cc2e260427c1b666cc",
     "0.30.0": "97e64f5fae587fba069e225648b99e518cad044b",
+    "0.31.0": "bb5d7a06c0e206c7f7a73f426037f67faeaa93e6",
 }
 PREVIOUS = known_versions()[-2]
 CURRENT = schema_version()
