@@ -73,8 +73,9 @@ def claim_sql(batch: int) -> str:
     )
 
 
+# The ids in binary (%b), as pgtq's completions are sent (bench/pgtq_sql.py).
 COMPLETE_MANY: Final = (
-    "UPDATE bench_base.job SET state = 'done', finished_at = now() WHERE id = ANY(%s::bigint[])"
+    "UPDATE bench_base.job SET state = 'done', finished_at = now() WHERE id = ANY(%b::bigint[])"
 )
 
 PRUNE: Final = (

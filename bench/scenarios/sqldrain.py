@@ -25,10 +25,11 @@ from bench.scenarios.drain import QueueOps, baseline_ops, pgtq_ops
 from bench.stats import in_rounds, rate
 
 PROCESSES = 2
-# Five since 2026-12-06 (three before): a drain of 20,000 jobs takes under a
-# second, and the ceiling's three rounds of one run spread from 32,492 to
-# 59,230 jobs/s, so one fast or slow spell decided a median of three.
-HEADLINE_ROUNDS = 5
+# Nine since 2026-12-07 (five since 2026-12-06, three before): a drain of
+# 20,000 jobs takes under half a second, and the ceiling's five rounds of
+# one run spread from 46,751 to 69,572 jobs/s (three: 32,492 to 59,230), so
+# one fast or slow spell moved a median of five by a fifth.
+HEADLINE_ROUNDS = 9
 
 
 def drain_client(kind: str, dsn: str, batch: int, *, prepare_only: bool = False, prepared: Any = None) -> Any:
