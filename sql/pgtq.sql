@@ -216,9 +216,13 @@ ALTER TABLE pgtq._job SET (
     autovacuum_vacuum_cost_delay = 0
 );
 
--- pop: the next ready job of a queue, highest priority first, then push order.
+-- pop: the next ready job of a queue, highest priority first, then push
+-- order. Jobs with a lock key are not in it (0.32.0), but in the two keyed
+-- indexes below: a pop of a queue without keys reads the same entries as
+-- before, and one of a keyed queue no longer steps over the backlog of its
+-- busy keys to find the jobs without a key.
 CREATE INDEX job_ready_idx ON pgtq._job (queue, priority DESC, id)
-    WHERE state = 'ready';
+    WHERE state = 'ready' AND lock_key IS NULL;
 -- tick: scheduled jobs that have come due.
 CREATE INDEX job_scheduled_idx ON pgtq._job (run_at)
     WHERE state = 'scheduled';
@@ -266,8 +270,15 @@ CREATE INDEX job_lock_key_leased_idx ON pgtq._job (lock_key)
     WHERE lease IS NOT NULL AND lease_expires_at IS NOT NULL AND lock_key IS NOT NULL;
 CREATE INDEX job_lock_key_ready_idx ON pgtq._job (lock_key, priority DESC, id)
     WHERE state = 'ready' AND lock_key IS NOT NULL;
--- pop: does the queue have ready jobs with a lock key (its keyed path)?
-CREATE INDEX job_keyed_ready_idx ON pgtq._job (queue)
+-- pop: does the queue have ready jobs with a lock key (its keyed path),
+-- and which come first, in pop's order (0.32.0; until 0.31.0 by queue
+-- alone, with the keyed jobs also in job_ready_idx)?
+CREATE INDEX job_keyed_ready_idx ON pgtq._job (queue, priority DESC, id)
+    WHERE state = 'ready' AND lock_key IS NOT NULL;
+-- pop of a keyed queue past its first jobs: the first ready job of each
+-- of the queue's lock keys, one probe per key (a loose index scan), so a
+-- pop costs the number of the queue's keys, not of their jobs (0.32.0).
+CREATE INDEX job_queue_key_ready_idx ON pgtq._job (queue, lock_key, priority DESC, id)
     WHERE state = 'ready' AND lock_key IS NOT NULL;
 
 -- Flow control of a queue: one row per queue that is paused or has a
@@ -612,7 +623,11 @@ WITH live AS (
            count(*) FILTER (WHERE l.state = 'running' AND l.lease_expires_at > now()) AS running
     FROM (SELECT j.queue, j.state, j.lease_expires_at FROM pgtq._job AS j WHERE j.state = 'scheduled'
           UNION ALL
-          SELECT j.queue, j.state, j.lease_expires_at FROM pgtq._job AS j WHERE j.state = 'ready'
+          SELECT j.queue, j.state, j.lease_expires_at FROM pgtq._job AS j
+          WHERE j.state = 'ready' AND j.lock_key IS NULL  -- job_ready_idx
+          UNION ALL
+          SELECT j.queue, j.state, j.lease_expires_at FROM pgtq._job AS j
+          WHERE j.state = 'ready' AND j.lock_key IS NOT NULL  -- job_keyed_ready_idx
           UNION ALL
           SELECT j.queue, j.state, j.lease_expires_at FROM pgtq._job AS j WHERE j.state = 'running') AS l
     GROUP BY l.queue
@@ -1825,22 +1840,20 @@ $$;
 -- job_lock_key_leased_idx each (0.23.0: until 0.22.0 the walk first read
 -- every running job with a lock key, of every queue, and tested each
 -- candidate against all their keys: 31 ms a pop with 20,000 of them
--- running elsewhere). Past the queue's first 64 ready jobs (0.31.0) the
--- walk starts again, in a second statement that leaves out by look-ups in
--- hashed sets the jobs the first part took, the keys it looked at, and the
--- keys that the queue's own running jobs hold with a live lease, read once
--- from job_running_idx; only jobs of other keys are probed. Until 0.30.0
--- each job of a long backlog of busy keys cost each pop a probe: 1.1 us a
--- job, 11 ms a pop past 10,000 jobs of 5 busy keys (3 ms now); and a pop
--- that asked for more jobs than there were free keys walked the whole
--- backlog of the keys it had just taken with a probe each (a drain of
--- 5,000 jobs over 10 keys, pop(25): 1,900 jobs/s, 4,500 now). A pop that
--- finds its jobs among the first 64 runs the first statement alone, as
--- before, and reads no running job. Jobs of a key held only by a running
--- job of another queue still cost a probe each. The walk follows
--- job_ready_idx and stops once it has n jobs (pop's enable_bitmapscan
--- off, 0.20.0; as any FOR loop, it reads its query's rows ten at a time).
--- Needs READ COMMITTED (PT007).
+-- running elsewhere). The walk reads the queue's first 64 ready jobs, the
+-- first of job_ready_idx (no key) and of job_keyed_ready_idx merged; a pop
+-- that finds its jobs there runs nothing more. Past them (0.32.0) it reads
+-- the first job of each of the queue's lock keys that it has not met, one
+-- probe of job_queue_key_ready_idx per key (a loose index scan), and the
+-- next jobs without a key, and takes them in pop's order: a pop costs the
+-- number of the queue's keys, however many jobs wait behind each. Until
+-- 0.30.0 the walk went on through every ready job of the queue with a
+-- probe each (11 ms a pop past 10,000 jobs of 5 busy keys), and until
+-- 0.31.0 without the probe but still job by job (2.3 ms); a pop that
+-- asked for more jobs than there were free keys, as a worker's does,
+-- walked the whole backlog every time. The walk stops once it has n jobs
+-- (pop's enable_bitmapscan off, 0.20.0; as any FOR loop, it reads its
+-- query's rows ten at a time). Needs READ COMMITTED (PT007).
 CREATE FUNCTION pgtq._choose_keyed(queue text, n integer, as_of timestamptz)
 RETURNS bigint[]
 LANGUAGE plpgsql
@@ -1863,10 +1876,18 @@ BEGIN
                            WHERE r.lock_key = f.lock_key
                              AND r.lease IS NOT NULL AND r.lease_expires_at IS NOT NULL  -- running (job_lock_key_leased_idx)
                              AND r.lease_expires_at > _choose_keyed.as_of) AS busy
-        FROM (SELECT w.id, w.lock_key
-              FROM pgtq._job AS w
-              WHERE w.queue = _choose_keyed.queue AND w.state = 'ready'
-              ORDER BY w.priority DESC, w.id
+        FROM ((SELECT w.id, w.lock_key, w.priority
+               FROM pgtq._job AS w
+               WHERE w.queue = _choose_keyed.queue AND w.state = 'ready' AND w.lock_key IS NULL
+               ORDER BY w.priority DESC, w.id
+               LIMIT 64)
+              UNION ALL
+              (SELECT w.id, w.lock_key, w.priority
+               FROM pgtq._job AS w
+               WHERE w.queue = _choose_keyed.queue AND w.state = 'ready' AND w.lock_key IS NOT NULL
+               ORDER BY w.priority DESC, w.id
+               LIMIT 64)
+              ORDER BY priority DESC, id
               LIMIT 64) AS f
     LOOP
         walked := walked + 1;
@@ -1887,31 +1908,50 @@ BEGIN
     IF walked < 64 THEN
         RETURN chosen;  -- that was every ready job of the queue
     END IF;
-    -- The rest, walked from the first ready job again: the jobs taken and
-    -- the keys looked at above, and the keys that the queue's running jobs
-    -- hold (read once), are left out by look-ups in hashed sets; each job
-    -- of another key is probed as above. (The steps of the loop above, but
-    -- for the count and the probe, which this query makes.)
+    -- The rest: the first ready job of each lock key of the queue (one
+    -- probe of job_queue_key_ready_idx per key), but for the keys met
+    -- above and those a running job holds, and the next jobs without a
+    -- key, in pop's order. (The steps of the loop above, but for the
+    -- count and the keys met: each key comes once.)
     FOR candidate IN
-        SELECT c.id, c.lock_key
-        FROM pgtq._job AS c
-        WHERE c.queue = _choose_keyed.queue AND c.state = 'ready'
-          AND c.id NOT IN (SELECT unnest(chosen))
-          AND (c.lock_key IS NULL
-               OR (c.lock_key NOT IN (SELECT unnest(met))
-                   AND c.lock_key NOT IN (SELECT h.lock_key FROM pgtq._job AS h
-                                          WHERE h.queue = _choose_keyed.queue AND h.state = 'running'
-                                            AND h.lease_expires_at > _choose_keyed.as_of
-                                            AND h.lock_key IS NOT NULL)
-                   AND NOT EXISTS (SELECT FROM pgtq._job AS r
-                                   WHERE r.lock_key = c.lock_key
-                                     AND r.lease IS NOT NULL AND r.lease_expires_at IS NOT NULL  -- running
-                                     AND r.lease_expires_at > _choose_keyed.as_of)))
+        WITH RECURSIVE first_of_key AS (
+            (SELECT k.lock_key, k.priority, k.id
+             FROM pgtq._job AS k
+             WHERE k.queue = _choose_keyed.queue AND k.state = 'ready' AND k.lock_key IS NOT NULL
+             ORDER BY k.lock_key, k.priority DESC, k.id
+             LIMIT 1)
+            UNION ALL
+            SELECT after.lock_key, after.priority, after.id
+            FROM first_of_key AS f
+            CROSS JOIN LATERAL (SELECT k.lock_key, k.priority, k.id
+                                FROM pgtq._job AS k
+                                WHERE k.queue = _choose_keyed.queue AND k.state = 'ready'
+                                  AND k.lock_key IS NOT NULL AND k.lock_key > f.lock_key
+                                ORDER BY k.lock_key, k.priority DESC, k.id
+                                LIMIT 1) AS after
+        )
+        SELECT c.id, c.lock_key, c.busy
+        FROM (SELECT f.id, f.lock_key, f.priority,
+                     -- A probe per key, in the select list: as a NOT EXISTS
+                     -- in WHERE the planner may join instead, reading every
+                     -- running job with a lock key of every queue.
+                     EXISTS (SELECT FROM pgtq._job AS r
+                             WHERE r.lock_key = f.lock_key
+                               AND r.lease IS NOT NULL AND r.lease_expires_at IS NOT NULL  -- running
+                               AND r.lease_expires_at > _choose_keyed.as_of) AS busy
+              FROM first_of_key AS f
+              WHERE f.lock_key <> ALL (met)
+              UNION ALL
+              (SELECT u.id, NULL, u.priority, false
+               FROM pgtq._job AS u
+               WHERE u.queue = _choose_keyed.queue AND u.state = 'ready' AND u.lock_key IS NULL
+                 AND u.id <> ALL (chosen)
+               ORDER BY u.priority DESC, u.id
+               LIMIT _choose_keyed.n)) AS c
         ORDER BY c.priority DESC, c.id
     LOOP
         IF candidate.lock_key IS NOT NULL THEN
-            CONTINUE WHEN candidate.lock_key = ANY (met);
-            met := met || candidate.lock_key;
+            CONTINUE WHEN candidate.busy;
             CONTINUE WHEN NOT pg_try_advisory_xact_lock(hashtextextended(candidate.lock_key, 7247));
             CONTINUE WHEN NOT pgtq._is_next_of_key(candidate.id, candidate.lock_key, _choose_keyed.as_of);
         END IF;
@@ -2040,7 +2080,18 @@ BEGIN
     FROM pgtq._queue AS f
     WHERE f.queue = ANY (_announce_freed.queues)
       AND f.max_running IS NOT NULL
-      AND EXISTS (SELECT 1 FROM pgtq._job AS r WHERE r.queue = f.queue AND r.state = 'ready');
+      -- A ready job without a lock key or with one (0.32.0: two indexes),
+      -- each looked for in order, as tick does: two EXISTS joined by OR
+      -- may be planned as hashed subplans, which read every ready job of
+      -- the table (a plan made on an empty table did).
+      AND ((SELECT r.id FROM pgtq._job AS r
+            WHERE r.queue = f.queue AND r.state = 'ready' AND r.lock_key IS NULL
+            ORDER BY r.priority DESC, r.id
+            LIMIT 1) IS NOT NULL
+           OR (SELECT r.id FROM pgtq._job AS r
+               WHERE r.queue = f.queue AND r.state = 'ready' AND r.lock_key IS NOT NULL
+               ORDER BY r.priority DESC, r.id
+               LIMIT 1) IS NOT NULL);
     FOR freed IN
         SELECT n.id, n.queue, k.key
         FROM (SELECT DISTINCT u.key FROM unnest(_announce_freed.lock_keys) AS u (key)
@@ -3078,7 +3129,11 @@ BEGIN
                min(l.run_at) FILTER (WHERE l.state = 'ready') AS oldest_ready_at
         FROM (SELECT j.queue, j.task, j.state, j.run_at FROM pgtq._job AS j WHERE j.state = 'scheduled'
               UNION ALL
-              SELECT j.queue, j.task, j.state, j.run_at FROM pgtq._job AS j WHERE j.state = 'ready'
+              SELECT j.queue, j.task, j.state, j.run_at FROM pgtq._job AS j
+              WHERE j.state = 'ready' AND j.lock_key IS NULL  -- job_ready_idx
+              UNION ALL
+              SELECT j.queue, j.task, j.state, j.run_at FROM pgtq._job AS j
+              WHERE j.state = 'ready' AND j.lock_key IS NOT NULL  -- job_keyed_ready_idx
               UNION ALL
               SELECT j.queue, j.task, j.state, j.run_at FROM pgtq._job AS j WHERE j.state = 'running') AS l
         GROUP BY l.queue, l.task
@@ -4498,7 +4553,8 @@ BEGIN
     PERFORM pgtq._announce(q.queue) FROM unnest(promoted_queues) AS q (queue);
 
     -- Limited queues whose room came back with time. The ready job is
-    -- looked for queue by queue, ordered so that job_ready_idx serves it
+    -- looked for queue by queue, ordered so that job_ready_idx serves it,
+    -- and job_keyed_ready_idx the jobs with a lock key (0.32.0)
     -- (0.24.0: as an EXISTS, the generic plan PL/pgSQL keeps from a
     -- session's sixth tick on read every ready job of the table, grouped
     -- by queue, before it looked at _queue, even with no limited queue at
@@ -4508,10 +4564,14 @@ BEGIN
     WHERE f.queue = coalesce(tick.queue, f.queue)
       AND (f.max_running IS NOT NULL OR f.rate_limit IS NOT NULL)
       AND pgtq._room_of(f, 1, tick.as_of) > 0
-      AND (SELECT r.id FROM pgtq._job AS r
-           WHERE r.queue = f.queue AND r.state = 'ready'
-           ORDER BY r.priority DESC, r.id
-           LIMIT 1) IS NOT NULL;
+      AND ((SELECT r.id FROM pgtq._job AS r
+            WHERE r.queue = f.queue AND r.state = 'ready' AND r.lock_key IS NULL
+            ORDER BY r.priority DESC, r.id
+            LIMIT 1) IS NOT NULL
+           OR (SELECT r.id FROM pgtq._job AS r
+               WHERE r.queue = f.queue AND r.state = 'ready' AND r.lock_key IS NOT NULL
+               ORDER BY r.priority DESC, r.id
+               LIMIT 1) IS NOT NULL);
 
     -- Forget workers that stopped without saying goodbye.
     SELECT s.worker_timeout INTO worker_timeout FROM pgtq._settings AS s;
@@ -5059,7 +5119,11 @@ BEGIN
         SELECT l.queue, l.state, count(*) AS jobs, min(l.run_at) AS oldest_run_at
         FROM (SELECT j.queue, j.state, j.run_at FROM pgtq._job AS j WHERE j.state = 'scheduled'
               UNION ALL
-              SELECT j.queue, j.state, j.run_at FROM pgtq._job AS j WHERE j.state = 'ready'
+              SELECT j.queue, j.state, j.run_at FROM pgtq._job AS j
+              WHERE j.state = 'ready' AND j.lock_key IS NULL  -- job_ready_idx
+              UNION ALL
+              SELECT j.queue, j.state, j.run_at FROM pgtq._job AS j
+              WHERE j.state = 'ready' AND j.lock_key IS NOT NULL  -- job_keyed_ready_idx
               UNION ALL
               SELECT j.queue, j.state, j.run_at FROM pgtq._job AS j WHERE j.state = 'running') AS l
         GROUP BY l.queue, l.state
@@ -5139,8 +5203,10 @@ $$;
 -- has been due longer than `late` while no live worker serves it and it
 -- is not paused, or when a scheduled job has been due, or a running job's
 -- lease has run out, longer than `late` (tick would have moved them).
--- Finds the queues with ready jobs by a loose scan of job_ready_idx (one
--- probe per queue, as _running_queues). Reads at most the 10,000 oldest
+-- (0.32.0: of its next ready job without a lock key and its next with
+-- one, the one that waited longer.) Finds the queues with ready jobs by a
+-- loose scan of job_ready_idx and job_keyed_ready_idx (one probe of each
+-- per queue, as _running_queues). Reads at most the 10,000 oldest
 -- late scheduled jobs (0.15.0; until 0.14.0 all of them, which a day
 -- without a tick could make millions, at every look of the dashboard):
 -- past that a queue's count says "or more".
@@ -5149,12 +5215,23 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
     WITH RECURSIVE ready (queue) AS (
-        (SELECT r.queue FROM pgtq._job AS r WHERE r.state = 'ready' ORDER BY r.queue LIMIT 1)
+        SELECT least((SELECT r.queue FROM pgtq._job AS r
+                      WHERE r.state = 'ready' AND r.lock_key IS NULL
+                      ORDER BY r.queue
+                      LIMIT 1),
+                     (SELECT r.queue FROM pgtq._job AS r
+                      WHERE r.state = 'ready' AND r.lock_key IS NOT NULL
+                      ORDER BY r.queue
+                      LIMIT 1))
         UNION ALL
-        SELECT (SELECT r.queue FROM pgtq._job AS r
-                WHERE r.state = 'ready' AND r.queue > ready.queue
-                ORDER BY r.queue
-                LIMIT 1)
+        SELECT least((SELECT r.queue FROM pgtq._job AS r
+                      WHERE r.state = 'ready' AND r.lock_key IS NULL AND r.queue > ready.queue
+                      ORDER BY r.queue
+                      LIMIT 1),
+                     (SELECT r.queue FROM pgtq._job AS r
+                      WHERE r.state = 'ready' AND r.lock_key IS NOT NULL AND r.queue > ready.queue
+                      ORDER BY r.queue
+                      LIMIT 1))
         FROM ready
         WHERE ready.queue IS NOT NULL
     ), alive AS (
@@ -5165,10 +5242,16 @@ AS $$
         WHERE w.last_seen_at >= _health_queues.as_of - s.worker_timeout
     ), unserved AS (
         SELECT ready.queue,
-               _health_queues.as_of - (SELECT n.run_at FROM pgtq._job AS n
-                                       WHERE n.queue = ready.queue AND n.state = 'ready'
-                                       ORDER BY n.priority DESC, n.id
-                                       LIMIT 1) AS waited
+               _health_queues.as_of - least((SELECT n.run_at FROM pgtq._job AS n
+                                             WHERE n.queue = ready.queue AND n.state = 'ready'
+                                               AND n.lock_key IS NULL
+                                             ORDER BY n.priority DESC, n.id
+                                             LIMIT 1),
+                                            (SELECT n.run_at FROM pgtq._job AS n
+                                             WHERE n.queue = ready.queue AND n.state = 'ready'
+                                               AND n.lock_key IS NOT NULL
+                                             ORDER BY n.priority DESC, n.id
+                                             LIMIT 1)) AS waited
         FROM ready
         WHERE ready.queue IS NOT NULL
           AND NOT EXISTS (SELECT 1 FROM alive WHERE alive.queue = ready.queue)

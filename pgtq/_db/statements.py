@@ -470,22 +470,26 @@ JOBS_NEWEST: Final = (
 
 # Ready jobs in the order pop takes them: queue, priority DESC, id. The
 # mixed directions cannot be one row comparison, so the page after
-# (queue, priority, id) is the union of three index range scans of
-# job_ready_idx: the same queue and priority with a larger id, the same
-# queue with a lower priority, and the queues after it.
+# (queue, priority, id) is the union of three index range scans: the same
+# queue and priority with a larger id, the same queue with a lower
+# priority, and the queues after it. Each is read twice, from
+# job_ready_idx (jobs without a lock key) and job_keyed_ready_idx (jobs
+# with one): since schema 0.32.0 no index holds both.
+_POP_ORDER_RANGES = (
+    " AND j.queue = %(after_queue)s::text AND j.priority = %(after_priority)s::integer"
+    " AND j.id > %(after_id)s::bigint ORDER BY j.priority DESC, j.id",
+    " AND j.queue = %(after_queue)s::text AND j.priority < %(after_priority)s::integer"
+    " ORDER BY j.priority DESC, j.id",
+    " AND (%(after_queue)s::text IS NULL OR j.queue > %(after_queue)s::text)"
+    " ORDER BY j.queue, j.priority DESC, j.id",
+)
 JOBS_POP_ORDER: Final = (
     "SELECT * FROM ("
-    f"({_JOB_ROW} j.state = 'ready'{_JOB_FILTERS}"
-    " AND j.queue = %(after_queue)s::text AND j.priority = %(after_priority)s::integer"
-    " AND j.id > %(after_id)s::bigint"
-    " ORDER BY j.priority DESC, j.id LIMIT %(limit)s::integer)"
-    " UNION ALL"
-    f" ({_JOB_ROW} j.state = 'ready'{_JOB_FILTERS}"
-    " AND j.queue = %(after_queue)s::text AND j.priority < %(after_priority)s::integer"
-    " ORDER BY j.priority DESC, j.id LIMIT %(limit)s::integer)"
-    " UNION ALL"
-    f" ({_JOB_ROW} j.state = 'ready'{_JOB_FILTERS}"
-    " AND (%(after_queue)s::text IS NULL OR j.queue > %(after_queue)s::text)"
-    " ORDER BY j.queue, j.priority DESC, j.id LIMIT %(limit)s::integer)"
-    ") AS page ORDER BY page.queue, page.priority DESC, page.id LIMIT %(limit)s::integer"
+    + " UNION ALL ".join(
+        f"({_JOB_ROW} j.state = 'ready' AND j.lock_key IS {keyed}{_JOB_FILTERS}{page_range}"
+        " LIMIT %(limit)s::integer)"
+        for page_range in _POP_ORDER_RANGES
+        for keyed in ("NULL", "NOT NULL")
+    )
+    + ") AS page ORDER BY page.queue, page.priority DESC, page.id LIMIT %(limit)s::integer"
 )

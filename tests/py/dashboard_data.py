@@ -120,6 +120,13 @@ def populate(dsn: str, now: datetime | None = None) -> Populated:
         clock.push(at, "images", "thumbnail", 10, priority=3)
         clock.push(at, "emails", "send_email", 12)
         clock.pop(at, "images", 4, "worker-b")
+        # Ready jobs with lock keys among the emails (schema 0.32.0 keeps
+        # them in an index of their own): the list in pop order merges both.
+        for n in range(6):
+            conn.execute(
+                "SELECT pgtq.push('emails', 'send_email', %s, priority => %s, lock_key => %s, as_of => %s)",
+                [json.dumps([f"keyed-{n}"]), 3 * (n % 2), f"customer-{n % 3}", at],
+            )
         for hours in range(1, 13):
             conn.execute(
                 "SELECT pgtq.push('reports', 'build_report', %s, run_at => %s, as_of => %s)",

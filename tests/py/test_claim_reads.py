@@ -183,3 +183,37 @@ def test_a_pop_that_asks_for_more_jobs_than_there_are_keys_probes_only_the_first
     # A probe for each of the first 64 jobs, and the looks of
     # _is_next_of_key at the 3 keys it takes.
     assert probes <= 64 + 2 * 3, f"a pop over 1,000 jobs of 3 keys scanned the lock-key index {probes} times"
+
+
+def test_a_pop_past_a_deep_backlog_of_busy_keys_reads_as_many_rows_as_keys_not_jobs(
+    dsn: str, db: psycopg.Connection[Any]
+) -> None:
+    """Past the queue's first 64 ready jobs a pop reads the first job of
+    each of the queue's lock keys (0.32.0): rows and index entries in
+    proportion to its keys, whatever their backlog. At 0.31.0 it walked
+    the backlog of the busy keys job by job (1,003 entries of
+    job_ready_idx here, on each of which it read the job's row); a job
+    without a key behind them is found by job_ready_idx, which holds no
+    job with a key."""
+    db.execute(
+        "SELECT count(pgtq.push('keyed', 'noop', lock_key => 'key-' || x % 3))"
+        " FROM generate_series(1, 1003) AS x"
+    )
+    plain_id = scalar(db, "SELECT pgtq.push('keyed', 'plain')")
+    free_id = scalar(db, "SELECT pgtq.push('keyed', 'free', lock_key => 'free')")
+    assert scalar(db, "SELECT count(*) FROM pgtq.pop('keyed', 'w', 3)") == 3  # every key of the backlog busy
+
+    with psycopg.connect(dsn, autocommit=True) as worker:
+        worker.execute("BEGIN")
+        try:
+            taken = [row[0] for row in worker.execute("SELECT id FROM pgtq.pop('keyed', 'w', 10)").fetchall()]
+        finally:
+            worker.execute("ROLLBACK")
+        reads, _ = job_table_reads(worker, "SELECT count(*) FROM pgtq.pop('keyed', 'w', 10)")
+    assert sorted(taken) == [plain_id, free_id], (
+        "the job without a key and the free key's job past the backlog"
+    )
+    # The first 64 jobs (an entry, a row and a probe each), then one
+    # look per key of the queue (4 keys, 3 of them busy), the job without
+    # a key, and the claims.
+    assert reads <= 3 * 64 + 60, f"a pop past 1,000 jobs of 3 busy keys read {reads} rows and index entries"
