@@ -9,7 +9,7 @@
 -- reads only its own entries of job_running_idx, and tick finds expired
 -- leases queue by queue (0.5.0: the index is keyed by queue first).
 BEGIN;
-SELECT plan(14);
+SELECT plan(17);
 
 SELECT ok('plan_cache_mode=force_generic_plan' = ANY (p.proconfig), 'pop runs generic plans')
 FROM pg_proc AS p WHERE p.oid = 'pgtq.pop(text, text, integer, interval, timestamptz)'::regprocedure;
@@ -78,6 +78,24 @@ SELECT cmp_ok(pg_temp.job_rows_read($$SELECT count(*) FROM pgtq.pop('keyed-here'
               'a pop of two keyed jobs reads a few rows, not the 2,000 keyed jobs running elsewhere');
 SELECT is((SELECT count(*) FROM pgtq.jobs WHERE queue = 'keyed-here' AND state = 'running'), 2::bigint,
           'and claims them');
+
+-- (0.32.0) Jobs with a lock key are not in job_ready_idx, and a pop past
+-- a backlog of busy keys reads one job of each key of its queue, not the
+-- backlog: 3,000 jobs of 3 keys, one running each, and one job of a free
+-- key and one without a key at the end (until 0.31.0 the pop read each
+-- of the 3,000 jobs, in job_ready_idx and in the table).
+SELECT count(*) FROM pgtq.push_many('backlog', 'job', ARRAY(SELECT jsonb_build_array(n) FROM generate_series(1, 3000) AS n),
+                                    lock_keys => ARRAY(SELECT 'busy-' || n % 3 FROM generate_series(1, 3000) AS n));
+SELECT count(*) FROM pgtq.pop('backlog', n => 3);
+SELECT pgtq.push('backlog', 'free', lock_key => 'free');
+SELECT pgtq.push('backlog', 'plain');
+SELECT cmp_ok(pg_temp.index_reads('pgtq.job_ready_idx', $$SELECT count(*) FROM pgtq.pop('backlog', n => 10)$$),
+              '<=', 4::bigint, 'a pop past 2,997 jobs of busy keys reads job_ready_idx only for the job without a key');
+SELECT is(ARRAY(SELECT j.task FROM pgtq.jobs AS j
+                WHERE j.queue = 'backlog' AND j.state = 'running' AND j.task <> 'job' ORDER BY j.id),
+          ARRAY['free', 'plain'], 'and takes that job and the free key''s, past the backlog');
+SELECT cmp_ok(pg_temp.job_rows_read($$SELECT count(*) FROM pgtq.pop('backlog', n => 10)$$), '<=', 200::bigint,
+              'a pop past them that finds nothing reads about the first 64 jobs and one job per key');
 
 SELECT * FROM finish();
 ROLLBACK;
