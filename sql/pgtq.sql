@@ -275,9 +275,9 @@ CREATE INDEX job_lock_key_ready_idx ON pgtq._job (lock_key, priority DESC, id)
 -- alone, with the keyed jobs also in job_ready_idx)?
 CREATE INDEX job_keyed_ready_idx ON pgtq._job (queue, priority DESC, id)
     WHERE state = 'ready' AND lock_key IS NOT NULL;
--- pop of a keyed queue past its first jobs: the first ready job of each
--- of the queue's lock keys, one probe per key (a loose index scan), so a
--- pop costs the number of the queue's keys, not of their jobs (0.32.0).
+-- pop of a keyed queue of at most 64 keys past its first jobs: the first
+-- ready job of each of the queue's lock keys, one probe per key (a loose
+-- index scan), so such a pop costs its keys, not their jobs (0.32.0).
 CREATE INDEX job_queue_key_ready_idx ON pgtq._job (queue, lock_key, priority DESC, id)
     WHERE state = 'ready' AND lock_key IS NOT NULL;
 
@@ -1842,18 +1842,24 @@ $$;
 -- candidate against all their keys: 31 ms a pop with 20,000 of them
 -- running elsewhere). The walk reads the queue's first 64 ready jobs, the
 -- first of job_ready_idx (no key) and of job_keyed_ready_idx merged; a pop
--- that finds its jobs there runs nothing more. Past them (0.32.0) it reads
--- the first job of each of the queue's lock keys that it has not met, one
--- probe of job_queue_key_ready_idx per key (a loose index scan), and the
--- next jobs without a key, and takes them in pop's order: a pop costs the
--- number of the queue's keys, however many jobs wait behind each. Until
--- 0.30.0 the walk went on through every ready job of the queue with a
--- probe each (11 ms a pop past 10,000 jobs of 5 busy keys), and until
--- 0.31.0 without the probe but still job by job (2.3 ms); a pop that
--- asked for more jobs than there were free keys, as a worker's does,
--- walked the whole backlog every time. The walk stops once it has n jobs
--- (pop's enable_bitmapscan off, 0.20.0; as any FOR loop, it reads its
--- query's rows ten at a time). Needs READ COMMITTED (PT007).
+-- that finds its jobs there runs nothing more. Past them, a queue of at
+-- most 64 keys (0.32.0) has the first job of each key it has not met read
+-- by a loose scan of job_queue_key_ready_idx, one probe per key, beside
+-- the next jobs without a key, taken in pop's order: such a pop costs the
+-- keys, however many jobs wait behind each (a pop past 100,000 jobs of 5
+-- busy keys: 25 ms at 0.31.0, 0.5 ms). A queue of more keys is walked on,
+-- job by job, as in 0.31.0: the jobs taken and keys met, and the keys the
+-- queue's own running jobs hold (read once from job_running_idx), are
+-- left out by look-ups in hashed sets; a job of another key is probed. (A
+-- probe per key costs 4 to 5 us, a step of the walk 0.3 to 0.4: with many
+-- keys of short backlogs the loose scan cost ten times the walk, 63 ms
+-- against 6.5 past 10,000 busy keys of one waiting job each.) Until 0.30.0
+-- every step of the walk was a probe (11 ms a pop past 10,000 jobs of 5
+-- busy keys). A pop that asked for more jobs than there were free keys,
+-- as a worker's does, walked the whole backlog every time. The walk stops
+-- once it has n jobs (pop's enable_bitmapscan off, 0.20.0; as any FOR
+-- loop, it reads its query's rows ten at a time). Needs READ COMMITTED
+-- (PT007).
 CREATE FUNCTION pgtq._choose_keyed(queue text, n integer, as_of timestamptz)
 RETURNS bigint[]
 LANGUAGE plpgsql
@@ -1864,6 +1870,8 @@ DECLARE
     chosen    bigint[] := '{}';
     candidate record;
     walked    integer := 0;    -- the ready jobs the first part met
+    firsts    bigint[];        -- the first ready job of each of the queue's lock keys, if at most 64 keys
+    first_keys text[];         -- and their keys
 BEGIN
     PERFORM pgtq._check_read_committed(_choose_keyed.queue);
     -- The first 64 ready jobs, each job of a key with a probe (is a job of
@@ -1908,49 +1916,101 @@ BEGIN
     IF walked < 64 THEN
         RETURN chosen;  -- that was every ready job of the queue
     END IF;
-    -- The rest: the first ready job of each lock key of the queue (one
-    -- probe of job_queue_key_ready_idx per key), but for the keys met
-    -- above and those a running job holds, and the next jobs without a
-    -- key, in pop's order. (The steps of the loop above, but for the
-    -- count and the keys met: each key comes once.)
+    -- The rest. A queue of at most 64 lock keys (the first part met fewer
+    -- than 64, and a loose scan of job_queue_key_ready_idx finds at most
+    -- 64, a probe each): the first ready job of each key it has not
+    -- met, and the next jobs without a key, in pop's order; the jobs behind
+    -- each key are never read. A queue of more keys: the walk goes on
+    -- through its ready jobs (both indexes, merged), leaving out by
+    -- look-ups in hashed sets the jobs taken and the keys looked at above
+    -- and the keys that the queue's running jobs hold (read once from
+    -- job_running_idx); each job of another key is probed. (A probe per
+    -- key costs 4 to 5 us, ten times a step of the walk: the loose scan
+    -- pays when keys are few and their backlogs deep, the walk when keys
+    -- are many and their backlogs short.)
+    IF cardinality(met) < 64 THEN
+        SELECT array_agg(f.id), array_agg(f.lock_key)
+        INTO firsts, first_keys
+        FROM (WITH RECURSIVE first_of_key AS (
+                  (SELECT k.lock_key, k.id
+                   FROM pgtq._job AS k
+                   WHERE k.queue = _choose_keyed.queue AND k.state = 'ready' AND k.lock_key IS NOT NULL
+                   ORDER BY k.lock_key, k.priority DESC, k.id
+                   LIMIT 1)
+                  UNION ALL
+                  SELECT after.lock_key, after.id
+                  FROM first_of_key AS f
+                  CROSS JOIN LATERAL (SELECT k.lock_key, k.id
+                                      FROM pgtq._job AS k
+                                      WHERE k.queue = _choose_keyed.queue AND k.state = 'ready'
+                                        AND k.lock_key IS NOT NULL AND k.lock_key > f.lock_key
+                                      ORDER BY k.lock_key, k.priority DESC, k.id
+                                      LIMIT 1) AS after
+              )
+              SELECT first_of_key.id, first_of_key.lock_key FROM first_of_key LIMIT 65) AS f;
+    END IF;
+    IF coalesce(cardinality(firsts), 65) <= 64 THEN
+        FOR candidate IN
+            SELECT c.id, c.lock_key, c.busy
+            FROM (SELECT j.id, j.lock_key, j.priority,
+                         -- A probe per key, in the select list: as a NOT
+                         -- EXISTS in WHERE the planner may join instead,
+                         -- reading every running job with a lock key.
+                         EXISTS (SELECT FROM pgtq._job AS r
+                                 WHERE r.lock_key = j.lock_key
+                                   AND r.lease IS NOT NULL AND r.lease_expires_at IS NOT NULL  -- running
+                                   AND r.lease_expires_at > _choose_keyed.as_of) AS busy
+                  FROM pgtq._job AS j
+                  WHERE j.id = ANY (firsts) AND j.lock_key <> ALL (met)
+                  UNION ALL
+                  (SELECT u.id, NULL, u.priority, false
+                   FROM pgtq._job AS u
+                   WHERE u.queue = _choose_keyed.queue AND u.state = 'ready' AND u.lock_key IS NULL
+                     AND u.id <> ALL (chosen)
+                   ORDER BY u.priority DESC, u.id
+                   LIMIT _choose_keyed.n)) AS c
+            ORDER BY c.priority DESC, c.id
+        LOOP
+            IF candidate.lock_key IS NOT NULL THEN
+                CONTINUE WHEN candidate.busy;
+                CONTINUE WHEN NOT pg_try_advisory_xact_lock(hashtextextended(candidate.lock_key, 7247));
+                CONTINUE WHEN NOT pgtq._is_next_of_key(candidate.id, candidate.lock_key, _choose_keyed.as_of);
+            END IF;
+            PERFORM 1 FROM pgtq._job AS j WHERE j.id = candidate.id AND j.state = 'ready' FOR UPDATE SKIP LOCKED;
+            CONTINUE WHEN NOT FOUND;
+            chosen := chosen || candidate.id;
+            EXIT WHEN cardinality(chosen) >= _choose_keyed.n;
+        END LOOP;
+        RETURN chosen;
+    END IF;
     FOR candidate IN
-        WITH RECURSIVE first_of_key AS (
-            (SELECT k.lock_key, k.priority, k.id
-             FROM pgtq._job AS k
-             WHERE k.queue = _choose_keyed.queue AND k.state = 'ready' AND k.lock_key IS NOT NULL
-             ORDER BY k.lock_key, k.priority DESC, k.id
-             LIMIT 1)
-            UNION ALL
-            SELECT after.lock_key, after.priority, after.id
-            FROM first_of_key AS f
-            CROSS JOIN LATERAL (SELECT k.lock_key, k.priority, k.id
-                                FROM pgtq._job AS k
-                                WHERE k.queue = _choose_keyed.queue AND k.state = 'ready'
-                                  AND k.lock_key IS NOT NULL AND k.lock_key > f.lock_key
-                                ORDER BY k.lock_key, k.priority DESC, k.id
-                                LIMIT 1) AS after
-        )
-        SELECT c.id, c.lock_key, c.busy
-        FROM (SELECT f.id, f.lock_key, f.priority,
-                     -- A probe per key, in the select list: as a NOT EXISTS
-                     -- in WHERE the planner may join instead, reading every
-                     -- running job with a lock key of every queue.
-                     EXISTS (SELECT FROM pgtq._job AS r
-                             WHERE r.lock_key = f.lock_key
-                               AND r.lease IS NOT NULL AND r.lease_expires_at IS NOT NULL  -- running
-                               AND r.lease_expires_at > _choose_keyed.as_of) AS busy
-              FROM first_of_key AS f
-              WHERE f.lock_key <> ALL (met)
-              UNION ALL
-              (SELECT u.id, NULL, u.priority, false
+        SELECT c.id, c.lock_key,
+               c.lock_key IS NOT NULL
+               AND EXISTS (SELECT FROM pgtq._job AS r
+                           WHERE r.lock_key = c.lock_key
+                             AND r.lease IS NOT NULL AND r.lease_expires_at IS NOT NULL  -- running
+                             AND r.lease_expires_at > _choose_keyed.as_of) AS busy
+        FROM ((SELECT u.id, u.lock_key, u.priority
                FROM pgtq._job AS u
                WHERE u.queue = _choose_keyed.queue AND u.state = 'ready' AND u.lock_key IS NULL
-                 AND u.id <> ALL (chosen)
-               ORDER BY u.priority DESC, u.id
-               LIMIT _choose_keyed.n)) AS c
-        ORDER BY c.priority DESC, c.id
+                 AND u.id NOT IN (SELECT unnest(chosen))
+               ORDER BY u.priority DESC, u.id)
+              UNION ALL
+              (SELECT k.id, k.lock_key, k.priority
+               FROM pgtq._job AS k
+               WHERE k.queue = _choose_keyed.queue AND k.state = 'ready' AND k.lock_key IS NOT NULL
+                 AND k.id NOT IN (SELECT unnest(chosen))
+                 AND k.lock_key NOT IN (SELECT unnest(met))
+                 AND k.lock_key NOT IN (SELECT h.lock_key FROM pgtq._job AS h
+                                        WHERE h.queue = _choose_keyed.queue AND h.state = 'running'
+                                          AND h.lease_expires_at > _choose_keyed.as_of
+                                          AND h.lock_key IS NOT NULL)
+               ORDER BY k.priority DESC, k.id)
+              ORDER BY priority DESC, id) AS c
     LOOP
         IF candidate.lock_key IS NOT NULL THEN
+            CONTINUE WHEN candidate.lock_key = ANY (met);
+            met := met || candidate.lock_key;
             CONTINUE WHEN candidate.busy;
             CONTINUE WHEN NOT pg_try_advisory_xact_lock(hashtextextended(candidate.lock_key, 7247));
             CONTINUE WHEN NOT pgtq._is_next_of_key(candidate.id, candidate.lock_key, _choose_keyed.as_of);
