@@ -156,7 +156,6 @@ DECLARE
     candidate record;
     walked    integer := 0;    -- the ready jobs the first part met
     firsts    bigint[];        -- the first ready job of each of the queue's lock keys, if at most 64 keys
-    first_keys text[];         -- and their keys
 BEGIN
     PERFORM pgtq._check_read_committed(_choose_keyed.queue);
     -- The first 64 ready jobs, each job of a key with a probe (is a job of
@@ -214,8 +213,8 @@ BEGIN
     -- pays when keys are few and their backlogs deep, the walk when keys
     -- are many and their backlogs short.)
     IF cardinality(met) < 64 THEN
-        SELECT array_agg(f.id), array_agg(f.lock_key)
-        INTO firsts, first_keys
+        SELECT array_agg(scan.id)
+        INTO firsts
         FROM (WITH RECURSIVE first_of_key AS (
                   (SELECT k.lock_key, k.id
                    FROM pgtq._job AS k
@@ -232,7 +231,7 @@ BEGIN
                                       ORDER BY k.lock_key, k.priority DESC, k.id
                                       LIMIT 1) AS after
               )
-              SELECT first_of_key.id, first_of_key.lock_key FROM first_of_key LIMIT 65) AS f;
+              SELECT first_of_key.id FROM first_of_key LIMIT 65) AS scan;
     END IF;
     IF coalesce(cardinality(firsts), 65) <= 64 THEN
         FOR candidate IN
