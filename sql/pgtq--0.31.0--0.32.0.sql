@@ -7,20 +7,20 @@
 -- Jobs with a lock key leave job_ready_idx, whose predicate gains
 -- `lock_key IS NULL`: a pop of a keyed queue that asked for more jobs than
 -- there were free keys (a worker's does) stepped over the whole backlog of
--- the busy keys, job by job, at every pop (2.3 ms past 10,000 jobs of 5
--- busy keys at 0.31.0). Their jobs are in job_keyed_ready_idx, now in
--- pop's order (queue, priority DESC, id), and in the new
--- job_queue_key_ready_idx (queue, lock_key, priority DESC, id), from which
--- a pop past the first 64 ready jobs of a queue of at most 64 keys reads
--- the first job of each key with one probe per key (_choose_keyed): such
--- a pop costs the queue's keys, not their jobs (25 ms past 100,000 jobs of
--- 5 busy keys at 0.31.0, 0.5 ms). A queue of more keys is walked on as
+-- the busy keys, job by job, at every pop (2.3 to 3.9 ms past 10,000 jobs
+-- of 5 busy keys, 25 ms past 100,000). Their jobs are in
+-- job_keyed_ready_idx, now in pop's order (queue, priority DESC, id), and
+-- in the new job_queue_key_ready_idx (queue, lock_key, priority DESC, id),
+-- from which a pop past the first 64 ready jobs of a queue of at most 64
+-- keys reads the first job of each key with one probe per key
+-- (_choose_keyed): such a pop costs the queue's keys, not their jobs (0.2
+-- ms past 10,000, 0.5 ms past 100,000). A queue of more keys is walked on as
 -- before (a probe per key costs ten steps of the walk). A queue without
--- keys reads the same entries as before. The statements that read a queue's ready jobs
--- whatever their key read both indexes: the look for ready jobs of a
--- limited queue (tick, _announce_freed), the counts of pgtq.queues,
--- metrics() and the history (_sample_history), and health()'s look for
--- queues with ready jobs (_health_queues).
+-- keys reads the same entries as before. The statements that read a
+-- queue's ready jobs whatever their key read both indexes: the look for
+-- ready jobs of a limited queue (tick, _announce_freed), the counts of
+-- pgtq.queues, metrics() and the history (_sample_history), and
+-- health()'s look for queues with ready jobs (_health_queues).
 --
 -- Rebuilding the two indexes and building the new one reads the job table
 -- (each build once), under a lock that holds writes to the table back
