@@ -52,7 +52,7 @@ class ListOrder(Enum):
     NEWEST_FINISHED = "finished"  # done, failed, cancelled: finished_at DESC, id DESC (job_finished_idx)
     NEXT_DUE = "due"  # scheduled: run_at, id (job_scheduled_idx)
     LEASE_EXPIRY = "lease"  # running: lease_expires_at, id (job_running_idx)
-    POP_ORDER = "pop"  # ready: queue, priority DESC, id, the order pop takes them (job_ready_idx)
+    POP_ORDER = "pop"  # ready: queue, priority DESC, id, pop's order (job_ready_idx, job_keyed_ready_idx)
     NEWEST = "newest"  # any state: id DESC (the primary key)
 
     @classmethod
