@@ -47,13 +47,14 @@ the offer is open, and a push of a served queue hands its job straight to
 it, claimed for this worker; the claim arrives on the offer's own channel
 at the push's commit, and the listener passes it on (``Handoff.take``)
 with no claim of its own. Since schema 0.31.0 the end of a job with a lock
-key hands the key's next job to an open offer the same way. It closes the offer once the room has been taken
-or taken back for OFFER_CLOSE_DELAY (5 ms; lent again by then, the offer
-stays open), at once when a job handed late (the room taken back) leaves
-the worker no room for another, or the worker had to hand one back for
-want of room (``close_offer``), and when it stops it waits for the pushes
-that are still handing it a job, so the worker hands those back instead
-of leaving them to their leases.
+key hands the key's next job to an open offer the same way. It closes the
+offer once the room has been taken or taken back for OFFER_CLOSE_DELAY
+(5 ms; lent again by then, the offer stays open), at once when a job
+handed late (the room taken back) leaves the worker no room for another,
+or the worker had to hand one back for want of room (``close_offer``),
+and when it stops it waits for the pushes that are still handing it a
+job, so the worker hands those back instead of leaving them to their
+leases.
 """
 
 from __future__ import annotations
