@@ -69,6 +69,7 @@ PREVIOUS_RELEASES = {
     "0.29.0": "b0abf4d5aba93af2d3f878cc2e260427c1b666cc",
     "0.30.0": "97e64f5fae587fba069e225648b99e518cad044b",
     "0.31.0": "bb5d7a06c0e206c7f7a73f426037f67faeaa93e6",
+    "0.32.0": "5d3b459f07c3ea9b540ce6a47489b6e94ea27c0d",
 }
 PREVIOUS = known_versions()[-2]
 CURRENT = schema_version()
