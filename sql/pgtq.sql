@@ -1818,6 +1818,50 @@ BEGIN
 END
 $$;
 
+-- Guarantees: the first ready job, in pop's order (priority, then push
+-- order), of each of the next `most` lock keys of `queue` after the key
+-- `scanned_to`, in the keys' order, appended to `firsts`; `scanned_to`
+-- becomes the last key read, and `all_keys` says that no key was left
+-- after it (fewer than `most` were found). Start with scanned_to = '': a
+-- lock key is never empty. A loose scan of job_queue_key_ready_idx: one
+-- probe per key (4 to 5 us), however many jobs wait behind it. For
+-- _choose_keyed (0.33.0), which scans a queue's keys in two steps.
+CREATE FUNCTION pgtq._first_jobs_of_keys(queue text,
+                                         INOUT firsts bigint[],
+                                         INOUT scanned_to text,
+                                         most integer,
+                                         OUT all_keys boolean)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+DECLARE
+    found_ids bigint[];
+BEGIN
+    SELECT coalesce(array_agg(scan.id), '{}'), max(scan.lock_key)
+    INTO found_ids, _first_jobs_of_keys.scanned_to
+    FROM (WITH RECURSIVE first_of_key AS (
+              (SELECT k.lock_key, k.id
+               FROM pgtq._job AS k
+               WHERE k.queue = _first_jobs_of_keys.queue AND k.state = 'ready' AND k.lock_key IS NOT NULL
+                 AND k.lock_key > _first_jobs_of_keys.scanned_to
+               ORDER BY k.lock_key, k.priority DESC, k.id
+               LIMIT 1)
+              UNION ALL
+              SELECT after.lock_key, after.id
+              FROM first_of_key AS f
+              CROSS JOIN LATERAL (SELECT k.lock_key, k.id
+                                  FROM pgtq._job AS k
+                                  WHERE k.queue = _first_jobs_of_keys.queue AND k.state = 'ready'
+                                    AND k.lock_key IS NOT NULL AND k.lock_key > f.lock_key
+                                  ORDER BY k.lock_key, k.priority DESC, k.id
+                                  LIMIT 1) AS after
+          )
+          SELECT first_of_key.lock_key, first_of_key.id FROM first_of_key LIMIT _first_jobs_of_keys.most) AS scan;
+    firsts := firsts || found_ids;
+    all_keys := cardinality(found_ids) < most;
+END
+$$;
+
 -- Guarantees: chooses up to n ready jobs of `queue` that may start now by
 -- the lock-key rule, locks their rows (FOR UPDATE SKIP LOCKED) and returns
 -- their ids, for pop to claim. It walks the queue's ready jobs in pop's
@@ -1842,35 +1886,45 @@ $$;
 -- candidate against all their keys: 31 ms a pop with 20,000 of them
 -- running elsewhere). The walk reads the queue's first 64 ready jobs, the
 -- first of job_ready_idx (no key) and of job_keyed_ready_idx merged; a pop
--- that finds its jobs there runs nothing more. Past them, a queue of at
--- most 64 keys (0.32.0) has the first job of each key it has not met read
--- by a loose scan of job_queue_key_ready_idx, one probe per key, beside
--- the next jobs without a key, taken in pop's order: such a pop costs the
--- keys, however many jobs wait behind each (a pop past 100,000 jobs of 5
--- busy keys: 25 ms at 0.31.0, 0.5 ms). A queue of more keys is walked on,
--- job by job, as in 0.31.0: the jobs taken and keys met, and the keys the
--- queue's own running jobs hold (read once from job_running_idx), are
--- left out by look-ups in hashed sets; a job of another key is probed. (A
--- probe per key costs 4 to 5 us, a step of the walk 0.3 to 0.4: with many
--- keys of short backlogs the loose scan cost ten times the walk, 63 ms
--- against 6.5 past 10,000 busy keys of one waiting job each.) Until 0.30.0
--- every step of the walk was a probe (11 ms a pop past 10,000 jobs of 5
--- busy keys). A pop that asked for more jobs than there were free keys,
--- as a worker's does, walked the whole backlog every time. The walk stops
--- once it has n jobs (pop's enable_bitmapscan off, 0.20.0; as any FOR
--- loop, it reads its query's rows ten at a time). Needs READ COMMITTED
--- (PT007).
+-- that finds its jobs there runs nothing more. If those 64 met fewer
+-- than 64 keys, a loose scan of the queue's keys (_first_jobs_of_keys,
+-- one probe per key) reads up to 65 of them; if that was every key, the
+-- pop takes the first job of each key it has not met, beside the next jobs
+-- without a key, in pop's order (0.32.0): such a pop costs the keys,
+-- however many jobs wait behind each (a pop past 100,000 jobs of 5 busy
+-- keys: 25 ms at 0.31.0, 0.5 ms). Otherwise it walks on, job by job: the
+-- jobs taken and keys met, and the keys the queue's own running jobs hold
+-- (read once from job_running_idx), are left out by look-ups in hashed
+-- sets; a job of another key is probed. Where the first 64 met fewer than
+-- 64 keys (a few keys ahead of the others, say one flooded), the walk
+-- first reads 4,096 jobs; if it has not found its jobs there, the scan
+-- reads on up to 1,025 keys, and if that was every key, the pop takes
+-- their first jobs as above; else it walks on to the end (0.33.0: until
+-- 0.32.0 such a queue of more than 64 keys was walked to the end, 26 ms a
+-- pop past 100,000 jobs of one busy key, and 100 other keys). A probe
+-- per key costs 4 to 5 us, a step of the walk 0.2 to 0.4: the scan pays
+-- where a few keys hold long backlogs, the walk where many keys hold short
+-- ones (63 ms against 6.5 past 10,000 busy keys of one waiting job each).
+-- Until 0.30.0 every step of the walk was a probe. The walk stops once it
+-- has n jobs (pop's enable_bitmapscan off, 0.20.0); past the first 64 it
+-- fetches its rows one at a time (0.33.0; the first 64 ten at a time, as
+-- any FOR loop). Needs READ COMMITTED (PT007).
 CREATE FUNCTION pgtq._choose_keyed(queue text, n integer, as_of timestamptz)
 RETURNS bigint[]
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
 DECLARE
-    met       text[] := '{}';  -- the lock keys the walk has looked at
-    chosen    bigint[] := '{}';
-    candidate record;
-    walked    integer := 0;    -- the ready jobs the first part met
-    firsts    bigint[];        -- the first ready job of each of the queue's lock keys, if at most 64 keys
+    met        text[] := '{}';      -- the lock keys looked at
+    chosen     bigint[] := '{}';
+    missed     integer := 0;        -- jobs whose row another transaction holds
+    candidate  record;
+    walked     integer := 0;        -- the ready jobs the first part met
+    firsts     bigint[] := '{}';    -- the first ready job of each key the scan read
+    scanned_to text := '';          -- the last key the scan read
+    all_keys   boolean := false;    -- the scan read every key of the queue
+    bounded    boolean := false;    -- the walk reads at most 4,096 jobs
+    walk       refcursor;           -- the walk's query, one of two
 BEGIN
     PERFORM pgtq._check_read_committed(_choose_keyed.queue);
     -- The first 64 ready jobs, each job of a key with a probe (is a job of
@@ -1906,7 +1960,10 @@ BEGIN
             CONTINUE WHEN NOT pgtq._is_next_of_key(candidate.id, candidate.lock_key, _choose_keyed.as_of);
         END IF;
         PERFORM 1 FROM pgtq._job AS j WHERE j.id = candidate.id AND j.state = 'ready' FOR UPDATE SKIP LOCKED;
-        CONTINUE WHEN NOT FOUND;
+        IF NOT FOUND THEN
+            missed := missed + 1;
+            CONTINUE;
+        END IF;
         chosen := chosen || candidate.id;
         IF cardinality(chosen) >= _choose_keyed.n THEN
             RETURN chosen;
@@ -1915,101 +1972,128 @@ BEGIN
     IF walked < 64 THEN
         RETURN chosen;  -- that was every ready job of the queue
     END IF;
-    -- The rest. A queue of at most 64 lock keys (the first part met fewer
-    -- than 64, and a loose scan of job_queue_key_ready_idx finds at most
-    -- 64, a probe each): the first ready job of each key it has not
-    -- met, and the next jobs without a key, in pop's order; the jobs behind
-    -- each key are never read. A queue of more keys: the walk goes on
-    -- through its ready jobs (both indexes, merged), leaving out by
-    -- look-ups in hashed sets the jobs taken and the keys looked at above
-    -- and the keys that the queue's running jobs hold (read once from
-    -- job_running_idx); each job of another key is probed. (A probe per
-    -- key costs 4 to 5 us, ten times a step of the walk: the loose scan
-    -- pays when keys are few and their backlogs deep, the walk when keys
-    -- are many and their backlogs short.)
+    -- The rest. The first 64 met fewer than 64 keys: a loose scan of the
+    -- queue's keys, up to 65; if that was all of them, their first jobs.
     IF cardinality(met) < 64 THEN
-        SELECT array_agg(scan.id)
-        INTO firsts
-        FROM (WITH RECURSIVE first_of_key AS (
-                  (SELECT k.lock_key, k.id
-                   FROM pgtq._job AS k
-                   WHERE k.queue = _choose_keyed.queue AND k.state = 'ready' AND k.lock_key IS NOT NULL
-                   ORDER BY k.lock_key, k.priority DESC, k.id
-                   LIMIT 1)
-                  UNION ALL
-                  SELECT after.lock_key, after.id
-                  FROM first_of_key AS f
-                  CROSS JOIN LATERAL (SELECT k.lock_key, k.id
-                                      FROM pgtq._job AS k
-                                      WHERE k.queue = _choose_keyed.queue AND k.state = 'ready'
-                                        AND k.lock_key IS NOT NULL AND k.lock_key > f.lock_key
-                                      ORDER BY k.lock_key, k.priority DESC, k.id
-                                      LIMIT 1) AS after
-              )
-              SELECT first_of_key.id FROM first_of_key LIMIT 65) AS scan;
+        SELECT s.firsts, s.scanned_to, s.all_keys INTO firsts, scanned_to, all_keys
+        FROM pgtq._first_jobs_of_keys(_choose_keyed.queue, firsts, scanned_to, 65) AS s;
+        -- More keys, but few among the first jobs: 4,096 jobs first.
+        bounded := true;
     END IF;
-    IF coalesce(cardinality(firsts), 65) <= 64 THEN
-        FOR candidate IN
-            SELECT c.id, c.lock_key, c.busy
-            FROM (SELECT j.id, j.lock_key, j.priority,
-                         -- A probe per key, in the select list: as a NOT
-                         -- EXISTS in WHERE the planner may join instead,
-                         -- reading every running job with a lock key.
-                         EXISTS (SELECT FROM pgtq._job AS r
-                                 WHERE r.lock_key = j.lock_key
-                                   AND r.lease IS NOT NULL AND r.lease_expires_at IS NOT NULL  -- running
-                                   AND r.lease_expires_at > _choose_keyed.as_of) AS busy
-                  FROM pgtq._job AS j
-                  WHERE j.id = ANY (firsts) AND j.lock_key <> ALL (met)
-                  UNION ALL
-                  (SELECT u.id, NULL, u.priority, false
-                   FROM pgtq._job AS u
-                   WHERE u.queue = _choose_keyed.queue AND u.state = 'ready' AND u.lock_key IS NULL
-                     AND u.id <> ALL (chosen)
-                   ORDER BY u.priority DESC, u.id
-                   LIMIT _choose_keyed.n)) AS c
-            ORDER BY c.priority DESC, c.id
+    WHILE NOT all_keys LOOP
+        -- The walk: the jobs taken and keys looked at, and the keys the
+        -- queue's running jobs hold, left out by look-ups in hashed sets
+        -- (bounded: after its LIMIT, which then counts the jobs walked;
+        -- else at each index scan).
+        IF bounded THEN
+            OPEN walk FOR
+                SELECT w.id, w.lock_key,
+                       w.lock_key IS NOT NULL
+                       AND EXISTS (SELECT FROM pgtq._job AS r
+                                   WHERE r.lock_key = w.lock_key
+                                     AND r.lease IS NOT NULL AND r.lease_expires_at IS NOT NULL  -- running
+                                     AND r.lease_expires_at > _choose_keyed.as_of) AS busy
+                FROM ((SELECT u.id, u.lock_key, u.priority
+                       FROM pgtq._job AS u
+                       WHERE u.queue = _choose_keyed.queue AND u.state = 'ready' AND u.lock_key IS NULL
+                       ORDER BY u.priority DESC, u.id)
+                      UNION ALL
+                      (SELECT k.id, k.lock_key, k.priority
+                       FROM pgtq._job AS k
+                       WHERE k.queue = _choose_keyed.queue AND k.state = 'ready' AND k.lock_key IS NOT NULL
+                       ORDER BY k.priority DESC, k.id)
+                      ORDER BY priority DESC, id
+                      LIMIT 4096) AS w
+                WHERE w.id NOT IN (SELECT unnest(chosen))
+                  AND (w.lock_key IS NULL
+                       OR (w.lock_key NOT IN (SELECT unnest(met))
+                           AND w.lock_key NOT IN (SELECT h.lock_key FROM pgtq._job AS h
+                                                  WHERE h.queue = _choose_keyed.queue AND h.state = 'running'
+                                                    AND h.lease_expires_at > _choose_keyed.as_of
+                                                    AND h.lock_key IS NOT NULL)));
+        ELSE
+            OPEN walk FOR
+                SELECT c.id, c.lock_key,
+                       c.lock_key IS NOT NULL
+                       AND EXISTS (SELECT FROM pgtq._job AS r
+                                   WHERE r.lock_key = c.lock_key
+                                     AND r.lease IS NOT NULL AND r.lease_expires_at IS NOT NULL  -- running
+                                     AND r.lease_expires_at > _choose_keyed.as_of) AS busy
+                FROM ((SELECT u.id, u.lock_key, u.priority
+                       FROM pgtq._job AS u
+                       WHERE u.queue = _choose_keyed.queue AND u.state = 'ready' AND u.lock_key IS NULL
+                         AND u.id NOT IN (SELECT unnest(chosen))
+                       ORDER BY u.priority DESC, u.id)
+                      UNION ALL
+                      (SELECT k.id, k.lock_key, k.priority
+                       FROM pgtq._job AS k
+                       WHERE k.queue = _choose_keyed.queue AND k.state = 'ready' AND k.lock_key IS NOT NULL
+                         AND k.id NOT IN (SELECT unnest(chosen))
+                         AND k.lock_key NOT IN (SELECT unnest(met))
+                         AND k.lock_key NOT IN (SELECT h.lock_key FROM pgtq._job AS h
+                                                WHERE h.queue = _choose_keyed.queue AND h.state = 'running'
+                                                  AND h.lease_expires_at > _choose_keyed.as_of
+                                                  AND h.lock_key IS NOT NULL)
+                       ORDER BY k.priority DESC, k.id)
+                      ORDER BY priority DESC, id) AS c;
+        END IF;
         LOOP
+            FETCH walk INTO candidate;
+            EXIT WHEN NOT FOUND;
             IF candidate.lock_key IS NOT NULL THEN
+                CONTINUE WHEN candidate.lock_key = ANY (met);
+                met := met || candidate.lock_key;
                 CONTINUE WHEN candidate.busy;
                 CONTINUE WHEN NOT pg_try_advisory_xact_lock(hashtextextended(candidate.lock_key, 7247));
                 CONTINUE WHEN NOT pgtq._is_next_of_key(candidate.id, candidate.lock_key, _choose_keyed.as_of);
             END IF;
             PERFORM 1 FROM pgtq._job AS j WHERE j.id = candidate.id AND j.state = 'ready' FOR UPDATE SKIP LOCKED;
-            CONTINUE WHEN NOT FOUND;
+            IF NOT FOUND THEN
+                missed := missed + 1;
+                CONTINUE;
+            END IF;
             chosen := chosen || candidate.id;
             EXIT WHEN cardinality(chosen) >= _choose_keyed.n;
         END LOOP;
-        RETURN chosen;
-    END IF;
+        CLOSE walk;
+        IF cardinality(chosen) >= _choose_keyed.n OR NOT bounded THEN
+            RETURN chosen;  -- enough, or every ready job walked
+        END IF;
+        -- 4,096 jobs walked (or all there were) and too few taken: the
+        -- keys, up to 1,025 (about the cost of 15,000 steps of the walk);
+        -- if there are more, the walk goes on through every job.
+        SELECT s.firsts, s.scanned_to, s.all_keys INTO firsts, scanned_to, all_keys
+        FROM pgtq._first_jobs_of_keys(_choose_keyed.queue, firsts, scanned_to,
+                                      1025 - cardinality(firsts)) AS s;
+        bounded := false;
+    END LOOP;
+    -- Every key scanned: the first job of each key not met, and the next
+    -- jobs without a key (as many as are still wanted, and as many again
+    -- as rows found held above), in pop's order.
     FOR candidate IN
         SELECT c.id, c.lock_key,
+               -- A probe per key, in the select list over the sorted
+               -- candidates (only those the loop reads are probed): as a
+               -- NOT EXISTS in WHERE the planner may join instead, reading
+               -- every running job with a lock key.
                c.lock_key IS NOT NULL
                AND EXISTS (SELECT FROM pgtq._job AS r
                            WHERE r.lock_key = c.lock_key
                              AND r.lease IS NOT NULL AND r.lease_expires_at IS NOT NULL  -- running
                              AND r.lease_expires_at > _choose_keyed.as_of) AS busy
-        FROM ((SELECT u.id, u.lock_key, u.priority
+        FROM (SELECT j.id, j.lock_key, j.priority
+              FROM pgtq._job AS j
+              WHERE j.id = ANY (firsts) AND j.lock_key <> ALL (met)
+              UNION ALL
+              (SELECT u.id, NULL, u.priority
                FROM pgtq._job AS u
                WHERE u.queue = _choose_keyed.queue AND u.state = 'ready' AND u.lock_key IS NULL
-                 AND u.id NOT IN (SELECT unnest(chosen))
-               ORDER BY u.priority DESC, u.id)
-              UNION ALL
-              (SELECT k.id, k.lock_key, k.priority
-               FROM pgtq._job AS k
-               WHERE k.queue = _choose_keyed.queue AND k.state = 'ready' AND k.lock_key IS NOT NULL
-                 AND k.id NOT IN (SELECT unnest(chosen))
-                 AND k.lock_key NOT IN (SELECT unnest(met))
-                 AND k.lock_key NOT IN (SELECT h.lock_key FROM pgtq._job AS h
-                                        WHERE h.queue = _choose_keyed.queue AND h.state = 'running'
-                                          AND h.lease_expires_at > _choose_keyed.as_of
-                                          AND h.lock_key IS NOT NULL)
-               ORDER BY k.priority DESC, k.id)
+                 AND u.id <> ALL (chosen)
+               ORDER BY u.priority DESC, u.id
+               LIMIT _choose_keyed.n - cardinality(chosen) + missed)
               ORDER BY priority DESC, id) AS c
     LOOP
         IF candidate.lock_key IS NOT NULL THEN
-            CONTINUE WHEN candidate.lock_key = ANY (met);
-            met := met || candidate.lock_key;
             CONTINUE WHEN candidate.busy;
             CONTINUE WHEN NOT pg_try_advisory_xact_lock(hashtextextended(candidate.lock_key, 7247));
             CONTINUE WHEN NOT pgtq._is_next_of_key(candidate.id, candidate.lock_key, _choose_keyed.as_of);

@@ -237,3 +237,42 @@ def test_a_pop_past_many_busy_keys_of_short_backlogs_walks_rather_than_probing_e
         )
     assert taken == (0,)
     assert probes <= 65, f"a pop past 300 busy keys read {probes} entries of job_queue_key_ready_idx"
+
+
+def test_a_pop_past_a_flooded_key_in_a_queue_of_many_keys_reads_the_keys_not_the_flood(
+    dsn: str, db: psycopg.Connection[Any]
+) -> None:
+    """A queue of more than 64 lock keys whose first jobs are of a few
+    keys (0.33.0): the pop walks 4,096 jobs, then reads the queue's keys
+    (up to 1,025) and takes the first job of each free one, in pop's
+    order, in a worker's session (generic plans) as in any other. Until
+    0.32.0 it walked every job of the flooded key (8,264 rows and index
+    entries here; 4,477 at 0.33.0)."""
+    db.execute(
+        "SELECT count(*) FROM pgtq.push_many('keyed', 'noop', array_fill('[]'::jsonb, ARRAY[8000]),"
+        " lock_keys => array_fill('flood'::text, ARRAY[8000]))"
+    )
+    assert scalar(db, "SELECT count(*) FROM pgtq.pop('keyed', 'w', 1)") == 1  # the flooded key busy
+    others = [
+        row[0]
+        for row in db.execute(
+            "SELECT id FROM pgtq.push_many('keyed', 'other', array_fill('[]'::jsonb, ARRAY[100]),"
+            " lock_keys => ARRAY(SELECT 'other-' || n FROM generate_series(1, 100) AS n)) AS p (id)"
+        ).fetchall()
+    ]
+    db.execute("ANALYZE pgtq._job")
+    with psycopg.connect(dsn, autocommit=True) as worker:
+        worker.execute("SET plan_cache_mode = force_generic_plan")
+        for _ in range(6):  # past the first custom plans of PL/pgSQL's statements
+            job_table_reads(worker, "SELECT count(*) FROM pgtq.pop('keyed', 'w', 10)")
+        worker.execute("BEGIN")
+        try:
+            popped = worker.execute("SELECT id FROM pgtq.pop('keyed', 'w', 10)").fetchall()
+            taken = sorted(row[0] for row in popped)
+        finally:
+            worker.execute("ROLLBACK")
+        reads, _ = job_table_reads(worker, "SELECT count(*) FROM pgtq.pop('keyed', 'w', 10)")
+    assert taken == others[:10], "the first jobs of the first ten free keys, past the flood"
+    # The first 64 jobs, 4,096 of the flood, one look per key of the
+    # queue (101), their first jobs, the claims.
+    assert reads <= 4096 + 600, f"a pop past 7,999 jobs of a busy key read {reads} rows and index entries"

@@ -9,7 +9,7 @@
 -- reads only its own entries of job_running_idx, and tick finds expired
 -- leases queue by queue (0.5.0: the index is keyed by queue first).
 BEGIN;
-SELECT plan(17);
+SELECT plan(21);
 
 SELECT ok('plan_cache_mode=force_generic_plan' = ANY (p.proconfig), 'pop runs generic plans')
 FROM pg_proc AS p WHERE p.oid = 'pgtq.pop(text, text, integer, interval, timestamptz)'::regprocedure;
@@ -96,6 +96,33 @@ SELECT is(ARRAY(SELECT j.task FROM pgtq.jobs AS j
           ARRAY['free', 'plain'], 'and takes that job and the free key''s, past the backlog');
 SELECT cmp_ok(pg_temp.job_rows_read($$SELECT count(*) FROM pgtq.pop('backlog', n => 10)$$), '<=', 200::bigint,
               'a pop past them that finds nothing reads about the first 64 jobs and one job per key');
+
+-- (0.33.0) A queue of more than 64 keys whose first jobs are of a few
+-- keys: 8,000 jobs of one key, one of them running, then one job of each
+-- of 100 other keys. A pop walks 4,096 jobs, then reads the queue's keys
+-- and takes the first job of free ones, in pop's order (until 0.32.0 it
+-- walked every job of the flooded key: 8,000 rows read here).
+SELECT count(*) FROM pgtq.push_many('flooded', 'job', ARRAY(SELECT jsonb_build_array(n) FROM generate_series(1, 8000) AS n),
+                                    lock_keys => array_fill('flood'::text, ARRAY[8000]));
+SELECT count(*) FROM pgtq.pop('flooded', n => 1);
+SELECT count(*) FROM pgtq.push_many('flooded', 'other', ARRAY(SELECT jsonb_build_array(n) FROM generate_series(1, 100) AS n),
+                                    lock_keys => ARRAY(SELECT 'other-' || n FROM generate_series(1, 100) AS n));
+SELECT cmp_ok(pg_temp.job_rows_read($$SELECT count(*) FROM pgtq.pop('flooded', n => 10)$$), '<=', 5000::bigint,
+              'a pop past 7,999 jobs of a busy key, in a queue of 101 keys, reads 4,096 of them and one job per key');
+SELECT is(ARRAY(SELECT (j.args ->> 0)::integer FROM pgtq.jobs AS j
+                WHERE j.queue = 'flooded' AND j.state = 'running' AND j.task = 'other' ORDER BY j.id),
+          ARRAY(SELECT generate_series(1, 10)), 'and takes the first jobs of the first ten other keys');
+-- A queue of more keys than the scan reads (1,025) is walked on to the
+-- end: 4,200 jobs of a busy key, then one job of each of 1,100 others.
+SELECT count(*) FROM pgtq.push_many('many-keys', 'job', ARRAY(SELECT jsonb_build_array(n) FROM generate_series(1, 4200) AS n),
+                                    lock_keys => array_fill('flood'::text, ARRAY[4200]));
+SELECT count(*) FROM pgtq.push_many('many-keys', 'other', ARRAY(SELECT jsonb_build_array(n) FROM generate_series(1, 1100) AS n),
+                                    lock_keys => ARRAY(SELECT 'many-' || n FROM generate_series(1, 1100) AS n));
+SELECT cmp_ok(pg_temp.index_reads('pgtq.job_queue_key_ready_idx', $$SELECT count(*) FROM pgtq.pop('many-keys', n => 10)$$),
+              '<=', 1030::bigint, 'a pop past 4,200 jobs of a busy key, in a queue of 1,101 keys, reads at most 1,025 keys');
+SELECT is(ARRAY(SELECT (j.args ->> 0)::integer FROM pgtq.jobs AS j
+                WHERE j.queue = 'many-keys' AND j.state = 'running' AND j.task = 'other' ORDER BY j.id),
+          ARRAY(SELECT generate_series(1, 10)), 'and walks on to the first jobs of the first ten other keys');
 
 SELECT * FROM finish();
 ROLLBACK;
