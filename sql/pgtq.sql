@@ -1818,50 +1818,6 @@ BEGIN
 END
 $$;
 
--- Guarantees: the first ready job, in pop's order (priority, then push
--- order), of each of the next `most` lock keys of `queue` after the key
--- `scanned_to`, in the keys' order, appended to `firsts`; `scanned_to`
--- becomes the last key read, and `all_keys` says that no key was left
--- after it (fewer than `most` were found). Start with scanned_to = '': a
--- lock key is never empty. A loose scan of job_queue_key_ready_idx: one
--- probe per key (4 to 5 us), however many jobs wait behind it. For
--- _choose_keyed (0.33.0), which scans a queue's keys in two steps.
-CREATE FUNCTION pgtq._first_jobs_of_keys(queue text,
-                                         INOUT firsts bigint[],
-                                         INOUT scanned_to text,
-                                         most integer,
-                                         OUT all_keys boolean)
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pgtq, pg_temp
-AS $$
-DECLARE
-    found_ids bigint[];
-BEGIN
-    SELECT coalesce(array_agg(scan.id), '{}'), max(scan.lock_key)
-    INTO found_ids, _first_jobs_of_keys.scanned_to
-    FROM (WITH RECURSIVE first_of_key AS (
-              (SELECT k.lock_key, k.id
-               FROM pgtq._job AS k
-               WHERE k.queue = _first_jobs_of_keys.queue AND k.state = 'ready' AND k.lock_key IS NOT NULL
-                 AND k.lock_key > _first_jobs_of_keys.scanned_to
-               ORDER BY k.lock_key, k.priority DESC, k.id
-               LIMIT 1)
-              UNION ALL
-              SELECT after.lock_key, after.id
-              FROM first_of_key AS f
-              CROSS JOIN LATERAL (SELECT k.lock_key, k.id
-                                  FROM pgtq._job AS k
-                                  WHERE k.queue = _first_jobs_of_keys.queue AND k.state = 'ready'
-                                    AND k.lock_key IS NOT NULL AND k.lock_key > f.lock_key
-                                  ORDER BY k.lock_key, k.priority DESC, k.id
-                                  LIMIT 1) AS after
-          )
-          SELECT first_of_key.lock_key, first_of_key.id FROM first_of_key LIMIT _first_jobs_of_keys.most) AS scan;
-    firsts := firsts || found_ids;
-    all_keys := cardinality(found_ids) < most;
-END
-$$;
-
 -- Guarantees: chooses up to n ready jobs of `queue` that may start now by
 -- the lock-key rule, locks their rows (FOR UPDATE SKIP LOCKED) and returns
 -- their ids, for pop to claim. It walks the queue's ready jobs in pop's
@@ -1887,8 +1843,8 @@ $$;
 -- running elsewhere). The walk reads the queue's first 64 ready jobs, the
 -- first of job_ready_idx (no key) and of job_keyed_ready_idx merged; a pop
 -- that finds its jobs there runs nothing more. If those 64 met fewer
--- than 64 keys, a loose scan of the queue's keys (_first_jobs_of_keys,
--- one probe per key) reads up to 65 of them; if that was every key, the
+-- than 64 keys, a loose scan of the queue's keys (one probe of
+-- job_queue_key_ready_idx per key) reads up to 65 of them; if that was every key, the
 -- pop takes the first job of each key it has not met, beside the next jobs
 -- without a key, in pop's order (0.32.0): such a pop costs the keys,
 -- however many jobs wait behind each (a pop past 100,000 jobs of 5 busy
@@ -1921,7 +1877,9 @@ DECLARE
     candidate  record;
     walked     integer := 0;        -- the ready jobs the first part met
     firsts     bigint[] := '{}';    -- the first ready job of each key the scan read
-    scanned_to text := '';          -- the last key the scan read
+    more       bigint[];
+    scanned_to text := '';          -- the last key the scan read ('': none; a key is never empty)
+    scan_to    integer;             -- the keys the scan may have read
     all_keys   boolean := false;    -- the scan read every key of the queue
     bounded    boolean := false;    -- the walk reads at most 4,096 jobs
     walk       refcursor;           -- the walk's query, one of two
@@ -1972,15 +1930,41 @@ BEGIN
     IF walked < 64 THEN
         RETURN chosen;  -- that was every ready job of the queue
     END IF;
-    -- The rest. The first 64 met fewer than 64 keys: a loose scan of the
-    -- queue's keys, up to 65; if that was all of them, their first jobs.
-    IF cardinality(met) < 64 THEN
-        SELECT s.firsts, s.scanned_to, s.all_keys INTO firsts, scanned_to, all_keys
-        FROM pgtq._first_jobs_of_keys(_choose_keyed.queue, firsts, scanned_to, 65) AS s;
-        -- More keys, but few among the first jobs: 4,096 jobs first.
-        bounded := true;
-    END IF;
-    WHILE NOT all_keys LOOP
+    -- The rest. The first 64 met fewer than 64 keys: the queue's keys, up
+    -- to 65; if that was all of them, their first jobs. If not, 4,096
+    -- jobs of the walk, then the keys again, up to 1,025.
+    bounded := cardinality(met) < 64;
+    scan_to := CASE WHEN bounded THEN 65 ELSE 0 END;
+    LOOP
+        IF scan_to > cardinality(firsts) THEN
+            -- A loose scan of job_queue_key_ready_idx from the last key
+            -- read: the first ready job of each next key, one probe per key
+            -- (4 to 5 us), however many jobs wait behind it.
+            SELECT coalesce(array_agg(scan.id), '{}'), max(scan.lock_key), count(*) < scan_to - cardinality(firsts)
+            INTO more, scanned_to, all_keys
+            FROM (WITH RECURSIVE first_of_key AS (
+                      (SELECT k.lock_key, k.id
+                       FROM pgtq._job AS k
+                       WHERE k.queue = _choose_keyed.queue AND k.state = 'ready' AND k.lock_key IS NOT NULL
+                         AND k.lock_key > scanned_to
+                       ORDER BY k.lock_key, k.priority DESC, k.id
+                       LIMIT 1)
+                      UNION ALL
+                      SELECT after.lock_key, after.id
+                      FROM first_of_key AS f
+                      CROSS JOIN LATERAL (SELECT k.lock_key, k.id
+                                          FROM pgtq._job AS k
+                                          WHERE k.queue = _choose_keyed.queue AND k.state = 'ready'
+                                            AND k.lock_key IS NOT NULL AND k.lock_key > f.lock_key
+                                          ORDER BY k.lock_key, k.priority DESC, k.id
+                                          LIMIT 1) AS after
+                  )
+                  SELECT first_of_key.lock_key, first_of_key.id
+                  FROM first_of_key
+                  LIMIT scan_to - cardinality(firsts)) AS scan;
+            firsts := firsts || more;
+            EXIT WHEN all_keys;
+        END IF;
         -- The walk: the jobs taken and keys looked at, and the keys the
         -- queue's running jobs hold, left out by look-ups in hashed sets
         -- (bounded: after its LIMIT, which then counts the jobs walked;
@@ -2062,9 +2046,7 @@ BEGIN
         -- 4,096 jobs walked (or all there were) and too few taken: the
         -- keys, up to 1,025 (about the cost of 15,000 steps of the walk);
         -- if there are more, the walk goes on through every job.
-        SELECT s.firsts, s.scanned_to, s.all_keys INTO firsts, scanned_to, all_keys
-        FROM pgtq._first_jobs_of_keys(_choose_keyed.queue, firsts, scanned_to,
-                                      1025 - cardinality(firsts)) AS s;
+        scan_to := 1025;
         bounded := false;
     END LOOP;
     -- Every key scanned: the first job of each key not met, and the next

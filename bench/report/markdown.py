@@ -257,6 +257,14 @@ def limits_table(results: dict[str, Any], scenario: str = "limits") -> str:
             "One pop of a queue whose 5 lock keys are busy (it walks every waiting job and takes none),"
             f" by jobs of those keys waiting / jobs running in another queue: {pops}.",
         ]
+    if run.get("flooded_pop"):
+        pops = ", ".join(f"{row['backlog']:,}: {row['us_per_pop']:,.1f} us" for row in run["flooded_pop"])
+        lines += [
+            "",
+            f"One pop of 10 from a queue of {run['flooded_pop'][0]['keys']:,} lock keys whose first jobs are"
+            f" those of one busy key (the others have one job each, behind them), by the busy key's"
+            f" waiting jobs: {pops}.",
+        ]
     if run.get("keyed_drain"):
         drains = ", ".join(
             f"{row['keys']:,} keys: {row['jobs_per_s']:,} jobs/s ({_thousands(row['rounds'])})"

@@ -47,6 +47,11 @@
   and the server's CPU per job (its processes' user and system time, the
   ended backends' included). Until 0.30.0 each end of a keyed job woke
   every idle worker of the queue, and each walked the backlog.
+  And a pop of 10 from a queue whose first jobs are the backlog of one
+  busy key, 10,000 or 100,000 jobs, with ``FLOOD_KEYS`` free keys of one
+  job each behind it (each pop rolled back, timed in the server): schema
+  0.33.0 reads the queue's keys after 4,096 jobs of the backlog; until
+  0.32.0 such a queue of more than 64 keys was walked job by job.
 """
 
 from __future__ import annotations
@@ -105,6 +110,25 @@ KEYED_POPS: str = (
     "SELECT extract(epoch FROM clock_timestamp() - now()), sum(c.taken) FROM"
     " (SELECT (SELECT count(*) FROM pgtq.pop(%s::text, 'bench-keyed', 10 + 0 * g)) AS taken"
     " FROM generate_series(1, %s::integer) AS g) AS c"
+)
+
+# A queue of one busy lock key flooded with waiting jobs and FLOOD_KEYS
+# other keys of one job each behind them (0.33.0).
+FLOOD_BACKLOGS = (10_000, 100_000)
+FLOOD_KEYS = 100
+FLOOD_POPS = 9
+PUSH_FLOOD: str = (
+    "SELECT count(*) FROM pgtq.push_many(%s::text, 'flood', array_fill('[]'::jsonb, ARRAY[%s::integer]),"
+    " lock_keys => array_fill('flood'::text, ARRAY[%s::integer]))"
+)
+PUSH_ONE_PER_KEY: str = (
+    "SELECT count(*) FROM pgtq.push_many(%s::text, 'other', array_fill('[]'::jsonb, ARRAY[%s::integer]),"
+    " lock_keys => ARRAY(SELECT 'other-' || n FROM generate_series(1, %s::integer) AS n))"
+)
+# Timed in the server: the select list is computed once pop has returned.
+FLOODED_POP: str = (
+    "SELECT extract(epoch FROM clock_timestamp() - statement_timestamp()), count(*)"
+    " FROM pgtq.pop(%s::text, 'bench-keyed', 10)"
 )
 
 CONFIGURE: str = "SELECT pgtq.configure_queue(queue => %s::text, max_running => %s::integer)"
@@ -257,6 +281,32 @@ def keyed_pop_alone(ctx: Context) -> list[dict[str, Any]]:
                 f"limits: a pop past {backlog:,} jobs of busy keys,"
                 f" {held:,} running elsewhere: {per_pop:,.1f} us"
             )
+    ctx.execute(pgtq_sql.RESET)
+    return rows
+
+
+def flooded_pop(ctx: Context) -> list[dict[str, Any]]:
+    """Microseconds per pop of 10 from a queue whose first jobs are a busy
+    key's backlog, with FLOOD_KEYS free keys of one job each behind it, by
+    the backlog (the median of FLOOD_POPS pops, each rolled back, in one
+    session that popped once first to make its plans)."""
+    rows = []
+    for backlog in FLOOD_BACKLOGS:
+        ctx.execute(pgtq_sql.RESET)
+        ctx.execute(PUSH_FLOOD, (KEYED_QUEUE, backlog, backlog))
+        assert int(ctx.execute(HOLD, (KEYED_QUEUE, 1))[0][0]) == 1, "the flooded key's first job runs"
+        ctx.execute(PUSH_ONE_PER_KEY, (KEYED_QUEUE, FLOOD_KEYS, FLOOD_KEYS))
+        ctx.execute("VACUUM ANALYZE pgtq._job")
+        seconds = []
+        with psycopg.connect(ctx.dsn, autocommit=True) as conn:
+            for _ in range(FLOOD_POPS + 1):
+                with conn.transaction(force_rollback=True):
+                    elapsed, taken = conn.execute(FLOODED_POP, (KEYED_QUEUE,)).fetchone()
+                assert int(taken) == 10, f"a pop took {taken} jobs of the free keys, 10 expected"
+                seconds.append(float(elapsed))
+        per_pop = statistics.median(seconds[1:]) * 1e6
+        rows.append({"backlog": backlog, "keys": FLOOD_KEYS + 1, "us_per_pop": round(per_pop, 1)})
+        log(f"limits: a pop of 10 past {backlog:,} jobs of a busy key, {FLOOD_KEYS} keys: {per_pop:,.1f} us")
     ctx.execute(pgtq_sql.RESET)
     return rows
 
@@ -414,6 +464,7 @@ def run(ctx: Context) -> dict[str, Any]:
     counts = counting(ctx)
     alone = count_alone(ctx)
     keyed = keyed_pop_alone(ctx)
+    flooded = flooded_pop(ctx)
     keyed_drains = keyed_drain(ctx)
     keyed_real = keyed_workers(ctx)
     drain_medians = medians(drains)
@@ -442,6 +493,7 @@ def run(ctx: Context) -> dict[str, Any]:
         "counting": medians(counts),
         "count_alone": alone,
         "keyed_pop_alone": keyed,
+        "flooded_pop": flooded,
         "keyed_drain": keyed_drains,
         "keyed_workers": keyed_real,
         "limited_vs_unlimited": ratio,
