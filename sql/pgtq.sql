@@ -1842,29 +1842,30 @@ $$;
 -- candidate against all their keys: 31 ms a pop with 20,000 of them
 -- running elsewhere). The walk reads the queue's first 64 ready jobs, the
 -- first of job_ready_idx (no key) and of job_keyed_ready_idx merged; a pop
--- that finds its jobs there runs nothing more. If those 64 met fewer
--- than 64 keys, a loose scan of the queue's keys (one probe of
--- job_queue_key_ready_idx per key) reads up to 65 of them; if that was every key, the
--- pop takes the first job of each key it has not met, beside the next jobs
--- without a key, in pop's order (0.32.0): such a pop costs the keys,
--- however many jobs wait behind each (a pop past 100,000 jobs of 5 busy
--- keys: 25 ms at 0.31.0, 0.5 ms). Otherwise it walks on, job by job: the
--- jobs taken and keys met, and the keys the queue's own running jobs hold
--- (read once from job_running_idx), are left out by look-ups in hashed
--- sets; a job of another key is probed. Where the first 64 met fewer than
--- 64 keys (a few keys ahead of the others, say one flooded), the walk
--- first reads 4,096 jobs; if it has not found its jobs there, the scan
--- reads on up to 1,025 keys, and if that was every key, the pop takes
--- their first jobs as above; else it walks on to the end (0.33.0: until
--- 0.32.0 such a queue of more than 64 keys was walked to the end, 26 ms a
--- pop past 100,000 jobs of one busy key, and 100 other keys). A probe
--- per key costs 4 to 5 us, a step of the walk 0.2 to 0.4: the scan pays
--- where a few keys hold long backlogs, the walk where many keys hold short
--- ones (63 ms against 6.5 past 10,000 busy keys of one waiting job each).
--- Until 0.30.0 every step of the walk was a probe. The walk stops once it
--- has n jobs (pop's enable_bitmapscan off, 0.20.0); past the first 64 it
--- fetches its rows one at a time (0.33.0; the first 64 ten at a time, as
--- any FOR loop). Needs READ COMMITTED (PT007).
+-- that finds its jobs there runs nothing more. If those 64 met fewer than
+-- 64 keys, a loose scan of the queue's keys (one probe of
+-- job_queue_key_ready_idx per key) reads up to 65 of them; if that was
+-- every key, the pop takes the first job of each key it has not met,
+-- beside the next jobs without a key, in pop's order (0.32.0): such a pop
+-- costs the keys, however many jobs wait behind each (a pop past 100,000
+-- jobs of 5 busy keys: 25 ms at 0.31.0, 0.5 ms). Otherwise it walks on,
+-- job by job: the jobs taken and keys met, and the keys the queue's own
+-- running jobs hold (read once from job_running_idx), are left out by
+-- look-ups in hashed sets; a job of another key is probed. Where the first
+-- 64 met fewer than 64 keys (a few keys ahead of the others, say one
+-- flooded), the walk first reads 4,096 jobs; if it has not found its jobs
+-- there and more wait (the backend's count of the entries it read says so,
+-- pg_stat_get_xact_tuples_returned), the scan reads on up to 1,025 keys,
+-- and if that was every key, the pop takes their first jobs as above; else
+-- it walks on to the end (0.33.0: until 0.32.0 such a queue of more than
+-- 64 keys was walked to the end, 26 ms a pop past 100,000 jobs of one busy
+-- key, and 100 other keys). A probe per key costs 4 to 5 us, a step of the
+-- walk 0.2 to 0.4: the scan pays where a few keys hold long backlogs, the
+-- walk where many keys hold short ones (63 ms against 6.5 past 10,000 busy
+-- keys of one waiting job each). Until 0.30.0 every step of the walk was a
+-- probe. The walk stops once it has n jobs (pop's enable_bitmapscan off,
+-- 0.20.0; as any FOR loop, it reads its query's rows ten at a time).
+-- Needs READ COMMITTED (PT007).
 CREATE FUNCTION pgtq._choose_keyed(queue text, n integer, as_of timestamptz)
 RETURNS bigint[]
 LANGUAGE plpgsql
@@ -1882,7 +1883,7 @@ DECLARE
     scan_to    integer;             -- the keys the scan may have read
     all_keys   boolean := false;    -- the scan read every key of the queue
     bounded    boolean := false;    -- the walk reads at most 4,096 jobs
-    walk       refcursor;           -- the walk's query, one of two
+    entries_read bigint;            -- ready-index entries read before the bounded walk
 BEGIN
     PERFORM pgtq._check_read_committed(_choose_keyed.queue);
     -- The first 64 ready jobs, each job of a key with a probe (is a job of
@@ -1970,60 +1971,66 @@ BEGIN
         -- (bounded: after its LIMIT, which then counts the jobs walked;
         -- else at each index scan).
         IF bounded THEN
-            OPEN walk FOR
-                SELECT w.id, w.lock_key,
-                       w.lock_key IS NOT NULL
-                       AND EXISTS (SELECT FROM pgtq._job AS r
-                                   WHERE r.lock_key = w.lock_key
-                                     AND r.lease IS NOT NULL AND r.lease_expires_at IS NOT NULL  -- running
-                                     AND r.lease_expires_at > _choose_keyed.as_of) AS busy
-                FROM ((SELECT u.id, u.lock_key, u.priority
-                       FROM pgtq._job AS u
-                       WHERE u.queue = _choose_keyed.queue AND u.state = 'ready' AND u.lock_key IS NULL
-                       ORDER BY u.priority DESC, u.id)
-                      UNION ALL
-                      (SELECT k.id, k.lock_key, k.priority
-                       FROM pgtq._job AS k
-                       WHERE k.queue = _choose_keyed.queue AND k.state = 'ready' AND k.lock_key IS NOT NULL
-                       ORDER BY k.priority DESC, k.id)
-                      ORDER BY priority DESC, id
-                      LIMIT 4096) AS w
-                WHERE w.id NOT IN (SELECT unnest(chosen))
-                  AND (w.lock_key IS NULL
-                       OR (w.lock_key NOT IN (SELECT unnest(met))
-                           AND w.lock_key NOT IN (SELECT h.lock_key FROM pgtq._job AS h
-                                                  WHERE h.queue = _choose_keyed.queue AND h.state = 'running'
-                                                    AND h.lease_expires_at > _choose_keyed.as_of
-                                                    AND h.lock_key IS NOT NULL)));
-        ELSE
-            OPEN walk FOR
-                SELECT c.id, c.lock_key,
-                       c.lock_key IS NOT NULL
-                       AND EXISTS (SELECT FROM pgtq._job AS r
-                                   WHERE r.lock_key = c.lock_key
-                                     AND r.lease IS NOT NULL AND r.lease_expires_at IS NOT NULL  -- running
-                                     AND r.lease_expires_at > _choose_keyed.as_of) AS busy
-                FROM ((SELECT u.id, u.lock_key, u.priority
-                       FROM pgtq._job AS u
-                       WHERE u.queue = _choose_keyed.queue AND u.state = 'ready' AND u.lock_key IS NULL
-                         AND u.id NOT IN (SELECT unnest(chosen))
-                       ORDER BY u.priority DESC, u.id)
-                      UNION ALL
-                      (SELECT k.id, k.lock_key, k.priority
-                       FROM pgtq._job AS k
-                       WHERE k.queue = _choose_keyed.queue AND k.state = 'ready' AND k.lock_key IS NOT NULL
-                         AND k.id NOT IN (SELECT unnest(chosen))
-                         AND k.lock_key NOT IN (SELECT unnest(met))
-                         AND k.lock_key NOT IN (SELECT h.lock_key FROM pgtq._job AS h
-                                                WHERE h.queue = _choose_keyed.queue AND h.state = 'running'
-                                                  AND h.lease_expires_at > _choose_keyed.as_of
-                                                  AND h.lock_key IS NOT NULL)
-                       ORDER BY k.priority DESC, k.id)
-                      ORDER BY priority DESC, id) AS c;
+            -- The entries of the two ready indexes read so far in this
+            -- transaction (the backend counts them as it reads).
+            entries_read := pg_stat_get_xact_tuples_returned('pgtq.job_ready_idx'::regclass)
+                            + pg_stat_get_xact_tuples_returned('pgtq.job_keyed_ready_idx'::regclass);
         END IF;
+        -- One statement, two forms, the one `bounded` names (a one-time
+        -- filter each): a FOR loop fetches ten rows at a time, a cursor's
+        -- FETCH one (about 6 us more a job taken).
+        FOR candidate IN
+            SELECT w.id, w.lock_key,
+                   w.lock_key IS NOT NULL
+                   AND EXISTS (SELECT FROM pgtq._job AS r
+                               WHERE r.lock_key = w.lock_key
+                                 AND r.lease IS NOT NULL AND r.lease_expires_at IS NOT NULL  -- running
+                                 AND r.lease_expires_at > _choose_keyed.as_of) AS busy
+            FROM ((SELECT u.id, u.lock_key, u.priority
+                   FROM pgtq._job AS u
+                   WHERE u.queue = _choose_keyed.queue AND u.state = 'ready' AND u.lock_key IS NULL
+                   ORDER BY u.priority DESC, u.id)
+                  UNION ALL
+                  (SELECT k.id, k.lock_key, k.priority
+                   FROM pgtq._job AS k
+                   WHERE k.queue = _choose_keyed.queue AND k.state = 'ready' AND k.lock_key IS NOT NULL
+                   ORDER BY k.priority DESC, k.id)
+                  ORDER BY priority DESC, id
+                  LIMIT 4096) AS w
+            WHERE bounded
+              AND w.id NOT IN (SELECT unnest(chosen))
+              AND (w.lock_key IS NULL
+                   OR (w.lock_key NOT IN (SELECT unnest(met))
+                       AND w.lock_key NOT IN (SELECT h.lock_key FROM pgtq._job AS h
+                                              WHERE h.queue = _choose_keyed.queue AND h.state = 'running'
+                                                AND h.lease_expires_at > _choose_keyed.as_of
+                                                AND h.lock_key IS NOT NULL)))
+            UNION ALL
+            SELECT c.id, c.lock_key,
+                   c.lock_key IS NOT NULL
+                   AND EXISTS (SELECT FROM pgtq._job AS r
+                               WHERE r.lock_key = c.lock_key
+                                 AND r.lease IS NOT NULL AND r.lease_expires_at IS NOT NULL  -- running
+                                 AND r.lease_expires_at > _choose_keyed.as_of) AS busy
+            FROM ((SELECT u.id, u.lock_key, u.priority
+                   FROM pgtq._job AS u
+                   WHERE u.queue = _choose_keyed.queue AND u.state = 'ready' AND u.lock_key IS NULL
+                     AND u.id NOT IN (SELECT unnest(chosen))
+                   ORDER BY u.priority DESC, u.id)
+                  UNION ALL
+                  (SELECT k.id, k.lock_key, k.priority
+                   FROM pgtq._job AS k
+                   WHERE k.queue = _choose_keyed.queue AND k.state = 'ready' AND k.lock_key IS NOT NULL
+                     AND k.id NOT IN (SELECT unnest(chosen))
+                     AND k.lock_key NOT IN (SELECT unnest(met))
+                     AND k.lock_key NOT IN (SELECT h.lock_key FROM pgtq._job AS h
+                                            WHERE h.queue = _choose_keyed.queue AND h.state = 'running'
+                                              AND h.lease_expires_at > _choose_keyed.as_of
+                                              AND h.lock_key IS NOT NULL)
+                   ORDER BY k.priority DESC, k.id)
+                  ORDER BY priority DESC, id) AS c
+            WHERE NOT bounded
         LOOP
-            FETCH walk INTO candidate;
-            EXIT WHEN NOT FOUND;
             IF candidate.lock_key IS NOT NULL THEN
                 CONTINUE WHEN candidate.lock_key = ANY (met);
                 met := met || candidate.lock_key;
@@ -2039,13 +2046,21 @@ BEGIN
             chosen := chosen || candidate.id;
             EXIT WHEN cardinality(chosen) >= _choose_keyed.n;
         END LOOP;
-        CLOSE walk;
         IF cardinality(chosen) >= _choose_keyed.n OR NOT bounded THEN
             RETURN chosen;  -- enough, or every ready job walked
         END IF;
-        -- 4,096 jobs walked (or all there were) and too few taken: the
-        -- keys, up to 1,025 (about the cost of 15,000 steps of the walk);
-        -- if there are more, the walk goes on through every job.
+        -- Fewer than 4,096 entries read: the walk met every ready job of
+        -- the queue (the LIMIT stops it only after 4,096 rows, each an
+        -- entry). Without the counts (track_counts off) it cannot tell.
+        IF current_setting('track_counts')::boolean
+           AND pg_stat_get_xact_tuples_returned('pgtq.job_ready_idx'::regclass)
+               + pg_stat_get_xact_tuples_returned('pgtq.job_keyed_ready_idx'::regclass)
+               - entries_read < 4096 THEN
+            RETURN chosen;
+        END IF;
+        -- 4,096 jobs walked and too few taken: the keys, up to 1,025
+        -- (about the cost of 15,000 steps of the walk); if there are
+        -- more, the walk goes on through every job.
         scan_to := 1025;
         bounded := false;
     END LOOP;

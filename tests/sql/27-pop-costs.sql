@@ -9,7 +9,7 @@
 -- reads only its own entries of job_running_idx, and tick finds expired
 -- leases queue by queue (0.5.0: the index is keyed by queue first).
 BEGIN;
-SELECT plan(21);
+SELECT plan(23);
 
 SELECT ok('plan_cache_mode=force_generic_plan' = ANY (p.proconfig), 'pop runs generic plans')
 FROM pg_proc AS p WHERE p.oid = 'pgtq.pop(text, text, integer, interval, timestamptz)'::regprocedure;
@@ -123,6 +123,18 @@ SELECT cmp_ok(pg_temp.index_reads('pgtq.job_queue_key_ready_idx', $$SELECT count
 SELECT is(ARRAY(SELECT (j.args ->> 0)::integer FROM pgtq.jobs AS j
                 WHERE j.queue = 'many-keys' AND j.state = 'running' AND j.task = 'other' ORDER BY j.id),
           ARRAY(SELECT generate_series(1, 10)), 'and walks on to the first jobs of the first ten other keys');
+
+-- Fewer than 4,097 ready jobs, too few free keys for the pop: the walk
+-- reads them all and the pop reads no more keys than the first 65 (3,000
+-- jobs of the busy key 'flood', then one job of each of 300 keys).
+SELECT count(*) FROM pgtq.push_many('shallow', 'job', ARRAY(SELECT jsonb_build_array(n) FROM generate_series(1, 3000) AS n),
+                                    lock_keys => array_fill('flood'::text, ARRAY[3000]));
+SELECT count(*) FROM pgtq.push_many('shallow', 'other', ARRAY(SELECT jsonb_build_array(n) FROM generate_series(1, 300) AS n),
+                                    lock_keys => ARRAY(SELECT 'shallow-' || n FROM generate_series(1, 300) AS n));
+SELECT cmp_ok(pg_temp.index_reads('pgtq.job_queue_key_ready_idx', $$SELECT count(*) FROM pgtq.pop('shallow', n => 400)$$),
+              '<=', 70::bigint, 'a pop of a queue of 3,300 ready jobs that wants more than it finds reads 65 keys, not 301');
+SELECT is((SELECT count(*) FROM pgtq.jobs WHERE queue = 'shallow' AND state = 'running'), 300::bigint,
+          'and takes the first job of each free key');
 
 SELECT * FROM finish();
 ROLLBACK;
