@@ -70,6 +70,7 @@ PREVIOUS_RELEASES = {
     "0.30.0": "97e64f5fae587fba069e225648b99e518cad044b",
     "0.31.0": "bb5d7a06c0e206c7f7a73f426037f67faeaa93e6",
     "0.32.0": "5d3b459f07c3ea9b540ce6a47489b6e94ea27c0d",
+    "0.33.0": "15789b8e935caa4a23e279b6645c2afa3a15a5a8",
 }
 PREVIOUS = known_versions()[-2]
 CURRENT = schema_version()
