@@ -428,6 +428,18 @@ CREATE TABLE pgtq._sampler (
 );
 INSERT INTO pgtq._sampler DEFAULT VALUES;
 
+-- The transaction-id clock (0.34.0): at each history sample, the id of
+-- the sampling transaction, with the sample's time, kept as long as the
+-- history. Ids are handed out in order, so an id below a sample's was
+-- handed out before that sample: health() dates by it the xmin of a
+-- standby's feedback, which has no time of its own (_xid_time).
+CREATE TABLE pgtq._xid_clock (
+    sampled_at  timestamptz NOT NULL,
+    xid         xid8 NOT NULL,
+    CONSTRAINT xid_clock_pkey PRIMARY KEY (sampled_at)
+);
+CREATE INDEX xid_clock_xid_idx ON pgtq._xid_clock (xid);
+
 -- Lease expiries that tick rescued and the next sample has not counted
 -- yet: tick inserts (never updates: concurrent ticks never wait on each
 -- other), the sample deletes what it counts.
@@ -3232,7 +3244,9 @@ $$;
 -- sample. period_start is the last sample, at most an hour back (a minute
 -- back for the first). A job whose finishing transaction commits after
 -- the sample that its finished_at falls before is not counted, nor one
--- pruned before the sample. Then rows older than history_retention go.
+-- pruned before the sample. It also writes the transaction-id clock's
+-- entry (0.34.0: _xid_clock, the sample's time and this transaction's
+-- id). Then rows of both older than history_retention go.
 -- Cost: one pass over the live jobs (their partial indexes) and one over
 -- the period's finished jobs, once a minute. tick's step 5, apart so that
 -- tick stays readable; it writes, so it runs with the owner's rights, and
@@ -3315,11 +3329,16 @@ BEGIN
     LEFT JOIN expiries AS x ON x.queue = k.queue AND x.task = k.task
     ON CONFLICT ON CONSTRAINT history_pkey DO NOTHING;
 
+    INSERT INTO pgtq._xid_clock AS c (sampled_at, xid)
+    VALUES (_sample_history.as_of, pg_current_xact_id())
+    ON CONFLICT ON CONSTRAINT xid_clock_pkey DO NOTHING;
+
     UPDATE pgtq._sampler AS h
     SET next_sample_at = date_trunc('minute', _sample_history.as_of, 'UTC') + interval '1 minute',
         last_sampled_at = _sample_history.as_of;
     SELECT s.history_retention INTO retention FROM pgtq._settings AS s;
     DELETE FROM pgtq._history AS h WHERE h.sampled_at <= _sample_history.as_of - retention;
+    DELETE FROM pgtq._xid_clock AS c WHERE c.sampled_at <= _sample_history.as_of - retention;
     RETURN true;
 END
 $$;
@@ -5447,6 +5466,38 @@ AS $$
     FROM ranked
 $$;
 
+-- Guarantees: the time by which the transaction id `held` (the xmin of a
+-- standby's feedback) had been handed out, by the transaction-id clock
+-- (0.34.0, _xid_clock): the time of the clock's entry of the lowest id
+-- at or above `held`. An xmin at or below an entry's id was taken before
+-- that entry's transaction ended, and the horizon it holds keeps every
+-- row version changed since that id: so it is at least as old as as_of
+-- minus that time, to within the minute between samples. NULL when no
+-- entry is at or above it (it is younger than the last sample, or the
+-- history, and with it the clock, is off) or for a NULL `held`. `held` has 32 bits: it is placed
+-- within 2^31 ids of the next id this snapshot knows, below or above (a
+-- feedback read after the snapshot may be a few ids ahead of it).
+-- Read-only; only _health_cleanup calls it.
+CREATE FUNCTION pgtq._xid_time(held xid)
+RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+    WITH known AS (
+        SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS next_id
+    ), placed AS (
+        -- next_id minus the signed 32-bit distance from held up to it
+        SELECT k.next_id - (((k.next_id - held::text::bigint) % 4294967296 + 6442450944) % 4294967296
+                            - 2147483648) AS held_id
+        FROM known AS k
+    )
+    SELECT c.sampled_at
+    FROM placed AS p
+    JOIN pgtq._xid_clock AS c ON c.xid >= p.held_id::text::xid8
+    ORDER BY c.xid
+    LIMIT 1
+$$;
+
 -- Guarantees: the cleanup check of health(): one row. 'warning' names
 -- what holds back the cleanup of dead rows, the worst first:
 --   * (0.19.0) an inactive replication slot that keeps an xmin (the
@@ -5459,15 +5510,22 @@ $$;
 --     transaction id (a client session other than the caller's, or a
 --     prepared transaction): its age, pid, role, application and state,
 --     and (0.22.0) how to end it: pg_terminate_backend(pid) for a
---     session, COMMIT PREPARED or ROLLBACK PREPARED for a prepared one.
+--     session, COMMIT PREPARED or ROLLBACK PREPARED for a prepared one;
+--   * (0.34.0) a connected standby whose hot_standby_feedback keeps an
+--     xmin older than `old_transaction` (its oldest query, or its replay
+--     running behind): the standby's name, its slot (or none) and its
+--     walsender's pid, and the least age of that xmin, dated by the
+--     transaction-id clock (_xid_time: to within the minute between
+--     samples, so it is named up to a minute late; with the history off
+--     there is no clock, and it is not named). A walsender without a slot
+--     is seen only by a caller with pg_read_all_stats, as
+--     pg_stat_replication shows it.
 -- 'ok' when there is none, 'unknown' when there is none in sight but the
 -- caller (or the owner of pgtq, whose rights this runs with) may not see
 -- every session. It shows only the sessions that pg_stat_activity shows
 -- the session user (sessions of roles it has the rights of, or all with
 -- pg_read_all_stats), so it reveals nothing more than the caller could
--- read there; pg_replication_slots is every role's to read. A slot in use
--- (its standby connected) is not named: its xmin follows the standby's
--- queries, and a long one there shows as nothing here.
+-- read there; pg_replication_slots is every role's to read.
 CREATE FUNCTION pgtq._health_cleanup(old_transaction interval, as_of timestamptz,
                                      OUT status text, OUT detail text)
 LANGUAGE sql STABLE
@@ -5476,6 +5534,18 @@ AS $$
     WITH sees_all AS (
         SELECT pg_has_role(session_user, 'pg_read_all_stats', 'USAGE')
                AND pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS yes
+    ), feedback AS (
+        -- A connected standby's feedback: its slot's xmin while the slot
+        -- is in use, else the xmin its walsender holds.
+        SELECT format('slot %s', quote_literal(r.slot_name)) AS source, r.active_pid AS pid,
+               pgtq._xid_time(r.xmin) AS since
+        FROM pg_replication_slots AS r
+        WHERE r.active AND r.xmin IS NOT NULL
+        UNION ALL
+        SELECT 'no slot', w.pid, pgtq._xid_time(w.backend_xmin)
+        FROM pg_stat_replication AS w
+        JOIN sees_all AS s ON s.yes
+        WHERE w.backend_xmin IS NOT NULL
     ), holders AS (
         SELECT '-infinity'::timestamptz AS since,  -- it never ends by itself: first
                format('an inactive replication slot %s (%s), whose xmin is %s transactions old,',
@@ -5484,6 +5554,19 @@ AS $$
                'the standby''s oldest snapshot' AS since_what
         FROM pg_replication_slots AS r
         WHERE NOT r.active AND r.xmin IS NOT NULL
+        UNION ALL
+        SELECT f.since,
+               format('the standby %s (%s, walsender pid %s), whose oldest snapshot is at least %s old,',
+                      coalesce((SELECT quote_literal(w.application_name)
+                                FROM pg_stat_replication AS w
+                                JOIN sees_all AS s ON s.yes
+                                WHERE w.pid = f.pid), 'of a name only pg_read_all_stats sees'),
+                      f.source, f.pid, pgtq._health_age(_health_cleanup.as_of - f.since)),
+               'its oldest query there ends (the standby''s pg_stat_activity shows it), or it catches up '
+               'with its replay, or hot_standby_feedback is turned off there',
+               'that snapshot'
+        FROM feedback AS f
+        WHERE f.since < _health_cleanup.as_of - _health_cleanup.old_transaction
         UNION ALL
         SELECT a.xact_start,
                format('a transaction open for %s (pid %s, role %s, application %s, %s)',
@@ -5564,9 +5647,11 @@ $$;
 --              Up to 10 queues are named, the worst first;
 --   cleanup    an inactive replication slot that keeps an xmin (0.19.0),
 --              else the oldest open transaction of this database (another
---              session's, or a prepared one) that began longer than
---              `old_transaction` ago: until it ends, vacuum keeps every
---              row version it might see, and the table grows (until
+--              session's, or a prepared one) or (0.34.0) the oldest
+--              snapshot a connected standby's feedback keeps, that
+--              began longer than `old_transaction` ago: until it ends,
+--              vacuum keeps every row version it might see, and the
+--              table grows (until
 --              0.18.0 each claim also stepped over the index entries of
 --              every job claimed since: a snapshot held for 60 s under
 --              10,000 jobs/s halved the drain rate; pops now seek from
@@ -5621,7 +5706,8 @@ $$;
 --                      more than 0 and at most 100 years (default 1 minute);
 --   history_retention  how long the queue history keeps its samples, 0 to
 --                      31 days (default 24 hours); 0 switches the history
---                      off and deletes it, a positive value after 0
+--                      off and deletes it (and the transaction-id clock
+--                      kept beside it, 0.34.0), a positive value after 0
 --                      switches it on at the next tick; a shorter one
 --                      trims at the next sample.
 -- A bad value raises PT004 and changes nothing. Meant for pgtq_admin.
@@ -5656,6 +5742,7 @@ BEGIN
     IF configure.history_retention = interval '0' THEN
         UPDATE pgtq._sampler AS h SET next_sample_at = 'infinity', last_sampled_at = NULL;
         DELETE FROM pgtq._history;
+        DELETE FROM pgtq._xid_clock;
     ELSIF configure.history_retention > interval '0' THEN
         UPDATE pgtq._sampler AS h SET next_sample_at = '-infinity' WHERE h.next_sample_at = 'infinity';
     END IF;

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pgcluster
@@ -140,6 +140,97 @@ def test_a_slot_left_by_a_standby_that_went_away_is_named_until_dropped() -> Non
             with psycopg.connect(primary.dsn, autocommit=True) as admin:
                 admin.execute("SELECT pg_drop_replication_slot(%s)", [SLOT])
             assert checks(database)["cleanup"].ok, "dropped: nothing holds cleanup back"
+
+
+REPLICA = "reporting_replica"
+FEEDBACK_SLOT = "reporting_slot"
+SAMPLED = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def cleanup_at(dsn: str, as_of: datetime) -> tuple[str, str]:
+    """The cleanup check's status and detail at ``as_of`` (old_transaction:
+    5 minutes)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT status, detail FROM pgtq.health(old_transaction => '5 minutes', as_of => %s)"
+            " WHERE name = 'cleanup'",
+            [as_of],
+        ).fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
+def feedback_xmin(dsn: str, slot: str | None) -> bool:
+    """Whether the primary holds an xmin of REPLICA's feedback: on ``slot``
+    in use, or on its walsender when ``slot`` is None."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        if slot is None:
+            found = (
+                "SELECT 1 FROM pg_stat_replication WHERE application_name = %s AND backend_xmin IS NOT NULL"
+            )
+            return conn.execute(found, [REPLICA]).fetchone() is not None
+        found = "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s AND active AND xmin IS NOT NULL"
+        return conn.execute(found, [slot]).fetchone() is not None
+
+
+def assert_feedback_named(
+    primary: pgcluster.Cluster, standby: pgcluster.Cluster, sampled: datetime, how: str
+) -> None:
+    """A snapshot held on the standby, older than the primary's sample at
+    ``sampled`` (a tick that writes the transaction-id clock): named ten
+    minutes later, with its standby, ``how`` it connects and its least
+    age; not two minutes later (under old_transaction); not once it ended."""
+    with psycopg.connect(standby.dsn) as reader:
+        reader.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        reader.execute("SELECT count(*) FROM pg_class")  # takes the snapshot
+        with psycopg.connect(primary.dsn, autocommit=True) as admin:
+            admin.execute("SELECT pgtq.tick(as_of => %s)", [sampled])
+            walsender = scalar(
+                admin, "SELECT pid FROM pg_stat_replication WHERE application_name = %s", [REPLICA]
+            )
+        status, detail = cleanup_at(primary.dsn, sampled + timedelta(minutes=10))
+        assert status == "warning", detail
+        named = (
+            f"the standby '{REPLICA}' ({how}, walsender pid {walsender}),"
+            " whose oldest snapshot is at least 10 min old,"
+        )
+        assert detail.startswith(named), detail
+        assert "holds back the cleanup of dead rows: until its oldest query there ends" in detail
+        assert cleanup_at(primary.dsn, sampled + timedelta(minutes=2))[0] == "ok", (
+            "younger than old_transaction"
+        )
+        reader.rollback()
+    wait_until(lambda: cleanup_at(primary.dsn, sampled + timedelta(minutes=10))[0] == "ok", timeout=30)
+
+
+def test_a_standby_whose_feedback_keeps_an_old_snapshot_is_named_with_its_age() -> None:
+    """A connected standby with hot_standby_feedback holds back the cleanup
+    of dead rows as long as its oldest snapshot: health (schema 0.34.0)
+    dates the xmin of its feedback by the history's transaction-id clock,
+    without a slot (the walsender's xmin) and with one (the slot's)."""
+    with own_clusters() as started:
+        primary = pgcluster.start_throwaway(lambda _cluster: {})
+        started.append(primary)
+        install_test_schema(primary.dsn)
+        standby = pgcluster.start_standby(primary, REPLICA)
+        started.append(standby)
+        with psycopg.connect(standby.dsn, autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM SET hot_standby_feedback = on")
+            conn.execute("ALTER SYSTEM SET wal_receiver_status_interval = 1")
+            conn.execute("SELECT pg_reload_conf()")
+        wait_until(lambda: feedback_xmin(primary.dsn, None), timeout=60)
+        assert cleanup_at(primary.dsn, SAMPLED)[0] == "ok", "no clock yet: nothing to date it by"
+        assert_feedback_named(primary, standby, SAMPLED, "no slot")
+
+        with psycopg.connect(primary.dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_create_physical_replication_slot(%s)", [FEEDBACK_SLOT])
+        with psycopg.connect(standby.dsn, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("ALTER SYSTEM SET primary_slot_name = {}").format(sql.Literal(FEEDBACK_SLOT))
+            )
+            conn.execute("SELECT pg_reload_conf()")
+        wait_until(lambda: feedback_xmin(primary.dsn, FEEDBACK_SLOT), timeout=60)
+        assert_feedback_named(primary, standby, SAMPLED + timedelta(hours=1), f"slot '{FEEDBACK_SLOT}'")
 
 
 def test_a_role_that_sees_only_its_own_sessions_is_told_so(

@@ -4,7 +4,7 @@
 -- metrics(). Concurrent ticks sampling once per minute are proved with
 -- real sessions in tests/py/test_history.py.
 BEGIN;
-SELECT plan(45);
+SELECT plan(55);
 SET LOCAL TIME ZONE 'UTC';
 
 CREATE TEMP TABLE made (name text PRIMARY KEY, id bigint);
@@ -128,10 +128,15 @@ SELECT is((SELECT history_retention FROM pgtq.configure(history_retention => '2 
 SELECT pgtq.tick(as_of => '2030-01-01 00:05:00+00');
 SELECT is((SELECT min(sampled_at) FROM pgtq.queue_history), '2030-01-01 00:03:30+00'::timestamptz,
     'the next sample deletes the samples older than the retention');
+SELECT is((SELECT xid FROM pgtq._xid_clock WHERE sampled_at = '2030-01-01 00:05:00+00'), pg_current_xact_id(),
+    'a sample writes the transaction-id clock: its time and the id of its transaction (0.34.0)');
+SELECT is((SELECT min(sampled_at) FROM pgtq._xid_clock), '2030-01-01 00:03:30+00'::timestamptz,
+    'the clock keeps what the history keeps');
 
 SELECT is((SELECT history_retention FROM pgtq.configure(history_retention => '0')), interval '0',
     'a retention of 0 switches the history off');
 SELECT is((SELECT count(*)::int FROM pgtq.queue_history), 0, 'and deletes it');
+SELECT is((SELECT count(*)::int FROM pgtq._xid_clock), 0, 'and the transaction-id clock');
 SELECT pgtq.tick(as_of => '2030-01-01 00:06:00+00');
 SELECT pgtq.tick(as_of => '2029-01-01 00:00:00+00');
 SELECT is((SELECT count(*)::int FROM pgtq.queue_history), 0, 'no tick samples while it is off');
@@ -148,6 +153,30 @@ SELECT is((SELECT DISTINCT period_start FROM pgtq.queue_history), '2030-01-01 00
 SELECT pgtq.tick('q2', '2030-01-01 00:07:00+00');
 SELECT is((SELECT array_agg(DISTINCT queue) FROM pgtq.queue_history WHERE sampled_at = '2030-01-01 00:07:00+00'),
     ARRAY['q1'], 'tick(queue) samples every queue');
+
+-- ------------------------------------------------ the transaction-id clock
+-- _xid_time (0.34.0): the time of the clock's entry of the lowest id at or
+-- above a 32-bit xid, placed within 2^31 ids of the next id (ahead of it too).
+CREATE FUNCTION pg_temp.id_at(distance bigint) RETURNS xid8 LANGUAGE sql AS $$
+    SELECT (pg_current_xact_id()::text::bigint + distance)::text::xid8
+$$;
+CREATE FUNCTION pg_temp.time_of(distance bigint) RETURNS timestamptz LANGUAGE sql AS $$
+    SELECT pgtq._xid_time(((pg_current_xact_id()::text::bigint + distance) % 4294967296)::text::xid)
+$$;
+DELETE FROM pgtq._xid_clock;
+SELECT is(pg_temp.time_of(-1), NULL, 'an empty clock dates nothing');
+INSERT INTO pgtq._xid_clock (sampled_at, xid)
+VALUES ('2030-01-01 01:00+00', pg_temp.id_at(-500)), ('2030-01-01 01:01+00', pg_temp.id_at(-100)),
+       ('2030-01-01 01:02+00', pg_temp.id_at(3)), ('2030-01-01 01:03+00', pg_temp.id_at(10));
+SELECT is(pg_temp.time_of(-600), '2030-01-01 01:00+00'::timestamptz,
+    'an id below every entry: handed out before the first');
+SELECT is(pg_temp.time_of(-500), '2030-01-01 01:00+00'::timestamptz,
+    'an entry''s own id: that entry (its transaction had not ended)');
+SELECT is(pg_temp.time_of(-101), '2030-01-01 01:01+00'::timestamptz, 'an id between two entries: before the later');
+SELECT is(pg_temp.time_of(2), '2030-01-01 01:02+00'::timestamptz,
+    'an id a little ahead of this transaction''s: placed ahead, not an epoch back');
+SELECT is(pg_temp.time_of(11), NULL, 'an id above the last entry: too young to date');
+SELECT is(pgtq._xid_time(NULL), NULL, 'a NULL id: none');
 
 SELECT * FROM finish();
 ROLLBACK;
