@@ -346,9 +346,11 @@ class Database:
     ) -> list[HealthCheck] | None:
         """What needs an operator's look (``pgtq.health``), one record per
         check, in order: ``queues`` (jobs due longer than ``late`` that no
-        live worker serves, or that nothing ticks), ``cleanup`` (a
-        transaction older than ``old_transaction`` that holds back the
-        cleanup of dead rows) and ``schedules`` (periodic schedules whose
+        live worker serves, or that nothing ticks), ``cleanup`` (what
+        holds back the cleanup of dead rows: a replication slot a standby
+        left, or a transaction, or from schema 0.34.0 a connected
+        standby's oldest snapshot, older than ``old_transaction``) and
+        ``schedules`` (periodic schedules whose
         last run failed). Durations in seconds or timedeltas; None takes
         the function's default (1 and 5 minutes). None when the schema has
         no health check (before 0.14.0)."""

@@ -186,12 +186,16 @@ def unschedule(name: str, dsn: str | None, as_json: bool) -> int:
 
 
 @cli.command(
-    help="Check what needs a look (pgtq.health): queues whose jobs nobody handles, an old transaction "
-    "holding back the cleanup of dead rows, periodic schedules that failed. Exit 0 when all is well, 5 "
-    "when a check warns."
+    help="Check what needs a look (pgtq.health): queues whose jobs nobody handles, an old transaction, "
+    "a slot a standby left or a standby's old snapshot holding back the cleanup of dead rows, periodic "
+    "schedules that failed. Exit 0 when all is well, 5 when a check warns."
 )
 @click.option("--late", help="how long a due job may wait unhandled (default: pgtq.health's, 1m)")
-@click.option("--old-transaction", help="how old an open transaction may grow (default: pgtq.health's, 5m)")
+@click.option(
+    "--old-transaction",
+    help="how old an open transaction, or the oldest snapshot a standby's feedback keeps, may grow "
+    "(default: pgtq.health's, 5m)",
+)
 @click.option(
     "--rows",
     is_flag=True,
