@@ -23,7 +23,8 @@ Two kinds of figures, on one registry:
   ``pgtq_worker_jobs_failed_total{queue,task}`` (failed attempts, retried
   or final) and the histogram ``pgtq_worker_job_duration_seconds{queue,task}``.
 
-``pgtq worker --metrics-port 9108`` serves both at ``/metrics``. The
+``pgtq worker --metrics-port 9108`` serves both at ``/metrics``
+(``--no-queue-metrics``: the worker-local ones alone). The
 dashboard mounts ``asgi_app(database)``, which serves the queue-level
 figures. Each scrape costs one ``pgtq.metrics()`` call: a pass over the
 live jobs (their partial indexes) and over the period's history rows.
@@ -195,10 +196,12 @@ class QueueCollector:
 
 
 class WorkerMetrics:
-    """The worker-local counters and histogram, and the queue-level
-    collector, on one registry."""
+    """The worker-local counters and histogram, and (``queue_figures``)
+    the queue-level collector, on one registry."""
 
-    def __init__(self, database: Database, period: timedelta = timedelta(minutes=5)) -> None:
+    def __init__(
+        self, database: Database, period: timedelta = timedelta(minutes=5), *, queue_figures: bool = True
+    ) -> None:
         prometheus = _prometheus()
         self.registry: CollectorRegistry = prometheus.CollectorRegistry()
         labels = ("queue", "task")
@@ -220,7 +223,8 @@ class WorkerMetrics:
             labels,
             registry=self.registry,
         )
-        self.registry.register(QueueCollector(database, period))
+        if queue_figures:
+            self.registry.register(QueueCollector(database, period))
 
     def record(self, outcome: Outcome, taken: bool) -> None:
         """Count one written outcome (``taken``: its lease still held)."""

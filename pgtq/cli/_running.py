@@ -108,6 +108,13 @@ def _listen_dsns(
     help="serve Prometheus metrics at http://HOST:PORT/metrics (needs pgtq[metrics])",
 )
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="address of --metrics-port")
+@click.option(
+    "--queue-metrics/--no-queue-metrics",
+    default=True,
+    show_default=True,
+    help="serve the queue-level figures (pgtq.metrics(), one pass over the live jobs at each scrape) "
+    "beside this worker's own; in a fleet, let one worker or the dashboard serve them",
+)
 def worker(targets: tuple[str, ...], dsn: str | None, listen_dsns: tuple[str, ...], **options: Any) -> int:
     from pgtq.worker import main_loop
 

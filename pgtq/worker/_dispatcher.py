@@ -878,6 +878,7 @@ def main_loop(
     listen_dsn: str | Mapping[str, str] | None = None,
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
+    queue_metrics: bool = True,
 ) -> int:
     """Run a worker for ``q`` (one queue or several) in this thread until
     SIGINT or SIGTERM; returns the exit code (0 after a graceful stop).
@@ -890,7 +891,9 @@ def main_loop(
     :class:`WorkerSettings` for the other settings. With ``metrics_port``
     it serves Prometheus metrics at ``http://metrics_host:metrics_port/metrics``
     (the extra ``pgtq[metrics]``; see :mod:`pgtq.metrics`); the queue-level
-    figures there come from the first queue's server.
+    figures there come from the first queue's server, and are left out
+    with ``queue_metrics=False`` (each scrape reads them with one pass over
+    the live jobs: in a fleet, one worker or the dashboard serves them).
     """
     settings = WorkerSettings(
         concurrency=concurrency,
@@ -911,7 +914,7 @@ def main_loop(
     from pgtq.metrics import WorkerMetrics
 
     served = [q] if isinstance(q, PgTq) else list(q)
-    metrics = WorkerMetrics(served[0].database)
+    metrics = WorkerMetrics(served[0].database, queue_figures=queue_metrics)
     worker = Worker(q, settings, target=target, listen_dsn=listen_dsn, on_written=metrics.record)
     with metrics.serve(metrics_port, metrics_host), stop_on_signals(worker):
         return worker.run()

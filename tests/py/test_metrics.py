@@ -81,6 +81,33 @@ def test_worker_metrics_after_a_known_set_of_jobs(processes: Processes, db: psyc
     assert 0 <= at("pgtq_history_age_seconds") < 60
 
 
+def test_a_worker_without_the_queue_figures_serves_its_own(
+    processes: Processes, db: psycopg.Connection[Any]
+) -> None:
+    """--no-queue-metrics: the worker's counters, none of pgtq.metrics()'s
+    figures (each scrape of those reads every live job), no
+    pgtq_database_up."""
+    q = pgtq.PgTq(QUEUE, processes.dsn)
+    for n in range(3):
+        q.push("add", [n, 1])
+    q.close()
+    port = free_port()
+    processes.worker("app:q", "--metrics-port", str(port), "--no-queue-metrics")
+    wait_until(lambda: scalar(db, "SELECT count(*) FROM pgtq.jobs WHERE state = 'done'") == 3)
+    samples = wait_until(
+        lambda: (
+            (found := scrape(port)).get(
+                ("pgtq_worker_jobs_completed_total", (("queue", QUEUE), ("task", "add")))
+            )
+            == 3
+            and found
+        )
+    )
+    assert not [name for name, _labels in samples if name.startswith("pgtq_queue_")], samples
+    assert ("pgtq_database_up", ()) not in samples
+    assert ("pgtq_workers", ()) not in samples
+
+
 def test_the_queue_figures_alone_and_a_database_that_is_down(dsn: str, db: psycopg.Connection[Any]) -> None:
     db.execute("SELECT pgtq.push('mail', 'send')")
     with pgtq.Database(dsn) as database:
