@@ -5504,7 +5504,9 @@ $$;
 --     feedback of a standby with hot_standby_feedback that is gone): it
 --     holds the cleanup back in every database, however old, until its
 --     standby is back or the slot is dropped, so it comes first, with the
---     age of its xmin in transactions (a slot has no time of its own);
+--     age of its xmin in transactions (a slot has no time of its own)
+--     and (0.34.0) its least age in time when the transaction-id clock
+--     can date it (_xid_time);
 --   * the oldest transaction of this database that began more than
 --     `old_transaction` before as_of and holds a snapshot or a
 --     transaction id (a client session other than the caller's, or a
@@ -5548,8 +5550,11 @@ AS $$
         WHERE w.backend_xmin IS NOT NULL
     ), holders AS (
         SELECT '-infinity'::timestamptz AS since,  -- it never ends by itself: first
-               format('an inactive replication slot %s (%s), whose xmin is %s transactions old,',
-                      quote_literal(r.slot_name), r.slot_type, age(r.xmin)) AS who,
+               format('an inactive replication slot %s (%s), whose xmin is %s transactions old%s,',
+                      quote_literal(r.slot_name), r.slot_type, age(r.xmin),
+                      (SELECT format(' (at least %s)', pgtq._health_age(_health_cleanup.as_of - t.taken))
+                       FROM (SELECT pgtq._xid_time(r.xmin) AS taken) AS t
+                       WHERE t.taken IS NOT NULL)) AS who,
                'its standby is back or the slot is dropped (pg_drop_replication_slot)' AS until,
                'the standby''s oldest snapshot' AS since_what
         FROM pg_replication_slots AS r

@@ -97,11 +97,11 @@ def test_a_prepared_transaction_is_named_with_how_to_end_it() -> None:
             assert checks(database, old_transaction=timedelta(milliseconds=1))["cleanup"].ok
 
 
-def slot_state(dsn: str) -> tuple[bool, bool] | None:
-    """Whether SLOT is in use, and whether it keeps an xmin."""
+def slot_state(dsn: str, slot: str = SLOT) -> tuple[bool, bool] | None:
+    """Whether ``slot`` is in use, and whether it keeps an xmin."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         row = conn.execute(
-            "SELECT active, xmin IS NOT NULL FROM pg_replication_slots WHERE slot_name = %s", [SLOT]
+            "SELECT active, xmin IS NOT NULL FROM pg_replication_slots WHERE slot_name = %s", [slot]
         ).fetchone()
     return None if row is None else (bool(row[0]), bool(row[1]))
 
@@ -207,7 +207,9 @@ def test_a_standby_whose_feedback_keeps_an_old_snapshot_is_named_with_its_age() 
     """A connected standby with hot_standby_feedback holds back the cleanup
     of dead rows as long as its oldest snapshot: health (schema 0.34.0)
     dates the xmin of its feedback by the history's transaction-id clock,
-    without a slot (the walsender's xmin) and with one (the slot's)."""
+    without a slot (the walsender's xmin) and with one (the slot's); and
+    the slot that a standby left while a snapshot was held there, with
+    that snapshot's least age."""
     with own_clusters() as started:
         primary = pgcluster.start_throwaway(lambda _cluster: {})
         started.append(primary)
@@ -231,6 +233,26 @@ def test_a_standby_whose_feedback_keeps_an_old_snapshot_is_named_with_its_age() 
             conn.execute("SELECT pg_reload_conf()")
         wait_until(lambda: feedback_xmin(primary.dsn, FEEDBACK_SLOT), timeout=60)
         assert_feedback_named(primary, standby, SAMPLED + timedelta(hours=1), f"slot '{FEEDBACK_SLOT}'")
+
+        # The standby goes away while a snapshot is held there: its slot
+        # keeps that xmin for good, named with its least age too.
+        reader = psycopg.connect(standby.dsn)
+        reader.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        reader.execute("SELECT count(*) FROM pg_class")
+        sampled = SAMPLED + timedelta(hours=2)
+        with psycopg.connect(primary.dsn, autocommit=True) as admin:
+            admin.execute("SELECT pgtq.tick(as_of => %s)", [sampled])
+        standby.stop()
+        reader.close()
+        wait_until(lambda: slot_state(primary.dsn, FEEDBACK_SLOT) == (False, True), timeout=30)
+        status, detail = cleanup_at(primary.dsn, sampled + timedelta(minutes=30))
+        assert status == "warning", detail
+        assert detail.startswith(
+            f"an inactive replication slot '{FEEDBACK_SLOT}' (physical), whose xmin is "
+        ), detail
+        assert " transactions old (at least 30 min), holds back the cleanup of dead rows" in detail, detail
+        with psycopg.connect(primary.dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_drop_replication_slot(%s)", [FEEDBACK_SLOT])
 
 
 def test_a_role_that_sees_only_its_own_sessions_is_told_so(
