@@ -50,7 +50,9 @@ CREATE INDEX xid_clock_xid_idx ON pgtq._xid_clock (xid);
 -- the sample that its finished_at falls before is not counted, nor one
 -- pruned before the sample. It also writes the transaction-id clock's
 -- entry (0.34.0: _xid_clock, the sample's time and this transaction's
--- id). Then rows of both older than history_retention go.
+-- id), after deleting any entry above that id (restored from another
+-- cluster's dump). Then rows of both older than
+-- history_retention go.
 -- Cost: one pass over the live jobs (their partial indexes) and one over
 -- the period's finished jobs, once a minute. tick's step 5, apart so that
 -- tick stays readable; it writes, so it runs with the owner's rights, and
@@ -133,6 +135,9 @@ BEGIN
     LEFT JOIN expiries AS x ON x.queue = k.queue AND x.task = k.task
     ON CONFLICT ON CONSTRAINT history_pkey DO NOTHING;
 
+    -- An entry above this transaction's id cannot be of this cluster's
+    -- past (a dump restored into another cluster brings them).
+    DELETE FROM pgtq._xid_clock AS c WHERE c.xid > pg_current_xact_id();
     INSERT INTO pgtq._xid_clock AS c (sampled_at, xid)
     VALUES (_sample_history.as_of, pg_current_xact_id())
     ON CONFLICT ON CONSTRAINT xid_clock_pkey DO NOTHING;
@@ -210,7 +215,10 @@ $$;
 -- row version changed since that id: so it is at least as old as as_of
 -- minus that time, to within the minute between samples. NULL when no
 -- entry is at or above it (it is younger than the last sample, or the
--- history, and with it the clock, is off) or for a NULL `held`. `held` has 32 bits: it is placed
+-- history, and with it the clock, is off) or for a NULL `held`. Entries
+-- at or above the next id this snapshot knows are not of this cluster's
+-- past (a dump restored into another cluster brings them, until the next
+-- sample deletes them): they date nothing. `held` has 32 bits: it is placed
 -- within 2^31 ids of the next id this snapshot knows, below or above (a
 -- feedback read after the snapshot may be a few ids ahead of it).
 -- Read-only; only _health_cleanup calls it.
@@ -229,7 +237,8 @@ AS $$
     )
     SELECT c.sampled_at
     FROM placed AS p
-    JOIN pgtq._xid_clock AS c ON c.xid >= p.held_id::text::xid8
+    JOIN known AS k ON true
+    JOIN pgtq._xid_clock AS c ON c.xid >= p.held_id::text::xid8 AND c.xid < k.next_id::text::xid8
     ORDER BY c.xid
     LIMIT 1
 $$;

@@ -4,7 +4,7 @@
 -- metrics(). Concurrent ticks sampling once per minute are proved with
 -- real sessions in tests/py/test_history.py.
 BEGIN;
-SELECT plan(55);
+SELECT plan(57);
 SET LOCAL TIME ZONE 'UTC';
 
 CREATE TEMP TABLE made (name text PRIMARY KEY, id bigint);
@@ -167,16 +167,22 @@ DELETE FROM pgtq._xid_clock;
 SELECT is(pg_temp.time_of(-1), NULL, 'an empty clock dates nothing');
 INSERT INTO pgtq._xid_clock (sampled_at, xid)
 VALUES ('2030-01-01 01:00+00', pg_temp.id_at(-500)), ('2030-01-01 01:01+00', pg_temp.id_at(-100)),
-       ('2030-01-01 01:02+00', pg_temp.id_at(3)), ('2030-01-01 01:03+00', pg_temp.id_at(10));
+       ('2030-01-01 01:02+00', pg_temp.id_at(-50)), ('2030-01-01 01:03+00', pg_temp.id_at(-10)),
+       ('2030-01-01 01:04+00', pg_temp.id_at(1000));  -- ahead of every id: restored from another cluster
 SELECT is(pg_temp.time_of(-600), '2030-01-01 01:00+00'::timestamptz,
     'an id below every entry: handed out before the first');
 SELECT is(pg_temp.time_of(-500), '2030-01-01 01:00+00'::timestamptz,
     'an entry''s own id: that entry (its transaction had not ended)');
-SELECT is(pg_temp.time_of(-101), '2030-01-01 01:01+00'::timestamptz, 'an id between two entries: before the later');
-SELECT is(pg_temp.time_of(2), '2030-01-01 01:02+00'::timestamptz,
-    'an id a little ahead of this transaction''s: placed ahead, not an epoch back');
-SELECT is(pg_temp.time_of(11), NULL, 'an id above the last entry: too young to date');
+SELECT is(pg_temp.time_of(-101), '2030-01-01 01:01+00'::timestamptz, 'an id between two entries: the later');
+SELECT is(pg_temp.time_of(-10), '2030-01-01 01:03+00'::timestamptz, 'the last entry of this cluster''s past');
+SELECT is(pg_temp.time_of(-9), NULL,
+    'an id above it: too young to date (the entry ahead of every id dates nothing)');
+SELECT is(pg_temp.time_of(2), NULL,
+    'an id a little ahead of this transaction''s: placed ahead, not an epoch back (which the first entry would date)');
 SELECT is(pgtq._xid_time(NULL), NULL, 'a NULL id: none');
+SELECT pgtq.tick(as_of => '2030-01-01 02:00+00');
+SELECT is((SELECT count(*)::int FROM pgtq._xid_clock WHERE xid > pg_current_xact_id()), 0,
+    'a sample deletes the entries above its own id (restored from another cluster)');
 
 SELECT * FROM finish();
 ROLLBACK;
