@@ -241,6 +241,11 @@ def limits_table(results: dict[str, Any], scenario: str = "limits") -> str:
                 " with the defaults' one slot and at most 25 jobs in hand per process (its bound)"
             )
         lines[-1] += "."
+    if run.get("limited_best_vs_unlimited_best") is not None:
+        lines[-1] += (
+            f" Each queue at the fastest of the settings above: max_running => 50 drains at"
+            f" {_ratio(run['limited_best_vs_unlimited_best'])} of the unlimited queue."
+        )
     if run.get("count_alone"):
         counts = ", ".join(f"{row['held']:,}: {row['us_per_count']:,.1f} us" for row in run["count_alone"])
         lines += [
