@@ -51,8 +51,7 @@ CREATE INDEX xid_clock_xid_idx ON pgtq._xid_clock (xid);
 -- pruned before the sample. It also writes the transaction-id clock's
 -- entry (0.34.0: _xid_clock, the sample's time and this transaction's
 -- id), after deleting any entry above that id (restored from another
--- cluster's dump). Then rows of both older than
--- history_retention go.
+-- cluster's dump). Then rows of both older than history_retention go.
 -- Cost: one pass over the live jobs (their partial indexes) and one over
 -- the period's finished jobs, once a minute. tick's step 5, apart so that
 -- tick stays readable; it writes, so it runs with the owner's rights, and

@@ -3247,8 +3247,7 @@ $$;
 -- pruned before the sample. It also writes the transaction-id clock's
 -- entry (0.34.0: _xid_clock, the sample's time and this transaction's
 -- id), after deleting any entry above that id (restored from another
--- cluster's dump). Then rows of both older than
--- history_retention go.
+-- cluster's dump). Then rows of both older than history_retention go.
 -- Cost: one pass over the live jobs (their partial indexes) and one over
 -- the period's finished jobs, once a minute. tick's step 5, apart so that
 -- tick stays readable; it writes, so it runs with the owner's rights, and
@@ -5665,12 +5664,11 @@ $$;
 --              snapshot a connected standby's feedback keeps, that
 --              began longer than `old_transaction` ago: until it ends,
 --              vacuum keeps every row version it might see, and the
---              table grows (until
---              0.18.0 each claim also stepped over the index entries of
---              every job claimed since: a snapshot held for 60 s under
---              10,000 jobs/s halved the drain rate; pops now seek from
---              the ready mark). It sees the sessions that the
---              calling role may see in pg_stat_activity (all of them with
+--              table grows (until 0.18.0 each claim also stepped over the
+--              index entries of every job claimed since: a snapshot held
+--              for 60 s under 10,000 jobs/s halved the drain rate; pops
+--              now seek from the ready mark). It sees the sessions that
+--              the calling role may see in pg_stat_activity (all of them with
 --              pg_read_all_stats, which pg_monitor holds): 'unknown' when
 --              it found none and may not see them all;
 --   schedules  periodic schedules whose last run failed (last_error), up
