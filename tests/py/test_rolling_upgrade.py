@@ -71,6 +71,7 @@ PREVIOUS_RELEASES = {
     "0.31.0": "bb5d7a06c0e206c7f7a73f426037f67faeaa93e6",
     "0.32.0": "5d3b459f07c3ea9b540ce6a47489b6e94ea27c0d",
     "0.33.0": "15789b8e935caa4a23e279b6645c2afa3a15a5a8",
+    "0.34.0": "1386c9256ab62edf620d8f47c084bcd935169261",
 }
 PREVIOUS = known_versions()[-2]
 CURRENT = schema_version()
