@@ -209,7 +209,12 @@ def limits_table(results: dict[str, Any], scenario: str = "limits") -> str:
         "| run | settings | jobs | jobs/s |",
         "| --- | --- | ---: | ---: |",
     ]
-    for part, rows in (("drain", run["drain"]), ("SQL pop + complete, batch 1", run["counting"])):
+    parts = (
+        ("drain", run["drain"]),
+        ("drain", run.get("timed", [])),
+        ("SQL pop + complete, batch 1", run["counting"]),
+    )
+    for part, rows in parts:
         for row in rows:
             rounds = ", ".join(f"{value:,.0f}" for value in row["rounds"])
             lines.append(
@@ -245,6 +250,15 @@ def limits_table(results: dict[str, Any], scenario: str = "limits") -> str:
         lines[-1] += (
             f" Each queue at the fastest of the settings above: max_running => 50 drains at"
             f" {_ratio(run['limited_best_vs_unlimited_best'])} of the unlimited queue."
+        )
+    if run.get("timed_limited_vs_bound") is not None:
+        sleep_ms = run["timed_sleep_s"] * 1e3
+        lines[-1] += (
+            f" With handlers that take {sleep_ms:.0f} ms, run by workers of 2 x 50 slots, max_running => 50"
+            f" drains at {_ratio(run['timed_limited_vs_bound'])} of the unlimited queue with at most 50"
+            f" running (2 x 25 slots) and at {_ratio(run['timed_limited_vs_limit'])} of the limit's ceiling"
+            f" (50 jobs per {sleep_ms:.0f} ms); without the limit those workers drain at"
+            f" {_fmt(run['timed_unlimited_more_slots'])} jobs/s."
         )
     if run.get("count_alone"):
         counts = ", ".join(f"{row['held']:,}: {row['us_per_count']:,.1f} us" for row in run["count_alone"])

@@ -15,6 +15,12 @@
   in hand per process (``--batch-size 25``). A
   drain of a queue without limits against the release before flow
   control is ``--baseline`` (the ``drain`` scenario).
+* **timed handlers**: no-op jobs leave a limit of 50 bound by the jobs in
+  hand for a claim's and a commit's round trips; the handlers a limit is
+  set for take time. Each job sleeps ``TIMED_SLEEP`` s: max_running => 50
+  run by workers of twice that capacity (2 x 50 slots), so the limit
+  binds, against the unlimited queue with at most 50 running (2 x 25
+  slots), and against 50 jobs per ``TIMED_SLEEP`` (the limit's ceiling).
 * **counting**: ``pop`` of a ``max_running`` queue counts the running jobs
   with a live lease (``_room_of``), and that count walks the running jobs
   of every queue. Here ``held`` jobs of another queue are claimed with a
@@ -83,6 +89,14 @@ ROOM_CALLS: str = (
 ROUNDS = 3  # the machine is shared: each figure is the median of its rounds
 COUNTING_JOBS = 2_000
 NEVER_BINDS = 100_000
+
+# Handlers that take time, as the ones a limit is set for: each job a
+# TIMED_SLEEP s sleep. An unlimited queue with at most LIMIT jobs running
+# (2 x 25 slots) against max_running => LIMIT run by workers of twice that
+# capacity (2 x 50 slots), so the limit binds and holds the rest back.
+TIMED_SLEEP = 0.01
+TIMED_JOBS = 10_000
+TIMED_BATCH = 25
 
 KEYED_QUEUE = "bench-keyed"
 BUSY_KEYS = 5
@@ -200,6 +214,38 @@ def drain_limited(ctx: Context) -> list[dict[str, Any]]:
             else:
                 spec.label = f"max_running {max_running}, {slots}"
 
+            run = drain_once(ctx, spec, pgtq_ops(ctx), jobs)
+            runs.append(run | {"max_running": max_running, "concurrency": concurrency, "round": round_number})
+    ctx.pgtq_best_concurrency = best
+    _configure(ctx, None)
+    return runs
+
+
+def timed_handlers(ctx: Context) -> list[dict[str, Any]]:
+    """Drains of jobs that each sleep TIMED_SLEEP s, in ROUNDS rounds: no
+    limit at 2 x 25 slots (at most LIMIT running: what a limit of LIMIT
+    lets run at best, at no cost for the limit itself); max_running =>
+    LIMIT at 2 x 50 slots (the workers could run twice the limit: the
+    database holds half of them back, across both processes); and no limit
+    at 2 x 50 slots (what those workers do without the limit). Claims of
+    TIMED_BATCH throughout."""
+    flags = detect(ctx.pgtq_cli, ctx.env())
+    jobs = TIMED_JOBS if ctx.sizes.drain_jobs > 5_000 else TIMED_JOBS // 5
+    best = ctx.pgtq_best_concurrency
+    share = LIMIT // PROCESSES
+    variants: list[tuple[int | None, int]] = [(None, share), (LIMIT, share * 2), (None, share * 2)]
+    runs = []
+    for round_number in range(ROUNDS):
+        for max_running, concurrency in variants:
+            _configure(ctx, max_running)
+            ctx.pgtq_best_concurrency = concurrency
+            spec = pgtq_specs(ctx, flags, PROCESSES, TIMED_BATCH)[0]
+            spec.env = spec.env | {"BENCH_HANDLER_SLEEP": str(TIMED_SLEEP)}
+            limit = f"max_running {max_running}" if max_running else "no limit"
+            spec.label = (
+                f"{TIMED_SLEEP * 1e3:.0f} ms handlers, {limit},"
+                f" {concurrency} slots and claims of {TIMED_BATCH} each"
+            )
             run = drain_once(ctx, spec, pgtq_ops(ctx), jobs)
             runs.append(run | {"max_running": max_running, "concurrency": concurrency, "round": round_number})
     ctx.pgtq_best_concurrency = best
@@ -464,6 +510,7 @@ def _label(held: int, max_running: int | None) -> str:
 def run(ctx: Context) -> dict[str, Any]:
     """Both parts, their medians, and the ratios the report prints."""
     drains = drain_limited(ctx)
+    timed = timed_handlers(ctx)
     counts = counting(ctx)
     alone = count_alone(ctx)
     keyed = keyed_pop_alone(ctx)
@@ -475,6 +522,10 @@ def run(ctx: Context) -> dict[str, Any]:
     unlimited, same_slots, limited, _loose, limited_at_bound = figures[:5]
     unlimited_defaults, limited_defaults, one_slot, limited_one_slot = figures[5:]
     ratio = round(limited / unlimited, 3) if unlimited else None
+    timed_medians = medians(timed)
+    timed_bound, timed_limited, timed_unlimited = (row["jobs_per_s"] for row in timed_medians)
+    timed_ratio = round(timed_limited / timed_bound, 3) if timed_bound else None
+    timed_of_limit = round(timed_limited / (LIMIT / TIMED_SLEEP), 3)
     # What at most LIMIT jobs in hand allow: the faster of its two ways here
     # (25 slots per process, or one slot with claims of 25, which skips the
     # hand-off to a pool thread and is often faster for no-op jobs).
@@ -498,6 +549,11 @@ def run(ctx: Context) -> dict[str, Any]:
     ctx.execute(pgtq_sql.RESET)
     return {
         "drain": drain_medians,
+        "timed": timed_medians,
+        "timed_sleep_s": TIMED_SLEEP,
+        "timed_limited_vs_bound": timed_ratio,
+        "timed_limited_vs_limit": timed_of_limit,
+        "timed_unlimited_more_slots": timed_unlimited,
         "counting": medians(counts),
         "count_alone": alone,
         "keyed_pop_alone": keyed,
@@ -510,5 +566,6 @@ def run(ctx: Context) -> dict[str, Any]:
         "limited_vs_unlimited_defaults": defaults_ratio,
         "limited_defaults_vs_one_slot_bound": defaults_bound_ratio,
         "limited_best_vs_unlimited_best": best_ratio,
-        "runs": drains + counts + keyed_real["rounds"],  # every drain, for the report's correctness check
+        # every drain, for the report's correctness check
+        "runs": drains + timed + counts + keyed_real["rounds"],
     }
