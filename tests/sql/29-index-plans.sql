@@ -13,13 +13,13 @@ SELECT plan(6);
 SELECT is(ARRAY(SELECT p.proname::text FROM pg_proc AS p
                 WHERE p.pronamespace = 'pgtq'::regnamespace AND 'enable_seqscan=off' = ANY (p.proconfig)
                 ORDER BY 1),
-          ARRAY['_end_done', '_lower_marks', '_raise_mark', '_room_of', '_write_off_lapsed', '_write_off_lapsed_key',
-                'abort', 'complete', 'complete_many', 'complete_many_and_pop', 'fail', 'health', 'heartbeat',
-                'heartbeat_many', 'pop', 'release', 'retry_failed', 'tick'],
+          ARRAY['_announce_freed', '_end_done', '_lower_marks', '_raise_mark', '_room_of', '_write_off_lapsed',
+                '_write_off_lapsed_key', 'abort', 'complete', 'complete_many', 'complete_many_and_pop', 'fail',
+                'health', 'heartbeat', 'heartbeat_many', 'pop', 'release', 'retry_failed', 'tick'],
           'the functions a worker calls per job, the write-offs a pop makes, the ready marks (0.18.0), '
           'health, the count of a rate window (0.27.0, which tick makes too), tick with all its steps '
-          '(0.29.0) and retry_failed (0.30.0) (their looks are index probes however large the table grew), '
-          'run with sequential scans off');
+          '(0.29.0), retry_failed (0.30.0) and the look of an end that freed a slot (0.35.0) (their looks '
+          'are index probes however large the table grew), run with sequential scans off');
 
 -- Sequential scans of pgtq._job by one pop of queue `queue` and the
 -- complete_many of what it claimed (the counts of this transaction).
