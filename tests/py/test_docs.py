@@ -139,8 +139,13 @@ def test_every_block_of_the_readme_runs(empty_dsn: str, installed: Path, wheel: 
             ("send_welcome", [42], "done", {"sent_to": 42}),
             ("send_welcome", [43], "scheduled", None),
             ("send_receipt", [1042], "done", {"sent": True}),
+            ("charge", [7, 500], "ready", None),  # flow control: one job of the key at a time
+            ("charge", [7, 500], "ready", None),
         ]
         assert scalar(db, "SELECT priority FROM pgtq.jobs WHERE args = '[43]'") == 5
+        limits = "SELECT array_agg(row(queue, max_running, rate_limit)::text ORDER BY queue) FROM pgtq.queues"
+        assert set(scalar(db, limits)) >= {"(billing,5,)", "(mailer,,20)", "(thumbnails,5,)"}
+        assert scalar(db, "SELECT array_agg(DISTINCT lock_key) FROM pgtq._job WHERE task = 'charge'") == ["account:7"]
         assert scalar(db, "SELECT count(*) FROM users") == 1
 
 
