@@ -145,7 +145,8 @@ def test_every_block_of_the_readme_runs(empty_dsn: str, installed: Path, wheel: 
         assert scalar(db, "SELECT priority FROM pgtq.jobs WHERE args = '[43]'") == 5
         limits = "SELECT array_agg(row(queue, max_running, rate_limit)::text ORDER BY queue) FROM pgtq.queues"
         assert set(scalar(db, limits)) >= {"(billing,5,)", "(mailer,,20)", "(thumbnails,5,)"}
-        assert scalar(db, "SELECT array_agg(DISTINCT lock_key) FROM pgtq._job WHERE task = 'charge'") == ["account:7"]
+        lock_keys = "SELECT array_agg(DISTINCT lock_key) FROM pgtq._job WHERE task = 'charge'"
+        assert scalar(db, lock_keys) == ["account:7"]
         assert scalar(db, "SELECT count(*) FROM users") == 1
 
 
