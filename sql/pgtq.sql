@@ -2202,10 +2202,11 @@ END
 $$;
 
 -- Guarantees: whether `queue` has a ready job without a lock key, as the
--- calling statement sees it (0.35.0), read as pop reads the queue: from its ready mark when
--- tick set a fresh one (a job above the mark's priority, one of the
--- mark's priority from the mark on, or one of a lower priority), from the
--- queue's first entry of job_ready_idx otherwise. The mark is read by
+-- calling statement sees it (0.35.0), read as pop reads the queue: from
+-- its ready mark when tick set a fresh one (a job above the mark's
+-- priority, one of the mark's priority from the mark on, or one of a
+-- lower priority), from the queue's first entry of job_ready_idx
+-- otherwise. The mark is read by
 -- pop's statement, and pop claims by it, so the two agree on what is
 -- ready. With a fresh mark the look no longer steps over the entries of
 -- the jobs claimed since the table's last vacuum (beside a held snapshot,
