@@ -72,6 +72,7 @@ PREVIOUS_RELEASES = {
     "0.32.0": "5d3b459f07c3ea9b540ce6a47489b6e94ea27c0d",
     "0.33.0": "15789b8e935caa4a23e279b6645c2afa3a15a5a8",
     "0.34.0": "1386c9256ab62edf620d8f47c084bcd935169261",
+    "0.35.0": "dcb36346112f885cd284dd2bfd6c5af21fc0ebf6",
 }
 PREVIOUS = known_versions()[-2]
 CURRENT = schema_version()
