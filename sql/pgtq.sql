@@ -5709,6 +5709,95 @@ AS $$
     FROM failing AS f
 $$;
 
+-- Guarantees: the vacuum check of health() (0.36.0): one row. 'warning'
+-- names up to 10 tables of schema pgtq, the most dead row versions first,
+-- whose dead row versions (as the statistics count them) are over
+-- autovacuum's threshold for the table (autovacuum_vacuum_threshold +
+-- autovacuum_vacuum_scale_factor x its rows, the table's own settings
+-- first) and that
+--   * were last vacuumed (by hand or by autovacuum) longer than `stale`
+--     before as_of: greatest(10 minutes, 10 x autovacuum_naptime), while
+--     autovacuum looks at each database once a naptime; or
+--   * were never vacuumed since the statistics began, with autovacuum off
+--     for them (nothing will vacuum them; with autovacuum on, a table not
+--     yet vacuumed is new to it, and not named).
+-- Each is named with its dead row versions, the threshold, when it was
+-- last vacuumed and whether autovacuum is off for it (the setting
+-- autovacuum, or the table's autovacuum_enabled). 'unknown' when
+-- track_counts is off (nothing counts dead rows, and autovacuum does not
+-- run); 'ok' otherwise. Dead rows that vacuum may not remove yet (an old
+-- transaction still sees them) are the cleanup check's: a table vacuumed
+-- within `stale` is not named here. Reads the statistics and pg_class
+-- rows of pgtq's tables only (every role may read both).
+CREATE FUNCTION pgtq._health_vacuum(as_of timestamptz, OUT status text, OUT detail text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pgtq, pg_temp
+AS $$
+    WITH config AS (
+        SELECT greatest(interval '10 minutes',
+                        10 * (SELECT s.setting::integer FROM pg_settings AS s
+                              WHERE s.name = 'autovacuum_naptime') * interval '1 second') AS stale,
+               current_setting('autovacuum')::boolean AS autovacuum_on,
+               current_setting('autovacuum_vacuum_threshold')::float8 AS base_threshold,
+               current_setting('autovacuum_vacuum_scale_factor')::float8 AS scale_factor
+    ), tables AS (
+        SELECT t.relname, t.n_dead_tup AS dead,
+               greatest(t.last_vacuum, t.last_autovacuum) AS vacuumed_at,
+               c.autovacuum_on AND coalesce(o.enabled, true) AS autovacuumed,
+               floor(coalesce(o.base_threshold, c.base_threshold)
+                     + coalesce(o.scale_factor, c.scale_factor) * greatest(r.reltuples, 0))::bigint AS threshold
+        FROM pg_stat_all_tables AS t
+        JOIN pg_class AS r ON r.oid = t.relid
+        CROSS JOIN config AS c
+        CROSS JOIN LATERAL (
+            SELECT bool_and(CASE WHEN p.option_name = 'autovacuum_enabled'
+                                 THEN p.option_value::boolean END) AS enabled,
+                   max(CASE WHEN p.option_name = 'autovacuum_vacuum_threshold'
+                            THEN p.option_value::float8 END) AS base_threshold,
+                   max(CASE WHEN p.option_name = 'autovacuum_vacuum_scale_factor'
+                            THEN p.option_value::float8 END) AS scale_factor
+            FROM pg_options_to_table(r.reloptions) AS p
+        ) AS o
+        WHERE t.schemaname = 'pgtq'
+    ), behind AS (
+        SELECT t.relname, t.dead, t.threshold, t.vacuumed_at, t.autovacuumed,
+               count(*) OVER () AS total
+        FROM tables AS t
+        CROSS JOIN config AS c
+        WHERE t.dead > t.threshold
+          AND (t.vacuumed_at < _health_vacuum.as_of - c.stale
+               OR (t.vacuumed_at IS NULL AND NOT t.autovacuumed))
+        ORDER BY t.dead DESC, t.relname
+        LIMIT 10
+    )
+    SELECT CASE WHEN NOT current_setting('track_counts')::boolean THEN 'unknown'
+                WHEN count(b.relname) = 0 THEN 'ok'
+                ELSE 'warning'
+           END,
+           CASE WHEN NOT current_setting('track_counts')::boolean
+                THEN 'track_counts is off: no dead rows are counted and autovacuum does not run, so only a '
+                     'VACUUM by hand cleans pgtq''s tables'
+                WHEN count(b.relname) = 0
+                THEN format('no table of pgtq has had more dead row versions than autovacuum''s threshold '
+                            'without a vacuum for over %s', pgtq._health_age(c.stale))
+                ELSE string_agg(format('table pgtq.%s: %s dead row versions (autovacuum''s threshold %s), %s%s',
+                                       b.relname, b.dead, b.threshold,
+                                       CASE WHEN b.vacuumed_at IS NULL THEN 'never vacuumed'
+                                            ELSE format('last vacuumed %s ago',
+                                                        pgtq._health_age(_health_vacuum.as_of - b.vacuumed_at))
+                                       END,
+                                       CASE WHEN b.autovacuumed THEN '' ELSE ' (autovacuum is off for it)' END),
+                                '; ' ORDER BY b.dead DESC, b.relname)
+                     || CASE WHEN max(b.total) > 10 THEN format('; and %s more', max(b.total) - 10) ELSE '' END
+                     || '. Until a vacuum removes them, reads step over them and the tables grow: VACUUM them '
+                        'now, then see why autovacuum does not (turned off, its workers busy with larger tables, '
+                        'or its cost limit)'
+           END
+    FROM config AS c
+    LEFT JOIN behind AS b ON true
+    GROUP BY c.stale
+$$;
+
 -- Guarantees: what needs an operator's look (0.14.0), one row per check,
 -- always in this order, each with status 'ok', 'warning' or 'unknown'
 -- and a sentence saying what it found:
@@ -5733,13 +5822,19 @@ $$;
 --              pg_read_all_stats, which pg_monitor holds): 'unknown' when
 --              it found none and may not see them all;
 --   schedules  periodic schedules whose last run failed (last_error), up
---              to 10 named.
+--              to 10 named;
+--   vacuum     (0.36.0) tables of pgtq with more dead row versions than
+--              autovacuum's threshold that no vacuum reached for over
+--              10 minutes (10 naptimes when longer), or never with
+--              autovacuum off for them (_health_vacuum says how);
+--              'unknown' when track_counts is off.
 -- Read-only, with the owner's rights, so the admin, observer and (0.15.0)
 -- worker roles see it without reading jobs. Reads the running jobs' index
 -- entries, those of at most 10,000 late scheduled jobs (0.15.0), one
--- probe of the ready index per queue with ready jobs, and the workers. A
--- `late` or `old_transaction` that is NULL or not positive, or a NULL or
--- infinite as_of, raises PT004.
+-- probe of the ready index per queue with ready jobs, the workers and
+-- (0.36.0) the statistics of pgtq's tables. A `late` or `old_transaction`
+-- that is NULL or not positive, or a NULL or infinite as_of, raises
+-- PT004.
 CREATE FUNCTION pgtq.health(late interval DEFAULT '1 minute',
                             old_transaction interval DEFAULT '5 minutes',
                             as_of timestamptz DEFAULT now())
@@ -5766,6 +5861,7 @@ BEGIN
     RETURN QUERY SELECT 'cleanup', f.status, f.detail
                  FROM pgtq._health_cleanup(health.old_transaction, health.as_of) AS f;
     RETURN QUERY SELECT 'schedules', f.status, f.detail FROM pgtq._health_schedules() AS f;
+    RETURN QUERY SELECT 'vacuum', f.status, f.detail FROM pgtq._health_vacuum(health.as_of) AS f;
 END
 $$;
 

@@ -188,7 +188,8 @@ def unschedule(name: str, dsn: str | None, as_json: bool) -> int:
 @cli.command(
     help="Check what needs a look (pgtq.health): queues whose jobs nobody handles, an old transaction, "
     "a slot a standby left or a standby's old snapshot holding back the cleanup of dead rows, periodic "
-    "schedules that failed. Exit 0 when all is well, 5 when a check warns."
+    "schedules that failed, tables of pgtq with dead rows that no vacuum reaches. Exit 0 when all is well, "
+    "5 when a check warns."
 )
 @click.option("--late", help="how long a due job may wait unhandled (default: pgtq.health's, 1m)")
 @click.option(

@@ -270,10 +270,79 @@ def test_a_role_that_sees_only_its_own_sessions_is_told_so(
         assert cleanup.status == "warning", "with pg_monitor it sees every session"
 
 
+JOB_STATISTICS = "FROM pg_stat_all_tables WHERE relid = 'pgtq._job'::regclass"
+
+
+def vacuum_check(db: psycopg.Connection[Any], later: timedelta = timedelta(0)) -> tuple[str, str]:
+    """The vacuum check of pgtq.health() (schema 0.36.0), `later` after now."""
+    row = db.execute(
+        "SELECT status, detail FROM pgtq.health(as_of => now() + %s) WHERE name = 'vacuum'", [later]
+    ).fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
+def leave_dead_jobs(db: psycopg.Connection[Any], count: int) -> None:
+    """Push ``count`` jobs and delete them: as many dead row versions of
+    pgtq._job, counted once this session's statistics reach the server."""
+    dead = f"SELECT n_dead_tup {JOB_STATISTICS}"
+    dead_before = scalar(db, dead)
+    pushes = "SELECT pgtq.push('mail', 'send', jsonb_build_array(i)) FROM generate_series(1, %s) AS i"
+    db.execute(pushes, [count])
+    db.execute("DELETE FROM pgtq._job")
+    db.execute("SELECT pg_stat_force_next_flush()")
+    wait_until(lambda: scalar(db, dead) >= dead_before + count, timeout=15.0)
+
+
+def test_the_vacuum_check_names_a_table_no_vacuum_reaches(dsn: str, db: psycopg.Connection[Any]) -> None:
+    """Dead row versions over autovacuum's threshold (50 + 1% of the rows
+    for pgtq._job) are fine while vacuum comes; named once no vacuum came
+    for 10 minutes, or at once when autovacuum is off for a table never
+    vacuumed."""
+    assert vacuum_check(db)[0] == "ok"
+    db.execute("ALTER TABLE pgtq._job SET (autovacuum_enabled = off)")
+    leave_dead_jobs(db, 300)
+    status, detail = vacuum_check(db)
+    assert status == "warning", detail
+    assert detail.startswith(
+        "table pgtq._job: 300 dead row versions (autovacuum's threshold 50), never vacuumed "
+        "(autovacuum is off for it). Until a vacuum removes them, reads step over them"
+    ), detail
+    assert run_cli("doctor", "--dsn", dsn).returncode == EXIT_LOOK
+
+    db.execute("VACUUM pgtq._job")
+    assert vacuum_check(db, timedelta(hours=1))[0] == "ok", "vacuumed: nothing dead is left"
+    leave_dead_jobs(db, 300)
+    assert vacuum_check(db) == (
+        "ok",
+        "no table of pgtq has had more dead row versions than autovacuum's threshold without a vacuum "
+        "for over 10 min",
+    ), "vacuumed under 10 minutes ago: it is coming"
+    status, detail = vacuum_check(db, timedelta(minutes=11))
+    assert status == "warning"
+    assert detail.startswith(
+        "table pgtq._job: 300 dead row versions (autovacuum's threshold 50), last vacuumed 11 min ago "
+        "(autovacuum is off for it)."
+    ), detail
+
+    db.execute("ALTER TABLE pgtq._job RESET (autovacuum_enabled)")
+    status, detail = vacuum_check(db, timedelta(minutes=11))
+    if status == "warning":  # autovacuum on, but it did not come (yet): named without the note
+        assert detail.startswith(
+            "table pgtq._job: 300 dead row versions (autovacuum's threshold 50), last vacuumed 11 min ago. "
+        ), detail
+    else:  # it came at once: the dead rows are gone
+        assert status == "ok", detail
+        assert scalar(db, f"SELECT last_autovacuum {JOB_STATISTICS}")
+    db.execute("SET track_counts = off")
+    status, detail = vacuum_check(db)
+    assert status == "unknown" and detail.startswith("track_counts is off: no dead rows are counted"), detail
+
+
 def test_doctor_exits_0_when_all_is_well(dsn: str) -> None:
     result = run_cli("doctor", "--dsn", dsn)
     assert result.returncode == 0, result.stderr
-    for name in ("queues", "cleanup", "schedules"):
+    for name in ("queues", "cleanup", "schedules", "vacuum"):
         assert name in result.stdout
 
 
@@ -287,7 +356,7 @@ def test_doctor_names_an_unserved_queue_and_exits_5(dsn: str, db: psycopg.Connec
     result = run_cli("doctor", "--json", "--dsn", dsn)
     assert result.returncode == EXIT_LOOK
     found = {row["name"]: row for row in json.loads(result.stdout)}
-    assert list(found) == ["queues", "cleanup", "schedules"]
+    assert list(found) == ["queues", "cleanup", "schedules", "vacuum"]
     assert found["queues"]["status"] == "warning" and found["queues"]["ok"] is False
     assert found["schedules"] == {
         "name": "schedules",

@@ -123,6 +123,7 @@ def test_the_queue_figures_alone_and_a_database_that_is_down(dsn: str, db: psyco
     assert ("pgtq_queue_max_running", (("queue", "mail"),)) not in samples, "mail has no limit"
     assert samples[("pgtq_health_warning", (("check", "queues"),))] == 0, "mail is paused, its job fresh"
     assert samples[("pgtq_health_warning", (("check", "schedules"),))] == 0
+    assert samples[("pgtq_health_warning", (("check", "vacuum"),))] == 0, "schema 0.36.0's fourth check"
     db.execute("SELECT pgtq.push('reports', 'build', as_of => now() - interval '10 minutes')")
     with pgtq.Database(dsn) as database:
         samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for s in parse(text(database))}

@@ -9,7 +9,7 @@
 -- to a temp table; the pgTAP checks run afterwards with the role and path
 -- reset, so pgTAP's own functions never meet the traps.
 BEGIN;
-SELECT plan(57);
+SELECT plan(58);
 SET LOCAL TIME ZONE 'UTC';
 
 -- Mallory holds every pgtq role, so every public function can be called.
@@ -87,6 +87,9 @@ CREATE FUNCTION public.current_setting(text) RETURNS text LANGUAGE plpgsql
     AS $$ BEGIN RAISE EXCEPTION 'hijacked: current_setting'; END $$;
 CREATE FUNCTION public.floor(numeric) RETURNS numeric LANGUAGE plpgsql
     AS $$ BEGIN RAISE EXCEPTION 'hijacked: floor'; END $$;
+-- What the vacuum check of health reads (0.36.0): the tables' own settings.
+CREATE FUNCTION public.pg_options_to_table(text[]) RETURNS TABLE (option_name text, option_value text)
+    LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'hijacked: pg_options_to_table'; END $$;
 -- What the waiting marks call (0.12.0): the queue's hash, the advisory locks.
 CREATE FUNCTION public.hashtext(text) RETURNS integer LANGUAGE plpgsql
     AS $$ BEGIN RAISE EXCEPTION 'hijacked: hashtext'; END $$;
@@ -139,7 +142,9 @@ DECLARE
         'metrics|SELECT value::text FROM pgtq.metrics(as_of => ''2030-01-01 00:00+00'')'
             ' WHERE metric = ''jobs'' AND queue = ''q2'' AND state = ''ready''',
         'health|SELECT string_agg(concat(h.name, ''='', h.status), '','')'
-            ' FROM pgtq.health(as_of => ''2030-01-01 00:00+00'') AS h WHERE h.name <> ''cleanup''',
+            ' FROM pgtq.health(as_of => ''2030-01-01 00:00+00'') AS h WHERE h.name NOT IN (''cleanup'', ''vacuum'')',
+        'health_vacuum|SELECT concat(h.status, '':'', left(h.detail, 5))'
+            ' FROM pgtq.health() AS h WHERE h.name = ''vacuum''',
         'retry_failed|SELECT pgtq.retry_failed(''q2'', ''t'', ''2030-01-01 00:00+00'')::text',
         'purge|SELECT pgtq.purge(''0'', ''{done,cancelled}'', ''q2'', as_of => ''2030-01-01 00:00+00'')::text',
         'delete_job|SELECT pgtq.delete_job(-1)::text',
@@ -332,6 +337,9 @@ SELECT is((SELECT result FROM outcome WHERE step = 'unschedule'), 'true', 'unsch
 SELECT is((SELECT result FROM outcome WHERE step = 'metrics'), '2', 'metrics uses the real operators');
 SELECT is((SELECT result FROM outcome WHERE step = 'health'), 'queues=ok,schedules=ok',
     'health uses the real pg_has_role, concat_ws, format and operators');
+SELECT ok((SELECT result FROM outcome WHERE step = 'health_vacuum')
+          IN ('ok:no ta', 'warning:table', 'unknown:track'),
+    'the vacuum check of health uses the real current_setting, pg_options_to_table, format and operators');
 SELECT is((SELECT result FROM outcome WHERE step = 'retry_failed'), '0', 'retry_failed uses the real operators');
 SELECT is((SELECT result FROM outcome WHERE step = 'purge'), '0', 'purge uses the real operators and table');
 SELECT is((SELECT result FROM outcome WHERE step = 'delete_job'), 'false', 'delete_job uses the real =');

@@ -2,11 +2,12 @@
 -- nobody handles (ready with no live worker, or nothing ticks them:
 -- scheduled jobs late, leases run out), an old transaction holding back
 -- the cleanup of dead rows (0.19.0: or a replication slot that a standby
--- left), schedules whose last run failed. The clock is
+-- left), schedules whose last run failed, (0.36.0) tables with dead rows
+-- that no vacuum reaches. The clock is
 -- the calls' as_of; jobs are pushed at 00:00. (Another session's old
 -- transaction, and the CLI: tests/py/test_health.py.)
 BEGIN;
-SELECT plan(25);
+SELECT plan(28);
 SET LOCAL TIME ZONE 'UTC';
 
 -- The status of one check of health() at `at` (late: 1 minute).
@@ -18,7 +19,7 @@ CREATE FUNCTION pg_temp.detail(check_name text, at timestamptz) RETURNS text LAN
 $$;
 
 SELECT is((SELECT array_agg(h.name || '=' || h.status) FROM pgtq.health() AS h),
-    ARRAY['queues=ok', 'cleanup=ok', 'schedules=ok'], 'an empty queue is healthy: three checks, in order');
+    ARRAY['queues=ok', 'cleanup=ok', 'schedules=ok', 'vacuum=ok'], 'an empty queue is healthy: four checks, in order');
 
 -- Ready jobs with no worker.
 SELECT pgtq.push('mail', 't', as_of => '2030-01-01 00:00+00') FROM generate_series(1, 3);
@@ -100,6 +101,20 @@ SELECT pg_drop_replication_slot('pgtq_health_test');
 -- This session's own transaction is not counted.
 SELECT is(pg_temp.status('cleanup', now() + interval '1 hour'), 'ok',
     'the caller''s own transaction does not count against it');
+
+-- The vacuum check (0.36.0): dead row versions that no vacuum reaches.
+-- Those of a committed change only (a test's transaction leaves none to
+-- count): tests/py/test_health.py makes them. Here the check runs, within
+-- a fresh cluster's first minutes, and says when it cannot tell.
+SELECT is(pg_temp.detail('vacuum', now()),
+    'no table of pgtq has had more dead row versions than autovacuum''s threshold without a vacuum for over '
+    '10 min', 'a vacuum within 10 minutes, or none due: fine');
+SET LOCAL track_counts = off;
+SELECT is(pg_temp.status('vacuum', now()), 'unknown', 'with track_counts off nothing counts dead rows');
+SELECT is(pg_temp.detail('vacuum', now()),
+    'track_counts is off: no dead rows are counted and autovacuum does not run, so only a VACUUM by hand '
+    'cleans pgtq''s tables', 'and the check says why it cannot tell');
+RESET track_counts;
 
 -- Bad arguments.
 SELECT throws_ok($$SELECT * FROM pgtq.health(late => '0')$$, 'PT004',
