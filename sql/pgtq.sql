@@ -5721,17 +5721,24 @@ $$;
 --   * were never vacuumed since the statistics began, with autovacuum off
 --     for them (nothing will vacuum them; with autovacuum on, a table not
 --     yet vacuumed is new to it, and not named).
+-- (0.38.0) A table that a vacuum is vacuuming now, one whose transaction
+-- began within `stale` before as_of, is not named: that vacuum is on it.
 -- Each is named with its dead row versions, the threshold, when it was
--- last vacuumed and whether autovacuum is off for it (the setting
--- autovacuum, or the table's autovacuum_enabled). 'unknown' when
+-- last vacuumed, whether autovacuum is off for it (the setting
+-- autovacuum, or the table's autovacuum_enabled) and (0.38.0) how long a
+-- vacuum of it has been running, and in which phase, when one has run
+-- longer than `stale`. A vacuum is seen as pg_stat_progress_vacuum shows
+-- it to the owner of pgtq (autovacuum's only with pg_read_all_stats, or
+-- as a superuser); one not seen counts as none. 'unknown' when
 -- track_counts is off (nothing counts dead rows, and autovacuum does not
 -- run); 'ok' otherwise. Dead rows that vacuum may not remove yet (an old
 -- transaction still sees them) are the cleanup check's: a table vacuumed
 -- within `stale` is not named here. Reads the pg_class rows of pgtq's
--- tables and their statistics only (every role may read both), (0.37.0)
--- by the statistics functions: until 0.36.0 it read pg_stat_all_tables,
--- which reads every relation of the database (7.6 ms with 10,484 of them),
--- and as a SQL function it was planned again at each call.
+-- tables, their statistics (every role may read both) and the vacuums
+-- running in this database; (0.37.0) the statistics by the statistics
+-- functions: until 0.36.0 it read pg_stat_all_tables, which reads every
+-- relation of the database (7.6 ms with 10,484 of them), and as a SQL
+-- function it was planned again at each call.
 CREATE FUNCTION pgtq._health_vacuum(as_of timestamptz, OUT status text, OUT detail text)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pgtq, pg_temp
@@ -5746,7 +5753,7 @@ BEGIN
         RETURN;
     END IF;
     WITH tables AS (
-        SELECT r.relname, pg_stat_get_dead_tuples(r.oid) AS dead,
+        SELECT r.oid AS relid, r.relname, pg_stat_get_dead_tuples(r.oid) AS dead,
                greatest(pg_stat_get_last_vacuum_time(r.oid), pg_stat_get_last_autovacuum_time(r.oid))
                    AS vacuumed_at,
                current_setting('autovacuum')::boolean AND coalesce(o.enabled, true) AS autovacuumed,
@@ -5764,12 +5771,23 @@ BEGIN
             FROM pg_options_to_table(r.reloptions) AS p
         ) AS o
         WHERE r.relnamespace = 'pgtq'::regnamespace AND r.relkind = 'r'
+    ), running AS (
+        -- The vacuums this database runs now, the longest-running first
+        -- for each table (its transaction: one per table vacuumed).
+        SELECT DISTINCT ON (v.relid) v.relid, v.phase, a.xact_start AS since
+        FROM pg_stat_progress_vacuum AS v
+        JOIN pg_stat_activity AS a ON a.pid = v.pid
+        WHERE v.datname = current_database() AND v.relid IS NOT NULL
+        ORDER BY v.relid, a.xact_start
     ), behind AS (
-        SELECT t.relname, t.dead, t.threshold, t.vacuumed_at, t.autovacuumed, count(*) OVER () AS total
+        SELECT t.relname, t.dead, t.threshold, t.vacuumed_at, t.autovacuumed, v.phase, v.since,
+               count(*) OVER () AS total
         FROM tables AS t
+        LEFT JOIN running AS v ON v.relid = t.relid
         WHERE t.dead > t.threshold
           AND (t.vacuumed_at < _health_vacuum.as_of - stale
                OR (t.vacuumed_at IS NULL AND NOT t.autovacuumed))
+          AND NOT coalesce(v.since >= _health_vacuum.as_of - stale, false)
         ORDER BY t.dead DESC, t.relname
         LIMIT 10
     )
@@ -5777,18 +5795,22 @@ BEGIN
            CASE WHEN count(*) = 0
                 THEN format('no table of pgtq has had more dead row versions than autovacuum''s threshold '
                             'without a vacuum for over %s', pgtq._health_age(stale))
-                ELSE string_agg(format('table pgtq.%s: %s dead row versions (autovacuum''s threshold %s), %s%s',
+                ELSE string_agg(format('table pgtq.%s: %s dead row versions (autovacuum''s threshold %s), %s%s%s',
                                        b.relname, b.dead, b.threshold,
                                        CASE WHEN b.vacuumed_at IS NULL THEN 'never vacuumed'
                                             ELSE format('last vacuumed %s ago',
                                                         pgtq._health_age(_health_vacuum.as_of - b.vacuumed_at))
                                        END,
-                                       CASE WHEN b.autovacuumed THEN '' ELSE ' (autovacuum is off for it)' END),
+                                       CASE WHEN b.autovacuumed THEN '' ELSE ' (autovacuum is off for it)' END,
+                                       CASE WHEN b.since IS NOT NULL
+                                            THEN format(', and a vacuum of it has been running for %s (%s)',
+                                                        pgtq._health_age(_health_vacuum.as_of - b.since), b.phase)
+                                            ELSE '' END),
                                 '; ' ORDER BY b.dead DESC, b.relname)
                      || CASE WHEN max(b.total) > 10 THEN format('; and %s more', max(b.total) - 10) ELSE '' END
                      || '. Until a vacuum removes them, reads step over them and the tables grow: VACUUM them '
-                        'now, then see why autovacuum does not (turned off, its workers busy with larger tables, '
-                        'or its cost limit)'
+                        'now (or let a running vacuum finish), then see why autovacuum does not come or takes '
+                        'so long (turned off, its workers busy with larger tables, or its cost limit)'
            END
     INTO status, detail
     FROM behind AS b;

@@ -5,13 +5,15 @@ tests/sql/35-health.sql; here: another session's old transaction (which one
 session of pgTAP cannot open), a prepared transaction (on a server of the
 test's own, which allows them), a replication slot left behind by a standby
 that went away (a server and a standby of the test's own), what a role that
-may not see every session is told, and the command line's table, JSON and
-exit codes.
+may not see every session is told, the vacuum check's dead rows and
+running vacuums (committed changes and other sessions), and the command
+line's table, JSON and exit codes.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -337,6 +339,47 @@ def test_the_vacuum_check_names_a_table_no_vacuum_reaches(dsn: str, db: psycopg.
     db.execute("SET track_counts = off")
     status, detail = vacuum_check(db)
     assert status == "unknown" and detail.startswith("track_counts is off: no dead rows are counted"), detail
+
+
+def test_a_table_a_vacuum_is_on_is_not_named_until_that_vacuum_runs_long(
+    dsn: str, db: psycopg.Connection[Any]
+) -> None:
+    """(Schema 0.38.0.) A vacuum that began within the check's 10 minutes
+    is on the table: not named. One that has run longer is named with how
+    long, and its phase. Staged: a cursor pins the page of a live job, and
+    VACUUM (FREEZE), which must freeze that job, waits for the pin."""
+    db.execute("ALTER TABLE pgtq._job SET (autovacuum_enabled = off)")
+    dead = f"SELECT n_dead_tup {JOB_STATISTICS}"
+    db.execute("SELECT pgtq.push('mail', 'send', jsonb_build_array(i)) FROM generate_series(1, 300) AS i")
+    db.execute("DELETE FROM pgtq._job WHERE id % 2 = 0")
+    db.execute("SELECT pg_stat_force_next_flush()")
+    wait_until(lambda: scalar(db, dead) >= 150, timeout=15.0)
+    assert vacuum_check(db)[0] == "warning", "never vacuumed, autovacuum off: named"
+
+    with psycopg.connect(dsn) as pinning, psycopg.connect(dsn, autocommit=True) as vacuuming:
+        pinning.execute("SET enable_seqscan = on")
+        cursor = pinning.cursor(name="pins_a_page")
+        cursor.execute("SELECT id FROM pgtq._job")
+        assert cursor.fetchone() is not None
+        vacuum = threading.Thread(target=vacuuming.execute, args=["VACUUM (FREEZE) pgtq._job"])
+        vacuum.start()
+        try:
+            vacuums = "SELECT count(*) FROM pg_stat_progress_vacuum WHERE relid = 'pgtq._job'::regclass"
+            wait_until(lambda: scalar(db, vacuums), timeout=15.0)
+            assert vacuum_check(db)[0] == "ok", "a vacuum began on it just now"
+            status, detail = vacuum_check(db, timedelta(minutes=11))
+            assert status == "warning"
+            assert detail.startswith(
+                "table pgtq._job: 150 dead row versions (autovacuum's threshold 50), never vacuumed "
+                "(autovacuum is off for it), and a vacuum of it has been running for 11 min (scanning heap). "
+                "Until a vacuum removes them"
+            ), detail
+        finally:
+            cursor.close()
+            pinning.rollback()
+            vacuum.join(timeout=30)
+        assert not vacuum.is_alive()
+    assert vacuum_check(db, timedelta(minutes=11))[0] == "ok", "vacuumed: the dead rows are gone"
 
 
 def test_doctor_exits_0_when_all_is_well(dsn: str) -> None:
