@@ -349,11 +349,12 @@ class Database:
         live worker serves, or that nothing ticks), ``cleanup`` (what
         holds back the cleanup of dead rows: a replication slot a standby
         left, or a transaction, or from schema 0.34.0 a connected
-        standby's oldest snapshot, older than ``old_transaction``) and
-        ``schedules`` (periodic schedules whose last run failed). Durations
-        in seconds or timedeltas; None takes the function's default (1 and
-        5 minutes). None when the schema has no health check (before
-        0.14.0)."""
+        standby's oldest snapshot, older than ``old_transaction``),
+        ``schedules`` (periodic schedules whose last run failed) and, from
+        schema 0.36.0, ``vacuum`` (tables of pgtq with dead rows that no
+        vacuum reaches). Durations in seconds or timedeltas; None takes the
+        function's default (1 and 5 minutes). None when the schema has no
+        health check (before 0.14.0)."""
         late_interval = as_interval(late, "late")
         old_interval = as_interval(old_transaction, "old_transaction")
         with self._session() as conn:

@@ -333,7 +333,7 @@ class Metric:
 @dataclass(frozen=True)
 class HealthCheck:
     """One row of ``pgtq.health()``: a check (``queues``, ``cleanup``,
-    ``schedules``), its status (``ok``, ``warning``, ``unknown``: it could
+    ``schedules``, from schema 0.36.0 ``vacuum``), its status (``ok``, ``warning``, ``unknown``: it could
     not see enough to tell) and what it found, in a sentence."""
 
     name: str
