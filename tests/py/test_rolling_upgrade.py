@@ -75,6 +75,7 @@ PREVIOUS_RELEASES = {
     "0.35.0": "dcb36346112f885cd284dd2bfd6c5af21fc0ebf6",
     "0.36.0": "c14722aa4e04f7ce907ec621ed38129b08463876",
     "0.37.0": "bf5601faa51b670516ac58e5e01d78f8c22088f4",
+    "0.38.0": "c47fe21ea1eaf70326bc365a0dce4d590463e55f",
 }
 PREVIOUS = known_versions()[-2]
 CURRENT = schema_version()
