@@ -21,12 +21,16 @@ CREATE FUNCTION pg_temp.slots(queue text) RETURNS integer[] LANGUAGE sql AS $$
     SELECT coalesce(array_agg(j.slot ORDER BY j.slot), '{}') FROM pgtq._job AS j
     WHERE j.queue = $1 AND j.state = 'running'
 $$;
--- The slot locks (second key 1 and up) and the settings lock (0) of a queue this session holds, in order.
+-- The slot locks (second key 1 and up), the settings lock (0) and the claims lock (-1, 0.39.0)
+-- of a queue this session holds, in order.
 CREATE FUNCTION pg_temp.held_locks(queue text) RETURNS text[] LANGUAGE sql AS $$
-    SELECT coalesce(array_agg(l.objid || ' ' || l.mode ORDER BY l.objid, l.mode), '{}')
-    FROM pg_locks AS l
-    WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.objsubid = 2
-      AND l.classid = hashtext('pgtq slots of ' || $1)::oid
+    SELECT coalesce(array_agg(k.second_key || ' ' || k.mode ORDER BY k.second_key, k.mode), '{}')
+    FROM (SELECT (l.objid::bigint - CASE WHEN l.objid::bigint > 2147483647 THEN 4294967296 ELSE 0 END)
+                     AS second_key,
+                 l.mode
+          FROM pg_locks AS l
+          WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.objsubid = 2
+            AND l.classid = hashtext('pgtq slots of ' || $1)::oid) AS k
 $$;
 
 SELECT pgtq.push('s', 't' || i, as_of => '2030-01-01 00:00+00') FROM generate_series(1, 12) AS i;
@@ -35,9 +39,10 @@ SELECT pgtq.configure_queue('s', max_running => 4, as_of => '2030-01-01 00:00+00
 SELECT is(pg_temp.take('s', 3, '2030-01-01 00:00+00'), 3, 'a pop of a max_running queue claims');
 SELECT is(pg_temp.slots('s'), ARRAY[1, 2, 3], 'and each claimed job holds its own slot, from the lowest free');
 SELECT is(pg_temp.held_locks('s'),
-    ARRAY['0 ExclusiveLock', '0 ShareLock', '1 ExclusiveLock', '2 ExclusiveLock', '3 ExclusiveLock'],
-    'until the transaction ends, configure_queue holds the settings'' lock, and the pop holds it shared '
-    'and holds its slots'' locks');
+    ARRAY['-1 ExclusiveLock', '-1 ShareLock', '0 ExclusiveLock', '0 ShareLock', '1 ExclusiveLock',
+          '2 ExclusiveLock', '3 ExclusiveLock'],
+    'until the transaction ends, configure_queue holds the claims'' and the settings'' locks, and the pop '
+    'holds both shared and holds its slots'' locks');
 SELECT is(pg_temp.take('s', 5, '2030-01-01 00:00:01+00'), 1, 'the next pop takes the one slot left');
 SELECT is(pg_temp.slots('s'), ARRAY[1, 2, 3, 4], 'slot 4');
 SELECT is(pg_temp.take('s', 5, '2030-01-01 00:00:01+00'), 0, 'a full queue hands out nothing');
@@ -66,10 +71,12 @@ SELECT is(pg_temp.take('s', 5, '2030-01-01 00:00:41+00'), 0,
     'two still run (slots 3 and 4, over the limit of 2): no room');
 
 -- Jobs that run without a slot (claimed before 0.9.0): the pop counts under the row lock, and gives its claims slots.
+-- (As the upgrade to 0.39.0 leaves them: no claim number, and the queue not marked slotted.)
 SELECT pgtq.push('u', 'u' || i, as_of => '2030-01-01 00:00+00') FROM generate_series(1, 6) AS i;
 SELECT pgtq.configure_queue('u', max_running => 3, as_of => '2030-01-01 00:00+00');
 SELECT pg_temp.take('u', 1, '2030-01-01 00:00+00');
-UPDATE pgtq._job SET slot = NULL WHERE queue = 'u' AND state = 'running';
+UPDATE pgtq._job SET slot = NULL, slot_claim = NULL WHERE queue = 'u' AND state = 'running';
+UPDATE pgtq._queue SET slotted = false WHERE queue = 'u';
 SELECT is(pg_temp.take('u', 5, '2030-01-01 00:00:01+00'), 2, 'a job without a slot counts: 2 of 3 slots left');
 SELECT isnt((SELECT f.xmax::text FROM pgtq._queue AS f WHERE f.queue = 'u'), '0',
     'and the pop counted under the queue''s row lock');
