@@ -122,6 +122,10 @@ bench-tick-cost: system-deps $(BENCH_VENV)/.installed ## what a tick costs besid
 bench-rate-cost: system-deps $(BENCH_VENV)/.installed ## what a pop of a rate-limited queue costs beside a held snapshot (a few minutes)
 	$(BENCH_VENV)/bin/python -m bench.rate_cost $(BENCH_ARGS)
 
+.PHONY: bench-held-limit
+bench-held-limit: system-deps $(BENCH_VENV)/.installed ## real workers on a max_running queue while a snapshot is held open, against no limit (three minutes)
+	$(BENCH_VENV)/bin/python -m bench.held_limit $(BENCH_ARGS)
+
 .PHONY: bench-metrics-cost
 bench-metrics-cost: system-deps $(BENCH_VENV)/.installed ## what metrics(), health() and pgtq.queues cost by live jobs (a minute)
 	$(BENCH_VENV)/bin/python -m bench.metrics_cost $(BENCH_ARGS)

@@ -1702,8 +1702,12 @@ $$;
 -- 8,000 jobs/s, and the queue's drain fell to a fifth. A slot whose token
 -- another pop holds is left to it; when every free slot is, the pop waits
 -- for the first one's token (so a claim that is rolled back does not
--- leave it refused) and probes that slot again. A pop that had to drop
--- slots that claims filled meanwhile looks again, three looks in all.
+-- leave it refused) and probes that slot again: a look reads the free
+-- slots a few more at a time than it still wants, and goes on past those
+-- whose tokens other pops hold, so pops that run at once take different
+-- slots, never waiting for each other while a slot is free. A pop that
+-- had to drop slots that claims filled meanwhile looks again, three looks
+-- in all.
 CREATE FUNCTION pgtq._take_free_slots(queue text, wanted integer, capacity integer, as_of timestamptz)
 RETURNS integer[]
 LANGUAGE plpgsql
@@ -1711,7 +1715,10 @@ SET search_path = pg_catalog, pgtq, pg_temp
 AS $$
 DECLARE
     space        integer := pgtq._slot_space(_take_free_slots.queue);
+    after        integer;            -- a look goes on from the slot after this one
     free         integer[];          -- the slots a look found free, ascending
+    chunk        integer;            -- how many free slots a look reads at most
+    found        integer;            -- how many it read
     lapsed_slots integer[];          -- of those, the slots of running jobs whose lease ran out
     lapsed_ids   bigint[];           -- and those jobs
     written_off  integer[];          -- the slots of the lapsed jobs written off
@@ -1723,50 +1730,60 @@ DECLARE
 BEGIN
     LOOP
         looks := looks + 1;
-        SELECT coalesce(array_agg(p.slot ORDER BY p.slot), '{}'),
-               coalesce(array_agg(p.slot) FILTER (WHERE p.lapsed), '{}'),
-               coalesce(array_agg(p.id) FILTER (WHERE p.lapsed), '{}')
-        INTO free, lapsed_slots, lapsed_ids
-        FROM (SELECT c.slot, h.id, h.state = 'running' AS lapsed
-              FROM generate_series(1, _take_free_slots.capacity) AS c (slot)
-              LEFT JOIN LATERAL (SELECT j.id, j.state, j.lease_expires_at
-                                 FROM pgtq._job AS j
-                                 WHERE j.queue = _take_free_slots.queue AND j.slot = c.slot
-                                   AND j.slot_claim IS NOT NULL
-                                 ORDER BY j.slot_claim DESC
-                                 LIMIT 1) AS h ON true
-              WHERE c.slot <> ALL (taken)
-                AND (h.state IS DISTINCT FROM 'running' OR h.lease_expires_at <= _take_free_slots.as_of)
-              LIMIT _take_free_slots.wanted - cardinality(taken)) AS p;
-        IF cardinality(lapsed_ids) > 0 THEN
-            -- Judged on their newest versions (a heartbeat may have
-            -- extended a lease since the look); never waits.
-            WITH lapsed AS (
-                SELECT r.id, r.slot
-                FROM pgtq._job AS r
-                WHERE r.id = ANY (lapsed_ids) AND r.state = 'running' AND r.slot >= 1
-                  AND r.lease_expires_at <= _take_free_slots.as_of
-                FOR UPDATE SKIP LOCKED
-            ), written AS (
-                UPDATE pgtq._job AS j
-                SET slot = 0
-                FROM lapsed
-                WHERE j.id = lapsed.id
-                RETURNING lapsed.slot
-            )
-            SELECT coalesce(array_agg(w.slot), '{}') INTO written_off FROM written AS w;
-            free := ARRAY(SELECT f.slot FROM unnest(free) AS f (slot)
-                          WHERE f.slot <> ALL (lapsed_slots) OR f.slot = ANY (written_off)
-                          ORDER BY f.slot);
-        END IF;
+        after := 0;
         fresh := '{}';
         busy := NULL;
-        FOR i IN 1 .. cardinality(free) LOOP
-            IF pg_try_advisory_xact_lock(space, free[i]) THEN
-                fresh := fresh || free[i];
-            ELSIF busy IS NULL THEN
-                busy := free[i];
+        -- The free slots from 1 up, a few more at a time than are wanted,
+        -- so that those whose tokens other pops hold are passed over.
+        LOOP
+            chunk := _take_free_slots.wanted - cardinality(taken) - cardinality(fresh) + 8;
+            SELECT coalesce(array_agg(p.slot ORDER BY p.slot), '{}'),
+                   count(*),
+                   max(p.slot),
+                   coalesce(array_agg(p.slot) FILTER (WHERE p.lapsed), '{}'),
+                   coalesce(array_agg(p.id) FILTER (WHERE p.lapsed), '{}')
+            INTO free, found, after, lapsed_slots, lapsed_ids
+            FROM (SELECT c.slot, h.id, h.state = 'running' AS lapsed
+                  FROM generate_series(after + 1, _take_free_slots.capacity) AS c (slot)
+                  LEFT JOIN LATERAL (SELECT j.id, j.state, j.lease_expires_at
+                                     FROM pgtq._job AS j
+                                     WHERE j.queue = _take_free_slots.queue AND j.slot = c.slot
+                                       AND j.slot_claim IS NOT NULL
+                                     ORDER BY j.slot_claim DESC
+                                     LIMIT 1) AS h ON true
+                  WHERE c.slot <> ALL (taken)
+                    AND (h.state IS DISTINCT FROM 'running' OR h.lease_expires_at <= _take_free_slots.as_of)
+                  LIMIT chunk) AS p;
+            IF cardinality(lapsed_ids) > 0 THEN
+                -- Judged on their newest versions (a heartbeat may have
+                -- extended a lease since the look); never waits.
+                WITH lapsed AS (
+                    SELECT r.id, r.slot
+                    FROM pgtq._job AS r
+                    WHERE r.id = ANY (lapsed_ids) AND r.state = 'running' AND r.slot >= 1
+                      AND r.lease_expires_at <= _take_free_slots.as_of
+                    FOR UPDATE SKIP LOCKED
+                ), written AS (
+                    UPDATE pgtq._job AS j
+                    SET slot = 0
+                    FROM lapsed
+                    WHERE j.id = lapsed.id
+                    RETURNING lapsed.slot
+                )
+                SELECT coalesce(array_agg(w.slot), '{}') INTO written_off FROM written AS w;
+                free := ARRAY(SELECT f.slot FROM unnest(free) AS f (slot)
+                              WHERE f.slot <> ALL (lapsed_slots) OR f.slot = ANY (written_off)
+                              ORDER BY f.slot);
             END IF;
+            FOR i IN 1 .. cardinality(free) LOOP
+                EXIT WHEN cardinality(taken) + cardinality(fresh) >= _take_free_slots.wanted;
+                IF pg_try_advisory_xact_lock(space, free[i]) THEN
+                    fresh := fresh || free[i];
+                ELSIF busy IS NULL THEN
+                    busy := free[i];
+                END IF;
+            END LOOP;
+            EXIT WHEN cardinality(taken) + cardinality(fresh) >= _take_free_slots.wanted OR found < chunk;
         END LOOP;
         IF cardinality(fresh) = 0 THEN
             IF busy IS NULL OR cardinality(taken) > 0 THEN

@@ -145,3 +145,20 @@ def test_the_claims_of_a_slot_are_numbered_in_order_across_sessions(
     assert len(claims) == 20
     assert claims == sorted(claims) and len(set(claims)) == 20
     assert scalar(db, "SELECT count(*) FROM pgtq._job WHERE queue = 'order' AND slot = 1") == 20
+
+
+def test_pops_at_once_take_different_slots_without_waiting(db: psycopg.Connection[Any], dsn: str) -> None:
+    """A pop whose lowest free slot another open pop holds passes over it
+    and takes the next free one; it does not wait for that pop's commit."""
+    db.execute("SELECT pgtq.configure_queue('side', max_running => 3)")
+    db.execute("SELECT count(*) FROM pgtq.push_many('side', 't', array_fill('[]'::jsonb, ARRAY[6]))")
+    assert scalar(db, "SELECT count(*) FROM pgtq.pop('side', 'w', 1)") == 1  # marks the queue slotted
+    with psycopg.connect(dsn) as first, psycopg.connect(dsn) as second:
+        assert scalar(first, "SELECT count(*) FROM pgtq.pop('side', 'w', 1)") == 1  # open: holds slot 2
+        second.execute("SET statement_timeout = '10s'")
+        assert scalar(second, "SELECT count(*) FROM pgtq.pop('side', 'w', 1)") == 1, "slot 3, at once"
+        first.commit()
+        second.commit()
+    slots = [row[0] for row in db.execute("SELECT slot FROM pgtq._job WHERE state = 'running' ORDER BY slot")]
+    assert slots == [1, 2, 3]
+    assert scalar(db, "SELECT count(*) FROM pgtq.pop('side', 'w', 1)") == 0, "and the queue is full"
