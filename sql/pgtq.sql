@@ -1716,9 +1716,11 @@ AS $$
 DECLARE
     space        integer := pgtq._slot_space(_take_free_slots.queue);
     after        integer;            -- a look goes on from the slot after this one
+    upto         integer;            -- and reads the slots up to this one, a window at a time
     free         integer[];          -- the slots a look found free, ascending
     chunk        integer;            -- how many free slots a look reads at most
     found        integer;            -- how many it read
+    last         integer;            -- the last of them
     lapsed_slots integer[];          -- of those, the slots of running jobs whose lease ran out
     lapsed_ids   bigint[];           -- and those jobs
     written_off  integer[];          -- the slots of the lapsed jobs written off
@@ -1734,17 +1736,20 @@ BEGIN
         fresh := '{}';
         busy := NULL;
         -- The free slots from 1 up, a few more at a time than are wanted,
-        -- so that those whose tokens other pops hold are passed over.
+        -- so that those whose tokens other pops hold are passed over; in
+        -- windows of the slot numbers, as generate_series makes all its
+        -- rows first (100,000 of them took 8 ms).
         LOOP
             chunk := _take_free_slots.wanted - cardinality(taken) - cardinality(fresh) + 8;
+            upto := least(_take_free_slots.capacity, after + greatest(4 * chunk, 64));
             SELECT coalesce(array_agg(p.slot ORDER BY p.slot), '{}'),
                    count(*),
                    max(p.slot),
                    coalesce(array_agg(p.slot) FILTER (WHERE p.lapsed), '{}'),
                    coalesce(array_agg(p.id) FILTER (WHERE p.lapsed), '{}')
-            INTO free, found, after, lapsed_slots, lapsed_ids
+            INTO free, found, last, lapsed_slots, lapsed_ids
             FROM (SELECT c.slot, h.id, h.state = 'running' AS lapsed
-                  FROM generate_series(after + 1, _take_free_slots.capacity) AS c (slot)
+                  FROM generate_series(after + 1, upto) AS c (slot)
                   LEFT JOIN LATERAL (SELECT j.id, j.state, j.lease_expires_at
                                      FROM pgtq._job AS j
                                      WHERE j.queue = _take_free_slots.queue AND j.slot = c.slot
@@ -1783,7 +1788,9 @@ BEGIN
                     busy := free[i];
                 END IF;
             END LOOP;
-            EXIT WHEN cardinality(taken) + cardinality(fresh) >= _take_free_slots.wanted OR found < chunk;
+            after := CASE WHEN found = chunk THEN last ELSE upto END;
+            EXIT WHEN cardinality(taken) + cardinality(fresh) >= _take_free_slots.wanted
+                      OR after >= _take_free_slots.capacity;
         END LOOP;
         IF cardinality(fresh) = 0 THEN
             IF busy IS NULL OR cardinality(taken) > 0 THEN

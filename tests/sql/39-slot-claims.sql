@@ -9,7 +9,7 @@
 -- lock shared. (Beside a held snapshot, in two sessions:
 -- tests/py/test_slot_claims.py.)
 BEGIN;
-SELECT plan(28);
+SELECT plan(32);
 SET LOCAL TIME ZONE 'UTC';
 
 \ir helpers/reads.psql
@@ -100,6 +100,17 @@ SELECT is(pg_temp.slotted('s'), false, 'and the queue is not marked slotted');
 SELECT pg_temp.end_all('s', '2030-01-01 00:00:45+00');
 SELECT is(pg_temp.take('s', 5, '2030-01-01 00:00:45+00'), 2, 'once they ended, a pop takes both slots');
 SELECT is(pg_temp.slotted('s'), true, 'and marks it slotted');
+
+-- A wide limit: the slots are probed a window at a time, past the filled ones.
+SELECT count(*) FROM pgtq.push_many('wide', 't', array_fill('[]'::jsonb, ARRAY[200]), as_of => '2030-01-01 00:00+00');
+SELECT pgtq.configure_queue('wide', max_running => 100000);
+SELECT is(pg_temp.take('wide', 150, '2030-01-01 00:00+00'), 150, 'a queue of 100,000 slots: 150 jobs take slots');
+SELECT is(pgtq.complete(j.id, j.lease, NULL, '2030-01-01 00:00:01+00'), true, 'the job in slot 100 ends')
+FROM pgtq._job AS j WHERE j.queue = 'wide' AND j.state = 'running' AND j.slot = 100;
+SELECT is(pg_temp.take('wide', 3, '2030-01-01 00:00:01+00'), 3, 'a pop of 3 claims');
+SELECT is((SELECT array_agg(j.slot ORDER BY j.slot) FROM pgtq._job AS j
+           WHERE j.queue = 'wide' AND j.state = 'running' AND j.started_at = '2030-01-01 00:00:01+00'),
+          ARRAY[100, 151, 152], 'into the lowest free slots: 100, then 151 and 152');
 
 -- A job running since before 0.39.0 (a slot, no claim number) keeps the queue counted until it ends.
 UPDATE pgtq._job SET slot_claim = NULL WHERE queue = 's' AND state = 'running' AND slot = 1;
