@@ -4,16 +4,17 @@
 -- 0.39.0, to the letter (a test compares the catalogs); the privileges
 -- come last.
 --
--- A pop of a max_running queue finds its free slots by probing them, not
--- by counting the queue's running jobs: each claim of a slot gets a number
--- (_job.slot_claim, from _slot_claim_seq) and job_slot_holder_idx gives a
--- slot's newest claim in one probe (_take_free_slots). Beside a held
--- snapshot, job_running_idx keeps the entries of every job that ended
--- within its lease, and each pop of such a queue stepped over all of them.
--- A queue takes the new path once a pop finds each of its running jobs in
--- a slot of its own, claimed by 0.39.0 (_queue.slotted; configure_queue
--- clears it): the jobs running at the upgrade are counted as before until
--- they end. Every pop now holds its queue's claims lock shared, and the
+-- Beside a held snapshot, job_running_idx keeps the entries of every job
+-- that ended within its lease, and each pop of a max_running queue, which
+-- counts the queue's running jobs, stepped over all of them. Each claim of
+-- a slot now gets a number (_job.slot_claim, from _slot_claim_seq) and
+-- job_slot_holder_idx gives a slot's newest claim in one probe
+-- (_take_free_slots): when a pop's count reads far more entries than the
+-- queue can have running jobs, its pops probe the slots for a minute
+-- (_queue.probe_until). A queue can be probed once a pop finds each of
+-- its running jobs in a slot of its own, claimed by 0.39.0
+-- (_queue.slotted; configure_queue clears it): the jobs running at the
+-- upgrade are counted as before until they end. Every pop now holds its queue's claims lock shared, and the
 -- hand-offs try to, so configure_queue waits for the claims that read
 -- the old limits.
 
@@ -29,6 +30,7 @@ ALTER SEQUENCE pgtq._slot_claim_seq OWNED BY pgtq._job.slot_claim;
 CREATE INDEX job_slot_holder_idx ON pgtq._job (queue, slot, slot_claim DESC)
     WHERE slot_claim IS NOT NULL;
 ALTER TABLE pgtq._queue ADD COLUMN slotted boolean NOT NULL DEFAULT false;
+ALTER TABLE pgtq._queue ADD COLUMN probe_until timestamptz;
 
 -- pg_dump keeps the claim numbers' sequence with the jobs (as in a fresh
 -- install; only inside ALTER EXTENSION).
@@ -187,19 +189,19 @@ $$;
 -- (slotted). Each look probes the slots from 1 up, one probe of
 -- job_slot_holder_idx each (the first version of the slot's newest claim
 -- that the statement sees), until it has found enough free ones: it costs
--- the slots filled below them, never the jobs that ran and ended. Until
--- 0.38.0 every pop of such a queue counted its running jobs from
--- job_running_idx (_filled_slots), which beside a held snapshot keeps the
--- entries of each job that ended within its lease: a pop took 5.9 ms at
--- 8,000 jobs/s, and the queue's drain fell to a fifth. A slot whose token
--- another pop holds is left to it; when every free slot is, the pop waits
--- for the first one's token (so a claim that is rolled back does not
--- leave it refused) and probes that slot again: a look reads the free
--- slots a few more at a time than it still wants, and goes on past those
--- whose tokens other pops hold, so pops that run at once take different
--- slots, never waiting for each other while a slot is free. A pop that
--- had to drop slots that claims filled meanwhile looks again, three looks
--- in all.
+-- the slots filled below them, never the jobs that ran and ended. A pop
+-- that counts the queue's running jobs instead (_filled_slots) reads,
+-- beside a held snapshot, the entries of each job that ended within its
+-- lease (5.9 ms a pop at 8,000 jobs/s: the queue's drain fell to a fifth
+-- until 0.38.0); _take_slots probes when its count costs that. A slot
+-- whose token another pop holds is left to it; when every free slot is,
+-- the pop waits for the first one's token (so a claim that is rolled back
+-- does not leave it refused) and probes that slot again: a look reads the
+-- free slots a few more at a time than it still wants, and goes on past
+-- those whose tokens other pops hold, so pops that run at once take
+-- different slots, never waiting for each other while a slot is free. A
+-- pop that had to drop slots that claims filled meanwhile looks again,
+-- three looks in all.
 CREATE FUNCTION pgtq._take_free_slots(queue text, wanted integer, capacity integer, as_of timestamptz)
 RETURNS integer[]
 LANGUAGE plpgsql
@@ -345,20 +347,27 @@ $$;
 -- COMMITTED (pop checks it). At most 256 slots per call bound the locks
 -- one pop holds.
 --
--- (0.39.0) When the queue is slotted (every running job that counts holds
--- a slot of its own, numbered by its claim), the slots are found by
--- probing them (_take_free_slots), not by reading every running job: the
--- reading above is left for the queue just configured (its running jobs
--- may hold no slot, or one above a lowered max_running) and for running
--- jobs claimed before 0.39.0 (no slot_claim). A pop on that path that
--- finds every counted job in a distinct slot of 1..max_running with a
--- slot_claim (from its rescue floor, as it counts: below it no job whose
--- lease ran out can come back) marks the queue slotted (never waiting for
--- the row: a pop that holds it marks nothing). No claim without a slot
--- can come after:
--- every claim of a queue holds its claims lock shared (pop, and the
--- hand-offs, which claim only for a queue with no row), and
--- configure_queue, which clears the mark, waits for them (_lock_settings).
+-- (0.39.0) Beside a snapshot held open, the count above reads the entries
+-- of every job of the queue that ended within its lease. When a count
+-- reads more than 4 x max_running + 256 entries of job_running_idx (as
+-- this transaction's statistics tell; with track_counts off, never), the
+-- queue's pops find free slots by probing them instead, for a minute
+-- (_queue.probe_until; a pop after it counts again, and so looks whether
+-- the snapshot is still held): _take_free_slots, which reads a few
+-- entries a slot and nothing of the jobs that ended, but costs more than
+-- a count that has no such entries to read (a probe a slot, filled ones
+-- too). Only a slotted queue is probed: every running job that counts
+-- holds a slot of its own, numbered by its claim (slot_claim). A pop that
+-- counts and finds every counted job in a distinct slot of 1..max_running
+-- with a slot_claim (from its rescue floor, as it counts: below it no job
+-- whose lease ran out can come back) marks the queue slotted; until then
+-- (after configure_queue: its running jobs may hold no slot, or one above
+-- a lowered max_running; or jobs claimed before 0.39.0 run) it is only
+-- counted. Neither mark waits for the row: a pop that holds it marks
+-- nothing. No claim without a slot can come after the mark: every claim
+-- of a queue holds its claims lock shared (pop, and the hand-offs, which
+-- claim only for a queue with no row), and configure_queue, which clears
+-- it, waits for them (_lock_settings).
 CREATE OR REPLACE FUNCTION pgtq._take_slots(queue text, n integer, as_of timestamptz)
 RETURNS integer[]
 LANGUAGE plpgsql
@@ -375,25 +384,32 @@ DECLARE
     next_filled integer;            -- the position in filled of the next filled slot
     looks       integer := 0;
     slotted     boolean;            -- every counted running job holds a slot of its own (_take_free_slots)
+    probe_until timestamptz;        -- until then, probe the slots
     unclaimed   bigint;             -- running jobs with no claim number (_filled_slots)
+    read_before bigint;             -- job_running_idx's entries this transaction read before the count
+    costly      boolean;            -- the count read far more entries than the queue can have running jobs
 BEGIN
     PERFORM pg_advisory_xact_lock_shared(space, 0);
-    SELECT f.max_running, f.slotted INTO capacity, slotted
+    SELECT f.max_running, f.slotted, f.probe_until INTO capacity, slotted, probe_until
     FROM pgtq._queue AS f
     WHERE f.queue = _take_slots.queue AND f.paused_at IS NULL AND f.rate_limit IS NULL;
     IF capacity IS NULL THEN
         RETURN NULL;
     END IF;
-    IF slotted THEN
+    IF slotted AND probe_until > statement_timestamp() THEN
         RETURN pgtq._take_free_slots(_take_slots.queue, least(_take_slots.n, 256), capacity, _take_slots.as_of);
     END IF;
+    read_before := pg_stat_get_xact_tuples_returned('pgtq.job_running_idx'::regclass);
     SELECT s.filled, s.live, s.unclaimed INTO filled, live, unclaimed
     FROM pgtq._filled_slots(_take_slots.queue, capacity, _take_slots.as_of) AS s;
-    IF live = cardinality(filled) AND unclaimed = 0 THEN
+    costly := pg_stat_get_xact_tuples_returned('pgtq.job_running_idx'::regclass) - read_before
+              > 4 * capacity + 256;
+    IF (NOT slotted AND live = cardinality(filled) AND unclaimed = 0) OR (slotted AND costly) THEN
         UPDATE pgtq._queue AS f
-        SET slotted = true
+        SET slotted = true,
+            probe_until = CASE WHEN costly THEN statement_timestamp() + interval '1 minute' ELSE f.probe_until END
         WHERE f.queue = (SELECT g.queue FROM pgtq._queue AS g
-                         WHERE g.queue = _take_slots.queue AND NOT g.slotted
+                         WHERE g.queue = _take_slots.queue
                          FOR UPDATE SKIP LOCKED);
     END IF;
     IF live >= capacity THEN

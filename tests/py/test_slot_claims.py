@@ -2,11 +2,12 @@
 tests/sql/39-slot-claims.sql).
 
 * Beside a snapshot held open, a pop of a ``max_running`` queue whose
-  running jobs all hold a slot of their own finds its free slots by
-  probing the slots: it reads a few entries of ``job_slot_holder_idx`` a
-  slot, and none of ``job_running_idx``, however many jobs ended since the
-  snapshot was taken (until 0.38.0 it counted the queue's running jobs and
-  stepped over the entries of each job that ended within its lease).
+  count of its running jobs read the entries of the jobs that ended (each
+  one that ended within its lease) turns the queue's pops to probing the
+  slots for a minute: a pop then reads a few entries of
+  ``job_slot_holder_idx`` a slot, and none of ``job_running_idx``, however
+  many jobs ended since the snapshot was taken (until 0.38.0 every pop
+  counted, and stepped over all of them).
 * Every pop holds its queue's claims lock shared, so ``configure_queue``
   waits for a pop of a queue with no limit that is still open, and no
   claim made under the old settings commits after it (``pause`` does not
@@ -80,6 +81,8 @@ def test_beside_a_held_snapshot_a_pop_of_a_slotted_queue_reads_only_its_slots(
         """
     )
     assert scalar(db, "SELECT slotted FROM pgtq._queue WHERE queue = %s", (QUEUE,)) is True
+    # A count that read the ended jobs' entries turned the pops to probing.
+    assert scalar(db, "SELECT probe_until > now() FROM pgtq._queue WHERE queue = %s", (QUEUE,)) is True
     assert scalar(db, "SELECT count(*) FROM pgtq.jobs WHERE queue = %s AND state = 'done'", (QUEUE,)) == (
         SLOTS * CYCLES
     )

@@ -9,7 +9,7 @@
 -- lock shared. (Beside a held snapshot, in two sessions:
 -- tests/py/test_slot_claims.py.)
 BEGIN;
-SELECT plan(32);
+SELECT plan(36);
 SET LOCAL TIME ZONE 'UTC';
 
 \ir helpers/reads.psql
@@ -54,13 +54,28 @@ SELECT ok((SELECT max(j.slot_claim) FILTER (WHERE j.state = 'running')
 SELECT is(pg_temp.take('s', 5, '2030-01-01 00:00:01+00'), 2, 'a pop takes the two slots left');
 SELECT is(pg_temp.take('s', 5, '2030-01-01 00:00:01+00'), 0, 'and a full queue hands out nothing');
 
--- 300 jobs run and end through its 4 slots: a pop probes the slots, and
--- reads neither job_running_idx nor the entries of the jobs that ended.
+-- A pop counts the running jobs while that reads few entries.
+SELECT pg_temp.end_all('s', '2030-01-01 00:00:02+00');
+SELECT cmp_ok(pg_temp.index_reads('pgtq.job_running_idx', $$SELECT pg_temp.take('s', 4, '2030-01-01 00:00:02+00')$$),
+              '>', 0::bigint, 'a pop of a slotted queue counts its running jobs');
+SELECT is((SELECT probe_until FROM pgtq._queue WHERE queue = 's'), NULL, 'and does not turn to probing');
+
+-- 300 jobs run and end through its 4 slots, and their entries stay (as a
+-- held snapshot keeps them: this transaction's own): the next count reads
+-- them all, and the queue's pops probe the slots for a minute, reading
+-- neither job_running_idx nor the entries of the jobs that ended.
 SELECT pg_temp.end_all('s', '2030-01-01 00:00:02+00');
 SELECT sum(pg_temp.take('s', 4, '2030-01-01 00:00:02+00') + pg_temp.end_all('s', '2030-01-01 00:00:02+00'))
 FROM generate_series(1, 75);
+UPDATE pgtq._queue SET probe_until = NULL WHERE queue = 's';
+SELECT cmp_ok(pg_temp.index_reads('pgtq.job_running_idx', $$SELECT pg_temp.take('s', 4, '2030-01-01 00:00:03+00')$$),
+              '>=', 600::bigint, 'a count then reads the entries of the jobs that ended');
+SELECT ok((SELECT probe_until BETWEEN now() + interval '59 seconds' AND clock_timestamp() + interval '1 minute'
+           FROM pgtq._queue WHERE queue = 's'),
+          'and turns the queue''s pops to probing for a minute');
+SELECT pg_temp.end_all('s', '2030-01-01 00:00:03+00');
 SELECT is(pg_temp.index_reads('pgtq.job_running_idx', $$SELECT pg_temp.take('s', 4, '2030-01-01 00:00:03+00')$$), 0::bigint,
-          'a pop of a slotted queue does not count its running jobs');
+          'a pop that probes does not count the running jobs');
 SELECT is(pg_temp.slots('s'), ARRAY[1, 2, 3, 4], 'and fills its free slots');
 SELECT pg_temp.end_all('s', '2030-01-01 00:00:04+00');
 SELECT cmp_ok(pg_temp.index_reads('pgtq.job_slot_holder_idx', $$SELECT pg_temp.take('s', 4, '2030-01-01 00:00:04+00')$$),
