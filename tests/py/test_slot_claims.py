@@ -8,6 +8,9 @@ tests/sql/39-slot-claims.sql).
   ``job_slot_holder_idx`` a slot, and none of ``job_running_idx``, however
   many jobs ended since the snapshot was taken (until 0.38.0 every pop
   counted, and stepped over all of them).
+* While a queue's claims are numbered, a slot's claims are numbered in
+  their order across sessions, and pops that probe at once take
+  different slots without waiting for each other.
 * Every pop holds its queue's claims lock shared, so ``configure_queue``
   waits for a pop of a queue with no limit that is still open, and no
   claim made under the old settings commits after it (``pause`` does not
@@ -109,8 +112,7 @@ def test_a_claim_made_under_the_old_settings_commits_before_the_limit_counts(
 ) -> None:
     """A pop of a queue with no limit, still open when configure_queue sets
     max_running => 1: configure_queue waits for it, so the next pop counts
-    its job (no slot) and claims nothing, and the queue is not marked
-    slotted while that job runs."""
+    its job (no slot) and claims nothing while it runs."""
     db.execute("SELECT count(*) FROM pgtq.push_many('late', 't', array_fill('[]'::jsonb, ARRAY[3]))")
     with psycopg.connect(dsn) as popper:
         lease = popper.execute("SELECT id, lease FROM pgtq.pop('late', 'w', 1, '1 hour')").fetchone()
@@ -125,16 +127,15 @@ def test_a_claim_made_under_the_old_settings_commits_before_the_limit_counts(
     assert configured == [True]
     pop = "SELECT count(*) FROM pgtq.pop('late', 'w', 5, '1 hour')"
     assert scalar(db, pop) == 0, "the job claimed before counts"
-    assert scalar(db, "SELECT slotted FROM pgtq._queue WHERE queue = 'late'") is False
     assert scalar(db, "SELECT pgtq.complete(%s, %s)", lease) is True
     assert scalar(db, pop) == 1, "once it ended, one more"
-    assert scalar(db, "SELECT slotted FROM pgtq._queue WHERE queue = 'late'") is True
 
 
 def test_the_claims_of_a_slot_are_numbered_in_order_across_sessions(
     db: psycopg.Connection[Any], dsn: str
 ) -> None:
     db.execute("SELECT pgtq.configure_queue('order', max_running => 1)")
+    db.execute("UPDATE pgtq._queue SET probe_until = 'infinity' WHERE queue = 'order'")  # claims numbered
     db.execute("SELECT count(*) FROM pgtq.push_many('order', 't', array_fill('[]'::jsonb, ARRAY[20]))")
     with psycopg.connect(dsn, autocommit=True) as other:
         for turn in range(20):
@@ -151,11 +152,14 @@ def test_the_claims_of_a_slot_are_numbered_in_order_across_sessions(
 
 
 def test_pops_at_once_take_different_slots_without_waiting(db: psycopg.Connection[Any], dsn: str) -> None:
-    """A pop whose lowest free slot another open pop holds passes over it
-    and takes the next free one; it does not wait for that pop's commit."""
+    """A pop that probes, whose lowest free slot another open pop holds,
+    passes over it and takes the next free one; it does not wait for that
+    pop's commit."""
     db.execute("SELECT pgtq.configure_queue('side', max_running => 3)")
     db.execute("SELECT count(*) FROM pgtq.push_many('side', 't', array_fill('[]'::jsonb, ARRAY[6]))")
-    assert scalar(db, "SELECT count(*) FROM pgtq.pop('side', 'w', 1)") == 1  # marks the queue slotted
+    db.execute("UPDATE pgtq._queue SET probe_until = 'infinity' WHERE queue = 'side'")  # claims numbered
+    assert scalar(db, "SELECT count(*) FROM pgtq.pop('side', 'w', 1)") == 1
+    db.execute("UPDATE pgtq._queue SET slotted = true WHERE queue = 'side'")  # all numbered: probe
     with psycopg.connect(dsn) as first, psycopg.connect(dsn) as second:
         assert scalar(first, "SELECT count(*) FROM pgtq.pop('side', 'w', 1)") == 1  # open: holds slot 2
         second.execute("SET statement_timeout = '10s'")
