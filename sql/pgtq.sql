@@ -4102,7 +4102,9 @@ $$;
 -- lock (0.5.0): when it finds none it returns at once, taking no lock and
 -- writing nothing, so a pop that finds the queue full never makes the pop
 -- that can claim wait for its commit (a slot freed after the look is
--- announced, and the waiting worker pops again).
+-- announced, and the waiting worker pops again). (0.39.0) Beside a
+-- snapshot held open, a pop of a max_running queue writes the queue's
+-- probing marks, a few times a minute at most (_take_slots).
 -- Hot path:
 --   * the plans are generic (0.5.0: plan_cache_mode = force_generic_plan).
 --     Until 0.4.0 the claim was planned anew at every call, because its
