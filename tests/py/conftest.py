@@ -265,6 +265,35 @@ def counted_in_rollback(
         conn.execute("ROLLBACK")
 
 
+def waiting_on_lock(db: psycopg.Connection[Any], call: str, lock: str = "advisory") -> bool:
+    """Whether one session waits for a lock of type ``lock`` (``advisory``;
+    ``transactionid``: a row another transaction writes) in a query that
+    contains ``call``."""
+    return (
+        scalar(
+            db,
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE wait_event_type = 'Lock' AND wait_event = %s AND query LIKE %s",
+            [lock, f"%{call}%"],
+        )
+        == 1
+    )
+
+
+def in_background(dsn: str, statement: str) -> tuple[threading.Thread, list[Any]]:
+    """Start ``statement`` on a connection of its own in a thread; its one
+    value lands in the returned list once it has run."""
+    values: list[Any] = []
+
+    def run() -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            values.append(scalar(conn, statement))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, values
+
+
 def index_entries_read(
     conn: psycopg.Connection[Any], index: str, statement: str, params: Any = None
 ) -> tuple[int, Any]:

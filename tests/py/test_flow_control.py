@@ -21,7 +21,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import Processes, heard_until_sentinel, scalar, wait_until
+from conftest import Processes, heard_until_sentinel, in_background, scalar, wait_until, waiting_on_lock
 
 import pgtq
 
@@ -196,35 +196,6 @@ def test_a_pop_after_a_pause_in_its_own_transaction_hands_out_nothing(
         popper.commit()
     [(job_id, lease)] = first
     assert scalar(db, "SELECT pgtq.complete(%s, %s)", [job_id, lease]) is True
-
-
-def waiting_on_lock(db: psycopg.Connection[Any], call: str, lock: str = "advisory") -> bool:
-    """Whether one session waits for a lock of type ``lock`` (``advisory``;
-    ``transactionid``: a row another transaction writes) in a query that
-    contains ``call``."""
-    return (
-        scalar(
-            db,
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE wait_event_type = 'Lock' AND wait_event = %s AND query LIKE %s",
-            [lock, f"%{call}%"],
-        )
-        == 1
-    )
-
-
-def in_background(dsn: str, statement: str) -> tuple[threading.Thread, list[Any]]:
-    """Start ``statement`` on a connection of its own in a thread; its one
-    value lands in the returned list once it has run."""
-    values: list[Any] = []
-
-    def run() -> None:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            values.append(scalar(conn, statement))
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, values
 
 
 def test_pops_of_a_max_running_queue_claim_side_by_side(dsn: str, db: psycopg.Connection[Any]) -> None:

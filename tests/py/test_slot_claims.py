@@ -19,44 +19,16 @@ tests/sql/39-slot-claims.sql).
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from conftest import index_entries_read, scalar, wait_until
+from conftest import in_background, index_entries_read, scalar, wait_until, waiting_on_lock
 
 QUEUE = "slotted"
 START = datetime(2030, 1, 1, tzinfo=UTC)
 SLOTS = 5
 CYCLES = 600
-
-
-def started(dsn: str, statement: str) -> tuple[threading.Thread, list[Any]]:
-    """``statement`` run in a thread of its own, on a connection of its
-    own (autocommit); its first column lands in the list once it returns."""
-    results: list[Any] = []
-
-    def run() -> None:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            results.append(scalar(conn, statement))
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, results
-
-
-def waiting_on_settings_lock(db: psycopg.Connection[Any], call: str) -> bool:
-    """Whether a session running ``call`` waits for an advisory lock."""
-    return (
-        scalar(
-            db,
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE wait_event_type = 'Lock' AND wait_event = 'advisory' AND query LIKE %s",
-            (f"%{call}%",),
-        )
-        == 1
-    )
 
 
 def test_beside_a_held_snapshot_a_pop_of_a_slotted_queue_reads_only_its_slots(
@@ -117,9 +89,9 @@ def test_a_claim_made_under_the_old_settings_commits_before_the_limit_counts(
     with psycopg.connect(dsn) as popper:
         lease = popper.execute("SELECT id, lease FROM pgtq.pop('late', 'w', 1, '1 hour')").fetchone()
         assert lease is not None
-        configurer, configured = started(dsn, "SELECT pgtq.configure_queue('late', max_running => 1)")
+        configurer, configured = in_background(dsn, "SELECT pgtq.configure_queue('late', max_running => 1)")
         try:
-            wait_until(lambda: waiting_on_settings_lock(db, "pgtq.configure_queue"), timeout=30)
+            wait_until(lambda: waiting_on_lock(db, "pgtq.configure_queue"), timeout=30)
             assert configured == [], "configure_queue waits while the pop's transaction is open"
             popper.commit()
         finally:

@@ -15,17 +15,7 @@ SELECT plan(35);
 SET LOCAL TIME ZONE 'UTC';
 
 \ir helpers/reads.psql
-CREATE TEMP TABLE c AS SELECT * FROM pgtq.pop('s') LIMIT 0;
--- Claim up to n jobs of a queue at `at` with a one-minute lease, keeping them in c.
-CREATE FUNCTION pg_temp.take(queue text, n integer, at timestamptz) RETURNS integer LANGUAGE sql AS $$
-    WITH got AS (INSERT INTO c SELECT * FROM pgtq.pop($1, 'w', $2, '1 minute', $3) RETURNING id)
-    SELECT count(*)::integer FROM got
-$$;
--- The slots of a queue's running jobs, in order.
-CREATE FUNCTION pg_temp.slots(queue text) RETURNS integer[] LANGUAGE sql AS $$
-    SELECT coalesce(array_agg(j.slot ORDER BY j.slot), '{}') FROM pgtq._job AS j
-    WHERE j.queue = $1 AND j.state = 'running'
-$$;
+\ir helpers/slots.psql
 -- The queue's probing marks: 'off', 'numbering' or 'probing'.
 CREATE FUNCTION pg_temp.marks(queue text) RETURNS text LANGUAGE sql AS $$
     SELECT CASE WHEN f.probe_until IS NULL THEN 'off' WHEN f.slotted THEN 'probing' ELSE 'numbering' END
