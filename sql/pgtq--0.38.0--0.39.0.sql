@@ -355,10 +355,11 @@ $$;
 --      the mark after this function, under the settings lock it holds);
 --   2. once a costly count finds every counted job in a distinct slot of
 --      1..max_running with a number (from its rescue floor, as it counts:
---      below it no job whose lease ran out can come back), and no other
---      pop of the queue runs (it takes the settings lock whole, never
---      waiting: a pop that read the queue unnumbered may still claim), it
---      marks the queue slotted, and until probe_until its pops probe the
+--      below it no job whose lease ran out can come back), and again after
+--      it took the settings lock whole (never waiting; then no other pop
+--      of the queue runs or starts, and a claim made unnumbered that
+--      committed after the first count is in the second), it marks the
+--      queue slotted, and until probe_until its pops probe the
 --      slots (_take_free_slots: a few entries a slot, nothing of the jobs
 --      that ended; more than a cheap count costs, a probe a slot, filled
 --      ones too).
@@ -417,7 +418,14 @@ BEGIN
         marks := 'probe';    -- another minute
     ELSIF costly AND live = cardinality(filled) AND unclaimed = 0 THEN
         IF pg_try_advisory_xact_lock(space, 0) THEN
-            marks := 'probe';  -- every counted job numbered, and no other pop of the queue runs
+            -- No other pop of the queue runs now, nor starts until this
+            -- one ends: counted again, a claim that committed after the
+            -- count above is in this one.
+            SELECT s.filled, s.live, s.unclaimed INTO filled, live, unclaimed
+            FROM pgtq._filled_slots(_take_slots.queue, capacity, _take_slots.as_of) AS s;
+            IF live = cardinality(filled) AND unclaimed = 0 THEN
+                marks := 'probe';  -- every counted job numbered
+            END IF;
         END IF;
     ELSIF NOT costly AND probe_until <= statement_timestamp() THEN
         IF pg_try_advisory_xact_lock(space, 0) THEN
